@@ -1,0 +1,142 @@
+/*
+ * poll — the netpoller: blocking-style fd operations for coroutines.
+ *
+ * Every fd is non-blocking and registered once with the backend (edge-
+ * triggered epoll, or one multishot io_uring POLL_ADD). A coroutine that meets
+ * EAGAIN parks on its pollDesc until the backend reports readiness; the
+ * scheduler calls the poller when its run queue is empty. This is Go's
+ * runtime/netpoll.go rebuilt for one scheduler per process.
+ *
+ * Per direction a pollDesc slot is empty, READY, a parked coroutine, or a
+ * watch callback. Readiness that arrives first leaves READY and the next wait
+ * returns at once (no lost wake-up); a second waiter is a bug and aborts with
+ * a message. Events carry a generation number so an event for an fd that was
+ * closed, or closed and reused, is dropped (no stale wake-up).
+ *
+ * All functions return a count or 0 on success and a negative errno on error.
+ */
+#ifndef FRAMEPROXY_POLL_H
+#define FRAMEPROXY_POLL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "sched/sched.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum poll_kind {
+	POLL_AUTO = 0,   /* io_uring when usable, else epoll (and say so) */
+	POLL_EPOLL = 1,
+	POLL_URING = 2,
+} poll_kind;
+
+typedef enum pd_dir {
+	PD_READ = 1,
+	PD_WRITE = 2,
+	PD_BOTH = 3,
+} pd_dir;
+
+typedef struct pd pd_t; /* pollDesc */
+
+typedef struct poll_stats {
+	uint64_t waits;          /* coroutines parked on a pollDesc */
+	uint64_t events;         /* readiness events taken from the backend */
+	uint64_t stale_events;   /* events dropped for closed or reused fds */
+	uint64_t submits;        /* io_uring submissions (0 for epoll) */
+	uint64_t syscalls;       /* syscalls made by the poller and fd ops */
+	uint64_t polls;          /* times the scheduler entered the poller */
+	uint64_t accept_pauses;  /* EMFILE/ENFILE backoffs */
+	uint64_t timeouts;       /* deadline expiries that woke a waiter */
+} poll_stats;
+
+/* Parse "epoll" / "uring" / "auto". -EINVAL otherwise. */
+int poll_kind_parse(const char *name, poll_kind *out);
+const char *poll_kind_name(poll_kind kind);
+
+/*
+ * Open the process's poller and plug it into the scheduler (sched_init first).
+ * POLL_URING where io_uring cannot be used fails with -ENOSYS/-EPERM/...
+ * and one line in `why` naming the reason; POLL_AUTO then falls back to epoll
+ * and leaves that line in `why` as a note (empty when nothing to say).
+ */
+int poll_open(poll_kind kind, char *why, size_t why_len);
+void poll_close(void);
+poll_kind poll_backend(void);     /* the backend actually in use */
+void poll_get_stats(poll_stats *out);
+
+/* --- pollDescs ---------------------------------------------------------- */
+
+/* Take ownership of `fd`: make it non-blocking and register it once. */
+int pd_open(int fd, pd_t **out);
+int pd_fd(const pd_t *pd);
+/*
+ * Wake every waiter with -EBADF (their wait fails; watches fire), deregister
+ * (io_uring: cancel the multishot poll), close the fd, recycle the pollDesc.
+ */
+int pd_close(pd_t *pd);
+/*
+ * Park until `dir` (PD_READ or PD_WRITE) is ready. 0 when ready, -ETIMEDOUT
+ * when that direction's deadline passed, -EBADF when the pollDesc is closing.
+ */
+int pd_wait(pd_t *pd, pd_dir dir);
+/* Absolute deadline (sched_now clock) for the directions in `dirs`; 0 = none.
+ * A deadline already past makes waits and I/O fail at once with -ETIMEDOUT. */
+void pd_set_deadline(pd_t *pd, pd_dir dirs, int64_t deadline_ns);
+
+/*
+ * Instead of parking a coroutine, have readiness of `dir` call `fn` once from
+ * scheduler context (it typically spawns a coroutine). Returns 1 without
+ * arming when the direction is already READY (the READY is consumed: retry
+ * the I/O now), 0 when armed, -EBUSY when a waiter or watch is already there.
+ * Closing the pollDesc fires the watch. An armed watch holds the scheduler
+ * alive (sched_hold).
+ */
+typedef void (*pd_watch_fn)(pd_t *pd, void *arg);
+int pd_watch(pd_t *pd, pd_dir dir, pd_watch_fn fn, void *arg);
+/* Disarm a watch that has not fired. 0, or -ENOENT when none is armed. */
+int pd_unwatch(pd_t *pd, pd_dir dir);
+
+/* --- blocking-style operations ----------------------------------------- */
+
+enum {
+	POLL_LISTEN_REUSEPORT = 1u << 0,
+	POLL_LISTEN_V6ONLY = 1u << 1,
+};
+
+/* socket + SO_REUSEADDR (+ SO_REUSEPORT) + bind + listen. */
+int poll_listen(const struct sockaddr *addr, socklen_t addr_len, int backlog,
+		unsigned flags, pd_t **out);
+/*
+ * Accept one connection (non-blocking, TCP_NODELAY on TCP). ECONNABORTED is
+ * retried; EMFILE/ENFILE backs off (bounded, counted) and retries until fds
+ * free up or the read deadline passes.
+ */
+int pd_accept(pd_t *listener, pd_t **out, struct sockaddr_storage *peer,
+	      socklen_t *peer_len);
+/* Non-blocking connect, parked until done. timeout_ns <= 0: no timeout. */
+int poll_connect(const struct sockaddr *addr, socklen_t addr_len,
+		 int64_t timeout_ns, pd_t **out);
+
+/* One read: parks until at least 1 byte or EOF. Returns n > 0, 0 on EOF. */
+ssize_t pd_read(pd_t *pd, void *buf, size_t len);
+/* Read exactly len bytes; returns len, a short count at EOF, or -errno. */
+ssize_t pd_read_full(pd_t *pd, void *buf, size_t len);
+/* read(2) once without parking: n, 0 on EOF, -EAGAIN, -errno. */
+ssize_t pd_try_read(pd_t *pd, void *buf, size_t len);
+ssize_t pd_write_full(pd_t *pd, const void *buf, size_t len);
+/* Write all of iov (modified in place as it goes); returns the total. */
+ssize_t pd_writev_full(pd_t *pd, struct iovec *iov, int iov_count);
+int pd_shutdown(pd_t *pd, int how);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
