@@ -1,0 +1,179 @@
+#include "tools/framebench_payload.h"
+
+#include <errno.h>
+#include <string.h>
+
+uint64_t fb_mix64(uint64_t x)
+{
+	/* splitmix64's finaliser: every input bit flips about half the output. */
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+uint64_t fb_stream_key(uint64_t seed, uint32_t conn, uint64_t seq)
+{
+	return fb_mix64(fb_mix64(seed ^ ((uint64_t)conn << 32)) ^ seq);
+}
+
+static void put_le64(uint8_t *dst, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		dst[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_be(uint8_t *dst, uint64_t v, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		dst[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+}
+
+static uint64_t get_be(const uint8_t *src, int bytes)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < bytes; i++)
+		v = v << 8 | src[i];
+	return v;
+}
+
+void fb_stream_fill(uint8_t *dst, size_t n, uint64_t key, uint64_t offset)
+{
+	/* A partial first block, then whole blocks, then a partial last one. */
+	while (n > 0 && (offset & 7)) {
+		uint64_t word = fb_mix64(key + (offset >> 3));
+		*dst++ = (uint8_t)(word >> (8 * (offset & 7)));
+		offset++;
+		n--;
+	}
+	while (n >= 8) {
+		put_le64(dst, fb_mix64(key + (offset >> 3)));
+		dst += 8;
+		offset += 8;
+		n -= 8;
+	}
+	if (n == 0)
+		return;
+	uint64_t word = fb_mix64(key + (offset >> 3));
+	for (size_t i = 0; i < n; i++)
+		dst[i] = (uint8_t)(word >> (8 * i));
+}
+
+static void header_fill(uint8_t *dst, size_t n, const fb_frame_id *id,
+			uint32_t offset)
+{
+	uint8_t header[FB_HEADER_SIZE];
+	put_be(header, id->conn, 4);
+	put_be(header + 4, id->seq, 8);
+	put_be(header + 12, id->len, 4);
+	memcpy(dst, header + offset, n);
+}
+
+void fb_payload_fill(uint8_t *dst, size_t n, const fb_frame_id *id,
+		     uint32_t offset)
+{
+	uint64_t key = fb_stream_key(id->seed, id->conn, id->seq);
+	if (id->len >= FB_HEADER_SIZE && offset < FB_HEADER_SIZE) {
+		size_t head = FB_HEADER_SIZE - offset;
+		if (head > n)
+			head = n;
+		header_fill(dst, head, id, offset);
+		dst += head;
+		n -= head;
+		offset += (uint32_t)head;
+	}
+	fb_stream_fill(dst, n, key, offset);
+}
+
+uint32_t fb_pick_size(uint64_t seed, uint32_t conn, uint64_t seq,
+		      uint32_t min, uint32_t max)
+{
+	if (max <= min)
+		return min;
+	uint64_t span = (uint64_t)max - min + 1;
+	/* A distinct salt so sizes do not correlate with payload bytes. */
+	uint64_t r = fb_mix64(fb_stream_key(seed, conn, seq) ^ 0x5349a3e1u);
+	return min + (uint32_t)(r % span);
+}
+
+void fbv_begin(fb_verifier *v, const fb_frame_id *id)
+{
+	v->id = *id;
+	v->offset = 0;
+	v->bad = false;
+	v->bad_offset = 0;
+}
+
+size_t fbv_feed(fb_verifier *v, const uint8_t *data, size_t n)
+{
+	size_t left = v->id.len - v->offset;
+	if (n > left)
+		n = left;
+	size_t done = 0;
+	while (done < n && !v->bad) {
+		uint8_t expect[512];
+		size_t chunk = n - done < sizeof(expect) ? n - done : sizeof(expect);
+		fb_payload_fill(expect, chunk, &v->id, v->offset + (uint32_t)done);
+		if (memcmp(expect, data + done, chunk) != 0) {
+			size_t i = 0;
+			while (expect[i] == data[done + i])
+				i++;
+			v->bad = true;
+			v->bad_offset = v->offset + (uint32_t)(done + i);
+		}
+		done += chunk;
+	}
+	v->offset += (uint32_t)n;
+	return n;
+}
+
+bool fbv_done(const fb_verifier *v)
+{
+	return v->offset == v->id.len;
+}
+
+void fb_put_prefix(uint8_t *dst, uint32_t len)
+{
+	put_be(dst, len, 4);
+}
+
+uint32_t fb_get_prefix(const uint8_t *src)
+{
+	return (uint32_t)get_be(src, 4);
+}
+
+int fb_frame_check(const uint8_t *frame, size_t n, const fb_frame_id *id)
+{
+	if (n < 4)
+		return -EPIPE;
+	if (fb_get_prefix(frame) != id->len)
+		return -EMSGSIZE;
+	if (n - 4 < id->len)
+		return -EPIPE;
+	if (n - 4 > id->len)
+		return -E2BIG;
+	fb_verifier v;
+	fbv_begin(&v, id);
+	fbv_feed(&v, frame + 4, n - 4);
+	return v.bad ? -EBADMSG : 0;
+}
+
+uint64_t fb_fnv1a(uint64_t hash, const uint8_t *data, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		hash ^= data[i];
+		hash *= 0x100000001b3ull;
+	}
+	return hash;
+}
+
+void fb_reply_fill(uint8_t *dst, size_t n, uint64_t digest, uint32_t offset)
+{
+	uint8_t head[8];
+	put_be(head, digest, 8);
+	while (n > 0 && offset < 8) {
+		*dst++ = head[offset++];
+		n--;
+	}
+	fb_stream_fill(dst, n, fb_stream_key(0, 0, digest), offset);
+}
