@@ -1,0 +1,292 @@
+#include "proxy/balance.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/netaddr.h"
+
+#define GOLDEN UINT64_C(0x9e3779b97f4a7c15)
+
+/* splitmix64's finalizer: every input bit flips about half the output bits,
+ * which rendezvous hashing needs to give each (client, server) pair an
+ * independent-looking score. */
+static uint64_t mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return z ^ (z >> 31);
+}
+
+static uint64_t hash_bytes(const void *data, size_t n)
+{
+	const unsigned char *p = data;
+	uint64_t h = UINT64_C(0xcbf29ce484222325); /* FNV-1a */
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= UINT64_C(0x100000001b3);
+	}
+	return mix64(h);
+}
+
+static uint64_t rng_next(uint64_t *state)
+{
+	*state += GOLDEN;
+	return mix64(*state);
+}
+
+int balance_init(struct balancer *b, enum balance_kind kind,
+		 const struct balance_spec *servers, size_t count,
+		 uint64_t seed)
+{
+	memset(b, 0, sizeof(*b));
+	if (count == 0 || count > BALANCE_MAX_SERVERS)
+		return -EINVAL;
+	for (size_t i = 0; i < count; i++) {
+		if (servers[i].weight < 1 ||
+		    servers[i].weight > BALANCE_MAX_WEIGHT)
+			return -EINVAL;
+	}
+	b->servers = calloc(count, sizeof(*b->servers));
+	if (!b->servers)
+		return -ENOMEM;
+	b->kind = kind;
+	b->count = count;
+	b->rng = seed;
+	for (size_t i = 0; i < count; i++) {
+		struct balance_server *s = &b->servers[i];
+		s->weight = servers[i].weight;
+		s->up = true;
+		s->id_hash = servers[i].id
+			? hash_bytes(servers[i].id, strlen(servers[i].id))
+			: mix64(i + 1);
+	}
+	return 0;
+}
+
+void balance_free(struct balancer *b)
+{
+	free(b->servers);
+	memset(b, 0, sizeof(*b));
+}
+
+void balance_tried_clear(struct balance_tried *t)
+{
+	memset(t, 0, sizeof(*t));
+}
+
+void balance_tried_add(struct balance_tried *t, size_t idx)
+{
+	if (idx < BALANCE_MAX_SERVERS)
+		t->bits[idx / 64] |= UINT64_C(1) << (idx % 64);
+}
+
+bool balance_tried_has(const struct balance_tried *t, size_t idx)
+{
+	if (!t || idx >= BALANCE_MAX_SERVERS)
+		return false;
+	return (t->bits[idx / 64] >> (idx % 64)) & 1;
+}
+
+static bool eligible(const struct balancer *b, size_t i,
+		     const struct balance_tried *tried)
+{
+	return b->servers[i].up && !balance_tried_has(tried, i);
+}
+
+/* nginx's smooth weighted round-robin: every eligible server gains its
+ * weight, the richest is chosen and pays the total back. */
+static int pick_roundrobin(struct balancer *b,
+			   const struct balance_tried *tried)
+{
+	int64_t total = 0;
+	int best = -1;
+
+	for (size_t i = 0; i < b->count; i++) {
+		struct balance_server *s = &b->servers[i];
+		if (!eligible(b, i, tried))
+			continue;
+		s->current += s->weight;
+		total += s->weight;
+		if (best < 0 || s->current > b->servers[best].current)
+			best = (int)i;
+	}
+	if (best >= 0)
+		b->servers[best].current -= total;
+	return best;
+}
+
+/* a carries less load per unit of weight than c (cross-multiplied, so no
+ * division and no rounding). */
+static bool less_loaded(const struct balance_server *a,
+			const struct balance_server *c)
+{
+	return (uint64_t)a->active * c->weight <
+	       (uint64_t)c->active * a->weight;
+}
+
+static int pick_leastconn(struct balancer *b,
+			  const struct balance_tried *tried)
+{
+	int best = -1;
+
+	for (size_t k = 0; k < b->count; k++) {
+		size_t i = (b->cursor + k) % b->count;
+		if (!eligible(b, i, tried))
+			continue;
+		if (best < 0 || less_loaded(&b->servers[i], &b->servers[best]))
+			best = (int)i;
+	}
+	if (best >= 0)
+		b->cursor = (size_t)best + 1;
+	return best;
+}
+
+/* One weighted draw among eligible servers other than skip. */
+static int draw_weighted(struct balancer *b, const struct balance_tried *tried,
+			 int skip)
+{
+	uint64_t total = 0;
+
+	for (size_t i = 0; i < b->count; i++) {
+		if (eligible(b, i, tried) && (int)i != skip)
+			total += b->servers[i].weight;
+	}
+	if (total == 0)
+		return -1;
+	uint64_t r = rng_next(&b->rng) % total;
+	for (size_t i = 0; i < b->count; i++) {
+		if (!eligible(b, i, tried) || (int)i == skip)
+			continue;
+		if (r < b->servers[i].weight)
+			return (int)i;
+		r -= b->servers[i].weight;
+	}
+	return -1;
+}
+
+static int pick_random2(struct balancer *b, const struct balance_tried *tried)
+{
+	int first = draw_weighted(b, tried, -1);
+	if (first < 0)
+		return -1;
+	int second = draw_weighted(b, tried, first);
+	if (second < 0)
+		return first;
+	if (less_loaded(&b->servers[second], &b->servers[first]))
+		return second;
+	return first;
+}
+
+/* Weighted rendezvous score: -w / ln(u) with u uniform in (0,1) from the
+ * pair's hash. The server with the highest score wins; a server's weight
+ * share of wins equals its share of the total weight. */
+static double hrw_score(uint64_t client_hash, const struct balance_server *s)
+{
+	uint64_t h = mix64(client_hash ^ (s->id_hash * GOLDEN));
+	double u = ((double)(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+	return -(double)s->weight / log(u);
+}
+
+static int pick_hash(struct balancer *b, const struct sockaddr *client,
+		     const struct balance_tried *tried)
+{
+	unsigned char ip[16];
+	size_t n = client ? netaddr_ip_bytes(client, ip) : 0;
+	int best = -1;
+	double best_score = 0;
+
+	if (n == 0)
+		return pick_roundrobin(b, tried);
+	uint64_t ch = hash_bytes(ip, n);
+	for (size_t i = 0; i < b->count; i++) {
+		if (!eligible(b, i, tried))
+			continue;
+		double score = hrw_score(ch, &b->servers[i]);
+		if (best < 0 || score > best_score) {
+			best = (int)i;
+			best_score = score;
+		}
+	}
+	return best;
+}
+
+int balance_pick(struct balancer *b, const struct sockaddr *client,
+		 const struct balance_tried *tried)
+{
+	switch (b->kind) {
+	case BALANCE_LEASTCONN:
+		return pick_leastconn(b, tried);
+	case BALANCE_RANDOM2:
+		return pick_random2(b, tried);
+	case BALANCE_HASH:
+		return pick_hash(b, client, tried);
+	case BALANCE_ROUNDROBIN:
+	default:
+		return pick_roundrobin(b, tried);
+	}
+}
+
+void balance_set_up(struct balancer *b, size_t idx, bool up)
+{
+	if (idx >= b->count)
+		return;
+	/* A server coming back starts from zero instead of the credit or
+	 * debt it had when it left, so it does not get a burst. */
+	if (up && !b->servers[idx].up)
+		b->servers[idx].current = 0;
+	b->servers[idx].up = up;
+}
+
+bool balance_is_up(const struct balancer *b, size_t idx)
+{
+	return idx < b->count && b->servers[idx].up;
+}
+
+void balance_conn_begin(struct balancer *b, size_t idx)
+{
+	if (idx < b->count)
+		b->servers[idx].active++;
+}
+
+void balance_conn_end(struct balancer *b, size_t idx)
+{
+	if (idx < b->count && b->servers[idx].active > 0)
+		b->servers[idx].active--;
+}
+
+size_t balance_up_count(const struct balancer *b)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < b->count; i++)
+		n += b->servers[i].up;
+	return n;
+}
+
+static const char *const kind_names[] = {
+	[BALANCE_ROUNDROBIN] = "roundrobin",
+	[BALANCE_LEASTCONN] = "leastconn",
+	[BALANCE_RANDOM2] = "random2",
+	[BALANCE_HASH] = "hash",
+};
+
+int balance_kind_parse(const char *text, enum balance_kind *kind)
+{
+	for (size_t i = 0; i < sizeof(kind_names) / sizeof(kind_names[0]); i++) {
+		if (strcmp(text, kind_names[i]) == 0) {
+			*kind = (enum balance_kind)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const char *balance_kind_name(enum balance_kind kind)
+{
+	if ((size_t)kind >= sizeof(kind_names) / sizeof(kind_names[0]))
+		return "?";
+	return kind_names[kind];
+}

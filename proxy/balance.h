@@ -1,0 +1,109 @@
+/* balance — picking an upstream server for a new client connection.
+ *
+ * The balancer owns, per server, what the policies need: weight, an "up"
+ * flag and the count of active connections. The upstream pool keeps its
+ * own richer state (addresses, failure counts, health) in a parallel array
+ * with the same indices and tells the balancer about changes with
+ * balance_set_up / balance_conn_begin / balance_conn_end.
+ *
+ * Policies:
+ *   ROUNDROBIN  smooth weighted round-robin (nginx): weights 5,1,1 give
+ *               a a b a c a a, spread out rather than in bursts.
+ *   LEASTCONN   fewest active connections per unit of weight; ties go
+ *               round-robin so idle pools still rotate.
+ *   RANDOM2     power of two choices: two distinct servers drawn at random
+ *               (in proportion to weight), the less loaded one wins.
+ *   HASH        weighted rendezvous (highest random weight) hashing of the
+ *               client IP (not the port): a client stays on its server,
+ *               and removing one of N servers moves only that server's
+ *               clients (about 1/N); no ring to build or store. With no
+ *               client address it falls back to ROUNDROBIN.
+ *
+ * Servers that are down or already tried (see balance_tried) are skipped
+ * by every policy; a retry after a failed connect passes the tried set so
+ * it lands on a different server. Single-threaded, like a shard.
+ */
+#ifndef FRAMEPROXY_PROXY_BALANCE_H
+#define FRAMEPROXY_PROXY_BALANCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BALANCE_MAX_SERVERS 256
+#define BALANCE_MAX_WEIGHT 256
+
+enum balance_kind {
+	BALANCE_ROUNDROBIN,
+	BALANCE_LEASTCONN,
+	BALANCE_RANDOM2,
+	BALANCE_HASH,
+};
+
+/* Input to balance_init. id names the server for HASH (its address text,
+ * say), so a client keeps its server when the list is reordered or grows;
+ * NULL uses the index. */
+struct balance_spec {
+	unsigned weight; /* 1..BALANCE_MAX_WEIGHT */
+	const char *id;
+};
+
+struct balance_server {
+	unsigned weight;
+	bool up;
+	unsigned active;
+	int64_t current; /* smooth round-robin state */
+	uint64_t id_hash;
+};
+
+struct balancer {
+	enum balance_kind kind;
+	size_t count;
+	struct balance_server *servers;
+	uint64_t rng;  /* splitmix64 state for RANDOM2 */
+	size_t cursor; /* LEASTCONN tie-break rotation */
+};
+
+/* Servers already tried for this client: a retry must go elsewhere. */
+struct balance_tried {
+	uint64_t bits[BALANCE_MAX_SERVERS / 64];
+};
+
+/* All servers start up with no connections. -EINVAL for a count of 0 or
+ * above BALANCE_MAX_SERVERS or a weight outside 1..BALANCE_MAX_WEIGHT;
+ * -ENOMEM. The seed drives RANDOM2 (same seed, same choices). */
+int balance_init(struct balancer *b, enum balance_kind kind,
+		 const struct balance_spec *servers, size_t count,
+		 uint64_t seed);
+void balance_free(struct balancer *b);
+
+/* Index of the chosen server, or -1 when every server is down or tried.
+ * client may be NULL; tried may be NULL. Does not count a connection:
+ * call balance_conn_begin once the connect is under way. */
+int balance_pick(struct balancer *b, const struct sockaddr *client,
+		 const struct balance_tried *tried);
+
+void balance_set_up(struct balancer *b, size_t idx, bool up);
+bool balance_is_up(const struct balancer *b, size_t idx);
+void balance_conn_begin(struct balancer *b, size_t idx);
+void balance_conn_end(struct balancer *b, size_t idx);
+size_t balance_up_count(const struct balancer *b);
+
+void balance_tried_clear(struct balance_tried *t);
+void balance_tried_add(struct balance_tried *t, size_t idx);
+bool balance_tried_has(const struct balance_tried *t, size_t idx);
+
+/* "roundrobin" | "leastconn" | "random2" | "hash"; -EINVAL otherwise. */
+int balance_kind_parse(const char *text, enum balance_kind *kind);
+const char *balance_kind_name(enum balance_kind kind);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
