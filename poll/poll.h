@@ -70,15 +70,22 @@ int poll_open(poll_kind kind, char *why, size_t why_len);
 void poll_close(void);
 poll_kind poll_backend(void);     /* the backend actually in use */
 void poll_get_stats(poll_stats *out);
+/* Added: the IORING_SETUP_* flags the ring was created with (the kernel may
+ * have refused some), 0 when the backend is epoll. For diagnostics. */
+unsigned poll_uring_setup_flags(void);
 
 /* --- pollDescs ---------------------------------------------------------- */
 
-/* Take ownership of `fd`: make it non-blocking and register it once. */
+/* Take ownership of `fd`: make it non-blocking and register it once.
+ * On failure the fd is left open and still belongs to the caller. */
 int pd_open(int fd, pd_t **out);
 int pd_fd(const pd_t *pd);
 /*
  * Wake every waiter with -EBADF (their wait fails; watches fire), deregister
  * (io_uring: cancel the multishot poll), close the fd, recycle the pollDesc.
+ * Watches fire synchronously inside pd_close (ops on the pd then return
+ * -EBADF); once pd_close returns, the pd_t* must not be used again: its
+ * memory stays valid while the poller lives, but the slot may be reused.
  */
 int pd_close(pd_t *pd);
 /*
@@ -97,6 +104,9 @@ void pd_set_deadline(pd_t *pd, pd_dir dirs, int64_t deadline_ns);
  * the I/O now), 0 when armed, -EBUSY when a waiter or watch is already there.
  * Closing the pollDesc fires the watch. An armed watch holds the scheduler
  * alive (sched_hold).
+ * Added details: `dir` is PD_READ or PD_WRITE (-EINVAL otherwise); -EBADF when
+ * closing; the direction's deadline expiring also fires the watch, and an
+ * already expired deadline returns 1 (the retried I/O then says -ETIMEDOUT).
  */
 typedef void (*pd_watch_fn)(pd_t *pd, void *arg);
 int pd_watch(pd_t *pd, pd_dir dir, pd_watch_fn fn, void *arg);
@@ -104,6 +114,12 @@ int pd_watch(pd_t *pd, pd_dir dir, pd_watch_fn fn, void *arg);
 int pd_unwatch(pd_t *pd, pd_dir dir);
 
 /* --- blocking-style operations ----------------------------------------- */
+/*
+ * Fairness (added): pd_read/pd_write_full/pd_writev_full that complete 64
+ * times in a row on one pd without parking call coro_yield() once, so a
+ * relay whose peer is always ready cannot starve the run queue. pd_try_read
+ * never yields (it may run in scheduler context, e.g. a watch callback).
+ */
 
 enum {
 	POLL_LISTEN_REUSEPORT = 1u << 0,

@@ -1,0 +1,115 @@
+/*
+ * Private to poll/: the pollDesc layout, the process's poller state and the
+ * small interface every backend implements (like Redis's ae_epoll.c beside
+ * ae_kqueue.c). Nothing outside poll/ includes this.
+ */
+#ifndef FRAMEPROXY_POLL_BACKEND_H
+#define FRAMEPROXY_POLL_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "poll/poll.h"
+#include "sched/sched.h"
+
+/* Slot states of one direction (Go's pdReady / pdWait / g pointer). */
+enum pd_slot {
+	SLOT_EMPTY = 0,
+	SLOT_READY,
+	SLOT_WAIT,   /* a coroutine is parked: dir.waiter */
+	SLOT_WATCH,  /* a callback is armed: dir.watch_fn */
+};
+
+/* Lives on the parked coroutine's stack, so a result delivered after the
+ * pollDesc was recycled never lands in the next owner's state. */
+struct pd_waiter {
+	coro_t *coro;
+	int result;
+};
+
+struct pd_dir_state {
+	enum pd_slot slot;
+	bool expired;            /* the deadline timer fired (or was set in the past) */
+	int64_t deadline;        /* absolute, 0 = none */
+	struct pd_waiter *waiter;
+	pd_watch_fn watch_fn;
+	void *watch_arg;
+	sched_timer timer;       /* fires at `deadline` */
+	pd_t *pd;                /* back pointer for the timer callback */
+	uint8_t dir;             /* PD_READ or PD_WRITE */
+};
+
+enum pd_state {
+	PD_FREE = 0,     /* on the free list */
+	PD_OPEN,
+	PD_ZOMBIE,       /* closed, backend still owns an in-flight request */
+};
+
+struct pd {
+	int fd;
+	uint32_t index;          /* slot number in the slab */
+	uint32_t gen;            /* bumped at close: events carrying the old one are stale */
+	enum pd_state state;
+	bool closing;
+	bool not_socket;         /* send(2) said ENOTSOCK: use write(2) */
+	bool armed;              /* uring: a multishot poll for `armed_gen` is in flight */
+	uint32_t armed_gen;
+	uint32_t arm_errors;     /* uring: consecutive failed arms */
+	uint32_t streak;         /* ops completed without parking (fairness) */
+	struct pd_dir_state rd, wr;
+	pd_t *next_free;
+};
+
+/* Event tokens: generation in the high half, slot index in the low half.
+ * Bit 63 marks the poller's own requests (cancels, wake-ups), never a pd. */
+#define POLL_TOKEN_INTERNAL (1ull << 63)
+#define POLL_GEN_MASK 0x7fffffffu
+
+static inline uint64_t pd_token(const pd_t *pd)
+{
+	return ((uint64_t)(pd->gen & POLL_GEN_MASK) << 32) | pd->index;
+}
+
+/* Readiness bits a backend hands to pd_deliver. */
+enum { EV_READ = 1, EV_WRITE = 2 };
+
+struct poll_backend {
+	const char *name;
+	/* Create the kernel object in this process. 0 or -errno with `why`. */
+	int (*open)(char *why, size_t why_len);
+	void (*close)(void);
+	/* Register a freshly opened pd (once, for its whole life). */
+	int (*add)(pd_t *pd);
+	/* Deregister before the fd is closed. Returns true when the backend
+	 * still owns a request for the pd and will call pd_slot_release later. */
+	bool (*del)(pd_t *pd);
+	/* The netpoll hook body: wait up to delay_ns (<0 forever, 0 not at all). */
+	int (*poll)(int64_t delay_ns);
+};
+
+extern const struct poll_backend poll_backend_epoll;
+extern const struct poll_backend poll_backend_uring;
+
+/* Shared state of the process's poller. */
+extern poll_stats poll_g_stats;
+
+/* pd.c, for backends: deliver readiness for a token; returns how many
+ * coroutines/watches it woke. Stale tokens are counted and dropped. */
+int pd_deliver(uint64_t token, unsigned ev);
+/* Look up a token's slot regardless of generation (NULL if out of range). */
+pd_t *pd_slot(uint32_t index);
+/* A zombie's last backend request is done: the slot may be reused. */
+void pd_slot_release(pd_t *pd);
+/* Map poll(2)/epoll bits to EV_READ|EV_WRITE. */
+unsigned pd_events_from_mask(uint32_t mask);
+
+/* For net.c: -EBADF/-ETIMEDOUT/0 for a direction, without a syscall. */
+int pd_check(pd_t *pd, pd_dir dir);
+/* Drop a READY left by an old edge before an op looks at the fd itself. */
+void pd_prepare(pd_t *pd, pd_dir dir);
+
+/* Internal pd_open for fds known to be non-blocking already. */
+int pd_open_nonblock(int fd, pd_t **out);
+
+#endif

@@ -1,0 +1,344 @@
+/*
+ * Blocking-style fd operations. Every one follows Go's pattern: check the
+ * deadline (no syscall when it already passed), try the syscall, and on
+ * EAGAIN park on the pollDesc until the backend reports readiness.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "poll/backend.h"
+#include "poll/poll.h"
+
+/* Ops that complete this many times in a row without parking yield once, so
+ * a relay fed faster than it drains cannot hog the P (mechanism 7). */
+#define POLL_FAIR_STREAK 64
+
+#define ACCEPT_BACKOFF_MIN_NS (1 * 1000000ll)
+#define ACCEPT_BACKOFF_MAX_NS (256 * 1000000ll)
+
+static void fair(pd_t *pd)
+{
+	if (++pd->streak < POLL_FAIR_STREAK)
+		return;
+	pd->streak = 0;
+	if (coro_self())
+		coro_yield();
+}
+
+static void set_nodelay(int fd)
+{
+	int one = 1;
+	poll_g_stats.syscalls++;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static bool is_inet(int family)
+{
+	return family == AF_INET || family == AF_INET6;
+}
+
+/* --- listen / accept ---------------------------------------------------- */
+
+static int sockopt_on(int fd, int level, int name)
+{
+	int one = 1;
+	poll_g_stats.syscalls++;
+	return setsockopt(fd, level, name, &one, sizeof(one)) < 0 ? -errno : 0;
+}
+
+static int listen_setup(int fd, const struct sockaddr *addr, socklen_t len,
+			int backlog, unsigned flags)
+{
+	int rc = sockopt_on(fd, SOL_SOCKET, SO_REUSEADDR);
+	if (rc == 0 && (flags & POLL_LISTEN_REUSEPORT))
+		rc = sockopt_on(fd, SOL_SOCKET, SO_REUSEPORT);
+	if (rc == 0 && addr->sa_family == AF_INET6)
+		rc = (flags & POLL_LISTEN_V6ONLY)
+			     ? sockopt_on(fd, IPPROTO_IPV6, IPV6_V6ONLY) : 0;
+	if (rc < 0)
+		return rc;
+	poll_g_stats.syscalls += 2;
+	if (bind(fd, addr, len) < 0 || listen(fd, backlog) < 0)
+		return -errno;
+	return 0;
+}
+
+int poll_listen(const struct sockaddr *addr, socklen_t addr_len, int backlog,
+		unsigned flags, pd_t **out)
+{
+	if (!addr || !out)
+		return -EINVAL;
+	poll_g_stats.syscalls++;
+	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int rc = listen_setup(fd, addr, addr_len, backlog, flags);
+	if (rc == 0)
+		rc = pd_open_nonblock(fd, out);
+	if (rc < 0)
+		close(fd);
+	return rc;
+}
+
+/* EMFILE/ENFILE: the connection stays queued and the listener stays
+ * readable, so waiting for readiness would spin. Sleep instead, doubling up
+ * to a bound, and never past the read deadline. */
+static int accept_backoff(pd_t *listener, int64_t *backoff)
+{
+	poll_g_stats.accept_pauses++;
+	int64_t nap = *backoff;
+	int64_t deadline = listener->rd.deadline;
+	if (deadline) {
+		int64_t left = deadline - sched_now();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (left < nap)
+			nap = left;
+	}
+	coro_sleep(nap);
+	if (*backoff < ACCEPT_BACKOFF_MAX_NS)
+		*backoff *= 2;
+	return pd_check(listener, PD_READ);
+}
+
+static int accepted(int fd, pd_t **out, struct sockaddr_storage *peer)
+{
+	if (is_inet(peer->ss_family))
+		set_nodelay(fd);
+	int rc = pd_open_nonblock(fd, out);
+	if (rc < 0)
+		close(fd);
+	return rc;
+}
+
+int pd_accept(pd_t *listener, pd_t **out, struct sockaddr_storage *peer,
+	      socklen_t *peer_len)
+{
+	struct sockaddr_storage local;
+	int64_t backoff = ACCEPT_BACKOFF_MIN_NS;
+
+	if (!listener || !out)
+		return -EINVAL;
+	if (!peer)
+		peer = &local;
+	int rc = pd_check(listener, PD_READ);
+	if (rc < 0)
+		return rc;
+	pd_prepare(listener, PD_READ);
+	for (;;) {
+		socklen_t len = sizeof(*peer);
+		poll_g_stats.syscalls++;
+		int fd = accept4(listener->fd, (struct sockaddr *)peer, &len,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			if (peer_len)
+				*peer_len = len;
+			return accepted(fd, out, peer);
+		}
+		int err = errno;
+		if (err == EAGAIN)
+			rc = pd_wait(listener, PD_READ);
+		else if (err == EMFILE || err == ENFILE)
+			rc = accept_backoff(listener, &backoff);
+		else if (err == ECONNABORTED || err == EINTR)
+			rc = pd_check(listener, PD_READ);
+		else
+			return -err;
+		if (rc < 0)
+			return rc;
+	}
+}
+
+/* --- connect ------------------------------------------------------------ */
+
+/* Readiness after a non-blocking connect may be an old edge (epoll reports
+ * an unconnected socket as OUT|HUP at registration), so ask the socket. */
+static int connect_result(int fd)
+{
+	int soerr = 0;
+	socklen_t len = sizeof(soerr);
+	poll_g_stats.syscalls++;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+		return -errno;
+	if (soerr)
+		return -soerr;
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+	poll_g_stats.syscalls++;
+	if (getpeername(fd, (struct sockaddr *)&peer, &plen) == 0)
+		return 0;
+	return errno == ENOTCONN ? -EINPROGRESS : -errno;
+}
+
+static int connect_wait(pd_t *pd, int64_t timeout_ns)
+{
+	if (timeout_ns > 0)
+		pd_set_deadline(pd, PD_WRITE, sched_now() + timeout_ns);
+	int rc;
+	do {
+		rc = pd_wait(pd, PD_WRITE);
+		if (rc == 0)
+			rc = connect_result(pd->fd);
+	} while (rc == -EINPROGRESS);
+	if (rc == 0)
+		pd_set_deadline(pd, PD_WRITE, 0);
+	return rc;
+}
+
+int poll_connect(const struct sockaddr *addr, socklen_t addr_len,
+		 int64_t timeout_ns, pd_t **out)
+{
+	if (!addr || !out)
+		return -EINVAL;
+	poll_g_stats.syscalls++;
+	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (is_inet(addr->sa_family))
+		set_nodelay(fd);
+	pd_t *pd;
+	int rc = pd_open_nonblock(fd, &pd);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	poll_g_stats.syscalls++;
+	rc = connect(fd, addr, addr_len) == 0 ? 0 : -errno;
+	if (rc == -EINPROGRESS || rc == -EINTR)
+		rc = connect_wait(pd, timeout_ns);
+	if (rc < 0) {
+		pd_close(pd);
+		return rc;
+	}
+	*out = pd;
+	return 0;
+}
+
+/* --- read --------------------------------------------------------------- */
+
+ssize_t pd_try_read(pd_t *pd, void *buf, size_t len)
+{
+	int rc = pd_check(pd, PD_READ);
+	if (rc < 0)
+		return rc;
+	poll_g_stats.syscalls++;
+	ssize_t n = read(pd->fd, buf, len);
+	return n >= 0 ? n : -errno;
+}
+
+ssize_t pd_read(pd_t *pd, void *buf, size_t len)
+{
+	int rc = pd_check(pd, PD_READ);
+	if (rc < 0)
+		return rc;
+	pd_prepare(pd, PD_READ);
+	for (;;) {
+		poll_g_stats.syscalls++;
+		ssize_t n = read(pd->fd, buf, len);
+		if (n >= 0) {
+			fair(pd);
+			return n;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -errno;
+		rc = pd_wait(pd, PD_READ);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+ssize_t pd_read_full(pd_t *pd, void *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pd_read(pd, (char *)buf + done, len - done);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+/* --- write -------------------------------------------------------------- */
+
+/* send/sendmsg with MSG_NOSIGNAL so a vanished peer is -EPIPE, not a
+ * signal; plain write/writev for pipes and other non-sockets. */
+static ssize_t write_once(pd_t *pd, struct iovec *iov, int iov_count)
+{
+	poll_g_stats.syscalls++;
+	if (!pd->not_socket) {
+		struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iov_count};
+		ssize_t n = sendmsg(pd->fd, &msg, MSG_NOSIGNAL);
+		if (n >= 0 || errno != ENOTSOCK)
+			return n;
+		pd->not_socket = true;
+		poll_g_stats.syscalls++;
+	}
+	return writev(pd->fd, iov, iov_count);
+}
+
+static void iov_advance(struct iovec **iov, int *count, size_t n)
+{
+	while (*count > 0 && n >= (*iov)->iov_len) {
+		n -= (*iov)->iov_len;
+		(*iov)++;
+		(*count)--;
+	}
+	if (*count > 0 && n > 0) {
+		(*iov)->iov_base = (char *)(*iov)->iov_base + n;
+		(*iov)->iov_len -= n;
+	}
+}
+
+ssize_t pd_writev_full(pd_t *pd, struct iovec *iov, int iov_count)
+{
+	int rc = pd_check(pd, PD_WRITE);
+	if (rc < 0)
+		return rc;
+	if (iov_count < 0 || (iov_count > 0 && !iov))
+		return -EINVAL;
+	pd_prepare(pd, PD_WRITE);
+	size_t total = 0;
+	/* Skip leading empty entries so we never issue a zero-length write. */
+	iov_advance(&iov, &iov_count, 0);
+	while (iov_count > 0) {
+		ssize_t n = write_once(pd, iov, iov_count);
+		if (n >= 0) {
+			total += (size_t)n;
+			iov_advance(&iov, &iov_count, (size_t)n);
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -errno;
+		rc = pd_wait(pd, PD_WRITE);
+		if (rc < 0)
+			return rc;
+	}
+	fair(pd);
+	return (ssize_t)total;
+}
+
+ssize_t pd_write_full(pd_t *pd, const void *buf, size_t len)
+{
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	return pd_writev_full(pd, &iov, 1);
+}
+
+int pd_shutdown(pd_t *pd, int how)
+{
+	if (!pd || pd->closing)
+		return -EBADF;
+	poll_g_stats.syscalls++;
+	return shutdown(pd->fd, how) < 0 ? -errno : 0;
+}
