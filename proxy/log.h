@@ -1,0 +1,118 @@
+/* log — logfmt lines, one per event, on stderr by default:
+ *
+ *   ts=2026-11-22T21:55:01.123Z level=info msg="upstream down" server=10.0.0.2:9000 fails=3
+ *
+ * log_line takes the message and a printf-style list of key=value pairs:
+ *
+ *   log_line(LOG_LEVEL_WARN, "frame too large",
+ *            "client=%s listener=%s len=%" PRIu32, who, name, len);
+ *
+ * The pairs are separated by spaces in the format; each value is formatted
+ * on its own and quoted when it needs to be (empty, or has a space, '=',
+ * '"', '\\' or a control character), so a value with spaces stays one
+ * field. Spaces produced by a conversion never split a field; spaces
+ * written literally in the format always do. msg is always quoted.
+ * Supported conversions: d i o u x X e E f F g G a A c s p and %%, with
+ * flags, width, precision (also '*') and the hh h l ll z j t L lengths.
+ * A line is at most LOG_LINE_MAX bytes; longer values are cut with "...".
+ *
+ * Processes are single-threaded (one per shard), so the sink, level and
+ * rate-limit slots are plain globals/statics without locks.
+ */
+#ifndef FRAMEPROXY_PROXY_LOG_H
+#define FRAMEPROXY_PROXY_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LOG_LINE_MAX 4096
+#define LOG_VALUE_MAX 1024
+
+/* Not LOG_DEBUG/LOG_INFO: <syslog.h> defines those as macros. */
+enum log_level {
+	LOG_LEVEL_DEBUG,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_ERROR,
+};
+
+#if defined(__GNUC__)
+#define LOG_PRINTF(fmt_idx, first) \
+	__attribute__((format(printf, fmt_idx, first)))
+#else
+#define LOG_PRINTF(fmt_idx, first)
+#endif
+
+/* NULL means stderr. Lines below the level are dropped (default info). */
+void log_set_output(FILE *out);
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+bool log_enabled(enum log_level level);
+
+/* Pairs added after msg on every line, e.g. "shard=3" (copied; NULL
+ * clears). Written verbatim: the caller quotes if needed. */
+void log_set_context(const char *kv);
+
+/* "debug" | "info" | "warn" | "error" (also "warning"); -EINVAL. */
+int log_level_parse(const char *text, enum log_level *level);
+const char *log_level_name(enum log_level level);
+
+/* Replaces the clocks (nanoseconds) for tests; NULL restores
+ * clock_gettime(CLOCK_REALTIME) / clock_gettime(CLOCK_MONOTONIC). */
+void log_set_clocks(int64_t (*realtime_ns)(void),
+		    int64_t (*monotonic_ns)(void));
+
+void log_line(enum log_level level, const char *msg, const char *kvfmt, ...)
+	LOG_PRINTF(3, 4);
+void log_vline(enum log_level level, const char *msg, const char *kvfmt,
+	       va_list ap) LOG_PRINTF(3, 0);
+
+/* Formats one line (with its '\n') into buf without writing it; returns
+ * its length. For callers that want the text, and for tests. */
+size_t log_format(char *buf, size_t len, int64_t realtime_ns,
+		  enum log_level level, const char *msg, const char *kvfmt,
+		  ...) LOG_PRINTF(6, 7);
+
+/* Appends s to buf as a logfmt value (quoted only when needed); returns the
+ * new length (never past len - 1). */
+size_t log_quote(char *buf, size_t len, size_t at, const char *s, bool force);
+
+/* Rate limiting. One slot per call site, usually a static:
+ *
+ *   static struct log_ratelimit rl = LOG_RATELIMIT_INIT(5);
+ *   log_ratelimited(&rl, LOG_LEVEL_WARN, "accept failed", "err=%s", e);
+ *
+ * At most `burst` lines per one-second window pass; the rest are counted.
+ * The first call after a window with suppressed lines first writes
+ *   level=<same> msg="log lines suppressed" suppressed=N of="<msg>"
+ * and log_ratelimit_flush writes that line at once (for periodic or
+ * shutdown use), since a burst that simply stops has no next call. */
+struct log_ratelimit {
+	unsigned burst;
+	bool started;
+	unsigned emitted;
+	uint64_t suppressed;
+	int64_t window_start;
+	enum log_level level;
+	char msg[64];
+};
+
+#define LOG_RATELIMIT_INIT(burst) { (burst), false, 0, 0, 0, LOG_LEVEL_INFO, "" }
+
+/* Returns true when the line was written. */
+bool log_ratelimited(struct log_ratelimit *rl, enum log_level level,
+		     const char *msg, const char *kvfmt, ...) LOG_PRINTF(4, 5);
+void log_ratelimit_flush(struct log_ratelimit *rl);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
