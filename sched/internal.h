@@ -1,0 +1,134 @@
+/*
+ * Private to sched/: the one scheduler struct, the coroutine record and the
+ * helpers the files share. The core is compiled once per context switch
+ * (SCHED_SWITCH_ASM or SCHED_SWITCH_UCONTEXT), so a binary links exactly one.
+ */
+#ifndef FRAMEPROXY_SCHED_INTERNAL_H
+#define FRAMEPROXY_SCHED_INTERNAL_H
+
+#include "sched/sched.h"
+#include "sched/switch.h"
+
+#include <signal.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SCHED_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SCHED_ASAN 1
+#endif
+#endif
+
+#if defined(SCHED_SWITCH_UCONTEXT)
+typedef sched_ctx_uc sched_ctx;
+#define ctx_make sched_ctx_uc_make
+#define ctx_swap sched_ctx_uc_swap
+#define SCHED_SWITCH_NAME "ucontext"
+#elif defined(SCHED_SWITCH_ASM)
+typedef sched_ctx_asm sched_ctx;
+#define ctx_make sched_ctx_asm_make
+#define ctx_swap sched_ctx_asm_swap
+#define SCHED_SWITCH_NAME "asm"
+#else
+#error "define SCHED_SWITCH_ASM or SCHED_SWITCH_UCONTEXT"
+#endif
+
+#define SCHED_NAME_MAX 32
+/* ready_next picks in a row before the queue head gets a turn. */
+#define SCHED_RUNNEXT_STREAK 16
+
+enum coro_state { CORO_RUNNABLE, CORO_RUNNING, CORO_PARKED, CORO_DEAD };
+
+/* A stack mapping: [base, base + guard) is PROT_NONE, the rest read-write. */
+struct stack {
+	char *base;
+	size_t map_size;
+};
+
+/*
+ * Lives at the top of its own stack mapping, so a parked coroutine costs the
+ * one page that holds this record and its few innermost frames.
+ */
+struct coro {
+	sched_ctx ctx;
+	struct stack stack;
+	coro_entry_fn entry;
+	void *arg;
+	struct coro *prev, *next;   /* all live coroutines; the pool's free list */
+	const char *park_reason;
+	sched_timer sleep_timer;
+	uint8_t state;
+	char name[SCHED_NAME_MAX];
+};
+
+struct runq {
+	struct coro **ring;
+	uint32_t cap;                /* power of two */
+	uint32_t head, len;
+	struct coro *runnext;
+	uint32_t streak;             /* runnext picks since the head last ran */
+};
+
+struct timer_heap {
+	sched_timer **v;
+	uint32_t len, cap;
+	uint64_t next_order;
+};
+
+struct sched {
+	bool initialized;
+	bool stop;
+	bool running;
+	sched_ctx ctx;               /* the loop's own context */
+	struct coro *current;
+	struct coro *live;           /* list of coroutines not yet exited */
+	struct runq runq;
+	struct timer_heap timers;
+	sched_netpoll_fn netpoll;
+	void *netpoll_context;
+	uint32_t holds;
+	uint32_t since_poll;         /* rounds since the hook was last called */
+	size_t stack_size;           /* default usable stack, page multiple */
+	size_t pool_max;
+	size_t pool_len;
+	struct coro *pool;           /* freed default-size stacks */
+	size_t page;
+	struct sigaction old_segv;
+	stack_t old_altstack;
+	void *altstack;
+	size_t altstack_size;
+	bool segv_installed;
+	const void *loop_stack_lo;   /* ASan only: the loop's stack bounds */
+	size_t loop_stack_size;
+	sched_stats stats;
+};
+
+extern struct sched sched_g;
+
+_Noreturn void sched_fatal(const char *what, const struct coro *c);
+
+/* coro.c: run `c` until it parks, yields or exits (loop context only). */
+void coro_run(struct coro *c);
+
+/* runq.c */
+int runq_reserve(struct runq *q, uint32_t n);
+void runq_push(struct runq *q, struct coro *c);
+void runq_push_next(struct runq *q, struct coro *c);
+struct coro *runq_pop(struct runq *q);
+uint32_t runq_len(const struct runq *q);
+void runq_free(struct runq *q);
+
+/* timer.c */
+void timers_run(struct timer_heap *h, int64_t now);
+/* Absolute time of the earliest timer; INT64_MAX when none. */
+int64_t timers_next(const struct timer_heap *h);
+void timers_free(struct timer_heap *h);
+
+/* stack.c: returns the coroutine record at the top of a fresh or pooled stack. */
+struct coro *stack_get(size_t size);
+void stack_put(struct coro *c);
+void stack_pool_drain(void);
+int stack_guard_install(void);
+void stack_guard_remove(void);
+
+#endif
