@@ -1,0 +1,691 @@
+/*
+ * frameecho — an echo upstream for frameproxy's tests and demos.
+ *
+ * Speaks the frame protocol (4-byte big-endian length, then the payload) and
+ * answers every frame, in order: with the same frame, or with --reply-size N
+ * with an N-byte frame derived from the request (see framebench_payload.h).
+ *
+ * Written in blocking style on our own stack: each connection is a reader
+ * and a writer coroutine sharing a bounded byte ring. The reader copies each
+ * reply into the ring as the request streams in (so a 16 MiB frame never
+ * needs 16 MiB of memory) and stops reading while the ring is full
+ * (backpressure); the writer drains the ring. With --delay each frame's
+ * reply is held until DELAY after its length prefix arrived (after the
+ * whole request with --reply-size), independently of the frames around it.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "poll/poll.h"
+#include "sched/sched.h"
+#include "tools/framebench_payload.h"
+#include "tools/framebench_util.h"
+
+#define RING_SIZE (32u * 1024u)    /* replies queued per connection */
+#define IN_SIZE (16u * 1024u)      /* one read */
+#define MARKS_MAX 1024u            /* delayed frames queued per connection */
+#define STOP_GRACE_NS (2 * 1000000000ll)
+
+struct options {
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	poll_kind poller;
+	int64_t delay_ns;
+	bool reply_sized;
+	uint32_t reply_size;
+	uint64_t close_after;      /* 0 = never */
+	uint32_t max_frame;
+	bool quiet;
+};
+
+/* Where a delayed reply starts in the ring, and when it may be written. */
+struct mark {
+	uint64_t pos;
+	int64_t due;
+};
+
+enum reader_end {
+	END_NONE,
+	END_EOF,          /* client half-closed: flush, then shut our write side */
+	END_LIMIT,        /* --close-after reached: same, so the peer sees a FIN */
+	END_CLOSE,        /* oversized frame or error: flush what we can, close */
+};
+
+struct conn {
+	struct conn *prev, *next;
+	pd_t *pd;
+	bool closed;               /* pd_close done: nobody may touch pd */
+	int refs;                  /* reader + writer */
+	uint64_t id;
+	char peer[64];
+
+	uint64_t head, tail;       /* ring positions, bytes ever pushed/written */
+	uint32_t mark_head, mark_tail;
+	coro_t *reader_wait;       /* reader parked for ring or mark space */
+	coro_t *writer_wait;       /* writer parked for data */
+	enum reader_end end;
+
+	/* request parsing */
+	uint8_t prefix[4];
+	uint32_t prefix_have;
+	bool in_payload;
+	uint32_t remaining;
+	uint32_t request_len;
+	uint64_t digest;
+	uint64_t frames;
+
+	/* Not zeroed (see conn_start): pages are touched only when used. */
+	struct mark marks[MARKS_MAX];
+	uint8_t in[IN_SIZE];
+	uint8_t ring[RING_SIZE];
+};
+
+static struct options opt;
+static struct conn *conns;         /* live connections */
+static uint64_t conns_live;
+static uint64_t next_conn_id;
+static pd_t *listener;
+static bool stopping;
+static bool acceptor_running;
+static sched_timer stop_timer;
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...)
+{
+	if (opt.quiet)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("frameecho: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+/* --- shutdown bookkeeping ----------------------------------------------- */
+
+static void maybe_finish_stop(void)
+{
+	/* The grace timer would keep sched_run alive: drop it once all is gone. */
+	if (stopping && conns_live == 0 && !acceptor_running)
+		sched_timer_cancel(&stop_timer);
+}
+
+static void wake(coro_t **slot)
+{
+	if (*slot) {
+		coro_t *co = *slot;
+		*slot = NULL;
+		coro_ready(co);
+	}
+}
+
+static void conn_abort(struct conn *c)
+{
+	if (c->closed)
+		return;
+	c->closed = true;
+	pd_close(c->pd);
+	wake(&c->reader_wait);
+	wake(&c->writer_wait);
+}
+
+static void conn_release(struct conn *c)
+{
+	if (--c->refs > 0)
+		return;
+	if (!c->closed) {
+		c->closed = true;
+		pd_close(c->pd);
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	conns_live--;
+	free(c);
+	maybe_finish_stop();
+}
+
+/* Park the calling coroutine in `slot` until the other side readies it. */
+static void park_in(coro_t **slot, const char *why)
+{
+	*slot = coro_self();
+	coro_park(why);
+	*slot = NULL;
+}
+
+/* --- the ring (reader side) ---------------------------------------------- */
+
+static size_t ring_space(const struct conn *c)
+{
+	return RING_SIZE - (size_t)(c->head - c->tail);
+}
+
+static int ring_push(struct conn *c, const uint8_t *data, size_t n)
+{
+	while (n > 0) {
+		if (c->closed)
+			return -EBADF;
+		size_t space = ring_space(c);
+		if (space == 0) {
+			wake(&c->writer_wait);
+			park_in(&c->reader_wait, "frameecho ring full");
+			continue;
+		}
+		size_t off = (size_t)(c->head % RING_SIZE);
+		size_t k = n < space ? n : space;
+		if (k > RING_SIZE - off)
+			k = RING_SIZE - off;
+		memcpy(c->ring + off, data, k);
+		c->head += k;
+		data += k;
+		n -= k;
+	}
+	return 0;
+}
+
+static int push_mark(struct conn *c)
+{
+	if (opt.delay_ns <= 0)
+		return 0;
+	while (c->mark_head - c->mark_tail == MARKS_MAX) {
+		if (c->closed)
+			return -EBADF;
+		wake(&c->writer_wait);
+		park_in(&c->reader_wait, "frameecho marks full");
+	}
+	struct mark *m = &c->marks[c->mark_head % MARKS_MAX];
+	m->pos = c->head;
+	m->due = sched_now() + opt.delay_ns;
+	c->mark_head++;
+	return 0;
+}
+
+static int push_reply(struct conn *c)
+{
+	uint8_t chunk[4096];
+	fb_put_prefix(chunk, opt.reply_size);
+	int rc = ring_push(c, chunk, 4);
+	for (uint32_t off = 0; rc == 0 && off < opt.reply_size;) {
+		uint32_t k = opt.reply_size - off;
+		if (k > sizeof(chunk))
+			k = sizeof(chunk);
+		fb_reply_fill(chunk, k, c->digest, off);
+		rc = ring_push(c, chunk, k);
+		off += k;
+	}
+	return rc;
+}
+
+/* --- the reader ---------------------------------------------------------- */
+
+/* 1 when the connection should stop (close-after reached). */
+static int frame_done(struct conn *c)
+{
+	c->in_payload = false;
+	c->prefix_have = 0;
+	if (opt.reply_sized) {
+		int rc = push_mark(c);
+		if (rc == 0)
+			rc = push_reply(c);
+		if (rc < 0)
+			return rc;
+	}
+	c->frames++;
+	if (opt.close_after && c->frames >= opt.close_after) {
+		note("%s: closing after %llu frames (--close-after)", c->peer,
+		     (unsigned long long)c->frames);
+		return 1;
+	}
+	return 0;
+}
+
+static int frame_start(struct conn *c)
+{
+	uint32_t len = fb_get_prefix(c->prefix);
+	if (len > opt.max_frame) {
+		note("%s: frame of %u bytes exceeds --max-frame %u, closing",
+		     c->peer, len, opt.max_frame);
+		return -EMSGSIZE;
+	}
+	c->request_len = len;
+	c->remaining = len;
+	c->in_payload = true;
+	c->digest = FB_FNV_INIT;
+	if (!opt.reply_sized) {
+		int rc = push_mark(c);
+		if (rc == 0)
+			rc = ring_push(c, c->prefix, 4);
+		if (rc < 0)
+			return rc;
+	}
+	return len == 0 ? frame_done(c) : 0;
+}
+
+static int take_payload(struct conn *c, const uint8_t *p, size_t k)
+{
+	if (opt.reply_sized)
+		c->digest = fb_fnv1a(c->digest, p, k);
+	else if (ring_push(c, p, k) < 0)
+		return -EBADF;
+	c->remaining -= (uint32_t)k;
+	return c->remaining == 0 ? frame_done(c) : 0;
+}
+
+/* Feed freshly read bytes through the parser. <0 or 1 ends the reader. */
+static int consume(struct conn *c, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		int rc;
+		size_t k;
+		if (c->in_payload) {
+			k = n < c->remaining ? n : c->remaining;
+			rc = take_payload(c, p, k);
+		} else {
+			k = 4 - c->prefix_have;
+			if (k > n)
+				k = n;
+			memcpy(c->prefix + c->prefix_have, p, k);
+			c->prefix_have += (uint32_t)k;
+			rc = c->prefix_have == 4 ? frame_start(c) : 0;
+		}
+		if (rc != 0)
+			return rc;
+		p += k;
+		n -= k;
+	}
+	return 0;
+}
+
+static enum reader_end read_loop(struct conn *c)
+{
+	for (;;) {
+		if (c->closed)
+			return END_CLOSE;
+		ssize_t n = pd_read(c->pd, c->in, sizeof(c->in));
+		if (c->closed)
+			return END_CLOSE;
+		if (n == 0) {
+			if (c->in_payload || c->prefix_have)
+				note("%s: peer closed in the middle of a frame",
+				     c->peer);
+			return END_EOF;
+		}
+		if (n < 0) {
+			note("%s: read: %s", c->peer, strerror((int)-n));
+			return END_CLOSE;
+		}
+		int rc = consume(c, c->in, (size_t)n);
+		wake(&c->writer_wait);
+		if (rc != 0)
+			return rc == 1 ? END_LIMIT : END_CLOSE;
+	}
+}
+
+static void reader_main(void *arg)
+{
+	struct conn *c = arg;
+	c->end = read_loop(c);
+	wake(&c->writer_wait);
+	conn_release(c);
+}
+
+/* --- the writer ---------------------------------------------------------- */
+
+/* How far the writer may go now; sets *sleep_until when a reply waits. */
+static uint64_t write_limit(struct conn *c, int64_t *sleep_until)
+{
+	*sleep_until = 0;
+	if (opt.delay_ns <= 0)
+		return c->head;
+	int64_t now = sched_now();
+	while (c->mark_tail != c->mark_head) {
+		struct mark *m = &c->marks[c->mark_tail % MARKS_MAX];
+		if (m->due > now) {
+			*sleep_until = m->due;
+			return m->pos;
+		}
+		c->mark_tail++;
+		wake(&c->reader_wait);
+	}
+	return c->head;
+}
+
+static int write_some(struct conn *c, uint64_t limit)
+{
+	size_t off = (size_t)(c->tail % RING_SIZE);
+	size_t n = (size_t)(limit - c->tail);
+	struct iovec iov[2] = {{c->ring + off, n}, {c->ring, 0}};
+	if (n > RING_SIZE - off) {
+		iov[0].iov_len = RING_SIZE - off;
+		iov[1].iov_len = n - iov[0].iov_len;
+	}
+	ssize_t rc = pd_writev_full(c->pd, iov, iov[1].iov_len ? 2 : 1);
+	if (rc < 0)
+		return (int)rc;
+	c->tail += n;
+	wake(&c->reader_wait);
+	return 0;
+}
+
+static void writer_main(void *arg)
+{
+	struct conn *c = arg;
+	while (!c->closed) {
+		int64_t sleep_until;
+		uint64_t limit = write_limit(c, &sleep_until);
+		if (limit > c->tail) {
+			int rc = write_some(c, limit);
+			if (rc < 0 && !c->closed) {
+				note("%s: write: %s", c->peer, strerror(-rc));
+				conn_abort(c);
+			}
+			continue;
+		}
+		if (sleep_until) {
+			coro_sleep(sleep_until - sched_now());
+			continue;
+		}
+		if (c->end != END_NONE)
+			break;
+		park_in(&c->writer_wait, "frameecho idle");
+	}
+	if (!c->closed && (c->end == END_EOF || c->end == END_LIMIT))
+		pd_shutdown(c->pd, SHUT_WR);
+	conn_release(c);
+}
+
+/* --- accepting ------------------------------------------------------------ */
+
+static void conn_start(pd_t *pd, const struct sockaddr_storage *peer)
+{
+	struct conn *c = malloc(sizeof(*c));
+	if (c)
+		memset(c, 0, offsetof(struct conn, marks));
+	if (!c) {
+		note("out of memory for a connection, dropping it");
+		pd_close(pd);
+		return;
+	}
+	c->pd = pd;
+	c->refs = 2;
+	c->id = next_conn_id++;
+	fbu_format_addr((const struct sockaddr *)peer, c->peer, sizeof(c->peer));
+	coro_opts ro = {.name = "echo-read"}, wo = {.name = "echo-write"};
+	if (!coro_spawn(reader_main, c, &ro)) {
+		note("%s: cannot spawn reader", c->peer);
+		pd_close(pd);
+		free(c);
+		return;
+	}
+	c->next = conns;
+	if (conns)
+		conns->prev = c;
+	conns = c;
+	conns_live++;
+	if (!coro_spawn(writer_main, c, &wo)) {
+		note("%s: cannot spawn writer", c->peer);
+		c->end = END_CLOSE;
+		conn_abort(c);
+		c->refs--;
+	}
+}
+
+static void acceptor_main(void *arg)
+{
+	(void)arg;
+	while (!stopping) {
+		pd_t *pd;
+		struct sockaddr_storage peer;
+		socklen_t peer_len = sizeof(peer);
+		int rc = pd_accept(listener, &pd, &peer, &peer_len);
+		if (rc == -EBADF || stopping) {
+			if (rc == 0)
+				pd_close(pd);
+			break;
+		}
+		if (rc < 0) {
+			note("accept: %s", strerror(-rc));
+			coro_sleep(10 * 1000000ll);  /* never spin on a hard error */
+			continue;
+		}
+		conn_start(pd, &peer);
+	}
+	acceptor_running = false;
+	maybe_finish_stop();
+}
+
+/* --- signals -------------------------------------------------------------- */
+
+static void stop_timer_fired(sched_timer *t, void *arg)
+{
+	(void)t;
+	(void)arg;
+	note("connections still open after the stop grace period; exiting");
+	sched_stop();
+}
+
+static void begin_stop(int signo)
+{
+	stopping = true;
+	note("signal %d: stopping (%llu connections open)", signo,
+	     (unsigned long long)conns_live);
+	sched_timer_init(&stop_timer, stop_timer_fired, NULL);
+	sched_timer_set(&stop_timer, sched_now() + STOP_GRACE_NS);
+	pd_close(listener);
+	for (struct conn *c = conns; c; c = c->next)
+		conn_abort(c);
+	maybe_finish_stop();
+}
+
+static void signal_main(void *arg)
+{
+	pd_t *spd = arg;
+	struct signalfd_siginfo si;
+	ssize_t n;
+	do {
+		n = pd_read(spd, &si, sizeof(si));
+	} while (n == -EINTR || n == -EAGAIN);
+	pd_close(spd);
+	begin_stop(n == (ssize_t)sizeof(si) ? (int)si.ssi_signo : 0);
+}
+
+static int open_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	if (sigprocmask(SIG_BLOCK, set, NULL) < 0)
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+static int start_signal_coroutine(const sigset_t *set)
+{
+	int fd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	pd_t *spd;
+	int rc = pd_open(fd, &spd);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	coro_opts so = {.name = "echo-signals"};
+	if (!coro_spawn(signal_main, spd, &so)) {
+		pd_close(spd);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* --- command line ---------------------------------------------------------- */
+
+static void usage(FILE *out)
+{
+	fputs("usage: frameecho --listen ADDR [--poller epoll|uring|auto]\n"
+	      "                 [--delay DUR] [--reply-size N] [--close-after N]\n"
+	      "                 [--max-frame SIZE] [--quiet]\n"
+	      "  --listen ADDR     HOST:PORT, [V6]:PORT or :PORT; port 0 picks one\n"
+	      "  --poller KIND     netpoller backend (default auto)\n"
+	      "  --delay DUR       hold each reply DUR after its request (e.g. 5ms)\n"
+	      "  --reply-size N    answer each frame with an N-byte frame whose\n"
+	      "                    payload is FNV-1a64(request) big-endian, then a\n"
+	      "                    stream keyed by it (tools/framebench_payload.h)\n"
+	      "  --close-after N   close each connection after answering N frames\n"
+	      "  --max-frame SIZE  largest request accepted (default 16MiB);\n"
+	      "                    a larger one closes that connection\n"
+	      "  --quiet           no log lines on stderr\n"
+	      "Prints 'listening on ADDR' first; SIGTERM/SIGINT stop it.\n",
+	      out);
+}
+
+static int parse_args(int argc, char **argv)
+{
+	static const struct option longs[] = {
+		{"listen", required_argument, NULL, 'l'},
+		{"poller", required_argument, NULL, 'p'},
+		{"delay", required_argument, NULL, 'D'},
+		{"reply-size", required_argument, NULL, 'r'},
+		{"close-after", required_argument, NULL, 'C'},
+		{"max-frame", required_argument, NULL, 'm'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	bool have_listen = false;
+	opt.max_frame = FB_MAX_FRAME;
+	opt.poller = POLL_AUTO;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "l:qh", longs, NULL)) != -1) {
+		uint64_t v;
+		int rc = 0;
+		switch (ch) {
+		case 'l':
+			rc = fbu_parse_addr(optarg, &opt.addr, &opt.addr_len);
+			have_listen = rc == 0;
+			break;
+		case 'p':
+			rc = poll_kind_parse(optarg, &opt.poller);
+			break;
+		case 'D':
+			rc = fbu_parse_duration(optarg, &opt.delay_ns);
+			break;
+		case 'r':
+			rc = fbu_parse_size(optarg, &v);
+			if (rc == 0 && v > UINT32_MAX)
+				rc = -ERANGE;
+			opt.reply_sized = true;
+			opt.reply_size = (uint32_t)v;
+			break;
+		case 'C':
+			rc = fbu_parse_u64(optarg, UINT64_MAX, &opt.close_after);
+			break;
+		case 'm':
+			rc = fbu_parse_size(optarg, &v);
+			if (rc == 0 && v > UINT32_MAX)
+				rc = -ERANGE;
+			opt.max_frame = (uint32_t)v;
+			break;
+		case 'q':
+			opt.quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+		if (rc < 0) {
+			fprintf(stderr, "frameecho: bad value '%s'\n", optarg);
+			return -EINVAL;
+		}
+	}
+	if (optind != argc || !have_listen) {
+		usage(stderr);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int announce(void)
+{
+	struct sockaddr_storage bound;
+	socklen_t len = sizeof(bound);
+	if (getsockname(pd_fd(listener), (struct sockaddr *)&bound, &len) < 0)
+		return -errno;
+	char text[80];
+	printf("listening on %s\n",
+	       fbu_format_addr((struct sockaddr *)&bound, text, sizeof(text)));
+	fflush(stdout);
+	return 0;
+}
+
+static int start(void)
+{
+	char why[256] = "";
+	int rc = poll_open(opt.poller, why, sizeof(why));
+	if (why[0])
+		fprintf(stderr, "frameecho: %s\n", why);
+	if (rc < 0) {
+		fprintf(stderr, "frameecho: poller %s: %s\n",
+			poll_kind_name(opt.poller), strerror(-rc));
+		return rc;
+	}
+	rc = poll_listen((struct sockaddr *)&opt.addr, opt.addr_len, 4096, 0,
+			 &listener);
+	if (rc < 0) {
+		char text[80];
+		fprintf(stderr, "frameecho: listen on %s: %s\n",
+			fbu_format_addr((struct sockaddr *)&opt.addr, text,
+					sizeof(text)),
+			strerror(-rc));
+		return rc;
+	}
+	return announce();
+}
+
+int main(int argc, char **argv)
+{
+	if (parse_args(argc, argv) < 0)
+		return 2;
+	sigset_t set;
+	int rc = open_signals(&set);
+	if (rc == 0)
+		rc = sched_init(NULL);
+	if (rc < 0) {
+		fprintf(stderr, "frameecho: init: %s\n", strerror(-rc));
+		return 1;
+	}
+	rc = start();
+	if (rc == 0)
+		rc = start_signal_coroutine(&set);
+	coro_opts ao = {.name = "echo-accept"};
+	if (rc == 0) {
+		acceptor_running = coro_spawn(acceptor_main, NULL, &ao) != NULL;
+		rc = acceptor_running ? 0 : -ENOMEM;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "frameecho: start: %s\n", strerror(-rc));
+		return 1;
+	}
+	sched_run();
+	note("stopped");
+	poll_close();
+	sched_shutdown();
+	return 0;
+}
