@@ -1,7 +1,6 @@
 #include "proxy/balance.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,6 +179,31 @@ static int pick_random2(struct balancer *b, const struct balance_tried *tried)
 	return first;
 }
 
+/* Natural log of x > 0 (a normal double). Written out so proxy_core needs
+ * no libm: frexp-style split into m * 2^e with m near 1, then the atanh
+ * series ln(m) = 2(s + s^3/3 + s^5/5 + ...), s = (m-1)/(m+1), |s| < 0.18,
+ * which is within 1e-15 after ten terms. */
+double balance_ln(double x)
+{
+	uint64_t bits;
+	double m;
+
+	memcpy(&bits, &x, sizeof(bits));
+	int e = (int)((bits >> 52) & 0x7ff) - 1023;
+	bits = (bits & ((UINT64_C(1) << 52) - 1)) | (UINT64_C(1023) << 52);
+	memcpy(&m, &bits, sizeof(m));
+	if (m > 1.4142135623730951) {
+		m /= 2;
+		e++;
+	}
+	double s = (m - 1) / (m + 1), s2 = s * s, term = s, sum = 0;
+	for (int k = 1; k <= 19; k += 2) {
+		sum += term / k;
+		term *= s2;
+	}
+	return 2 * sum + e * 0.6931471805599453;
+}
+
 /* Weighted rendezvous score: -w / ln(u) with u uniform in (0,1) from the
  * pair's hash. The server with the highest score wins; a server's weight
  * share of wins equals its share of the total weight. */
@@ -187,7 +211,7 @@ static double hrw_score(uint64_t client_hash, const struct balance_server *s)
 {
 	uint64_t h = mix64(client_hash ^ (s->id_hash * GOLDEN));
 	double u = ((double)(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-	return -(double)s->weight / log(u);
+	return -(double)s->weight / balance_ln(u);
 }
 
 static int pick_hash(struct balancer *b, const struct sockaddr *client,

@@ -98,6 +98,9 @@ void balance_tried_clear(struct balance_tried *t);
 void balance_tried_add(struct balance_tried *t, size_t idx);
 bool balance_tried_has(const struct balance_tried *t, size_t idx);
 
+/* The natural log HASH uses (libm-free); exposed for its test. */
+double balance_ln(double x);
+
 /* "roundrobin" | "leastconn" | "random2" | "hash"; -EINVAL otherwise. */
 int balance_kind_parse(const char *text, enum balance_kind *kind);
 const char *balance_kind_name(enum balance_kind kind);
