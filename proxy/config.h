@@ -1,0 +1,152 @@
+/* config — frameproxy's settings: data model, INI loader, command-line
+ * overrides and validation. docs/frameproxy.example.ini shows every key.
+ *
+ *   [frameproxy]            log_level poller shards admin drain_timeout
+ *   [listener NAME]         listen, limits, timeouts, allow/deny, balance,
+ *                           health, and repeated `server = ADDR [weight=N]`
+ *
+ * Use:
+ *   struct config cfg;
+ *   config_init(&cfg);                         defaults, no listeners
+ *   config_load_file(&cfg, path);              may be skipped
+ *   config_apply_override(&cfg, "max_frame", "1MiB", "--max-frame");
+ *   if (config_finish(&cfg) < 0) {             cross-key checks
+ *           config_print_errors(&cfg, stderr);
+ *           ...
+ *   }
+ *   config_free(&cfg);
+ *
+ * Every step keeps going after an error and records it, so one run shows
+ * them all (up to CONFIG_MAX_ERRORS, then a count). Each message names
+ * where the value came from:
+ *   frameproxy.ini:12: key 'max_frame': invalid size '16XB'
+ *   frameproxy.ini:30: section [listener api]: no 'server' lines
+ *   --max-frame: invalid size '16XB'
+ * Any recorded error makes config_load_file/config_finish return -EINVAL.
+ */
+#ifndef FRAMEPROXY_PROXY_CONFIG_H
+#define FRAMEPROXY_PROXY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "proxy/acl.h"
+#include "proxy/balance.h"
+#include "proxy/log.h"
+#include "proxy/netaddr.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CONFIG_MAX_ERRORS 32
+#define CONFIG_NAME_MAX 32 /* listener names: [A-Za-z0-9_-]{1,32} */
+
+enum config_poller {
+	CONFIG_POLLER_AUTO, /* io_uring when it works, else epoll */
+	CONFIG_POLLER_EPOLL,
+	CONFIG_POLLER_URING,
+};
+
+struct config_server {
+	char *addr_text; /* as written; the balancer's hash id */
+	struct netaddr addr;
+	unsigned weight; /* 1..BALANCE_MAX_WEIGHT, default 1 */
+};
+
+struct config_listener {
+	char *name;
+	int line; /* of its [listener NAME] header; 0 if made by a flag */
+
+	bool has_listen;
+	struct netaddr listen;
+
+	uint64_t max_frame;     /* bytes, default 16MiB, at most 4GiB-1 */
+	uint64_t buffer;        /* per direction, default 64KiB */
+	int64_t connect_timeout; /* all durations in ns */
+	int64_t idle_timeout;
+	int64_t frame_timeout;  /* 0 = off */
+	unsigned max_connections;
+	unsigned max_per_client; /* 0 = unlimited */
+	struct acl acl;
+
+	enum balance_kind balance;
+	unsigned retries;
+	unsigned fail_threshold;
+	int64_t fail_timeout;
+	int64_t health_interval; /* 0 = no active checks */
+	unsigned health_rise, health_fall;
+	bool has_check_frame;    /* "check_frame =" (empty) is a 0-byte frame */
+	uint8_t *check_frame;
+	size_t check_frame_len;
+
+	struct config_server *servers;
+	size_t nservers;
+
+	/* Loader bookkeeping: a flag's first server/allow/deny replaces the
+	 * file's list, later ones add to it. */
+	bool flag_servers, flag_allow, flag_deny;
+};
+
+struct config {
+	char *path; /* last file loaded, or NULL */
+
+	enum log_level log_level;
+	enum config_poller poller;
+	unsigned shards; /* 0 = auto: one per online CPU */
+	bool has_admin;
+	struct netaddr admin;
+	int64_t drain_timeout;
+
+	struct config_listener *listeners;
+	size_t nlisteners;
+
+	char *errors[CONFIG_MAX_ERRORS];
+	size_t nerrors;
+	size_t errors_dropped; /* beyond CONFIG_MAX_ERRORS */
+};
+
+void config_init(struct config *cfg);
+void config_free(struct config *cfg);
+
+/* Reads and applies an INI file. -errno when it cannot be read (also
+ * recorded as an error), -EINVAL when it has errors, 0 otherwise. */
+int config_load_file(struct config *cfg, const char *path);
+
+/* Same from memory; name stands for the file name in messages. */
+int config_load_string(struct config *cfg, const char *name,
+		       const char *text);
+
+/* Sets one key the way the file would, overriding it:
+ *   "listener.NAME.key"  that listener (created when missing)
+ *   "key"                a [frameproxy] key, or else a listener key of the
+ *                        first listener (one named "default" is created
+ *                        when there is none)
+ * origin names the source in error messages, e.g. "--max-frame"; NULL
+ * uses the key. Returns 0 or -EINVAL (recorded). */
+int config_apply_override(struct config *cfg, const char *key,
+			  const char *value, const char *origin);
+
+/* Checks what no single key can: at least one listener, each with listen
+ * and servers, listen addresses distinct, check_frame within max_frame...
+ * Returns -EINVAL when any error was recorded so far (by any step). */
+int config_finish(struct config *cfg);
+
+size_t config_error_count(const struct config *cfg);
+const char *config_error(const struct config *cfg, size_t i);
+/* One message per line, then "... and N more errors" if some were dropped. */
+void config_print_errors(const struct config *cfg, FILE *out);
+
+const struct config_listener *config_find_listener(const struct config *cfg,
+						   const char *name);
+
+/* "epoll" | "uring" | "auto". */
+const char *config_poller_name(enum config_poller poller);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
