@@ -1,0 +1,816 @@
+/*
+ * framebench — load generator and verifier for the frame protocol.
+ *
+ * Each connection is a writer and a reader coroutine (blocking style on
+ * sched/ + poll/). The writer keeps at most -d frames in flight: closed-loop
+ * it sends whenever the window has room; open-loop (--rate) it sends on a
+ * fixed schedule and stamps each frame with its *scheduled* time, so a stall
+ * (full window, slow server) shows up in the latency instead of silently
+ * delaying the schedule (no coordinated omission). The reader checks every
+ * reply against the deterministic payload of the frame it answers (see
+ * framebench_payload.h), so nothing sent is ever stored, only a ring of
+ * (send time, length) per frame in flight.
+ *
+ * Every run is bounded: sending stops at --duration or --frames, then every
+ * connection half-closes and waits at most --grace for its outstanding
+ * replies; what has not arrived by then is lost.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "poll/poll.h"
+#include "sched/sched.h"
+#include "tools/framebench_payload.h"
+#include "tools/framebench_util.h"
+#include "tools/hist.h"
+
+#define NS_PER_SEC 1000000000ll
+#define BUF_MIN (4u * 1024u)
+#define BUF_MAX (64u * 1024u)
+#define CONNECT_WAVE 256u       /* connects in flight at once */
+#define OPEN_LOOP_DEPTH 1024u   /* default window with --rate */
+
+struct options {
+	struct sockaddr_storage target;
+	socklen_t target_len;
+	char target_text[96];
+	uint32_t conns;
+	uint32_t depth;
+	bool depth_set;
+	uint32_t size_min, size_max;
+	int64_t duration_ns;        /* 0 = until --frames */
+	uint64_t frames;            /* 0 = until --duration */
+	double rate;                /* frames/s over all connections; 0 = closed */
+	poll_kind poller;
+	bool json;
+	uint64_t seed;
+	int64_t grace_ns;
+	int64_t connect_timeout_ns;
+};
+
+struct inflight {
+	int64_t t0;                 /* send time (scheduled time when open-loop) */
+	uint32_t len;
+};
+
+struct bconn {
+	uint32_t id;
+	pd_t *pd;
+	int connect_error;          /* negative errno of a failed connect */
+	bool closed;                /* pd_close done */
+	bool dead;                  /* error or EOF: stop both directions */
+	bool writer_done;
+	int refs;
+	coro_t *writer_wait;        /* writer parked on a full window */
+
+	struct inflight *ring;      /* frames in flight, depth entries */
+	uint64_t sent, received;    /* sequence numbers: next to send/expect */
+	uint64_t quota;             /* frames this connection may send */
+
+	/* reply parsing */
+	uint8_t prefix[4];
+	uint32_t prefix_have;
+	bool in_payload;
+	bool frame_bad;
+	fb_verifier verifier;
+
+	uint8_t *wbuf, *rbuf;
+	size_t buf_size;
+};
+
+struct totals {
+	uint64_t sent, received, bytes, errors, mismatches, lost;
+	uint64_t connect_failures;
+	int first_connect_error;
+	int64_t t_start, t_send_end, t_last_reply;
+};
+
+static struct options opt;
+static struct bconn *conns;
+static hist_t latency;
+static struct totals tot;
+static uint32_t connects_pending;
+static uint32_t conns_running;
+static coro_t *controller;
+static bool controller_parked;
+static volatile sig_atomic_t interrupted;
+static sched_timer progress_timer;
+static uint64_t progress_last_received;
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("framebench: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static void wake(coro_t **slot)
+{
+	if (*slot) {
+		coro_t *co = *slot;
+		*slot = NULL;
+		coro_ready(co);
+	}
+}
+
+static uint64_t in_flight(const struct bconn *c)
+{
+	return c->sent - c->received;
+}
+
+/* --- connection lifetime ------------------------------------------------- */
+
+static void conn_abort(struct bconn *c)
+{
+	c->dead = true;
+	if (c->closed)
+		return;
+	c->closed = true;
+	pd_close(c->pd);
+	wake(&c->writer_wait);
+}
+
+static void conn_release(struct bconn *c)
+{
+	if (--c->refs > 0)
+		return;
+	if (!c->closed) {
+		c->closed = true;
+		pd_close(c->pd);
+	}
+	tot.sent += c->sent;
+	tot.received += c->received;
+	tot.lost += in_flight(c);
+	if (--conns_running == 0 && controller_parked)
+		coro_ready(controller);
+}
+
+static void conn_error(struct bconn *c, const char *what, int err)
+{
+	if (c->dead)
+		return;
+	tot.errors++;
+	note("connection %u: %s: %s (%" PRIu64 " frames outstanding)", c->id,
+	     what, strerror(err), in_flight(c));
+	conn_abort(c);
+}
+
+/* --- the writer ----------------------------------------------------------- */
+
+static bool sending_over(const struct bconn *c, int64_t when)
+{
+	if (c->dead || interrupted || c->sent >= c->quota)
+		return true;
+	return opt.duration_ns > 0 && when >= tot.t_start + opt.duration_ns;
+}
+
+/* Open loop: frame k of connection i is due at start + (i + k*conns)/rate. */
+static int64_t scheduled(const struct bconn *c)
+{
+	double slot = (double)c->id + (double)c->sent * (double)opt.conns;
+	return tot.t_start + (int64_t)(slot * 1e9 / opt.rate);
+}
+
+static uint32_t next_size(const struct bconn *c)
+{
+	return fb_pick_size(opt.seed, c->id, c->sent, opt.size_min,
+			    opt.size_max);
+}
+
+static int flush(struct bconn *c, size_t *used)
+{
+	if (*used == 0)
+		return 0;
+	pd_set_deadline(c->pd, PD_WRITE, sched_now() + opt.grace_ns);
+	ssize_t rc = pd_write_full(c->pd, c->wbuf, *used);
+	*used = 0;
+	if (rc < 0) {
+		conn_error(c, "write", (int)-rc);
+		return (int)rc;
+	}
+	return 0;
+}
+
+/* Append frame `c->sent` to the write buffer, streaming it when too big. */
+static int put_frame(struct bconn *c, int64_t t0, size_t *used)
+{
+	uint32_t len = next_size(c);
+	fb_frame_id id = {opt.seed, c->id, c->sent, len};
+	struct inflight *slot = &c->ring[c->sent % opt.depth];
+	slot->t0 = t0;
+	slot->len = len;
+	c->sent++;
+	if (*used + 4 > c->buf_size && flush(c, used) < 0)
+		return -EPIPE;
+	fb_put_prefix(c->wbuf + *used, len);
+	*used += 4;
+	for (uint32_t off = 0; off < len;) {
+		if (*used == c->buf_size && flush(c, used) < 0)
+			return -EPIPE;
+		size_t k = c->buf_size - *used;
+		if (k > len - off)
+			k = len - off;
+		fb_payload_fill(c->wbuf + *used, k, &id, off);
+		*used += k;
+		off += (uint32_t)k;
+	}
+	return 0;
+}
+
+static void wait_window(struct bconn *c)
+{
+	c->writer_wait = coro_self();
+	coro_park("framebench window");
+	c->writer_wait = NULL;
+}
+
+/* One batch: as many frames as the window (and schedule) allow. */
+static int send_batch(struct bconn *c)
+{
+	size_t used = 0;
+	int64_t now = sched_now();
+	bool open_loop = opt.rate > 0;
+	while (in_flight(c) < opt.depth) {
+		int64_t t0 = open_loop ? scheduled(c) : now;
+		if (sending_over(c, t0) || (open_loop && t0 > now))
+			break;
+		if (put_frame(c, t0, &used) < 0)
+			return -EPIPE;
+		/* Keep batches small enough that replies start flowing. */
+		if (used >= c->buf_size / 2)
+			break;
+	}
+	return flush(c, &used);
+}
+
+static void writer_loop(struct bconn *c)
+{
+	for (;;) {
+		int64_t now = sched_now();
+		int64_t due = opt.rate > 0 ? scheduled(c) : now;
+		if (sending_over(c, due))
+			return;
+		if (in_flight(c) >= opt.depth) {
+			wait_window(c);
+			continue;
+		}
+		if (due > now) {
+			coro_sleep(due - now);
+			continue;
+		}
+		if (send_batch(c) < 0)
+			return;
+	}
+}
+
+static void writer_main(void *arg)
+{
+	struct bconn *c = arg;
+	writer_loop(c);
+	c->writer_done = true;
+	int64_t now = sched_now();
+	if (now > tot.t_send_end)
+		tot.t_send_end = now;
+	if (!c->closed) {
+		/* The reader waits at most --grace from here for the rest. */
+		pd_set_deadline(c->pd, PD_READ, now + opt.grace_ns);
+		if (in_flight(c) > 0)
+			pd_shutdown(c->pd, SHUT_WR);
+		else
+			conn_abort(c);  /* nothing owed: stop the reader now */
+	}
+	conn_release(c);
+}
+
+/* --- the reader ----------------------------------------------------------- */
+
+static void frame_received(struct bconn *c, int64_t now)
+{
+	struct inflight *slot = &c->ring[c->received % opt.depth];
+	if (c->frame_bad || c->verifier.bad) {
+		tot.mismatches++;
+		if (tot.mismatches <= 10)
+			note("connection %u: frame %" PRIu64 " (%u bytes) differs "
+			     "from what was sent at payload offset %u",
+			     c->id, c->received, slot->len,
+			     c->verifier.bad_offset);
+	}
+	hist_record(&latency, now - slot->t0);
+	tot.bytes += 4 + (uint64_t)slot->len;
+	c->received++;
+	c->in_payload = false;
+	c->prefix_have = 0;
+	wake(&c->writer_wait);
+}
+
+/* A complete length prefix: check it against the frame we expect next. */
+static int reply_start(struct bconn *c, int64_t now)
+{
+	uint32_t len = fb_get_prefix(c->prefix);
+	if (in_flight(c) == 0) {
+		tot.mismatches++;
+		note("connection %u: a %u-byte frame arrived that was never sent",
+		     c->id, len);
+		return -EPROTO;
+	}
+	struct inflight *slot = &c->ring[c->received % opt.depth];
+	if (len != slot->len) {
+		/* After a wrong length the stream cannot be realigned. */
+		tot.mismatches++;
+		c->received++;
+		note("connection %u: frame %" PRIu64 " came back with length %u, "
+		     "sent %u", c->id, c->received - 1, len, slot->len);
+		return -EPROTO;
+	}
+	fb_frame_id id = {opt.seed, c->id, c->received, len};
+	fbv_begin(&c->verifier, &id);
+	c->frame_bad = false;
+	c->in_payload = true;
+	if (len == 0)
+		frame_received(c, now);
+	return 0;
+}
+
+static int consume(struct bconn *c, const uint8_t *p, size_t n, int64_t now)
+{
+	while (n > 0) {
+		size_t k;
+		if (c->in_payload) {
+			k = fbv_feed(&c->verifier, p, n);
+			if (fbv_done(&c->verifier))
+				frame_received(c, now);
+		} else {
+			k = 4 - c->prefix_have;
+			if (k > n)
+				k = n;
+			memcpy(c->prefix + c->prefix_have, p, k);
+			c->prefix_have += (uint32_t)k;
+			if (c->prefix_have == 4 && reply_start(c, now) < 0)
+				return -EPROTO;
+		}
+		p += k;
+		n -= k;
+	}
+	return 0;
+}
+
+/* 1 when the reader is finished normally, <0 on a failure, 0 to go on. */
+static int read_once(struct bconn *c)
+{
+	if (!c->writer_done)
+		pd_set_deadline(c->pd, PD_READ, sched_now() + opt.grace_ns);
+	ssize_t n = pd_read(c->pd, c->rbuf, c->buf_size);
+	if (c->closed)
+		return 1;
+	if (n == -ETIMEDOUT && in_flight(c) == 0)
+		return c->writer_done ? 1 : 0;
+	if (n == 0) {
+		if (in_flight(c) == 0 && !c->prefix_have && !c->in_payload)
+			return 1;
+		conn_error(c, "peer closed the connection", ECONNRESET);
+		return -ECONNRESET;
+	}
+	if (n < 0) {
+		conn_error(c, n == -ETIMEDOUT ? "no reply within --grace" : "read",
+			   (int)-n);
+		return (int)n;
+	}
+	int64_t now = sched_now();
+	tot.t_last_reply = now;
+	if (consume(c, c->rbuf, (size_t)n, now) < 0) {
+		conn_error(c, "verification", EPROTO);
+		return -EPROTO;
+	}
+	return c->writer_done && in_flight(c) == 0 ? 1 : 0;
+}
+
+static void reader_main(void *arg)
+{
+	struct bconn *c = arg;
+	while (read_once(c) == 0)
+		;
+	conn_abort(c);
+	conn_release(c);
+}
+
+/* --- connecting and the controller ------------------------------------------ */
+
+static void on_interrupt(int signo)
+{
+	(void)signo;
+	interrupted = 1;
+}
+
+static void connect_main(void *arg)
+{
+	struct bconn *c = arg;
+	int rc = poll_connect((const struct sockaddr *)&opt.target,
+			      opt.target_len, opt.connect_timeout_ns, &c->pd);
+	if (rc < 0) {
+		c->connect_error = rc;
+		c->pd = NULL;
+	}
+	if (--connects_pending == 0)
+		coro_ready(controller);
+}
+
+static int connect_all(void)
+{
+	coro_opts co = {.name = "bench-connect", .stack_size = 0};
+	for (uint32_t first = 0; first < opt.conns; first += CONNECT_WAVE) {
+		uint32_t n = opt.conns - first;
+		if (n > CONNECT_WAVE)
+			n = CONNECT_WAVE;
+		connects_pending = n;
+		for (uint32_t i = first; i < first + n; i++) {
+			if (!coro_spawn(connect_main, &conns[i], &co))
+				return -ENOMEM;
+		}
+		coro_park("framebench connecting");
+	}
+	for (uint32_t i = 0; i < opt.conns; i++) {
+		if (conns[i].connect_error == 0)
+			continue;
+		if (tot.connect_failures++ == 0)
+			tot.first_connect_error = conns[i].connect_error;
+	}
+	return tot.connect_failures ? -ECONNREFUSED : 0;
+}
+
+static int conn_setup(struct bconn *c, uint32_t id)
+{
+	uint64_t want = (uint64_t)opt.depth * ((uint64_t)opt.size_max + 4);
+	c->id = id;
+	c->buf_size = want < BUF_MIN ? BUF_MIN : want > BUF_MAX ? BUF_MAX : want;
+	c->ring = calloc(opt.depth, sizeof(*c->ring));
+	c->wbuf = malloc(c->buf_size);
+	c->rbuf = malloc(c->buf_size);
+	c->quota = UINT64_MAX;
+	if (opt.frames)
+		c->quota = opt.frames / opt.conns +
+			   (id < opt.frames % opt.conns ? 1 : 0);
+	return c->ring && c->wbuf && c->rbuf ? 0 : -ENOMEM;
+}
+
+static void start_conn(struct bconn *c)
+{
+	coro_opts ro = {.name = "bench-read"}, wo = {.name = "bench-write"};
+	c->refs = 2;
+	conns_running++;
+	if (!coro_spawn(reader_main, c, &ro)) {
+		c->refs = 1;
+		conn_error(c, "spawn reader", ENOMEM);
+	}
+	if (!coro_spawn(writer_main, c, &wo)) {
+		conn_error(c, "spawn writer", ENOMEM);
+		conn_release(c);
+	}
+}
+
+static void progress_fired(sched_timer *t, void *arg)
+{
+	(void)arg;
+	uint64_t received = 0;
+	for (uint32_t i = 0; i < opt.conns; i++)
+		received += conns[i].received;
+	double secs = (double)(sched_now() - tot.t_start) / 1e9;
+	printf("[%6.1fs] %" PRIu64 " frames, %" PRIu64 " frames/s, p99 %.1f us, "
+	       "%" PRIu64 " errors\n", secs, received,
+	       received - progress_last_received,
+	       (double)hist_percentile(&latency, 99.0) / 1e3,
+	       tot.errors + tot.mismatches);
+	fflush(stdout);
+	progress_last_received = received;
+	sched_timer_set(t, sched_now() + NS_PER_SEC);
+}
+
+static void close_unused(void)
+{
+	for (uint32_t i = 0; i < opt.conns; i++) {
+		if (conns[i].connect_error == 0 && conns[i].pd)
+			pd_close(conns[i].pd);
+	}
+}
+
+static void controller_main(void *arg)
+{
+	(void)arg;
+	controller = coro_self();
+	int rc = connect_all();
+	if (rc < 0) {
+		if (tot.connect_failures)
+			note("connect to %s failed for %" PRIu64 " of %u "
+			     "connections: %s", opt.target_text,
+			     tot.connect_failures, opt.conns,
+			     strerror(-tot.first_connect_error));
+		tot.errors += tot.connect_failures;
+		close_unused();
+		return;
+	}
+	tot.t_start = sched_now();
+	for (uint32_t i = 0; i < opt.conns; i++)
+		start_conn(&conns[i]);
+	bool progress = isatty(STDOUT_FILENO) && !opt.json;
+	sched_timer_init(&progress_timer, progress_fired, NULL);
+	if (progress)
+		sched_timer_set(&progress_timer, tot.t_start + NS_PER_SEC);
+	while (conns_running > 0) {
+		controller_parked = true;
+		coro_park("framebench running");
+		controller_parked = false;
+	}
+	sched_timer_cancel(&progress_timer);
+	controller = NULL;
+}
+
+/* --- output ----------------------------------------------------------------- */
+
+static double run_seconds(void)
+{
+	int64_t end = tot.t_send_end > tot.t_last_reply ? tot.t_send_end
+							: tot.t_last_reply;
+	double s = (double)(end - tot.t_start) / 1e9;
+	return s > 0 ? s : 0;
+}
+
+static double us(double percentile)
+{
+	return (double)hist_percentile(&latency, percentile) / 1e3;
+}
+
+static void print_json(double secs)
+{
+	printf("{\"frames\": %" PRIu64 ", \"frames_sent\": %" PRIu64
+	       ", \"frames_per_sec\": %.1f, \"bytes\": %" PRIu64
+	       ", \"bytes_per_sec\": %.1f, \"p50_us\": %.2f, \"p90_us\": %.2f"
+	       ", \"p99_us\": %.2f, \"p999_us\": %.2f, \"max_us\": %.2f"
+	       ", \"mean_us\": %.2f, \"errors\": %" PRIu64
+	       ", \"mismatches\": %" PRIu64 ", \"lost\": %" PRIu64
+	       ", \"connections\": %u, \"connect_failures\": %" PRIu64
+	       ", \"duration_s\": %.3f, \"mode\": \"%s\", \"poller\": \"%s\"}\n",
+	       tot.received, tot.sent,
+	       secs > 0 ? (double)tot.received / secs : 0.0, tot.bytes,
+	       secs > 0 ? (double)tot.bytes / secs : 0.0, us(50), us(90),
+	       us(99), us(99.9), us(100), hist_mean(&latency) / 1e3,
+	       tot.errors, tot.mismatches, tot.lost, opt.conns,
+	       tot.connect_failures, secs, opt.rate > 0 ? "open" : "closed",
+	       poll_kind_name(poll_backend()));
+}
+
+static void print_text(double secs)
+{
+	printf("framebench: %s, %u connections, depth %u, size %u", opt.target_text,
+	       opt.conns, opt.depth, opt.size_min);
+	if (opt.size_max != opt.size_min)
+		printf("-%u", opt.size_max);
+	if (opt.rate > 0)
+		printf(", open-loop %.0f frames/s", opt.rate);
+	else
+		printf(", closed-loop");
+	printf(", poller %s\n", poll_kind_name(poll_backend()));
+	printf("  frames   sent %" PRIu64 "  received %" PRIu64 "  lost %" PRIu64
+	       "  mismatches %" PRIu64 "  errors %" PRIu64 "\n",
+	       tot.sent, tot.received, tot.lost, tot.mismatches, tot.errors);
+	printf("  rate     %.0f frames/s  %.2f MB/s  over %.3f s\n",
+	       secs > 0 ? (double)tot.received / secs : 0.0,
+	       secs > 0 ? (double)tot.bytes / secs / 1e6 : 0.0, secs);
+	printf("  latency  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f"
+	       "  mean %.1f (us)\n", us(50), us(90), us(99), us(99.9), us(100),
+	       hist_mean(&latency) / 1e3);
+}
+
+/* --- command line ----------------------------------------------------------- */
+
+static void usage(FILE *out)
+{
+	fputs("usage: framebench --target ADDR [-c CONNS] [-d IN_FLIGHT]\n"
+	      "                  [--size N | --size MIN-MAX]\n"
+	      "                  [--duration DUR] [--frames N] [--rate FPS]\n"
+	      "                  [--poller epoll|uring|auto] [--json] [--seed N]\n"
+	      "                  [--grace DUR] [--connect-timeout DUR]\n"
+	      "  --target ADDR        HOST:PORT or [V6]:PORT of a frame echo server\n"
+	      "  -c, --connections N  connections (default 1)\n"
+	      "  -d, --depth N        frames in flight per connection (default 1;\n"
+	      "                       1024 with --rate)\n"
+	      "  --size N|MIN-MAX     payload bytes, fixed or uniform (default 64,\n"
+	      "                       up to 16MiB; K/M suffixes)\n"
+	      "  --duration DUR       send for DUR (default 10s unless --frames)\n"
+	      "  --frames N           send N frames in total over all connections\n"
+	      "  --rate FPS           open loop: FPS frames/s in total, latency\n"
+	      "                       measured from each frame's scheduled time\n"
+	      "  --json               one JSON object on stdout instead of text\n"
+	      "  --seed N             payload seed (default 1)\n"
+	      "  --grace DUR          wait for outstanding replies (default 5s)\n"
+	      "  --connect-timeout DUR  (default 5s)\n"
+	      "Exits 1 on any mismatch, lost frame, error or connect failure.\n",
+	      out);
+}
+
+static int parse_size_range(const char *text)
+{
+	char lo[64];
+	const char *dash = strchr(text, '-');
+	uint64_t min, max;
+	if (!dash) {
+		if (fbu_parse_size(text, &min) < 0)
+			return -EINVAL;
+		max = min;
+	} else {
+		size_t n = (size_t)(dash - text);
+		if (n >= sizeof(lo))
+			return -EINVAL;
+		memcpy(lo, text, n);
+		lo[n] = '\0';
+		if (fbu_parse_size(lo, &min) < 0 ||
+		    fbu_parse_size(dash + 1, &max) < 0 || max < min)
+			return -EINVAL;
+	}
+	if (max > FB_MAX_FRAME)
+		return -ERANGE;
+	opt.size_min = (uint32_t)min;
+	opt.size_max = (uint32_t)max;
+	return 0;
+}
+
+static int parse_rate(const char *text)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(text, &end);
+	if (errno || *end || !(v > 0) || v > 1e9)
+		return -EINVAL;
+	opt.rate = v;
+	return 0;
+}
+
+static int parse_one(int ch, const char *arg)
+{
+	uint64_t v;
+	int rc;
+	switch (ch) {
+	case 't':
+		rc = fbu_parse_addr(arg, &opt.target, &opt.target_len);
+		snprintf(opt.target_text, sizeof(opt.target_text), "%s", arg);
+		return rc;
+	case 'c':
+		rc = fbu_parse_u64(arg, 1000000, &v);
+		opt.conns = (uint32_t)v;
+		return rc == 0 && v == 0 ? -EINVAL : rc;
+	case 'd':
+		rc = fbu_parse_u64(arg, 1u << 20, &v);
+		opt.depth = (uint32_t)v;
+		opt.depth_set = true;
+		return rc == 0 && v == 0 ? -EINVAL : rc;
+	case 's':
+		return parse_size_range(arg);
+	case 'D':
+		return fbu_parse_duration(arg, &opt.duration_ns);
+	case 'n':
+		return fbu_parse_u64(arg, UINT64_MAX, &opt.frames);
+	case 'r':
+		return parse_rate(arg);
+	case 'p':
+		return poll_kind_parse(arg, &opt.poller);
+	case 'S':
+		return fbu_parse_u64(arg, UINT64_MAX, &opt.seed);
+	case 'g':
+		return fbu_parse_duration(arg, &opt.grace_ns);
+	case 'T':
+		return fbu_parse_duration(arg, &opt.connect_timeout_ns);
+	default:
+		return -EINVAL;
+	}
+}
+
+static int parse_args(int argc, char **argv)
+{
+	static const struct option longs[] = {
+		{"target", required_argument, NULL, 't'},
+		{"connections", required_argument, NULL, 'c'},
+		{"depth", required_argument, NULL, 'd'},
+		{"size", required_argument, NULL, 's'},
+		{"duration", required_argument, NULL, 'D'},
+		{"frames", required_argument, NULL, 'n'},
+		{"rate", required_argument, NULL, 'r'},
+		{"poller", required_argument, NULL, 'p'},
+		{"json", no_argument, NULL, 'j'},
+		{"seed", required_argument, NULL, 'S'},
+		{"grace", required_argument, NULL, 'g'},
+		{"connect-timeout", required_argument, NULL, 'T'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	opt = (struct options){
+		.conns = 1, .depth = 1, .size_min = 64, .size_max = 64,
+		.poller = POLL_AUTO, .seed = 1, .grace_ns = 5 * NS_PER_SEC,
+		.connect_timeout_ns = 5 * NS_PER_SEC,
+	};
+	bool have_target = false;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "t:c:d:jh", longs, NULL)) != -1) {
+		if (ch == 'h') {
+			usage(stdout);
+			exit(0);
+		}
+		if (ch == 'j') {
+			opt.json = true;
+			continue;
+		}
+		if (ch == '?' || parse_one(ch, optarg) < 0) {
+			if (ch != '?')
+				note("bad value '%s'", optarg);
+			usage(stderr);
+			return -EINVAL;
+		}
+		have_target |= ch == 't';
+	}
+	if (optind != argc || !have_target) {
+		usage(stderr);
+		return -EINVAL;
+	}
+	if (!opt.depth_set && opt.rate > 0)
+		opt.depth = OPEN_LOOP_DEPTH;
+	if (!opt.duration_ns && !opt.frames)
+		opt.duration_ns = 10 * NS_PER_SEC;
+	return 0;
+}
+
+static void free_conns(void)
+{
+	for (uint32_t i = 0; i < opt.conns; i++) {
+		free(conns[i].ring);
+		free(conns[i].wbuf);
+		free(conns[i].rbuf);
+	}
+	free(conns);
+}
+
+static int run(void)
+{
+	char why[256] = "";
+	int rc = poll_open(opt.poller, why, sizeof(why));
+	if (why[0])
+		note("%s", why);
+	if (rc < 0) {
+		note("poller %s: %s", poll_kind_name(opt.poller), strerror(-rc));
+		return rc;
+	}
+	conns = calloc(opt.conns, sizeof(*conns));
+	if (!conns)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < opt.conns; i++) {
+		if (conn_setup(&conns[i], i) < 0)
+			return -ENOMEM;
+	}
+	coro_opts co = {.name = "bench-control"};
+	if (!coro_spawn(controller_main, NULL, &co))
+		return -ENOMEM;
+	sched_run();
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (parse_args(argc, argv) < 0)
+		return 2;
+	signal(SIGPIPE, SIG_IGN);
+	/* First ^C ends sending (replies are still awaited); a second kills. */
+	struct sigaction sa = {.sa_handler = on_interrupt,
+			       .sa_flags = SA_RESETHAND};
+	sigaction(SIGINT, &sa, NULL);
+	/* Open-loop sends are timer driven: 50 us of default slack would be
+	 * measured as latency. */
+	prctl(PR_SET_TIMERSLACK, 1ul, 0ul, 0ul, 0ul);
+	hist_init(&latency);
+	int rc = sched_init(NULL);
+	if (rc == 0)
+		rc = run();
+	if (rc < 0) {
+		note("%s", strerror(-rc));
+		return 1;
+	}
+	double secs = run_seconds();
+	if (opt.json)
+		print_json(secs);
+	else
+		print_text(secs);
+	free_conns();
+	poll_close();
+	sched_shutdown();
+	bool failed = tot.errors || tot.mismatches || tot.lost ||
+		      tot.connect_failures;
+	return failed ? 1 : 0;
+}
