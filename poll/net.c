@@ -226,6 +226,7 @@ ssize_t pd_try_read(pd_t *pd, void *buf, size_t len)
 	int rc = pd_check(pd, PD_READ);
 	if (rc < 0)
 		return rc;
+	pd_prepare(pd, PD_READ);
 	poll_g_stats.syscalls++;
 	ssize_t n = read(pd->fd, buf, len);
 	return n >= 0 ? n : -errno;
