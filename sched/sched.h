@@ -93,7 +93,11 @@ void sched_release(void);
 /* Create a runnable coroutine (appended to the run queue). NULL on ENOMEM. */
 coro_t *coro_spawn(coro_entry_fn entry, void *arg, const coro_opts *opts);
 /* End the calling coroutine (returning from entry does the same). */
+#ifdef __cplusplus
+[[noreturn]] void coro_exit(void);  /* C++ spells C11's _Noreturn this way */
+#else
 _Noreturn void coro_exit(void);
+#endif
 /* Go to the back of the run queue. */
 void coro_yield(void);
 /* Stop running until someone calls coro_ready(); `reason` is for diagnostics. */

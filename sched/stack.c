@@ -151,6 +151,9 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
 		return;
 	}
 	signal(SIGSEGV, SIG_DFL);
+	/* A real fault repeats on return; a sent one (kill, raise) must be resent. */
+	if (info->si_code <= 0)
+		raise(sig);
 }
 
 int stack_guard_install(void)
