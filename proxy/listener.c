@@ -1,0 +1,301 @@
+#include "proxy/listener.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proxy/log.h"
+#include "proxy/netaddr.h"
+
+typedef struct session {
+	listener *owner;
+	pd_t *client;
+	struct sockaddr_storage peer;
+	char peer_name[NETADDR_STRLEN];
+	peer_key key;
+	bool peer_counted;
+	int server;                  /* upstream index, -1 before connect */
+	int64_t accepted_ns;
+} session;
+
+#define LISTENER_REASON_NAME(name) #name,
+static const char *const reason_names[] = {LISTENER_REASONS(LISTENER_REASON_NAME)};
+#undef LISTENER_REASON_NAME
+
+const char *listener_reason_name(enum listener_reason reason)
+{
+	return reason < LISTENER_REASON_COUNT ? reason_names[reason] : "unknown";
+}
+
+static enum listener_reason reason_from_name(const char *name)
+{
+	for (int i = 0; i < LISTENER_REASON_COUNT; i++) {
+		if (strcmp(reason_names[i], name) == 0)
+			return (enum listener_reason)i;
+	}
+	return LISTENER_CLOSED_internal_error;
+}
+
+/* --- the end of a connection --------------------------------------------- */
+
+static void access_log(session *s, const char *reason,
+		       const relay_summary *summary)
+{
+	listener *l = s->owner;
+	const char *upstream = s->server >= 0 ? l->pool.servers[s->server].name : "-";
+	int64_t ended = summary ? summary->ended_ns : sched_now();
+	uint64_t frames[2] = {0, 0}, bytes[2] = {0, 0};
+
+	if (summary) {
+		memcpy(frames, summary->frames, sizeof(frames));
+		memcpy(bytes, summary->bytes, sizeof(bytes));
+	}
+	log_line(LOG_LEVEL_INFO, "access",
+		 "listener=%s client=%s upstream=%s duration_ms=%.3f "
+		 "client_frames=%" PRIu64 " client_bytes=%" PRIu64 " "
+		 "upstream_frames=%" PRIu64 " upstream_bytes=%" PRIu64 " reason=%s",
+		 l->params.name, s->peer_name, upstream,
+		 (double)(ended - s->accepted_ns) / 1e6, frames[RELAY_CLIENT],
+		 bytes[RELAY_CLIENT], frames[RELAY_UPSTREAM],
+		 bytes[RELAY_UPSTREAM], reason);
+}
+
+/* Readied once: whoever wakes it clears the slot first. */
+static void listener_wake_acceptor(listener *l)
+{
+	coro_t *acceptor = l->waiting_for_slot;
+
+	if (!acceptor)
+		return;
+	l->waiting_for_slot = NULL;
+	coro_ready(acceptor);
+}
+
+/* Give back everything the session holds and count how it ended. */
+static void session_end(session *s, const char *reason,
+			const relay_summary *summary)
+{
+	listener *l = s->owner;
+
+	access_log(s, reason, summary);
+	l->stats.closed[reason_from_name(reason)]++;
+	l->stats.active--;
+	if (summary) {
+		for (int side = 0; side < 2; side++) {
+			l->stats.frames[side] += summary->frames[side];
+			l->stats.bytes[side] += summary->bytes[side];
+		}
+	}
+	if (s->peer_counted)
+		peer_table_release(&l->peers, &s->key);
+	if (s->server >= 0)
+		upstream_release(&l->pool, s->server);
+	if (s->client)
+		pd_close(s->client);
+	free(s);
+	listener_wake_acceptor(l);
+}
+
+static void session_relay_done(const relay_summary *summary, void *arg)
+{
+	session *s = arg;
+	listener *l = s->owner;
+
+	s->client = NULL; /* the relay closed it */
+	if (summary->oversize_len && strstr(summary->reason, "oversize")) {
+		log_line(LOG_LEVEL_WARN, "frame too large",
+			 "listener=%s client=%s side=%s length=%" PRIu32
+			 " max_frame=%" PRIu32,
+			 l->params.name, s->peer_name,
+			 summary->oversize_side == RELAY_CLIENT ? "client" : "upstream",
+			 summary->oversize_len, l->params.relay.max_frame);
+	}
+	session_end(s, summary->reason, summary);
+}
+
+/* --- a new connection ---------------------------------------------------- */
+
+static void session_main(void *arg)
+{
+	session *s = arg;
+	listener *l = s->owner;
+	pd_t *upstream = NULL;
+
+	int index = upstream_connect(&l->pool, (const struct sockaddr *)&s->peer,
+				     &upstream);
+	if (index < 0) {
+		session_end(s, index == -EHOSTUNREACH ? "no_upstream" :
+							"connect_failed", NULL);
+		return;
+	}
+	s->server = index;
+	int rc = relay_start(l->relays, s->client, upstream, &l->params.relay,
+			     session_relay_done, s);
+	if (rc < 0) {
+		pd_close(upstream);
+		session_end(s, "no_memory", NULL);
+	}
+}
+
+/* The checks that need no I/O; false when the connection was refused. */
+static bool session_admit(session *s)
+{
+	listener *l = s->owner;
+	const struct sockaddr *peer = (const struct sockaddr *)&s->peer;
+
+	if (l->params.acl && !acl_check(l->params.acl, peer)) {
+		session_end(s, "denied", NULL);
+		return false;
+	}
+	if (l->params.max_per_client == 0)
+		return true;
+	if (peer_key_from_sockaddr(peer, &s->key) < 0)
+		return true;
+	if (peer_table_acquire(&l->peers, &s->key, l->params.max_per_client) < 0) {
+		session_end(s, "client_limit", NULL);
+		return false;
+	}
+	s->peer_counted = true;
+	return true;
+}
+
+static void session_begin(listener *l, pd_t *client,
+			  const struct sockaddr_storage *peer)
+{
+	session *s = calloc(1, sizeof(*s));
+	coro_opts opts = {.name = "session"};
+
+	l->stats.accepted++;
+	l->stats.active++;
+	if (!s) {
+		l->stats.active--;
+		l->stats.closed[LISTENER_CLOSED_no_memory]++;
+		pd_close(client);
+		return;
+	}
+	*s = (session){.owner = l, .client = client, .peer = *peer,
+		       .server = -1, .accepted_ns = sched_now()};
+	netaddr_format((const struct sockaddr *)peer, s->peer_name,
+		       sizeof(s->peer_name));
+	if (!session_admit(s))
+		return;
+	if (!coro_spawn(session_main, s, &opts))
+		session_end(s, "no_memory", NULL);
+}
+
+/* --- accepting ----------------------------------------------------------- */
+
+static bool listener_full(const listener *l)
+{
+	return l->params.max_connections &&
+	       l->stats.active >= l->params.max_connections;
+}
+
+static void acceptor_main(void *arg)
+{
+	listener *l = arg;
+	static struct log_ratelimit limit = LOG_RATELIMIT_INIT(5);
+
+	while (!l->stopping) {
+		if (listener_full(l)) {
+			/* Leave the rest in the kernel's queue until a slot frees. */
+			l->waiting_for_slot = coro_self();
+			coro_park("connection limit");
+			continue;
+		}
+		struct sockaddr_storage peer;
+		socklen_t peer_len = sizeof(peer);
+		pd_t *client = NULL;
+		int rc = pd_accept(l->pd, &client, &peer, &peer_len);
+		if (l->stopping)
+			break;
+		if (rc == -EBADF || rc == -EINVAL)
+			break; /* the socket is gone: nothing more to accept */
+		if (rc < 0) {
+			l->stats.accept_errors++;
+			log_ratelimited(&limit, LOG_LEVEL_WARN, "accept failed",
+					"listener=%s error=%s", l->params.name,
+					strerror(-rc));
+			/* Unknown trouble: do not spin on it. */
+			coro_sleep(10 * 1000 * 1000);
+			continue;
+		}
+		session_begin(l, client, &peer);
+	}
+	l->acceptor = NULL;
+}
+
+/* --- lifecycle ----------------------------------------------------------- */
+
+static int listener_bind(listener *l, int listen_fd)
+{
+	const listener_params *p = &l->params;
+
+	if (listen_fd >= 0)
+		return pd_open(listen_fd, &l->pd);
+	return poll_listen((const struct sockaddr *)&p->addr, p->addr_len,
+			   p->backlog, p->listen_flags, &l->pd);
+}
+
+int listener_open(listener *l, const listener_params *params,
+		  relay_group *relays, int listen_fd)
+{
+	int rc;
+
+	*l = (listener){.params = *params, .relays = relays};
+	rc = upstream_pool_init(&l->pool, params->name, &params->upstream,
+				params->balance, params->servers,
+				params->server_count, params->seed);
+	if (rc < 0)
+		return rc;
+	if (params->max_per_client &&
+	    (rc = peer_table_init(&l->peers, 64)) < 0)
+		goto fail_pool;
+	if ((rc = listener_bind(l, listen_fd)) < 0)
+		goto fail_peers;
+	l->bound_len = sizeof(l->bound);
+	if (getsockname(pd_fd(l->pd), (struct sockaddr *)&l->bound,
+			&l->bound_len) < 0) {
+		rc = -errno;
+		pd_close(l->pd);
+		goto fail_peers;
+	}
+	return 0;
+fail_peers:
+	peer_table_free(&l->peers);
+fail_pool:
+	upstream_pool_free(&l->pool);
+	return rc;
+}
+
+int listener_start(listener *l)
+{
+	coro_opts opts = {.name = "acceptor"};
+	int rc = upstream_pool_start(&l->pool);
+
+	if (rc < 0)
+		return rc;
+	l->acceptor = coro_spawn(acceptor_main, l, &opts);
+	return l->acceptor ? 0 : -ENOMEM;
+}
+
+void listener_stop(listener *l)
+{
+	if (l->stopping)
+		return;
+	l->stopping = true;
+	upstream_pool_stop(&l->pool);
+	listener_wake_acceptor(l);
+	if (l->pd) {
+		pd_close(l->pd); /* wakes the acceptor with -EBADF */
+		l->pd = NULL;
+	}
+}
+
+void listener_free(listener *l)
+{
+	peer_table_free(&l->peers);
+	upstream_pool_free(&l->pool);
+}

@@ -1,0 +1,88 @@
+/*
+ * A listener: one listening socket, its limits and ACL, its upstream pool.
+ *
+ * The acceptor coroutine takes connections; the checks that need no I/O
+ * (ACL, per-client count) run right there, so a denied client costs no
+ * coroutine. A session coroutine then connects upstream (with retries) and
+ * hands both sockets to the relay, whose completion writes the access-log
+ * line and gives back the connection's slots.
+ */
+#ifndef FRAMEPROXY_PROXY_LISTENER_H
+#define FRAMEPROXY_PROXY_LISTENER_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "poll/poll.h"
+#include "proxy/acl.h"
+#include "proxy/balance.h"
+#include "proxy/peer_table.h"
+#include "proxy/relay.h"
+#include "proxy/upstream.h"
+
+/* Why connections ended, counted per listener. */
+#define LISTENER_REASONS(X) \
+	X(client_eof) X(upstream_eof) X(oversize) X(upstream_oversize) \
+	X(idle_timeout) X(frame_timeout) X(connect_failed) X(no_upstream) \
+	X(denied) X(client_limit) X(client_reset) X(upstream_reset) \
+	X(client_truncated) X(upstream_truncated) X(drain) X(shutdown) \
+	X(no_memory) X(internal_error)
+
+#define LISTENER_REASON_ENUM(name) LISTENER_CLOSED_##name,
+enum listener_reason { LISTENER_REASONS(LISTENER_REASON_ENUM) LISTENER_REASON_COUNT };
+#undef LISTENER_REASON_ENUM
+
+typedef struct listener_params {
+	const char *name;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	int backlog;
+	unsigned listen_flags;        /* POLL_LISTEN_* */
+	uint32_t max_connections;     /* 0 = unlimited */
+	uint32_t max_per_client;      /* 0 = unlimited */
+	const struct acl *acl;        /* NULL = everyone */
+	relay_params relay;
+	upstream_params upstream;
+	enum balance_kind balance;
+	const upstream_server_spec *servers;
+	uint32_t server_count;
+	uint64_t seed;                /* random2's choices */
+} listener_params;
+
+typedef struct listener_stats {
+	uint64_t accepted;
+	uint64_t active;              /* accepted and not yet closed */
+	uint64_t closed[LISTENER_REASON_COUNT];
+	uint64_t frames[2];           /* indexed by relay_side read from */
+	uint64_t bytes[2];
+	uint64_t accept_errors;
+} listener_stats;
+
+typedef struct listener {
+	listener_params params;
+	pd_t *pd;
+	upstream_pool pool;
+	relay_group *relays;
+	peer_table peers;
+	listener_stats stats;
+	coro_t *acceptor;
+	coro_t *waiting_for_slot;     /* acceptor parked at max_connections */
+	struct sockaddr_storage bound;/* the address actually bound */
+	socklen_t bound_len;
+	bool stopping;
+} listener;
+
+/*
+ * Bind (or adopt `listen_fd` when >= 0, as a shard does with a socket its
+ * supervisor made) and set up the pool. Nothing runs until listener_start.
+ */
+int listener_open(listener *l, const listener_params *params,
+		  relay_group *relays, int listen_fd);
+int listener_start(listener *l);
+/* Stop accepting and stop health checks; relays go on (see relay_drain). */
+void listener_stop(listener *l);
+void listener_free(listener *l);
+
+const char *listener_reason_name(enum listener_reason reason);
+
+#endif

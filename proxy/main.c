@@ -1,0 +1,337 @@
+/*
+ * frameproxy: command line, configuration, then one serving process.
+ *
+ * Flags set the same keys as the config file and win over it; the file is
+ * read first whatever the order on the command line.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy/config.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+
+#ifndef FRAMEPROXY_VERSION
+#define FRAMEPROXY_VERSION "unknown"
+#endif
+
+/* A flag that stands for a config key; errors name the flag. */
+typedef struct flag_key {
+	const char *flag;        /* with its leading "--" */
+	const char *key;
+} flag_key;
+
+static const flag_key flag_keys[] = {
+	{"--poller", "poller"},
+	{"--log-level", "log_level"},
+	{"--drain-timeout", "drain_timeout"},
+	{"--shards", "shards"},
+	{"--admin", "admin"},
+	{"--listen", "listen"},
+	{"--server", "server"},
+	{"--balance", "balance"},
+	{"--max-frame", "max_frame"},
+	{"--buffer", "buffer"},
+	{"--connect-timeout", "connect_timeout"},
+	{"--idle-timeout", "idle_timeout"},
+	{"--frame-timeout", "frame_timeout"},
+	{"--max-connections", "max_connections"},
+	{"--max-per-client", "max_per_client"},
+	{"--allow", "allow"},
+	{"--deny", "deny"},
+	{"--retries", "retries"},
+	{"--fail-threshold", "fail_threshold"},
+	{"--fail-timeout", "fail_timeout"},
+	{"--health-interval", "health_interval"},
+	{"--check-frame", "check_frame"},
+};
+#define FLAG_KEY_COUNT (sizeof(flag_keys) / sizeof(flag_keys[0]))
+
+enum { OPT_CHECK = 256, OPT_SET, OPT_VERSION, OPT_KEY_BASE = 512 };
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+"usage: frameproxy [-c FILE] [--check] [flags]\n"
+"\n"
+"A reverse proxy for length-prefixed TCP frames (4-byte big-endian length\n"
+"+ payload). Settings come from an INI file (docs/frameproxy.example.ini)\n"
+"and from flags, which override the file. Flags without a listener name\n"
+"apply to the first listener (one named \"default\" is made if none).\n"
+"\n"
+"  -c, --config FILE        read settings from FILE\n"
+"      --check              validate the settings, print errors, exit 0 or 1\n"
+"      --set KEY=VALUE      any key: 'max_frame=1MiB', 'listener.api.retries=3'\n"
+"  -h, --help               this text\n"
+"      --version            print the version\n"
+"\n"
+"  --poller epoll|uring|auto   --log-level debug|info|warn|error\n"
+"  --drain-timeout DUR         --listen ADDR\n"
+"  --server 'ADDR [weight=N]'  (repeat for more servers)\n"
+"  --balance roundrobin|leastconn|random2|hash\n"
+"  --max-frame SIZE  --buffer SIZE  --connect-timeout DUR  --idle-timeout DUR\n"
+"  --frame-timeout DUR  --max-connections N  --max-per-client N\n"
+"  --allow CIDR,...  --deny CIDR,...  --retries N  --fail-threshold N\n"
+"  --fail-timeout DUR  --health-interval DUR  --check-frame HEX\n"
+"\n"
+"Sizes read like 64KiB or 16MiB; durations like 250ms, 30s or 1m30s.\n"
+"SIGTERM/SIGINT drain (frames in flight finish), a second one exits now.\n");
+}
+
+typedef struct cli {
+	const char *config_path;
+	bool check;
+	/* Flags are applied after the file, in command-line order. */
+	struct { const char *key; const char *value; const char *origin; } *sets;
+	size_t set_count;
+	char **owned; /* strings split out of --set */
+	size_t owned_count;
+} cli;
+
+static int cli_add(cli *c, const char *key, const char *value,
+		   const char *origin)
+{
+	void *grown = realloc(c->sets, (c->set_count + 1) * sizeof(*c->sets));
+
+	if (!grown)
+		return -ENOMEM;
+	c->sets = grown;
+	c->sets[c->set_count].key = key;
+	c->sets[c->set_count].value = value;
+	c->sets[c->set_count].origin = origin;
+	c->set_count++;
+	return 0;
+}
+
+/* --set KEY=VALUE: the key is split into its own string. */
+static int cli_add_set(cli *c, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+
+	if (!eq || eq == arg) {
+		fprintf(stderr, "frameproxy: --set: expected KEY=VALUE, got '%s'\n", arg);
+		return -EINVAL;
+	}
+	char *key = strndup(arg, (size_t)(eq - arg));
+	void *grown = realloc(c->owned, (c->owned_count + 1) * sizeof(char *));
+	if (!key || !grown) {
+		free(key);
+		return -ENOMEM;
+	}
+	c->owned = grown;
+	c->owned[c->owned_count++] = key;
+	return cli_add(c, key, eq + 1, "--set");
+}
+
+static void cli_free(cli *c)
+{
+	for (size_t i = 0; i < c->owned_count; i++)
+		free(c->owned[i]);
+	free(c->owned);
+	free(c->sets);
+}
+
+static struct option *options_build(void)
+{
+	static const struct option fixed[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check", no_argument, NULL, OPT_CHECK},
+		{"set", required_argument, NULL, OPT_SET},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, OPT_VERSION},
+	};
+	size_t fixed_count = sizeof(fixed) / sizeof(fixed[0]);
+	struct option *all = calloc(fixed_count + FLAG_KEY_COUNT + 1, sizeof(*all));
+
+	if (!all)
+		return NULL;
+	memcpy(all, fixed, sizeof(fixed));
+	for (size_t i = 0; i < FLAG_KEY_COUNT; i++)
+		all[fixed_count + i] = (struct option){
+			flag_keys[i].flag + 2, required_argument, NULL,
+			OPT_KEY_BASE + (int)i};
+	return all;
+}
+
+/* 0 to go on, 1 to exit 0 (help, version), -1 to exit 2 (usage error). */
+static int cli_parse(cli *c, int argc, char **argv)
+{
+	struct option *options = options_build();
+	int opt, rc = 0;
+
+	if (!options)
+		return -1;
+	while (rc == 0 && (opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+		if (opt == 'c') {
+			c->config_path = optarg;
+		} else if (opt == OPT_CHECK) {
+			c->check = true;
+		} else if (opt == OPT_SET) {
+			rc = cli_add_set(c, optarg) < 0 ? -1 : 0;
+		} else if (opt == 'h') {
+			usage(stdout);
+			rc = 1;
+		} else if (opt == OPT_VERSION) {
+			printf("frameproxy %s\n", FRAMEPROXY_VERSION);
+			rc = 1;
+		} else if (opt >= OPT_KEY_BASE && opt < OPT_KEY_BASE + (int)FLAG_KEY_COUNT) {
+			const flag_key *fk = &flag_keys[opt - OPT_KEY_BASE];
+			rc = cli_add(c, fk->key, optarg, fk->flag) < 0 ? -1 : 0;
+		} else {
+			fprintf(stderr, "Try 'frameproxy --help'.\n");
+			rc = -1;
+		}
+	}
+	if (rc == 0 && optind < argc) {
+		fprintf(stderr, "frameproxy: unexpected argument '%s'\n", argv[optind]);
+		rc = -1;
+	}
+	free(options);
+	return rc;
+}
+
+static int config_build(struct config *cfg, const cli *c)
+{
+	config_init(cfg);
+	if (c->config_path)
+		config_load_file(cfg, c->config_path);
+	for (size_t i = 0; i < c->set_count; i++)
+		config_apply_override(cfg, c->sets[i].key, c->sets[i].value,
+				      c->sets[i].origin);
+	return config_finish(cfg);
+}
+
+static poll_kind poller_from_config(enum config_poller poller)
+{
+	switch (poller) {
+	case CONFIG_POLLER_EPOLL:
+		return POLL_EPOLL;
+	case CONFIG_POLLER_URING:
+		return POLL_URING;
+	default:
+		return POLL_AUTO;
+	}
+}
+
+/* Listener and server arrays live as long as the run; freed by the caller. */
+typedef struct run_plan {
+	listener_params *listeners;
+	upstream_server_spec **servers;
+	size_t count;
+} run_plan;
+
+static void plan_free(run_plan *plan)
+{
+	for (size_t i = 0; i < plan->count; i++)
+		free(plan->servers ? plan->servers[i] : NULL);
+	free(plan->servers);
+	free(plan->listeners);
+}
+
+static void plan_listener(listener_params *p, upstream_server_spec *specs,
+			  const struct config_listener *cl)
+{
+	for (size_t j = 0; j < cl->nservers; j++)
+		specs[j] = (upstream_server_spec){
+			.addr = (const struct sockaddr *)&cl->servers[j].addr.ss,
+			.addr_len = cl->servers[j].addr.len,
+			.weight = cl->servers[j].weight,
+		};
+	*p = (listener_params){
+		.name = cl->name,
+		.addr_len = cl->listen.len,
+		.backlog = 4096,
+		.max_connections = cl->max_connections,
+		.max_per_client = cl->max_per_client,
+		.acl = &cl->acl,
+		.relay = {
+			.max_frame = (uint32_t)cl->max_frame,
+			.buffer_size = (uint32_t)cl->buffer,
+			.idle_timeout_ns = cl->idle_timeout,
+			.frame_timeout_ns = cl->frame_timeout,
+		},
+		.upstream = {
+			.connect_timeout_ns = cl->connect_timeout,
+			.retries = cl->retries,
+			.fail_threshold = cl->fail_threshold,
+			.fail_timeout_ns = cl->fail_timeout,
+			.health_interval_ns = cl->health_interval,
+			.health_rise = cl->health_rise,
+			.health_fall = cl->health_fall,
+			.check_frame = cl->has_check_frame ? cl->check_frame : NULL,
+			.check_frame_len = (uint32_t)cl->check_frame_len,
+			.max_frame = (uint32_t)cl->max_frame,
+		},
+		.balance = cl->balance,
+		.servers = specs,
+		.server_count = (uint32_t)cl->nservers,
+		.seed = (uint64_t)time(NULL) ^ (uint64_t)getpid(),
+	};
+	memcpy(&p->addr, &cl->listen.ss, cl->listen.len);
+}
+
+static int plan_build(run_plan *plan, const struct config *cfg)
+{
+	plan->count = cfg->nlisteners;
+	plan->listeners = calloc(plan->count, sizeof(*plan->listeners));
+	plan->servers = calloc(plan->count, sizeof(*plan->servers));
+	if (!plan->listeners || !plan->servers)
+		return -ENOMEM;
+	for (size_t i = 0; i < plan->count; i++) {
+		const struct config_listener *cl = &cfg->listeners[i];
+		plan->servers[i] = calloc(cl->nservers, sizeof(**plan->servers));
+		if (!plan->servers[i])
+			return -ENOMEM;
+		plan_listener(&plan->listeners[i], plan->servers[i], cl);
+	}
+	return 0;
+}
+
+static int serve(const struct config *cfg)
+{
+	run_plan plan = {0};
+	int rc = plan_build(&plan, cfg);
+
+	if (rc == 0) {
+		server_settings settings = {
+			.poller = poller_from_config(cfg->poller),
+			.drain_timeout_ns = cfg->drain_timeout,
+			.listeners = plan.listeners,
+			.listener_count = (uint32_t)plan.count,
+		};
+		rc = server_run(&settings);
+	}
+	plan_free(&plan);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	cli c = {0};
+	struct config cfg;
+	int rc = cli_parse(&c, argc, argv);
+
+	if (rc != 0) {
+		cli_free(&c);
+		return rc > 0 ? 0 : 2;
+	}
+	rc = config_build(&cfg, &c);
+	if (rc < 0 || c.check) {
+		config_print_errors(&cfg, stderr);
+		if (c.check && rc == 0)
+			printf("%s: ok\n", c.config_path ? c.config_path : "flags");
+		config_free(&cfg);
+		cli_free(&c);
+		return rc < 0 ? 1 : 0;
+	}
+	log_set_level(cfg.log_level);
+	rc = serve(&cfg);
+	config_free(&cfg);
+	cli_free(&c);
+	return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,519 @@
+/*
+ * Relay: two directions per connection, each driven by one agent at a time.
+ *
+ * Idle direction: a readiness watch on its source, no coroutine, no buffer.
+ * Busy direction: a pump coroutine that reads into a bounded buffer, forwards
+ * complete frames in one write, and parks on the destination when it is full
+ * (backpressure: it does not read while it cannot write). When the source
+ * says EAGAIN at a frame boundary, the pump returns its buffer, arms the
+ * watch and exits, giving its stack back to the pool.
+ *
+ * Lifetime: every agent holds a reference on the relay; relay_close closes
+ * both pollDescs, which wakes parked pumps (-EBADF) and fires armed watches,
+ * so every agent lets go and the last one out logs and frees.
+ */
+#include "proxy/relay.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "proxy/frame.h"
+
+/* A pump that never meets EAGAIN yields after moving this many buffers. */
+#define RELAY_YIELD_BUFFERS 4
+
+typedef struct relay_dir {
+	relay *owner;
+	relay_side side;       /* which side this direction reads from */
+	uint8_t *buf;
+	uint32_t start;        /* buf[start, end) is read but not forwarded */
+	uint32_t end;
+	frame_scanner scanner;
+	int64_t frame_started; /* when the pending partial frame began, or 0 */
+	uint64_t bytes;        /* forwarded */
+	bool watching;         /* idle: a readiness watch is the agent */
+	bool done;             /* source ended cleanly and EOF was passed on */
+	bool quiet;            /* draining and at a frame boundary */
+} relay_dir;
+
+struct relay {
+	relay_group *group;
+	relay *prev, *next;
+	pd_t *pd[2];           /* indexed by relay_side */
+	relay_dir dir[2];
+	relay_params params;
+	relay_done_fn done;
+	void *done_arg;
+	sched_timer idle_timer;
+	int64_t last_active;
+	int64_t started;
+	const char *reason;
+	const char *first_eof;
+	uint32_t refs;
+	bool closing;
+	bool draining;
+};
+
+static void pump_spawn(relay_dir *dir);
+
+/* --- buffers --------------------------------------------------------------- */
+
+void relay_group_init(relay_group *group, uint32_t buffer_size,
+		      uint32_t pool_max)
+{
+	*group = (relay_group){
+		.buffer_size = buffer_size,
+		.free_max = pool_max,
+		.free_buffers = calloc(pool_max ? pool_max : 1, sizeof(void *)),
+	};
+}
+
+void relay_group_free(relay_group *group)
+{
+	for (uint32_t i = 0; i < group->free_count; i++)
+		free(group->free_buffers[i]);
+	free(group->free_buffers);
+	group->free_buffers = NULL;
+	group->free_count = 0;
+}
+
+static uint8_t *buffer_take(relay *r)
+{
+	relay_group *group = r->group;
+
+	if (r->params.buffer_size == group->buffer_size && group->free_count > 0)
+		return group->free_buffers[--group->free_count];
+	return malloc(r->params.buffer_size);
+}
+
+static void buffer_give(relay *r, relay_dir *dir)
+{
+	relay_group *group = r->group;
+
+	if (!dir->buf)
+		return;
+	if (r->params.buffer_size == group->buffer_size &&
+	    group->free_count < group->free_max && group->free_buffers)
+		group->free_buffers[group->free_count++] = dir->buf;
+	else
+		free(dir->buf);
+	dir->buf = NULL;
+	dir->start = dir->end = 0;
+}
+
+/* --- lifetime -------------------------------------------------------------- */
+
+static void group_unlink(relay *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		r->group->head = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	r->group->active--;
+}
+
+static void relay_finish(relay *r)
+{
+	relay_summary summary = {
+		.reason = r->reason ? r->reason : "closed",
+		.started_ns = r->started,
+		.ended_ns = sched_now(),
+	};
+
+	for (int side = 0; side < 2; side++) {
+		relay_dir *dir = &r->dir[side];
+		summary.frames[side] = dir->scanner.frames;
+		summary.bytes[side] = dir->bytes;
+		if (dir->scanner.oversize) {
+			summary.oversize_side = (relay_side)side;
+			summary.oversize_len = dir->scanner.oversize_len;
+		}
+		buffer_give(r, dir);
+	}
+	sched_timer_cancel(&r->idle_timer);
+	group_unlink(r);
+	if (r->done)
+		r->done(&summary, r->done_arg);
+	free(r);
+}
+
+static void relay_release(relay *r)
+{
+	if (--r->refs == 0)
+		relay_finish(r);
+}
+
+/* Close both connections now; parked pumps wake and watches fire. */
+static void relay_close(relay *r, const char *reason)
+{
+	if (r->closing)
+		return;
+	r->closing = true;
+	if (!r->reason)
+		r->reason = reason;
+	r->refs++; /* closing fires watches that release: stay alive until done */
+	for (int side = 0; side < 2; side++) {
+		if (r->pd[side]) {
+			pd_t *pd = r->pd[side];
+			r->pd[side] = NULL;
+			pd_close(pd);
+		}
+	}
+	relay_release(r);
+}
+
+static void relay_touch(relay *r)
+{
+	r->last_active = sched_now();
+}
+
+static void idle_timer_fired(sched_timer *timer, void *arg)
+{
+	relay *r = arg;
+	int64_t expires = r->last_active + r->params.idle_timeout_ns;
+
+	(void)timer;
+	if (r->closing)
+		return;
+	if (sched_now() >= expires) {
+		relay_close(r, "idle_timeout");
+		return;
+	}
+	/* Activity since arming: re-arm lazily rather than on every byte. */
+	sched_timer_set(&r->idle_timer, expires);
+}
+
+/* --- one direction ------------------------------------------------------- */
+
+static pd_t *dir_source(relay_dir *dir)
+{
+	return dir->owner->pd[dir->side];
+}
+
+static pd_t *dir_destination(relay_dir *dir)
+{
+	return dir->owner->pd[!dir->side];
+}
+
+static const char *side_reason(relay_side side, const char *client_reason,
+			       const char *upstream_reason)
+{
+	return side == RELAY_CLIENT ? client_reason : upstream_reason;
+}
+
+/* Draining and at a frame boundary; the relay closes when both sides are. */
+static void dir_quiet(relay_dir *dir)
+{
+	relay *r = dir->owner;
+	relay_dir *other = &r->dir[!dir->side];
+
+	dir->quiet = true;
+	if (other->quiet || other->done)
+		relay_close(r, "drain");
+}
+
+static void on_source_readable(pd_t *pd, void *arg)
+{
+	relay_dir *dir = arg;
+	relay *r = dir->owner;
+
+	(void)pd;
+	dir->watching = false;
+	if (r->closing) {
+		relay_release(r);
+		return;
+	}
+	if (r->draining) {
+		/* Nothing was started on this side: it stays quiet. */
+		dir_quiet(dir);
+		relay_release(r);
+		return;
+	}
+	pump_spawn(dir);
+}
+
+/*
+ * Nothing pending: give the buffer back and let readiness wake us instead
+ * of a parked coroutine. Returns true when the pump should exit (the watch
+ * now holds the reference), false to retry a read that became ready.
+ */
+static bool dir_go_idle(relay_dir *dir)
+{
+	relay *r = dir->owner;
+
+	buffer_give(r, dir);
+	if (r->draining) {
+		dir_quiet(dir);
+		return true;
+	}
+	int rc = pd_watch(dir_source(dir), PD_READ, on_source_readable, dir);
+	if (rc == 1)
+		return false;
+	if (rc < 0) {
+		relay_close(r, "internal_error");
+		return true;
+	}
+	dir->watching = true;
+	r->refs++; /* the watch's; the pump's own is released on exit */
+	return true;
+}
+
+/* A partial frame is pending: wait for the rest, no longer than allowed. */
+static int dir_wait_rest(relay_dir *dir)
+{
+	relay *r = dir->owner;
+	pd_t *src = dir_source(dir);
+
+	if (r->params.frame_timeout_ns > 0)
+		pd_set_deadline(src, PD_READ,
+				dir->frame_started + r->params.frame_timeout_ns);
+	int rc = pd_wait(src, PD_READ);
+	if (r->closing)
+		return -EBADF;
+	if (r->params.frame_timeout_ns > 0)
+		pd_set_deadline(src, PD_READ, 0);
+	if (rc == -ETIMEDOUT) {
+		relay_close(r, "frame_timeout");
+		return rc;
+	}
+	return 0;
+}
+
+/* Move the partial frame to the front if the rest of it would not fit. */
+static void dir_compact(relay_dir *dir)
+{
+	uint32_t pending = dir->end - dir->start;
+
+	if (pending == 0) {
+		dir->start = dir->end = 0;
+		return;
+	}
+	size_t need = frame_partial_need(dir->buf + dir->start, pending);
+	if (dir->start + need <= dir->owner->params.buffer_size)
+		return;
+	memmove(dir->buf, dir->buf + dir->start, pending);
+	dir->start = 0;
+	dir->end = pending;
+}
+
+/* Forward whatever is complete. 0, or -errno after closing the relay. */
+static int dir_forward(relay_dir *dir)
+{
+	relay *r = dir->owner;
+	size_t ready = frame_scan(&dir->scanner, dir->buf + dir->start,
+				  dir->end - dir->start);
+
+	if (ready > 0) {
+		ssize_t n = pd_write_full(dir_destination(dir),
+					  dir->buf + dir->start, ready);
+		if (r->closing)
+			return -EBADF;
+		if (n < 0) {
+			relay_close(r, side_reason(!dir->side, "client_reset",
+						   "upstream_reset"));
+			return (int)n;
+		}
+		dir->start += (uint32_t)ready;
+		dir->bytes += ready;
+		relay_touch(r);
+	}
+	if (dir->scanner.oversize) {
+		relay_close(r, side_reason(dir->side, "oversize",
+					   "upstream_oversize"));
+		return -EMSGSIZE;
+	}
+	dir_compact(dir);
+	if (dir->start == dir->end && dir->scanner.stream_left == 0)
+		dir->frame_started = 0;
+	else if (dir->frame_started == 0)
+		dir->frame_started = sched_now();
+	return 0;
+}
+
+/* The source ended. At a frame boundary pass it on; mid-frame cut both. */
+static void dir_end(relay_dir *dir)
+{
+	relay *r = dir->owner;
+
+	if (!frame_at_boundary(&dir->scanner, dir->end - dir->start)) {
+		relay_close(r, side_reason(dir->side, "client_truncated",
+					   "upstream_truncated"));
+		return;
+	}
+	if (!r->first_eof)
+		r->first_eof = side_reason(dir->side, "client_eof",
+					   "upstream_eof");
+	dir->done = true;
+	buffer_give(r, dir);
+	if (r->dir[!dir->side].done || r->draining) {
+		relay_close(r, r->first_eof);
+		return;
+	}
+	pd_shutdown(dir_destination(dir), SHUT_WR);
+}
+
+/* One read. >0 bytes, 0 at EOF, -EAGAIN, or another -errno. */
+static ssize_t dir_read(relay_dir *dir)
+{
+	relay *r = dir->owner;
+	ssize_t n = pd_try_read(dir_source(dir), dir->buf + dir->end,
+				r->params.buffer_size - dir->end);
+
+	if (n > 0) {
+		dir->end += (uint32_t)n;
+		relay_touch(r);
+	}
+	return n;
+}
+
+/* The body of a pump: runs until idle, done, or the relay closes. */
+static void dir_pump(relay_dir *dir)
+{
+	relay *r = dir->owner;
+	uint32_t moved = 0;
+
+	while (!r->closing) {
+		if (!dir->buf && !(dir->buf = buffer_take(r))) {
+			relay_close(r, "no_memory");
+			return;
+		}
+		ssize_t n = dir_read(dir);
+		if (n == -EAGAIN) {
+			if (frame_at_boundary(&dir->scanner, dir->end - dir->start)) {
+				if (dir_go_idle(dir))
+					return;
+				continue;
+			}
+			if (dir_wait_rest(dir) < 0)
+				return;
+			continue;
+		}
+		if (n < 0) {
+			relay_close(r, side_reason(dir->side, "client_reset",
+						   "upstream_reset"));
+			return;
+		}
+		if (dir_forward(dir) < 0)
+			return;
+		if (n == 0) {
+			dir_end(dir);
+			return;
+		}
+		if (r->draining && frame_at_boundary(&dir->scanner,
+						     dir->end - dir->start)) {
+			if (dir_go_idle(dir))
+				return;
+		}
+		moved += (uint32_t)n;
+		if (moved >= RELAY_YIELD_BUFFERS * r->params.buffer_size) {
+			/* Fairness: a source that never runs dry must not starve
+			 * the other connections of this scheduler. */
+			moved = 0;
+			coro_yield();
+		}
+	}
+}
+
+static void pump_main(void *arg)
+{
+	relay_dir *dir = arg;
+	relay *r = dir->owner;
+
+	dir_pump(dir);
+	relay_release(r);
+}
+
+static void pump_spawn(relay_dir *dir)
+{
+	static const char *names[2] = {"relay-client", "relay-upstream"};
+	coro_opts opts = {.name = names[dir->side]};
+
+	if (!coro_spawn(pump_main, dir, &opts)) {
+		relay_close(dir->owner, "no_memory");
+		relay_release(dir->owner);
+	}
+}
+
+/* --- start and drain ----------------------------------------------------- */
+
+static void dir_init(relay *r, relay_side side)
+{
+	relay_dir *dir = &r->dir[side];
+
+	dir->owner = r;
+	dir->side = side;
+	frame_scanner_init(&dir->scanner, r->params.max_frame,
+			   r->params.buffer_size);
+}
+
+int relay_start(relay_group *group, pd_t *client, pd_t *upstream,
+		const relay_params *params, relay_done_fn done, void *done_arg)
+{
+	relay *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	r->group = group;
+	r->pd[RELAY_CLIENT] = client;
+	r->pd[RELAY_UPSTREAM] = upstream;
+	r->params = *params;
+	r->done = done;
+	r->done_arg = done_arg;
+	r->draining = group->draining;
+	r->started = r->last_active = sched_now();
+	dir_init(r, RELAY_CLIENT);
+	dir_init(r, RELAY_UPSTREAM);
+	r->next = group->head;
+	if (group->head)
+		group->head->prev = r;
+	group->head = r;
+	group->active++;
+	sched_timer_init(&r->idle_timer, idle_timer_fired, r);
+	if (params->idle_timeout_ns > 0)
+		sched_timer_set(&r->idle_timer,
+				r->started + params->idle_timeout_ns);
+	/* Start both pumps: either side may have sent already. Each finds
+	 * EAGAIN quickly and turns into a watch if not. */
+	r->refs = 2;
+	pump_spawn(&r->dir[RELAY_CLIENT]);
+	pump_spawn(&r->dir[RELAY_UPSTREAM]);
+	return 0;
+}
+
+void relay_drain(relay_group *group)
+{
+	relay *r = group->head;
+
+	group->draining = true;
+	while (r) {
+		relay *next = r->next;
+		bool idle[2];
+
+		r->draining = true;
+		/* An idle side has nothing started; a busy pump goes quiet at its
+		 * next boundary. Closing may free r, so `next` is taken first. */
+		for (int side = 0; side < 2; side++)
+			idle[side] = r->dir[side].watching || r->dir[side].done;
+		if (idle[0] && idle[1])
+			relay_close(r, "drain");
+		else if (idle[0] || idle[1])
+			r->dir[idle[0] ? 0 : 1].quiet = true;
+		r = next;
+	}
+}
+
+void relay_close_all(relay_group *group, const char *reason)
+{
+	relay *r = group->head;
+
+	while (r) {
+		relay *next = r->next; /* closing may free r */
+		relay_close(r, reason);
+		r = next;
+	}
+}

@@ -1,0 +1,75 @@
+/*
+ * The relay: moves frames between one client and one upstream connection.
+ *
+ * Each direction has at most one agent at a time: a readiness watch while
+ * idle (no coroutine, no buffer), or a pump coroutine while data is in
+ * flight. So an idle proxied connection costs a struct and two pollDescs,
+ * and a busy one a pooled stack and a bounded buffer per direction.
+ */
+#ifndef FRAMEPROXY_PROXY_RELAY_H
+#define FRAMEPROXY_PROXY_RELAY_H
+
+#include <stdint.h>
+
+#include "poll/poll.h"
+
+typedef enum relay_side {
+	RELAY_CLIENT = 0, /* client -> upstream, read from the client */
+	RELAY_UPSTREAM = 1,
+} relay_side;
+
+typedef struct relay_params {
+	uint32_t max_frame;      /* payload bytes */
+	uint32_t buffer_size;    /* per direction */
+	int64_t idle_timeout_ns; /* 0 = none */
+	int64_t frame_timeout_ns;/* 0 = none */
+} relay_params;
+
+typedef struct relay_summary {
+	const char *reason;      /* client_eof, upstream_eof, oversize, ... */
+	relay_side oversize_side;
+	uint32_t oversize_len;   /* announced length when reason is oversize */
+	uint64_t frames[2];      /* forwarded, indexed by the side read from */
+	uint64_t bytes[2];
+	int64_t started_ns;
+	int64_t ended_ns;
+} relay_summary;
+
+typedef void (*relay_done_fn)(const relay_summary *summary, void *arg);
+
+typedef struct relay relay;
+
+/*
+ * The relays of one process: their list (for drain) and a pool of idle
+ * buffers, so a connection that wakes up does not go to malloc each time.
+ */
+typedef struct relay_group {
+	relay *head;
+	uint64_t active;
+	void **free_buffers;
+	uint32_t free_count;
+	uint32_t free_max;
+	uint32_t buffer_size;    /* the size pooled buffers have */
+	bool draining;           /* relays started from now on drain too */
+} relay_group;
+
+void relay_group_init(relay_group *group, uint32_t buffer_size,
+		      uint32_t pool_max);
+void relay_group_free(relay_group *group);
+
+/*
+ * Start relaying. Takes ownership of both pollDescs; `done` runs once when
+ * both are closed. 0 or -errno (then nothing was taken).
+ */
+int relay_start(relay_group *group, pd_t *client, pd_t *upstream,
+		const relay_params *params, relay_done_fn done, void *done_arg);
+
+/*
+ * Drain: every relay stops starting new frames; each closes once both of
+ * its directions are at a frame boundary (reason "drain").
+ */
+void relay_drain(relay_group *group);
+/* Close every relay now (drain timeout, shutdown). */
+void relay_close_all(relay_group *group, const char *reason);
+
+#endif

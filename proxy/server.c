@@ -1,0 +1,200 @@
+#include "proxy/server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "proxy/log.h"
+#include "proxy/netaddr.h"
+
+/* While draining, how often to look whether everything has finished. */
+#define SERVER_DRAIN_CHECK_NS (20 * 1000 * 1000)
+
+typedef struct server {
+	const server_settings *settings;
+	listener *listeners;
+	uint32_t opened;
+	relay_group relays;
+	pd_t *signals;
+	sched_timer drain_check;
+	int64_t drain_deadline;
+	bool draining;
+	bool forced;
+} server;
+
+static uint64_t server_connections(const server *srv)
+{
+	uint64_t active = 0;
+
+	for (uint32_t i = 0; i < srv->opened; i++)
+		active += srv->listeners[i].stats.active;
+	return active;
+}
+
+static void drain_check_fired(sched_timer *timer, void *arg)
+{
+	server *srv = arg;
+
+	if (server_connections(srv) == 0) {
+		sched_stop();
+		return;
+	}
+	if (!srv->forced && sched_now() >= srv->drain_deadline) {
+		srv->forced = true;
+		log_line(LOG_LEVEL_WARN, "drain timeout", "open=%llu",
+			 (unsigned long long)server_connections(srv));
+		relay_close_all(&srv->relays, "shutdown");
+	}
+	sched_timer_set(timer, sched_now() + SERVER_DRAIN_CHECK_NS);
+}
+
+static void server_drain(server *srv, const char *why)
+{
+	srv->draining = true;
+	log_line(LOG_LEVEL_INFO, "draining", "signal=%s open=%llu", why,
+		 (unsigned long long)server_connections(srv));
+	for (uint32_t i = 0; i < srv->opened; i++)
+		listener_stop(&srv->listeners[i]);
+	relay_drain(&srv->relays);
+	srv->drain_deadline = sched_now() + srv->settings->drain_timeout_ns;
+	sched_timer_init(&srv->drain_check, drain_check_fired, srv);
+	sched_timer_set(&srv->drain_check, sched_now());
+}
+
+static void signals_main(void *arg)
+{
+	server *srv = arg;
+	struct signalfd_siginfo info;
+
+	for (;;) {
+		ssize_t n = pd_read_full(srv->signals, &info, sizeof(info));
+		if (n != (ssize_t)sizeof(info))
+			return;
+		const char *name = sigabbrev_np((int)info.ssi_signo);
+		if (info.ssi_signo == SIGHUP) {
+			log_line(LOG_LEVEL_INFO, "reload not supported in a single process",
+				 "signal=%s", name);
+			continue;
+		}
+		if (srv->draining) {
+			log_line(LOG_LEVEL_WARN, "second signal: exiting now",
+				 "signal=%s", name);
+			_exit(1);
+		}
+		server_drain(srv, name);
+	}
+}
+
+static int signals_open(server *srv)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -errno;
+	signal(SIGPIPE, SIG_IGN); /* write errors come back as EPIPE */
+	int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = pd_open(fd, &srv->signals);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	coro_opts opts = {.name = "signals"};
+	return coro_spawn(signals_main, srv, &opts) ? 0 : -ENOMEM;
+}
+
+static int listeners_open(server *srv)
+{
+	const server_settings *settings = srv->settings;
+
+	for (uint32_t i = 0; i < settings->listener_count; i++) {
+		const listener_params *params = &settings->listeners[i];
+		int fd = settings->listen_fds ? settings->listen_fds[i] : -1;
+		char where[NETADDR_STRLEN];
+
+		netaddr_format((const struct sockaddr *)&params->addr, where,
+			       sizeof(where));
+		int rc = listener_open(&srv->listeners[i], params, &srv->relays, fd);
+		if (rc < 0) {
+			log_line(LOG_LEVEL_ERROR, "cannot listen",
+				 "listener=%s address=%s error=%s", params->name,
+				 where, strerror(-rc));
+			return rc;
+		}
+		srv->opened++;
+		listener *l = &srv->listeners[i];
+		netaddr_format((const struct sockaddr *)&l->bound, where, sizeof(where));
+		log_line(LOG_LEVEL_INFO, "listening", "listener=%s address=%s",
+			 params->name, where);
+	}
+	for (uint32_t i = 0; i < srv->opened; i++) {
+		int rc = listener_start(&srv->listeners[i]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int server_start(server *srv)
+{
+	char why[256] = "";
+	const server_settings *settings = srv->settings;
+	int rc = sched_init(NULL);
+
+	if (rc < 0)
+		return rc;
+	rc = poll_open(settings->poller, why, sizeof(why));
+	if (rc < 0) {
+		log_line(LOG_LEVEL_ERROR, "cannot open poller", "poller=%s reason=%s",
+			 poll_kind_name(settings->poller), why);
+		return rc;
+	}
+	if (why[0])
+		log_line(LOG_LEVEL_WARN, "poller fallback", "reason=%s", why);
+	log_line(LOG_LEVEL_INFO, "poller", "backend=%s switch=%s",
+		 poll_kind_name(poll_backend()), sched_switch_name());
+	relay_group_init(&srv->relays, settings->listeners[0].relay.buffer_size,
+			 settings->buffer_pool_max ? settings->buffer_pool_max : 256);
+	srv->listeners = calloc(settings->listener_count, sizeof(*srv->listeners));
+	if (!srv->listeners)
+		return -ENOMEM;
+	if ((rc = signals_open(srv)) < 0)
+		return rc;
+	return listeners_open(srv);
+}
+
+static void server_cleanup(server *srv)
+{
+	for (uint32_t i = 0; i < srv->opened; i++) {
+		listener_stop(&srv->listeners[i]);
+		listener_free(&srv->listeners[i]);
+	}
+	free(srv->listeners);
+	if (srv->signals)
+		pd_close(srv->signals);
+	relay_group_free(&srv->relays);
+	poll_close();
+	sched_shutdown();
+}
+
+int server_run(const server_settings *settings)
+{
+	server srv = {.settings = settings};
+	int rc = server_start(&srv);
+
+	if (rc == 0) {
+		sched_run();
+		log_line(LOG_LEVEL_INFO, "stopped", "forced=%s",
+			 srv.forced ? "true" : "false");
+	}
+	server_cleanup(&srv);
+	return rc;
+}

@@ -1,0 +1,296 @@
+#include "proxy/upstream.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/frame.h"
+#include "proxy/log.h"
+#include "proxy/netaddr.h"
+
+/* Ejections in a row double the time out, up to this factor. */
+#define UPSTREAM_EJECT_MAX_SHIFT 5
+
+int upstream_pool_init(upstream_pool *pool, const char *listener,
+		       const upstream_params *params, enum balance_kind kind,
+		       const upstream_server_spec *servers, uint32_t count,
+		       uint64_t seed)
+{
+	struct balance_spec specs[UPSTREAM_MAX_SERVERS];
+
+	if (count == 0 || count > UPSTREAM_MAX_SERVERS)
+		return -EINVAL;
+	*pool = (upstream_pool){.listener = listener, .params = *params,
+				.count = count};
+	pool->servers = calloc(count, sizeof(*pool->servers));
+	if (!pool->servers)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < count; i++) {
+		upstream_server *server = &pool->servers[i];
+		memcpy(&server->addr, servers[i].addr, servers[i].addr_len);
+		server->addr_len = servers[i].addr_len;
+		server->check_up = true;
+		netaddr_format((const struct sockaddr *)&server->addr,
+			       server->name, sizeof(server->name));
+		specs[i] = (struct balance_spec){.weight = servers[i].weight,
+						 .id = server->name};
+	}
+	int rc = balance_init(&pool->balancer, kind, specs, count, seed);
+	if (rc < 0) {
+		free(pool->servers);
+		pool->servers = NULL;
+	}
+	return rc;
+}
+
+void upstream_pool_free(upstream_pool *pool)
+{
+	balance_free(&pool->balancer);
+	free(pool->servers);
+	pool->servers = NULL;
+}
+
+bool upstream_server_usable(const upstream_pool *pool, uint32_t index,
+			    int64_t now)
+{
+	const upstream_server *server = &pool->servers[index];
+	return server->check_up && now >= server->out_until;
+}
+
+/* Tell the balancer who may be picked, as of now. */
+static void pool_refresh(upstream_pool *pool)
+{
+	int64_t now = sched_now();
+
+	for (uint32_t i = 0; i < pool->count; i++)
+		balance_set_up(&pool->balancer, i,
+			       upstream_server_usable(pool, i, now));
+}
+
+/* --- passive health ------------------------------------------------------ */
+
+static void server_connect_failed(upstream_pool *pool, uint32_t index, int err)
+{
+	upstream_server *server = &pool->servers[index];
+	uint32_t threshold = pool->params.fail_threshold;
+	static struct log_ratelimit limit = LOG_RATELIMIT_INIT(5);
+
+	server->connect_failures++;
+	server->consecutive_failures++;
+	log_ratelimited(&limit, LOG_LEVEL_WARN, "upstream connect failed",
+			"listener=%s upstream=%s error=%s", pool->listener,
+			server->name, strerror(-err));
+	if (threshold == 0 || server->consecutive_failures < threshold)
+		return;
+	uint32_t shift = server->ejections < UPSTREAM_EJECT_MAX_SHIFT ?
+				 server->ejections : UPSTREAM_EJECT_MAX_SHIFT;
+	int64_t out_for = pool->params.fail_timeout_ns << shift;
+	server->ejections++;
+	server->consecutive_failures = 0;
+	server->out_until = sched_now() + out_for;
+	log_line(LOG_LEVEL_WARN, "upstream out",
+		 "listener=%s upstream=%s reason=connect_failures for_ms=%lld ejections=%u",
+		 pool->listener, server->name, (long long)(out_for / 1000000),
+		 server->ejections);
+}
+
+static void server_connect_succeeded(upstream_pool *pool, uint32_t index)
+{
+	upstream_server *server = &pool->servers[index];
+
+	server->connects++;
+	server->consecutive_failures = 0;
+	server->ejections = 0;
+	balance_conn_begin(&pool->balancer, index);
+}
+
+int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
+		     pd_t **out)
+{
+	struct balance_tried tried;
+	int last_error = -EHOSTUNREACH;
+
+	balance_tried_clear(&tried);
+	pool_refresh(pool);
+	for (uint32_t attempt = 0; attempt <= pool->params.retries; attempt++) {
+		int index = balance_pick(&pool->balancer, client, &tried);
+		if (index < 0)
+			break;
+		balance_tried_add(&tried, (uint32_t)index);
+		upstream_server *server = &pool->servers[index];
+		int rc = poll_connect((const struct sockaddr *)&server->addr,
+				      server->addr_len,
+				      pool->params.connect_timeout_ns, out);
+		if (rc == 0) {
+			server_connect_succeeded(pool, (uint32_t)index);
+			return index;
+		}
+		last_error = rc;
+		server_connect_failed(pool, (uint32_t)index, rc);
+		pool_refresh(pool);
+	}
+	return last_error;
+}
+
+void upstream_release(upstream_pool *pool, int index)
+{
+	if (index >= 0 && (uint32_t)index < pool->count)
+		balance_conn_end(&pool->balancer, (uint32_t)index);
+}
+
+/* --- active health ------------------------------------------------------- */
+
+/* Send check_frame and read one whole frame back, within the deadline. */
+static int check_exchange(upstream_pool *pool, pd_t *pd, int64_t deadline)
+{
+	const upstream_params *params = &pool->params;
+	uint8_t header[FRAME_HEADER_SIZE];
+	uint8_t sink[512];
+
+	pd_set_deadline(pd, PD_BOTH, deadline);
+	frame_write_length(header, params->check_frame_len);
+	struct iovec iov[2] = {
+		{.iov_base = header, .iov_len = sizeof(header)},
+		{.iov_base = (void *)params->check_frame,
+		 .iov_len = params->check_frame_len},
+	};
+	ssize_t n = pd_writev_full(pd, iov, 2);
+	if (n < 0)
+		return (int)n;
+	n = pd_read_full(pd, header, sizeof(header));
+	if (n != (ssize_t)sizeof(header))
+		return n < 0 ? (int)n : -ECONNRESET;
+	uint32_t left = frame_read_length(header);
+	if (left > params->max_frame)
+		return -EMSGSIZE;
+	while (left > 0) {
+		size_t want = left < sizeof(sink) ? left : sizeof(sink);
+		n = pd_read_full(pd, sink, want);
+		if (n != (ssize_t)want)
+			return n < 0 ? (int)n : -ECONNRESET;
+		left -= (uint32_t)want;
+	}
+	return 0;
+}
+
+static int check_once(upstream_pool *pool, upstream_server *server)
+{
+	int64_t timeout = pool->params.connect_timeout_ns;
+	pd_t *pd = NULL;
+	int rc = poll_connect((const struct sockaddr *)&server->addr,
+			      server->addr_len, timeout, &pd);
+
+	if (rc < 0)
+		return rc;
+	if (pool->params.check_frame)
+		rc = check_exchange(pool, pd, sched_now() + timeout);
+	pd_close(pd);
+	return rc;
+}
+
+static void check_record(upstream_pool *pool, upstream_server *server, int rc)
+{
+	const upstream_params *params = &pool->params;
+
+	if (rc == 0) {
+		server->check_failures = 0;
+		server->check_successes++;
+		/* A passing check proves reachability: end a passive ejection. */
+		server->out_until = 0;
+		if (!server->check_up && server->check_successes >= params->health_rise) {
+			server->check_up = true;
+			log_line(LOG_LEVEL_INFO, "upstream up", "listener=%s upstream=%s checks=%u",
+				 pool->listener, server->name, server->check_successes);
+		}
+		return;
+	}
+	server->check_successes = 0;
+	server->check_failures++;
+	if (server->check_up && server->check_failures >= params->health_fall) {
+		server->check_up = false;
+		log_line(LOG_LEVEL_WARN, "upstream down", "listener=%s upstream=%s error=%s checks=%u",
+			 pool->listener, server->name, strerror(-rc),
+			 server->check_failures);
+	}
+}
+
+/* Readied once: whoever wakes it clears the slot first. */
+static void server_wake_checker(upstream_server *server)
+{
+	coro_t *checker = server->checker;
+
+	if (!checker)
+		return;
+	server->checker = NULL;
+	coro_ready(checker);
+}
+
+static void check_timer_fired(sched_timer *timer, void *arg)
+{
+	(void)timer;
+	server_wake_checker(arg);
+}
+
+/* Park until the next check is due, or until the pool stops. */
+static void check_sleep(upstream_pool *pool, upstream_server *server)
+{
+	sched_timer_set(&server->check_timer,
+			sched_now() + pool->params.health_interval_ns);
+	server->checker = coro_self();
+	coro_park("health check interval");
+}
+
+typedef struct checker_arg {
+	upstream_pool *pool;
+	uint32_t index;
+} checker_arg;
+
+static void checker_main(void *arg)
+{
+	checker_arg *self = arg;
+	upstream_pool *pool = self->pool;
+	upstream_server *server = &pool->servers[self->index];
+
+	free(self);
+	while (!pool->stopping) {
+		check_record(pool, server, check_once(pool, server));
+		if (pool->stopping)
+			break;
+		check_sleep(pool, server);
+	}
+	pool->checkers_running--;
+}
+
+int upstream_pool_start(upstream_pool *pool)
+{
+	if (pool->params.health_interval_ns <= 0)
+		return 0;
+	for (uint32_t i = 0; i < pool->count; i++) {
+		upstream_server *server = &pool->servers[i];
+		checker_arg *arg = malloc(sizeof(*arg));
+		coro_opts opts = {.name = "health-check"};
+
+		if (!arg)
+			return -ENOMEM;
+		*arg = (checker_arg){.pool = pool, .index = i};
+		sched_timer_init(&server->check_timer, check_timer_fired, server);
+		if (!coro_spawn(checker_main, arg, &opts)) {
+			free(arg);
+			return -ENOMEM;
+		}
+		pool->checkers_running++;
+	}
+	return 0;
+}
+
+void upstream_pool_stop(upstream_pool *pool)
+{
+	pool->stopping = true;
+	if (pool->params.health_interval_ns <= 0)
+		return;
+	for (uint32_t i = 0; i < pool->count; i++) {
+		upstream_server *server = &pool->servers[i];
+		sched_timer_cancel(&server->check_timer);
+		server_wake_checker(server);
+	}
+}

@@ -1,0 +1,95 @@
+/*
+ * Upstream pool: the servers behind one listener, how one is picked, and
+ * whether each is fit to be picked (passive and active health).
+ *
+ * Passive health counts consecutive connect failures; at fail_threshold the
+ * server is out for fail_timeout, doubled on each ejection in a row (capped
+ * at 32x) and reset by a success. Active health, when health_interval is
+ * set, runs one checker coroutine per server: a TCP connect, or check_frame
+ * sent and any frame expected back, with rise/fall counts.
+ */
+#ifndef FRAMEPROXY_PROXY_UPSTREAM_H
+#define FRAMEPROXY_PROXY_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "poll/poll.h"
+#include "proxy/balance.h"
+
+#define UPSTREAM_MAX_SERVERS BALANCE_MAX_SERVERS
+
+typedef struct upstream_params {
+	int64_t connect_timeout_ns;
+	uint32_t retries;          /* further servers tried after a failure */
+	uint32_t fail_threshold;   /* 0 = passive health off */
+	int64_t fail_timeout_ns;
+	int64_t health_interval_ns;/* 0 = active health off */
+	uint32_t health_rise;
+	uint32_t health_fall;
+	const uint8_t *check_frame;/* payload; NULL = plain TCP connect check */
+	uint32_t check_frame_len;
+	uint32_t max_frame;        /* bound for the check's reply */
+} upstream_params;
+
+typedef struct upstream_server {
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	char name[64];             /* ip:port, for logs */
+	/* passive health */
+	uint32_t consecutive_failures;
+	uint32_t ejections;
+	int64_t out_until;
+	/* active health */
+	bool check_up;
+	uint32_t check_successes;
+	uint32_t check_failures;
+	coro_t *checker;           /* parked between checks */
+	sched_timer check_timer;
+	/* counters */
+	uint64_t connects;
+	uint64_t connect_failures;
+} upstream_server;
+
+typedef struct upstream_pool {
+	const char *listener;      /* for logs */
+	upstream_params params;
+	upstream_server *servers;
+	uint32_t count;
+	struct balancer balancer;
+	uint32_t checkers_running;
+	bool stopping;
+} upstream_pool;
+
+typedef struct upstream_server_spec {
+	const struct sockaddr *addr;
+	socklen_t addr_len;
+	uint32_t weight;
+} upstream_server_spec;
+
+int upstream_pool_init(upstream_pool *pool, const char *listener,
+		       const upstream_params *params, enum balance_kind kind,
+		       const upstream_server_spec *servers, uint32_t count,
+		       uint64_t seed);
+/* Start active health checks (no-op when health_interval is 0). */
+int upstream_pool_start(upstream_pool *pool);
+/* Stop the checkers; the pool can be freed once sched_run has returned. */
+void upstream_pool_stop(upstream_pool *pool);
+void upstream_pool_free(upstream_pool *pool);
+
+/*
+ * Connect to a server fit to serve `client`, trying up to 1 + retries
+ * distinct servers. Returns the server index (>= 0) with *out connected, or
+ * -EHOSTUNREACH when no server was fit to try (close reason no_upstream),
+ * or the last connect error (connect_failed).
+ */
+int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
+		     pd_t **out);
+/* A connection made by upstream_connect to server `index` has closed. */
+void upstream_release(upstream_pool *pool, int index);
+/* Fit to be picked now: active checks say up and not ejected. */
+bool upstream_server_usable(const upstream_pool *pool, uint32_t index,
+			    int64_t now);
+
+#endif
