@@ -378,7 +378,9 @@ static int read_once(struct bconn *c)
 	if (n == -ETIMEDOUT && in_flight(c) == 0)
 		return c->writer_done ? 1 : 0;
 	if (n == 0) {
-		if (in_flight(c) == 0 && !c->prefix_have && !c->in_payload)
+		/* EOF is only fine once we said we were done and got it all. */
+		if (c->writer_done && in_flight(c) == 0 && !c->prefix_have &&
+		    !c->in_payload)
 			return 1;
 		conn_error(c, "peer closed the connection", ECONNRESET);
 		return -ECONNRESET;

@@ -1,0 +1,358 @@
+// frameecho + framebench end to end on loopback: the real executables
+// (paths from $FRAMEECHO / $FRAMEBENCH), started with fork+exec on port 0.
+// Every child is owned by a Child whose destructor kills it by PID, so a
+// failing assertion never leaves a process behind.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <csignal>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <memory>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <vector>
+
+#include "tools/framebench_payload.h"
+
+namespace {
+
+int64_t now_ms()
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+std::string exe(const char *var)
+{
+	const char *path = std::getenv(var);
+	if (!path || !*path)
+		FAIL(std::string("set $") + var + " to the executable (meson test does)");
+	return path;
+}
+
+class Child {
+public:
+	explicit Child(const std::vector<std::string> &argv)
+	{
+		int fds[2];
+		REQUIRE(pipe2(fds, O_CLOEXEC) == 0);
+		pid_ = fork();
+		REQUIRE(pid_ >= 0);
+		if (pid_ == 0) {
+			dup2(fds[1], STDOUT_FILENO);
+			std::vector<char *> args;
+			for (const auto &a : argv)
+				args.push_back(const_cast<char *>(a.c_str()));
+			args.push_back(nullptr);
+			execv(args[0], args.data());
+			_exit(127);
+		}
+		close(fds[1]);
+		out_ = fds[0];
+	}
+	~Child()
+	{
+		if (out_ >= 0)
+			close(out_);
+		if (pid_ > 0) {
+			kill(pid_, SIGKILL);
+			waitpid(pid_, nullptr, 0);
+		}
+	}
+	Child(const Child &) = delete;
+	Child &operator=(const Child &) = delete;
+
+	pid_t pid() const { return pid_; }
+
+	// Read stdout until `stop` is seen or EOF or the deadline; all of it.
+	std::string read_until(const char *stop, int timeout_ms)
+	{
+		int64_t deadline = now_ms() + timeout_ms;
+		while (out_ >= 0 && (!stop || text_.find(stop) == std::string::npos)) {
+			int64_t left = deadline - now_ms();
+			if (left <= 0)
+				break;
+			struct pollfd p = {out_, POLLIN, 0};
+			if (poll(&p, 1, (int)left) <= 0)
+				continue;
+			char buf[4096];
+			ssize_t n = read(out_, buf, sizeof(buf));
+			if (n <= 0) {
+				close(out_);
+				out_ = -1;
+				break;
+			}
+			text_.append(buf, (size_t)n);
+		}
+		return text_;
+	}
+
+	// Wait for exit (bounded); returns the exit code, or -1 on timeout or
+	// when killed by a signal.
+	int wait_exit(int timeout_ms)
+	{
+		int64_t deadline = now_ms() + timeout_ms;
+		while (pid_ > 0) {
+			int status;
+			pid_t r = waitpid(pid_, &status, WNOHANG);
+			if (r == pid_) {
+				pid_ = -1;
+				return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+			}
+			if (now_ms() > deadline)
+				return -1;
+			usleep(10000);
+		}
+		return -1;
+	}
+
+private:
+	pid_t pid_ = -1;
+	int out_ = -1;
+	std::string text_;
+};
+
+// A frameecho on 127.0.0.1:0 and the port it reported.
+struct Echo {
+	std::unique_ptr<Child> child;
+	int port = 0;
+};
+
+bool start_echo(Echo &echo, std::vector<std::string> extra)
+{
+	std::vector<std::string> argv = {exe("FRAMEECHO"), "--listen",
+					 "127.0.0.1:0", "--quiet"};
+	argv.insert(argv.end(), extra.begin(), extra.end());
+	echo.child.reset(new Child(argv));
+	std::string line = echo.child->read_until("\n", 10000);
+	const std::string prefix = "listening on 127.0.0.1:";
+	if (line.compare(0, prefix.size(), prefix) != 0)
+		return false;
+	echo.port = std::atoi(line.c_str() + prefix.size());
+	return echo.port > 0;
+}
+
+struct BenchResult {
+	int exit_code;
+	std::string out;
+};
+
+BenchResult run_bench(int port, std::vector<std::string> extra)
+{
+	std::vector<std::string> argv = {exe("FRAMEBENCH"), "--target",
+					 "127.0.0.1:" + std::to_string(port),
+					 "--json"};
+	argv.insert(argv.end(), extra.begin(), extra.end());
+	Child bench(argv);
+	std::string out = bench.read_until(nullptr, 60000);
+	int code = bench.wait_exit(10000);
+	INFO("framebench said: " << out);
+	return {code, out};
+}
+
+// The number after "key": in framebench's one-line JSON object.
+double json_number(const std::string &json, const std::string &key)
+{
+	std::string needle = "\"" + key + "\":";
+	size_t at = json.find(needle);
+	if (at == std::string::npos)
+		FAIL("no key " << key << " in: " << json);
+	return std::strtod(json.c_str() + at + needle.size(), nullptr);
+}
+
+bool uring_usable()
+{
+	Echo probe;
+	return start_echo(probe, {"--poller", "uring"});
+}
+
+int connect_to(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	REQUIRE(fd >= 0);
+	struct sockaddr_in sin = {};
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = {10, 0};  // a hung server fails the test, not CI
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	REQUIRE(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	return fd;
+}
+
+bool read_full(int fd, uint8_t *buf, size_t n)
+{
+	while (n > 0) {
+		ssize_t r = read(fd, buf, n);
+		if (r <= 0)
+			return false;
+		buf += r;
+		n -= (size_t)r;
+	}
+	return true;
+}
+
+struct Fd {
+	int fd;
+	~Fd() { close(fd); }
+};
+
+} // namespace
+
+TEST_CASE("framebench against frameecho verifies every frame", "[e2e]")
+{
+	std::vector<std::string> pollers = {"epoll"};
+	if (uring_usable())
+		pollers.push_back("uring");
+	else
+		WARN("io_uring is not usable here: uring cases skipped");
+	for (const auto &poller : pollers) {
+		Echo echo;
+		REQUIRE(start_echo(echo, {"--poller", poller}));
+		CAPTURE(poller);
+		{  // closed loop, mixed sizes
+			auto r = run_bench(echo.port, {"-c", "4", "-d", "8", "--size",
+						       "0-5000", "--duration", "1s",
+						       "--poller", poller});
+			INFO(r.out);
+			CHECK(r.exit_code == 0);
+			CHECK(json_number(r.out, "frames") > 0);
+			CHECK(json_number(r.out, "mismatches") == 0);
+			CHECK(json_number(r.out, "lost") == 0);
+			CHECK(json_number(r.out, "errors") == 0);
+			CHECK(json_number(r.out, "connections") == 4);
+			CHECK(json_number(r.out, "p50_us") > 0);
+			CHECK(json_number(r.out, "p99_us") >= json_number(r.out, "p50_us"));
+		}
+		{  // frame count, large frames
+			auto r = run_bench(echo.port, {"-c", "2", "-d", "2", "--size",
+						       "1M-3M", "--frames", "12",
+						       "--poller", poller});
+			INFO(r.out);
+			CHECK(r.exit_code == 0);
+			CHECK(json_number(r.out, "frames") == 12);
+			CHECK(json_number(r.out, "mismatches") == 0);
+		}
+		{  // open loop, small frames
+			auto r = run_bench(echo.port, {"-c", "3", "--rate", "3000",
+						       "--size", "0-15", "--duration",
+						       "1s", "--poller", poller});
+			INFO(r.out);
+			CHECK(r.exit_code == 0);
+			// About 3000 scheduled; allow for a slow CI machine.
+			CHECK(json_number(r.out, "frames") > 1000);
+			CHECK(json_number(r.out, "frames") <= 3001);
+			CHECK(json_number(r.out, "mismatches") == 0);
+		}
+	}
+}
+
+TEST_CASE("framebench reports lost frames when frameecho closes early", "[e2e]")
+{
+	Echo echo;
+	REQUIRE(start_echo(echo, {"--close-after", "5"}));
+	// Eight in flight from the start, so frames 6..8 are surely sent.
+	auto r = run_bench(echo.port, {"-c", "1", "-d", "8", "--frames", "100",
+				       "--grace", "2s"});
+	INFO(r.out);
+	CHECK(r.exit_code != 0);
+	CHECK(r.exit_code != -1);  // it ended by itself
+	CHECK(json_number(r.out, "frames") == 5);
+	CHECK(json_number(r.out, "lost") >= 3);
+	CHECK(json_number(r.out, "errors") >= 1);
+	CHECK(json_number(r.out, "mismatches") == 0);
+}
+
+TEST_CASE("framebench fails on connect failure", "[e2e]")
+{
+	// A port that nothing listens on: bound, never listening.
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	REQUIRE(fd >= 0);
+	Fd guard{fd};
+	struct sockaddr_in sin = {};
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	REQUIRE(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	socklen_t len = sizeof(sin);
+	REQUIRE(getsockname(fd, (struct sockaddr *)&sin, &len) == 0);
+	auto r = run_bench(ntohs(sin.sin_port), {"-c", "2", "--frames", "10"});
+	INFO(r.out);
+	CHECK(r.exit_code == 1);
+	CHECK(json_number(r.out, "connect_failures") == 2);
+}
+
+TEST_CASE("frameecho closes a connection that announces an oversized frame",
+	  "[e2e]")
+{
+	Echo echo;
+	REQUIRE(start_echo(echo, {"--max-frame", "1000"}));
+	auto r = run_bench(echo.port, {"--size", "2000", "--frames", "3",
+				       "--grace", "2s"});
+	INFO(r.out);
+	CHECK(r.exit_code == 1);
+	CHECK(json_number(r.out, "lost") >= 1);
+	// It still serves frames within the limit.
+	r = run_bench(echo.port, {"--size", "1000", "--frames", "50"});
+	CHECK(r.exit_code == 0);
+	CHECK(json_number(r.out, "frames") == 50);
+}
+
+TEST_CASE("frameecho delays replies", "[e2e]")
+{
+	Echo echo;
+	REQUIRE(start_echo(echo, {"--delay", "100ms"}));
+	auto r = run_bench(echo.port, {"-c", "2", "-d", "4", "--frames", "16"});
+	INFO(r.out);
+	CHECK(r.exit_code == 0);
+	CHECK(json_number(r.out, "p50_us") >= 100000 * 0.99);
+	// Pipelined frames are delayed independently, not one after another.
+	CHECK(json_number(r.out, "max_us") < 4 * 100000);
+}
+
+TEST_CASE("frameecho reply-size and half-close", "[e2e]")
+{
+	Echo echo;
+	REQUIRE(start_echo(echo, {"--reply-size", "300"}));
+	Fd s{connect_to(echo.port)};
+	const char *requests[] = {"first", "", "a longer third request"};
+	for (const char *q : requests) {
+		uint8_t prefix[4];
+		fb_put_prefix(prefix, (uint32_t)std::strlen(q));
+		REQUIRE(write(s.fd, prefix, 4) == 4);
+		REQUIRE(write(s.fd, q, std::strlen(q)) == (ssize_t)std::strlen(q));
+	}
+	REQUIRE(shutdown(s.fd, SHUT_WR) == 0);
+	for (const char *q : requests) {
+		uint8_t frame[304], want[300];
+		REQUIRE(read_full(s.fd, frame, sizeof(frame)));
+		CHECK(fb_get_prefix(frame) == 300);
+		uint64_t d = fb_fnv1a(FB_FNV_INIT, (const uint8_t *)q, std::strlen(q));
+		fb_reply_fill(want, sizeof(want), d, 0);
+		CHECK(std::memcmp(frame + 4, want, sizeof(want)) == 0);
+	}
+	// Replies finished, then our EOF came back as theirs.
+	uint8_t more;
+	CHECK(read(s.fd, &more, 1) == 0);
+}
+
+TEST_CASE("frameecho stops cleanly on SIGTERM", "[e2e]")
+{
+	for (int sig : {SIGTERM, SIGINT}) {
+		Echo echo;
+		REQUIRE(start_echo(echo, {}));
+		Fd idle{connect_to(echo.port)};  // an open connection must not hold it
+		usleep(50000);
+		REQUIRE(kill(echo.child->pid(), sig) == 0);
+		CHECK(echo.child->wait_exit(5000) == 0);
+	}
+}
