@@ -152,21 +152,40 @@ static int add_token(struct acl *acl, enum acl_action action,
 	return acl_add(acl, action, &r);
 }
 
+static bool blank(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != ' ' && p[i] != '\t')
+			return false;
+	}
+	return true;
+}
+
 int acl_add_list(struct acl *acl, enum acl_action action, const char *list,
 		 char *bad, size_t badlen)
 {
 	const char *p = list;
+	size_t added = 0;
 
 	for (;;) {
 		const char *comma = strchr(p, ',');
 		size_t n = comma ? (size_t)(comma - p) : strlen(p);
-		int rc = add_token(acl, action, p, n, bad, badlen);
-		if (rc < 0)
-			return rc;
+		if (!blank(p, n)) {
+			int rc = add_token(acl, action, p, n, bad, badlen);
+			if (rc < 0)
+				return rc;
+			added++;
+		}
 		if (!comma)
-			return 0;
+			break;
 		p = comma + 1;
 	}
+	/* An empty list must not quietly mean "no allow rules": allow all. */
+	if (added == 0) {
+		copy_token(bad, badlen, "", 0);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static bool rule_matches(const struct acl_rule *r, int family,

@@ -49,9 +49,10 @@ int acl_parse_cidr(const char *text, struct acl_rule *out);
 int acl_add(struct acl *acl, enum acl_action action, const struct acl_rule *r);
 
 /* Adds every entry of a comma-separated list (spaces allowed around
- * entries). On -EINVAL the offending entry is copied to bad (NUL-ended,
- * truncated to badlen) and entries before it have been added. -ENOMEM on
- * allocation failure. */
+ * entries, empty entries skipped so a trailing comma is fine). On -EINVAL
+ * the offending entry is copied to bad (NUL-ended, truncated to badlen)
+ * and entries before it have been added; a list with no entry at all is
+ * -EINVAL with bad = "". -ENOMEM on allocation failure. */
 int acl_add_list(struct acl *acl, enum acl_action action, const char *list,
 		 char *bad, size_t badlen);
 

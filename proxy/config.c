@@ -433,6 +433,8 @@ static int set_acl(struct config *cfg, void *t, const struct key_def *k,
 			      sizeof(bad));
 	if (rc == -ENOMEM)
 		return fail(why, "out of memory");
+	if (rc < 0 && bad[0] == '\0')
+		return fail(why, "empty list (give one or more CIDRs)");
 	if (rc < 0)
 		return fail(why, "invalid CIDR '%s' (e.g. 10.0.0.0/8, "
 			    "2001:db8::/32; no host bits past the prefix)",
@@ -445,8 +447,8 @@ static int set_check_frame(struct config *cfg, void *t,
 			   const struct origin *o, char *why)
 {
 	struct config_listener *l = t;
-	uint8_t *buf;
-	size_t len;
+	uint8_t *buf = NULL;
+	size_t len = 0;
 
 	(void)cfg, (void)k, (void)o;
 	if (parse_hex(v, &buf, &len, why) < 0)
@@ -872,7 +874,7 @@ static int read_file(const char *path, char **out)
 
 int config_load_file(struct config *cfg, const char *path)
 {
-	char *text;
+	char *text = NULL;
 	int rc = read_file(path, &text);
 
 	if (rc < 0) {

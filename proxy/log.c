@@ -345,7 +345,9 @@ static void format_fields(struct sbuf *line, const char *fmt, va_list *ap)
 {
 	/* 2 KiB+: kept off the small coroutine stacks callers run on. */
 	static struct field f;
-	static char piece[LOG_VALUE_MAX];
+	/* One byte more than a value holds, so an over-long conversion
+	 * overflows the value and is marked as cut. */
+	static char piece[LOG_VALUE_MAX + 1];
 	struct conv c;
 
 	field_reset(&f);

@@ -12,8 +12,8 @@ struct unit {
 	uint64_t mult;
 };
 
-/* Longest names first is not needed: suffix matching is on the whole rest
- * of the token, so "ms" can never be taken for "m". */
+/* A unit is matched against the whole word after the number, so "ms" can
+ * never be taken for "m" whatever the table order. */
 static const struct unit size_units[] = {
 	{ "", 1 },
 	{ "b", 1 },
@@ -179,6 +179,7 @@ int units_parse_duration(const char *text, int64_t *ns)
 			return -EINVAL;
 		if (rc == -ERANGE)
 			overflow = true;
+		p = skip_spaces(p);
 		size_t len = unit_word_len(p);
 		const struct unit *u = find_unit(duration_units,
 						 ARRAY_LEN(duration_units),

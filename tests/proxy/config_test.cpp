@@ -1,0 +1,514 @@
+// config: INI loading, errors that name file/line/key, overrides, checks.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <netinet/in.h>
+#include <string>
+#include <unistd.h>
+
+#include "proxy/config.h"
+
+namespace {
+
+struct Cfg {
+	config c;
+	Cfg() { config_init(&c); }
+	~Cfg() { config_free(&c); }
+	int load(const std::string &text)
+	{
+		return config_load_string(&c, "frameproxy.ini", text.c_str());
+	}
+	std::string errors() const
+	{
+		std::string all;
+		for (size_t i = 0; i < c.nerrors; i++)
+			all += std::string(c.errors[i]) + "\n";
+		return all;
+	}
+	bool has(const std::string &msg) const
+	{
+		for (size_t i = 0; i < c.nerrors; i++) {
+			if (std::string(c.errors[i]) == msg)
+				return true;
+		}
+		return false;
+	}
+	const config_listener *l(const char *name) const
+	{
+		return config_find_listener(&c, name);
+	}
+};
+
+std::string addr(const netaddr &a)
+{
+	char buf[NETADDR_STRLEN];
+	return netaddr_format((const sockaddr *)&a.ss, buf, sizeof(buf));
+}
+
+bool allowed(const config_listener *l, const char *ip_port)
+{
+	netaddr n;
+	REQUIRE(netaddr_parse(&n, ip_port, NETADDR_NUMERIC) == 0);
+	return acl_check(&l->acl, (const sockaddr *)&n.ss);
+}
+
+const char *full_config = R"INI(; a complete configuration
+[frameproxy]
+log_level = debug
+poller = uring
+shards = 4
+admin = 127.0.0.1:9100
+drain_timeout = 15s
+
+[listener api]
+listen = 127.0.0.1:9000
+max_frame = 1MiB
+buffer = 128KiB
+connect_timeout = 500ms
+idle_timeout = 5m
+frame_timeout = 0
+max_connections = 2000
+max_per_client = 16
+allow = 10.0.0.0/8, 192.168.0.0/16
+allow = 2001:db8::/32
+deny = 10.6.6.0/24
+balance = hash
+retries = 1
+fail_threshold = 5
+fail_timeout = 20s
+health_interval = 2s
+health_rise = 3
+health_fall = 4
+check_frame = 0x00 ff 10
+server = 127.0.0.1:9001 weight=5
+server = [::1]:9002
+server = localhost:9003   weight=2   ; inline comment
+
+[listener  bulk]
+listen = [::1]:0
+server = 127.0.0.1:9101
+)INI";
+
+} // namespace
+
+TEST_CASE("config: a full file lands in the model", "[config]")
+{
+	Cfg cfg;
+	INFO(cfg.errors());
+	REQUIRE(cfg.load(full_config) == 0);
+	REQUIRE(config_finish(&cfg.c) == 0);
+	const config &c = cfg.c;
+	CHECK(c.log_level == LOG_LEVEL_DEBUG);
+	CHECK(c.poller == CONFIG_POLLER_URING);
+	CHECK(c.shards == 4);
+	REQUIRE(c.has_admin);
+	CHECK(addr(c.admin) == "127.0.0.1:9100");
+	CHECK(c.drain_timeout == 15000000000);
+	REQUIRE(c.nlisteners == 2);
+
+	const config_listener *a = cfg.l("api");
+	REQUIRE(a == &c.listeners[0]);
+	CHECK(a->line == 9);
+	CHECK(addr(a->listen) == "127.0.0.1:9000");
+	CHECK(a->max_frame == 1u << 20);
+	CHECK(a->buffer == 128u << 10);
+	CHECK(a->connect_timeout == 500000000);
+	CHECK(a->idle_timeout == 300000000000);
+	CHECK(a->frame_timeout == 0);
+	CHECK(a->max_connections == 2000);
+	CHECK(a->max_per_client == 16);
+	CHECK(a->acl.allow.count == 3);
+	CHECK(a->acl.deny.count == 1);
+	CHECK(allowed(a, "10.1.1.1:1"));
+	CHECK(allowed(a, "[2001:db8::7]:1"));
+	CHECK_FALSE(allowed(a, "10.6.6.6:1"));
+	CHECK_FALSE(allowed(a, "8.8.8.8:1"));
+	CHECK(a->balance == BALANCE_HASH);
+	CHECK(a->retries == 1);
+	CHECK(a->fail_threshold == 5);
+	CHECK(a->fail_timeout == 20000000000);
+	CHECK(a->health_interval == 2000000000);
+	CHECK(a->health_rise == 3);
+	CHECK(a->health_fall == 4);
+	REQUIRE(a->has_check_frame);
+	REQUIRE(a->check_frame_len == 3);
+	CHECK(a->check_frame[0] == 0x00);
+	CHECK(a->check_frame[1] == 0xff);
+	CHECK(a->check_frame[2] == 0x10);
+	REQUIRE(a->nservers == 3);
+	CHECK(std::string(a->servers[0].addr_text) == "127.0.0.1:9001");
+	CHECK(a->servers[0].weight == 5);
+	CHECK(addr(a->servers[1].addr) == "[::1]:9002");
+	CHECK(a->servers[1].weight == 1);
+	CHECK(addr(a->servers[2].addr) == "127.0.0.1:9003");
+	CHECK(a->servers[2].weight == 2);
+
+	const config_listener *b = cfg.l("bulk");
+	REQUIRE(b != nullptr);
+	CHECK(b->line == 33);
+	CHECK(addr(b->listen) == "[::1]:0");
+	// Defaults.
+	CHECK(b->max_frame == 16u << 20);
+	CHECK(b->buffer == 64u << 10);
+	CHECK(b->connect_timeout == 2000000000);
+	CHECK(b->idle_timeout == 60000000000);
+	CHECK(b->frame_timeout == 30000000000);
+	CHECK(b->max_connections == 10000);
+	CHECK(b->max_per_client == 0);
+	CHECK(b->balance == BALANCE_ROUNDROBIN);
+	CHECK(b->retries == 2);
+	CHECK(b->fail_threshold == 3);
+	CHECK(b->fail_timeout == 10000000000);
+	CHECK(b->health_interval == 0);
+	CHECK(b->health_rise == 2);
+	CHECK(b->health_fall == 3);
+	CHECK_FALSE(b->has_check_frame);
+	CHECK(b->acl.allow.count == 0);
+	CHECK(cfg.l("nope") == nullptr);
+}
+
+TEST_CASE("config: global defaults", "[config]")
+{
+	Cfg cfg;
+	REQUIRE(cfg.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n") == 0);
+	REQUIRE(config_finish(&cfg.c) == 0);
+	CHECK(cfg.c.log_level == LOG_LEVEL_INFO);
+	CHECK(cfg.c.poller == CONFIG_POLLER_AUTO);
+	CHECK(cfg.c.shards == 0);
+	CHECK_FALSE(cfg.c.has_admin);
+	CHECK(cfg.c.drain_timeout == 10000000000);
+	CHECK(std::string(config_poller_name(cfg.c.poller)) == "auto");
+}
+
+TEST_CASE("config: each value error names file, line and key", "[config]")
+{
+	Cfg cfg;
+	CHECK(cfg.load("[frameproxy]\n"                       // 1
+		       "log_level = loud\n"                   // 2
+		       "poller = kqueue\n"                    // 3
+		       "shards = many\n"                      // 4
+		       "drain_timeout = 10\n"                 // 5
+		       "[listener a]\n"                       // 6
+		       "listen = 127.0.0.1:9000\n"            // 7
+		       "max_frame = 16XB\n"                   // 8
+		       "idle_timeout = 5parsecs\n"            // 9
+		       "buffer = 99999999999999999999999\n"   // 10
+		       "connect_timeout = -1s\n"              // 11
+		       "server = 127.0.0.1:9001 weight=0\n"   // 12
+		       "server = 127.0.0.1:9002 weight=257\n" // 13
+		       "server = 127.0.0.1:9003 color=red\n"  // 14
+		       "allow = 10.0.0.0/8, 10.0.0.300/32\n"  // 15
+		       "deny = 10.0.0.1/8\n"                  // 16
+		       "balance = fastest\n"                  // 17
+		       "retries = -1\n"                       // 18
+		       "health_rise = 0\n"                    // 19
+		       "check_frame = 0g\n"                   // 20
+		       "listen2 = 1\n"                        // 21
+		       "server = 127.0.0.1\n"                 // 22
+		       "max_connections = 0\n"                // 23
+		       "deny =\n"                              // 24
+		       ) == -EINVAL);
+	INFO(cfg.errors());
+	CHECK(cfg.has("frameproxy.ini:2: key 'log_level': invalid log level 'loud' (expected debug, info, warn or error)"));
+	CHECK(cfg.has("frameproxy.ini:3: key 'poller': invalid poller 'kqueue' (expected epoll, uring or auto)"));
+	CHECK(cfg.has("frameproxy.ini:4: key 'shards': invalid shards 'many' (expected auto or 1..4096)"));
+	CHECK(cfg.has("frameproxy.ini:5: key 'drain_timeout': invalid duration '10' (e.g. 250ms, 30s, 2m; a unit is required)"));
+	CHECK(cfg.has("frameproxy.ini:8: key 'max_frame': invalid size '16XB' (e.g. 64KiB, 16MiB, 1000B)"));
+	CHECK(cfg.has("frameproxy.ini:9: key 'idle_timeout': invalid duration '5parsecs' (e.g. 250ms, 30s, 2m; a unit is required)"));
+	CHECK(cfg.has("frameproxy.ini:10: key 'buffer': size '99999999999999999999999': out of range"));
+	CHECK(cfg.has("frameproxy.ini:11: key 'connect_timeout': duration '-1s': negative values are not allowed"));
+	CHECK(cfg.has("frameproxy.ini:12: key 'server': server weight '0' must be between 1 and 256"));
+	CHECK(cfg.has("frameproxy.ini:13: key 'server': server weight '257' must be between 1 and 256"));
+	CHECK(cfg.has("frameproxy.ini:14: key 'server': unknown server option 'color=red' (expected weight=N)"));
+	CHECK(cfg.has("frameproxy.ini:15: key 'allow': invalid CIDR '10.0.0.300/32' (e.g. 10.0.0.0/8, 2001:db8::/32; no host bits past the prefix)"));
+	CHECK(cfg.has("frameproxy.ini:16: key 'deny': invalid CIDR '10.0.0.1/8' (e.g. 10.0.0.0/8, 2001:db8::/32; no host bits past the prefix)"));
+	CHECK(cfg.has("frameproxy.ini:17: key 'balance': invalid balance 'fastest' (expected roundrobin, leastconn, random2 or hash)"));
+	CHECK(cfg.has("frameproxy.ini:18: key 'retries': invalid number '-1'"));
+	CHECK(cfg.has("frameproxy.ini:19: key 'health_rise': '0' must be between 1 and 100"));
+	CHECK(cfg.has("frameproxy.ini:20: key 'check_frame': invalid hex '0g' (expected pairs of hex digits)"));
+	CHECK(cfg.has("frameproxy.ini:21: key 'listen2': unknown key in [listener a]"));
+	CHECK(cfg.has("frameproxy.ini:22: key 'server': invalid address '127.0.0.1' (expected host:port, IPv6 as [addr]:port)"));
+	CHECK(cfg.has("frameproxy.ini:23: key 'max_connections': '0' must be between 1 and 10000000"));
+	CHECK(cfg.has("frameproxy.ini:24: key 'deny': empty list (give one or more CIDRs)"));
+	CHECK(cfg.c.nerrors == 21); // all reported, not only the first
+}
+
+TEST_CASE("config: range errors name the limits", "[config]")
+{
+	Cfg cfg;
+	CHECK(cfg.load("[listener a]\n"
+		       "buffer = 512\n"
+		       "max_frame = 4GiB\n"
+		       "connect_timeout = 0\n"
+		       "listen = 127.0.0.1:70000\n") == -EINVAL);
+	INFO(cfg.errors());
+	CHECK(cfg.has("frameproxy.ini:2: key 'buffer': size '512' must be between 1KiB and 1GiB"));
+	CHECK(cfg.has("frameproxy.ini:3: key 'max_frame': size '4GiB' must be between 1B and 4294967295B"));
+	CHECK(cfg.has("frameproxy.ini:4: key 'connect_timeout': duration '0' must be at least 1ms"));
+	CHECK(cfg.has("frameproxy.ini:5: key 'listen': port out of range in '127.0.0.1:70000'"));
+}
+
+TEST_CASE("config: section errors name the section line", "[config]")
+{
+	Cfg cfg;
+	CHECK(cfg.load("[frameproxy]\n"            // 1
+		       "[listner x]\n"             // 2
+		       "listen = 127.0.0.1:1\n"    // 3: ignored, no extra error
+		       "[listener a]\n"            // 4
+		       "listen = 127.0.0.1:9000\n" // 5
+		       "[listener a]\n"            // 6
+		       "max_frame = 16XB\n"        // 7: still checked
+		       "[listener]\n"              // 8
+		       "[listener bad.name]\n"     // 9
+		       "[listener b]\n"            // 10
+		       "server = 127.0.0.1:9\n"    // 11
+		       "[listener c]\n"            // 12
+		       ) == -EINVAL);
+	CHECK(config_finish(&cfg.c) == -EINVAL);
+	INFO(cfg.errors());
+	CHECK(cfg.has("frameproxy.ini:2: unknown section [listner x] (expected [frameproxy] or [listener NAME])"));
+	CHECK(cfg.has("frameproxy.ini:6: section [listener a]: duplicate listener name 'a' (first at line 4)"));
+	CHECK(cfg.has("frameproxy.ini:7: key 'max_frame': invalid size '16XB' (e.g. 64KiB, 16MiB, 1000B)"));
+	CHECK(cfg.has("frameproxy.ini:8: section [listener]: listener name must be 1-32 of A-Z a-z 0-9 _ -"));
+	CHECK(cfg.has("frameproxy.ini:9: section [listener bad.name]: listener name must be 1-32 of A-Z a-z 0-9 _ -"));
+	CHECK(cfg.has("frameproxy.ini:4: section [listener a]: no 'server' lines"));
+	CHECK(cfg.has("frameproxy.ini:10: section [listener b]: missing key 'listen'"));
+	CHECK(cfg.has("frameproxy.ini:12: section [listener c]: missing key 'listen'"));
+	CHECK(cfg.has("frameproxy.ini:12: section [listener c]: no 'server' lines"));
+	CHECK(cfg.c.nerrors == 9);
+	CHECK(cfg.c.nlisteners == 3); // the duplicate is not kept
+}
+
+TEST_CASE("config: no listener at all", "[config]")
+{
+	Cfg cfg;
+	CHECK(cfg.load("[frameproxy]\nlog_level = warn\n") == 0);
+	CHECK(config_finish(&cfg.c) == -EINVAL);
+	CHECK(cfg.has("frameproxy.ini: no [listener NAME] section"));
+
+	Cfg none;
+	CHECK(config_finish(&none.c) == -EINVAL);
+	CHECK(none.has("no listener: give a config file or --listen and --server"));
+}
+
+TEST_CASE("config: syntax, duplicates, stray keys, long lines", "[config]")
+{
+	Cfg cfg;
+	std::string longline = "allow = " + std::string(300, '1') + "\n";
+	CHECK(cfg.load("log_level = info\n"             // 1: before any section
+		       "[frameproxy]\n"                 // 2
+		       "just some words\n"              // 3
+		       "poller = epoll\n"               // 4
+		       "poller = uring\n"               // 5
+		       "[listener a\n"                  // 6
+		       "[listener a]\n"                 // 7
+		       "listen = 127.0.0.1:9000\n"      // 8
+		       "also wrong\n"                   // 9
+		       + longline +                     // 10
+		       "server = 127.0.0.1:9001\n"      // 11
+		       "server = 127.0.0.1:9002\n"      // 12: servers repeat
+		       "allow = 10.0.0.0/8\n"           // 13
+		       "allow = 11.0.0.0/8\n"           // 14: allow repeats
+		       ) == -EINVAL);
+	INFO(cfg.errors());
+	CHECK(cfg.has("frameproxy.ini:1: key 'log_level': outside any section (put it under [frameproxy] or [listener NAME])"));
+	CHECK(cfg.has("frameproxy.ini:3: expected 'key = value'"));
+	CHECK(cfg.has("frameproxy.ini:5: key 'poller': set twice in [frameproxy] (first at line 4)"));
+	CHECK(cfg.has("frameproxy.ini:6: section header without ']'"));
+	CHECK(cfg.has("frameproxy.ini:9: expected 'key = value'"));
+	CHECK(cfg.has("frameproxy.ini:10: line longer than 197 characters (split long allow/deny lists over repeated keys)"));
+	CHECK(cfg.c.nerrors == 6);
+	CHECK(cfg.c.poller == CONFIG_POLLER_EPOLL); // the first one stands
+	REQUIRE(cfg.l("a") != nullptr);
+	CHECK(cfg.l("a")->nservers == 2);
+	CHECK(cfg.l("a")->acl.allow.count == 2);
+	CHECK(config_finish(&cfg.c) == -EINVAL); // earlier errors still count
+}
+
+TEST_CASE("config: comments, blank lines, CRLF, BOM, continuation", "[config]")
+{
+	Cfg cfg;
+	REQUIRE(cfg.load("\xef\xbb\xbf# comment\r\n"
+			 "\r\n"
+			 "  ; indented comment\r\n"
+			 "[listener a]\r\n"
+			 "listen = 127.0.0.1:9000 ; why not\r\n"
+			 "allow = 10.0.0.0/8,\r\n"
+			 "  172.16.0.0/12\r\n"
+			 "server = 127.0.0.1:9001\r\n") == 0);
+	INFO(cfg.errors());
+	REQUIRE(config_finish(&cfg.c) == 0);
+	const config_listener *a = cfg.l("a");
+	CHECK(a->line == 4);
+	CHECK(addr(a->listen) == "127.0.0.1:9000");
+	// The continuation line is one more allow value.
+	CHECK(a->acl.allow.count == 2);
+	CHECK(allowed(a, "172.16.5.5:1"));
+}
+
+TEST_CASE("config: cross-key checks", "[config]")
+{
+	Cfg cfg;
+	CHECK(cfg.load("[listener a]\n"
+		       "listen = 127.0.0.1:9000\n"
+		       "server = 127.0.0.1:9001\n"
+		       "max_frame = 2\n"
+		       "check_frame = 010203\n"
+		       "[listener b]\n"
+		       "listen = 127.0.0.1:9000\n"
+		       "server = 127.0.0.1:9001\n"
+		       "[listener c]\n"
+		       "listen = 127.0.0.1:0\n"
+		       "server = 127.0.0.1:9001\n"
+		       "[listener d]\n"
+		       "listen = 127.0.0.1:0\n"
+		       "server = 127.0.0.1:9001\n") == 0);
+	CHECK(config_finish(&cfg.c) == -EINVAL);
+	INFO(cfg.errors());
+	CHECK(cfg.has("frameproxy.ini:1: section [listener a]: check_frame is larger than max_frame"));
+	CHECK(cfg.has("frameproxy.ini:1: section [listener a]: check_frame is set but health_interval is 0 (checks off)"));
+	CHECK(cfg.has("frameproxy.ini:6: section [listener b]: listen address 127.0.0.1:9000 is already used by [listener a]"));
+	CHECK(cfg.c.nerrors == 3); // two :0 listeners do not clash
+}
+
+TEST_CASE("config: the error list is bounded", "[config]")
+{
+	Cfg cfg;
+	std::string text = "[listener a]\n";
+	for (int i = 0; i < 50; i++)
+		text += "bogus" + std::to_string(i) + " = 1\n";
+	CHECK(cfg.load(text) == -EINVAL);
+	CHECK(cfg.c.nerrors == CONFIG_MAX_ERRORS);
+	CHECK(cfg.c.errors_dropped == 50 - CONFIG_MAX_ERRORS);
+	CHECK(config_error_count(&cfg.c) == 50);
+	CHECK(std::string(config_error(&cfg.c, 0)) == "frameproxy.ini:2: key 'bogus0': unknown key in [listener a]");
+	CHECK(config_error(&cfg.c, CONFIG_MAX_ERRORS) == nullptr);
+
+	char *buf = nullptr;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	REQUIRE(out != nullptr);
+	config_print_errors(&cfg.c, out);
+	fclose(out);
+	std::string printed(buf, len);
+	free(buf);
+	CHECK(printed.find("frameproxy.ini:33: key 'bogus31'") != std::string::npos);
+	CHECK(printed.find("bogus32") == std::string::npos);
+	const std::string tail = "\n... and 18 more errors\n";
+	REQUIRE(printed.size() > tail.size());
+	CHECK(printed.substr(printed.size() - tail.size()) == tail);
+}
+
+TEST_CASE("config: command-line overrides win over the file", "[config]")
+{
+	Cfg cfg;
+	REQUIRE(cfg.load("[frameproxy]\n"
+			 "log_level = info\n"
+			 "[listener a]\n"
+			 "listen = 127.0.0.1:9000\n"
+			 "max_frame = 1MiB\n"
+			 "server = 127.0.0.1:9001\n"
+			 "server = 127.0.0.1:9002\n"
+			 "allow = 10.0.0.0/8\n"
+			 "[listener b]\n"
+			 "listen = 127.0.0.1:9100\n"
+			 "server = 127.0.0.1:9101\n") == 0);
+	config &c = cfg.c;
+	CHECK(config_apply_override(&c, "log_level", "error", "--log-level") == 0);
+	CHECK(config_apply_override(&c, "poller", "epoll", "--poller") == 0);
+	CHECK(config_apply_override(&c, "max_frame", "4MiB", "--max-frame") == 0);
+	CHECK(config_apply_override(&c, "listen", "127.0.0.1:7000", "--listen") == 0);
+	// The first flag server replaces the file's list, later ones add.
+	CHECK(config_apply_override(&c, "server", "127.0.0.1:8001 weight=3", "--server") == 0);
+	CHECK(config_apply_override(&c, "server", "127.0.0.1:8002", "--server") == 0);
+	CHECK(config_apply_override(&c, "allow", "192.168.0.0/16", "--allow") == 0);
+	CHECK(config_apply_override(&c, "listener.b.buffer", "1MiB", nullptr) == 0);
+	REQUIRE(config_finish(&c) == 0);
+
+	CHECK(c.log_level == LOG_LEVEL_ERROR);
+	CHECK(c.poller == CONFIG_POLLER_EPOLL);
+	const config_listener *a = cfg.l("a");
+	CHECK(a->max_frame == 4u << 20);
+	CHECK(addr(a->listen) == "127.0.0.1:7000");
+	REQUIRE(a->nservers == 2);
+	CHECK(std::string(a->servers[0].addr_text) == "127.0.0.1:8001");
+	CHECK(a->servers[0].weight == 3);
+	CHECK(std::string(a->servers[1].addr_text) == "127.0.0.1:8002");
+	CHECK(allowed(a, "192.168.1.1:1"));
+	CHECK_FALSE(allowed(a, "10.1.1.1:1")); // file's allow list replaced
+	const config_listener *b = cfg.l("b");
+	CHECK(b->buffer == 1u << 20);
+	CHECK(b->max_frame == 16u << 20); // untouched
+	CHECK(b->nservers == 1);
+}
+
+TEST_CASE("config: bad overrides name the flag", "[config]")
+{
+	Cfg cfg;
+	CHECK(config_apply_override(&cfg.c, "max_frame", "16XB", "--max-frame") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "poller", "select", "--poller") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "server", "127.0.0.1:1 weight=999", "--server") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "frobnicate", "1", "--frobnicate") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "listener.x", "1", "--set") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "listener.x.idle_timeout", "soon", nullptr) == -EINVAL);
+	INFO(cfg.errors());
+	CHECK(cfg.has("--max-frame: invalid size '16XB' (e.g. 64KiB, 16MiB, 1000B)"));
+	CHECK(cfg.has("--poller: invalid poller 'select' (expected epoll, uring or auto)"));
+	CHECK(cfg.has("--server: server weight '999' must be between 1 and 256"));
+	CHECK(cfg.has("--frobnicate: unknown key 'frobnicate'"));
+	CHECK(cfg.has("--set: invalid key 'listener.x' (expected KEY or listener.NAME.KEY)"));
+	CHECK(cfg.has("override 'listener.x.idle_timeout': invalid duration 'soon' (e.g. 250ms, 30s, 2m; a unit is required)"));
+}
+
+TEST_CASE("config: flags alone make a listener named default", "[config]")
+{
+	Cfg cfg;
+	REQUIRE(config_apply_override(&cfg.c, "listen", "127.0.0.1:0", "--listen") == 0);
+	REQUIRE(config_apply_override(&cfg.c, "server", "127.0.0.1:9", "--server") == 0);
+	REQUIRE(config_finish(&cfg.c) == 0);
+	REQUIRE(cfg.c.nlisteners == 1);
+	CHECK(std::string(cfg.c.listeners[0].name) == "default");
+	CHECK(cfg.c.listeners[0].line == 0);
+
+	Cfg half;
+	REQUIRE(config_apply_override(&half.c, "listener.edge.listen", "127.0.0.1:5", "--listen") == 0);
+	CHECK(config_finish(&half.c) == -EINVAL);
+	CHECK(half.has("listener 'edge' (command line): no 'server' lines"));
+}
+
+TEST_CASE("config: files on disk, and unreadable ones", "[config]")
+{
+	char path[] = "/tmp/frameproxy-config-test-XXXXXX";
+	int fd = mkstemp(path);
+	REQUIRE(fd >= 0);
+	const char text[] = "[listener a]\nlisten = 127.0.0.1:1\nmax_frame = 2XB\n";
+	REQUIRE(write(fd, text, sizeof(text) - 1) == (ssize_t)(sizeof(text) - 1));
+	close(fd);
+	Cfg cfg;
+	CHECK(config_load_file(&cfg.c, path) == -EINVAL);
+	CHECK(cfg.has(std::string(path) + ":3: key 'max_frame': invalid size '2XB' (e.g. 64KiB, 16MiB, 1000B)"));
+	CHECK(config_finish(&cfg.c) == -EINVAL);
+	CHECK(cfg.has(std::string(path) + ":1: section [listener a]: no 'server' lines"));
+	unlink(path);
+
+	Cfg missing;
+	CHECK(config_load_file(&missing.c, "/nonexistent/frameproxy.ini") == -ENOENT);
+	CHECK(missing.has("/nonexistent/frameproxy.ini: cannot read: No such file or directory"));
+}
+
+#ifdef FRAMEPROXY_SOURCE_ROOT
+TEST_CASE("config: the example in docs/ is valid", "[config]")
+{
+	Cfg cfg;
+	std::string path = std::string(FRAMEPROXY_SOURCE_ROOT) + "/docs/frameproxy.example.ini";
+	int rc = config_load_file(&cfg.c, path.c_str());
+	INFO(cfg.errors());
+	REQUIRE(rc == 0);
+	REQUIRE(config_finish(&cfg.c) == 0);
+	CHECK(cfg.c.nlisteners >= 2);
+}
+#endif

@@ -1,0 +1,252 @@
+// log: logfmt formatting, quoting, levels and rate limiting.
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "proxy/log.h"
+
+namespace {
+
+// 2026-11-22T21:55:01.123Z
+const int64_t T0 = 1795384501123000000LL;
+
+int64_t fake_real = T0;
+int64_t fake_mono = 1000000000000LL;
+int64_t real_now() { return fake_real; }
+int64_t mono_now() { return fake_mono; }
+
+// Captures what the log writes, with fake clocks, and restores after.
+struct Capture {
+	char *buf = nullptr;
+	size_t len = 0;
+	FILE *f;
+	Capture()
+	{
+		f = open_memstream(&buf, &len);
+		REQUIRE(f != nullptr);
+		log_set_output(f);
+		log_set_level(LOG_LEVEL_DEBUG);
+		log_set_clocks(real_now, mono_now);
+		fake_real = T0;
+		fake_mono = 1000000000000LL;
+	}
+	~Capture()
+	{
+		log_set_output(nullptr);
+		log_set_level(LOG_LEVEL_INFO);
+		log_set_clocks(nullptr, nullptr);
+		log_set_context(nullptr);
+		fclose(f);
+		free(buf);
+	}
+	std::vector<std::string> lines()
+	{
+		fflush(f);
+		std::vector<std::string> out;
+		std::string all(buf, len), cur;
+		for (char c : all) {
+			if (c == '\n') {
+				out.push_back(cur);
+				cur.clear();
+			} else {
+				cur += c;
+			}
+		}
+		CHECK(cur.empty()); // every line ends in a newline
+		return out;
+	}
+};
+
+} // namespace
+
+#define LINE(...)                                                        \
+	([&]() {                                                         \
+		char b_[LOG_LINE_MAX];                                   \
+		size_t n_ = log_format(b_, sizeof(b_), T0, __VA_ARGS__); \
+		return std::string(b_, n_);                              \
+	}())
+
+TEST_CASE("log: timestamp, level, quoted msg, plain values", "[log]")
+{
+	CHECK(LINE(LOG_LEVEL_INFO, "started", "port=%d name=%s", 9000, "api") ==
+	      "ts=2026-11-22T21:55:01.123Z level=info msg=\"started\" port=9000 name=api\n");
+	CHECK(LINE(LOG_LEVEL_WARN, "x", nullptr) ==
+	      "ts=2026-11-22T21:55:01.123Z level=warn msg=\"x\"\n");
+	CHECK(LINE(LOG_LEVEL_DEBUG, "x", "a=1 b=2") ==
+	      "ts=2026-11-22T21:55:01.123Z level=debug msg=\"x\" a=1 b=2\n");
+}
+
+TEST_CASE("log: values needing quotes are quoted and escaped", "[log]")
+{
+	auto tail = [](const std::string &line) {
+		std::string head = "msg=\"m\" ";
+		size_t at = line.find(head);
+		REQUIRE(at != std::string::npos);
+		return line.substr(at + head.size());
+	};
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "err=%s", "connection refused")) ==
+	      "err=\"connection refused\"\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "q=%s", "say \"hi\"")) ==
+	      "q=\"say \\\"hi\\\"\"\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "p=%s", "a\\b")) == "p=\"a\\\\b\"\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "nl=%s", "two\nlines\t\r")) ==
+	      "nl=\"two\\nlines\\t\\r\"\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "c=%s", "\x01")) == "c=\"\\u0001\"\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "eq=%s", "a=b")) == "eq=\"a=b\"\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "empty=%s", "")) == "empty=\"\"\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "utf8=%s", "caf\xc3\xa9")) ==
+	      "utf8=caf\xc3\xa9\n");
+	// msg is escaped the same way.
+	std::string l = LINE(LOG_LEVEL_INFO, "bad \"frame\"\n", nullptr);
+	CHECK(l.find("msg=\"bad \\\"frame\\\"\\n\"\n") != std::string::npos);
+}
+
+TEST_CASE("log: conversions of every size keep arguments in step", "[log]")
+{
+	std::string l = LINE(LOG_LEVEL_INFO, "m",
+		"a=%d b=%ld c=%lld d=%zu e=%u f=%" PRIu64 " g=%x h=%.2f i=%c "
+		"j=%5s k=%-3d| l=%*d m=%.*s n=%hhu o=%%lit p=%s",
+		-1, -2L, -3LL, (size_t)4, 5u, (uint64_t)6, 255, 3.14159, 'z',
+		"ab", 7, 4, 8, 3, "abcdef", (unsigned char)200, "end");
+	CHECK(l.find(" a=-1 b=-2 c=-3 d=4 e=5 f=6 g=ff h=3.14 i=z "
+		     "j=\"   ab\" k=\"7  |\" l=\"   8\" m=abc n=200 o=%lit p=end\n") !=
+	      std::string::npos);
+	INFO(l);
+	// Several conversions and literal text make one value.
+	std::string d = LINE(LOG_LEVEL_INFO, "m", "dur=%d.%03ds up=%s/%s", 1, 5,
+			     "a b", "c");
+	CHECK(d.find(" dur=1.005s up=\"a b/c\"\n") != std::string::npos);
+	// A bare word is a key without a value.
+	std::string w = LINE(LOG_LEVEL_INFO, "m", "draining n=%d", 3);
+	CHECK(w.find(" draining n=3\n") != std::string::npos);
+}
+
+TEST_CASE("log: long values are cut, the line stays bounded", "[log]")
+{
+	std::string big(5000, 'x');
+	std::string l = LINE(LOG_LEVEL_INFO, "m", "v=%s w=%d", big.c_str(), 1);
+	CHECK(l.size() < LOG_LINE_MAX);
+	CHECK(l.back() == '\n');
+	CHECK(l.find("x...") != std::string::npos);
+	CHECK(l.find(" w=1\n") != std::string::npos);
+
+	char small[40];
+	size_t n = log_format(small, sizeof(small), T0, LOG_LEVEL_INFO, "message",
+			      "k=%s", "value");
+	CHECK(n < sizeof(small));
+	CHECK(small[n - 1] == '\n');
+	CHECK(small[n] == '\0');
+}
+
+TEST_CASE("log: levels filter, names parse", "[log]")
+{
+	Capture cap;
+	log_set_level(LOG_LEVEL_WARN);
+	CHECK_FALSE(log_enabled(LOG_LEVEL_INFO));
+	CHECK(log_enabled(LOG_LEVEL_ERROR));
+	log_line(LOG_LEVEL_INFO, "hidden", "n=%d", 1);
+	log_line(LOG_LEVEL_DEBUG, "hidden", nullptr);
+	log_line(LOG_LEVEL_WARN, "shown", "n=%d", 2);
+	log_line(LOG_LEVEL_ERROR, "shown too", nullptr);
+	auto lines = cap.lines();
+	REQUIRE(lines.size() == 2);
+	CHECK(lines[0] == "ts=2026-11-22T21:55:01.123Z level=warn msg=\"shown\" n=2");
+	CHECK(lines[1] == "ts=2026-11-22T21:55:01.123Z level=error msg=\"shown too\"");
+
+	enum log_level lv;
+	CHECK(log_level_parse("debug", &lv) == 0);
+	CHECK(lv == LOG_LEVEL_DEBUG);
+	CHECK(log_level_parse("warning", &lv) == 0);
+	CHECK(lv == LOG_LEVEL_WARN);
+	CHECK(log_level_parse("verbose", &lv) == -EINVAL);
+	CHECK(std::string(log_level_name(LOG_LEVEL_ERROR)) == "error");
+}
+
+TEST_CASE("log: context pairs follow msg on every line", "[log]")
+{
+	Capture cap;
+	log_set_context("shard=3");
+	log_line(LOG_LEVEL_INFO, "hello", "k=v");
+	log_set_context(nullptr);
+	log_line(LOG_LEVEL_INFO, "bye", nullptr);
+	auto lines = cap.lines();
+	REQUIRE(lines.size() == 2);
+	CHECK(lines[0] == "ts=2026-11-22T21:55:01.123Z level=info msg=\"hello\" shard=3 k=v");
+	CHECK(lines[1] == "ts=2026-11-22T21:55:01.123Z level=info msg=\"bye\"");
+}
+
+TEST_CASE("log: rate limiting suppresses and reports the count", "[log]")
+{
+	Capture cap;
+	struct log_ratelimit rl = LOG_RATELIMIT_INIT(3);
+	int written = 0;
+	for (int i = 0; i < 100; i++) {
+		written += log_ratelimited(&rl, LOG_LEVEL_WARN, "accept failed",
+					   "i=%d", i);
+		fake_mono += 1000000; // 1ms apart: all within one second
+	}
+	CHECK(written == 3);
+	auto lines = cap.lines();
+	REQUIRE(lines.size() == 3);
+	CHECK(lines[2].find("msg=\"accept failed\" i=2") != std::string::npos);
+
+	// Next window: first the count, then the line itself.
+	fake_mono += 1000000000;
+	CHECK(log_ratelimited(&rl, LOG_LEVEL_WARN, "accept failed", "i=%d", 100));
+	lines = cap.lines();
+	REQUIRE(lines.size() == 5);
+	CHECK(lines[3] == "ts=2026-11-22T21:55:01.123Z level=warn msg=\"log lines suppressed\" suppressed=97 of=\"accept failed\"");
+	CHECK(lines[4].find("msg=\"accept failed\" i=100") != std::string::npos);
+
+	// A burst that just stops is reported by flush, once.
+	for (int i = 0; i < 10; i++)
+		log_ratelimited(&rl, LOG_LEVEL_WARN, "accept failed", "i=%d", i);
+	log_ratelimit_flush(&rl);
+	log_ratelimit_flush(&rl);
+	lines = cap.lines();
+	REQUIRE(lines.size() == 8);
+	CHECK(lines[7].find("suppressed=8 of=\"accept failed\"") != std::string::npos);
+}
+
+TEST_CASE("log: separate slots limit separately; quiet windows say nothing", "[log]")
+{
+	Capture cap;
+	struct log_ratelimit a = LOG_RATELIMIT_INIT(1), b = LOG_RATELIMIT_INIT(1);
+	CHECK(log_ratelimited(&a, LOG_LEVEL_ERROR, "a", nullptr));
+	CHECK(log_ratelimited(&b, LOG_LEVEL_ERROR, "b", nullptr));
+	CHECK_FALSE(log_ratelimited(&a, LOG_LEVEL_ERROR, "a", nullptr));
+	fake_mono += 2000000000;
+	CHECK(log_ratelimited(&b, LOG_LEVEL_ERROR, "b", nullptr)); // b had none suppressed
+	auto lines = cap.lines();
+	REQUIRE(lines.size() == 3);
+	CHECK(lines[2].find("msg=\"b\"") != std::string::npos);
+
+	// Disabled levels neither print nor count.
+	log_set_level(LOG_LEVEL_ERROR);
+	struct log_ratelimit c = LOG_RATELIMIT_INIT(1);
+	CHECK_FALSE(log_ratelimited(&c, LOG_LEVEL_INFO, "c", nullptr));
+	CHECK(c.suppressed == 0);
+}
+
+TEST_CASE("log: real clocks give a current UTC timestamp", "[log]")
+{
+	char *buf = nullptr;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	REQUIRE(f != nullptr);
+	log_set_output(f);
+	log_line(LOG_LEVEL_ERROR, "now", nullptr);
+	log_set_output(nullptr);
+	fclose(f);
+	std::string l(buf, len);
+	free(buf);
+	REQUIRE(l.size() > 30);
+	CHECK(l.compare(0, 5, "ts=20") == 0);
+	CHECK(l[26] == 'Z');
+	CHECK(l.find(" level=error msg=\"now\"\n") != std::string::npos);
+}
