@@ -163,8 +163,8 @@ static void conn_error(struct bconn *c, const char *what, int err)
 	if (c->dead)
 		return;
 	tot.errors++;
-	note("connection %u: %s: %s (%" PRIu64 " frames outstanding)", c->id,
-	     what, strerror(err), in_flight(c));
+	note("connection %u: %s%s%s (%" PRIu64 " frames outstanding)", c->id,
+	     what, err ? ": " : "", err ? strerror(err) : "", in_flight(c));
 	conn_abort(c);
 }
 
@@ -382,18 +382,20 @@ static int read_once(struct bconn *c)
 		if (c->writer_done && in_flight(c) == 0 && !c->prefix_have &&
 		    !c->in_payload)
 			return 1;
-		conn_error(c, "peer closed the connection", ECONNRESET);
+		conn_error(c, "closed by the peer", 0);
 		return -ECONNRESET;
 	}
 	if (n < 0) {
-		conn_error(c, n == -ETIMEDOUT ? "no reply within --grace" : "read",
-			   (int)-n);
+		if (n == -ETIMEDOUT)
+			conn_error(c, "no reply within --grace", 0);
+		else
+			conn_error(c, "read", (int)-n);
 		return (int)n;
 	}
 	int64_t now = sched_now();
 	tot.t_last_reply = now;
 	if (consume(c, c->rbuf, (size_t)n, now) < 0) {
-		conn_error(c, "verification", EPROTO);
+		conn_error(c, "reply stream out of step, closing", 0);
 		return -EPROTO;
 	}
 	return c->writer_done && in_flight(c) == 0 ? 1 : 0;
