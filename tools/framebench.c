@@ -733,10 +733,14 @@ static int parse_args(int argc, char **argv)
 			opt.json = true;
 			continue;
 		}
-		if (ch == '?' || parse_one(ch, optarg) < 0) {
-			if (ch != '?')
-				note("bad value '%s'", optarg);
+		if (ch == '?') {
 			usage(stderr);
+			return -EINVAL;
+		}
+		if (parse_one(ch, optarg) < 0) {
+			note("bad value '%s' for %s (see --help)", optarg,
+			     argv[optind - 1][0] == '-' ? argv[optind - 1]
+							: argv[optind - 2]);
 			return -EINVAL;
 		}
 		have_target |= ch == 't';

@@ -611,7 +611,9 @@ static int parse_args(int argc, char **argv)
 			return -EINVAL;
 		}
 		if (rc < 0) {
-			fprintf(stderr, "frameecho: bad value '%s'\n", optarg);
+			fprintf(stderr, "frameecho: bad value '%s' for %s (see --help)\n",
+				optarg, argv[optind - 1][0] == '-'
+						? argv[optind - 1] : argv[optind - 2]);
 			return -EINVAL;
 		}
 	}
