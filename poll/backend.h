@@ -53,6 +53,7 @@ struct pd {
 	enum pd_state state;
 	bool closing;
 	bool not_socket;         /* send(2) said ENOTSOCK: use write(2) */
+	bool rd_drained;         /* last read was short: the socket was empty */
 	bool armed;              /* uring: a multishot poll for `armed_gen` is in flight */
 	uint32_t armed_gen;
 	uint32_t arm_errors;     /* uring: consecutive failed arms */

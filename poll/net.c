@@ -229,7 +229,19 @@ ssize_t pd_try_read(pd_t *pd, void *buf, size_t len)
 	pd_prepare(pd, PD_READ);
 	poll_g_stats.syscalls++;
 	ssize_t n = read(pd->fd, buf, len);
+	pd->rd_drained = n > 0 && (size_t)n < len;
 	return n >= 0 ? n : -errno;
+}
+
+/*
+ * A read that returned less than asked drained the socket; data arriving
+ * after it raises a new edge, which leaves READY. So while no READY came
+ * since, the next read would only say EAGAIN: skip that syscall and park
+ * (Netty's edge-triggered transport relies on the same short-read rule).
+ */
+static bool read_would_block(pd_t *pd)
+{
+	return pd->rd_drained && pd->rd.slot == SLOT_EMPTY;
 }
 
 ssize_t pd_read(pd_t *pd, void *buf, size_t len)
@@ -237,14 +249,21 @@ ssize_t pd_read(pd_t *pd, void *buf, size_t len)
 	int rc = pd_check(pd, PD_READ);
 	if (rc < 0)
 		return rc;
+	if (read_would_block(pd) && len > 0) {
+		rc = pd_wait(pd, PD_READ);
+		if (rc < 0)
+			return rc;
+	}
 	pd_prepare(pd, PD_READ);
 	for (;;) {
 		poll_g_stats.syscalls++;
 		ssize_t n = read(pd->fd, buf, len);
 		if (n >= 0) {
+			pd->rd_drained = n > 0 && (size_t)n < len;
 			fair(pd);
 			return n;
 		}
+		pd->rd_drained = false;
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN)
