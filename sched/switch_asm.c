@@ -14,15 +14,15 @@ void sched_ctx_asm_make(sched_ctx_asm *ctx, void *lo, size_t size,
 	sched_ctx_fn fn, void *arg)
 {
 	uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
-	/* 72-byte frame + 16 spare: sched_ctx_asm_start runs with rsp % 16 == 0. */
-	uint64_t *frame = (uint64_t *)(top - 88);
+	/* 64-byte frame + 16 spare: sched_ctx_asm_start runs with rsp % 16 == 0. */
+	uint64_t *frame = (uint64_t *)(top - 80);
 
-	memset(frame, 0, 88);
-	frame[0] = X87_CW_DEFAULT;   /* the ABI's initial FP control state */
-	frame[1] = MXCSR_DEFAULT;
-	frame[4] = (uint64_t)(uintptr_t)fn;      /* r13 */
-	frame[5] = (uint64_t)(uintptr_t)arg;     /* r12 */
-	frame[8] = (uint64_t)(uintptr_t)sched_ctx_asm_start;
+	memset(frame, 0, 80);
+	/* The ABI's initial FP control state: MXCSR low, x87 CW at byte 4. */
+	frame[0] = MXCSR_DEFAULT | (uint64_t)X87_CW_DEFAULT << 32;
+	frame[1] = (uint64_t)(uintptr_t)arg;     /* r12 */
+	frame[2] = (uint64_t)(uintptr_t)fn;      /* r13 */
+	frame[7] = (uint64_t)(uintptr_t)sched_ctx_asm_start;
 	ctx->sp = frame;
 }
 

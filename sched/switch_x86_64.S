@@ -5,9 +5,14 @@
  * makes this cheaper than swapcontext (no signal mask syscall, no full FP
  * state).
  *
- * Frame left on a suspended stack (low to high address):
- *   0: x87 control word (2 bytes, padded)   8: MXCSR (4 bytes, padded)
- *  16: r15  24: r14  32: r13  40: r12  48: rbx  56: rbp  64: return address
+ * The resume address is popped into a register and reached with an indirect
+ * jmp, not `ret`: a `ret` onto another stack never matches the CPU's return
+ * stack buffer, so every switch would be a mispredicted return, while the
+ * indirect branch predictor learns a ping-pong pattern.
+ *
+ * Frame left on a suspended stack (64 bytes, low to high address):
+ *   0: MXCSR (4 bytes)  4: x87 control word (2 bytes)
+ *   8: r12  16: r13  24: r14  32: r15  40: rbx  48: rbp  56: resume address
  */
 #if defined(__x86_64__)
 
@@ -22,32 +27,33 @@ sched_ctx_asm_swap:
 #if defined(__CET__)
 	endbr64
 #endif
-	pushq	%rbp
-	pushq	%rbx
-	pushq	%r12
-	pushq	%r13
-	pushq	%r14
-	pushq	%r15
-	subq	$16, %rsp
-	stmxcsr	8(%rsp)
-	fnstcw	(%rsp)
+	leaq	-0x38(%rsp), %rsp
+	stmxcsr	(%rsp)
+	fnstcw	0x4(%rsp)
+	movq	%r12, 0x8(%rsp)
+	movq	%r13, 0x10(%rsp)
+	movq	%r14, 0x18(%rsp)
+	movq	%r15, 0x20(%rsp)
+	movq	%rbx, 0x28(%rsp)
+	movq	%rbp, 0x30(%rsp)
 	movq	%rsp, (%rdi)
 	movq	(%rsi), %rsp
-	fldcw	(%rsp)
-	ldmxcsr	8(%rsp)
-	addq	$16, %rsp
-	popq	%r15
-	popq	%r14
-	popq	%r13
-	popq	%r12
-	popq	%rbx
-	popq	%rbp
-	ret
+	movq	0x38(%rsp), %r8
+	ldmxcsr	(%rsp)
+	fldcw	0x4(%rsp)
+	movq	0x8(%rsp), %r12
+	movq	0x10(%rsp), %r13
+	movq	0x18(%rsp), %r14
+	movq	0x20(%rsp), %r15
+	movq	0x28(%rsp), %rbx
+	movq	0x30(%rsp), %rbp
+	leaq	0x40(%rsp), %rsp
+	jmp	*%r8
 	.cfi_endproc
 	.size	sched_ctx_asm_swap, .-sched_ctx_asm_swap
 
 /*
- * First code a new context runs: the switch "returned" here with the entry
+ * First code a new context runs: the switch jumped here with the entry
  * function in r13 and its argument in r12 (see sched_ctx_asm_make). rsp is
  * 16-byte aligned, as the call below requires.
  */
