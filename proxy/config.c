@@ -607,8 +607,7 @@ static int set_key(struct config *cfg, void *target, const struct key_def *k,
 
 /* ---- INI file ----
  *
- * inih does the tokenizing (key = value, comments, continuation lines,
- * BOM), but Debian's libinih is built without INI_HANDLER_LINENO and
+ * inih does the tokenizing (key = value, comments, inline comments), but Debian's libinih is built without INI_HANDLER_LINENO and
  * without the new-section callback, so its handler learns neither the line
  * number nor about sections that have no keys. Both are recovered in our
  * reader callback: inih calls the handler for a line before it asks for
@@ -719,8 +718,6 @@ static void classify_line(struct parse *p, const char *line)
 
 	p->line_content = false;
 	p->line_used = false;
-	if (p->line == 1 && strncmp(line, "\xef\xbb\xbf", 3) == 0)
-		line += 3;
 	snprintf(buf, sizeof(buf), "%s", line);
 	char *s = trim(buf);
 	if (*s == '\0' || *s == ';' || *s == '#')
@@ -748,6 +745,25 @@ static void check_previous_line(struct parse *p)
 	p->syntax_error_seen = true;
 }
 
+/* Start of the line's text: a UTF-8 BOM (line 1) and indentation are
+ * dropped before inih sees it, so an indented line is never taken for the
+ * continuation of the previous value (inih's multi-line mode, which would
+ * turn "  server = ..." under "listen = ..." into a second listen value).
+ * Repeated keys take the place of continuation lines. */
+static const char *line_start(const struct parse *p, const char *s,
+			      size_t *n)
+{
+	if (p->line == 1 && *n >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0) {
+		s += 3;
+		*n -= 3;
+	}
+	while (*n > 0 && (*s == ' ' || *s == '\t')) {
+		s++;
+		(*n)--;
+	}
+	return s;
+}
+
 static char *ini_reader_cb(char *str, int num, void *stream)
 {
 	struct parse *p = stream;
@@ -761,6 +777,7 @@ static char *ini_reader_cb(char *str, int num, void *stream)
 	size_t n = nl ? (size_t)(nl - start) + 1 : p->size - p->pos;
 	p->pos += n;
 	p->line++;
+	start = line_start(p, start, &n);
 	/* inih needs room for "\r\n\0" after the text. */
 	if (num < 4 || n + 2 > (size_t)num) {
 		section_error(p, p->line,

@@ -17,7 +17,9 @@
  * A line is at most LOG_LINE_MAX bytes; longer values are cut with "...".
  *
  * Processes are single-threaded (one per shard), so the sink, level and
- * rate-limit slots are plain globals/statics without locks.
+ * rate-limit slots are plain globals/statics without locks; the line is
+ * built in a static buffer (coroutine stacks are small), which also makes
+ * these calls unsafe inside signal handlers.
  */
 #ifndef FRAMEPROXY_PROXY_LOG_H
 #define FRAMEPROXY_PROXY_LOG_H

@@ -329,25 +329,33 @@ TEST_CASE("config: syntax, duplicates, stray keys, long lines", "[config]")
 	CHECK(config_finish(&cfg.c) == -EINVAL); // earlier errors still count
 }
 
-TEST_CASE("config: comments, blank lines, CRLF, BOM, continuation", "[config]")
+TEST_CASE("config: comments, blank lines, CRLF, BOM, indentation", "[config]")
 {
 	Cfg cfg;
 	REQUIRE(cfg.load("\xef\xbb\xbf# comment\r\n"
 			 "\r\n"
 			 "  ; indented comment\r\n"
-			 "[listener a]\r\n"
+			 "  [listener a]\r\n"
 			 "listen = 127.0.0.1:9000 ; why not\r\n"
 			 "allow = 10.0.0.0/8,\r\n"
-			 "  172.16.0.0/12\r\n"
-			 "server = 127.0.0.1:9001\r\n") == 0);
+			 "\t  allow = 172.16.0.0/12\r\n"
+			 "    server = 127.0.0.1:9001\r\n") == 0);
 	INFO(cfg.errors());
 	REQUIRE(config_finish(&cfg.c) == 0);
 	const config_listener *a = cfg.l("a");
+	REQUIRE(a != nullptr);
 	CHECK(a->line == 4);
 	CHECK(addr(a->listen) == "127.0.0.1:9000");
-	// The continuation line is one more allow value.
+	// Indented lines are keys of their own, never continuations.
 	CHECK(a->acl.allow.count == 2);
 	CHECK(allowed(a, "172.16.5.5:1"));
+	CHECK(a->nservers == 1);
+
+	Cfg cont;
+	CHECK(cont.load("[listener a]\n"
+			"allow = 10.0.0.0/8,\n"
+			"   172.16.0.0/12\n") == -EINVAL);
+	CHECK(cont.has("frameproxy.ini:3: expected 'key = value'"));
 }
 
 TEST_CASE("config: cross-key checks", "[config]")
