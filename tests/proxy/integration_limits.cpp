@@ -1,0 +1,318 @@
+// Integration tests (issue 4): ACLs, per-client limits, configuration errors
+// and SIGTERM draining, through the real frameproxy.
+#include "tests/proxy/harness.hpp"
+
+using namespace itest;
+
+namespace {
+
+const milliseconds T5(5000);
+
+bool starts_with(const std::string &s, const std::string &prefix)
+{
+	return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// A line of `text` that contains every one of `parts`.
+bool has_line_with(const std::string &text, const std::vector<std::string> &parts)
+{
+	for (const auto &line : split_lines(text)) {
+		bool all = true;
+		for (const auto &p : parts)
+			all = all && line.find(p) != std::string::npos;
+		if (all)
+			return true;
+	}
+	return false;
+}
+
+// Runs frameproxy with args to completion (10 s at most).
+struct Run {
+	int code;
+	std::string out, err;
+};
+
+Run run_proxy(const std::vector<std::string> &args)
+{
+	std::vector<std::string> argv = {binary("FRAMEPROXY")};
+	argv.insert(argv.end(), args.begin(), args.end());
+	Process p(argv, "frameproxy-check");
+	int code = run_to_exit(p, milliseconds(10000));
+	return Run{code, p.out(), p.err()};
+}
+
+} // namespace
+
+TEST_CASE("ACL: a denied source is closed at once, others are served", "[limits][acl]")
+{
+	Echo echo;
+
+	SECTION("deny list")
+	{
+		Proxy proxy({"--server", echo.addr(), "--deny", "127.0.0.9/32,10.0.0.0/8"});
+		Conn bad = Conn::connect(proxy.port(), "127.0.0.9");
+		REQUIRE(bad.valid());
+		const std::string client = bad.local_addr();
+		REQUIRE(starts_with(client, "127.0.0.9:"));
+		auto t0 = Clock::now();
+		Io r = bad.wait_closed(milliseconds(2000));
+		CHECK((r == Io::Eof || r == Io::Reset));
+		CHECK(ms_since(t0) < 1000);
+		LogRecord access;
+		REQUIRE(proxy.wait_access(client, T5, &access));
+		CHECK(access.get("reason") == "denied");
+		CHECK(access.get("upstream") == "-");
+
+		Conn good = Conn::connect(proxy.port(), "127.0.0.10");
+		REQUIRE(good.valid());
+		REQUIRE(good.roundtrip("let me in"));
+		// Nothing reached the upstream from the denied client: the echo
+		// served exactly one connection (the good one).
+		good.close();
+		REQUIRE(proxy.wait_access_count(2, T5));
+		size_t with_upstream = 0;
+		for (const auto &rec : proxy.records("access"))
+			with_upstream += rec.get("upstream") != "-";
+		CHECK(with_upstream == 1);
+	}
+
+	SECTION("allow list")
+	{
+		Proxy proxy({"--server", echo.addr(), "--allow", "127.0.0.16/30"});
+		Conn in = Conn::connect(proxy.port(), "127.0.0.17");
+		REQUIRE(in.valid());
+		REQUIRE(in.roundtrip("inside"));
+		Conn out = Conn::connect(proxy.port(), "127.0.0.20");
+		REQUIRE(out.valid());
+		const std::string client = out.local_addr();
+		Io r = out.wait_closed(milliseconds(2000));
+		CHECK((r == Io::Eof || r == Io::Reset));
+		LogRecord access;
+		REQUIRE(proxy.wait_access(client, T5, &access));
+		CHECK(access.get("reason") == "denied");
+	}
+}
+
+TEST_CASE("--max-per-client 2: the third connection from one address is refused",
+	  "[limits][per-client]")
+{
+	Echo echo;
+	Proxy proxy({"--server", echo.addr(), "--max-per-client", "2"});
+	Conn a = Conn::connect(proxy.port(), "127.0.0.20");
+	Conn b = Conn::connect(proxy.port(), "127.0.0.20");
+	REQUIRE(a.valid());
+	REQUIRE(b.valid());
+	REQUIRE(a.roundtrip("a"));
+	REQUIRE(b.roundtrip("b"));
+
+	Conn c = Conn::connect(proxy.port(), "127.0.0.20");
+	REQUIRE(c.valid());
+	const std::string third = c.local_addr();
+	auto t0 = Clock::now();
+	Io r = c.wait_closed(milliseconds(2000));
+	CHECK((r == Io::Eof || r == Io::Reset));
+	CHECK(ms_since(t0) < 1000);
+	LogRecord access;
+	REQUIRE(proxy.wait_access(third, T5, &access));
+	CHECK(access.get("reason") == "client_limit");
+
+	// Another address is still accepted, and the first two still work.
+	Conn d = Conn::connect(proxy.port(), "127.0.0.21");
+	REQUIRE(d.valid());
+	REQUIRE(d.roundtrip("d"));
+	REQUIRE(a.roundtrip("a again"));
+
+	// Closing one frees its slot.
+	const std::string first = a.local_addr();
+	a.close();
+	REQUIRE(proxy.wait_access(first, T5));
+	Conn e = Conn::connect(proxy.port(), "127.0.0.20");
+	REQUIRE(e.valid());
+	REQUIRE(e.roundtrip("e"));
+}
+
+TEST_CASE("config errors name the file, the line and the key", "[config]")
+{
+	const std::string bad = tmp().file("bad.ini");
+	write_file(bad,
+		   "; a broken configuration\n"         // 1
+		   "[frameproxy]\n"                      // 2
+		   "log_level = info\n"                  // 3
+		   "\n"                                  // 4
+		   "[listener api]\n"                    // 5
+		   "listen = 127.0.0.1:0\n"              // 6
+		   "max_frame = 16XB\n"                  // 7
+		   "server = 127.0.0.1:9001\n"           // 8
+		   "idle_timeout = forever\n"            // 9
+		   "no_such_key = 1\n");                 // 10
+	Run r = run_proxy({"--check", "-c", bad});
+	INFO("stderr:\n" << r.err);
+	CHECK(r.code == 1);
+	CHECK(has_line_with(r.err, {bad + ":7", "max_frame"}));
+	CHECK(has_line_with(r.err, {bad + ":9", "idle_timeout"}));
+	CHECK(has_line_with(r.err, {bad + ":10", "no_such_key"}));
+}
+
+TEST_CASE("a valid config file checks out", "[config]")
+{
+	const std::string good = tmp().file("good.ini");
+	write_file(good,
+		   "[frameproxy]\n"
+		   "log_level = warn\n"
+		   "drain_timeout = 5s\n"
+		   "[listener api]\n"
+		   "listen = 127.0.0.1:0\n"
+		   "max_frame = 1MiB\n"
+		   "buffer = 16KiB\n"
+		   "idle_timeout = 1m30s\n"
+		   "frame_timeout = 250ms\n"
+		   "balance = leastconn\n"
+		   "server = 127.0.0.1:9001 weight=3\n"
+		   "server = 127.0.0.1:9002\n");
+	Run r = run_proxy({"--check", "-c", good});
+	INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
+	CHECK(r.code == 0);
+
+	const char *example = getenv("FRAMEPROXY_EXAMPLE_INI");
+	if (example && *example) {
+		Run e = run_proxy({"--check", "-c", example});
+		INFO("example " << example << ": " << e.out << e.err);
+		CHECK(e.code == 0);
+	}
+}
+
+TEST_CASE("a bad flag value names the flag", "[config]")
+{
+	struct Case {
+		std::string flag, value;
+	};
+	std::vector<Case> cases = {{"--max-frame", "16XB"},
+				   {"--idle-timeout", "forever"},
+				   {"--balance", "fastest"},
+				   {"--max-per-client", "-3"},
+				   {"--deny", "300.1.2.3/8"}};
+	for (const auto &c : cases) {
+		Run r = run_proxy({"--check", "--listen", "127.0.0.1:0", "--server",
+				   "127.0.0.1:9001", c.flag, c.value});
+		INFO(c.flag << " " << c.value << " -> exit " << r.code << ", stderr:\n" << r.err);
+		CHECK(r.code == 1);
+		CHECK(has_line_with(r.err, {c.flag}));
+	}
+}
+
+TEST_CASE("a config file serves, and flags override it", "[config]")
+{
+	Echo echo;
+	const std::string ini = tmp().file("serve.ini");
+	write_file(ini,
+		   "[listener api]\n"
+		   "listen = 127.0.0.1:0\n"
+		   "max_frame = 1KiB\n"
+		   "server = " + echo.addr() + "\n");
+	// The file says 1 KiB; the flag raises it to 4 KiB.
+	Proxy proxy({"-c", ini, "--max-frame", "4KiB"}, "api");
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	REQUIRE(c.roundtrip(random_bytes(3000, 5)));
+	// Over the flag's limit: closed.
+	const std::string client = c.local_addr();
+	REQUIRE(c.send_all(be32(5000)) == Io::Ok);
+	Io r = c.wait_closed(T5);
+	CHECK((r == Io::Eof || r == Io::Reset));
+	LogRecord access;
+	REQUIRE(proxy.wait_access(client, T5, &access));
+	CHECK(access.get("listener") == "api");
+	CHECK(access.get("reason") == "oversize");
+}
+
+TEST_CASE("SIGTERM with idle connections: exit 0 within the drain timeout",
+	  "[drain]")
+{
+	Echo echo;
+	Proxy proxy({"--server", echo.addr(), "--drain-timeout", "3s"});
+	std::vector<Conn> idle;
+	for (int i = 0; i < 5; i++) {
+		idle.push_back(Conn::connect(proxy.port()));
+		REQUIRE(idle.back().valid());
+		REQUIRE(idle.back().roundtrip("idle " + std::to_string(i)));
+	}
+	auto t0 = Clock::now();
+	proxy.proc().signal(SIGTERM);
+	REQUIRE(proxy.proc().wait_exit(milliseconds(3500)));
+	long long took = ms_since(t0);
+	INFO("exited after " << took << " ms");
+	CHECK(proxy.proc().exit_code() == 0);
+	for (auto &c : idle) {
+		Io r = c.wait_closed(milliseconds(1000));
+		CHECK((r == Io::Eof || r == Io::Reset));
+	}
+	size_t drained = 0;
+	for (const auto &rec : proxy.records("access"))
+		drained += rec.is("reason", "drain");
+	CHECK(drained == 5);
+}
+
+TEST_CASE("SIGTERM lets a started frame finish, then closes", "[drain]")
+{
+	TestUpstream up(TestUpstream::Mode::Hold);
+	Proxy proxy({"--server", up.addr(), "--drain-timeout", "5s"});
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	const std::string payload = random_bytes(1000, 31);
+	const std::string whole = frame(payload);
+	REQUIRE(c.send_all(whole.substr(0, 504)) == Io::Ok);
+	REQUIRE(up.wait_accepted(1, T5));
+	std::this_thread::sleep_for(milliseconds(100));
+
+	proxy.proc().signal(SIGTERM);
+	std::this_thread::sleep_for(milliseconds(300));
+	// Still there, waiting for the frame; nothing cut was forwarded.
+	CHECK(proxy.proc().running());
+	CHECK(up.conn(0).data.empty());
+
+	auto t0 = Clock::now();
+	REQUIRE(c.send_all(whole.substr(504)) == Io::Ok);
+	REQUIRE(up.wait_conn(0, T5, [&](const TestUpstream::ConnInfo &i) {
+		return i.data.size() >= whole.size() || i.ended();
+	}));
+	CHECK(up.conn(0).data == whole);
+	Io r = c.wait_closed(milliseconds(3000));
+	CHECK((r == Io::Eof || r == Io::Reset));
+	REQUIRE(proxy.proc().wait_exit(milliseconds(3000)));
+	INFO("exited " << ms_since(t0) << " ms after the frame completed");
+	CHECK(ms_since(t0) < 3000);
+	CHECK(proxy.proc().exit_code() == 0);
+	LogRecord access;
+	REQUIRE(proxy.wait_record([](const LogRecord &x) { return x.is("msg", "access"); },
+				  T5, &access));
+	CHECK(access.get("reason") == "drain");
+	CHECK(access.num("client_frames") == 1);
+}
+
+TEST_CASE("SIGTERM with a frame that never finishes: closed at the drain timeout",
+	  "[drain]")
+{
+	TestUpstream up(TestUpstream::Mode::Hold);
+	Proxy proxy({"--server", up.addr(), "--drain-timeout", "1s",
+		     "--frame-timeout", "30s"});
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	REQUIRE(c.send_all(be32(1000) + std::string(10, 'z')) == Io::Ok);
+	REQUIRE(up.wait_accepted(1, T5));
+	std::this_thread::sleep_for(milliseconds(100));
+	auto t0 = Clock::now();
+	proxy.proc().signal(SIGTERM);
+	REQUIRE(proxy.proc().wait_exit(milliseconds(3000)));
+	long long took = ms_since(t0);
+	INFO("exited after " << took << " ms");
+	CHECK(took >= 900);
+	CHECK(took <= 2000);
+	Io r = c.wait_closed(milliseconds(1000));
+	CHECK((r == Io::Eof || r == Io::Reset));
+	CHECK(up.wait_conn(0, T5, [](const TestUpstream::ConnInfo &i) { return i.ended(); }));
+	CHECK(up.conn(0).data.empty());
+	LogRecord access;
+	REQUIRE(proxy.wait_record([](const LogRecord &x) { return x.is("msg", "access"); },
+				  T5, &access));
+	CHECK(access.get("reason") == "shutdown");
+}
