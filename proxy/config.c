@@ -792,42 +792,46 @@ static char *ini_reader_cb(char *str, int num, void *stream)
 	return str;
 }
 
-static int ini_handler_cb(void *user, const char *section, const char *name,
-			  const char *value)
+/* A key of the current (known) section: look it up, refuse repeats of
+ * single-valued keys, apply it. */
+static void section_key(struct parse *p, const char *name, const char *value)
 {
-	struct parse *p = user;
+	bool global = p->sec == SEC_GLOBAL;
+	const struct key_def *keys = global ? global_keys : listener_keys;
+	const struct key_def *k = find_key(keys, global ? NGLOBAL : NLISTENER,
+					   name);
 	struct origin o = { p->file, p->line, NULL };
-	const struct key_def *keys = p->sec == SEC_GLOBAL ? global_keys
-							  : listener_keys;
-	size_t nkeys = p->sec == SEC_GLOBAL ? NGLOBAL : NLISTENER;
 
-	(void)section; /* ours is exact; inih cuts names at 50 chars */
-	p->line_used = true;
-	if (p->sec == SEC_IGNORED)
-		return 1;
-	if (p->sec == SEC_NONE) {
-		section_error(p, p->line,
-			      "key '%s': outside any section (put it under "
-			      "[frameproxy] or [listener NAME])", name);
-		return 1;
-	}
-	const struct key_def *k = find_key(keys, nkeys, name);
 	if (!k) {
 		section_error(p, p->line, "key '%s': unknown key in [%s]",
 			      name, p->sec_title);
-		return 1;
+		return;
 	}
 	size_t idx = (size_t)(k - keys);
 	if (!k->repeat && p->seen_line[idx]) {
 		section_error(p, p->line, "key '%s': set twice in [%s] "
 			      "(first at line %d)", name, p->sec_title,
 			      p->seen_line[idx]);
-		return 1;
+		return;
 	}
 	p->seen_line[idx] = p->line;
-	void *target = p->sec == SEC_GLOBAL ? (void *)p->cfg
-					    : (void *)p->listener;
-	set_key(p->cfg, target, k, value, &o);
+	set_key(p->cfg, global ? (void *)p->cfg : (void *)p->listener, k,
+		value, &o);
+}
+
+static int ini_handler_cb(void *user, const char *section, const char *name,
+			  const char *value)
+{
+	struct parse *p = user;
+
+	(void)section; /* ours is exact; inih cuts names at 50 chars */
+	p->line_used = true;
+	if (p->sec == SEC_NONE)
+		section_error(p, p->line,
+			      "key '%s': outside any section (put it under "
+			      "[frameproxy] or [listener NAME])", name);
+	else if (p->sec != SEC_IGNORED)
+		section_key(p, name, value);
 	return 1; /* errors are ours to record; keep inih going */
 }
 
