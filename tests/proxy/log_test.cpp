@@ -250,3 +250,16 @@ TEST_CASE("log: real clocks give a current UTC timestamp", "[log]")
 	CHECK(l[26] == 'Z');
 	CHECK(l.find(" level=error msg=\"now\"\n") != std::string::npos);
 }
+
+TEST_CASE("log_quote appends a logfmt value and stays in bounds", "[log]")
+{
+	char buf[16] = "k=";
+	size_t n = log_quote(buf, sizeof(buf), 2, "plain", false);
+	CHECK(std::string(buf, n) == "k=plain");
+	n = log_quote(buf, sizeof(buf), 2, "plain", true);
+	CHECK(std::string(buf, n) == "k=\"plain\"");
+	n = log_quote(buf, sizeof(buf), 2, "a b c d e f g h i j", false);
+	CHECK(n == sizeof(buf) - 1); // cut, NUL-terminated
+	CHECK(buf[n] == '\0');
+	CHECK(std::string(buf).rfind("k=\"a b", 0) == 0);
+}
