@@ -36,6 +36,14 @@ typedef sched_ctx_asm sched_ctx;
 #define SCHED_NAME_MAX 32
 /* ready_next picks in a row before the queue head gets a turn. */
 #define SCHED_RUNNEXT_STREAK 16
+/*
+ * Freed stacks kept with their pages (hot, reused first) before the excess is
+ * given back with MADV_DONTNEED; at most this many times the stack size of
+ * resident memory sits in the pool while the loop is busy.
+ */
+#define SCHED_POOL_DIRTY_MAX 64
+/* Dirty stacks cleaned per idle round, so cleaning never delays a poll much. */
+#define SCHED_POOL_CLEAN_PER_IDLE 16
 
 enum coro_state { CORO_RUNNABLE, CORO_RUNNING, CORO_PARKED, CORO_DEAD };
 
@@ -90,8 +98,10 @@ struct sched {
 	uint32_t since_poll;         /* rounds since the hook was last called */
 	size_t stack_size;           /* default usable stack, page multiple */
 	size_t pool_max;
-	size_t pool_len;
-	struct coro *pool;           /* freed default-size stacks */
+	size_t pool_len;             /* dirty + clean */
+	size_t pool_dirty_len;
+	struct coro *pool_dirty;     /* freed default-size stacks, pages kept */
+	struct coro *pool_clean;     /* freed, pages below the record dropped */
 	size_t page;
 	struct sigaction old_segv;
 	stack_t old_altstack;
@@ -128,6 +138,8 @@ void timers_free(struct timer_heap *h);
 struct coro *stack_get(size_t size);
 void stack_put(struct coro *c);
 void stack_pool_drain(void);
+/* Give back the pages of up to `max` dirty pooled stacks (loop about to block). */
+void stack_pool_clean(size_t max);
 int stack_guard_install(void);
 void stack_guard_remove(void);
 

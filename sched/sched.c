@@ -144,6 +144,8 @@ static bool idle(void)
 
 	if (!sched_g.stats.live && !timers && !sched_g.holds)
 		return false;
+	/* About to block: a good moment to give back pooled stacks' pages. */
+	stack_pool_clean(SCHED_POOL_CLEAN_PER_IDLE);
 	if (!sched_g.netpoll) {
 		if (!timers)
 			return false;
