@@ -252,7 +252,10 @@ TEST_CASE("SIGTERM with idle connections: exit 0 within the drain timeout",
 	CHECK(drained == 5);
 }
 
-TEST_CASE("SIGTERM lets a started frame finish, then closes", "[drain]")
+// KNOWN BUG (BUG-2 in /work/proxy-bugs.txt, 2026-11-22): sched_stop() from
+// the drain-check timer does not wake the loop, so the proxy stays in
+// epoll_wait/io_uring after the last relay closed. Runs and fails until fixed.
+TEST_CASE("SIGTERM lets a started frame finish, then closes", "[drain][known-bug]")
 {
 	TestUpstream up(TestUpstream::Mode::Hold);
 	Proxy proxy({"--server", up.addr(), "--drain-timeout", "5s"});
@@ -289,8 +292,11 @@ TEST_CASE("SIGTERM lets a started frame finish, then closes", "[drain]")
 	CHECK(access.num("client_frames") == 1);
 }
 
+// KNOWN BUG (BUG-2 in /work/proxy-bugs.txt, 2026-11-22): sched_stop() from
+// the drain-check timer does not wake the loop, so the proxy stays in
+// epoll_wait/io_uring after the last relay closed. Runs and fails until fixed.
 TEST_CASE("SIGTERM with a frame that never finishes: closed at the drain timeout",
-	  "[drain]")
+	  "[drain][known-bug]")
 {
 	TestUpstream up(TestUpstream::Mode::Hold);
 	Proxy proxy({"--server", up.addr(), "--drain-timeout", "1s",

@@ -23,8 +23,11 @@ void expect_frames(Conn &c, const std::vector<std::string> &want)
 
 } // namespace
 
+// KNOWN BUG (BUG-1 in /work/proxy-bugs.txt, 2026-11-22): the proxy closes
+// both sides at the oversize header, so the echoes of the three frames it
+// forwarded never reach the client. This test runs and fails until fixed.
 TEST_CASE("oversize frame closes only its client, after the earlier frames",
-	  "[relay][oversize]")
+	  "[relay][oversize][known-bug]")
 {
 	Echo echo;
 	Proxy proxy({"--server", echo.addr(), "--max-frame", "1KiB"});
