@@ -29,6 +29,7 @@
 
 #include "poll/poll.h"
 #include "sched/sched.h"
+#include "tools/framebench_io.h"
 #include "tools/framebench_payload.h"
 #include "tools/framebench_util.h"
 #include "tools/hist.h"
@@ -82,6 +83,7 @@ struct bconn {
 	bool in_payload;
 	bool frame_bad;
 	fb_verifier verifier;
+	unsigned read_streak;       /* reads without parking (fairness) */
 
 	uint8_t *wbuf, *rbuf;
 	size_t buf_size;
@@ -102,6 +104,8 @@ static uint32_t connects_pending;
 static uint32_t conns_running;
 static coro_t *controller;
 static bool controller_parked;
+static uint32_t writers_unstarted;  /* writers not yet at the start line */
+static bool started;
 static volatile sig_atomic_t interrupted;
 static sched_timer progress_timer;
 static uint64_t progress_last_received;
@@ -124,6 +128,22 @@ static void wake(coro_t **slot)
 		*slot = NULL;
 		coro_ready(co);
 	}
+}
+
+/* The controller parks in one place at a time; ready it at most once. */
+static void wake_controller(void)
+{
+	if (controller_parked) {
+		controller_parked = false;
+		coro_ready(controller);
+	}
+}
+
+static void controller_wait(const char *why)
+{
+	controller_parked = true;
+	coro_park(why);
+	controller_parked = false;
 }
 
 static uint64_t in_flight(const struct bconn *c)
@@ -154,8 +174,8 @@ static void conn_release(struct bconn *c)
 	tot.sent += c->sent;
 	tot.received += c->received;
 	tot.lost += in_flight(c);
-	if (--conns_running == 0 && controller_parked)
-		coro_ready(controller);
+	if (--conns_running == 0)
+		wake_controller();
 }
 
 static void conn_error(struct bconn *c, const char *what, int err)
@@ -276,9 +296,22 @@ static void writer_loop(struct bconn *c)
 	}
 }
 
+/*
+ * Coroutines, stacks and buffers are all set up before the clock starts:
+ * their first-touch page faults are not part of what is measured.
+ */
+static void await_start(struct bconn *c)
+{
+	if (--writers_unstarted == 0)
+		wake_controller();
+	if (!started && !c->dead)
+		wait_window(c);  /* readied by the controller, or by an abort */
+}
+
 static void writer_main(void *arg)
 {
 	struct bconn *c = arg;
+	await_start(c);
 	writer_loop(c);
 	c->writer_done = true;
 	int64_t now = sched_now();
@@ -372,7 +405,7 @@ static int read_once(struct bconn *c)
 {
 	if (!c->writer_done)
 		pd_set_deadline(c->pd, PD_READ, sched_now() + opt.grace_ns);
-	ssize_t n = pd_read(c->pd, c->rbuf, c->buf_size);
+	ssize_t n = fbio_read(c->pd, c->rbuf, c->buf_size, &c->read_streak);
 	if (c->closed)
 		return 1;
 	if (n == -ETIMEDOUT && in_flight(c) == 0)
@@ -428,7 +461,7 @@ static void connect_main(void *arg)
 		c->pd = NULL;
 	}
 	if (--connects_pending == 0)
-		coro_ready(controller);
+		wake_controller();
 }
 
 static int connect_all(void)
@@ -443,7 +476,7 @@ static int connect_all(void)
 			if (!coro_spawn(connect_main, &conns[i], &co))
 				return -ENOMEM;
 		}
-		coro_park("framebench connecting");
+		controller_wait("framebench connecting");
 	}
 	for (uint32_t i = 0; i < opt.conns; i++) {
 		if (conns[i].connect_error == 0)
@@ -480,6 +513,7 @@ static void start_conn(struct bconn *c)
 	}
 	if (!coro_spawn(writer_main, c, &wo)) {
 		conn_error(c, "spawn writer", ENOMEM);
+		writers_unstarted--;
 		conn_release(c);
 	}
 }
@@ -524,18 +558,21 @@ static void controller_main(void *arg)
 		close_unused();
 		return;
 	}
-	tot.t_start = sched_now();
+	writers_unstarted = opt.conns;
 	for (uint32_t i = 0; i < opt.conns; i++)
 		start_conn(&conns[i]);
+	while (writers_unstarted > 0)
+		controller_wait("framebench starting");
+	tot.t_start = sched_now();
+	started = true;
+	for (uint32_t i = 0; i < opt.conns; i++)
+		wake(&conns[i].writer_wait);
 	bool progress = isatty(STDOUT_FILENO) && !opt.json;
 	sched_timer_init(&progress_timer, progress_fired, NULL);
 	if (progress)
 		sched_timer_set(&progress_timer, tot.t_start + NS_PER_SEC);
-	while (conns_running > 0) {
-		controller_parked = true;
-		coro_park("framebench running");
-		controller_parked = false;
-	}
+	while (conns_running > 0)
+		controller_wait("framebench running");
 	sched_timer_cancel(&progress_timer);
 	controller = NULL;
 }
@@ -803,7 +840,10 @@ int main(int argc, char **argv)
 	 * measured as latency. */
 	prctl(PR_SET_TIMERSLACK, 1ul, 0ul, 0ul, 0ul);
 	hist_init(&latency);
-	int rc = sched_init(NULL);
+	/* Keep every exited coroutine's stack until the end: unmapping
+	 * thousands of them while the last replies arrive would be measured. */
+	sched_config sc = {.stack_pool_max = 2u * opt.conns + 64u};
+	int rc = sched_init(&sc);
 	if (rc == 0)
 		rc = run();
 	if (rc < 0) {

@@ -27,6 +27,7 @@
 
 #include "poll/poll.h"
 #include "sched/sched.h"
+#include "tools/framebench_io.h"
 #include "tools/framebench_payload.h"
 #include "tools/framebench_util.h"
 
@@ -82,6 +83,7 @@ struct conn {
 	uint32_t request_len;
 	uint64_t digest;
 	uint64_t frames;
+	unsigned streak;           /* reads without parking (fairness) */
 
 	/* Not zeroed (see conn_start): pages are touched only when used. */
 	struct mark marks[MARKS_MAX];
@@ -314,7 +316,7 @@ static enum reader_end read_loop(struct conn *c)
 	for (;;) {
 		if (c->closed)
 			return END_CLOSE;
-		ssize_t n = pd_read(c->pd, c->in, sizeof(c->in));
+		ssize_t n = fbio_read(c->pd, c->in, sizeof(c->in), &c->streak);
 		if (c->closed)
 			return END_CLOSE;
 		if (n == 0) {
