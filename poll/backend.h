@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #include "poll/poll.h"
 #include "sched/sched.h"
@@ -65,6 +67,8 @@ struct pd {
 /* Event tokens: generation in the high half, slot index in the low half.
  * Bit 63 marks the poller's own requests (cancels, wake-ups), never a pd. */
 #define POLL_TOKEN_INTERNAL (1ull << 63)
+/* With INTERNAL: the low bits are a struct uring_op* on a parked stack. */
+#define POLL_TOKEN_OP (1ull << 62)
 #define POLL_GEN_MASK 0x7fffffffu
 
 static inline uint64_t pd_token(const pd_t *pd)
@@ -109,6 +113,12 @@ unsigned pd_events_from_mask(uint32_t mask);
 int pd_check(pd_t *pd, pd_dir dir);
 /* Drop a READY left by an old edge before an op looks at the fd itself. */
 void pd_prepare(pd_t *pd, pd_dir dir);
+
+/* uring.c: write batching (poll_set_uring_write_batching). */
+extern bool poll_uring_batch_writes;
+/* Send through the ring and park until done: n, or -errno (-EAGAIN when
+ * the socket is full, -ENOTSOCK for non-sockets). Coroutine context only. */
+ssize_t poll_uring_sendmsg(pd_t *pd, struct iovec *iov, int iov_count);
 
 /* Internal pd_open for fds known to be non-blocking already. */
 int pd_open_nonblock(int fd, pd_t **out);

@@ -68,6 +68,7 @@ static int delay_to_ms(int64_t delay_ns)
 static int ep_poll(int64_t delay_ns)
 {
 	poll_g_stats.syscalls++;
+	poll_g_stats.poll_syscalls++;
 	int n = epoll_wait(epfd, events, EPOLL_BATCH, delay_to_ms(delay_ns));
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;

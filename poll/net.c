@@ -294,6 +294,16 @@ ssize_t pd_read_full(pd_t *pd, void *buf, size_t len)
  * signal; plain write/writev for pipes and other non-sockets. */
 static ssize_t write_once(pd_t *pd, struct iovec *iov, int iov_count)
 {
+	if (poll_uring_batch_writes && !pd->not_socket && coro_self()) {
+		ssize_t n = poll_uring_sendmsg(pd, iov, iov_count);
+		if (n >= 0)
+			return n;
+		if (n != -ENOTSOCK && n != -ENOBUFS) {
+			errno = (int)-n;
+			return -1;
+		}
+		pd->not_socket = n == -ENOTSOCK;
+	}
 	poll_g_stats.syscalls++;
 	if (!pd->not_socket) {
 		struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iov_count};

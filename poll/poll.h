@@ -54,6 +54,9 @@ typedef struct poll_stats {
 	uint64_t polls;          /* times the scheduler entered the poller */
 	uint64_t accept_pauses;  /* EMFILE/ENFILE backoffs */
 	uint64_t timeouts;       /* deadline expiries that woke a waiter */
+	/* Added: the part of `syscalls` the backend spent polling/submitting
+	 * (epoll_wait, io_uring_enter), as opposed to the fd operations. */
+	uint64_t poll_syscalls;
 } poll_stats;
 
 /* Parse "epoll" / "uring" / "auto". -EINVAL otherwise. */
@@ -73,6 +76,17 @@ void poll_get_stats(poll_stats *out);
 /* Added: the IORING_SETUP_* flags the ring was created with (the kernel may
  * have refused some), 0 when the backend is epoll. For diagnostics. */
 unsigned poll_uring_setup_flags(void);
+/*
+ * Added, io_uring only, off by default: pd_write_full/pd_writev_full hand
+ * their data to the ring as a SENDMSG(MSG_DONTWAIT) SQE that goes in with
+ * the round's single io_uring_enter, instead of one sendmsg(2) each; the
+ * writer parks until its CQE (one round). A full socket still parks on
+ * write readiness with deadlines as usual. Semantics are unchanged (the
+ * call returns when the data is in the socket); only fewer syscalls and a
+ * write that completes at the next poll instead of at once.
+ * 0, or -ENOTSUP when the backend is not io_uring.
+ */
+int poll_set_uring_write_batching(bool on);
 
 /* --- pollDescs ---------------------------------------------------------- */
 

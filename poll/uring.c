@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <liburing.h>
 
@@ -30,6 +31,13 @@
 static struct io_uring ring;
 static bool ring_open;
 static unsigned ring_flags;
+bool poll_uring_batch_writes;
+
+/* A send in flight: lives on the parked writer's stack. */
+struct uring_op {
+	coro_t *coro;
+	int res;
+};
 
 /* --- setup -------------------------------------------------------------- */
 
@@ -116,6 +124,15 @@ static void ur_close(void)
 	if (ring_open)
 		io_uring_queue_exit(&ring);
 	ring_open = false;
+	poll_uring_batch_writes = false;
+}
+
+int poll_set_uring_write_batching(bool on)
+{
+	if (!ring_open || poll_backend() != POLL_URING)
+		return -ENOTSUP;
+	poll_uring_batch_writes = on;
+	return 0;
 }
 
 unsigned poll_uring_setup_flags(void)
@@ -128,6 +145,7 @@ unsigned poll_uring_setup_flags(void)
 static void flush_submit(void)
 {
 	poll_g_stats.syscalls++;
+	poll_g_stats.poll_syscalls++;
 	poll_g_stats.submits++;
 	io_uring_submit(&ring);
 }
@@ -159,6 +177,22 @@ static int ur_add(pd_t *pd)
 {
 	pd->armed = false;
 	return arm(pd);
+}
+
+ssize_t poll_uring_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+	if (!sqe)
+		return -ENOBUFS;
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iov_count};
+	struct uring_op op = {.coro = coro_self(), .res = 0};
+	/* MSG_DONTWAIT: a full socket must come back as -EAGAIN so the writer
+	 * parks on readiness, where deadlines and close can reach it. */
+	io_uring_prep_sendmsg(sqe, pd->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	io_uring_sqe_set_data64(sqe, POLL_TOKEN_INTERNAL | POLL_TOKEN_OP |
+				     (uint64_t)(uintptr_t)&op);
+	coro_park("uring send");
+	return op.res;
 }
 
 static bool ur_del(pd_t *pd)
@@ -200,8 +234,15 @@ static bool request_ended(pd_t *pd, uint32_t gen, int res)
 
 static int handle_cqe(uint64_t data, int res, unsigned cflags)
 {
-	if (data & POLL_TOKEN_INTERNAL)
-		return 0;
+	if (data & POLL_TOKEN_INTERNAL) {
+		if (!(data & POLL_TOKEN_OP))
+			return 0; /* a POLL_REMOVE's own completion */
+		struct uring_op *op = (struct uring_op *)(uintptr_t)
+			(data & ~(POLL_TOKEN_INTERNAL | POLL_TOKEN_OP));
+		op->res = res;
+		coro_ready(op->coro);
+		return 1;
+	}
 	uint32_t gen = (uint32_t)(data >> 32) & POLL_GEN_MASK;
 	pd_t *pd = pd_slot((uint32_t)data);
 	if (pd && !(cflags & IORING_CQE_F_MORE) &&
@@ -263,6 +304,7 @@ static void poll_nowait(bool pending)
 	if (!pending && !kernel_has_work())
 		return; /* nothing to submit, nothing to reap: no syscall */
 	poll_g_stats.syscalls++;
+	poll_g_stats.poll_syscalls++;
 	if (pending)
 		poll_g_stats.submits++;
 	io_uring_submit_and_get_events(&ring);
@@ -277,6 +319,7 @@ static void poll_wait(bool pending, int64_t delay_ns)
 	struct io_uring_cqe *cqe = NULL;
 
 	poll_g_stats.syscalls++;
+	poll_g_stats.poll_syscalls++;
 	if (pending)
 		poll_g_stats.submits++;
 	io_uring_submit_and_wait_timeout(&ring, &cqe, 1,

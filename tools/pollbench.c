@@ -52,6 +52,8 @@ struct side {
 	int64_t cpu_ns;
 	uint64_t messages;
 	int64_t window_ns;
+	uint64_t polls_blocking;    /* sched's view: hook calls that could block */
+	uint64_t polls_nonblocking;
 	int error;
 };
 
@@ -62,6 +64,7 @@ struct run {
 	double sys_per_msg;        /* client + server */
 	double server_sys_per_msg;
 	double client_sys_per_msg;
+	double server_poll_sys_per_msg; /* epoll_wait / io_uring_enter only */
 };
 
 /* --- helpers ------------------------------------------------------------ */
@@ -84,6 +87,7 @@ static void stats_sub(poll_stats *a, const poll_stats *b)
 	a->polls -= b->polls;
 	a->accept_pauses -= b->accept_pauses;
 	a->timeouts -= b->timeouts;
+	a->poll_syscalls -= b->poll_syscalls;
 }
 
 static int write_all(int fd, const void *buf, size_t len)
@@ -139,6 +143,7 @@ struct server {
 	size_t size;
 	struct side result;
 	poll_stats start;
+	sched_stats sched_start;
 	int64_t cpu_start;
 	int64_t t_start;
 	bool stopping;
@@ -178,6 +183,7 @@ static void server_control(void *arg)
 	while (pd_read(srv.control, &cmd, 1) == 1) {
 		if (cmd == 'S') {
 			poll_get_stats(&srv.start);
+			sched_get_stats(&srv.sched_start);
 			srv.cpu_start = cpu_now();
 			srv.t_start = sched_now();
 		} else if (cmd == 'E') {
@@ -185,6 +191,12 @@ static void server_control(void *arg)
 			stats_sub(&srv.result.stats, &srv.start);
 			srv.result.cpu_ns = cpu_now() - srv.cpu_start;
 			srv.result.window_ns = sched_now() - srv.t_start;
+			sched_stats now;
+			sched_get_stats(&now);
+			srv.result.polls_blocking =
+				now.polls_blocking - srv.sched_start.polls_blocking;
+			srv.result.polls_nonblocking =
+				now.polls_nonblocking - srv.sched_start.polls_nonblocking;
 			break;
 		}
 	}
@@ -425,6 +437,7 @@ static int run_once(poll_kind kind, const struct opts *o, struct run *out)
 	out->server_sys_per_msg = (double)out->server.stats.syscalls / msgs;
 	out->client_sys_per_msg = (double)out->client.stats.syscalls / msgs;
 	out->sys_per_msg = out->server_sys_per_msg + out->client_sys_per_msg;
+	out->server_poll_sys_per_msg = (double)out->server.stats.poll_syscalls / msgs;
 	return 0;
 }
 
@@ -452,43 +465,49 @@ static void print_run(const struct opts *o, const struct run *r, int rep)
 		       "\"seconds\":%.3f,\"messages\":%llu,\"msgs_per_s\":%.0f,"
 		       "\"syscalls_per_msg\":%.3f,\"server_syscalls_per_msg\":%.3f,"
 		       "\"client_syscalls_per_msg\":%.3f,"
+		       "\"server_poll_syscalls_per_msg\":%.4f,"
 		       "\"server_polls_per_msg\":%.4f,\"server_submits_per_msg\":%.4f,"
 		       "\"server_events_per_msg\":%.3f,"
 		       "\"server_cpu_us_per_msg\":%.3f,\"client_cpu_us_per_msg\":%.3f}\n",
 		       poll_kind_name(r->kind), rep, o->conns, o->size,
 		       (double)c->window_ns / 1e9, (unsigned long long)c->messages,
 		       r->msgs_per_s, r->sys_per_msg, r->server_sys_per_msg,
-		       r->client_sys_per_msg, (double)s->stats.polls / msgs,
+		       r->client_sys_per_msg, r->server_poll_sys_per_msg,
+		       (double)s->stats.polls / msgs,
 		       (double)s->stats.submits / msgs, (double)s->stats.events / msgs,
 		       (double)s->cpu_ns / 1e3 / msgs, (double)c->cpu_ns / 1e3 / msgs);
 		return;
 	}
-	printf("%-6s rep %-2d conns %-5d size %-6zu %10.0f msg/s  syscalls/msg "
-	       "%.3f (server %.3f client %.3f)  server polls/msg %.3f "
-	       "submits/msg %.3f  cpu us/msg server %.2f client %.2f\n",
+	printf("%-5s rep %-2d c %-5d s %-5zu %8.0f msg/s  sys/msg %.3f "
+	       "(server %.3f [poller %.4f] client %.3f)  server polls/msg %.3f "
+	       "(blocking %.3f) cpu us/msg server %.2f client %.2f\n",
 	       poll_kind_name(r->kind), rep, o->conns, o->size, r->msgs_per_s,
-	       r->sys_per_msg, r->server_sys_per_msg, r->client_sys_per_msg,
-	       (double)s->stats.polls / msgs, (double)s->stats.submits / msgs,
-	       (double)s->cpu_ns / 1e3 / msgs, (double)c->cpu_ns / 1e3 / msgs);
+	       r->sys_per_msg, r->server_sys_per_msg, r->server_poll_sys_per_msg,
+	       r->client_sys_per_msg, (double)s->stats.polls / msgs,
+	       (double)s->polls_blocking / msgs, (double)s->cpu_ns / 1e3 / msgs, (double)c->cpu_ns / 1e3 / msgs);
 }
+
+#define MEDIAN(field) median_of(runs, n, offsetof(struct run, field))
 
 static void print_median(const struct opts *o, poll_kind kind,
 			 const struct run *runs, int n)
 {
-	double mps = median_of(runs, n, offsetof(struct run, msgs_per_s));
-	double spm = median_of(runs, n, offsetof(struct run, sys_per_msg));
-	double sspm = median_of(runs, n, offsetof(struct run, server_sys_per_msg));
-	double cspm = median_of(runs, n, offsetof(struct run, client_sys_per_msg));
+	double mps = MEDIAN(msgs_per_s), spm = MEDIAN(sys_per_msg);
+	double sspm = MEDIAN(server_sys_per_msg), cspm = MEDIAN(client_sys_per_msg);
+	double pspm = MEDIAN(server_poll_sys_per_msg);
 	if (o->json) {
 		printf("{\"poller\":\"%s\",\"median_of\":%d,\"conns\":%d,\"size\":%zu,"
 		       "\"msgs_per_s\":%.0f,\"syscalls_per_msg\":%.3f,"
-		       "\"server_syscalls_per_msg\":%.3f,\"client_syscalls_per_msg\":%.3f}\n",
-		       poll_kind_name(kind), n, o->conns, o->size, mps, spm, sspm, cspm);
+		       "\"server_syscalls_per_msg\":%.3f,\"client_syscalls_per_msg\":%.3f,"
+		       "\"server_poll_syscalls_per_msg\":%.4f}\n",
+		       poll_kind_name(kind), n, o->conns, o->size, mps, spm, sspm,
+		       cspm, pspm);
 		return;
 	}
-	printf("median %-6s of %d  conns %-5d size %-6zu %10.0f msg/s  "
-	       "syscalls/msg %.3f (server %.3f client %.3f)\n",
-	       poll_kind_name(kind), n, o->conns, o->size, mps, spm, sspm, cspm);
+	printf("median %-5s of %d  c %-5d s %-5zu %8.0f msg/s  sys/msg %.3f "
+	       "(server %.3f [poller %.4f] client %.3f)\n",
+	       poll_kind_name(kind), n, o->conns, o->size, mps, spm, sspm, pspm,
+	       cspm);
 }
 
 static void usage(void)
