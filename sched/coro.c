@@ -95,37 +95,50 @@ static struct coro *running(const char *what)
 	return c;
 }
 
-coro_t *coro_spawn(coro_entry_fn entry, void *arg, const coro_opts *opts)
+static size_t stack_size_for(const coro_opts *opts)
 {
-	if (!sched_g.initialized || !entry)
-		return NULL;
-	size_t size = sched_g.stack_size;
-	if (opts && opts->stack_size) {
-		size_t min = 2 * sched_g.page;
-		size = opts->stack_size < min ? min : opts->stack_size;
-		size = (size + sched_g.page - 1) / sched_g.page * sched_g.page;
-	}
-	if (runq_reserve(&sched_g.runq, sched_g.stats.live + 1) != 0)
-		return NULL;
-	struct coro *c = stack_get(size);
-	if (!c)
-		return NULL;
-	struct stack st = c->stack;
-	memset(c, 0, sizeof(*c));
-	c->stack = st;
-	c->entry = entry;
-	c->arg = arg;
-	if (opts && opts->name) {
-		strncpy(c->name, opts->name, SCHED_NAME_MAX - 1);
-	}
-	sched_timer_init(&c->sleep_timer, NULL, c);
-	ctx_make(&c->ctx, stack_lo(c), stack_len(c), coro_main, c);
+	if (!opts || !opts->stack_size)
+		return sched_g.stack_size;
+	/* The record and the first frames need the top page; then round up. */
+	size_t min = 2 * sched_g.page;
+	size_t size = opts->stack_size < min ? min : opts->stack_size;
+	return (size + sched_g.page - 1) / sched_g.page * sched_g.page;
+}
+
+static void link_live(struct coro *c)
+{
 	c->next = sched_g.live;
 	if (c->next)
 		c->next->prev = c;
 	sched_g.live = c;
 	sched_g.stats.live++;
 	sched_g.stats.spawned++;
+}
+
+coro_t *coro_spawn(coro_entry_fn entry, void *arg, const coro_opts *opts)
+{
+	if (!sched_g.initialized || !entry) {
+		errno = EINVAL;
+		return NULL;
+	}
+	/* Room in the ring for every live coroutine: readying never allocates. */
+	if (runq_reserve(&sched_g.runq, sched_g.stats.live + 1) != 0) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	struct coro *c = stack_get(stack_size_for(opts));
+	if (!c)
+		return NULL;  /* errno from mmap/mprotect */
+	struct stack st = c->stack;
+	memset(c, 0, sizeof(*c));
+	c->stack = st;
+	c->entry = entry;
+	c->arg = arg;
+	if (opts && opts->name)
+		strncpy(c->name, opts->name, SCHED_NAME_MAX - 1);
+	sched_timer_init(&c->sleep_timer, NULL, c);
+	ctx_make(&c->ctx, stack_lo(c), stack_len(c), coro_main, c);
+	link_live(c);
 	c->state = CORO_RUNNABLE;
 	runq_push(&sched_g.runq, c);
 	return c;
@@ -192,12 +205,15 @@ void coro_sleep(int64_t ns)
 		coro_yield();
 		return;
 	}
+	int64_t deadline = sched_now() + ns;
 	sched_timer_init(&c->sleep_timer, sleep_done, c);
-	if (sched_timer_set(&c->sleep_timer, sched_now() + ns) != 0) {
-		coro_yield();  /* no memory for the heap: degrade to a yield */
+	if (sched_timer_set(&c->sleep_timer, deadline) == 0) {
+		coro_park("sleep");
 		return;
 	}
-	coro_park("sleep");
+	/* No memory to grow the heap: still never wake early, just spin politely. */
+	while (sched_now() < deadline)
+		coro_yield();
 }
 
 coro_t *coro_self(void)
