@@ -1,8 +1,11 @@
 /*
  * pollbench — ping-pong echo over loopback, to compare the poller backends.
  *
- *   pollbench --poller epoll|uring|auto|both [-c CONNS] [-s SIZE] [-t SECONDS]
- *             [-r REPEAT] [--json]
+ *   pollbench --poller epoll|uring|uring-batch|auto|both|all [-c CONNS]
+ *             [-s SIZE] [-t SECONDS] [-r REPEAT] [--json]
+ *
+ * "uring-batch" is io_uring with poll_set_uring_write_batching(true); "both"
+ * runs epoll and uring, "all" adds uring-batch.
  *
  * Each connection sends SIZE bytes and waits for the echo, again and again,
  * for SECONDS. The client and the server are two fork()ed processes, each
@@ -36,8 +39,22 @@
 
 #define MAX_REPEAT 25
 
+/* A backend configuration: "uring-batch" is io_uring with write batching. */
+struct variant {
+	poll_kind kind;
+	bool batch;
+	const char *name;
+};
+
+static const struct variant variants[] = {
+	{POLL_EPOLL, false, "epoll"},
+	{POLL_URING, false, "uring"},
+	{POLL_URING, true, "uring-batch"},
+	{POLL_AUTO, false, "auto"},
+};
+
 struct opts {
-	poll_kind kinds[2];
+	const struct variant *kinds[3];
 	int kind_count;
 	int conns;
 	size_t size;
@@ -58,7 +75,7 @@ struct side {
 };
 
 struct run {
-	poll_kind kind;
+	const struct variant *v;
 	struct side server, client;
 	double msgs_per_s;
 	double sys_per_msg;        /* client + server */
@@ -120,18 +137,23 @@ static int read_all(int fd, void *buf, size_t len)
 	return 0;
 }
 
-static int open_poller(poll_kind kind)
+static int open_poller(const struct variant *v)
 {
 	char why[256];
 	if (sched_init(NULL) < 0)
 		return -1;
-	int rc = poll_open(kind, why, sizeof(why));
+	int rc = poll_open(v->kind, why, sizeof(why));
 	if (rc < 0) {
-		fprintf(stderr, "pollbench: %s: %s\n", poll_kind_name(kind), why);
+		fprintf(stderr, "pollbench: %s: %s\n", v->name, why);
 		return rc;
 	}
 	if (why[0])
 		fprintf(stderr, "pollbench: %s\n", why);
+	if (v->batch && (rc = poll_set_uring_write_batching(true)) < 0) {
+		fprintf(stderr, "pollbench: %s: write batching needs io_uring\n",
+			v->name);
+		return rc;
+	}
 	return 0;
 }
 
@@ -204,7 +226,7 @@ static void server_control(void *arg)
 	sched_stop();
 }
 
-static int server_main(poll_kind kind, int listen_fd, int control_fd,
+static int server_main(const struct variant *kind, int listen_fd, int control_fd,
 		       int result_fd)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -311,7 +333,7 @@ static void client_main_coro(void *arg)
 	free(res);
 }
 
-static int client_main(poll_kind kind, const struct opts *o, uint16_t port,
+static int client_main(const struct variant *kind, const struct opts *o, uint16_t port,
 		       int control_fd, int result_fd)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -364,7 +386,7 @@ static pid_t spawn(int (*fn)(void *), void *arg)
 }
 
 struct child_args {
-	poll_kind kind;
+	const struct variant *kind;
 	const struct opts *o;
 	uint16_t port;
 	int listen_fd, control_fd, result_fd;
@@ -404,7 +426,8 @@ static int wait_ok(pid_t pid, const char *who)
 	return -1;
 }
 
-static int run_once(poll_kind kind, const struct opts *o, struct run *out)
+static int run_once(const struct variant *kind, const struct opts *o,
+		    struct run *out)
 {
 	uint16_t port;
 	int lfd = make_listener(&port);
@@ -423,7 +446,7 @@ static int run_once(poll_kind kind, const struct opts *o, struct run *out)
 	close(sres[1]);
 	close(cres[1]);
 	memset(out, 0, sizeof(*out));
-	out->kind = kind;
+	out->v = kind;
 	int rc = read_all(cres[0], &out->client, sizeof(out->client));
 	rc |= read_all(sres[0], &out->server, sizeof(out->server));
 	close(sres[0]);
@@ -469,7 +492,7 @@ static void print_run(const struct opts *o, const struct run *r, int rep)
 		       "\"server_polls_per_msg\":%.4f,\"server_submits_per_msg\":%.4f,"
 		       "\"server_events_per_msg\":%.3f,"
 		       "\"server_cpu_us_per_msg\":%.3f,\"client_cpu_us_per_msg\":%.3f}\n",
-		       poll_kind_name(r->kind), rep, o->conns, o->size,
+		       r->v->name, rep, o->conns, o->size,
 		       (double)c->window_ns / 1e9, (unsigned long long)c->messages,
 		       r->msgs_per_s, r->sys_per_msg, r->server_sys_per_msg,
 		       r->client_sys_per_msg, r->server_poll_sys_per_msg,
@@ -481,7 +504,7 @@ static void print_run(const struct opts *o, const struct run *r, int rep)
 	printf("%-5s rep %-2d c %-5d s %-5zu %8.0f msg/s  sys/msg %.3f "
 	       "(server %.3f [poller %.4f] client %.3f)  server polls/msg %.3f "
 	       "(blocking %.3f) cpu us/msg server %.2f client %.2f\n",
-	       poll_kind_name(r->kind), rep, o->conns, o->size, r->msgs_per_s,
+	       r->v->name, rep, o->conns, o->size, r->msgs_per_s,
 	       r->sys_per_msg, r->server_sys_per_msg, r->server_poll_sys_per_msg,
 	       r->client_sys_per_msg, (double)s->stats.polls / msgs,
 	       (double)s->polls_blocking / msgs, (double)s->cpu_ns / 1e3 / msgs, (double)c->cpu_ns / 1e3 / msgs);
@@ -489,7 +512,7 @@ static void print_run(const struct opts *o, const struct run *r, int rep)
 
 #define MEDIAN(field) median_of(runs, n, offsetof(struct run, field))
 
-static void print_median(const struct opts *o, poll_kind kind,
+static void print_median(const struct opts *o, const struct variant *kind,
 			 const struct run *runs, int n)
 {
 	double mps = MEDIAN(msgs_per_s), spm = MEDIAN(sys_per_msg);
@@ -500,20 +523,21 @@ static void print_median(const struct opts *o, poll_kind kind,
 		       "\"msgs_per_s\":%.0f,\"syscalls_per_msg\":%.3f,"
 		       "\"server_syscalls_per_msg\":%.3f,\"client_syscalls_per_msg\":%.3f,"
 		       "\"server_poll_syscalls_per_msg\":%.4f}\n",
-		       poll_kind_name(kind), n, o->conns, o->size, mps, spm, sspm,
+		       kind->name, n, o->conns, o->size, mps, spm, sspm,
 		       cspm, pspm);
 		return;
 	}
 	printf("median %-5s of %d  c %-5d s %-5zu %8.0f msg/s  sys/msg %.3f "
 	       "(server %.3f [poller %.4f] client %.3f)\n",
-	       poll_kind_name(kind), n, o->conns, o->size, mps, spm, sspm, pspm,
+	       kind->name, n, o->conns, o->size, mps, spm, sspm, pspm,
 	       cspm);
 }
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: pollbench --poller epoll|uring|auto|both [-c CONNS] "
-		"[-s SIZE] [-t SECONDS] [-r REPEAT] [--json]\n");
+	fprintf(stderr, "usage: pollbench --poller epoll|uring|uring-batch|auto|"
+		"both|all [-c CONNS] [-s SIZE] [-t SECONDS] [-r REPEAT] [--json]\n"
+		"  both = epoll and uring; all = epoll, uring and uring-batch\n");
 	exit(2);
 }
 
@@ -528,21 +552,24 @@ static void parse(int argc, char **argv, struct opts *o)
 		{"json", no_argument, NULL, 'j'},
 		{NULL, 0, NULL, 0},
 	};
-	*o = (struct opts){.kinds = {POLL_AUTO}, .kind_count = 1, .conns = 100,
+	*o = (struct opts){.kinds = {&variants[3]}, .kind_count = 1, .conns = 100,
 			   .size = 64, .seconds = 3, .repeat = 1};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "p:c:s:t:r:j", longs, NULL)) != -1) {
 		switch (ch) {
 		case 'p':
-			if (strcmp(optarg, "both") == 0) {
-				o->kinds[0] = POLL_EPOLL;
-				o->kinds[1] = POLL_URING;
-				o->kind_count = 2;
-			} else if (poll_kind_parse(optarg, &o->kinds[0]) == 0) {
-				o->kind_count = 1;
-			} else {
-				usage();
+			if (strcmp(optarg, "both") == 0 || strcmp(optarg, "all") == 0) {
+				o->kind_count = optarg[0] == 'b' ? 2 : 3;
+				for (int i = 0; i < o->kind_count; i++)
+					o->kinds[i] = &variants[i];
+				break;
 			}
+			o->kind_count = 0;
+			for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++)
+				if (strcmp(optarg, variants[i].name) == 0)
+					o->kinds[o->kind_count++] = &variants[i];
+			if (o->kind_count != 1)
+				usage();
 			break;
 		case 'c': o->conns = atoi(optarg); break;
 		case 's': o->size = (size_t)atol(optarg); break;
@@ -562,15 +589,15 @@ int main(int argc, char **argv)
 {
 	struct opts o;
 	parse(argc, argv, &o);
-	struct run runs[2][MAX_REPEAT];
-	int done[2] = {0, 0};
+	static struct run runs[3][MAX_REPEAT];
+	int done[3] = {0, 0, 0};
 	/* Alternate backends so drift (thermal, noise) hits both alike. */
 	for (int rep = 0; rep < o.repeat; rep++) {
 		for (int k = 0; k < o.kind_count; k++) {
 			struct run *r = &runs[k][done[k]];
 			if (run_once(o.kinds[k], &o, r) < 0) {
 				fprintf(stderr, "pollbench: %s run %d failed\n",
-					poll_kind_name(o.kinds[k]), rep);
+					o.kinds[k]->name, rep);
 				return 1;
 			}
 			print_run(&o, r, rep);
@@ -580,6 +607,6 @@ int main(int argc, char **argv)
 	}
 	if (o.repeat > 1 || o.kind_count > 1)
 		for (int k = 0; k < o.kind_count; k++)
-			print_median(&o, runs[k][0].kind, runs[k], done[k]);
+			print_median(&o, o.kinds[k], runs[k], done[k]);
 	return 0;
 }
