@@ -10,9 +10,10 @@
  *               bytes 16..   fb_stream byte i (i = absolute payload offset)
  *   len < 16:   fb_stream byte i for i in 0..len-1
  *
- * fb_stream is a counter-based generator (splitmix64 of key + block number,
- * 8 bytes per block, little-endian within a block) keyed by (seed, conn,
- * seq), so any byte range can be produced or checked on its own: 16 MiB
+ * fb_stream is a counter-based generator (word i = a multiply-xorshift of
+ * key + i * golden ratio, 8 bytes per word, little-endian) whose key is the
+ * splitmix64-mixed (seed, conn, seq), so any byte range can be produced or
+ * checked on its own: 16 MiB
  * frames are generated and verified in small chunks with bounded buffers.
  *
  * frameecho --reply-size N answers a request whose payload is P with N bytes
