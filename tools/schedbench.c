@@ -251,29 +251,35 @@ static double rss_per_parked(void)
 	return (double)(after - before) * (double)sysconf(_SC_PAGESIZE) / n;
 }
 
+static double median_of(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(v[0]), cmp_double);
+	return v[n / 2];
+}
+
 /*
- * The raw switches are measured in interleaved rounds, so background load
- * hits each of them alike instead of skewing whichever ran during a spike.
+ * asm and fcontext are measured in alternating rounds, so background load
+ * hits both alike instead of skewing whichever ran during a spike. ucontext
+ * runs apart: its signal-mask syscalls disturb the CPU state the others see.
  */
 static void raw_switches(double *sw, double *uc, double *fc)
 {
-	double a[REPEATS], u[REPEATS], f[REPEATS];
+	enum { ROUNDS = 3 * REPEATS };
+	double a[ROUNDS], f[ROUNDS], u[REPEATS];
 
-	for (int i = 0; i < REPEATS; i++) {
+	for (int i = 0; i < ROUNDS; i++) {
 		a[i] = raw_asm();
-		u[i] = raw_ucontext();
 #ifdef SCHEDBENCH_HAVE_FCONTEXT
 		f[i] = raw_fcontext();
 #else
 		f[i] = -1;
 #endif
 	}
-	qsort(a, REPEATS, sizeof(a[0]), cmp_double);
-	qsort(u, REPEATS, sizeof(u[0]), cmp_double);
-	qsort(f, REPEATS, sizeof(f[0]), cmp_double);
-	*sw = a[REPEATS / 2];
-	*uc = u[REPEATS / 2];
-	*fc = f[REPEATS / 2];
+	for (int i = 0; i < REPEATS; i++)
+		u[i] = raw_ucontext();
+	*sw = median_of(a, ROUNDS);
+	*fc = median_of(f, ROUNDS);
+	*uc = median_of(u, REPEATS);
 }
 
 int main(int argc, char **argv)
@@ -296,11 +302,12 @@ int main(int argc, char **argv)
 			printf("\"switch_ns_fcontext\": null, ");
 		printf("\"yield_ns\": %.2f, \"spawn_exit_ns\": %.2f, "
 			"\"spawn_exit_cold_ns\": %.2f, \"timer_ns\": %.2f, "
-			"\"rss_per_parked_bytes\": %.0f, \"sched_switch\": \"%s\"}\n",
+			"\"rss_per_parked_bytes\": %.1f, \"sched_switch\": \"%s\"}\n",
 			yield, spawn, spawn_cold, timer, rss, sched_switch_name());
 		return 0;
 	}
-	printf("median of %d runs each\n", REPEATS);
+	printf("median of %d runs each (asm and fcontext: %d alternating runs)\n",
+		REPEATS, 3 * REPEATS);
 	printf("switch (asm):        %8.2f ns\n", sw);
 	printf("switch (ucontext):   %8.2f ns  (%.1fx the asm switch)\n", uc, uc / sw);
 	if (fc >= 0)
@@ -311,6 +318,6 @@ int main(int argc, char **argv)
 	printf("spawn+exit (pooled): %8.2f ns  (32 at a time: hot stacks)\n", spawn);
 	printf("spawn+exit (cold):   %8.2f ns  (1000 at a time: madvise on exit)\n", spawn_cold);
 	printf("timer add+fire:      %8.2f ns  (10,000 timers)\n", timer);
-	printf("rss per parked coro: %8.0f bytes (10,000 parked)\n", rss);
+	printf("rss per parked coro: %8.1f bytes (10,000 parked)\n", rss);
 	return 0;
 }
