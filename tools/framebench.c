@@ -56,6 +56,7 @@ struct options {
 	uint64_t seed;
 	int64_t grace_ns;
 	int64_t connect_timeout_ns;
+	int64_t warmup_ns;          /* frames sent before start + warmup: not measured */
 };
 
 struct inflight {
@@ -91,6 +92,7 @@ struct bconn {
 
 struct totals {
 	uint64_t sent, received, bytes, errors, mismatches, lost;
+	uint64_t measured, measured_bytes;  /* frames sent after the warm-up */
 	uint64_t connect_failures;
 	int first_connect_error;
 	int64_t t_start, t_send_end, t_last_reply;
@@ -344,8 +346,12 @@ static void frame_received(struct bconn *c, int64_t now)
 			     c->id, c->received, slot->len,
 			     c->verifier.bad_offset);
 	}
-	hist_record(&latency, now - slot->t0);
 	tot.bytes += 4 + (uint64_t)slot->len;
+	if (slot->t0 >= tot.t_start + opt.warmup_ns) {
+		hist_record(&latency, now - slot->t0);
+		tot.measured++;
+		tot.measured_bytes += 4 + (uint64_t)slot->len;
+	}
 	c->received++;
 	c->in_payload = false;
 	c->prefix_have = 0;
@@ -586,7 +592,7 @@ static double run_seconds(void)
 {
 	int64_t end = tot.t_send_end > tot.t_last_reply ? tot.t_send_end
 							: tot.t_last_reply;
-	double s = (double)(end - tot.t_start) / 1e9;
+	double s = (double)(end - tot.t_start - opt.warmup_ns) / 1e9;
 	return s > 0 ? s : 0;
 }
 
@@ -605,15 +611,16 @@ static void print_json(double secs)
 	       ", \"mismatches\": %" PRIu64 ", \"lost\": %" PRIu64
 	       ", \"connections\": %u, \"connect_failures\": %" PRIu64
 	       ", \"duration_s\": %.3f, \"mode\": \"%s\", \"poller\": \"%s\""
-	       ", \"send_lag_p99_us\": %.2f}\n",
+	       ", \"send_lag_p99_us\": %.2f, \"warmup_s\": %.3f}\n",
 	       tot.received, tot.sent,
-	       secs > 0 ? (double)tot.received / secs : 0.0, tot.bytes,
-	       secs > 0 ? (double)tot.bytes / secs : 0.0, us(50), us(90),
+	       secs > 0 ? (double)tot.measured / secs : 0.0, tot.bytes,
+	       secs > 0 ? (double)tot.measured_bytes / secs : 0.0, us(50), us(90),
 	       us(99), us(99.9), us(100), hist_mean(&latency) / 1e3,
 	       tot.errors, tot.mismatches, tot.lost, opt.conns,
 	       tot.connect_failures, secs, opt.rate > 0 ? "open" : "closed",
 	       poll_kind_name(poll_backend()),
-	       (double)hist_percentile(&send_lag, 99) / 1e3);
+	       (double)hist_percentile(&send_lag, 99) / 1e3,
+	       (double)opt.warmup_ns / 1e9);
 }
 
 static void print_text(double secs)
@@ -630,9 +637,12 @@ static void print_text(double secs)
 	printf("  frames   sent %" PRIu64 "  received %" PRIu64 "  lost %" PRIu64
 	       "  mismatches %" PRIu64 "  errors %" PRIu64 "\n",
 	       tot.sent, tot.received, tot.lost, tot.mismatches, tot.errors);
-	printf("  rate     %.0f frames/s  %.2f MB/s  over %.3f s\n",
-	       secs > 0 ? (double)tot.received / secs : 0.0,
-	       secs > 0 ? (double)tot.bytes / secs / 1e6 : 0.0, secs);
+	printf("  rate     %.0f frames/s  %.2f MB/s  over %.3f s",
+	       secs > 0 ? (double)tot.measured / secs : 0.0,
+	       secs > 0 ? (double)tot.measured_bytes / secs / 1e6 : 0.0, secs);
+	if (opt.warmup_ns > 0)
+		printf(" after %.3f s of warm-up", (double)opt.warmup_ns / 1e9);
+	putchar('\n');
 	printf("  latency  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f"
 	       "  mean %.1f (us)\n", us(50), us(90), us(99), us(99.9), us(100),
 	       hist_mean(&latency) / 1e3);
@@ -653,7 +663,7 @@ static void usage(FILE *out)
 	      "                  [--size N | --size MIN-MAX]\n"
 	      "                  [--duration DUR] [--frames N] [--rate FPS]\n"
 	      "                  [--poller epoll|uring|auto] [--json] [--seed N]\n"
-	      "                  [--grace DUR] [--connect-timeout DUR]\n"
+	      "                  [--grace DUR] [--connect-timeout DUR] [--warmup DUR]\n"
 	      "  --target ADDR        HOST:PORT or [V6]:PORT of a frame echo server\n"
 	      "  -c, --connections N  connections (default 1)\n"
 	      "  -d, --depth N        frames in flight per connection (default 1;\n"
@@ -668,6 +678,8 @@ static void usage(FILE *out)
 	      "  --seed N             payload seed (default 1)\n"
 	      "  --grace DUR          wait for outstanding replies (default 5s)\n"
 	      "  --connect-timeout DUR  (default 5s)\n"
+	      "  --warmup DUR         leave frames sent in the first DUR out of the\n"
+	      "                       rates and latencies (still verified)\n"
 	      "Exits 1 on any mismatch, lost frame, error or connect failure.\n",
 	      out);
 }
@@ -743,6 +755,8 @@ static int parse_one(int ch, const char *arg)
 		return fbu_parse_duration(arg, &opt.grace_ns);
 	case 'T':
 		return fbu_parse_duration(arg, &opt.connect_timeout_ns);
+	case 'W':
+		return fbu_parse_duration(arg, &opt.warmup_ns);
 	default:
 		return -EINVAL;
 	}
@@ -763,6 +777,7 @@ static int parse_args(int argc, char **argv)
 		{"seed", required_argument, NULL, 'S'},
 		{"grace", required_argument, NULL, 'g'},
 		{"connect-timeout", required_argument, NULL, 'T'},
+		{"warmup", required_argument, NULL, 'W'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -802,6 +817,10 @@ static int parse_args(int argc, char **argv)
 		opt.depth = OPEN_LOOP_DEPTH;
 	if (!opt.duration_ns && !opt.frames)
 		opt.duration_ns = 10 * NS_PER_SEC;
+	if (opt.duration_ns && opt.warmup_ns >= opt.duration_ns) {
+		note("--warmup must be shorter than --duration");
+		return -EINVAL;
+	}
 	return 0;
 }
 
