@@ -82,7 +82,6 @@ struct bconn {
 	uint8_t prefix[4];
 	uint32_t prefix_have;
 	bool in_payload;
-	bool frame_bad;
 	fb_verifier verifier;
 	unsigned read_streak;       /* reads without parking (fairness) */
 
@@ -338,7 +337,7 @@ static void writer_main(void *arg)
 static void frame_received(struct bconn *c, int64_t now)
 {
 	struct inflight *slot = &c->ring[c->received % opt.depth];
-	if (c->frame_bad || c->verifier.bad) {
+	if (c->verifier.bad) {
 		tot.mismatches++;
 		if (tot.mismatches <= 10)
 			note("connection %u: frame %" PRIu64 " (%u bytes) differs "
@@ -379,7 +378,6 @@ static int reply_start(struct bconn *c, int64_t now)
 	}
 	fb_frame_id id = {opt.seed, c->id, c->received, len};
 	fbv_begin(&c->verifier, &id);
-	c->frame_bad = false;
 	c->in_payload = true;
 	if (len == 0)
 		frame_received(c, now);
