@@ -60,6 +60,7 @@ struct pd {
 	uint32_t armed_gen;
 	uint32_t arm_errors;     /* uring: consecutive failed arms */
 	uint32_t streak;         /* ops completed without parking (fairness) */
+	uint64_t send_epoch;     /* uring: a send was queued before submit #n */
 	struct pd_dir_state rd, wr;
 	pd_t *next_free;
 };

@@ -90,6 +90,7 @@ int poll_listen(const struct sockaddr *addr, socklen_t addr_len, int backlog,
  * to a bound, and never past the read deadline. */
 static int accept_backoff(pd_t *listener, int64_t *backoff)
 {
+	uint32_t gen = listener->gen;
 	poll_g_stats.accept_pauses++;
 	int64_t nap = *backoff;
 	int64_t deadline = listener->rd.deadline;
@@ -103,6 +104,9 @@ static int accept_backoff(pd_t *listener, int64_t *backoff)
 	coro_sleep(nap);
 	if (*backoff < ACCEPT_BACKOFF_MAX_NS)
 		*backoff *= 2;
+	/* Closed (and maybe reused) while we slept: not our listener anymore. */
+	if (listener->gen != gen)
+		return -EBADF;
 	return pd_check(listener, PD_READ);
 }
 

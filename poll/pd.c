@@ -316,6 +316,7 @@ int pd_open_nonblock(int fd, pd_t **out)
 	pd->closing = false;
 	pd->not_socket = false;
 	pd->rd_drained = false;
+	pd->send_epoch = 0;
 	pd->streak = 0;
 	pd->arm_errors = 0;
 	int rc = be->add(pd);

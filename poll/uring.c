@@ -32,6 +32,9 @@ static struct io_uring ring;
 static bool ring_open;
 static unsigned ring_flags;
 bool poll_uring_batch_writes;
+/* Counts submissions: an SQE queued while it equals e goes in with submit
+ * e+1. Lets pd_close tell whether a queued send still names the fd. */
+static uint64_t submit_epoch;
 
 /* A send in flight: lives on the parked writer's stack. */
 struct uring_op {
@@ -147,6 +150,7 @@ static void flush_submit(void)
 	poll_g_stats.syscalls++;
 	poll_g_stats.poll_syscalls++;
 	poll_g_stats.submits++;
+	submit_epoch++;
 	io_uring_submit(&ring);
 }
 
@@ -189,6 +193,7 @@ ssize_t poll_uring_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
 	/* MSG_DONTWAIT: a full socket must come back as -EAGAIN so the writer
 	 * parks on readiness, where deadlines and close can reach it. */
 	io_uring_prep_sendmsg(sqe, pd->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	pd->send_epoch = submit_epoch + 1;
 	io_uring_sqe_set_data64(sqe, POLL_TOKEN_INTERNAL | POLL_TOKEN_OP |
 				     (uint64_t)(uintptr_t)&op);
 	coro_park("uring send");
@@ -197,6 +202,12 @@ ssize_t poll_uring_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
 
 static bool ur_del(pd_t *pd)
 {
+	/* A send still in the SQ names the fd by number: once close() frees the
+	 * number, a new socket could get it and receive this connection's data.
+	 * Submit first, so the kernel holds the right file. (Rare: the writer
+	 * is parked and someone else closes in the same round.) */
+	if (pd->send_epoch == submit_epoch + 1)
+		flush_submit();
 	if (!pd->armed)
 		return false;
 	struct io_uring_sqe *sqe = sqe_get();
@@ -307,6 +318,7 @@ static void poll_nowait(bool pending)
 	poll_g_stats.poll_syscalls++;
 	if (pending)
 		poll_g_stats.submits++;
+	submit_epoch++;
 	io_uring_submit_and_get_events(&ring);
 }
 
@@ -322,6 +334,7 @@ static void poll_wait(bool pending, int64_t delay_ns)
 	poll_g_stats.poll_syscalls++;
 	if (pending)
 		poll_g_stats.submits++;
+	submit_epoch++;
 	io_uring_submit_and_wait_timeout(&ring, &cqe, 1,
 					 delay_ns < 0 ? NULL : &ts, NULL);
 }

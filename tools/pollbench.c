@@ -82,6 +82,8 @@ struct run {
 	double server_sys_per_msg;
 	double client_sys_per_msg;
 	double server_poll_sys_per_msg; /* epoll_wait / io_uring_enter only */
+	double server_cpu_us_per_msg;   /* user+sys CPU: steadier than msg/s */
+	double client_cpu_us_per_msg;   /* on a shared, noisy machine */
 };
 
 /* --- helpers ------------------------------------------------------------ */
@@ -461,6 +463,8 @@ static int run_once(const struct variant *kind, const struct opts *o,
 	out->client_sys_per_msg = (double)out->client.stats.syscalls / msgs;
 	out->sys_per_msg = out->server_sys_per_msg + out->client_sys_per_msg;
 	out->server_poll_sys_per_msg = (double)out->server.stats.poll_syscalls / msgs;
+	out->server_cpu_us_per_msg = (double)out->server.cpu_ns / 1e3 / msgs;
+	out->client_cpu_us_per_msg = (double)out->client.cpu_ns / 1e3 / msgs;
 	return 0;
 }
 
@@ -518,19 +522,22 @@ static void print_median(const struct opts *o, const struct variant *kind,
 	double mps = MEDIAN(msgs_per_s), spm = MEDIAN(sys_per_msg);
 	double sspm = MEDIAN(server_sys_per_msg), cspm = MEDIAN(client_sys_per_msg);
 	double pspm = MEDIAN(server_poll_sys_per_msg);
+	double scpu = MEDIAN(server_cpu_us_per_msg), ccpu = MEDIAN(client_cpu_us_per_msg);
 	if (o->json) {
 		printf("{\"poller\":\"%s\",\"median_of\":%d,\"conns\":%d,\"size\":%zu,"
 		       "\"msgs_per_s\":%.0f,\"syscalls_per_msg\":%.3f,"
 		       "\"server_syscalls_per_msg\":%.3f,\"client_syscalls_per_msg\":%.3f,"
-		       "\"server_poll_syscalls_per_msg\":%.4f}\n",
+		       "\"server_poll_syscalls_per_msg\":%.4f,"
+		       "\"server_cpu_us_per_msg\":%.2f,\"client_cpu_us_per_msg\":%.2f}\n",
 		       kind->name, n, o->conns, o->size, mps, spm, sspm,
-		       cspm, pspm);
+		       cspm, pspm, scpu, ccpu);
 		return;
 	}
 	printf("median %-5s of %d  c %-5d s %-5zu %8.0f msg/s  sys/msg %.3f "
-	       "(server %.3f [poller %.4f] client %.3f)\n",
+	       "(server %.3f [poller %.4f] client %.3f)  cpu us/msg server %.2f "
+	       "client %.2f\n",
 	       kind->name, n, o->conns, o->size, mps, spm, sspm, pspm,
-	       cspm);
+	       cspm, scpu, ccpu);
 }
 
 static void usage(void)

@@ -1017,3 +1017,34 @@ TEST_CASE("io_uring forbidden: uring fails with one line, auto falls back", "[po
 	CHECK(out.find("using epoll") != std::string::npos);
 	CHECK(out.find('\n') == std::string::npos);
 }
+
+TEST_CASE("a write in flight never lands on an fd number reused after close", "[poll][stale]")
+{
+	Loop loop;
+	pd_t *x = nullptr, *xp = nullptr;
+	REQUIRE(unix_pair(&x, &xp) == 0);
+	int xfd = pd_fd(x);
+	ssize_t wrote = 0, leaked = 0;
+	int new_peer = -1;
+	go([&] { wrote = pd_write_full(x, "secret", 6); });
+	go([&] {
+		// Runs while the writer may still be parked on its queued send.
+		pd_close(x);
+		int sv[2];
+		SETUP(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv));
+		if (sv[0] != xfd) {
+			dup2(sv[0], xfd);
+			close(sv[0]);
+		}
+		new_peer = sv[1];
+		coro_sleep(20 * MS);
+		char buf[16];
+		leaked = read(new_peer, buf, sizeof(buf));
+		close(xfd);
+		close(new_peer);
+	});
+	sched_run();
+	CHECK(leaked == -1); // EAGAIN: nothing reached the new socket
+	CHECK((wrote == 6 || wrote == -EBADF));
+	pd_close(xp);
+}
