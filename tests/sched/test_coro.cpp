@@ -3,6 +3,9 @@
 
 #include <cstring>
 #include <string>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 TEST_CASE("100,000 coroutines spawn, run and exit", "[coro]")
 {
@@ -168,4 +171,39 @@ TEST_CASE("spawn from a coroutine and before init", "[coro]")
 	});
 	sched_run();
 	CHECK(inner == 1);
+}
+
+TEST_CASE("readying a coroutine that is not parked is a fatal bug", "[coro]")
+{
+	int fds[2];
+	REQUIRE(pipe(fds) == 0);
+	fflush(nullptr);
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		dup2(fds[1], STDERR_FILENO);
+		signal(SIGABRT, SIG_DFL);  // Catch's handler belongs to the parent
+		alarm(20);
+		if (sched_init(nullptr) != 0)
+			_exit(3);
+		coro_opts opts = {};
+		opts.name = "twice";
+		coro_t *c = coro_spawn([](void *) {}, nullptr, &opts);
+		coro_ready(c);  // runnable already: would be queued twice
+		_exit(0);
+	}
+	close(fds[1]);
+	std::string err;
+	char buf[256];
+	ssize_t n;
+	while ((n = read(fds[0], buf, sizeof(buf))) > 0)
+		err.append(buf, (size_t)n);
+	close(fds[0]);
+	int status = 0;
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	INFO("child stderr: " << err);
+	CHECK(err.find("not parked") != std::string::npos);
+	CHECK(err.find("twice") != std::string::npos);
+	CHECK(WIFSIGNALED(status));
 }
