@@ -57,10 +57,13 @@ struct options {
 	int64_t grace_ns;
 	int64_t connect_timeout_ns;
 	int64_t warmup_ns;          /* frames sent before start + warmup: not measured */
+	bool reply_sized;           /* the target answers like frameecho --reply-size */
+	uint32_t reply_size;
 };
 
 struct inflight {
 	int64_t t0;                 /* send time (scheduled time when open-loop) */
+	uint64_t digest;            /* FNV-1a of the payload, with --reply-size */
 	uint32_t len;
 };
 
@@ -236,6 +239,7 @@ static int put_frame(struct bconn *c, int64_t t0, size_t *used)
 		hist_record(&send_lag, sched_now() - t0);
 	slot->t0 = t0;
 	slot->len = len;
+	slot->digest = FB_FNV_INIT;
 	c->sent++;
 	if (*used + 4 > c->buf_size && flush(c, used) < 0)
 		return -EPIPE;
@@ -248,6 +252,8 @@ static int put_frame(struct bconn *c, int64_t t0, size_t *used)
 		if (k > len - off)
 			k = len - off;
 		fb_payload_fill(c->wbuf + *used, k, &id, off);
+		if (opt.reply_sized)
+			slot->digest = fb_fnv1a(slot->digest, c->wbuf + *used, k);
 		*used += k;
 		off += (uint32_t)k;
 	}
@@ -345,11 +351,12 @@ static void frame_received(struct bconn *c, int64_t now)
 			     c->id, c->received, slot->len,
 			     c->verifier.bad_offset);
 	}
-	tot.bytes += 4 + (uint64_t)slot->len;
+	uint64_t bytes = 4 + (uint64_t)c->verifier.id.len;  /* the reply's */
+	tot.bytes += bytes;
 	if (slot->t0 >= tot.t_start + opt.warmup_ns) {
 		hist_record(&latency, now - slot->t0);
 		tot.measured++;
-		tot.measured_bytes += 4 + (uint64_t)slot->len;
+		tot.measured_bytes += bytes;
 	}
 	c->received++;
 	c->in_payload = false;
@@ -368,16 +375,20 @@ static int reply_start(struct bconn *c, int64_t now)
 		return -EPROTO;
 	}
 	struct inflight *slot = &c->ring[c->received % opt.depth];
-	if (len != slot->len) {
+	uint32_t want = opt.reply_sized ? opt.reply_size : slot->len;
+	if (len != want) {
 		/* After a wrong length the stream cannot be realigned. */
 		tot.mismatches++;
 		c->received++;
 		note("connection %u: frame %" PRIu64 " came back with length %u, "
-		     "sent %u", c->id, c->received - 1, len, slot->len);
+		     "expected %u", c->id, c->received - 1, len, want);
 		return -EPROTO;
 	}
 	fb_frame_id id = {opt.seed, c->id, c->received, len};
-	fbv_begin(&c->verifier, &id);
+	if (opt.reply_sized)
+		fbv_begin_reply(&c->verifier, slot->digest, len);
+	else
+		fbv_begin(&c->verifier, &id);
 	c->in_payload = true;
 	if (len == 0)
 		frame_received(c, now);
@@ -496,7 +507,9 @@ static int connect_all(void)
 
 static int conn_setup(struct bconn *c, uint32_t id)
 {
-	uint64_t want = (uint64_t)opt.depth * ((uint64_t)opt.size_max + 4);
+	uint32_t biggest = opt.reply_sized && opt.reply_size > opt.size_max
+				   ? opt.reply_size : opt.size_max;
+	uint64_t want = (uint64_t)opt.depth * ((uint64_t)biggest + 4);
 	c->id = id;
 	c->buf_size = want < BUF_MIN ? BUF_MIN : want > BUF_MAX ? BUF_MAX : want;
 	c->ring = calloc(opt.depth, sizeof(*c->ring));
@@ -662,6 +675,7 @@ static void usage(FILE *out)
 	      "                  [--duration DUR] [--frames N] [--rate FPS]\n"
 	      "                  [--poller epoll|uring|auto] [--json] [--seed N]\n"
 	      "                  [--grace DUR] [--connect-timeout DUR] [--warmup DUR]\n"
+	      "                  [--reply-size N]\n"
 	      "  --target ADDR        HOST:PORT or [V6]:PORT of a frame echo server\n"
 	      "  -c, --connections N  connections (default 1)\n"
 	      "  -d, --depth N        frames in flight per connection (default 1;\n"
@@ -678,6 +692,8 @@ static void usage(FILE *out)
 	      "  --connect-timeout DUR  (default 5s)\n"
 	      "  --warmup DUR         leave frames sent in the first DUR out of the\n"
 	      "                       rates and latencies (still verified)\n"
+	      "  --reply-size N       expect N-byte answers as frameecho --reply-size N\n"
+	      "                       makes them, and verify those\n"
 	      "Exits 1 on any mismatch, lost frame, error or connect failure.\n",
 	      out);
 }
@@ -755,6 +771,13 @@ static int parse_one(int ch, const char *arg)
 		return fbu_parse_duration(arg, &opt.connect_timeout_ns);
 	case 'W':
 		return fbu_parse_duration(arg, &opt.warmup_ns);
+	case 'R':
+		rc = fbu_parse_size(arg, &v);
+		if (rc == 0 && v > FB_MAX_FRAME)
+			rc = -ERANGE;
+		opt.reply_sized = true;
+		opt.reply_size = (uint32_t)v;
+		return rc;
 	default:
 		return -EINVAL;
 	}
@@ -776,6 +799,7 @@ static int parse_args(int argc, char **argv)
 		{"grace", required_argument, NULL, 'g'},
 		{"connect-timeout", required_argument, NULL, 'T'},
 		{"warmup", required_argument, NULL, 'W'},
+		{"reply-size", required_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};

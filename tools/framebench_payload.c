@@ -118,6 +118,7 @@ uint32_t fb_pick_size(uint64_t seed, uint32_t conn, uint64_t seq,
 void fbv_begin(fb_verifier *v, const fb_frame_id *id)
 {
 	v->id = *id;
+	v->reply = false;
 	v->offset = 0;
 	v->bad = false;
 	v->bad_offset = 0;
@@ -132,7 +133,11 @@ size_t fbv_feed(fb_verifier *v, const uint8_t *data, size_t n)
 	while (done < n && !v->bad) {
 		uint8_t expect[512];
 		size_t chunk = n - done < sizeof(expect) ? n - done : sizeof(expect);
-		fb_payload_fill(expect, chunk, &v->id, v->offset + (uint32_t)done);
+		uint32_t at = v->offset + (uint32_t)done;
+		if (v->reply)
+			fb_reply_fill(expect, chunk, v->id.seq, at);
+		else
+			fb_payload_fill(expect, chunk, &v->id, at);
 		if (memcmp(expect, data + done, chunk) != 0) {
 			size_t i = 0;
 			while (expect[i] == data[done + i])
@@ -144,6 +149,13 @@ size_t fbv_feed(fb_verifier *v, const uint8_t *data, size_t n)
 	}
 	v->offset += (uint32_t)n;
 	return n;
+}
+
+void fbv_begin_reply(fb_verifier *v, uint64_t digest, uint32_t len)
+{
+	fb_frame_id id = {0, 0, digest, len};
+	fbv_begin(v, &id);
+	v->reply = true;
 }
 
 bool fbv_done(const fb_verifier *v)

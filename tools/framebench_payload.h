@@ -61,12 +61,15 @@ uint32_t fb_pick_size(uint64_t seed, uint32_t conn, uint64_t seq,
  */
 typedef struct fb_verifier {
 	fb_frame_id id;
+	bool reply;            /* checking a --reply-size answer (id.seq = digest) */
 	uint32_t offset;       /* payload bytes fed so far */
 	bool bad;
 	uint32_t bad_offset;   /* first differing payload offset when bad */
 } fb_verifier;
 
 void fbv_begin(fb_verifier *v, const fb_frame_id *id);
+/* Expect a --reply-size answer of `len` bytes to a request with `digest`. */
+void fbv_begin_reply(fb_verifier *v, uint64_t digest, uint32_t len);
 /* Feed at most what is left of the frame; returns how many bytes it took. */
 size_t fbv_feed(fb_verifier *v, const uint8_t *data, size_t n);
 bool fbv_done(const fb_verifier *v);

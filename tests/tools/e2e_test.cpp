@@ -337,6 +337,20 @@ TEST_CASE("framebench detects replies that differ from the request", "[e2e]")
 	CHECK(json_number(r.out, "mismatches") == 1);
 }
 
+TEST_CASE("framebench --reply-size verifies frameecho --reply-size answers",
+	  "[e2e]")
+{
+	Echo echo;
+	REQUIRE(start_echo(echo, {"--reply-size", "3000"}));
+	auto r = run_bench(echo.port, {"-c", "2", "-d", "4", "--size", "0-20000",
+				       "--reply-size", "3000", "--frames", "400"});
+	INFO(r.out);
+	CHECK(r.exit_code == 0);
+	CHECK(json_number(r.out, "frames") == 400);
+	CHECK(json_number(r.out, "mismatches") == 0);
+	CHECK(json_number(r.out, "bytes") == 400 * 3004);
+}
+
 TEST_CASE("frameecho reply-size and half-close", "[e2e]")
 {
 	Echo echo;

@@ -170,6 +170,19 @@ TEST_CASE("payload reply-size content is rebuilt from the request", "[payload]")
 	CHECK(whole == pieces);
 	for (int i = 0; i < 8; i++)
 		CHECK(whole[i] == (uint8_t)(d >> (56 - 8 * i)));
+	// The streaming verifier checks replies too, and catches a bad byte.
+	fb_verifier v;
+	fbv_begin_reply(&v, d, 300);
+	CHECK(fbv_feed(&v, whole.data(), 100) == 100);
+	CHECK(fbv_feed(&v, whole.data() + 100, 200) == 200);
+	CHECK(fbv_done(&v));
+	CHECK_FALSE(v.bad);
+	whole[150] ^= 0x80;
+	fbv_begin_reply(&v, d, 300);
+	fbv_feed(&v, whole.data(), 300);
+	CHECK(v.bad);
+	CHECK(v.bad_offset == 150);
+	whole[150] ^= 0x80;
 	// Short replies are a prefix of the digest.
 	uint8_t three[3];
 	fb_reply_fill(three, 3, d, 0);
