@@ -200,6 +200,32 @@ ssize_t poll_uring_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
 	return op.res;
 }
 
+static void queue_remove(pd_t *pd)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+	if (!sqe)
+		return; /* cannot happen after a flush; the slot stays a zombie */
+	uint64_t token = ((uint64_t)pd->armed_gen << 32) | pd->index;
+	io_uring_prep_poll_remove(sqe, token);
+	io_uring_sqe_set_data64(sqe, POLL_TOKEN_INTERNAL | token);
+}
+
+/*
+ * POLL_REMOVE fails with -EALREADY when the poll owns a wake-up that is
+ * still being processed (with DEFER_TASKRUN: queued until our next enter).
+ * The multishot poll then simply goes on, holding the file open, so the
+ * peer never sees our close: ask again with the next round's submit.
+ */
+static void remove_done(uint64_t token, int res)
+{
+	if (res != -EALREADY && res != -EBUSY)
+		return;
+	uint32_t gen = (uint32_t)(token >> 32) & POLL_GEN_MASK;
+	pd_t *pd = pd_slot((uint32_t)token);
+	if (pd && pd->state == PD_ZOMBIE && pd->armed && pd->armed_gen == gen)
+		queue_remove(pd);
+}
+
 static bool ur_del(pd_t *pd)
 {
 	/* A send still in the SQ names the fd by number: once close() frees the
@@ -210,12 +236,7 @@ static bool ur_del(pd_t *pd)
 		flush_submit();
 	if (!pd->armed)
 		return false;
-	struct io_uring_sqe *sqe = sqe_get();
-	if (!sqe)
-		return true; /* cannot happen after a flush; stay a zombie */
-	uint64_t token = ((uint64_t)pd->armed_gen << 32) | pd->index;
-	io_uring_prep_poll_remove(sqe, token);
-	io_uring_sqe_set_data64(sqe, POLL_TOKEN_INTERNAL | token);
+	queue_remove(pd);
 	return true;
 }
 
@@ -246,8 +267,10 @@ static bool request_ended(pd_t *pd, uint32_t gen, int res)
 static int handle_cqe(uint64_t data, int res, unsigned cflags)
 {
 	if (data & POLL_TOKEN_INTERNAL) {
-		if (!(data & POLL_TOKEN_OP))
-			return 0; /* a POLL_REMOVE's own completion */
+		if (!(data & POLL_TOKEN_OP)) {
+			remove_done(data & ~POLL_TOKEN_INTERNAL, res);
+			return 0;
+		}
 		struct uring_op *op = (struct uring_op *)(uintptr_t)
 			(data & ~(POLL_TOKEN_INTERNAL | POLL_TOKEN_OP));
 		op->res = res;

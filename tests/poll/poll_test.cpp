@@ -949,14 +949,17 @@ TEST_CASE("writev_full writes every iovec and advances them", "[poll]")
 		std::vector<char> big(3 << 20, 'B');
 		char head[] = "head:", tail[] = ":tail";
 		iovec iov[4] = {{head, 5}, {nullptr, 0}, {big.data(), big.size()}, {tail, 5}};
+		bool read_done = false;
 		go([&, b] {
 			std::vector<char> buf(10 + big.size());
 			got = pd_read_full(b, buf.data(), buf.size());
 			if (got > 0)
 				in.assign(buf.data(), (size_t)got);
+			read_done = true;
 		});
 		wrote = pd_writev_full(a, iov, 4);
-		coro_sleep(50 * MS);
+		for (int i = 0; i < 2000 && !read_done; i++)
+			coro_sleep(5 * MS);
 		pd_close(a);
 		pd_close(b);
 	});
@@ -1047,4 +1050,29 @@ TEST_CASE("a write in flight never lands on an fd number reused after close", "[
 	CHECK(leaked == -1); // EAGAIN: nothing reached the new socket
 	CHECK((wrote == 6 || wrote == -EBADF));
 	pd_close(xp);
+}
+
+TEST_CASE("closing with a wake-up still pending really closes", "[poll][close]")
+{
+	Loop loop;
+	ssize_t got = -1;
+	go([&] {
+		pd_t *x, *xp;
+		SETUP(tcp_pair(&x, &xp));
+		coro_sleep(5 * MS); // both registrations are in the kernel
+		// A wake-up for x that the poller has not seen yet (io_uring with
+		// DEFER_TASKRUN: its poll owns it until the next enter, and a
+		// POLL_REMOVE submitted then fails with -EALREADY).
+		if (write(pd_fd(xp), "x", 1) != 1)
+			g_setup_failures++;
+		pd_close(x);
+		pd_set_deadline(xp, PD_READ, sched_now() + 2000 * MS);
+		char c;
+		got = pd_read(xp, &c, 1);
+		pd_close(xp);
+	});
+	sched_run();
+	// x had unread data, so its close sends RST: -ECONNRESET (or EOF), but
+	// never -ETIMEDOUT, which would mean x's socket was still open.
+	CHECK((got == -ECONNRESET || got == 0));
 }
