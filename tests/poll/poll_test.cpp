@@ -972,13 +972,14 @@ TEST_CASE("writev_full writes every iovec and advances them", "[poll]")
 }
 
 namespace {
-// Make io_uring_setup fail with EPERM, like a container's seccomp profile.
-bool deny_io_uring()
+// Make io_uring_setup fail with `err`: EPERM like a container's seccomp
+// profile, ENOSYS like a kernel without io_uring.
+bool deny_io_uring(int err = EPERM)
 {
 	sock_filter filter[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (unsigned)err),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	sock_fprog prog = {(unsigned short)(sizeof(filter) / sizeof(filter[0])), filter};
@@ -1075,4 +1076,37 @@ TEST_CASE("closing with a wake-up still pending really closes", "[poll][close]")
 	// x had unread data, so its close sends RST: -ECONNRESET (or EOF), but
 	// never -ETIMEDOUT, which would mean x's socket was still open.
 	CHECK((got == -ECONNRESET || got == 0));
+}
+
+TEST_CASE("no io_uring in the kernel: uring names ENOSYS, auto falls back", "[poll][open]")
+{
+	int p[2];
+	REQUIRE(pipe(p) == 0);
+	int status = in_child([&] {
+		close(p[0]);
+		if (!deny_io_uring(ENOSYS))
+			return 20;
+		sched_init(nullptr);
+		char why_uring[256] = "", why_auto[256] = "";
+		int rc_uring = poll_open(POLL_URING, why_uring, sizeof(why_uring));
+		int rc_auto = poll_open(POLL_AUTO, why_auto, sizeof(why_auto));
+		dprintf(p[1], "%d|%s|%d|%d|%s", rc_uring, why_uring, rc_auto,
+			(int)poll_backend(), why_auto);
+		poll_close();
+		sched_shutdown();
+		return 0;
+	});
+	close(p[1]);
+	char buf[1024] = {0};
+	ssize_t n = read(p[0], buf, sizeof(buf) - 1);
+	close(p[0]);
+	REQUIRE(WIFEXITED(status));
+	REQUIRE(WEXITSTATUS(status) == 0);
+	REQUIRE(n > 0);
+	std::string out(buf);
+	INFO(out);
+	CHECK(out.rfind(std::to_string(-ENOSYS) + "|io_uring unavailable", 0) == 0);
+	CHECK(out.find("ENOSYS") != std::string::npos);
+	CHECK(out.find("|0|" + std::to_string((int)POLL_EPOLL) + "|") != std::string::npos);
+	CHECK(out.find("using epoll") != std::string::npos);
 }
