@@ -8,9 +8,15 @@
  * in one io_uring_submit_and_wait_timeout per scheduler round.
  *
  * close() does not end a poll request (it holds its own file reference), so
- * pd_close queues a POLL_REMOVE and leaves the slot a zombie until the
- * request's final CQE arrives; only then can the slot be reused. Any CQE in
- * between carries the old generation and is counted stale.
+ * pd_close queues a POLL_REMOVE (again on -EALREADY) and leaves the slot a
+ * zombie until the request's final CQE arrives; only then can the slot be
+ * reused. Any CQE in between carries the old generation and is counted
+ * stale. The socket itself is released when the remove lands (next round).
+ *
+ * A delay-0 poll with nothing queued makes no syscall unless the kernel
+ * raised IORING_SQ_TASKRUN or CQ_OVERFLOW (we ask for TASKRUN_FLAG).
+ * Optional write batching (poll_set_uring_write_batching) sends through
+ * SENDMSG SQEs that ride on the same enter.
  */
 #include <errno.h>
 #include <poll.h>
