@@ -5,6 +5,13 @@
 // FRAMEPROXY_VOLUME_FRAMES sets the frame count (default 1,000,000; meson
 // passes a smaller count to sanitizer builds), FRAMEPROXY_VOLUME_TIMEOUT_S
 // bounds the run (default 1500 s).
+//
+// Measured 2026-11-22 on the 2-core dev VM (meson test --suite proxy):
+//   plain build, 1,000,000 frames (131 GB each way): epoll 190 s, uring
+//   200 s wall (~660 MB/s; proxy CPU 87 s / 94 s); the rest of the suite
+//   ~11 s per poller, ~7 min in all.
+//   ASan+UBSan (buildtype debug), 100,000 frames: epoll 39 s, uring 35 s;
+//   the whole sanitized suite ~2 min. meson passes 250,000 there.
 #include "tests/proxy/harness.hpp"
 
 using namespace itest;
