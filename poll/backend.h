@@ -56,6 +56,7 @@ struct pd {
 	bool closing;
 	bool not_socket;         /* send(2) said ENOTSOCK: use write(2) */
 	bool rd_drained;         /* last read was short: the socket was empty */
+	bool rd_hup;             /* EV_HUP seen: reads never skip to a park */
 	bool armed;              /* uring: a multishot poll for `armed_gen` is in flight */
 	uint32_t armed_gen;
 	uint32_t arm_errors;     /* uring: consecutive failed arms */
@@ -78,7 +79,9 @@ static inline uint64_t pd_token(const pd_t *pd)
 }
 
 /* Readiness bits a backend hands to pd_deliver. */
-enum { EV_READ = 1, EV_WRITE = 2 };
+/* EV_HUP: the peer shut down or the socket failed. It sticks, because no
+ * further edge will come to wake a reader parked after a short read. */
+enum { EV_READ = 1, EV_WRITE = 2, EV_HUP = 4 };
 
 struct poll_backend {
 	const char *name;
@@ -107,7 +110,7 @@ int pd_deliver(uint64_t token, unsigned ev);
 pd_t *pd_slot(uint32_t index);
 /* A zombie's last backend request is done: the slot may be reused. */
 void pd_slot_release(pd_t *pd);
-/* Map poll(2)/epoll bits to EV_READ|EV_WRITE. */
+/* Map poll(2)/epoll bits to EV_READ|EV_WRITE|EV_HUP. */
 unsigned pd_events_from_mask(uint32_t mask);
 
 /* For net.c: -EBADF/-ETIMEDOUT/0 for a direction, without a syscall. */

@@ -242,10 +242,12 @@ ssize_t pd_try_read(pd_t *pd, void *buf, size_t len)
  * after it raises a new edge, which leaves READY. So while no READY came
  * since, the next read would only say EAGAIN: skip that syscall and park
  * (Netty's edge-triggered transport relies on the same short-read rule).
+ * Not once the peer has hung up: its FIN may have come with the data that
+ * read consumed, and no edge would ever follow.
  */
 static bool read_would_block(pd_t *pd)
 {
-	return pd->rd_drained && pd->rd.slot == SLOT_EMPTY;
+	return pd->rd_drained && !pd->rd_hup && pd->rd.slot == SLOT_EMPTY;
 }
 
 ssize_t pd_read(pd_t *pd, void *buf, size_t len)

@@ -267,6 +267,8 @@ unsigned pd_events_from_mask(uint32_t mask)
 		ev |= EV_READ;
 	if (mask & (0x004 | 0x008 | 0x010)) /* OUT ERR HUP */
 		ev |= EV_WRITE;
+	if (mask & (0x2000 | 0x008 | 0x010)) /* RDHUP ERR HUP */
+		ev |= EV_HUP;
 	return ev;
 }
 
@@ -292,6 +294,8 @@ int pd_deliver(uint64_t token, unsigned ev)
 		return 0;
 	}
 	int woke = 0;
+	if (ev & EV_HUP)
+		pd->rd_hup = true;
 	if (ev & EV_READ)
 		woke += dir_ready(&pd->rd);
 	/* A read watch may have closed (and even reopened) the slot. */
@@ -316,6 +320,7 @@ int pd_open_nonblock(int fd, pd_t **out)
 	pd->closing = false;
 	pd->not_socket = false;
 	pd->rd_drained = false;
+	pd->rd_hup = false;
 	pd->send_epoch = 0;
 	pd->streak = 0;
 	pd->arm_errors = 0;

@@ -301,6 +301,30 @@ static void dir_compact(relay_dir *dir)
 	dir->end = pending;
 }
 
+/*
+ * The source announced a frame over the limit. Everything it completed
+ * before is already forwarded; for a client, the replies to those frames
+ * must still reach it, so stop reading it, pass EOF to the upstream and let
+ * the other direction finish. An oversize reply has no such debt: close.
+ */
+static void dir_refuse(relay_dir *dir)
+{
+	relay *r = dir->owner;
+
+	if (dir->side == RELAY_UPSTREAM) {
+		relay_close(r, "upstream_oversize");
+		return;
+	}
+	r->reason = "oversize";
+	dir->done = true;
+	buffer_give(r, dir);
+	if (r->dir[!dir->side].done || r->draining) {
+		relay_close(r, r->reason);
+		return;
+	}
+	pd_shutdown(dir_destination(dir), SHUT_WR);
+}
+
 /* Forward whatever is complete. 0, or -errno after closing the relay. */
 static int dir_forward(relay_dir *dir)
 {
@@ -323,8 +347,7 @@ static int dir_forward(relay_dir *dir)
 		relay_touch(r);
 	}
 	if (dir->scanner.oversize) {
-		relay_close(r, side_reason(dir->side, "oversize",
-					   "upstream_oversize"));
+		dir_refuse(dir);
 		return -EMSGSIZE;
 	}
 	dir_compact(dir);

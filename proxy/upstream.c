@@ -82,6 +82,12 @@ static void server_connect_failed(upstream_pool *pool, uint32_t index, int err)
 			server->name, strerror(-err));
 	if (threshold == 0 || server->consecutive_failures < threshold)
 		return;
+	/* Connects that were in flight when it went out fail too: they are the
+	 * same outage, not a reason to double the time out again. */
+	if (sched_now() < server->out_until) {
+		server->consecutive_failures = 0;
+		return;
+	}
 	uint32_t shift = server->ejections < UPSTREAM_EJECT_MAX_SHIFT ?
 				 server->ejections : UPSTREAM_EJECT_MAX_SHIFT;
 	int64_t out_for = pool->params.fail_timeout_ns << shift;

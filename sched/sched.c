@@ -170,6 +170,9 @@ void sched_run(void)
 	while (!sched_g.stop) {
 		if (sched_g.timers.len)
 			timers_run(&sched_g.timers, sched_now());
+		/* A timer callback may have stopped the loop: blocking now would hang. */
+		if (sched_g.stop)
+			break;
 		struct coro *c = runq_pop(&sched_g.runq);
 		if (!c) {
 			if (!idle())

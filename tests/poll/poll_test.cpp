@@ -361,6 +361,33 @@ TEST_CASE("closing really closes: the peer sees EOF", "[poll]")
 	CHECK(waited < 1000 * MS);
 }
 
+TEST_CASE("EOF queued behind data is seen after a short read", "[poll]")
+{
+	// Data and FIN arrive before the reader looks: one edge reports both.
+	// The read after the short one must not park waiting for another edge.
+	Loop loop;
+	ssize_t first = -1, second = -1;
+	int64_t waited = -1;
+	go([&] {
+		pd_t *a, *b;
+		SETUP(tcp_pair(&a, &b));
+		pd_write_full(a, "abc", 3);
+		pd_close(a);
+		coro_sleep(20 * MS);
+		char buf[100];
+		first = pd_read(b, buf, sizeof(buf));
+		pd_set_deadline(b, PD_READ, sched_now() + 2000 * MS);
+		int64_t t0 = sched_now();
+		second = pd_read(b, buf, sizeof(buf));
+		waited = sched_now() - t0;
+		pd_close(b);
+	});
+	sched_run();
+	CHECK(first == 3);
+	CHECK(second == 0);
+	CHECK(waited < 1000 * MS);
+}
+
 TEST_CASE("read and write deadlines expire", "[poll][deadline]")
 {
 	Loop loop;

@@ -255,7 +255,7 @@ TEST_CASE("SIGTERM with idle connections: exit 0 within the drain timeout",
 // KNOWN BUG (BUG-2 in /work/proxy-bugs.txt, 2026-11-22): sched_stop() from
 // the drain-check timer does not wake the loop, so the proxy stays in
 // epoll_wait/io_uring after the last relay closed. Runs and fails until fixed.
-TEST_CASE("SIGTERM lets a started frame finish, then closes", "[drain][known-bug]")
+TEST_CASE("SIGTERM lets a started frame finish, then closes", "[drain]")
 {
 	TestUpstream up(TestUpstream::Mode::Hold);
 	Proxy proxy({"--server", up.addr(), "--drain-timeout", "5s"});
@@ -296,7 +296,7 @@ TEST_CASE("SIGTERM lets a started frame finish, then closes", "[drain][known-bug
 // the drain-check timer does not wake the loop, so the proxy stays in
 // epoll_wait/io_uring after the last relay closed. Runs and fails until fixed.
 TEST_CASE("SIGTERM with a frame that never finishes: closed at the drain timeout",
-	  "[drain][known-bug]")
+	  "[drain]")
 {
 	TestUpstream up(TestUpstream::Mode::Hold);
 	Proxy proxy({"--server", up.addr(), "--drain-timeout", "1s",

@@ -205,6 +205,33 @@ TEST_CASE("sched_stop returns after the current coroutine switches out; run resu
 	CHECK(stats().live == 0);
 }
 
+TEST_CASE("sched_stop from a timer callback returns without blocking in the hook", "[loop][netpoll]")
+{
+	// Regression: the loop used to fire timers, find the queue empty and
+	// block in the hook forever (a parked coroutine and a hold keep it alive).
+	SchedScope scope;
+	Bodies b;
+	HookLog log;
+	sched_set_netpoll(hook, &log);
+	log.on_call = [](int64_t delay) {
+		// A real poller would block forever on -1; recorded and checked below.
+		if (delay > 0)
+			sleep_ns(delay);
+		return 0;
+	};
+	b.spawn([] { coro_park("forever"); }, "parked");
+	sched_hold();
+	sched_timer t;
+	sched_timer_init(&t, [](sched_timer *, void *) { sched_stop(); }, nullptr);
+	REQUIRE(sched_timer_set(&t, sched_now() + 5000000) == 0);
+	sched_run();
+	CHECK(stats().timers_fired == 1);
+	CHECK(stats().live == 1);
+	for (int64_t d : log.delays)
+		CHECK(d >= 0);
+	sched_release();
+}
+
 TEST_CASE("stats count rounds, switches, spawns and exits", "[loop]")
 {
 	SchedScope scope;
