@@ -1,6 +1,6 @@
 /* log — logfmt lines, one per event, on stderr by default:
  *
- *   ts=2026-11-22T21:55:01.123Z level=info msg="upstream down" server=10.0.0.2:9000 fails=3
+ *   ts=2026-11-22T21:55:01.123Z level=info msg="upstream down" listener=api upstream=10.0.0.2:9000 error="Connection refused" checks=3
  *
  * log_line takes the message and a printf-style list of key=value pairs:
  *

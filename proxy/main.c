@@ -292,10 +292,23 @@ static int plan_build(run_plan *plan, const struct config *cfg)
 	return 0;
 }
 
+/* Keys the config accepts for the sharded supervisor, which is not built
+ * yet: say so rather than let an operator believe they took effect. */
+static void warn_unbuilt(const struct config *cfg)
+{
+	if (cfg->shards > 1)
+		log_line(LOG_LEVEL_WARN, "shards not supported yet: running one process",
+			 "shards=%u", cfg->shards);
+	if (cfg->has_admin)
+		log_line(LOG_LEVEL_WARN, "admin endpoint not supported yet: not served", NULL);
+}
+
 static int serve(const struct config *cfg)
 {
 	run_plan plan = {0};
 	int rc = plan_build(&plan, cfg);
+
+	warn_unbuilt(cfg);
 
 	if (rc == 0) {
 		server_settings settings = {

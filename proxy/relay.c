@@ -120,7 +120,7 @@ static void group_unlink(relay *r)
 static void relay_finish(relay *r)
 {
 	relay_summary summary = {
-		.reason = r->reason ? r->reason : "closed",
+		.reason = r->reason ? r->reason : "internal_error",
 		.started_ns = r->started,
 		.ended_ns = sched_now(),
 	};

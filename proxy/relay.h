@@ -40,8 +40,9 @@ typedef void (*relay_done_fn)(const relay_summary *summary, void *arg);
 typedef struct relay relay;
 
 /*
- * The relays of one process: their list (for drain) and a pool of idle
- * buffers, so a connection that wakes up does not go to malloc each time.
+ * The relays of one listener: their list (for drain) and a pool of idle
+ * buffers of the listener's size, so a connection that wakes up does not go
+ * to malloc each time.
  */
 typedef struct relay_group {
 	relay *head;

@@ -17,7 +17,7 @@ typedef struct server {
 	const server_settings *settings;
 	listener *listeners;
 	uint32_t opened;
-	relay_group relays;
+	relay_group *relays;   /* one per listener: each pools its own buffer size */
 	pd_t *signals;
 	sched_timer drain_check;
 	int64_t drain_deadline;
@@ -46,7 +46,8 @@ static void drain_check_fired(sched_timer *timer, void *arg)
 		srv->forced = true;
 		log_line(LOG_LEVEL_WARN, "drain timeout", "open=%llu",
 			 (unsigned long long)server_connections(srv));
-		relay_close_all(&srv->relays, "shutdown");
+		for (uint32_t i = 0; i < srv->opened; i++)
+			relay_close_all(&srv->relays[i], "shutdown");
 	}
 	sched_timer_set(timer, sched_now() + SERVER_DRAIN_CHECK_NS);
 }
@@ -58,7 +59,8 @@ static void server_drain(server *srv, const char *why)
 		 (unsigned long long)server_connections(srv));
 	for (uint32_t i = 0; i < srv->opened; i++)
 		listener_stop(&srv->listeners[i]);
-	relay_drain(&srv->relays);
+	for (uint32_t i = 0; i < srv->opened; i++)
+		relay_drain(&srv->relays[i]);
 	srv->drain_deadline = sched_now() + srv->settings->drain_timeout_ns;
 	sched_timer_init(&srv->drain_check, drain_check_fired, srv);
 	sched_timer_set(&srv->drain_check, sched_now());
@@ -122,7 +124,7 @@ static int listeners_open(server *srv)
 
 		netaddr_format((const struct sockaddr *)&params->addr, where,
 			       sizeof(where));
-		int rc = listener_open(&srv->listeners[i], params, &srv->relays, fd);
+		int rc = listener_open(&srv->listeners[i], params, &srv->relays[i], fd);
 		if (rc < 0) {
 			log_line(LOG_LEVEL_ERROR, "cannot listen",
 				 "listener=%s address=%s error=%s", params->name,
@@ -161,11 +163,14 @@ static int server_start(server *srv)
 		log_line(LOG_LEVEL_WARN, "poller fallback", "reason=%s", why);
 	log_line(LOG_LEVEL_INFO, "poller", "backend=%s switch=%s",
 		 poll_kind_name(poll_backend()), sched_switch_name());
-	relay_group_init(&srv->relays, settings->listeners[0].relay.buffer_size,
-			 settings->buffer_pool_max ? settings->buffer_pool_max : 256);
 	srv->listeners = calloc(settings->listener_count, sizeof(*srv->listeners));
-	if (!srv->listeners)
+	srv->relays = calloc(settings->listener_count, sizeof(*srv->relays));
+	if (!srv->listeners || !srv->relays)
 		return -ENOMEM;
+	for (uint32_t i = 0; i < settings->listener_count; i++)
+		relay_group_init(&srv->relays[i],
+				 settings->listeners[i].relay.buffer_size,
+				 settings->buffer_pool_max ? settings->buffer_pool_max : 256);
 	if ((rc = signals_open(srv)) < 0)
 		return rc;
 	return listeners_open(srv);
@@ -180,7 +185,9 @@ static void server_cleanup(server *srv)
 	free(srv->listeners);
 	if (srv->signals)
 		pd_close(srv->signals);
-	relay_group_free(&srv->relays);
+	for (uint32_t i = 0; srv->relays && i < srv->settings->listener_count; i++)
+		relay_group_free(&srv->relays[i]);
+	free(srv->relays);
 	poll_close();
 	sched_shutdown();
 }

@@ -5,9 +5,10 @@
  * Freed default-size stacks are pooled. A just-freed stack keeps its pages
  * ("dirty") and is the first to be reused: on this kind of machine a page
  * fault or an madvise costs a microsecond or more, the whole spawn otherwise
- * costs ~100 ns. Beyond SCHED_POOL_DIRTY_MAX dirty stacks, and whenever the
- * loop is about to block, everything below a pooled stack's top page is
- * given back (MADV_DONTNEED), so an idle pool holds one page per stack.
+ * costs ~100 ns. Beyond SCHED_POOL_DIRTY_MAX dirty stacks, and for up to
+ * SCHED_POOL_CLEAN_PER_IDLE stacks each time the loop is about to block,
+ * everything below a pooled stack's top page is given back (MADV_DONTNEED),
+ * so a pool left idle ends up holding one page per stack.
  *
  * Overflow: a SIGSEGV handler on an alternate signal stack recognizes a fault
  * inside the current coroutine's guard page and ends the process with the

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs (as root) or names (otherwise) the Debian packages frameproxy needs.
-# Usage: tools/deps.sh [build|demo]   (demo adds what the comparison needs)
+# Usage: tools/deps.sh [build|demo]   (demo adds the HAProxy and nginx
+# baselines of tools/compare)
 set -euo pipefail
 
 packages=(meson ninja-build gcc g++ pkg-config liburing-dev libmimalloc-dev
 	libinih-dev catch2)
 if [ "${1:-build}" = demo ]; then
-	packages+=(gnuplot-nox)
+	packages+=(libboost-context-dev haproxy nginx libnginx-mod-stream)
 fi
 
 missing=()
