@@ -245,9 +245,14 @@ ssize_t pd_try_read(pd_t *pd, void *buf, size_t len)
  * Not once the peer has hung up: its FIN may have come with the data that
  * read consumed, and no edge would ever follow.
  */
-static bool read_would_block(pd_t *pd)
+static bool read_would_block(const pd_t *pd)
 {
 	return pd->rd_drained && !pd->rd_hup && pd->rd.slot == SLOT_EMPTY;
+}
+
+bool pd_read_drained(const pd_t *pd)
+{
+	return read_would_block(pd);
 }
 
 ssize_t pd_read(pd_t *pd, void *buf, size_t len)

@@ -296,6 +296,10 @@ int pd_deliver(uint64_t token, unsigned ev)
 	int woke = 0;
 	if (ev & EV_HUP)
 		pd->rd_hup = true;
+	/* New data may have come: a watch consumes this edge without leaving
+	 * READY, so the short-read mark must go here, not when READY is taken. */
+	if (ev & EV_READ)
+		pd->rd_drained = false;
 	if (ev & EV_READ)
 		woke += dir_ready(&pd->rd);
 	/* A read watch may have closed (and even reopened) the slot. */

@@ -160,6 +160,12 @@ ssize_t pd_read(pd_t *pd, void *buf, size_t len);
 ssize_t pd_read_full(pd_t *pd, void *buf, size_t len);
 /* read(2) once without parking: n, 0 on EOF, -EAGAIN, -errno. */
 ssize_t pd_try_read(pd_t *pd, void *buf, size_t len);
+/*
+ * True when the last read came back short and no readiness or hang-up was
+ * reported since: another read would only say EAGAIN. A caller may wait
+ * (pd_wait, pd_watch) without making that read; the next edge clears it.
+ */
+bool pd_read_drained(const pd_t *pd);
 ssize_t pd_write_full(pd_t *pd, const void *buf, size_t len);
 /* Write all of iov (modified in place as it goes); returns the total. */
 ssize_t pd_writev_full(pd_t *pd, struct iovec *iov, int iov_count);

@@ -405,7 +405,10 @@ static void dir_pump(relay_dir *dir)
 			relay_close(r, "no_memory");
 			return;
 		}
-		ssize_t n = dir_read(dir);
+		/* After a short read the socket is empty: wait for the next edge
+		 * instead of paying a read(2) to hear EAGAIN. */
+		ssize_t n = pd_read_drained(dir_source(dir)) ? -EAGAIN
+							     : dir_read(dir);
 		if (n == -EAGAIN) {
 			if (frame_at_boundary(&dir->scanner, dir->end - dir->start)) {
 				if (dir_go_idle(dir))

@@ -42,8 +42,12 @@ typedef sched_ctx_asm sched_ctx;
  * resident memory sits in the pool while the loop is busy.
  */
 #define SCHED_POOL_DIRTY_MAX 64
-/* Dirty stacks cleaned per idle round, so cleaning never delays a poll much. */
-#define SCHED_POOL_CLEAN_PER_IDLE 16
+/*
+ * Dirty stacks that no spawn needed for a whole period are cleaned when the
+ * loop next idles. Cleaning on every idle instead would cost a request/reply
+ * relay an madvise and page faults per message: it idles between messages.
+ */
+#define SCHED_POOL_SCAVENGE_NS (100 * 1000 * 1000)
 
 enum coro_state { CORO_RUNNABLE, CORO_RUNNING, CORO_PARKED, CORO_DEAD };
 
@@ -100,6 +104,8 @@ struct sched {
 	size_t pool_max;
 	size_t pool_len;             /* dirty + clean */
 	size_t pool_dirty_len;
+	size_t pool_dirty_low;       /* fewest dirty stacks since the last scavenge */
+	int64_t scavenge_at;         /* next scavenge, or 0 with no dirty stacks */
 	struct coro *pool_dirty;     /* freed default-size stacks, pages kept */
 	struct coro *pool_clean;     /* freed, pages below the record dropped */
 	size_t page;
@@ -138,8 +144,9 @@ void timers_free(struct timer_heap *h);
 struct coro *stack_get(size_t size);
 void stack_put(struct coro *c);
 void stack_pool_drain(void);
-/* Give back the pages of up to `max` dirty pooled stacks (loop about to block). */
-void stack_pool_clean(size_t max);
+/* At idle: clean the dirty stacks nobody needed for a period. Returns when
+ * it wants to run again (the loop must wake by then), or INT64_MAX. */
+int64_t stack_pool_scavenge(int64_t now);
 int stack_guard_install(void);
 void stack_guard_remove(void);
 

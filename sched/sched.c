@@ -144,20 +144,19 @@ static bool idle(void)
 
 	if (!sched_g.stats.live && !timers && !sched_g.holds)
 		return false;
-	/* About to block: a good moment to give back pooled stacks' pages. */
-	stack_pool_clean(SCHED_POOL_CLEAN_PER_IDLE);
+	/* About to block: a good moment to give back unneeded stacks' pages,
+	 * and the loop must wake when the scavenger wants to look again. */
+	int64_t now = sched_now();
+	int64_t scavenge = stack_pool_scavenge(now);
 	if (!sched_g.netpoll) {
 		if (!timers)
 			return false;
-		sleep_until(next);
+		sleep_until(next < scavenge ? next : scavenge);
 		return true;
 	}
-	int64_t delay = -1;
-	if (timers) {
-		int64_t now = sched_now();
-		delay = next > now ? next - now : 0;
-	}
-	poll_hook(delay);
+	if (scavenge < next)
+		next = scavenge;
+	poll_hook(next == INT64_MAX ? -1 : next > now ? next - now : 0);
 	return true;
 }
 

@@ -5,10 +5,10 @@
  * Freed default-size stacks are pooled. A just-freed stack keeps its pages
  * ("dirty") and is the first to be reused: on this kind of machine a page
  * fault or an madvise costs a microsecond or more, the whole spawn otherwise
- * costs ~100 ns. Beyond SCHED_POOL_DIRTY_MAX dirty stacks, and for up to
- * SCHED_POOL_CLEAN_PER_IDLE stacks each time the loop is about to block,
- * everything below a pooled stack's top page is given back (MADV_DONTNEED),
- * so a pool left idle ends up holding one page per stack.
+ * costs ~100 ns. Beyond SCHED_POOL_DIRTY_MAX dirty stacks, and for stacks
+ * no spawn needed during a scavenge period (stack_pool_scavenge, run when
+ * the loop idles), everything below a pooled stack's top page is given back
+ * (MADV_DONTNEED), so a pool left idle ends up holding one page per stack.
  *
  * Overflow: a SIGSEGV handler on an alternate signal stack recognizes a fault
  * inside the current coroutine's guard page and ends the process with the
@@ -71,6 +71,8 @@ struct coro *stack_get(size_t size)
 	sched_g.stats.stacks_reused++;
 	if (sched_g.pool_dirty) {
 		sched_g.pool_dirty_len--;
+		if (sched_g.pool_dirty_len < sched_g.pool_dirty_low)
+			sched_g.pool_dirty_low = sched_g.pool_dirty_len;
 		return pop(&sched_g.pool_dirty);
 	}
 	return pop(&sched_g.pool_clean);
@@ -133,14 +135,38 @@ void stack_put(struct coro *c)
 	sched_g.pool_dirty_len++;
 }
 
-void stack_pool_clean(size_t max)
+static void clean_dirty(size_t count)
 {
-	for (; max > 0 && sched_g.pool_dirty; max--) {
+	for (; count > 0 && sched_g.pool_dirty; count--) {
 		struct coro *c = pop(&sched_g.pool_dirty);
 		sched_g.pool_dirty_len--;
 		clean(c);
 		push(&sched_g.pool_clean, c);
 	}
+}
+
+/*
+ * Like Go's scavenger: what the pool never dipped below during a whole
+ * period was not needed, so that many stacks give their pages back. Hot
+ * stacks of a busy relay stay dirty; a pool left alone is clean after one
+ * to two periods.
+ */
+int64_t stack_pool_scavenge(int64_t now)
+{
+	if (sched_g.pool_dirty_len == 0) {
+		sched_g.scavenge_at = 0;
+		return INT64_MAX;
+	}
+	if (sched_g.scavenge_at == 0) {
+		sched_g.pool_dirty_low = sched_g.pool_dirty_len;
+		sched_g.scavenge_at = now + SCHED_POOL_SCAVENGE_NS;
+		return sched_g.scavenge_at;
+	}
+	if (now < sched_g.scavenge_at)
+		return sched_g.scavenge_at;
+	clean_dirty(sched_g.pool_dirty_low);
+	sched_g.scavenge_at = 0;
+	return stack_pool_scavenge(now);
 }
 
 static void drain(struct coro **list)
@@ -155,6 +181,7 @@ void stack_pool_drain(void)
 	drain(&sched_g.pool_clean);
 	sched_g.pool_len = 0;
 	sched_g.pool_dirty_len = 0;
+	sched_g.scavenge_at = 0;
 }
 
 /* --- guard page fault handling ------------------------------------------ */
