@@ -69,29 +69,33 @@ static void pool_refresh(upstream_pool *pool)
 
 /* --- passive health ------------------------------------------------------ */
 
-static void server_connect_failed(upstream_pool *pool, uint32_t index, int err)
+/* `eject_count_at_start`: the server's eject_count when this connect began. */
+static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
+				  uint64_t eject_count_at_start)
 {
 	upstream_server *server = &pool->servers[index];
 	uint32_t threshold = pool->params.fail_threshold;
 	static struct log_ratelimit limit = LOG_RATELIMIT_INIT(5);
 
 	server->connect_failures++;
-	server->consecutive_failures++;
 	log_ratelimited(&limit, LOG_LEVEL_WARN, "upstream connect failed",
 			"listener=%s upstream=%s error=%s", pool->listener,
 			server->name, strerror(-err));
+	/* Connects that were in flight when it went out fail too: they are the
+	 * same outage, not a reason to eject it again and double the time out.
+	 * Whether the server went out since the connect began is what tells
+	 * (not whether it is out now: a connect that hangs until a
+	 * connect_timeout longer than the time out ends after it). */
+	if (server->eject_count != eject_count_at_start)
+		return;
+	server->consecutive_failures++;
 	if (threshold == 0 || server->consecutive_failures < threshold)
 		return;
-	/* Connects that were in flight when it went out fail too: they are the
-	 * same outage, not a reason to double the time out again. */
-	if (sched_now() < server->out_until) {
-		server->consecutive_failures = 0;
-		return;
-	}
 	uint32_t shift = server->ejections < UPSTREAM_EJECT_MAX_SHIFT ?
 				 server->ejections : UPSTREAM_EJECT_MAX_SHIFT;
 	int64_t out_for = pool->params.fail_timeout_ns << shift;
 	server->ejections++;
+	server->eject_count++;
 	server->consecutive_failures = 0;
 	server->out_until = sched_now() + out_for;
 	log_line(LOG_LEVEL_WARN, "upstream out",
@@ -124,6 +128,7 @@ int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 			break;
 		balance_tried_add(&tried, (uint32_t)index);
 		upstream_server *server = &pool->servers[index];
+		uint64_t eject_count = server->eject_count;
 		int rc = poll_connect((const struct sockaddr *)&server->addr,
 				      server->addr_len,
 				      pool->params.connect_timeout_ns, out);
@@ -132,7 +137,7 @@ int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 			return index;
 		}
 		last_error = rc;
-		server_connect_failed(pool, (uint32_t)index, rc);
+		server_connect_failed(pool, (uint32_t)index, rc, eject_count);
 		pool_refresh(pool);
 	}
 	return last_error;

@@ -4,7 +4,8 @@
  *
  * Passive health counts consecutive connect failures; at fail_threshold the
  * server is out for fail_timeout, doubled on each ejection in a row (capped
- * at 32x) and reset by a success. Active health, when health_interval is
+ * at 32x) and reset by a success; failures of connects that were in flight
+ * when it went out do not count. Active health, when health_interval is
  * set, runs one checker coroutine per server: a TCP connect, or check_frame
  * sent and any frame expected back, with rise/fall counts.
  */
@@ -41,6 +42,9 @@ typedef struct upstream_server {
 	uint32_t consecutive_failures;
 	uint32_t ejections;
 	int64_t out_until;
+	uint64_t eject_count;      /* ejections ever, never reset: tells a
+				    * connect whether the server went out
+				    * while it was in flight */
 	/* active health */
 	bool check_up;
 	uint32_t check_successes;

@@ -7,13 +7,16 @@
 //                wait for a line matching a predicate, VmRSS from /proc.
 //                (No std::regex: GCC 12 warns inside it under ASan -O2,
 //                and the build uses --werror.)
-//   Proxy/Echo   frameproxy / frameecho started on 127.0.0.1:0.
+//   Proxy/Echo   frameproxy / frameecho started on 127.0.0.1:0 (or a given
+//                port, for frameecho).
 //   Conn         a blocking-style client with poll() timeouts, optionally
 //                bound to a 127.0.0.X source address (all of 127/8 is on lo).
 //   TestUpstream an in-test upstream server on a thread: counts accepted
 //                connections, records what it receives, can refuse to read
 //                (backpressure) or send frames then shutdown(SHUT_WR).
-//   LogRecord    logfmt lines of the proxy's stderr, parsed into key=value.
+//   RefusingPort a port that refuses connects; BlackHole, one where they hang.
+//   LogRecord    logfmt lines of the proxy's stderr, parsed into key=value
+//                (log_ms reads a line's ts=).
 //
 // Every wait is bounded in time; every loop is bounded in count. The poller
 // under test comes from $FRAMEPROXY_POLLER (epoll by default).
@@ -45,6 +48,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -267,6 +271,22 @@ inline LogRecord parse_logfmt(const std::string &line)
 			r.kv[key] = value;
 	}
 	return r;
+}
+
+// A record's ts= (2026-11-30T18:22:33.439Z) in milliseconds since the
+// epoch; -1 when it has none.
+inline long long log_ms(const LogRecord &r)
+{
+	const std::string ts = r.get("ts");
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	int ms = 0;
+	if (sscanf(ts.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon,
+		   &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
+		return -1;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return (long long)timegm(&tm) * 1000 + ms;
 }
 
 inline std::vector<LogRecord> parse_log(const std::string &text)
@@ -805,6 +825,41 @@ private:
 	uint16_t port_ = 0;
 };
 
+// A port on 127.0.0.1 where connects hang: a listener with backlog 0 whose
+// accept queue is already full (one connection from here, never accepted),
+// so the kernel drops further SYNs and a connect only ends at its timeout.
+class BlackHole {
+public:
+	BlackHole()
+	{
+		fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		sockaddr_in sa = inet_addr_port("127.0.0.1", 0);
+		if (fd_ < 0 || bind(fd_, (sockaddr *)&sa, sizeof(sa)) < 0 ||
+		    listen(fd_, 0) < 0)
+			throw std::runtime_error("black hole: bind/listen failed");
+		socklen_t len = sizeof(sa);
+		getsockname(fd_, (sockaddr *)&sa, &len);
+		port_ = ntohs(sa.sin_port);
+		filler_ = Conn::connect(port_);
+		if (!filler_.valid())
+			throw std::runtime_error("black hole: filling the queue failed");
+		// The queue is full now: a probe must not complete.
+		Conn probe = Conn::connect(port_, "", milliseconds(200));
+		if (probe.valid())
+			throw std::runtime_error("black hole: a connect still completes");
+	}
+	~BlackHole() { ::close(fd_); }
+	BlackHole(const BlackHole &) = delete;
+	BlackHole &operator=(const BlackHole &) = delete;
+	uint16_t port() const { return port_; }
+	std::string addr() const { return "127.0.0.1:" + std::to_string(port_); }
+
+private:
+	int fd_ = -1;
+	uint16_t port_ = 0;
+	Conn filler_;
+};
+
 // --- the in-test upstream ----------------------------------------------------
 
 class TestUpstream {
@@ -1052,10 +1107,12 @@ inline milliseconds startup_timeout()
 // frameecho on 127.0.0.1:0.
 class Echo {
 public:
-	explicit Echo(std::vector<std::string> extra = {})
+	// `listen` may name a fixed port (one a test held free until now).
+	explicit Echo(std::vector<std::string> extra = {},
+		      const std::string &listen = "127.0.0.1:0")
 	{
 		std::vector<std::string> argv = {binary("FRAMEECHO"), "--listen",
-						 "127.0.0.1:0", "--poller",
+						 listen, "--poller",
 						 env_or("FRAMEPROXY_TOOLS_POLLER", "epoll"),
 						 "--quiet"};
 		argv.insert(argv.end(), extra.begin(), extra.end());

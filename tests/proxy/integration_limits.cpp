@@ -322,3 +322,64 @@ TEST_CASE("SIGTERM with a frame that never finishes: closed at the drain timeout
 				  T5, &access));
 	CHECK(access.get("reason") == "shutdown");
 }
+
+TEST_CASE("--max-connections 3: a fourth client waits in the backlog until one of the three closes",
+	  "[limits][max-connections]")
+{
+	Echo echo;
+	Proxy proxy({"--server", echo.addr(), "--max-connections", "3"});
+	std::vector<Conn> three(3);
+	for (int i = 0; i < 3; i++) {
+		three[i] = Conn::connect(proxy.port());
+		REQUIRE(three[i].valid());
+		REQUIRE(three[i].roundtrip("one of three " + std::to_string(i)));
+	}
+
+	// The kernel completes the handshake (backlog), but the proxy does not
+	// take the connection: its frame is not answered, it is not closed,
+	// and nothing is logged for it.
+	Conn fourth = Conn::connect(proxy.port());
+	REQUIRE(fourth.valid());
+	const std::string client = fourth.local_addr();
+	REQUIRE(fourth.send_frame("fourth") == Io::Ok);
+	std::string early;
+	CHECK(fourth.wait_closed(milliseconds(700), &early) == Io::Timeout);
+	CHECK(early.empty());
+	CHECK_FALSE(proxy.wait_access(client, milliseconds(10)));
+	CHECK(proxy.records("access").empty());
+	// The three are still served meanwhile.
+	for (int i = 0; i < 3; i++)
+		REQUIRE(three[i].roundtrip("still here " + std::to_string(i)));
+
+	// One closes: its slot goes to the waiting client, whose frame is
+	// answered now.
+	const std::string first = three[0].local_addr();
+	three[0].close();
+	auto t0 = Clock::now();
+	std::string back;
+	INFO(proxy.log_tail());
+	REQUIRE(fourth.read_frame(back, T5) == Io::Ok);
+	CHECK(back == "fourth");
+	INFO("served " << ms_since(t0) << " ms after a slot freed");
+	REQUIRE(proxy.wait_access(first, T5));
+	REQUIRE(fourth.roundtrip("fourth again"));
+
+	// Full again (three open: two old and the fourth): a fifth waits too.
+	Conn fifth = Conn::connect(proxy.port());
+	REQUIRE(fifth.valid());
+	REQUIRE(fifth.send_frame("fifth") == Io::Ok);
+	CHECK(fifth.wait_closed(milliseconds(500)) == Io::Timeout);
+	fourth.close();
+	REQUIRE(fifth.read_frame(back, T5) == Io::Ok);
+	CHECK(back == "fifth");
+
+	// Nobody was turned away: every connection that ended did so normally.
+	fifth.close();
+	three[1].close();
+	three[2].close();
+	REQUIRE(proxy.wait_access_count(5, T5));
+	for (const auto &r : proxy.records("access")) {
+		INFO(r.line);
+		CHECK(r.get("reason") == "client_eof");
+	}
+}

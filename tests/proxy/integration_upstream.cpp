@@ -292,3 +292,315 @@ TEST_CASE("hash: a client address always lands on the same server; removing a se
 	}
 	CHECK(moved == per[2]);
 }
+
+namespace {
+
+// Health flags: checks every 100 ms, 2 in a row to go down or come back.
+// (frameproxy has no --health-rise/--health-fall flags; --set reaches the
+// keys.)
+std::vector<std::string> health_args(std::vector<std::string> more = {})
+{
+	std::vector<std::string> a = {"--health-interval", "100ms", "--set",
+				      "health_rise=2", "--set", "health_fall=2"};
+	a.insert(a.end(), more.begin(), more.end());
+	return a;
+}
+
+std::vector<std::string> concat(std::vector<std::string> a,
+				const std::vector<std::string> &b)
+{
+	a.insert(a.end(), b.begin(), b.end());
+	return a;
+}
+
+// Records `msg` about upstream `addr`.
+std::vector<LogRecord> about(const Proxy &proxy, const std::string &msg,
+			     const std::string &addr)
+{
+	std::vector<LogRecord> out;
+	for (auto &r : proxy.records(msg))
+		if (r.is("upstream", addr))
+			out.push_back(r);
+	return out;
+}
+
+// n clients one after another, each a roundtrip then close; returns the
+// upstream each one's access line names ("" when a client failed).
+std::vector<std::string> serve_clients(Proxy &proxy, int n, const std::string &tag)
+{
+	std::vector<std::string> where;
+	for (int i = 0; i < n; i++) {
+		INFO(tag << " client " << i << "\n" << proxy.log_tail());
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		const std::string client = c.local_addr();
+		CHECK(c.roundtrip(tag + " " + std::to_string(i)));
+		c.close();
+		LogRecord access;
+		REQUIRE(proxy.wait_access(client, T5, &access));
+		INFO(access.line);
+		CHECK(access.get("reason") == "client_eof");
+		where.push_back(access.get("upstream"));
+	}
+	return where;
+}
+
+size_t count_of(const std::vector<std::string> &v, const std::string &x)
+{
+	return (size_t)std::count(v.begin(), v.end(), x);
+}
+
+// The "upstream out" lines once there are n of them (or what there is at
+// the timeout).
+std::vector<LogRecord> wait_outs(Proxy &proxy, size_t n, milliseconds timeout)
+{
+	auto deadline = Clock::now() + timeout;
+	for (;;) {
+		auto outs = proxy.records("upstream out");
+		if (outs.size() >= n || Clock::now() >= deadline)
+			return outs;
+		std::this_thread::sleep_for(milliseconds(10));
+	}
+}
+
+} // namespace
+
+TEST_CASE("active health: a server with nothing listening goes down after fall checks and comes back after rise",
+	  "[upstream][health]")
+{
+	// The port stays bound (refusing) until frameecho takes it over.
+	std::unique_ptr<RefusingPort> hold(new RefusingPort);
+	const uint16_t port = hold->port();
+	const std::string dead = hold->addr();
+	Echo live;
+	// --retries 0 and passive ejection out of the way: a client sent to the
+	// dead server would fail, so every success below is the checks' doing.
+	Proxy proxy(concat({"--server", dead, "--server", live.addr(), "--retries", "0",
+			    "--fail-threshold", "1000"},
+			   health_args()));
+
+	LogRecord down;
+	INFO(proxy.log_tail());
+	REQUIRE(proxy.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "upstream down") && r.is("upstream", dead);
+	}, T5, &down));
+	INFO(down.line);
+	CHECK(down.num("checks") == 2);
+	CHECK(down.get("error") == "Connection refused");
+
+	// Out of the pool: every client goes to the live server, none is even
+	// tried on the dead one.
+	auto where = serve_clients(proxy, 10, "while down");
+	CHECK(count_of(where, live.addr()) == 10);
+	CHECK(proxy.records("upstream connect failed").empty());
+
+	// Something listens there now: rise (2) passing checks bring it back.
+	hold.reset();
+	Echo revived({}, "127.0.0.1:" + std::to_string(port));
+	REQUIRE(revived.addr() == dead);
+	LogRecord up;
+	REQUIRE(proxy.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "upstream up") && r.is("upstream", dead);
+	}, T5, &up));
+	INFO(up.line);
+	CHECK(up.num("checks") == 2);
+	CHECK(log_ms(up) - log_ms(down) >= 100);
+
+	// In the pool again: round robin shares the clients.
+	where = serve_clients(proxy, 10, "after up");
+	INFO("to the revived server " << count_of(where, dead) << ", to the other "
+	     << count_of(where, live.addr()));
+	CHECK(count_of(where, dead) >= 4);
+	CHECK(count_of(where, live.addr()) >= 4);
+	CHECK(count_of(where, dead) + count_of(where, live.addr()) == 10);
+
+	// The live server was never taken out; the dead one went down once.
+	CHECK(about(proxy, "upstream down", live.addr()).empty());
+	CHECK(about(proxy, "upstream down", dead).size() == 1);
+	CHECK(about(proxy, "upstream up", dead).size() == 1);
+}
+
+TEST_CASE("active health with --check-frame: a server that accepts but never answers is down, an echo stays up",
+	  "[upstream][health]")
+{
+	TestUpstream silent(TestUpstream::Mode::Hold); // reads, never replies
+	Echo echo;
+	Proxy proxy(concat({"--server", silent.addr(), "--server", echo.addr(),
+			    "--retries", "0", "--fail-threshold", "1000",
+			    "--connect-timeout", "500ms", "--check-frame", "70696e67"},
+			   health_args()));
+
+	LogRecord down;
+	INFO(proxy.log_tail());
+	REQUIRE(proxy.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "upstream down") && r.is("upstream", silent.addr());
+	}, T5, &down));
+	INFO(down.line);
+	CHECK(down.num("checks") == 2);
+	// It accepted: the check timed out waiting for the answer.
+	CHECK(down.get("error") == "Connection timed out");
+
+	// What the checks sent it: the check frame, "ping", and nothing else.
+	REQUIRE(silent.accepted() >= 2);
+	for (size_t i = 0; i < silent.accepted(); i++) {
+		INFO("check connection " << i);
+		CHECK(silent.wait_conn(i, T5, [](const TestUpstream::ConnInfo &c) {
+			return c.data.size() >= 8 || c.ended();
+		}));
+		CHECK(silent.conn(i).data == frame("ping"));
+	}
+
+	// A few more check rounds: the echo answers every one and stays up;
+	// clients only go there.
+	std::this_thread::sleep_for(milliseconds(500));
+	const size_t checks_so_far = silent.accepted();
+	auto where = serve_clients(proxy, 6, "check-frame");
+	CHECK(count_of(where, echo.addr()) == 6);
+	CHECK(about(proxy, "upstream down", echo.addr()).empty());
+	CHECK(about(proxy, "upstream up", silent.addr()).empty());
+	// The silent server is still being checked (and got no client).
+	CHECK(silent.wait_accepted(checks_so_far + 1, T5));
+	for (size_t i = 0; i < silent.accepted(); i++) {
+		auto data = silent.conn(i).data;
+		CHECK((data.empty() || data == frame("ping")));
+	}
+}
+
+TEST_CASE("passive ejection: for_ms doubles on each ejection in a row",
+	  "[upstream][ejection]")
+{
+	RefusingPort dead;
+	Echo live;
+	Proxy proxy({"--server", dead.addr(), "--server", live.addr(), "--retries", "1",
+		     "--fail-threshold", "1", "--fail-timeout", "200ms"});
+
+	// Clients every ~20 ms: each time the dead server is back in rotation,
+	// the next client that picks it fails over (retries 1) and ejects it
+	// again. Four ejections take 200+400+800 ms of out time.
+	auto t0 = Clock::now();
+	std::vector<std::string> clients;
+	while (proxy.records("upstream out").size() < 4 && ms_since(t0) < 15000) {
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		clients.push_back(c.local_addr());
+		INFO("client " << clients.size());
+		REQUIRE(c.roundtrip("client " + std::to_string(clients.size())));
+		c.close();
+		std::this_thread::sleep_for(milliseconds(20));
+	}
+	auto outs = proxy.records("upstream out");
+	INFO(proxy.log_tail(40));
+	REQUIRE(outs.size() >= 4);
+	for (size_t i = 0; i < 4; i++) {
+		INFO(outs[i].line);
+		CHECK(outs[i].get("upstream") == dead.addr());
+		CHECK(outs[i].get("reason") == "connect_failures");
+		CHECK(outs[i].num("ejections") == i + 1);
+		CHECK(outs[i].num("for_ms") == 200ull << i);
+		// It stayed out for the whole time (ms stamps; 5 ms of slack).
+		if (i > 0)
+			CHECK(log_ms(outs[i]) - log_ms(outs[i - 1]) >=
+			      (long long)outs[i - 1].num("for_ms") - 5);
+	}
+	// Every client was served, by the live server.
+	REQUIRE(proxy.wait_access_count(clients.size(), T5));
+	for (const auto &r : proxy.records("access")) {
+		INFO(r.line);
+		CHECK(r.get("upstream") == live.addr());
+		CHECK(r.get("reason") == "client_eof");
+	}
+}
+
+TEST_CASE("passive ejection: a burst of clients failing on the dead server doubles for_ms once",
+	  "[upstream][ejection]")
+{
+	// 500 ms out: the whole burst is over well within it, even on a busy
+	// machine.
+	RefusingPort dead;
+	Echo live;
+	Proxy proxy({"--server", dead.addr(), "--server", live.addr(), "--retries", "1",
+		     "--fail-threshold", "1", "--fail-timeout", "500ms"});
+
+	const int burst = 12;
+	for (size_t round = 0; round < 2; round++) {
+		// The previous ejection (if any) has run out: the dead server is
+		// in rotation again. A burst at once: the acceptor takes them
+		// together and their connects to it run side by side.
+		if (round > 0) {
+			auto prev = proxy.records("upstream out");
+			REQUIRE(prev.size() == round);
+			std::this_thread::sleep_for(milliseconds(prev.back().num("for_ms") + 100));
+		}
+		std::vector<Conn> conns(burst);
+		for (auto &c : conns) {
+			c = Conn::connect(proxy.port());
+			REQUIRE(c.valid());
+		}
+		for (int i = 0; i < burst; i++)
+			REQUIRE(conns[i].send_frame("burst " + std::to_string(i)) == Io::Ok);
+		for (int i = 0; i < burst; i++) {
+			std::string back;
+			INFO("round " << round << " client " << i << "\n" << proxy.log_tail());
+			REQUIRE(conns[i].read_frame(back, T5) == Io::Ok);
+			CHECK(back == "burst " + std::to_string(i));
+		}
+		// Exactly one more ejection, one doubling further.
+		auto outs = wait_outs(proxy, round + 1, T5);
+		std::this_thread::sleep_for(milliseconds(50)); // any stragglers
+		outs = proxy.records("upstream out");
+		INFO("round " << round << "\n" << proxy.log_tail(40));
+		REQUIRE(outs.size() == round + 1);
+		CHECK(outs.back().num("ejections") == round + 1);
+		CHECK(outs.back().num("for_ms") == 500ull << round);
+	}
+}
+
+TEST_CASE("passive ejection: connects still in flight when the server goes out do not eject it again",
+	  "[upstream][ejection]")
+{
+	// Connects to the black hole hang for the whole connect timeout (1.5 s),
+	// longer than the out time (200 ms): clients that picked it over half a
+	// second all time out after the first one ejected it, most after its
+	// out time has passed. They are the same outage: one ejection.
+	BlackHole hole;
+	Echo live;
+	Proxy proxy({"--server", hole.addr(), "--server", live.addr(), "--retries", "1",
+		     "--fail-threshold", "1", "--fail-timeout", "200ms",
+		     "--connect-timeout", "1500ms"});
+
+	const int n = 10;
+	std::vector<Conn> conns(n);
+	auto t0 = Clock::now();
+	for (int i = 0; i < n; i++) {
+		conns[i] = Conn::connect(proxy.port());
+		REQUIRE(conns[i].valid());
+		REQUIRE(conns[i].send_frame("late " + std::to_string(i)) == Io::Ok);
+		std::this_thread::sleep_for(milliseconds(50));
+	}
+	// (All of them started before the first timeout could eject it.)
+	INFO("clients started over " << ms_since(t0) << " ms");
+	for (int i = 0; i < n; i++) {
+		std::string back;
+		INFO("client " << i << "\n" << proxy.log_tail());
+		REQUIRE(conns[i].read_frame(back, T5) == Io::Ok);
+		CHECK(back == "late " + std::to_string(i));
+	}
+	auto outs = proxy.records("upstream out");
+	INFO(proxy.log_tail(40));
+	// Several connects to it were in flight at once, and timed out.
+	size_t timed_out = 0;
+	for (const auto &r : about(proxy, "upstream connect failed", hole.addr()))
+		timed_out += r.is("error", "Connection timed out");
+	CHECK(timed_out >= 3);
+	REQUIRE(outs.size() == 1);
+	CHECK(outs[0].get("upstream") == hole.addr());
+	CHECK(outs[0].num("for_ms") == 200);
+	CHECK(outs[0].num("ejections") == 1);
+	for (auto &c : conns) {
+		const std::string client = c.local_addr();
+		c.close();
+		LogRecord access;
+		REQUIRE(proxy.wait_access(client, T5, &access));
+		CHECK(access.get("upstream") == live.addr());
+	}
+}
