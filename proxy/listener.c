@@ -200,7 +200,12 @@ static void acceptor_main(void *arg)
 
 	while (!l->stopping) {
 		if (listener_full(l)) {
+			static struct log_ratelimit full_limit = LOG_RATELIMIT_INIT(1);
 			/* Leave the rest in the kernel's queue until a slot frees. */
+			log_ratelimited(&full_limit, LOG_LEVEL_WARN,
+					"connection limit reached, accepting paused",
+					"listener=%s max_connections=%u",
+					l->params.name, l->params.max_connections);
 			l->waiting_for_slot = coro_self();
 			coro_park("connection limit");
 			continue;

@@ -48,6 +48,8 @@ static const flag_key flag_keys[] = {
 	{"--fail-threshold", "fail_threshold"},
 	{"--fail-timeout", "fail_timeout"},
 	{"--health-interval", "health_interval"},
+	{"--health-rise", "health_rise"},
+	{"--health-fall", "health_fall"},
 	{"--check-frame", "check_frame"},
 };
 #define FLAG_KEY_COUNT (sizeof(flag_keys) / sizeof(flag_keys[0]))
@@ -77,7 +79,8 @@ static void usage(FILE *out)
 "  --max-frame SIZE  --buffer SIZE  --connect-timeout DUR  --idle-timeout DUR\n"
 "  --frame-timeout DUR  --max-connections N  --max-per-client N\n"
 "  --allow CIDR,...  --deny CIDR,...  --retries N  --fail-threshold N\n"
-"  --fail-timeout DUR  --health-interval DUR  --check-frame HEX\n"
+"  --fail-timeout DUR  --health-interval DUR  --health-rise N\n"
+"  --health-fall N  --check-frame HEX\n"
 "\n"
 "Sizes read like 64KiB or 16MiB; durations like 250ms, 30s or 1m30s.\n"
 "SIGTERM/SIGINT drain (frames in flight finish), a second one exits now.\n");

@@ -206,8 +206,10 @@ static void check_record(upstream_pool *pool, upstream_server *server, int rc)
 	if (rc == 0) {
 		server->check_failures = 0;
 		server->check_successes++;
-		/* A passing check proves reachability: end a passive ejection. */
+		/* A passing check proves reachability: end a passive ejection,
+		 * and the next outage starts again from fail_timeout. */
 		server->out_until = 0;
+		server->ejections = 0;
 		if (!server->check_up && server->check_successes >= params->health_rise) {
 			server->check_up = true;
 			log_line(LOG_LEVEL_INFO, "upstream up", "listener=%s upstream=%s checks=%u",

@@ -382,4 +382,8 @@ TEST_CASE("--max-connections 3: a fourth client waits in the backlog until one o
 		INFO(r.line);
 		CHECK(r.get("reason") == "client_eof");
 	}
+	// The operator is told why clients wait (rate-limited, so at least once).
+	auto paused = proxy.records("connection limit reached, accepting paused");
+	REQUIRE_FALSE(paused.empty());
+	CHECK(paused[0].get("max_connections") == "3");
 }
