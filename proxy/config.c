@@ -361,6 +361,23 @@ static int set_poller(struct config *cfg, void *t, const struct key_def *k,
 	return 0;
 }
 
+static int set_uring_write_batching(struct config *cfg, void *t,
+				    const struct key_def *k, const char *v,
+				    const struct origin *o, char *why)
+{
+	struct config *c = t;
+
+	(void)cfg, (void)k, (void)o;
+	if (strcmp(v, "on") == 0)
+		c->uring_write_batching = true;
+	else if (strcmp(v, "off") == 0)
+		c->uring_write_batching = false;
+	else
+		return fail(why, "invalid uring_write_batching '%s' (expected "
+			    "on or off)", v);
+	return 0;
+}
+
 static int set_shards(struct config *cfg, void *t, const struct key_def *k,
 		      const char *v, const struct origin *o, char *why)
 {
@@ -525,6 +542,8 @@ static int set_server(struct config *cfg, void *t, const struct key_def *k,
 static const struct key_def global_keys[] = {
 	{ "log_level", V_CUSTOM, 0, 0, 0, set_log_level, false },
 	{ "poller", V_CUSTOM, 0, 0, 0, set_poller, false },
+	{ "uring_write_batching", V_CUSTOM, 0, 0, 0, set_uring_write_batching,
+	  false },
 	{ "shards", V_CUSTOM, 0, 0, 0, set_shards, false },
 	{ "admin", V_CUSTOM, 0, 0, 0, set_admin, false },
 	{ "drain_timeout", V_DURATION, G_OFF(drain_timeout), 0, 0, NULL,

@@ -1,7 +1,8 @@
 /* config — frameproxy's settings: data model, INI loader, command-line
  * overrides and validation. docs/frameproxy.example.ini shows every key.
  *
- *   [frameproxy]            log_level poller shards admin drain_timeout
+ *   [frameproxy]            log_level poller uring_write_batching shards admin
+ *                           drain_timeout
  *   [listener NAME]         listen, limits, timeouts, allow/deny, balance,
  *                           health, and repeated `server = ADDR [weight=N]`
  *
@@ -95,6 +96,7 @@ struct config {
 
 	enum log_level log_level;
 	enum config_poller poller;
+	bool uring_write_batching; /* io_uring: sends go in with the round's enter */
 	unsigned shards; /* 0 = auto: one per online CPU */
 	bool has_admin;
 	struct netaddr admin;

@@ -28,6 +28,7 @@ typedef struct flag_key {
 
 static const flag_key flag_keys[] = {
 	{"--poller", "poller"},
+	{"--uring-write-batching", "uring_write_batching"},
 	{"--log-level", "log_level"},
 	{"--drain-timeout", "drain_timeout"},
 	{"--shards", "shards"},
@@ -73,6 +74,7 @@ static void usage(FILE *out)
 "      --version            print the version\n"
 "\n"
 "  --poller epoll|uring|auto   --log-level debug|info|warn|error\n"
+"  --uring-write-batching on|off (io_uring: sends go in the round's one enter)\n"
 "  --drain-timeout DUR         --listen ADDR\n"
 "  --server 'ADDR [weight=N]'  (repeat for more servers)\n"
 "  --balance roundrobin|leastconn|random2|hash\n"
@@ -316,6 +318,7 @@ static int serve(const struct config *cfg)
 	if (rc == 0) {
 		server_settings settings = {
 			.poller = poller_from_config(cfg->poller),
+			.uring_write_batching = cfg->uring_write_batching,
 			.drain_timeout_ns = cfg->drain_timeout,
 			.listeners = plan.listeners,
 			.listener_count = (uint32_t)plan.count,

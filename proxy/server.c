@@ -161,8 +161,14 @@ static int server_start(server *srv)
 	}
 	if (why[0])
 		log_line(LOG_LEVEL_WARN, "poller fallback", "reason=%s", why);
-	log_line(LOG_LEVEL_INFO, "poller", "backend=%s switch=%s",
-		 poll_kind_name(poll_backend()), sched_switch_name());
+	bool batching = settings->uring_write_batching &&
+			poll_set_uring_write_batching(true) == 0;
+	if (settings->uring_write_batching && !batching)
+		log_line(LOG_LEVEL_WARN, "uring_write_batching needs the io_uring backend: off",
+			 "backend=%s", poll_kind_name(poll_backend()));
+	log_line(LOG_LEVEL_INFO, "poller", "backend=%s write_batching=%s switch=%s",
+		 poll_kind_name(poll_backend()), batching ? "on" : "off",
+		 sched_switch_name());
 	srv->listeners = calloc(settings->listener_count, sizeof(*srv->listeners));
 	srv->relays = calloc(settings->listener_count, sizeof(*srv->relays));
 	if (!srv->listeners || !srv->relays)

@@ -16,6 +16,7 @@
 
 typedef struct server_settings {
 	poll_kind poller;
+	bool uring_write_batching;    /* only with the io_uring backend */
 	int64_t drain_timeout_ns;
 	const listener_params *listeners;
 	uint32_t listener_count;

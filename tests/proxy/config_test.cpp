@@ -182,6 +182,20 @@ TEST_CASE("config: global defaults", "[config]")
 	CHECK_FALSE(cfg.c.has_admin);
 	CHECK(cfg.c.drain_timeout == 10000000000);
 	CHECK(std::string(config_poller_name(cfg.c.poller)) == "auto");
+	CHECK_FALSE(cfg.c.uring_write_batching);
+}
+
+TEST_CASE("config: uring_write_batching is on or off", "[config]")
+{
+	Cfg on;
+	REQUIRE(on.load("[frameproxy]\nuring_write_batching = on\n"
+			"[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n") == 0);
+	CHECK(on.c.uring_write_batching);
+	Cfg bad;
+	CHECK(bad.load("[frameproxy]\nuring_write_batching = yes\n"
+		       "[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n") == -EINVAL);
+	INFO(bad.errors());
+	CHECK(bad.has("frameproxy.ini:2: key 'uring_write_batching': invalid uring_write_batching 'yes' (expected on or off)"));
 }
 
 TEST_CASE("config: each value error names file, line and key", "[config]")

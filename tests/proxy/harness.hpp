@@ -102,7 +102,8 @@ inline std::string binary(const char *env)
 	return v;
 }
 
-// The proxy's --poller under test.
+// The configuration under test: epoll, uring, or uring-batch (io_uring
+// with --uring-write-batching on).
 inline std::string poller()
 {
 	return env_or("FRAMEPROXY_POLLER", "epoll");
@@ -1153,7 +1154,13 @@ public:
 			has_level |= a == "--log-level";
 		}
 		argv.push_back("--poller");
-		argv.push_back(poller());
+		if (poller() == "uring-batch") {
+			argv.push_back("uring");
+			argv.push_back("--uring-write-batching");
+			argv.push_back("on");
+		} else {
+			argv.push_back(poller());
+		}
 		if (!has_level) {
 			argv.push_back("--log-level");
 			argv.push_back("info");
