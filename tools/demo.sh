@@ -2,9 +2,10 @@
 # The demo: installs what it needs, builds an optimized frameproxy, starts an
 # echo upstream and the proxy on each poller, drives load through them and
 # prints the comparison table (tools/compare --quick).
-#   tools/demo.sh               frameproxy (epoll, io_uring) against the direct run
+#   tools/demo.sh               frameproxy (epoll, io_uring, io_uring with write
+#                               batching) against the direct run
 #   tools/demo.sh --baselines   also HAProxy and nginx (installs them when root)
-#   tools/demo.sh --full        the full comparison (about 10 minutes)
+#   tools/demo.sh --full        the full comparison (about 12 minutes with baselines)
 # Other arguments go to tools/compare (see tools/compare --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,6 @@ ninja -C "$builddir" >/dev/null
 
 targets=()
 if [ "$deps" = build ]; then
-	targets=(--targets direct,epoll,uring)
+	targets=(--targets direct,epoll,uring,uring-batch)
 fi
 exec tools/compare --build "$builddir" "${mode[@]}" "${targets[@]}" "${args[@]}"
