@@ -1,6 +1,6 @@
 // frameecho + framebench end to end on loopback: the real executables
 // (paths from $FRAMEECHO / $FRAMEBENCH), started with fork+exec on port 0.
-// Every child is owned by a Child whose destructor kills it by PID, so a
+// Every child is owned by a Proc whose destructor kills it by PID, so a
 // failing assertion never leaves a process behind.
 #include <catch2/catch.hpp>
 
@@ -23,108 +23,17 @@
 
 #include "tools/framebench_payload.h"
 
+#include "proc.hpp"
+
 namespace {
 
-int64_t now_ms()
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-std::string exe(const char *var)
-{
-	const char *path = std::getenv(var);
-	if (!path || !*path)
-		FAIL(std::string("set $") + var + " to the executable (meson test does)");
-	return path;
-}
-
-class Child {
-public:
-	explicit Child(const std::vector<std::string> &argv)
-	{
-		int fds[2];
-		REQUIRE(pipe2(fds, O_CLOEXEC) == 0);
-		pid_ = fork();
-		REQUIRE(pid_ >= 0);
-		if (pid_ == 0) {
-			dup2(fds[1], STDOUT_FILENO);
-			std::vector<char *> args;
-			for (const auto &a : argv)
-				args.push_back(const_cast<char *>(a.c_str()));
-			args.push_back(nullptr);
-			execv(args[0], args.data());
-			_exit(127);
-		}
-		close(fds[1]);
-		out_ = fds[0];
-	}
-	~Child()
-	{
-		if (out_ >= 0)
-			close(out_);
-		if (pid_ > 0) {
-			kill(pid_, SIGKILL);
-			waitpid(pid_, nullptr, 0);
-		}
-	}
-	Child(const Child &) = delete;
-	Child &operator=(const Child &) = delete;
-
-	pid_t pid() const { return pid_; }
-
-	// Read stdout until `stop` is seen or EOF or the deadline; all of it.
-	std::string read_until(const char *stop, int timeout_ms)
-	{
-		int64_t deadline = now_ms() + timeout_ms;
-		while (out_ >= 0 && (!stop || text_.find(stop) == std::string::npos)) {
-			int64_t left = deadline - now_ms();
-			if (left <= 0)
-				break;
-			struct pollfd p = {out_, POLLIN, 0};
-			if (poll(&p, 1, (int)left) <= 0)
-				continue;
-			char buf[4096];
-			ssize_t n = read(out_, buf, sizeof(buf));
-			if (n <= 0) {
-				close(out_);
-				out_ = -1;
-				break;
-			}
-			text_.append(buf, (size_t)n);
-		}
-		return text_;
-	}
-
-	// Wait for exit (bounded); returns the exit code, or -1 on timeout or
-	// when killed by a signal.
-	int wait_exit(int timeout_ms)
-	{
-		int64_t deadline = now_ms() + timeout_ms;
-		while (pid_ > 0) {
-			int status;
-			pid_t r = waitpid(pid_, &status, WNOHANG);
-			if (r == pid_) {
-				pid_ = -1;
-				return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-			}
-			if (now_ms() > deadline)
-				return -1;
-			usleep(10000);
-		}
-		return -1;
-	}
-
-private:
-	pid_t pid_ = -1;
-	int out_ = -1;
-	std::string text_;
-};
+using tooltest::Proc;
+using tooltest::exe;
+using tooltest::now_ms;
 
 // A frameecho on 127.0.0.1:0 and the port it reported.
 struct Echo {
-	std::unique_ptr<Child> child;
+	std::unique_ptr<Proc> child;
 	int port = 0;
 };
 
@@ -133,7 +42,7 @@ bool start_echo(Echo &echo, std::vector<std::string> extra)
 	std::vector<std::string> argv = {exe("FRAMEECHO"), "--listen",
 					 "127.0.0.1:0", "--quiet"};
 	argv.insert(argv.end(), extra.begin(), extra.end());
-	echo.child.reset(new Child(argv));
+	echo.child.reset(new Proc(argv));
 	std::string line = echo.child->read_until("\n", 10000);
 	const std::string prefix = "listening on 127.0.0.1:";
 	if (line.compare(0, prefix.size(), prefix) != 0)
@@ -153,7 +62,7 @@ BenchResult run_bench(int port, std::vector<std::string> extra)
 					 "127.0.0.1:" + std::to_string(port),
 					 "--json"};
 	argv.insert(argv.end(), extra.begin(), extra.end());
-	Child bench(argv);
+	Proc bench(argv);
 	std::string out = bench.read_until(nullptr, 60000);
 	int code = bench.wait_exit(10000);
 	INFO("framebench said: " << out);

@@ -19,135 +19,17 @@
 #include <unistd.h>
 #include <vector>
 
+#include "proc.hpp"
+
 namespace {
 
-int64_t ms_now()
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-std::string exe_path(const char *var)
-{
-	const char *path = std::getenv(var);
-	if (!path || !*path)
-		FAIL(std::string("set $") + var + " to the executable (meson test does)");
-	return path;
-}
-
-// A child with stdin, stdout and stderr on pipes.
-class Proc {
-public:
-	explicit Proc(const std::vector<std::string> &argv)
-	{
-		int in[2], out[2], err[2];
-		REQUIRE(pipe2(in, O_CLOEXEC) == 0);
-		REQUIRE(pipe2(out, O_CLOEXEC) == 0);
-		REQUIRE(pipe2(err, O_CLOEXEC) == 0);
-		pid_ = fork();
-		REQUIRE(pid_ >= 0);
-		if (pid_ == 0) {
-			dup2(in[0], STDIN_FILENO);
-			dup2(out[1], STDOUT_FILENO);
-			dup2(err[1], STDERR_FILENO);
-			std::vector<char *> args;
-			for (const auto &a : argv)
-				args.push_back(const_cast<char *>(a.c_str()));
-			args.push_back(nullptr);
-			execv(args[0], args.data());
-			_exit(127);
-		}
-		close(in[0]);
-		close(out[1]);
-		close(err[1]);
-		in_ = in[1];
-		out_ = out[0];
-		err_ = err[0];
-	}
-	~Proc()
-	{
-		close_stdin();
-		for (int fd : {out_, err_})
-			if (fd >= 0)
-				close(fd);
-		if (pid_ > 0) {
-			kill(pid_, SIGKILL);
-			waitpid(pid_, nullptr, 0);
-		}
-	}
-	Proc(const Proc &) = delete;
-	Proc &operator=(const Proc &) = delete;
-
-	void close_stdin()
-	{
-		if (in_ >= 0)
-			close(in_);
-		in_ = -1;
-	}
-
-	// Read stdout and stderr until `stop` is in stdout, both reach EOF,
-	// or the deadline passes.
-	void read_until(const char *stop, int timeout_ms)
-	{
-		int64_t deadline = ms_now() + timeout_ms;
-		while (out_ >= 0 || err_ >= 0) {
-			if (stop && out.find(stop) != std::string::npos)
-				break;
-			int64_t left = deadline - ms_now();
-			if (left <= 0)
-				break;
-			struct pollfd p[2] = {{out_, POLLIN, 0}, {err_, POLLIN, 0}};
-			if (poll(p, 2, (int)left) <= 0)
-				continue;
-			drain(p[0], out_, out);
-			drain(p[1], err_, err);
-		}
-	}
-
-	// Wait for exit (bounded): the exit code, or -1 on timeout or signal.
-	int wait_exit(int timeout_ms)
-	{
-		int64_t deadline = ms_now() + timeout_ms;
-		while (pid_ > 0) {
-			int status;
-			if (waitpid(pid_, &status, WNOHANG) == pid_) {
-				pid_ = -1;
-				return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-			}
-			if (ms_now() > deadline)
-				return -1;
-			usleep(10000);
-		}
-		return -1;
-	}
-
-	pid_t pid() const { return pid_; }
-
-	std::string out, err;
-
-private:
-	static void drain(const struct pollfd &p, int &fd, std::string &text)
-	{
-		if (fd < 0 || !p.revents)
-			return;
-		char buf[4096];
-		ssize_t n = read(fd, buf, sizeof(buf));
-		if (n <= 0) {
-			close(fd);
-			fd = -1;
-			return;
-		}
-		text.append(buf, (size_t)n);
-	}
-
-	pid_t pid_ = -1;
-	int in_ = -1, out_ = -1, err_ = -1;
-};
+using tooltest::Proc;
+using tooltest::exe;
+using tooltest::now_ms;
 
 int start_frameecho(std::unique_ptr<Proc> &echo)
 {
-	echo.reset(new Proc({exe_path("FRAMEECHO"), "--listen", "127.0.0.1:0",
+	echo.reset(new Proc({exe("FRAMEECHO"), "--listen", "127.0.0.1:0",
 			     "--quiet"}));
 	echo->read_until("\n", 10000);
 	const std::string prefix = "listening on 127.0.0.1:";
@@ -164,7 +46,7 @@ TEST_CASE("idleconns holds 200 echoed connections until stdin closes",
 	std::unique_ptr<Proc> echo;
 	int port = start_frameecho(echo);
 	REQUIRE(port > 0);
-	Proc idle({exe_path("IDLECONNS"), "--target",
+	Proc idle({exe("IDLECONNS"), "--target",
 		   "127.0.0.1:" + std::to_string(port), "-n", "200", "--batch",
 		   "64"});
 	idle.read_until("ready 200\n", 30000);
@@ -185,7 +67,7 @@ TEST_CASE("idleconns stops cleanly on SIGTERM", "[idleconns]")
 	std::unique_ptr<Proc> echo;
 	int port = start_frameecho(echo);
 	REQUIRE(port > 0);
-	Proc idle({exe_path("IDLECONNS"), "--target",
+	Proc idle({exe("IDLECONNS"), "--target",
 		   "127.0.0.1:" + std::to_string(port), "-n", "20"});
 	idle.read_until("ready 20\n", 30000);
 	REQUIRE(idle.out == "ready 20\n");
@@ -207,7 +89,7 @@ TEST_CASE("idleconns fails with one error line when nothing listens",
 	REQUIRE(getsockname(fd, (struct sockaddr *)&sin, &len) == 0);
 	int port = ntohs(sin.sin_port);
 
-	Proc idle({exe_path("IDLECONNS"), "--target",
+	Proc idle({exe("IDLECONNS"), "--target",
 		   "127.0.0.1:" + std::to_string(port), "-n", "5"});
 	idle.read_until(nullptr, 10000);
 	int code = idle.wait_exit(10000);
@@ -228,7 +110,7 @@ TEST_CASE("idleconns reports a connection the peer closes while idle",
 	std::unique_ptr<Proc> echo;
 	int port = start_frameecho(echo);
 	REQUIRE(port > 0);
-	Proc idle({exe_path("IDLECONNS"), "--target",
+	Proc idle({exe("IDLECONNS"), "--target",
 		   "127.0.0.1:" + std::to_string(port), "-n", "3"});
 	idle.read_until("ready 3\n", 30000);
 	REQUIRE(idle.out == "ready 3\n");

@@ -1,0 +1,145 @@
+// A child process for the tools' end-to-end tests: argv[0] is a path, its
+// stdin, stdout and stderr are pipes, and it is killed when dropped.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <cstdlib>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <string>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <vector>
+
+namespace tooltest {
+
+inline int64_t now_ms()
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+inline std::string exe(const char *var)
+{
+	const char *path = std::getenv(var);
+	if (!path || !*path)
+		FAIL(std::string("set $") + var + " to the executable (meson test does)");
+	return path;
+}
+
+// A child with stdin, stdout and stderr on pipes.
+class Proc {
+public:
+	explicit Proc(const std::vector<std::string> &argv)
+	{
+		int in[2], out[2], err[2];
+		REQUIRE(pipe2(in, O_CLOEXEC) == 0);
+		REQUIRE(pipe2(out, O_CLOEXEC) == 0);
+		REQUIRE(pipe2(err, O_CLOEXEC) == 0);
+		pid_ = fork();
+		REQUIRE(pid_ >= 0);
+		if (pid_ == 0) {
+			dup2(in[0], STDIN_FILENO);
+			dup2(out[1], STDOUT_FILENO);
+			dup2(err[1], STDERR_FILENO);
+			std::vector<char *> args;
+			for (const auto &a : argv)
+				args.push_back(const_cast<char *>(a.c_str()));
+			args.push_back(nullptr);
+			execv(args[0], args.data());
+			_exit(127);
+		}
+		close(in[0]);
+		close(out[1]);
+		close(err[1]);
+		in_ = in[1];
+		out_ = out[0];
+		err_ = err[0];
+	}
+	~Proc()
+	{
+		close_stdin();
+		for (int fd : {out_, err_})
+			if (fd >= 0)
+				close(fd);
+		if (pid_ > 0) {
+			kill(pid_, SIGKILL);
+			waitpid(pid_, nullptr, 0);
+		}
+	}
+	Proc(const Proc &) = delete;
+	Proc &operator=(const Proc &) = delete;
+
+	void close_stdin()
+	{
+		if (in_ >= 0)
+			close(in_);
+		in_ = -1;
+	}
+
+	// Read stdout and stderr until `stop` is in stdout, both reach EOF,
+	// or the deadline passes.
+	const std::string &read_until(const char *stop, int timeout_ms)
+	{
+		int64_t deadline = now_ms() + timeout_ms;
+		while (out_ >= 0 || err_ >= 0) {
+			if (stop && out.find(stop) != std::string::npos)
+				break;
+			int64_t left = deadline - now_ms();
+			if (left <= 0)
+				break;
+			struct pollfd p[2] = {{out_, POLLIN, 0}, {err_, POLLIN, 0}};
+			if (poll(p, 2, (int)left) <= 0)
+				continue;
+			drain(p[0], out_, out);
+			drain(p[1], err_, err);
+		}
+		return out;
+	}
+
+	// Wait for exit (bounded): the exit code, or -1 on timeout or signal.
+	int wait_exit(int timeout_ms)
+	{
+		int64_t deadline = now_ms() + timeout_ms;
+		while (pid_ > 0) {
+			int status;
+			if (waitpid(pid_, &status, WNOHANG) == pid_) {
+				pid_ = -1;
+				return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+			}
+			if (now_ms() > deadline)
+				return -1;
+			usleep(10000);
+		}
+		return -1;
+	}
+
+	pid_t pid() const { return pid_; }
+
+	std::string out, err;
+
+private:
+	static void drain(const struct pollfd &p, int &fd, std::string &text)
+	{
+		if (fd < 0 || !p.revents)
+			return;
+		char buf[4096];
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n <= 0) {
+			close(fd);
+			fd = -1;
+			return;
+		}
+		text.append(buf, (size_t)n);
+	}
+
+	pid_t pid_ = -1;
+	int in_ = -1, out_ = -1, err_ = -1;
+};
+
+} // namespace tooltest
