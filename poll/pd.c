@@ -296,12 +296,13 @@ int pd_deliver(uint64_t token, unsigned ev)
 	int woke = 0;
 	if (ev & EV_HUP)
 		pd->rd_hup = true;
-	/* New data may have come: a watch consumes this edge without leaving
-	 * READY, so the short-read mark must go here, not when READY is taken. */
-	if (ev & EV_READ)
+	if (ev & EV_READ) {
+		/* New data may have come: a watch consumes this edge without
+		 * leaving READY, so the short-read mark goes here, not when
+		 * READY is taken. */
 		pd->rd_drained = false;
-	if (ev & EV_READ)
 		woke += dir_ready(&pd->rd);
+	}
 	/* A read watch may have closed (and even reopened) the slot. */
 	if ((ev & EV_WRITE) && token_live(token, &pd))
 		woke += dir_ready(&pd->wr);
