@@ -5,7 +5,7 @@
 #   tools/demo.sh               frameproxy (epoll, io_uring, io_uring with write
 #                               batching) against the direct run
 #   tools/demo.sh --baselines   also HAProxy and nginx (installs them when root)
-#   tools/demo.sh --full        the full comparison (about 12 minutes with baselines)
+#   tools/demo.sh --full        the full comparison (about 9.5 minutes with baselines)
 # Other arguments go to tools/compare (see tools/compare --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
