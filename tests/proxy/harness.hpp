@@ -56,6 +56,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -1170,6 +1171,13 @@ public:
 			argv.push_back("127.0.0.1:0");
 		}
 		argv.insert(argv.end(), args.begin(), args.end());
+		// $FRAMEPROXY_WRAPPER: words put before the proxy's command line,
+		// the first an absolute path, e.g. "/usr/bin/valgrind -q
+		// --error-exitcode=9" (README: valgrind over the integration tests).
+		std::istringstream wrapper(env_or("FRAMEPROXY_WRAPPER", ""));
+		std::vector<std::string> words{std::istream_iterator<std::string>(wrapper),
+					       std::istream_iterator<std::string>()};
+		argv.insert(argv.begin(), words.begin(), words.end());
 		proc_.reset(new Process(argv, "frameproxy"));
 		const std::string prefix = "127.0.0.1:";
 		std::string line;
