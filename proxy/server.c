@@ -57,10 +57,10 @@ static void server_drain(server *srv, const char *why)
 	srv->draining = true;
 	log_line(LOG_LEVEL_INFO, "draining", "signal=%s open=%llu", why,
 		 (unsigned long long)server_connections(srv));
-	for (uint32_t i = 0; i < srv->opened; i++)
+	for (uint32_t i = 0; i < srv->opened; i++) {
 		listener_stop(&srv->listeners[i]);
-	for (uint32_t i = 0; i < srv->opened; i++)
 		relay_drain(&srv->relays[i]);
+	}
 	srv->drain_deadline = sched_now() + srv->settings->drain_timeout_ns;
 	sched_timer_init(&srv->drain_check, drain_check_fired, srv);
 	sched_timer_set(&srv->drain_check, sched_now());
