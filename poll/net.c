@@ -68,18 +68,32 @@ static int listen_setup(int fd, const struct sockaddr *addr, socklen_t len,
 	return 0;
 }
 
-int poll_listen(const struct sockaddr *addr, socklen_t addr_len, int backlog,
-		unsigned flags, pd_t **out)
+int poll_listen_socket(const struct sockaddr *addr, socklen_t addr_len,
+		       int backlog, unsigned flags)
 {
-	if (!addr || !out)
+	if (!addr)
 		return -EINVAL;
 	poll_g_stats.syscalls++;
 	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	int rc = listen_setup(fd, addr, addr_len, backlog, flags);
-	if (rc == 0)
-		rc = pd_open_nonblock(fd, out);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+int poll_listen(const struct sockaddr *addr, socklen_t addr_len, int backlog,
+		unsigned flags, pd_t **out)
+{
+	if (!addr || !out)
+		return -EINVAL;
+	int fd = poll_listen_socket(addr, addr_len, backlog, flags);
+	if (fd < 0)
+		return fd;
+	int rc = pd_open_nonblock(fd, out);
 	if (rc < 0)
 		close(fd);
 	return rc;

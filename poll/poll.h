@@ -143,6 +143,11 @@ enum {
 /* socket + SO_REUSEADDR (+ SO_REUSEPORT) + bind + listen. */
 int poll_listen(const struct sockaddr *addr, socklen_t addr_len, int backlog,
 		unsigned flags, pd_t **out);
+/* The same without a pollDesc (no poller needed): a non-blocking,
+ * close-on-exec listening fd, or -errno. For a supervisor that binds
+ * before its shards open their pollers. */
+int poll_listen_socket(const struct sockaddr *addr, socklen_t addr_len,
+		       int backlog, unsigned flags);
 /*
  * Accept one connection (non-blocking, TCP_NODELAY on TCP). ECONNABORTED is
  * retried; EMFILE/ENFILE backs off (bounded, counted) and retries until fds

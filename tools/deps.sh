@@ -1,28 +1,49 @@
 #!/usr/bin/env bash
 # Installs (as root) or names (otherwise) the Debian packages frameproxy needs.
-# Usage: tools/deps.sh [build|demo]   (demo adds the HAProxy and nginx
-# baselines of tools/compare)
+# Usage: tools/deps.sh [build|test|demo]   (test adds promtool for the test
+# suite; demo adds the HAProxy and nginx baselines of tools/compare)
 set -euo pipefail
 
 packages=(meson ninja-build gcc g++ pkg-config liburing-dev libmimalloc-dev
-	libinih-dev catch2)
-if [ "${1:-build}" = demo ]; then
-	packages+=(libboost-context-dev haproxy nginx libnginx-mod-stream)
-fi
+	libinih-dev libsystemd-dev catch2)
+# Installed without their Recommends (prometheus would bring node-exporter).
+lean=()
+case "${1:-build}" in
+test)
+	# promtool, from Debian's prometheus package, checks the /metrics text
+	# in tests/shard. Its own group, not `build`: the demo builds with
+	# `build`, and on a machine with systemd installing the package also
+	# starts a Prometheus server, which a benchmark run does not want.
+	lean+=(prometheus) ;;
+demo)
+	packages+=(libboost-context-dev haproxy nginx libnginx-mod-stream) ;;
+esac
 
+installed() {
+	[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
+}
 missing=()
 for p in "${packages[@]}"; do
-	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-	[ "$status" = "install ok installed" ] || missing+=("$p")
+	installed "$p" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+missing_lean=()
+for p in "${lean[@]}"; do
+	installed "$p" || missing_lean+=("$p")
+done
+[ $((${#missing[@]} + ${#missing_lean[@]})) -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
-	echo "frameproxy needs: ${missing[*]}" >&2
-	echo "run: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+	echo "frameproxy needs: ${missing[*]} ${missing_lean[*]}" >&2
+	echo "run: sudo apt-get update && sudo apt-get install -y ${missing[*]}" \
+		"${missing_lean[*]}" >&2
 	exit 1
 fi
-echo "installing: ${missing[*]}" >&2
+echo "installing: ${missing[*]} ${missing_lean[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+	apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ ${#missing_lean[@]} -gt 0 ]; then
+	apt-get install -y -qq --no-install-recommends "${missing_lean[@]}" >/dev/null
+fi

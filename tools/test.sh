@@ -18,7 +18,7 @@ if [ "${1:-}" = --sanitize ]; then
 	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fi
 
-bash tools/deps.sh build
+bash tools/deps.sh test
 
 if [ -f "$builddir/build.ninja" ]; then
 	meson setup --reconfigure "$builddir" "${setup_args[@]}" >/dev/null

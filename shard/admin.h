@@ -1,0 +1,107 @@
+/*
+ * admin — the supervisor's HTTP endpoint: GET /metrics (Prometheus text)
+ * and GET /stats (JSON). Private to shard/.
+ *
+ * The supervisor forks, so it runs no coroutines: this is a plain,
+ * non-blocking poll(2) server that the supervisor's own loop drives:
+ *
+ *   n = admin_pollfds(&a, fds, max);         // plus the loop's own fds
+ *   poll(fds, n, timeout until admin_next_deadline(&a));
+ *   admin_service(&a, fds, n, now_ns, render, arg);
+ *
+ * One request per connection (Connection: close), at most
+ * ADMIN_MAX_CLIENTS at once; a client must send its request within
+ * ADMIN_TIMEOUT_NS of connecting and take the response within
+ * ADMIN_TIMEOUT_NS of it being ready. Nothing here blocks the supervisor.
+ *
+ * A shard inherits these fds through fork: it should call admin_close on
+ * its copy (the listening socket must stay the supervisor's alone).
+ */
+#ifndef FRAMEPROXY_SHARD_ADMIN_H
+#define FRAMEPROXY_SHARD_ADMIN_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "shard/strbuf.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ADMIN_MAX_CLIENTS 64
+#define ADMIN_BACKLOG 64
+#define ADMIN_MAX_REQUEST 8192                   /* request line + headers */
+#define ADMIN_TIMEOUT_NS (5 * (int64_t)1000000000)
+
+typedef enum admin_route {
+	ADMIN_INCOMPLETE = 0,   /* no end of header yet */
+	ADMIN_METRICS,          /* GET /metrics */
+	ADMIN_STATS,            /* GET /stats */
+	ADMIN_NOT_FOUND,        /* GET of another path */
+	ADMIN_BAD_METHOD,       /* a well-formed request, not GET or HEAD */
+	ADMIN_BAD_REQUEST,      /* malformed, or no end of header in 8 KiB */
+} admin_route;
+
+/*
+ * Parse the start of a request. Pure: no allocation, no global state, any
+ * bytes at all are safe input. The header ends at "\r\n\r\n" or "\n\n"
+ * (a bare "\n" ends a line too) and must end within ADMIN_MAX_REQUEST
+ * bytes. The request line is `METHOD SP /path[?query] SP HTTP/1.0|1.1`;
+ * header lines are not interpreted. HEAD routes like GET. *consumed (may be
+ * NULL) is the header's length with its end, 0 while ADMIN_INCOMPLETE, and
+ * for ADMIN_BAD_REQUEST on size the bytes looked at.
+ */
+admin_route admin_parse_request(const char *buf, size_t len,
+				size_t *consumed);
+
+/* Fills `body`; may set *content_type (preset by route). 0 or -errno
+ * (the client then gets a 500). */
+typedef int (*admin_render_fn)(void *arg, admin_route route, strbuf *body,
+			       const char **content_type);
+
+typedef struct admin_client {
+	int fd;                       /* -1: unused */
+	int64_t deadline_ns;
+	bool writing;                 /* the response is ready */
+	strbuf in;                    /* request bytes so far */
+	strbuf out;                   /* the whole response */
+	size_t out_off;               /* bytes of out already sent */
+} admin_client;
+
+typedef struct admin_server {
+	int listen_fd;                /* -1: closed */
+	uint32_t client_count;
+	admin_client clients[ADMIN_MAX_CLIENTS];
+} admin_server;
+
+/* A closed server: admin_close on it is harmless (admin_open does this). */
+void admin_init(admin_server *a);
+/* Non-blocking listening socket, SO_REUSEADDR, backlog ADMIN_BACKLOG.
+ * 0 or -errno; on failure `a` is closed (admin_close is harmless). */
+int admin_open(admin_server *a, const struct sockaddr *addr, socklen_t len);
+/* The bound address (for port 0). 0 or -errno. */
+int admin_bound(const admin_server *a, struct sockaddr *addr, socklen_t *len);
+/* The listening socket and every client, with the events each waits for.
+ * At most `max` entries (1 + ADMIN_MAX_CLIENTS always suffice). */
+size_t admin_pollfds(const admin_server *a, struct pollfd *fds, size_t max);
+/*
+ * Act on poll's results: entries are matched by fd, so `fds` may be the
+ * caller's bigger array. Reads and answers clients, closes those past
+ * their deadline (now_ns, CLOCK_MONOTONIC), accepts new ones.
+ */
+void admin_service(admin_server *a, const struct pollfd *fds, size_t n,
+		   int64_t now_ns, admin_render_fn render, void *arg);
+/* The earliest client deadline, INT64_MAX with no client. */
+int64_t admin_next_deadline(const admin_server *a);
+/* Close every socket and free the buffers. */
+void admin_close(admin_server *a);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,129 @@
+/* The shard side of shard/shard.h's counter slots. */
+#include "shard/shard.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sched/sched.h"
+
+void shard_slot_set_state(shard_slot *slot, shard_state state)
+{
+	/* Release: names and counters written before READY are visible to a
+	 * supervisor that sees READY with an acquire load. */
+	__atomic_store_n(&slot->state, (uint32_t)state, __ATOMIC_RELEASE);
+}
+
+shard_state shard_slot_get_state(const shard_slot *slot)
+{
+	return (shard_state)__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE);
+}
+
+/* Length of the longest prefix of s[0..n) that does not end inside a UTF-8
+ * sequence, so a cut name stays valid text for the exporters. */
+static size_t utf8_cut(const char *s, size_t n)
+{
+	size_t back = 0;
+
+	while (back < n && back < 4 &&
+	       ((unsigned char)s[n - 1 - back] & 0xC0) == 0x80)
+		back++;
+	if (back == n)
+		return n;
+	unsigned char lead = (unsigned char)s[n - 1 - back];
+	if (lead < 0xC0)
+		return n - back; /* no sequence open: drop stray continuations */
+	size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+	return want == back + 1 ? n : n - 1 - back;
+}
+
+void shard_slot_name(char dst[SHARD_NAME_MAX], const char *src)
+{
+	size_t n = src ? strnlen(src, SHARD_NAME_MAX) : 0;
+
+	if (n == SHARD_NAME_MAX)
+		n = utf8_cut(src, SHARD_NAME_MAX - 1);
+	if (n)
+		memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+static uint64_t timeval_ns(struct timeval tv)
+{
+	return (uint64_t)tv.tv_sec * 1000000000u + (uint64_t)tv.tv_usec * 1000u;
+}
+
+/* Resident set from /proc/self/statm (cheaper than parsing status); 0 when
+ * it cannot be read, since a missing gauge is better than a failed publish. */
+static uint64_t resident_bytes(void)
+{
+	char buf[128];
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+
+	unsigned long long size = 0, resident = 0;
+	if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+		return 0;
+	long page = sysconf(_SC_PAGESIZE);
+	return page > 0 ? (uint64_t)resident * (uint64_t)page : 0;
+}
+
+static void publish_poller_name(shard_slot *slot)
+{
+	poll_kind kind = poll_backend();
+	if (kind == POLL_AUTO)
+		return; /* no poller open yet */
+
+	char name[sizeof(slot->poller)] = {0};
+	snprintf(name, sizeof(name), "%s", poll_kind_name(kind));
+	/* Written only when it changes: the supervisor may be reading it. */
+	if (memcmp(slot->poller, name, sizeof(name)) != 0)
+		memcpy(slot->poller, name, sizeof(name));
+}
+
+static int64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void shard_slot_publish_runtime(shard_slot *slot)
+{
+	sched_stats ss;
+	poll_stats ps;
+	struct rusage ru;
+
+	sched_get_stats(&ss);
+	shard_slot_store(&slot->sched_rounds, ss.rounds);
+	shard_slot_store(&slot->sched_switches, ss.switches);
+	shard_slot_store(&slot->sched_runq_len, ss.runq_len);
+	shard_slot_store(&slot->sched_live, ss.live);
+
+	poll_get_stats(&ps);
+	shard_slot_store(&slot->poll_waits, ps.waits);
+	shard_slot_store(&slot->poll_events, ps.events);
+	shard_slot_store(&slot->poll_syscalls, ps.syscalls);
+	shard_slot_store(&slot->poll_polls, ps.polls);
+	shard_slot_store(&slot->poll_submits, ps.submits);
+	publish_poller_name(slot);
+
+	if (getrusage(RUSAGE_SELF, &ru) == 0) {
+		shard_slot_store(&slot->cpu_user_ns, timeval_ns(ru.ru_utime));
+		shard_slot_store(&slot->cpu_system_ns, timeval_ns(ru.ru_stime));
+	}
+	shard_slot_store(&slot->rss_bytes, resident_bytes());
+	__atomic_store_n(&slot->published_ns, monotonic_ns(), __ATOMIC_RELAXED);
+}

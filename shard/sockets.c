@@ -1,0 +1,157 @@
+#include "shard/sockets.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/filter.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "poll/poll.h"
+
+#ifndef SO_ATTACH_REUSEPORT_CBPF
+#define SO_ATTACH_REUSEPORT_CBPF 51
+#endif
+
+void sockets_format(const struct sockaddr *addr, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (addr->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)addr;
+		inet_ntop(AF_INET6, &a6->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(a6->sin6_port));
+		return;
+	}
+	const struct sockaddr_in *a4 = (const struct sockaddr_in *)addr;
+	inet_ntop(AF_INET, &a4->sin_addr, host, sizeof(host));
+	snprintf(buf, len, "%s:%u", host, ntohs(a4->sin_port));
+}
+
+static int *slot_of(shard_sockets *s, uint32_t shard, uint32_t listener)
+{
+	return &s->fds[(size_t)shard * s->listener_count + listener];
+}
+
+/* Every shard's socket for one listener, all on the same port. */
+static int open_group(shard_sockets *s, const shard_listen_spec *spec,
+		      uint32_t listener)
+{
+	struct sockaddr_storage *addr = &s->bound[listener];
+	unsigned flags = POLL_LISTEN_REUSEPORT;
+
+	memcpy(addr, &spec->addr, spec->addr_len);
+	s->bound_len[listener] = spec->addr_len;
+	if (spec->addr.ss_family == AF_INET6)
+		flags |= POLL_LISTEN_V6ONLY;
+	for (uint32_t i = 0; i < s->shards; i++) {
+		int fd = poll_listen_socket((struct sockaddr *)addr,
+					    s->bound_len[listener],
+					    spec->backlog, flags);
+		if (fd < 0)
+			return fd;
+		*slot_of(s, i, listener) = fd;
+		if (i > 0)
+			continue;
+		/* Port 0: the rest of the group joins the port the kernel chose. */
+		socklen_t len = sizeof(*addr);
+		if (getsockname(fd, (struct sockaddr *)addr, &len) < 0)
+			return -errno;
+		s->bound_len[listener] = len;
+	}
+	return 0;
+}
+
+int sockets_open(shard_sockets *s, const shard_listen_spec *listeners,
+		 uint32_t listener_count, uint32_t shards, char *why,
+		 size_t why_len)
+{
+	size_t n = (size_t)shards * listener_count;
+
+	*s = (shard_sockets){.shards = shards, .listener_count = listener_count};
+	s->fds = malloc(n * sizeof(*s->fds));
+	s->bound = calloc(listener_count, sizeof(*s->bound));
+	s->bound_len = calloc(listener_count, sizeof(*s->bound_len));
+	if (!s->fds || !s->bound || !s->bound_len) {
+		sockets_close(s);
+		snprintf(why, why_len, "error=\"out of memory\"");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		s->fds[i] = -1;
+	for (uint32_t l = 0; l < listener_count; l++) {
+		int rc = open_group(s, &listeners[l], l);
+		if (rc == 0)
+			continue;
+		char where[64];
+		sockets_format((const struct sockaddr *)&listeners[l].addr, where,
+			       sizeof(where));
+		snprintf(why, why_len, "listener=%s address=%s error=\"%s\"",
+			 listeners[l].name, where, strerror(-rc));
+		sockets_close(s);
+		return rc;
+	}
+	return 0;
+}
+
+void sockets_close(shard_sockets *s)
+{
+	size_t n = (size_t)s->shards * s->listener_count;
+
+	for (size_t i = 0; s->fds && i < n; i++)
+		if (s->fds[i] >= 0)
+			close(s->fds[i]);
+	free(s->fds);
+	free(s->bound);
+	free(s->bound_len);
+	*s = (shard_sockets){0};
+}
+
+const int *sockets_of(const shard_sockets *s, uint32_t shard)
+{
+	return &s->fds[(size_t)shard * s->listener_count];
+}
+
+void sockets_close_others(shard_sockets *s, uint32_t keep)
+{
+	for (uint32_t i = 0; i < s->shards; i++) {
+		if (i == keep)
+			continue;
+		for (uint32_t l = 0; l < s->listener_count; l++) {
+			int *fd = slot_of(s, i, l);
+			if (*fd >= 0)
+				close(*fd);
+			*fd = -1;
+		}
+	}
+}
+
+/*
+ * The program returns an index into the reuseport group, whose order is the
+ * order the sockets joined it: shard order. With shard i on CPU i mod cpus,
+ * "cpu mod shards" is the shard pinned on the receiving CPU when shards ==
+ * cpus; with more shards than CPUs only the first `cpus` get steered
+ * traffic, so the supervisor only allows it when shards <= cpus.
+ */
+int sockets_steer_by_cpu(shard_sockets *s)
+{
+	struct sock_filter code[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 (uint32_t)(SKF_AD_OFF + SKF_AD_CPU)),
+		BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, s->shards),
+		BPF_STMT(BPF_RET | BPF_A, 0),
+	};
+	struct sock_fprog prog = {
+		.len = sizeof(code) / sizeof(code[0]),
+		.filter = code,
+	};
+
+	for (uint32_t l = 0; l < s->listener_count; l++) {
+		if (setsockopt(*slot_of(s, 0, l), SOL_SOCKET,
+			       SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) < 0)
+			return -errno;
+	}
+	return 0;
+}

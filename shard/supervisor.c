@@ -1,0 +1,753 @@
+/*
+ * The supervisor: forks the shards, replaces the ones that die, rolls them
+ * over on reload, drains them on stop and serves the admin endpoint.
+ *
+ * It runs a plain poll(2) loop, not the coroutine scheduler: it forks, and a
+ * child must start from a clean process, not from the middle of a parent's
+ * coroutine. Nothing here touches a shard's traffic; the supervisor only
+ * sends signals and reads the metrics mapping.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shard/admin.h"
+#include "shard/metrics.h"
+#include "shard/process.h"
+#include "shard/shard.h"
+#include "shard/sockets.h"
+#include "shard/strbuf.h"
+
+#define MS (1000 * 1000LL)
+#define SEC (1000 * MS)
+/* While a shard is starting, how often to look whether it is ready. */
+#define SUPERVISOR_READY_TICK_NS (2 * MS)
+/* Two crashes of one shard closer than this count as repeated. */
+#define SUPERVISOR_CRASH_WINDOW_NS (10 * SEC)
+#define SUPERVISOR_BACKOFF_FIRST_NS (100 * MS)
+#define SUPERVISOR_BACKOFF_MAX_NS (10 * SEC)
+/* Beyond its own deadline, how long a stopping shard gets before SIGKILL. */
+#define SUPERVISOR_KILL_GRACE_NS (2 * SEC)
+#define SUPERVISOR_MAX_POLLFDS 80
+
+typedef enum proc_role {
+	PROC_SERVING,    /* the current shard of its seat */
+	PROC_INCOMING,   /* reload: started, not yet serving */
+	PROC_RETIRING,   /* reload: replaced, finishing its connections */
+	PROC_STOPPING,   /* SIGTERM sent */
+} proc_role;
+
+typedef struct shard_proc {
+	pid_t pid;
+	uint32_t index;
+	uint32_t generation;
+	proc_role role;
+	shard_slot *slot;
+	int64_t started_ns;
+	int64_t kill_at;             /* 0 = none */
+} shard_proc;
+
+/* What the supervisor knows about one shard index across its processes. */
+typedef struct shard_seat {
+	int64_t respawn_at;          /* 0 = nothing scheduled */
+	uint32_t crashes;            /* consecutive, within the window */
+	int64_t last_crash_ns;
+} shard_seat;
+
+typedef struct supervisor {
+	shard_settings settings;     /* updated by reload */
+	const shard_ops *ops;
+	void *ctx;
+	uint32_t shards;
+	shard_sockets sockets;
+	shard_metrics metrics;
+	admin_server admin;
+	bool admin_open;
+	int signal_fd;
+	shard_proc *procs;
+	uint32_t proc_count;
+	uint32_t proc_cap;
+	shard_seat *seats;
+	uint32_t generation;
+	bool ready_once;             /* every shard was READY once */
+	bool rolling;
+	uint32_t roll_next;          /* seat the reload replaces next */
+	bool reload_again;           /* SIGHUP during a roll */
+	bool stopping;
+	int exit_code;
+	uint64_t reloads;
+	uint64_t restarts;
+	int64_t started_unix_ns;
+} supervisor;
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
+}
+
+static void say(supervisor *sup, shard_log_level level, const char *msg,
+		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void say(supervisor *sup, shard_log_level level, const char *msg,
+		const char *fmt, ...)
+{
+	char pairs[512] = "";
+
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(pairs, sizeof(pairs), fmt, ap);
+		va_end(ap);
+	}
+	if (sup->ops->log)
+		sup->ops->log(sup->ctx, level, msg, fmt ? pairs : NULL);
+}
+
+/* --- processes ------------------------------------------------------------ */
+
+static shard_proc *proc_add(supervisor *sup)
+{
+	if (sup->proc_count == sup->proc_cap) {
+		uint32_t cap = sup->proc_cap ? sup->proc_cap * 2 : 8;
+		shard_proc *grown = realloc(sup->procs, cap * sizeof(*grown));
+		if (!grown)
+			return NULL;
+		sup->procs = grown;
+		sup->proc_cap = cap;
+	}
+	shard_proc *p = &sup->procs[sup->proc_count++];
+	*p = (shard_proc){0};
+	return p;
+}
+
+static void proc_remove(supervisor *sup, shard_proc *p)
+{
+	*p = sup->procs[--sup->proc_count];
+}
+
+static shard_proc *proc_find(supervisor *sup, pid_t pid)
+{
+	for (uint32_t i = 0; i < sup->proc_count; i++)
+		if (sup->procs[i].pid == pid)
+			return &sup->procs[i];
+	return NULL;
+}
+
+static shard_proc *proc_in_role(supervisor *sup, uint32_t index, proc_role role)
+{
+	for (uint32_t i = 0; i < sup->proc_count; i++)
+		if (sup->procs[i].index == index && sup->procs[i].role == role)
+			return &sup->procs[i];
+	return NULL;
+}
+
+static poll_kind poller_for(const supervisor *sup, uint32_t index)
+{
+	if (sup->settings.poller_mixed)
+		return index % 2 ? POLL_URING : POLL_EPOLL;
+	return sup->settings.poller;
+}
+
+static int pinned_cpu(const supervisor *sup, uint32_t index)
+{
+	return sup->settings.pin ? (int)(index % shard_cpu_count()) : -1;
+}
+
+/* In the child, before the application runs: a clean signal state, no
+ * supervisor fds, its own CPU. */
+static void child_prepare(supervisor *sup, uint32_t index, pid_t parent)
+{
+	sigset_t all;
+
+	/* If the supervisor is killed outright, drain rather than linger. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(1);
+	/* The terminal's ^C and SIGHUP reach the supervisor, which decides;
+	 * shards only take orders (SIGTERM, SIGUSR1) from it. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGCHLD, SIG_DFL);
+	sigemptyset(&all);
+	sigaddset(&all, SIGCHLD);
+	sigaddset(&all, SIGINT);
+	sigaddset(&all, SIGHUP);
+	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	close(sup->signal_fd);
+	if (sup->admin_open)
+		admin_close(&sup->admin);
+	sockets_close_others(&sup->sockets, index);
+	int cpu = pinned_cpu(sup, index);
+	if (cpu >= 0)
+		process_pin(cpu);
+}
+
+static void child_run(supervisor *sup, uint32_t index, shard_slot *slot,
+		      pid_t parent)
+{
+	child_prepare(sup, index, parent);
+	slot->pid = getpid();
+	shard_context context = {
+		.index = index,
+		.shards = sup->shards,
+		.generation = sup->generation,
+		.cpu = pinned_cpu(sup, index),
+		.poller = poller_for(sup, index),
+		.listen_fds = sockets_of(&sup->sockets, index),
+		.listener_count = sup->sockets.listener_count,
+		.slot = slot,
+	};
+	/* exit(), not _exit(): LeakSanitizer and stdio run at exit. */
+	exit(sup->ops->run(sup->ctx, &context));
+}
+
+static shard_proc *spawn(supervisor *sup, uint32_t index, proc_role role)
+{
+	shard_slot *slot = metrics_claim(&sup->metrics, index, sup->generation);
+	shard_proc *p = slot ? proc_add(sup) : NULL;
+
+	if (!p) {
+		if (slot)
+			metrics_release(&sup->metrics, slot);
+		say(sup, SHARD_LOG_ERROR, "cannot start shard", "shard=%u error=%s",
+		    index, slot ? "\"out of memory\"" : "\"no free metrics slot\"");
+		return NULL;
+	}
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		int err = errno;
+		proc_remove(sup, p);
+		metrics_release(&sup->metrics, slot);
+		say(sup, SHARD_LOG_ERROR, "cannot start shard", "shard=%u error=\"%s\"",
+		    index, strerror(err));
+		return NULL;
+	}
+	if (pid == 0)
+		child_run(sup, index, slot, parent);
+	*p = (shard_proc){.pid = pid, .index = index, .generation = sup->generation,
+			  .role = role, .slot = slot, .started_ns = now_ns()};
+	say(sup, SHARD_LOG_INFO, "shard started",
+	    "shard=%u pid=%d generation=%u poller=%s cpu=%d", index, (int)pid,
+	    sup->generation, poll_kind_name(poller_for(sup, index)),
+	    pinned_cpu(sup, index));
+	return p;
+}
+
+static void proc_signal(supervisor *sup, shard_proc *p, int sig, proc_role role,
+			int64_t grace_ns)
+{
+	p->role = role;
+	p->kill_at = now_ns() + grace_ns;
+	if (kill(p->pid, sig) < 0 && errno != ESRCH)
+		say(sup, SHARD_LOG_WARN, "cannot signal shard", "shard=%u pid=%d error=\"%s\"",
+		    p->index, (int)p->pid, strerror(errno));
+}
+
+/* --- deaths and respawns ------------------------------------------------- */
+
+static void describe_status(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "signal=%s", sigabbrev_np(WTERMSIG(status)) ?
+			 sigabbrev_np(WTERMSIG(status)) : "?");
+	else
+		snprintf(buf, len, "status=%d", WEXITSTATUS(status));
+}
+
+static int64_t crash_backoff(shard_seat *seat, int64_t now)
+{
+	if (seat->crashes && now - seat->last_crash_ns < SUPERVISOR_CRASH_WINDOW_NS)
+		seat->crashes++;
+	else
+		seat->crashes = 1;
+	seat->last_crash_ns = now;
+	if (seat->crashes == 1)
+		return 0; /* first crash: at once, the accept queue is waiting */
+	int64_t delay = SUPERVISOR_BACKOFF_FIRST_NS;
+	for (uint32_t i = 2; i < seat->crashes && delay < SUPERVISOR_BACKOFF_MAX_NS; i++)
+		delay *= 2;
+	return delay < SUPERVISOR_BACKOFF_MAX_NS ? delay : SUPERVISOR_BACKOFF_MAX_NS;
+}
+
+static void supervisor_stop(supervisor *sup, const char *why, int exit_code);
+
+static void roll_abort(supervisor *sup, uint32_t index)
+{
+	say(sup, SHARD_LOG_ERROR, "reload stopped: new shard failed to start",
+	    "shard=%u", index);
+	sup->rolling = false;
+	process_notify("READY=1");
+}
+
+static void shard_died(supervisor *sup, shard_proc *p, int status)
+{
+	char how[48];
+	proc_role role = p->role;
+	uint32_t index = p->index;
+	int pid = (int)p->pid;      /* p is reused once removed */
+	bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+
+	describe_status(status, how, sizeof(how));
+	metrics_release(&sup->metrics, p->slot);
+	if (role == PROC_RETIRING || role == PROC_STOPPING) {
+		say(sup, SHARD_LOG_INFO, "shard exited", "shard=%u pid=%d %s",
+		    index, pid, how);
+		if (!clean && role == PROC_STOPPING)
+			sup->exit_code = 1;
+		proc_remove(sup, p);
+		return;
+	}
+	proc_remove(sup, p);
+	if (!sup->ready_once) {
+		say(sup, SHARD_LOG_ERROR, "shard failed to start", "shard=%u %s",
+		    index, how);
+		supervisor_stop(sup, "startup", 1);
+		return;
+	}
+	if (role == PROC_INCOMING) {
+		roll_abort(sup, index);
+		return;
+	}
+	shard_seat *seat = &sup->seats[index];
+	int64_t delay = crash_backoff(seat, now_ns());
+	sup->restarts++;
+	say(sup, SHARD_LOG_WARN, "shard died", "shard=%u pid=%d %s respawn_in=%lldms crashes=%u",
+	    index, pid, how, (long long)(delay / MS), seat->crashes);
+	seat->respawn_at = now_ns() + delay;
+}
+
+static void reap(supervisor *sup)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		shard_proc *p = proc_find(sup, pid);
+		if (p)
+			shard_died(sup, p, status);
+	}
+}
+
+static void respawn_due(supervisor *sup, int64_t now)
+{
+	for (uint32_t i = 0; i < sup->shards && !sup->stopping; i++) {
+		shard_seat *seat = &sup->seats[i];
+		if (!seat->respawn_at || now < seat->respawn_at)
+			continue;
+		seat->respawn_at = 0;
+		if (!spawn(sup, i, PROC_SERVING))
+			seat->respawn_at = now + SUPERVISOR_BACKOFF_FIRST_NS;
+	}
+}
+
+/* --- start, stop, reload ------------------------------------------------- */
+
+static bool all_serving_ready(supervisor *sup)
+{
+	for (uint32_t i = 0; i < sup->shards; i++) {
+		shard_proc *p = proc_in_role(sup, i, PROC_SERVING);
+		if (!p || shard_slot_get_state(p->slot) != SHARD_STATE_READY)
+			return false;
+	}
+	return true;
+}
+
+static void check_started(supervisor *sup)
+{
+	if (sup->ready_once || sup->stopping || !all_serving_ready(sup))
+		return;
+	sup->ready_once = true;
+	say(sup, SHARD_LOG_INFO, "ready", "shards=%u pid=%d", sup->shards,
+	    (int)getpid());
+	process_notify("READY=1");
+}
+
+static void supervisor_stop(supervisor *sup, const char *why, int exit_code)
+{
+	if (sup->stopping)
+		return;
+	sup->stopping = true;
+	sup->rolling = false;
+	if (exit_code)
+		sup->exit_code = exit_code;
+	process_notify("STOPPING=1");
+	say(sup, SHARD_LOG_INFO, "stopping", "reason=%s shards=%u", why,
+	    sup->proc_count);
+	int64_t grace = sup->settings.drain_timeout_ns + SUPERVISOR_KILL_GRACE_NS;
+	for (uint32_t i = 0; i < sup->proc_count; i++) {
+		shard_proc *p = &sup->procs[i];
+		/* A retiring shard is already on its own deadline; SIGTERM turns
+		 * it into a drain now. */
+		proc_signal(sup, p, SIGTERM, PROC_STOPPING, grace);
+	}
+}
+
+static void kill_all(supervisor *sup)
+{
+	for (uint32_t i = 0; i < sup->proc_count; i++)
+		kill(sup->procs[i].pid, SIGKILL);
+}
+
+static void roll_step(supervisor *sup)
+{
+	if (!sup->rolling || sup->stopping)
+		return;
+	uint32_t index = sup->roll_next;
+	shard_proc *incoming = proc_in_role(sup, index, PROC_INCOMING);
+	if (!incoming) {
+		if (!spawn(sup, index, PROC_INCOMING))
+			roll_abort(sup, index);
+		return;
+	}
+	if (shard_slot_get_state(incoming->slot) != SHARD_STATE_READY)
+		return;
+	shard_proc *old = proc_in_role(sup, index, PROC_SERVING);
+	/* Re-find: proc pointers move when the array is compacted. */
+	incoming->role = PROC_SERVING;
+	if (old && old != incoming) {
+		/* Retiring shards serve what they have until drain_timeout,
+		 * then drain; the grace covers both. */
+		int64_t grace = 2 * sup->settings.drain_timeout_ns + SUPERVISOR_KILL_GRACE_NS;
+		proc_signal(sup, old, SHARD_RETIRE_SIGNAL, PROC_RETIRING, grace);
+	}
+	if (++sup->roll_next < sup->shards)
+		return;
+	sup->rolling = false;
+	say(sup, SHARD_LOG_INFO, "reload complete", "generation=%u", sup->generation);
+	process_notify("READY=1");
+}
+
+static void reload(supervisor *sup)
+{
+	char why[256] = "";
+	shard_settings next = sup->settings;
+
+	if (sup->stopping)
+		return;
+	if (sup->rolling) {
+		sup->reload_again = true;
+		return;
+	}
+	process_notify("RELOADING=1");
+	if (sup->ops->reload(sup->ctx, &next, why, sizeof(why)) < 0) {
+		say(sup, SHARD_LOG_ERROR, "reload failed: keeping the running configuration",
+		    "reason=\"%s\"", why);
+		process_notify("READY=1");
+		return;
+	}
+	/* Sockets, admin and user stay: the reload hook refuses changes. */
+	sup->settings.drain_timeout_ns = next.drain_timeout_ns;
+	sup->settings.poller = next.poller;
+	sup->settings.poller_mixed = next.poller_mixed;
+	sup->settings.pin = next.pin;
+	sup->generation++;
+	sup->reloads++;
+	sup->rolling = true;
+	sup->roll_next = 0;
+	say(sup, SHARD_LOG_INFO, "reloading", "generation=%u shards=%u",
+	    sup->generation, sup->shards);
+	roll_step(sup);
+}
+
+static void enforce_kill_deadlines(supervisor *sup, int64_t now)
+{
+	for (uint32_t i = 0; i < sup->proc_count; i++) {
+		shard_proc *p = &sup->procs[i];
+		if (!p->kill_at || now < p->kill_at)
+			continue;
+		say(sup, SHARD_LOG_WARN, "shard did not exit in time: killing",
+		    "shard=%u pid=%d", p->index, (int)p->pid);
+		kill(p->pid, SIGKILL);
+		p->kill_at = 0;
+		if (p->role == PROC_STOPPING)
+			sup->exit_code = 1;
+	}
+}
+
+/* --- signals ------------------------------------------------------------- */
+
+static int signals_open(supervisor *sup)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SHARD_RETIRE_SIGNAL);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);
+	sup->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return sup->signal_fd < 0 ? -errno : 0;
+}
+
+static void on_stop_signal(supervisor *sup, int signo)
+{
+	const char *name = sigabbrev_np(signo);
+
+	if (!sup->stopping) {
+		supervisor_stop(sup, name, 0);
+		return;
+	}
+	say(sup, SHARD_LOG_WARN, "second signal: exiting now", "signal=%s", name);
+	kill_all(sup);
+	sup->exit_code = 1;
+}
+
+static void signals_read(supervisor *sup)
+{
+	struct signalfd_siginfo info;
+
+	while (read(sup->signal_fd, &info, sizeof(info)) == (ssize_t)sizeof(info)) {
+		switch (info.ssi_signo) {
+		case SIGCHLD:
+			reap(sup);
+			break;
+		case SIGHUP:
+			reload(sup);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			on_stop_signal(sup, (int)info.ssi_signo);
+			break;
+		default:
+			break;
+		}
+	}
+	reap(sup); /* SIGCHLDs coalesce: look anyway */
+}
+
+/* --- admin ---------------------------------------------------------------- */
+
+static void view_fill(supervisor *sup, metrics_view *view)
+{
+	*view = (metrics_view){
+		.shards = sup->shards,
+		.reason_names = sup->settings.reason_names,
+		.reason_count = sup->settings.reason_count,
+		.pid = getpid(),
+		.started_unix_ns = sup->started_unix_ns,
+		.reloads = sup->reloads,
+		.restarts = sup->restarts,
+	};
+}
+
+static int admin_render(void *arg, admin_route route, strbuf *body,
+			const char **content_type)
+{
+	supervisor *sup = arg;
+	metrics_view view;
+
+	view_fill(sup, &view);
+	if (route == ADMIN_METRICS) {
+		*content_type = "text/plain; version=0.0.4; charset=utf-8";
+		return metrics_render_prometheus(&sup->metrics, &view, body);
+	}
+	*content_type = "application/json";
+	return metrics_render_json(&sup->metrics, &view, body);
+}
+
+static int admin_start(supervisor *sup)
+{
+	char where[80];
+
+	if (!sup->settings.has_admin)
+		return 0;
+	int rc = admin_open(&sup->admin, (struct sockaddr *)&sup->settings.admin,
+			    sup->settings.admin_len);
+	sockets_format((struct sockaddr *)&sup->settings.admin, where, sizeof(where));
+	if (rc < 0) {
+		say(sup, SHARD_LOG_ERROR, "cannot listen", "listener=admin address=%s error=\"%s\"",
+		    where, strerror(-rc));
+		return rc;
+	}
+	sup->admin_open = true;
+	struct sockaddr_storage bound;
+	socklen_t len = sizeof(bound);
+	if (admin_bound(&sup->admin, (struct sockaddr *)&bound, &len) == 0)
+		sockets_format((struct sockaddr *)&bound, where, sizeof(where));
+	say(sup, SHARD_LOG_INFO, "admin listening", "address=%s", where);
+	return 0;
+}
+
+/* --- the loop ------------------------------------------------------------- */
+
+static bool anyone_starting(supervisor *sup)
+{
+	for (uint32_t i = 0; i < sup->proc_count; i++)
+		if (shard_slot_get_state(sup->procs[i].slot) == SHARD_STATE_STARTING)
+			return true;
+	return false;
+}
+
+static int64_t next_wakeup(supervisor *sup, int64_t now)
+{
+	int64_t next = now + SEC;
+
+	if (anyone_starting(sup) || sup->rolling)
+		next = now + SUPERVISOR_READY_TICK_NS;
+	for (uint32_t i = 0; i < sup->shards; i++)
+		if (sup->seats[i].respawn_at && sup->seats[i].respawn_at < next)
+			next = sup->seats[i].respawn_at;
+	for (uint32_t i = 0; i < sup->proc_count; i++)
+		if (sup->procs[i].kill_at && sup->procs[i].kill_at < next)
+			next = sup->procs[i].kill_at;
+	if (sup->admin_open) {
+		int64_t admin_next = admin_next_deadline(&sup->admin);
+		if (admin_next && admin_next < next)
+			next = admin_next;
+	}
+	return next;
+}
+
+/* Everything that is due: run before computing the next wakeup, so a shard
+ * that became ready meanwhile is seen now, not a tick later. */
+static void run_due(supervisor *sup)
+{
+	int64_t now = now_ns();
+
+	respawn_due(sup, now);
+	enforce_kill_deadlines(sup, now);
+	check_started(sup);
+	roll_step(sup);
+	if (!sup->rolling && sup->reload_again) {
+		sup->reload_again = false;
+		reload(sup);
+	}
+}
+
+static void loop_once(supervisor *sup)
+{
+	struct pollfd fds[SUPERVISOR_MAX_POLLFDS];
+	size_t n = 1;
+
+	run_due(sup);
+	if (sup->stopping && sup->proc_count == 0)
+		return;
+	fds[0] = (struct pollfd){.fd = sup->signal_fd, .events = POLLIN};
+	if (sup->admin_open)
+		n += admin_pollfds(&sup->admin, fds + 1, SUPERVISOR_MAX_POLLFDS - 1);
+	int64_t now = now_ns();
+	int64_t wait_ns = next_wakeup(sup, now) - now;
+	int timeout_ms = wait_ns <= 0 ? 0 : (int)((wait_ns + MS - 1) / MS);
+	if (poll(fds, n, timeout_ms) < 0 && errno != EINTR)
+		return;
+	if (fds[0].revents)
+		signals_read(sup);
+	if (sup->admin_open)
+		admin_service(&sup->admin, fds + 1, n - 1, now_ns(), admin_render, sup);
+}
+
+static int supervisor_start(supervisor *sup)
+{
+	char why[256];
+	long nofile = process_raise_nofile();
+
+	if (nofile < 0)
+		say(sup, SHARD_LOG_WARN, "cannot raise the open-file limit",
+		    "error=\"%s\"", strerror((int)-nofile));
+	int rc = signals_open(sup);
+	if (rc < 0) {
+		say(sup, SHARD_LOG_ERROR, "cannot set up signals", "error=\"%s\"",
+		    strerror(-rc));
+		return rc;
+	}
+	rc = sockets_open(&sup->sockets, sup->settings.listeners,
+			  sup->settings.listener_count, sup->shards, why, sizeof(why));
+	if (rc < 0) {
+		say(sup, SHARD_LOG_ERROR, "cannot listen", "%s", why);
+		return rc;
+	}
+	for (uint32_t l = 0; l < sup->sockets.listener_count; l++) {
+		char where[80];
+		sockets_format((struct sockaddr *)&sup->sockets.bound[l], where,
+			       sizeof(where));
+		say(sup, SHARD_LOG_INFO, "listening", "listener=%s address=%s shards=%u",
+		    sup->settings.listeners[l].name, where, sup->shards);
+	}
+	if (sup->settings.steer_by_cpu && sup->shards > shard_cpu_count()) {
+		say(sup, SHARD_LOG_ERROR, "steer = cpu needs at most one shard per CPU",
+		    "shards=%u cpus=%u", sup->shards, shard_cpu_count());
+		return -EINVAL;
+	}
+	if (sup->settings.steer_by_cpu && (rc = sockets_steer_by_cpu(&sup->sockets)) < 0) {
+		say(sup, SHARD_LOG_ERROR, "cannot steer connections by CPU",
+		    "error=\"%s\"", strerror(-rc));
+		return rc;
+	}
+	if ((rc = admin_start(sup)) < 0)
+		return rc;
+	if (sup->settings.user &&
+	    (rc = process_drop_to(sup->settings.user, why, sizeof(why))) < 0) {
+		say(sup, SHARD_LOG_ERROR, "cannot drop privileges", "user=%s error=\"%s\"",
+		    sup->settings.user, why);
+		return rc;
+	}
+	rc = metrics_map(&sup->metrics, 4 * sup->shards + 8);
+	if (rc < 0) {
+		say(sup, SHARD_LOG_ERROR, "cannot map metrics", "error=\"%s\"",
+		    strerror(-rc));
+		return rc;
+	}
+	for (uint32_t i = 0; i < sup->shards; i++)
+		if (!spawn(sup, i, PROC_SERVING))
+			return -ENOMEM;
+	return 0;
+}
+
+static void supervisor_free(supervisor *sup)
+{
+	if (sup->admin_open)
+		admin_close(&sup->admin);
+	sockets_close(&sup->sockets);
+	metrics_unmap(&sup->metrics);
+	if (sup->signal_fd >= 0)
+		close(sup->signal_fd);
+	free(sup->procs);
+	free(sup->seats);
+}
+
+int shard_supervise(const shard_settings *settings, const shard_ops *ops,
+		    void *ctx)
+{
+	supervisor sup = {
+		.settings = *settings,
+		.ops = ops,
+		.ctx = ctx,
+		.shards = settings->shards ? settings->shards : shard_cpu_count(),
+		.signal_fd = -1,
+	};
+	struct timespec wall;
+
+	clock_gettime(CLOCK_REALTIME, &wall);
+	sup.started_unix_ns = (int64_t)wall.tv_sec * SEC + wall.tv_nsec;
+	sup.seats = calloc(sup.shards, sizeof(*sup.seats));
+	int rc = sup.seats ? supervisor_start(&sup) : -ENOMEM;
+	if (rc < 0) {
+		kill_all(&sup);
+		while (sup.proc_count && waitpid(sup.procs[0].pid, NULL, 0) > 0)
+			proc_remove(&sup, &sup.procs[0]);
+		supervisor_free(&sup);
+		return 1;
+	}
+	while (!sup.stopping || sup.proc_count > 0)
+		loop_once(&sup);
+	say(&sup, SHARD_LOG_INFO, "stopped", "exit=%d", sup.exit_code);
+	supervisor_free(&sup);
+	return sup.exit_code;
+}

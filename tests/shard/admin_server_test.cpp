@@ -1,0 +1,428 @@
+// shard/admin: the server over real sockets on 127.0.0.1, driven by a small
+// poll loop in the test. Time is the test's own now_ns, so timeouts are
+// checked without sleeping.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "json.hpp"
+#include "shard/shard.h"
+#include "shard/admin.h"
+#include "shard/metrics.h"
+
+namespace {
+
+const int64_t S = 1000000000;
+
+struct Server {
+	admin_server a;
+	uint16_t port = 0;
+	int64_t now = 1000 * S;
+	int renders = 0;
+	int render_error = 0;
+	size_t big_body = 0;      // > 0: /metrics is that many bytes of a pattern
+	shard_metrics m;
+	metrics_view view;
+
+	Server()
+	{
+		struct sockaddr_in sin;
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		REQUIRE(admin_open(&a, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+		socklen_t len = sizeof(sin);
+		REQUIRE(admin_bound(&a, (struct sockaddr *)&sin, &len) == 0);
+		port = ntohs(sin.sin_port);
+		REQUIRE(port != 0);
+
+		REQUIRE(metrics_map(&m, 4) == 0);
+		shard_slot *s = metrics_claim(&m, 0, 1);
+		REQUIRE(s != nullptr);
+		s->pid = 77;
+		snprintf(s->poller, sizeof(s->poller), "epoll");
+		shard_slot_set_state(s, SHARD_STATE_READY);
+		memset(&view, 0, sizeof(view));
+		view.shards = 1;
+		view.pid = 12;
+	}
+	~Server()
+	{
+		admin_close(&a);
+		metrics_unmap(&m);
+	}
+
+	static int render(void *arg, admin_route route, strbuf *body,
+			  const char **type)
+	{
+		Server *s = static_cast<Server *>(arg);
+		s->renders++;
+		if (s->render_error)
+			return s->render_error;
+		if (route == ADMIN_METRICS && s->big_body) {
+			for (size_t i = 0; i < s->big_body; i++) {
+				char c = (char)('a' + i % 26);
+				if (strbuf_append(body, &c, 1))
+					return -ENOMEM;
+			}
+			return 0;
+		}
+		(void)type;
+		if (route == ADMIN_METRICS)
+			return metrics_render_prometheus(&s->m, &s->view, body);
+		return metrics_render_json(&s->m, &s->view, body);
+	}
+
+	// One round of the supervisor's loop.
+	void step(int timeout_ms = 0)
+	{
+		struct pollfd fds[1 + ADMIN_MAX_CLIENTS];
+		size_t n = admin_pollfds(&a, fds, 1 + ADMIN_MAX_CLIENTS);
+		REQUIRE(n >= 1);
+		REQUIRE(poll(fds, n, timeout_ms) >= 0);
+		admin_service(&a, fds, n, now, render, this);
+	}
+
+	int connect_client()
+	{
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		REQUIRE(fd >= 0);
+		struct sockaddr_in sin;
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sin.sin_port = htons(port);
+		REQUIRE(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+		return fd;
+	}
+
+	// Steps until the server has `count` clients (bounded).
+	void accept_until(uint32_t count)
+	{
+		for (int i = 0; i < 200 && a.client_count < count; i++)
+			step(10);
+		REQUIRE(a.client_count == count);
+	}
+
+	// Steps and reads until the server closes the connection (bounded).
+	std::string read_all(int fd)
+	{
+		std::string out;
+		char buf[65536];
+		for (int i = 0; i < 5000; i++) {
+			step(1);
+			while (true) {
+				ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+				if (r > 0) {
+					out.append(buf, (size_t)r);
+					continue;
+				}
+				if (r == 0)
+					return out;
+				REQUIRE((errno == EAGAIN || errno == EWOULDBLOCK));
+				break;
+			}
+		}
+		FAIL("the server never closed the connection");
+		return out;
+	}
+};
+
+void send_str(int fd, const std::string &s)
+{
+	REQUIRE(send(fd, s.data(), s.size(), MSG_NOSIGNAL) == (ssize_t)s.size());
+}
+
+// recv without waiting: true when nothing is there and the peer is open.
+bool quiet(int fd)
+{
+	char c;
+	ssize_t r = recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+	return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+bool closed_by_peer(int fd)
+{
+	char c;
+	return recv(fd, &c, 1, MSG_DONTWAIT) == 0;
+}
+
+struct Response {
+	int status = 0;
+	std::map<std::string, std::string> headers; // lower-case names
+	std::string body;
+};
+
+Response parse_response(const std::string &raw)
+{
+	Response r;
+	size_t end = raw.find("\r\n\r\n");
+	INFO(raw.substr(0, 300));
+	REQUIRE(end != std::string::npos);
+	REQUIRE(raw.compare(0, 9, "HTTP/1.1 ") == 0);
+	r.status = atoi(raw.c_str() + 9);
+	size_t pos = raw.find("\r\n") + 2;
+	while (pos < end) {
+		size_t eol = raw.find("\r\n", pos);
+		std::string line = raw.substr(pos, eol - pos);
+		size_t colon = line.find(": ");
+		REQUIRE(colon != std::string::npos);
+		std::string name = line.substr(0, colon);
+		for (char &c : name)
+			c = (char)tolower((unsigned char)c);
+		r.headers[name] = line.substr(colon + 2);
+		pos = eol + 2;
+	}
+	r.body = raw.substr(end + 4);
+	return r;
+}
+
+Response request(Server &s, const std::string &req)
+{
+	int fd = s.connect_client();
+	send_str(fd, req);
+	Response r = parse_response(s.read_all(fd));
+	close(fd);
+	REQUIRE(r.headers["connection"] == "close");
+	return r;
+}
+
+} // namespace
+
+TEST_CASE("GET /metrics serves the Prometheus text", "[admin_server]")
+{
+	Server s;
+	Response r = request(s, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+	REQUIRE(r.status == 200);
+	REQUIRE(r.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8");
+	REQUIRE(r.headers["content-length"] == std::to_string(r.body.size()));
+	REQUIRE(r.body.find("\nframeproxy_shard_up{shard=\"0\"} 1\n") != std::string::npos);
+	REQUIRE(r.body.find("frameproxy_shard_info{shard=\"0\",poller=\"epoll\"} 1\n") != std::string::npos);
+	REQUIRE(s.renders == 1);
+	REQUIRE(s.a.client_count == 0);
+}
+
+TEST_CASE("GET /stats serves JSON", "[admin_server]")
+{
+	Server s;
+	Response r = request(s, "GET /stats?pretty=0 HTTP/1.0\r\n\r\n");
+	REQUIRE(r.status == 200);
+	REQUIRE(r.headers["content-type"] == "application/json");
+	REQUIRE(r.headers["content-length"] == std::to_string(r.body.size()));
+	Json j;
+	REQUIRE_NOTHROW(j = JsonReader::parse(r.body));
+	REQUIRE(j["pid"].u64() == 12);
+	REQUIRE(j["shards"][0]["pid"].u64() == 77);
+	REQUIRE(j["shards"][0]["state"].str() == "ready");
+}
+
+TEST_CASE("errors: 404, 405, 400, 500; HEAD has no body", "[admin_server]")
+{
+	Server s;
+	Response r = request(s, "GET /x HTTP/1.1\r\n\r\n");
+	REQUIRE(r.status == 404);
+	REQUIRE(r.body == "not found\n");
+	REQUIRE(r.headers["content-length"] == "10");
+
+	r = request(s, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+	REQUIRE(r.status == 405);
+	REQUIRE(r.headers["allow"] == "GET, HEAD");
+	REQUIRE(r.body == "method not allowed\n");
+
+	r = request(s, "hello there\r\n\r\n");
+	REQUIRE(r.status == 400);
+	REQUIRE(r.body == "bad request\n");
+	REQUIRE(s.renders == 0); // none of these rendered anything
+
+	r = request(s, "HEAD /stats HTTP/1.1\r\n\r\n");
+	REQUIRE(r.status == 200);
+	REQUIRE(r.body.empty());
+	REQUIRE(std::stoul(r.headers["content-length"]) > 10);
+
+	s.render_error = -ENOMEM;
+	r = request(s, "GET /metrics HTTP/1.1\r\n\r\n");
+	REQUIRE(r.status == 500);
+	REQUIRE(r.headers["content-type"] == "text/plain; charset=utf-8");
+	REQUIRE(r.body == "internal error\n");
+}
+
+TEST_CASE("an oversized request gets 400", "[admin_server]")
+{
+	Server s;
+	int fd = s.connect_client();
+	send_str(fd, "GET /metrics HTTP/1.1\r\nX: " + std::string(9000, 'a'));
+	Response r = parse_response(s.read_all(fd));
+	close(fd);
+	REQUIRE(r.status == 400);
+}
+
+TEST_CASE("a slow client sends its request in pieces", "[admin_server]")
+{
+	Server s;
+	int fd = s.connect_client();
+	s.accept_until(1);
+	const std::string req = "GET /metrics HTTP/1.1\r\nHost: slow\r\n\r\n";
+	for (size_t i = 0; i + 1 < req.size(); i += 4) {
+		send_str(fd, req.substr(i, std::min<size_t>(4, req.size() - 1 - i)));
+		s.now += S / 2 / 10; // a while, well within the deadline overall
+		for (int k = 0; k < 3; k++)
+			s.step(1);
+		REQUIRE(quiet(fd));
+		REQUIRE(s.renders == 0);
+	}
+	send_str(fd, req.substr(req.size() - 1));
+	Response r = parse_response(s.read_all(fd));
+	close(fd);
+	REQUIRE(r.status == 200);
+	REQUIRE(s.renders == 1);
+}
+
+TEST_CASE("a client that sends nothing is closed after 5 s", "[admin_server]")
+{
+	Server s;
+	int idle = s.connect_client();
+	int partial = s.connect_client();
+	s.accept_until(2);
+	int64_t accepted_at = s.now;
+	REQUIRE(admin_next_deadline(&s.a) == accepted_at + ADMIN_TIMEOUT_NS);
+	send_str(partial, "GET /metr");
+
+	s.now = accepted_at + ADMIN_TIMEOUT_NS - 1;
+	s.step(1);
+	REQUIRE(quiet(idle));
+	REQUIRE(quiet(partial));
+	REQUIRE(s.a.client_count == 2);
+
+	s.now = accepted_at + ADMIN_TIMEOUT_NS;
+	s.step(0);
+	REQUIRE(s.a.client_count == 0);
+	REQUIRE(closed_by_peer(idle));
+	REQUIRE(closed_by_peer(partial));
+	REQUIRE(admin_next_deadline(&s.a) == INT64_MAX);
+	REQUIRE(s.renders == 0);
+	close(idle);
+	close(partial);
+}
+
+TEST_CASE("at most 64 clients; more are closed at once", "[admin_server]")
+{
+	Server s;
+	std::vector<int> fds;
+	for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)
+		fds.push_back(s.connect_client());
+	s.accept_until(ADMIN_MAX_CLIENTS);
+
+	int extra = s.connect_client();
+	bool refused = false;
+	for (int i = 0; i < 200 && !refused; i++) {
+		s.step(10);
+		refused = closed_by_peer(extra);
+	}
+	REQUIRE(refused);
+	REQUIRE(s.a.client_count == ADMIN_MAX_CLIENTS);
+	for (int fd : fds)
+		REQUIRE(quiet(fd));
+
+	// The ones it kept are served.
+	send_str(fds[10], "GET /x HTTP/1.1\r\n\r\n");
+	Response r = parse_response(s.read_all(fds[10]));
+	REQUIRE(r.status == 404);
+	REQUIRE(s.a.client_count == ADMIN_MAX_CLIENTS - 1);
+	close(extra);
+	for (int fd : fds)
+		close(fd);
+}
+
+TEST_CASE("a response bigger than the socket buffers takes several rounds",
+	  "[admin_server]")
+{
+	Server s;
+	s.big_body = 8u << 20;
+	int fd = s.connect_client();
+	int small = 64 * 1024;
+	REQUIRE(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0);
+	send_str(fd, "GET /metrics HTTP/1.1\r\n\r\n");
+
+	// The client does not read yet: the server must not block, and keeps
+	// the rest for later rounds.
+	s.accept_until(1);
+	for (int i = 0; i < 5 && s.renders == 0; i++)
+		s.step(10);
+	REQUIRE(s.renders == 1);
+	const admin_client *c = nullptr;
+	for (const admin_client &k : s.a.clients)
+		if (k.fd >= 0)
+			c = &k;
+	REQUIRE(c != nullptr);
+	REQUIRE(c->writing);
+	REQUIRE(c->out_off > 0);
+	REQUIRE(c->out_off < c->out.len);
+
+	Response r = parse_response(s.read_all(fd));
+	close(fd);
+	REQUIRE(r.status == 200);
+	REQUIRE(r.body.size() == s.big_body);
+	REQUIRE(r.headers["content-length"] == std::to_string(s.big_body));
+	bool pattern = true;
+	for (size_t i = 0; i < r.body.size() && pattern; i++)
+		pattern = r.body[i] == (char)('a' + i % 26);
+	REQUIRE(pattern);
+	REQUIRE(s.renders == 1);
+}
+
+TEST_CASE("a client that leaves mid-response costs nothing", "[admin_server]")
+{
+	Server s;
+	s.big_body = 8u << 20;
+	int fd = s.connect_client();
+	send_str(fd, "GET /metrics HTTP/1.1\r\n\r\n");
+	s.accept_until(1);
+	for (int i = 0; i < 5 && s.renders == 0; i++)
+		s.step(10);
+	REQUIRE(s.renders == 1);
+	REQUIRE(s.a.client_count == 1);
+	close(fd); // unread data: the kernel resets the connection
+
+	// Writing to it fails (no SIGPIPE: the test process would die) and
+	// the server lets the client go.
+	for (int i = 0; i < 100 && s.a.client_count > 0; i++)
+		s.step(10);
+	REQUIRE(s.a.client_count == 0);
+
+	Response r = request(s, "GET /x HTTP/1.1\r\n\r\n");
+	REQUIRE(r.status == 404);
+}
+
+TEST_CASE("admin_open reports errors; admin_close is safe", "[admin_server]")
+{
+	Server s;
+	struct sockaddr_in sin;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons(s.port);
+
+	admin_server other;
+	// Same port, both listening: EADDRINUSE even with SO_REUSEADDR.
+	REQUIRE(admin_open(&other, (struct sockaddr *)&sin, sizeof(sin)) == -EADDRINUSE);
+	REQUIRE(other.listen_fd == -1);
+	admin_close(&other);
+	admin_close(&other);
+
+	admin_server never;
+	admin_init(&never);
+	struct pollfd pfd[2];
+	REQUIRE(admin_pollfds(&never, pfd, 2) == 0);
+	REQUIRE(admin_next_deadline(&never) == INT64_MAX);
+	admin_close(&never);
+}

@@ -1,0 +1,572 @@
+// shard/metrics: slot claim/release, retired totals, Prometheus and JSON.
+#include <catch2/catch.hpp>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "json.hpp"
+#include "shard/shard.h"
+#include "shard/metrics.h"
+
+namespace {
+
+const char *const g_reasons[] = { "client_eof", "upstream_eof", "timeout" };
+const int64_t START_NS = 1700000000123456789;
+
+metrics_view make_view(uint32_t shards)
+{
+	metrics_view v;
+	memset(&v, 0, sizeof(v));
+	v.shards = shards;
+	v.reason_names = g_reasons;
+	v.reason_count = 3;
+	v.pid = 4242;
+	v.started_unix_ns = START_NS;
+	v.now_unix_ns = START_NS + 5500000000; // 5.5 s later
+	v.reloads = 2;
+	v.restarts = 1;
+	return v;
+}
+
+struct Metrics {
+	shard_metrics m;
+	explicit Metrics(uint32_t slots = 16) { REQUIRE(metrics_map(&m, slots) == 0); }
+	~Metrics() { metrics_unmap(&m); }
+
+	std::string prom(const metrics_view &v)
+	{
+		strbuf sb;
+		strbuf_init(&sb);
+		int rc = metrics_render_prometheus(&m, &v, &sb);
+		std::string out(sb.data ? sb.data : "", sb.len);
+		strbuf_free(&sb);
+		REQUIRE(rc == 0);
+		return out;
+	}
+	Json json(const metrics_view &v)
+	{
+		strbuf sb;
+		strbuf_init(&sb);
+		int rc = metrics_render_json(&m, &v, &sb);
+		std::string out(sb.data ? sb.data : "", sb.len);
+		strbuf_free(&sb);
+		REQUIRE(rc == 0);
+		INFO(out);
+		Json j;
+		REQUIRE_NOTHROW(j = JsonReader::parse(out));
+		return j;
+	}
+};
+
+// What a shard would publish, in one call per part.
+void set_listener(shard_slot *s, uint32_t k, const char *name, uint64_t base)
+{
+	shard_listener_counters *l = &s->listeners[k];
+	shard_slot_name(l->name, name);
+	l->accepted = base;
+	l->active = base / 10;
+	l->accept_errors = base / 100;
+	l->frames[0] = base * 2;
+	l->frames[1] = base * 3;
+	l->bytes[0] = base * 200;
+	l->bytes[1] = base * 300;
+	l->closed[0] = base / 2;
+	l->closed[2] = 1;
+	if (s->listener_count <= k)
+		s->listener_count = k + 1;
+}
+
+void set_upstream(shard_slot *s, uint32_t k, uint32_t listener,
+		  const char *name, uint64_t connects, uint32_t up)
+{
+	shard_upstream_counters *u = &s->upstreams[k];
+	shard_slot_name(u->name, name);
+	u->listener = listener;
+	u->up = up;
+	u->connects = connects;
+	u->connect_failures = connects / 10;
+	u->ejections = 1;
+	if (s->upstream_count <= k)
+		s->upstream_count = k + 1;
+}
+
+void set_runtime(shard_slot *s, uint64_t base, const char *poller)
+{
+	s->sched_rounds = base;
+	s->sched_switches = base * 2;
+	s->sched_runq_len = 2;
+	s->sched_live = 5;
+	s->poll_waits = base + 1;
+	s->poll_events = base + 2;
+	s->poll_syscalls = base + 3;
+	s->poll_polls = base + 4;
+	s->poll_submits = base + 5;
+	s->cpu_user_ns = base * 1000000;   // base ms
+	s->cpu_system_ns = base * 500000;
+	s->rss_bytes = 1 << 20;
+	snprintf(s->poller, sizeof(s->poller), "%s", poller);
+}
+
+// Every sample line of a Prometheus text, "name{labels}" -> value; also
+// checks the grouping rules promtool is lenient about: each family's HELP
+// and TYPE once, before its samples, and its samples in one block; no
+// series twice.
+std::map<std::string, std::string> samples(const std::string &text)
+{
+	std::map<std::string, std::string> out;
+	std::set<std::string> families;
+	std::string current;
+	std::istringstream in(text);
+	std::string line;
+	std::string last_help;
+	while (std::getline(in, line)) {
+		INFO(line);
+		REQUIRE(!line.empty());
+		if (line.rfind("# HELP ", 0) == 0) {
+			last_help = line.substr(7, line.find(' ', 7) - 7);
+			continue;
+		}
+		if (line.rfind("# TYPE ", 0) == 0) {
+			current = line.substr(7, line.find(' ', 7) - 7);
+			REQUIRE(current == last_help);
+			REQUIRE(families.insert(current).second);
+			REQUIRE(current.rfind("frameproxy_", 0) == 0);
+			std::string type = line.substr(8 + current.size());
+			if (type == "counter")
+				REQUIRE(current.size() > 6);
+			if (type == "counter")
+				REQUIRE(current.compare(current.size() - 6, 6, "_total") == 0);
+			continue;
+		}
+		REQUIRE(line[0] != '#');
+		size_t brace = line.find('{');
+		size_t space = line.rfind(' ');
+		REQUIRE(space != std::string::npos);
+		std::string name = line.substr(0, std::min(brace, space));
+		REQUIRE(name == current);
+		std::string series = line.substr(0, space);
+		REQUIRE(out.count(series) == 0);
+		out[series] = line.substr(space + 1);
+	}
+	REQUIRE(text.back() == '\n');
+	return out;
+}
+
+std::string value(const std::map<std::string, std::string> &s,
+		  const std::string &series)
+{
+	auto it = s.find(series);
+	INFO(series);
+	REQUIRE(it != s.end());
+	return it->second;
+}
+
+std::string promtool_path()
+{
+	const char *env = getenv("SHARD_TEST_PROMTOOL");
+	if (env && *env)
+		return env;
+	if (access("/usr/bin/promtool", X_OK) == 0)
+		return "/usr/bin/promtool";
+	return "";
+}
+
+// `promtool check metrics` reads the text on stdin; exit 0 means neither
+// parse errors nor lint problems.
+void promtool_check(const std::string &text)
+{
+	std::string tool = promtool_path();
+	if (tool.empty()) {
+		WARN("promtool not installed: Prometheus text not checked by it");
+		return;
+	}
+	std::string cmd = "'" + tool + "' check metrics";
+	FILE *p = popen(cmd.c_str(), "w");
+	REQUIRE(p != nullptr);
+	REQUIRE(fwrite(text.data(), 1, text.size(), p) == text.size());
+	int status = pclose(p);
+	INFO(text);
+	REQUIRE(WIFEXITED(status));
+	REQUIRE(WEXITSTATUS(status) == 0);
+}
+
+const std::string L0 = "frameproxy_connections_accepted_total{shard=\"0\",listener=\"api\"}";
+
+} // namespace
+
+TEST_CASE("metrics_map makes FREE, aligned slots; claim fills them",
+	  "[metrics]")
+{
+	shard_metrics bad;
+	REQUIRE(metrics_map(&bad, 0) == -EINVAL);
+	metrics_unmap(&bad); // harmless on a failed map
+
+	Metrics t(3);
+	REQUIRE(t.m.slot_count == 3);
+	REQUIRE(((uintptr_t)t.m.slots % 64) == 0);
+	for (uint32_t i = 0; i < 3; i++)
+		REQUIRE(shard_slot_get_state(&t.m.slots[i]) == SHARD_STATE_FREE);
+
+	shard_slot *a = metrics_claim(&t.m, 0, 7);
+	shard_slot *b = metrics_claim(&t.m, 1, 7);
+	shard_slot *c = metrics_claim(&t.m, 2, 8);
+	REQUIRE(a != nullptr);
+	REQUIRE(b != nullptr);
+	REQUIRE(c != nullptr);
+	REQUIRE(a != b);
+	REQUIRE(b != c);
+	REQUIRE(metrics_claim(&t.m, 3, 8) == nullptr); // full
+	REQUIRE(shard_slot_get_state(c) == SHARD_STATE_STARTING);
+	REQUIRE(c->index == 2);
+	REQUIRE(c->generation == 8);
+
+	// A released slot comes back zeroed, whatever its last shard wrote.
+	set_runtime(b, 99, "epoll");
+	set_listener(b, 0, "api", 50);
+	b->pid = 1234;
+	metrics_release(&t.m, b);
+	REQUIRE(shard_slot_get_state(b) == SHARD_STATE_FREE);
+	shard_slot *again = metrics_claim(&t.m, 1, 9);
+	REQUIRE(again == b);
+	REQUIRE(again->generation == 9);
+	REQUIRE(again->pid == 0);
+	REQUIRE(again->sched_rounds == 0);
+	REQUIRE(again->listener_count == 0);
+	REQUIRE(again->listeners[0].accepted == 0);
+	REQUIRE(again->poller[0] == '\0');
+}
+
+TEST_CASE("counters stay monotonic across a restart, gauges do not carry",
+	  "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(2);
+
+	shard_slot *s = metrics_claim(&t.m, 0, 1);
+	set_runtime(s, 1000, "epoll");
+	set_listener(s, 0, "api", 10);
+	set_upstream(s, 0, 0, "10.0.0.1:9000", 7, 1);
+	s->pid = 111;
+	shard_slot_set_state(s, SHARD_STATE_READY);
+
+	auto p = samples(t.prom(v));
+	REQUIRE(value(p, L0) == "10");
+	REQUIRE(value(p, "frameproxy_connections_active{shard=\"0\",listener=\"api\"}") == "1");
+	REQUIRE(value(p, "frameproxy_shard_resident_bytes{shard=\"0\"}") == "1048576");
+	REQUIRE(value(p, "frameproxy_shard_up{shard=\"0\"}") == "1");
+	REQUIRE(value(p, "frameproxy_shard_up{shard=\"1\"}") == "0");
+	REQUIRE(value(p, "frameproxy_upstream_up{shard=\"0\",listener=\"api\",upstream=\"10.0.0.1:9000\"}") == "1");
+	REQUIRE(value(p, "frameproxy_sched_rounds_total{shard=\"0\"}") == "1000");
+	REQUIRE(value(p, "frameproxy_shard_cpu_seconds_total{shard=\"0\",mode=\"user\"}") == "1.000000000");
+	REQUIRE(value(p, "frameproxy_shard_cpu_seconds_total{shard=\"0\",mode=\"system\"}") == "0.500000000");
+
+	// The process dies and is reaped.
+	metrics_release(&t.m, s);
+	p = samples(t.prom(v));
+	REQUIRE(value(p, L0) == "10");
+	REQUIRE(value(p, "frameproxy_sched_rounds_total{shard=\"0\"}") == "1000");
+	REQUIRE(value(p, "frameproxy_upstream_connects_total{shard=\"0\",listener=\"api\",upstream=\"10.0.0.1:9000\"}") == "7");
+	REQUIRE(value(p, "frameproxy_connections_active{shard=\"0\",listener=\"api\"}") == "0");
+	REQUIRE(value(p, "frameproxy_shard_resident_bytes{shard=\"0\"}") == "0");
+	REQUIRE(value(p, "frameproxy_sched_coroutines{shard=\"0\"}") == "0");
+	REQUIRE(value(p, "frameproxy_shard_up{shard=\"0\"}") == "0");
+	REQUIRE(p.count("frameproxy_upstream_up{shard=\"0\",listener=\"api\",upstream=\"10.0.0.1:9000\"}") == 0);
+	REQUIRE(p.count("frameproxy_shard_info{shard=\"0\",poller=\"epoll\"}") == 0);
+
+	// Its replacement starts from zero in its own slot.
+	shard_slot *r = metrics_claim(&t.m, 0, 1);
+	set_runtime(r, 50, "epoll");
+	set_listener(r, 0, "api", 3);
+	set_upstream(r, 0, 0, "10.0.0.1:9000", 2, 0);
+	shard_slot_set_state(r, SHARD_STATE_READY);
+	p = samples(t.prom(v));
+	REQUIRE(value(p, L0) == "13");
+	REQUIRE(value(p, "frameproxy_frames_total{shard=\"0\",listener=\"api\",direction=\"client_to_upstream\"}") == "26");
+	REQUIRE(value(p, "frameproxy_bytes_total{shard=\"0\",listener=\"api\",direction=\"upstream_to_client\"}") == "3900");
+	REQUIRE(value(p, "frameproxy_connections_closed_total{shard=\"0\",listener=\"api\",reason=\"client_eof\"}") == "6");
+	REQUIRE(value(p, "frameproxy_connections_closed_total{shard=\"0\",listener=\"api\",reason=\"timeout\"}") == "2");
+	REQUIRE(value(p, "frameproxy_sched_rounds_total{shard=\"0\"}") == "1050");
+	REQUIRE(value(p, "frameproxy_shard_cpu_seconds_total{shard=\"0\",mode=\"user\"}") == "1.050000000");
+	REQUIRE(value(p, "frameproxy_upstream_connects_total{shard=\"0\",listener=\"api\",upstream=\"10.0.0.1:9000\"}") == "9");
+	REQUIRE(value(p, "frameproxy_upstream_up{shard=\"0\",listener=\"api\",upstream=\"10.0.0.1:9000\"}") == "0");
+	REQUIRE(value(p, "frameproxy_connections_active{shard=\"0\",listener=\"api\"}") == "0");
+	REQUIRE(value(p, "frameproxy_shard_resident_bytes{shard=\"0\"}") == "1048576");
+	// Shard 1 never ran: its per-shard series exist at zero.
+	REQUIRE(value(p, "frameproxy_sched_rounds_total{shard=\"1\"}") == "0");
+	REQUIRE(p.count("frameproxy_connections_accepted_total{shard=\"1\",listener=\"api\"}") == 0);
+	REQUIRE(value(p, "frameproxy_shard_restarts_total") == "1");
+	REQUIRE(value(p, "frameproxy_reloads_total") == "2");
+
+	// Releasing twice must not count twice; a foreign pointer is ignored.
+	metrics_release(&t.m, r);
+	metrics_release(&t.m, r);
+	shard_slot stray;
+	memset(&stray, 0, sizeof(stray));
+	stray.state = SHARD_STATE_READY;
+	set_listener(&stray, 0, "api", 1000);
+	metrics_release(&t.m, &stray);
+	p = samples(t.prom(v));
+	REQUIRE(value(p, L0) == "13");
+	REQUIRE(value(p, "frameproxy_sched_rounds_total{shard=\"0\"}") == "1050");
+}
+
+TEST_CASE("during a reload gauges add up and the newest generation names "
+	  "up and poller", "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(2);
+
+	// Make the new generation land in a lower slot than the old one, so
+	// "newest" cannot be mistaken for "last in the mapping".
+	shard_slot *filler = metrics_claim(&t.m, 1, 1);
+	shard_slot *old_s = metrics_claim(&t.m, 0, 1);
+	metrics_release(&t.m, filler);
+	set_runtime(old_s, 100, "epoll");
+	set_listener(old_s, 0, "api", 50);
+	set_upstream(old_s, 0, 0, "u1", 10, 1);
+	set_upstream(old_s, 1, 0, "gone", 4, 1);
+	old_s->pid = 200;
+	shard_slot_set_state(old_s, SHARD_STATE_READY);
+
+	shard_slot *new_s = metrics_claim(&t.m, 0, 2);
+	REQUIRE(new_s < old_s);
+	new_s->pid = 300;
+	// STARTING and not yet published: no poller name, and its listener
+	// counts are not read yet.
+	set_listener(new_s, 0, "api", 1000);
+	auto p = samples(t.prom(v));
+	REQUIRE(value(p, L0) == "50");
+	REQUIRE(value(p, "frameproxy_shard_info{shard=\"0\",poller=\"epoll\"}") == "1");
+	REQUIRE(value(p, "frameproxy_shard_up{shard=\"0\"}") == "1");
+
+	shard_slot_set_state(old_s, SHARD_STATE_RETIRING);
+	set_runtime(new_s, 7, "uring");
+	set_listener(new_s, 0, "api", 20);
+	set_upstream(new_s, 0, 0, "u1", 3, 0);
+	shard_slot_set_state(new_s, SHARD_STATE_READY);
+
+	p = samples(t.prom(v));
+	REQUIRE(value(p, L0) == "70");
+	REQUIRE(value(p, "frameproxy_connections_active{shard=\"0\",listener=\"api\"}") == "7");
+	REQUIRE(value(p, "frameproxy_sched_coroutines{shard=\"0\"}") == "10");
+	REQUIRE(value(p, "frameproxy_shard_resident_bytes{shard=\"0\"}") == "2097152");
+	REQUIRE(value(p, "frameproxy_upstream_up{shard=\"0\",listener=\"api\",upstream=\"u1\"}") == "0");
+	REQUIRE(value(p, "frameproxy_upstream_up{shard=\"0\",listener=\"api\",upstream=\"gone\"}") == "1");
+	REQUIRE(value(p, "frameproxy_upstream_connects_total{shard=\"0\",listener=\"api\",upstream=\"u1\"}") == "13");
+	REQUIRE(value(p, "frameproxy_shard_info{shard=\"0\",poller=\"uring\"}") == "1");
+	REQUIRE(p.count("frameproxy_shard_info{shard=\"0\",poller=\"epoll\"}") == 0);
+	REQUIRE(value(p, "frameproxy_shards_retiring") == "1");
+
+	Json j = t.json(v);
+	const Json &s0 = j["shards"][0];
+	REQUIRE(s0["pid"].u64() == 300);
+	REQUIRE(s0["state"].str() == "ready");
+	REQUIRE(s0["generation"].u64() == 2);
+	REQUIRE(s0["poller"].str() == "uring");
+	REQUIRE(s0["processes"].arr.size() == 2);
+	REQUIRE(s0["connections_active"].u64() == 7);
+	REQUIRE(j["retiring"].u64() == 1);
+
+	// The old one exits: its upstream "gone" keeps its counters, loses up.
+	metrics_release(&t.m, old_s);
+	p = samples(t.prom(v));
+	REQUIRE(value(p, L0) == "70");
+	REQUIRE(value(p, "frameproxy_upstream_connects_total{shard=\"0\",listener=\"api\",upstream=\"gone\"}") == "4");
+	REQUIRE(p.count("frameproxy_upstream_up{shard=\"0\",listener=\"api\",upstream=\"gone\"}") == 0);
+	REQUIRE(value(p, "frameproxy_shards_retiring") == "0");
+	REQUIRE(value(p, "frameproxy_sched_coroutines{shard=\"0\"}") == "5");
+}
+
+TEST_CASE("slots of indexes past the shard count are not rendered",
+	  "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(1);
+	shard_slot *s = metrics_claim(&t.m, 5, 1);
+	set_listener(s, 0, "api", 10);
+	shard_slot_set_state(s, SHARD_STATE_READY);
+	auto p = samples(t.prom(v));
+	REQUIRE(value(p, "frameproxy_shard_up{shard=\"0\"}") == "0");
+	REQUIRE(p.count("frameproxy_shard_up{shard=\"5\"}") == 0);
+	for (const auto &kv : p)
+		REQUIRE(kv.first.find("shard=\"5\"") == std::string::npos);
+}
+
+TEST_CASE("Prometheus label values are escaped, bad UTF-8 replaced",
+	  "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(1);
+	const char *const reasons[] = { "plain", "quote\"back\\slash\nline" };
+	v.reason_names = reasons;
+	v.reason_count = 2;
+
+	shard_slot *s = metrics_claim(&t.m, 0, 1);
+	set_listener(s, 0, "a\"b\\c\nd", 5);
+	set_listener(s, 1, "caf\xC3\xA9 \xFF!", 6);
+	set_upstream(s, 0, 1, "h\"1", 1, 1);
+	shard_slot_set_state(s, SHARD_STATE_READY);
+
+	std::string text = t.prom(v);
+	auto p = samples(text);
+	REQUIRE(value(p, "frameproxy_connections_accepted_total{shard=\"0\",listener=\"a\\\"b\\\\c\\nd\"}") == "5");
+	REQUIRE(value(p, "frameproxy_connections_accepted_total{shard=\"0\",listener=\"caf\xC3\xA9 \xEF\xBF\xBD!\"}") == "6");
+	REQUIRE(value(p, "frameproxy_connections_closed_total{shard=\"0\",listener=\"a\\\"b\\\\c\\nd\",reason=\"quote\\\"back\\\\slash\\nline\"}") == "0");
+	REQUIRE(value(p, "frameproxy_upstream_up{shard=\"0\",listener=\"caf\xC3\xA9 \xEF\xBF\xBD!\",upstream=\"h\\\"1\"}") == "1");
+	REQUIRE(text.find('\xFF') == std::string::npos);
+	promtool_check(text);
+}
+
+TEST_CASE("Prometheus output of a busy supervisor passes promtool",
+	  "[metrics]")
+{
+	Metrics t(32);
+	metrics_view v = make_view(4);
+
+	for (uint32_t i = 0; i < 4; i++) {
+		shard_slot *s = metrics_claim(&t.m, i, 1);
+		set_runtime(s, 100 + i, i % 2 ? "uring" : "epoll");
+		set_listener(s, 0, "api", 10 * (i + 1));
+		set_listener(s, 1, "admin-ish", 3);
+		set_upstream(s, 0, 0, "10.0.0.1:9000", 5, 1);
+		set_upstream(s, 1, 0, "10.0.0.2:9000", 5, 0);
+		set_upstream(s, 2, 1, "[::1]:9000", 1, 1);
+		shard_slot_set_state(s, SHARD_STATE_READY);
+		if (i == 3)
+			metrics_release(&t.m, s); // dead, waiting for its restart
+	}
+	shard_slot *retiring = metrics_claim(&t.m, 1, 0);
+	set_listener(retiring, 0, "api", 1);
+	shard_slot_set_state(retiring, SHARD_STATE_DRAINING);
+
+	std::string text = t.prom(v);
+	auto p = samples(text);
+	REQUIRE(value(p, "frameproxy_shards") == "4");
+	REQUIRE(value(p, "frameproxy_shards_retiring") == "1");
+	REQUIRE(value(p, "frameproxy_start_time_seconds") == "1700000000.123456789");
+	REQUIRE(value(p, "frameproxy_connections_accepted_total{shard=\"1\",listener=\"api\"}") == "21");
+	REQUIRE(value(p, "frameproxy_connections_accepted_total{shard=\"3\",listener=\"api\"}") == "40");
+	REQUIRE(value(p, "frameproxy_shard_up{shard=\"3\"}") == "0");
+	REQUIRE(value(p, "frameproxy_shard_info{shard=\"1\",poller=\"uring\"}") == "1");
+	REQUIRE(value(p, "frameproxy_poller_submits_total{shard=\"2\"}") == "107");
+	REQUIRE(text.find("# TYPE frameproxy_shard_cpu_seconds_total counter\n") != std::string::npos);
+	promtool_check(text);
+
+	// And the text of a supervisor with nothing running yet.
+	Metrics empty;
+	promtool_check(empty.prom(make_view(2)));
+}
+
+TEST_CASE("JSON stats: shape, per-shard sums, escaping", "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(3);
+
+	shard_slot *s = metrics_claim(&t.m, 0, 4);
+	s->pid = 555;
+	set_runtime(s, 2000, "epoll");
+	set_listener(s, 0, "api", 10);
+	set_listener(s, 1, "q\"\\\n\t\x01", 20);
+	set_upstream(s, 0, 1, "10.0.0.9:1", 8, 1);
+	shard_slot_set_state(s, SHARD_STATE_READY);
+	shard_slot *starting = metrics_claim(&t.m, 2, 4);
+	starting->pid = 777;
+
+	Json j = t.json(v);
+	REQUIRE(j["pid"].u64() == 4242);
+	REQUIRE(j["uptime_s"].num() == Approx(5.5));
+	REQUIRE(j["started_unix_s"].text == "1700000000.123456789");
+	REQUIRE(j["reloads"].u64() == 2);
+	REQUIRE(j["restarts"].u64() == 1);
+	REQUIRE(j["shards_configured"].u64() == 3);
+	REQUIRE(j["shards"].arr.size() == 3);
+
+	const Json &s0 = j["shards"][0];
+	REQUIRE(s0["shard"].u64() == 0);
+	REQUIRE(s0["pid"].u64() == 555);
+	REQUIRE(s0["state"].str() == "ready");
+	REQUIRE(s0["generation"].u64() == 4);
+	REQUIRE(s0["poller"].str() == "epoll");
+	REQUIRE(s0["accepted"].u64() == 30);
+	REQUIRE(s0["connections_active"].u64() == 3);
+	REQUIRE(s0["frames_in"].u64() == 60);
+	REQUIRE(s0["frames_out"].u64() == 90);
+	REQUIRE(s0["bytes_in"].u64() == 6000);
+	REQUIRE(s0["bytes_out"].u64() == 9000);
+	REQUIRE(s0["cpu_user_s"].num() == Approx(2.0));
+	REQUIRE(s0["cpu_system_s"].num() == Approx(1.0));
+	REQUIRE(s0["rss_bytes"].u64() == 1048576);
+	REQUIRE(s0["sched_rounds"].u64() == 2000);
+	REQUIRE(s0["poller_syscalls"].u64() == 2003);
+	REQUIRE(s0["listeners"].arr.size() == 2);
+	REQUIRE(s0["upstreams"].arr.size() == 1);
+
+	// Listeners are sorted by name: "api" < "q...".
+	const Json &l1 = s0["listeners"][1];
+	REQUIRE(l1["name"].str() == "q\"\\\n\t\x01");
+	REQUIRE(l1["accepted"].u64() == 20);
+	REQUIRE(l1["closed"]["client_eof"].u64() == 10);
+	REQUIRE(l1["closed"]["timeout"].u64() == 1);
+	REQUIRE(l1["closed"].obj.size() == 3);
+	const Json &u0 = s0["upstreams"][0];
+	REQUIRE(u0["listener"].str() == "q\"\\\n\t\x01");
+	REQUIRE(u0["name"].str() == "10.0.0.9:1");
+	REQUIRE(u0["up"].u64() == 1);
+	REQUIRE(u0["connects"].u64() == 8);
+
+	const Json &s1 = j["shards"][1];
+	REQUIRE(s1["state"].str() == "down");
+	REQUIRE(s1["pid"].u64() == 0);
+	REQUIRE(s1["poller"].str() == "");
+	REQUIRE(s1["processes"].arr.empty());
+	REQUIRE(s1["listeners"].arr.empty());
+
+	const Json &s2 = j["shards"][2];
+	REQUIRE(s2["state"].str() == "starting");
+	REQUIRE(s2["pid"].u64() == 777);
+	REQUIRE(s2["processes"][0]["state"].str() == "starting");
+}
+
+TEST_CASE("renderers append to what the buffer holds", "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(1);
+	strbuf sb;
+	strbuf_init(&sb);
+	REQUIRE(strbuf_puts(&sb, "prefix|") == 0);
+	REQUIRE(metrics_render_json(&t.m, &v, &sb) == 0);
+	std::string out(sb.data, sb.len);
+	strbuf_free(&sb);
+	REQUIRE(out.rfind("prefix|{\"pid\":4242,", 0) == 0);
+	REQUIRE(out.back() == '}');
+}
+
+TEST_CASE("between two processes of one generation the READY one is shown",
+	  "[metrics]")
+{
+	for (int ready_first = 0; ready_first < 2; ready_first++) {
+		Metrics t;
+		metrics_view v = make_view(1);
+		shard_slot *a = metrics_claim(&t.m, 0, 3);
+		shard_slot *b = metrics_claim(&t.m, 0, 3);
+		shard_slot *ready = ready_first ? a : b;
+		shard_slot *other = ready_first ? b : a;
+		ready->pid = 10;
+		other->pid = 20;
+		shard_slot_set_state(ready, SHARD_STATE_READY);
+		shard_slot_set_state(other, SHARD_STATE_DRAINING);
+		Json j = t.json(v);
+		INFO("ready_first " << ready_first);
+		REQUIRE(j["shards"][0]["pid"].u64() == 10);
+		REQUIRE(j["shards"][0]["state"].str() == "ready");
+	}
+}
