@@ -10,6 +10,7 @@
 #include "proxy/units.h"
 
 #define WHY_MAX 256
+#define USER_MAX 255 /* bytes in a user name (LOGIN_NAME_MAX - 1 on Linux) */
 
 /* ---- errors ---- */
 
@@ -121,6 +122,9 @@ void config_init(struct config *cfg)
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->poller = CONFIG_POLLER_AUTO;
 	cfg->shards = 0;
+	cfg->pin = false;
+	cfg->steer = CONFIG_STEER_HASH;
+	cfg->user = NULL;
 	cfg->drain_timeout = 10 * UNITS_NS_PER_SEC;
 }
 
@@ -132,6 +136,8 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->nerrors; i++)
 		free(cfg->errors[i]);
 	free(cfg->path);
+	free(cfg->user);
+	free(cfg->steer_origin);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -355,9 +361,11 @@ static int set_poller(struct config *cfg, void *t, const struct key_def *k,
 		c->poller = CONFIG_POLLER_URING;
 	else if (strcmp(v, "auto") == 0)
 		c->poller = CONFIG_POLLER_AUTO;
+	else if (strcmp(v, "mixed") == 0)
+		c->poller = CONFIG_POLLER_MIXED;
 	else
-		return fail(why, "invalid poller '%s' (expected epoll, uring "
-			    "or auto)", v);
+		return fail(why, "invalid poller '%s' (expected epoll, uring, "
+			    "auto or mixed)", v);
 	return 0;
 }
 
@@ -391,6 +399,92 @@ static int set_shards(struct config *cfg, void *t, const struct key_def *k,
 	if (parse_uint(v, 1, 4096, &c->shards, why) < 0)
 		return fail(why, "invalid shards '%s' (expected auto or 1..4096)",
 			    v);
+	return 0;
+}
+
+/* on|off|true|false|yes|no|1|0; 0, or -1 (why is left to the caller). */
+static int parse_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = { "on", "true", "yes", "1" };
+	static const char *const no[] = { "off", "false", "no", "0" };
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (strcmp(v, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcmp(v, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int set_pin(struct config *cfg, void *t, const struct key_def *k,
+		   const char *v, const struct origin *o, char *why)
+{
+	struct config *c = t;
+
+	(void)cfg, (void)k, (void)o;
+	if (parse_bool(v, &c->pin) < 0)
+		return fail(why, "invalid pin '%s' (expected on, off, true, "
+			    "false, yes, no, 1 or 0)", v);
+	return 0;
+}
+
+static int set_steer(struct config *cfg, void *t, const struct key_def *k,
+		     const char *v, const struct origin *o, char *why)
+{
+	struct config *c = t;
+	enum config_steer steer;
+	char *from;
+
+	(void)cfg;
+	if (strcmp(v, "hash") == 0)
+		steer = CONFIG_STEER_HASH;
+	else if (strcmp(v, "cpu") == 0)
+		steer = CONFIG_STEER_CPU;
+	else
+		return fail(why, "invalid steer '%s' (expected hash or cpu)", v);
+	/* Remembered for config_finish's "needs pin" check. */
+	if (o->flag)
+		from = strdup(o->flag);
+	else if (asprintf(&from, "%s:%d: key '%s'", o->file, o->line,
+			  k->name) < 0)
+		from = NULL;
+	if (!from)
+		return fail(why, "out of memory");
+	free(c->steer_origin);
+	c->steer_origin = from;
+	c->steer = steer;
+	return 0;
+}
+
+/* Syntax only: whether the user exists is for the machine that runs the
+ * proxy to say (a configuration may be checked elsewhere). */
+static int set_user(struct config *cfg, void *t, const struct key_def *k,
+		    const char *v, const struct origin *o, char *why)
+{
+	struct config *c = t;
+	size_t n = strlen(v);
+
+	(void)cfg, (void)k, (void)o;
+	if (n == 0)
+		return fail(why, "empty user name");
+	if (n > USER_MAX)
+		return fail(why, "user name longer than %d bytes", USER_MAX);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)v[i];
+		if (isspace(ch) || iscntrl(ch))
+			return fail(why, "invalid user '%s' (a user name, no "
+				    "spaces or control characters)", v);
+	}
+	char *user = strdup(v);
+	if (!user)
+		return fail(why, "out of memory");
+	free(c->user);
+	c->user = user;
 	return 0;
 }
 
@@ -545,6 +639,9 @@ static const struct key_def global_keys[] = {
 	{ "uring_write_batching", V_CUSTOM, 0, 0, 0, set_uring_write_batching,
 	  false },
 	{ "shards", V_CUSTOM, 0, 0, 0, set_shards, false },
+	{ "pin", V_CUSTOM, 0, 0, 0, set_pin, false },
+	{ "steer", V_CUSTOM, 0, 0, 0, set_steer, false },
+	{ "user", V_CUSTOM, 0, 0, 0, set_user, false },
 	{ "admin", V_CUSTOM, 0, 0, 0, set_admin, false },
 	{ "drain_timeout", V_DURATION, G_OFF(drain_timeout), 0, 0, NULL,
 	  false },
@@ -1054,6 +1151,9 @@ int config_finish(struct config *cfg)
 	}
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		check_listener(cfg, i);
+	if (cfg->steer == CONFIG_STEER_CPU && !cfg->pin)
+		add_error(cfg, "%s: steer = cpu needs pin = on",
+			  cfg->steer_origin ? cfg->steer_origin : "steer");
 	return has_errors(cfg) ? -EINVAL : 0;
 }
 
@@ -1064,8 +1164,108 @@ const char *config_poller_name(enum config_poller poller)
 		return "epoll";
 	case CONFIG_POLLER_URING:
 		return "uring";
+	case CONFIG_POLLER_MIXED:
+		return "mixed";
 	case CONFIG_POLLER_AUTO:
 	default:
 		return "auto";
 	}
+}
+
+const char *config_steer_name(enum config_steer steer)
+{
+	switch (steer) {
+	case CONFIG_STEER_CPU:
+		return "cpu";
+	case CONFIG_STEER_HASH:
+	default:
+		return "hash";
+	}
+}
+
+/* ---- reload ---- */
+
+static bool differ(char *why, size_t why_len, const char *fmt, ...)
+	LOG_PRINTF(3, 4);
+
+/* Puts the reason in why (when there is room) and returns false. */
+static bool differ(char *why, size_t why_len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why && why_len > 0) {
+		va_start(ap, fmt);
+		vsnprintf(why, why_len, fmt, ap);
+		va_end(ap);
+	}
+	return false;
+}
+
+static bool same_addr(bool has_a, const struct netaddr *a, bool has_b,
+		      const struct netaddr *b)
+{
+	if (has_a != has_b)
+		return false;
+	return !has_a || netaddr_equal((const struct sockaddr *)&a->ss,
+				       (const struct sockaddr *)&b->ss);
+}
+
+static const char *shards_text(unsigned shards, char *buf, size_t len)
+{
+	if (shards == 0)
+		return "auto";
+	snprintf(buf, len, "%u", shards);
+	return buf;
+}
+
+bool config_same_sockets(const struct config *a, const struct config *b,
+			 char *why, size_t why_len)
+{
+	char sa[16], sb[16];
+
+	for (size_t i = 0; i < a->nlisteners; i++) {
+		if (!find_listener(b, a->listeners[i].name))
+			return differ(why, why_len, "listener %s: removed "
+				      "(restart needed)", a->listeners[i].name);
+	}
+	for (size_t i = 0; i < b->nlisteners; i++) {
+		if (!find_listener(a, b->listeners[i].name))
+			return differ(why, why_len, "listener %s: added "
+				      "(restart needed)", b->listeners[i].name);
+	}
+	if (a->nlisteners != b->nlisteners) /* only with duplicate names */
+		return differ(why, why_len, "listeners changed (restart "
+			      "needed)");
+	for (size_t i = 0; i < a->nlisteners; i++) {
+		const struct config_listener *la = &a->listeners[i];
+		const struct config_listener *lb = &b->listeners[i];
+		if (strcmp(la->name, lb->name) != 0)
+			return differ(why, why_len, "listener %s: moved "
+				      "(listener order changed; restart "
+				      "needed)", la->name);
+		if (!same_addr(la->has_listen, &la->listen, lb->has_listen,
+			       &lb->listen))
+			return differ(why, why_len, "listener %s: listen "
+				      "address changed (restart needed)",
+				      la->name);
+	}
+	if (a->shards != b->shards)
+		return differ(why, why_len, "shards changed from %s to %s "
+			      "(restart needed)",
+			      shards_text(a->shards, sa, sizeof(sa)),
+			      shards_text(b->shards, sb, sizeof(sb)));
+	if (a->has_admin != b->has_admin)
+		return differ(why, why_len, "admin %s (restart needed)",
+			      a->has_admin ? "removed" : "added");
+	if (!same_addr(a->has_admin, &a->admin, b->has_admin, &b->admin))
+		return differ(why, why_len, "admin address changed (restart "
+			      "needed)");
+	if ((a->user == NULL) != (b->user == NULL) ||
+	    (a->user && strcmp(a->user, b->user) != 0))
+		return differ(why, why_len, "user changed from %s to %s "
+			      "(restart needed)", a->user ? a->user : "(none)",
+			      b->user ? b->user : "(none)");
+	if (why && why_len > 0)
+		why[0] = '\0';
+	return true;
 }

@@ -1,8 +1,8 @@
 /* config — frameproxy's settings: data model, INI loader, command-line
  * overrides and validation. docs/frameproxy.example.ini shows every key.
  *
- *   [frameproxy]            log_level poller uring_write_batching shards admin
- *                           drain_timeout
+ *   [frameproxy]            log_level poller uring_write_batching shards pin
+ *                           steer user admin drain_timeout
  *   [listener NAME]         listen, limits, timeouts, allow/deny, balance,
  *                           health, and repeated `server = ADDR [weight=N]`
  *
@@ -49,6 +49,17 @@ enum config_poller {
 	CONFIG_POLLER_AUTO, /* io_uring when it works, else epoll */
 	CONFIG_POLLER_EPOLL,
 	CONFIG_POLLER_URING,
+	CONFIG_POLLER_MIXED, /* even shards epoll, odd shards io_uring: both
+			      * pollers side by side on the same traffic */
+};
+
+/* How the kernel spreads new connections over the shards' SO_REUSEPORT
+ * sockets. */
+enum config_steer {
+	CONFIG_STEER_HASH, /* the kernel's hash of the 4-tuple (default) */
+	CONFIG_STEER_CPU,  /* an SO_ATTACH_REUSEPORT_CBPF program picks the
+			    * shard pinned on the CPU that received the
+			    * connection; needs pin */
 };
 
 struct config_server {
@@ -98,9 +109,16 @@ struct config {
 	enum config_poller poller;
 	bool uring_write_batching; /* io_uring: sends go in with the round's enter */
 	unsigned shards; /* 0 = auto: one per online CPU */
+	bool pin;        /* shard i runs pinned on CPU i (wrapping) */
+	enum config_steer steer;
+	char *user;      /* drop privileges to it after binding; NULL = stay */
 	bool has_admin;
 	struct netaddr admin;
 	int64_t drain_timeout;
+
+	/* Loader bookkeeping: where steer was last set, as the prefix of a
+	 * message ("file:line: key 'steer'" or the flag), for config_finish. */
+	char *steer_origin;
 
 	struct config_listener *listeners;
 	size_t nlisteners;
@@ -132,7 +150,8 @@ int config_apply_override(struct config *cfg, const char *key,
 			  const char *value, const char *origin);
 
 /* Checks what no single key can: at least one listener, each with listen
- * and servers, listen addresses distinct, check_frame within max_frame...
+ * and servers, listen addresses distinct, check_frame within max_frame,
+ * steer = cpu only with pin = on...
  * Returns -EINVAL when any error was recorded so far (by any step). */
 int config_finish(struct config *cfg);
 
@@ -144,8 +163,21 @@ void config_print_errors(const struct config *cfg, FILE *out);
 const struct config_listener *config_find_listener(const struct config *cfg,
 						   const char *name);
 
-/* "epoll" | "uring" | "auto". */
+/* "epoll" | "uring" | "auto" | "mixed". */
 const char *config_poller_name(enum config_poller poller);
+
+/* "hash" | "cpu". */
+const char *config_steer_name(enum config_steer steer);
+
+/* For reload: true when b can take over a's sockets and privileges, that
+ * is both have the same listeners (names, in the same order, with the same
+ * listen addresses), the same shards value, the same admin (set or not,
+ * and address) and the same user. Otherwise false, with one short reason
+ * in why (when why_len > 0), e.g.
+ *   "listener api: listen address changed (restart needed)"
+ *   "shards changed from 2 to 4 (restart needed)" */
+bool config_same_sockets(const struct config *a, const struct config *b,
+			 char *why, size_t why_len);
 
 #ifdef __cplusplus
 }

@@ -183,6 +183,10 @@ TEST_CASE("config: global defaults", "[config]")
 	CHECK(cfg.c.drain_timeout == 10000000000);
 	CHECK(std::string(config_poller_name(cfg.c.poller)) == "auto");
 	CHECK_FALSE(cfg.c.uring_write_batching);
+	CHECK_FALSE(cfg.c.pin);
+	CHECK(cfg.c.steer == CONFIG_STEER_HASH);
+	CHECK(std::string(config_steer_name(cfg.c.steer)) == "hash");
+	CHECK(cfg.c.user == nullptr);
 }
 
 TEST_CASE("config: uring_write_batching is on or off", "[config]")
@@ -228,7 +232,7 @@ TEST_CASE("config: each value error names file, line and key", "[config]")
 		       ) == -EINVAL);
 	INFO(cfg.errors());
 	CHECK(cfg.has("frameproxy.ini:2: key 'log_level': invalid log level 'loud' (expected debug, info, warn or error)"));
-	CHECK(cfg.has("frameproxy.ini:3: key 'poller': invalid poller 'kqueue' (expected epoll, uring or auto)"));
+	CHECK(cfg.has("frameproxy.ini:3: key 'poller': invalid poller 'kqueue' (expected epoll, uring, auto or mixed)"));
 	CHECK(cfg.has("frameproxy.ini:4: key 'shards': invalid shards 'many' (expected auto or 1..4096)"));
 	CHECK(cfg.has("frameproxy.ini:5: key 'drain_timeout': invalid duration '10' (e.g. 250ms, 30s, 2m; a unit is required)"));
 	CHECK(cfg.has("frameproxy.ini:8: key 'max_frame': invalid size '16XB' (e.g. 64KiB, 16MiB, 1000B)"));
@@ -479,7 +483,7 @@ TEST_CASE("config: bad overrides name the flag", "[config]")
 	CHECK(config_apply_override(&cfg.c, "listener.x.idle_timeout", "soon", nullptr) == -EINVAL);
 	INFO(cfg.errors());
 	CHECK(cfg.has("--max-frame: invalid size '16XB' (e.g. 64KiB, 16MiB, 1000B)"));
-	CHECK(cfg.has("--poller: invalid poller 'select' (expected epoll, uring or auto)"));
+	CHECK(cfg.has("--poller: invalid poller 'select' (expected epoll, uring, auto or mixed)"));
 	CHECK(cfg.has("--server: server weight '999' must be between 1 and 256"));
 	CHECK(cfg.has("--frobnicate: unknown key 'frobnicate'"));
 	CHECK(cfg.has("--set: invalid key 'listener.x' (expected KEY or listener.NAME.KEY)"));
@@ -534,3 +538,373 @@ TEST_CASE("config: the example in docs/ is valid", "[config]")
 	CHECK(cfg.c.nlisteners >= 2);
 }
 #endif
+
+namespace {
+
+const char *listener_a = "[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n";
+
+} // namespace
+
+TEST_CASE("config: poller mixed, pin, steer and user", "[config]")
+{
+	Cfg cfg;
+	REQUIRE(cfg.load(std::string("[frameproxy]\n"
+				     "poller = mixed\n"
+				     "pin = on\n"
+				     "steer = cpu\n"
+				     "user = frameproxy\n") + listener_a) == 0);
+	INFO(cfg.errors());
+	REQUIRE(config_finish(&cfg.c) == 0);
+	CHECK(cfg.c.poller == CONFIG_POLLER_MIXED);
+	CHECK(std::string(config_poller_name(cfg.c.poller)) == "mixed");
+	CHECK(cfg.c.pin);
+	CHECK(cfg.c.steer == CONFIG_STEER_CPU);
+	CHECK(std::string(config_steer_name(cfg.c.steer)) == "cpu");
+	REQUIRE(cfg.c.user != nullptr);
+	CHECK(std::string(cfg.c.user) == "frameproxy");
+	// The other names, for completeness.
+	CHECK(std::string(config_poller_name(CONFIG_POLLER_EPOLL)) == "epoll");
+	CHECK(std::string(config_poller_name(CONFIG_POLLER_URING)) == "uring");
+	CHECK(std::string(config_steer_name(CONFIG_STEER_HASH)) == "hash");
+
+	// steer = hash is accepted too, and needs no pin.
+	Cfg hash;
+	REQUIRE(hash.load(std::string("[frameproxy]\nsteer = hash\n") + listener_a) == 0);
+	REQUIRE(config_finish(&hash.c) == 0);
+	CHECK(hash.c.steer == CONFIG_STEER_HASH);
+	CHECK_FALSE(hash.c.pin);
+}
+
+TEST_CASE("config: pin takes the usual spellings of a boolean", "[config]")
+{
+	const char *yes[] = {"on", "true", "yes", "1"};
+	const char *no[] = {"off", "false", "no", "0"};
+	for (const char *v : yes) {
+		Cfg cfg;
+		INFO(v);
+		REQUIRE(cfg.load(std::string("[frameproxy]\npin = ") + v + "\n" + listener_a) == 0);
+		CHECK(cfg.c.pin);
+	}
+	for (const char *v : no) {
+		Cfg cfg;
+		INFO(v);
+		// Start from on so that "off" visibly changes something.
+		REQUIRE(config_apply_override(&cfg.c, "pin", "on", "--pin") == 0);
+		REQUIRE(cfg.c.pin);
+		REQUIRE(config_apply_override(&cfg.c, "pin", v, "--pin") == 0);
+		CHECK_FALSE(cfg.c.pin);
+	}
+}
+
+TEST_CASE("config: bad pin, steer, user and poller values name file, line and key", "[config]")
+{
+	Cfg cfg;
+	CHECK(cfg.load("[frameproxy]\n"          // 1
+		       "pin = maybe\n"           // 2
+		       "steer = random\n"        // 3
+		       "user = bob smith\n"      // 4
+		       "poller = select\n"       // 5
+		       "[listener a]\n"          // 6
+		       "pin = on\n"              // 7: a global key, not a listener one
+		       "listen = 127.0.0.1:1\n"  // 8
+		       "server = 127.0.0.1:2\n"  // 9
+		       ) == -EINVAL);
+	INFO(cfg.errors());
+	CHECK(cfg.has("frameproxy.ini:2: key 'pin': invalid pin 'maybe' (expected on, off, true, false, yes, no, 1 or 0)"));
+	CHECK(cfg.has("frameproxy.ini:3: key 'steer': invalid steer 'random' (expected hash or cpu)"));
+	CHECK(cfg.has("frameproxy.ini:4: key 'user': invalid user 'bob smith' (a user name, no spaces or control characters)"));
+	CHECK(cfg.has("frameproxy.ini:5: key 'poller': invalid poller 'select' (expected epoll, uring, auto or mixed)"));
+	CHECK(cfg.has("frameproxy.ini:7: key 'pin': unknown key in [listener a]"));
+	CHECK(cfg.c.nerrors == 5);
+	// Bad values leave the defaults alone.
+	CHECK_FALSE(cfg.c.pin);
+	CHECK(cfg.c.steer == CONFIG_STEER_HASH);
+	CHECK(cfg.c.user == nullptr);
+	CHECK(cfg.c.poller == CONFIG_POLLER_AUTO);
+
+	Cfg empty;
+	CHECK(empty.load("[frameproxy]\n"
+			 "user =\n"
+			 "pin =\n"
+			 "steer = CPU\n"
+			 "user = root\n") == -EINVAL);
+	INFO(empty.errors());
+	CHECK(empty.has("frameproxy.ini:2: key 'user': empty user name"));
+	CHECK(empty.has("frameproxy.ini:3: key 'pin': invalid pin '' (expected on, off, true, false, yes, no, 1 or 0)"));
+	CHECK(empty.has("frameproxy.ini:4: key 'steer': invalid steer 'CPU' (expected hash or cpu)"));
+	CHECK(empty.has("frameproxy.ini:5: key 'user': set twice in [frameproxy] (first at line 2)"));
+	CHECK(empty.c.nerrors == 4);
+	CHECK(empty.c.user == nullptr);
+}
+
+TEST_CASE("config: user is checked for syntax only", "[config]")
+{
+	// A user that surely does not exist here is fine: the file may be
+	// checked on another machine.
+	Cfg cfg;
+	REQUIRE(cfg.load(std::string("[frameproxy]\nuser = no-such-user-frameproxy-test\n") + listener_a) == 0);
+	REQUIRE(config_finish(&cfg.c) == 0);
+	REQUIRE(cfg.c.user != nullptr);
+	CHECK(std::string(cfg.c.user) == "no-such-user-frameproxy-test");
+
+	// A flag replaces the file's user (and the old string is freed: the
+	// ASan build would report the leak).
+	CHECK(config_apply_override(&cfg.c, "user", "_svc.frame$", "--user") == 0);
+	CHECK(std::string(cfg.c.user) == "_svc.frame$");
+
+	// Up to 255 bytes.
+	std::string longest(255, 'u');
+	CHECK(config_apply_override(&cfg.c, "user", longest.c_str(), "--user") == 0);
+	CHECK(std::string(cfg.c.user) == longest);
+	CHECK(config_apply_override(&cfg.c, "user", (longest + "u").c_str(), "--user") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "user", "tab\there", "--user") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "user", "bell\a", "--user") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "user", "", "--user") == -EINVAL);
+	INFO(cfg.errors());
+	CHECK(cfg.has("--user: user name longer than 255 bytes"));
+	CHECK(cfg.has("--user: invalid user 'tab\there' (a user name, no spaces or control characters)"));
+	CHECK(cfg.has("--user: invalid user 'bell\a' (a user name, no spaces or control characters)"));
+	CHECK(cfg.has("--user: empty user name"));
+	CHECK(cfg.c.nerrors == 4);
+	CHECK(std::string(cfg.c.user) == longest); // the last good one stands
+}
+
+TEST_CASE("config: bad pin, steer and user flags name the flag", "[config]")
+{
+	Cfg cfg;
+	CHECK(config_apply_override(&cfg.c, "pin", "sometimes", "--pin") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "steer", "rss", "--steer") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "user", "a b", "--user") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "poller", "kqueue", nullptr) == -EINVAL);
+	INFO(cfg.errors());
+	CHECK(cfg.has("--pin: invalid pin 'sometimes' (expected on, off, true, false, yes, no, 1 or 0)"));
+	CHECK(cfg.has("--steer: invalid steer 'rss' (expected hash or cpu)"));
+	CHECK(cfg.has("--user: invalid user 'a b' (a user name, no spaces or control characters)"));
+	CHECK(cfg.has("override 'poller': invalid poller 'kqueue' (expected epoll, uring, auto or mixed)"));
+	CHECK(cfg.c.nerrors == 4);
+
+	// Good flags win over the file.
+	Cfg ok;
+	REQUIRE(ok.load(std::string("[frameproxy]\npoller = epoll\npin = off\nuser = alice\n") + listener_a) == 0);
+	CHECK(config_apply_override(&ok.c, "poller", "mixed", "--poller") == 0);
+	CHECK(config_apply_override(&ok.c, "pin", "yes", "--pin") == 0);
+	CHECK(config_apply_override(&ok.c, "steer", "cpu", "--steer") == 0);
+	CHECK(config_apply_override(&ok.c, "user", "bob", "--user") == 0);
+	INFO(ok.errors());
+	REQUIRE(config_finish(&ok.c) == 0);
+	CHECK(ok.c.poller == CONFIG_POLLER_MIXED);
+	CHECK(ok.c.pin);
+	CHECK(ok.c.steer == CONFIG_STEER_CPU);
+	CHECK(std::string(ok.c.user) == "bob");
+	CHECK(ok.c.listeners[0].line == 5); // still the file's listener
+}
+
+TEST_CASE("config: steer = cpu needs pin = on", "[config]")
+{
+	SECTION("from a file: the steer line is named") {
+		Cfg cfg;
+		REQUIRE(cfg.load(std::string("[frameproxy]\n"   // 1
+					     "shards = 4\n"     // 2
+					     "steer = cpu\n")   // 3
+				 + listener_a) == 0);
+		CHECK(config_finish(&cfg.c) == -EINVAL);
+		INFO(cfg.errors());
+		CHECK(cfg.has("frameproxy.ini:3: key 'steer': steer = cpu needs pin = on"));
+		CHECK(cfg.c.nerrors == 1);
+	}
+	SECTION("pin = off said out loud is no better") {
+		Cfg cfg;
+		REQUIRE(cfg.load(std::string("[frameproxy]\n"
+					     "pin = off\n"
+					     "steer = cpu\n") + listener_a) == 0);
+		CHECK(config_finish(&cfg.c) == -EINVAL);
+		INFO(cfg.errors());
+		CHECK(cfg.has("frameproxy.ini:3: key 'steer': steer = cpu needs pin = on"));
+	}
+	SECTION("from a file on disk: the path is named") {
+		char path[] = "/tmp/frameproxy-config-test-XXXXXX";
+		int fd = mkstemp(path);
+		REQUIRE(fd >= 0);
+		const std::string text = std::string("[frameproxy]\n\n\nsteer = cpu\n") + listener_a;
+		REQUIRE(write(fd, text.data(), text.size()) == (ssize_t)text.size());
+		close(fd);
+		Cfg cfg;
+		CHECK(config_load_file(&cfg.c, path) == 0);
+		CHECK(config_finish(&cfg.c) == -EINVAL);
+		unlink(path);
+		INFO(cfg.errors());
+		CHECK(cfg.has(std::string(path) + ":4: key 'steer': steer = cpu needs pin = on"));
+	}
+	SECTION("from a flag: the flag is named") {
+		Cfg cfg;
+		REQUIRE(cfg.load(std::string("[frameproxy]\nsteer = hash\n") + listener_a) == 0);
+		REQUIRE(config_apply_override(&cfg.c, "steer", "cpu", "--steer") == 0);
+		CHECK(config_finish(&cfg.c) == -EINVAL);
+		INFO(cfg.errors());
+		CHECK(cfg.has("--steer: steer = cpu needs pin = on"));
+		CHECK(cfg.c.nerrors == 1);
+	}
+	SECTION("the last setter is named") {
+		Cfg cfg;
+		REQUIRE(cfg.load(std::string("[frameproxy]\nsteer = cpu\n") + listener_a) == 0);
+		REQUIRE(config_apply_override(&cfg.c, "steer", "cpu", "--steer") == 0);
+		CHECK(config_finish(&cfg.c) == -EINVAL);
+		INFO(cfg.errors());
+		CHECK(cfg.has("--steer: steer = cpu needs pin = on"));
+		CHECK_FALSE(cfg.has("frameproxy.ini:2: key 'steer': steer = cpu needs pin = on"));
+	}
+	SECTION("a pin flag satisfies a file's steer") {
+		Cfg cfg;
+		REQUIRE(cfg.load(std::string("[frameproxy]\nsteer = cpu\n") + listener_a) == 0);
+		REQUIRE(config_apply_override(&cfg.c, "pin", "on", "--pin") == 0);
+		INFO(cfg.errors());
+		CHECK(config_finish(&cfg.c) == 0);
+	}
+	SECTION("a steer flag can take a file's cpu back") {
+		Cfg cfg;
+		REQUIRE(cfg.load(std::string("[frameproxy]\nsteer = cpu\n") + listener_a) == 0);
+		REQUIRE(config_apply_override(&cfg.c, "steer", "hash", "--steer") == 0);
+		INFO(cfg.errors());
+		CHECK(config_finish(&cfg.c) == 0);
+	}
+	SECTION("a pin flag turned off breaks a file's steer") {
+		Cfg cfg;
+		REQUIRE(cfg.load(std::string("[frameproxy]\npin = on\nsteer = cpu\n") + listener_a) == 0);
+		REQUIRE(config_apply_override(&cfg.c, "pin", "0", "--pin") == 0);
+		CHECK(config_finish(&cfg.c) == -EINVAL);
+		INFO(cfg.errors());
+		CHECK(cfg.has("frameproxy.ini:3: key 'steer': steer = cpu needs pin = on"));
+	}
+}
+
+namespace {
+
+const char *reload_base = R"INI([frameproxy]
+shards = 2
+admin = 127.0.0.1:9100
+user = alice
+[listener api]
+listen = 127.0.0.1:9000
+server = 127.0.0.1:9001
+[listener bulk]
+listen = [::1]:9500
+server = 127.0.0.1:9501
+)INI";
+
+// The base with `from` replaced by `to` (which must occur once).
+std::string with(const std::string &from, const std::string &to)
+{
+	std::string text = reload_base;
+	size_t at = text.find(from);
+	REQUIRE(at != std::string::npos);
+	REQUIRE(text.find(from, at + 1) == std::string::npos);
+	return text.replace(at, from.size(), to);
+}
+
+struct Pair {
+	Cfg a, b;
+	char why[128];
+	Pair(const std::string &old_text, const std::string &new_text)
+	{
+		REQUIRE(a.load(old_text) == 0);
+		REQUIRE(config_finish(&a.c) == 0);
+		REQUIRE(b.load(new_text) == 0);
+		INFO(b.errors());
+		REQUIRE(config_finish(&b.c) == 0);
+		memset(why, 'x', sizeof(why) - 1);
+		why[sizeof(why) - 1] = '\0';
+	}
+	bool same() { return config_same_sockets(&a.c, &b.c, why, sizeof(why)); }
+};
+
+} // namespace
+
+TEST_CASE("config: same sockets when only relay settings change", "[config]")
+{
+	SECTION("identical") {
+		Pair p(reload_base, reload_base);
+		CHECK(p.same());
+		CHECK(std::string(p.why) == ""); // cleared
+	}
+	SECTION("servers, limits, timeouts, poller, pin, log level") {
+		Pair p(reload_base,
+		       with("[listener api]\n", "[listener api]\nmax_frame = 1MiB\nidle_timeout = 5s\n"
+						"server = 127.0.0.1:9009\nbalance = hash\n") +
+			       "[frameproxy]\nlog_level = debug\npoller = mixed\npin = on\nsteer = cpu\n"
+			       "drain_timeout = 1s\n");
+		CHECK(p.same());
+		CHECK(std::string(p.why) == "");
+	}
+	SECTION("the same address written differently") {
+		// Addresses compare as resolved (localhost is 127.0.0.1, as in
+		// the full-file test above), not as written.
+		Pair p(reload_base, with("listen = 127.0.0.1:9000", "listen = localhost:9000"));
+		CHECK(p.same());
+		CHECK(std::string(p.why) == "");
+	}
+}
+
+TEST_CASE("config: different sockets, with the reason", "[config]")
+{
+	struct Case {
+		std::string from, to, why;
+	};
+	const Case cases[] = {
+		{"listen = 127.0.0.1:9000", "listen = 127.0.0.1:9001",
+		 "listener api: listen address changed (restart needed)"},
+		{"listen = [::1]:9500", "listen = 127.0.0.1:9500",
+		 "listener bulk: listen address changed (restart needed)"},
+		{"shards = 2", "shards = 4", "shards changed from 2 to 4 (restart needed)"},
+		{"shards = 2", "shards = auto", "shards changed from 2 to auto (restart needed)"},
+		{"admin = 127.0.0.1:9100\n", "", "admin removed (restart needed)"},
+		{"admin = 127.0.0.1:9100", "admin = 127.0.0.1:9101",
+		 "admin address changed (restart needed)"},
+		{"user = alice", "user = bob", "user changed from alice to bob (restart needed)"},
+		{"user = alice\n", "", "user changed from alice to (none) (restart needed)"},
+		{"[listener bulk]", "[listener batch]", "listener bulk: removed (restart needed)"},
+		{"[listener bulk]\nlisten = [::1]:9500\nserver = 127.0.0.1:9501\n",
+		 "[listener bulk]\nlisten = [::1]:9500\nserver = 127.0.0.1:9501\n"
+		 "[listener extra]\nlisten = 127.0.0.1:9600\nserver = 127.0.0.1:9601\n",
+		 "listener extra: added (restart needed)"},
+	};
+	for (const Case &c : cases) {
+		INFO(c.from << " -> " << c.to);
+		Pair p(reload_base, with(c.from, c.to));
+		CHECK_FALSE(p.same());
+		CHECK(std::string(p.why) == c.why);
+	}
+}
+
+TEST_CASE("config: same sockets looks both ways, and at the order", "[config]")
+{
+	SECTION("admin and user appearing") {
+		Pair p(with("admin = 127.0.0.1:9100\n", ""), reload_base);
+		CHECK_FALSE(p.same());
+		CHECK(std::string(p.why) == "admin added (restart needed)");
+		Pair q(with("user = alice\n", ""), reload_base);
+		CHECK_FALSE(q.same());
+		CHECK(std::string(q.why) == "user changed from (none) to alice (restart needed)");
+	}
+	SECTION("listener order") {
+		Pair p(reload_base,
+		       "[frameproxy]\nshards = 2\nadmin = 127.0.0.1:9100\nuser = alice\n"
+		       "[listener bulk]\nlisten = [::1]:9500\nserver = 127.0.0.1:9501\n"
+		       "[listener api]\nlisten = 127.0.0.1:9000\nserver = 127.0.0.1:9001\n");
+		CHECK_FALSE(p.same());
+		CHECK(std::string(p.why) == "listener api: moved (listener order changed; restart needed)");
+	}
+	SECTION("the first difference is the one reported") {
+		Pair p(reload_base, with("shards = 2\nadmin = 127.0.0.1:9100\nuser = alice",
+					 "shards = 3\nuser = carol"));
+		CHECK_FALSE(p.same());
+		CHECK(std::string(p.why) == "shards changed from 2 to 3 (restart needed)");
+	}
+	SECTION("why may be short or absent") {
+		Pair p(reload_base, with("shards = 2", "shards = 4"));
+		CHECK_FALSE(config_same_sockets(&p.a.c, &p.b.c, nullptr, 0));
+		char tiny[7];
+		CHECK_FALSE(config_same_sockets(&p.a.c, &p.b.c, tiny, sizeof(tiny)));
+		CHECK(std::string(tiny) == "shards");
+		CHECK(config_same_sockets(&p.a.c, &p.a.c, nullptr, 0));
+	}
+}
