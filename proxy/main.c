@@ -1,8 +1,10 @@
 /*
- * frameproxy: command line, configuration, then one serving process.
+ * frameproxy: command line, configuration, then the supervisor (shard/),
+ * which forks the shards that each run server_run on their own sockets.
  *
  * Flags set the same keys as the config file and win over it; the file is
- * read first whatever the order on the command line.
+ * read first whatever the order on the command line. SIGHUP reads both
+ * again (the same file, the same flags).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +17,7 @@
 #include "proxy/config.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
+#include "shard/shard.h"
 
 #ifndef FRAMEPROXY_VERSION
 #define FRAMEPROXY_VERSION "unknown"
@@ -32,6 +35,8 @@ static const flag_key flag_keys[] = {
 	{"--log-level", "log_level"},
 	{"--drain-timeout", "drain_timeout"},
 	{"--shards", "shards"},
+	{"--steer", "steer"},
+	{"--user", "user"},
 	{"--admin", "admin"},
 	{"--listen", "listen"},
 	{"--server", "server"},
@@ -55,7 +60,7 @@ static const flag_key flag_keys[] = {
 };
 #define FLAG_KEY_COUNT (sizeof(flag_keys) / sizeof(flag_keys[0]))
 
-enum { OPT_CHECK = 256, OPT_SET, OPT_VERSION, OPT_KEY_BASE = 512 };
+enum { OPT_CHECK = 256, OPT_SET, OPT_VERSION, OPT_PIN, OPT_KEY_BASE = 512 };
 
 static void usage(FILE *out)
 {
@@ -73,7 +78,13 @@ static void usage(FILE *out)
 "  -h, --help               this text\n"
 "      --version            print the version\n"
 "\n"
-"  --poller epoll|uring|auto   --log-level debug|info|warn|error\n"
+"  --shards N|auto             processes, each on its own SO_REUSEPORT sockets\n"
+"  --pin                       shard i on CPU i (wrapping)\n"
+"  --steer hash|cpu            cpu: a connection goes to the shard pinned on\n"
+"                              the CPU that received it (needs --pin)\n"
+"  --admin ADDR                serve GET /metrics and GET /stats there\n"
+"  --user NAME                 drop privileges after binding\n"
+"  --poller epoll|uring|auto|mixed   --log-level debug|info|warn|error\n"
 "  --uring-write-batching on|off (io_uring: sends go in the round's one enter)\n"
 "  --drain-timeout DUR         --listen ADDR\n"
 "  --server 'ADDR [weight=N]'  (repeat for more servers)\n"
@@ -85,7 +96,9 @@ static void usage(FILE *out)
 "  --health-fall N  --check-frame HEX\n"
 "\n"
 "Sizes read like 64KiB or 16MiB; durations like 250ms, 30s or 1m30s.\n"
-"SIGTERM/SIGINT drain (frames in flight finish), a second one exits now.\n");
+"SIGTERM/SIGINT drain (frames in flight finish), a second one exits now.\n"
+"SIGHUP reloads: the settings are checked, then shards are replaced one at a\n"
+"time on the same sockets while the old ones finish their connections.\n");
 }
 
 typedef struct cli {
@@ -149,6 +162,7 @@ static struct option *options_build(void)
 		{"set", required_argument, NULL, OPT_SET},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, OPT_VERSION},
+		{"pin", no_argument, NULL, OPT_PIN},
 	};
 	size_t fixed_count = sizeof(fixed) / sizeof(fixed[0]);
 	struct option *all = calloc(fixed_count + FLAG_KEY_COUNT + 1, sizeof(*all));
@@ -181,6 +195,8 @@ static int cli_parse(cli *c, int argc, char **argv)
 		} else if (opt == 'h') {
 			usage(stdout);
 			rc = 1;
+		} else if (opt == OPT_PIN) {
+			rc = cli_add(c, "pin", "on", "--pin") < 0 ? -1 : 0;
 		} else if (opt == OPT_VERSION) {
 			printf("frameproxy %s\n", FRAMEPROXY_VERSION);
 			rc = 1;
@@ -227,6 +243,7 @@ static poll_kind poller_from_config(enum config_poller poller)
 typedef struct run_plan {
 	listener_params *listeners;
 	upstream_server_spec **servers;
+	shard_listen_spec *sockets;
 	size_t count;
 } run_plan;
 
@@ -236,6 +253,8 @@ static void plan_free(run_plan *plan)
 		free(plan->servers ? plan->servers[i] : NULL);
 	free(plan->servers);
 	free(plan->listeners);
+	free(plan->sockets);
+	*plan = (run_plan){0};
 }
 
 static void plan_listener(listener_params *p, upstream_server_spec *specs,
@@ -285,7 +304,8 @@ static int plan_build(run_plan *plan, const struct config *cfg)
 	plan->count = cfg->nlisteners;
 	plan->listeners = calloc(plan->count, sizeof(*plan->listeners));
 	plan->servers = calloc(plan->count, sizeof(*plan->servers));
-	if (!plan->listeners || !plan->servers)
+	plan->sockets = calloc(plan->count, sizeof(*plan->sockets));
+	if (!plan->listeners || !plan->servers || !plan->sockets)
 		return -ENOMEM;
 	for (size_t i = 0; i < plan->count; i++) {
 		const struct config_listener *cl = &cfg->listeners[i];
@@ -293,39 +313,160 @@ static int plan_build(run_plan *plan, const struct config *cfg)
 		if (!plan->servers[i])
 			return -ENOMEM;
 		plan_listener(&plan->listeners[i], plan->servers[i], cl);
+		shard_listen_spec *sock = &plan->sockets[i];
+		sock->name = cl->name;
+		sock->addr = plan->listeners[i].addr;
+		sock->addr_len = plan->listeners[i].addr_len;
+		sock->backlog = plan->listeners[i].backlog;
 	}
 	return 0;
 }
 
-/* Keys the config accepts for the sharded supervisor, which is not built
- * yet: say so rather than let an operator believe they took effect. */
-static void warn_unbuilt(const struct config *cfg)
+/* --- the application the supervisor runs ---------------------------------- */
+
+typedef struct proxy_app {
+	const cli *cli;
+	struct config cfg;           /* the running configuration */
+	run_plan plan;
+	const char *reason_names[LISTENER_REASON_COUNT];
+} proxy_app;
+
+_Static_assert(LISTENER_REASON_COUNT <= SHARD_MAX_REASONS,
+	       "the metrics slot counts every close reason");
+
+static void app_settings(const proxy_app *app, shard_settings *s)
 {
-	if (cfg->shards > 1)
-		log_line(LOG_LEVEL_WARN, "shards not supported yet: running one process",
-			 "shards=%u", cfg->shards);
-	if (cfg->has_admin)
-		log_line(LOG_LEVEL_WARN, "admin endpoint not supported yet: not served", NULL);
+	const struct config *cfg = &app->cfg;
+
+	*s = (shard_settings){
+		.shards = cfg->shards,
+		.pin = cfg->pin,
+		.steer_by_cpu = cfg->steer == CONFIG_STEER_CPU,
+		.poller = poller_from_config(cfg->poller),
+		.poller_mixed = cfg->poller == CONFIG_POLLER_MIXED,
+		.drain_timeout_ns = cfg->drain_timeout,
+		.has_admin = cfg->has_admin,
+		.admin_len = cfg->admin.len,
+		.user = cfg->user,
+		.listeners = app->plan.sockets,
+		.listener_count = (uint32_t)app->plan.count,
+		.reason_names = app->reason_names,
+		.reason_count = LISTENER_REASON_COUNT,
+	};
+	memcpy(&s->admin, &cfg->admin.ss, cfg->admin.len);
 }
 
-static int serve(const struct config *cfg)
+static int app_run_shard(void *ctx, const shard_context *shard)
 {
-	run_plan plan = {0};
-	int rc = plan_build(&plan, cfg);
+	proxy_app *app = ctx;
+	char tag[32];
 
-	warn_unbuilt(cfg);
+	snprintf(tag, sizeof(tag), "shard=%u", shard->index);
+	log_set_context(tag);
+	/* random2 must not make the same choices in every shard. */
+	for (size_t i = 0; i < app->plan.count; i++)
+		app->plan.listeners[i].seed ^= (uint64_t)(shard->index + 1) *
+					       0x9e3779b97f4a7c15ull;
+	server_settings settings = {
+		.poller = shard->poller,
+		.uring_write_batching = app->cfg.uring_write_batching,
+		.drain_timeout_ns = app->cfg.drain_timeout,
+		.listeners = app->plan.listeners,
+		.listener_count = (uint32_t)app->plan.count,
+		.listen_fds = shard->listen_fds,
+		.slot = shard->slot,
+	};
+	int rc = server_run(&settings);
+	log_set_context(NULL);
+	return rc < 0 ? 1 : 0;
+}
 
-	if (rc == 0) {
-		server_settings settings = {
-			.poller = poller_from_config(cfg->poller),
-			.uring_write_batching = cfg->uring_write_batching,
-			.drain_timeout_ns = cfg->drain_timeout,
-			.listeners = plan.listeners,
-			.listener_count = (uint32_t)plan.count,
-		};
-		rc = server_run(&settings);
+/* Config errors as one line: the supervisor logs it with a reason= pair. */
+static void errors_one_line(const struct config *cfg, char *why, size_t len)
+{
+	size_t at = 0;
+
+	why[0] = '\0';
+	for (size_t i = 0; i < config_error_count(cfg) && at + 1 < len; i++) {
+		int n = snprintf(why + at, len - at, "%s%s", i ? "; " : "",
+				 config_error(cfg, i));
+		if (n < 0)
+			break;
+		at += (size_t)n;
 	}
-	plan_free(&plan);
+	for (char *p = why; *p; p++)
+		if (*p == '"' || *p == '\n')
+			*p = '\'';
+}
+
+static int app_reload(void *ctx, shard_settings *next, char *why, size_t why_len)
+{
+	proxy_app *app = ctx;
+	struct config cfg;
+	run_plan plan = {0};
+
+	why[0] = '\0';
+	if (config_build(&cfg, app->cli) < 0) {
+		errors_one_line(&cfg, why, why_len);
+		config_free(&cfg);
+		return -EINVAL;
+	}
+	/* The steering program sits on the sockets the supervisor keeps. */
+	if (cfg.steer != app->cfg.steer)
+		snprintf(why, why_len, "steer changed from %s to %s (restart needed)",
+			 config_steer_name(app->cfg.steer), config_steer_name(cfg.steer));
+	if (why[0] || !config_same_sockets(&app->cfg, &cfg, why, why_len) ||
+	    plan_build(&plan, &cfg) < 0) {
+		if (!why[0])
+			snprintf(why, why_len, "out of memory");
+		plan_free(&plan);
+		config_free(&cfg);
+		return -EINVAL;
+	}
+	plan_free(&app->plan);
+	config_free(&app->cfg);
+	app->cfg = cfg;
+	app->plan = plan;
+	log_set_level(app->cfg.log_level);
+	app_settings(app, next);
+	return 0;
+}
+
+static void app_log(void *ctx, shard_log_level level, const char *msg,
+		    const char *pairs)
+{
+	static const enum log_level levels[] = {
+		[SHARD_LOG_DEBUG] = LOG_LEVEL_DEBUG,
+		[SHARD_LOG_INFO] = LOG_LEVEL_INFO,
+		[SHARD_LOG_WARN] = LOG_LEVEL_WARN,
+		[SHARD_LOG_ERROR] = LOG_LEVEL_ERROR,
+	};
+
+	(void)ctx;
+	log_line_pairs(levels[level], msg, pairs);
+}
+
+static const shard_ops app_ops = {
+	.run = app_run_shard,
+	.reload = app_reload,
+	.log = app_log,
+};
+
+/* Takes the configuration over (frees it). */
+static int serve(const cli *c, struct config *cfg)
+{
+	proxy_app app = {.cli = c, .cfg = *cfg};
+	shard_settings settings;
+	int rc = plan_build(&app.plan, &app.cfg);
+
+	for (int i = 0; i < LISTENER_REASON_COUNT; i++)
+		app.reason_names[i] = listener_reason_name((enum listener_reason)i);
+	if (rc == 0) {
+		app_settings(&app, &settings);
+		rc = shard_supervise(&settings, &app_ops, &app);
+	}
+	plan_free(&app.plan);
+	config_free(&app.cfg);
 	return rc;
 }
 
@@ -349,8 +490,7 @@ int main(int argc, char **argv)
 		return rc < 0 ? 1 : 0;
 	}
 	log_set_level(cfg.log_level);
-	rc = serve(&cfg);
-	config_free(&cfg);
+	rc = serve(&c, &cfg);
 	cli_free(&c);
-	return rc < 0 ? 1 : 0;
+	return rc != 0 ? 1 : 0;
 }

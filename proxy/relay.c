@@ -36,7 +36,7 @@ typedef struct relay_dir {
 	uint64_t bytes;        /* forwarded */
 	bool watching;         /* idle: a readiness watch is the agent */
 	bool done;             /* source ended cleanly and EOF was passed on */
-	bool quiet;            /* draining and at a frame boundary */
+	bool quiet;            /* client side, draining: stopped at a boundary */
 } relay_dir;
 
 struct relay {
@@ -188,6 +188,73 @@ static void idle_timer_fired(sched_timer *timer, void *arg)
 	sched_timer_set(&r->idle_timer, expires);
 }
 
+/* --- drain ----------------------------------------------------------------- */
+
+/*
+ * A side with no pump and no frame started: idle on its watch, quiet
+ * (draining), or done (ended).
+ */
+static bool dir_at_rest(const relay_dir *dir)
+{
+	return dir->watching || dir->quiet || dir->done;
+}
+
+/*
+ * The client waits for a reply: fewer frames came back than went up. A
+ * protocol that pushes more than it is asked owes nothing; an upstream that
+ * ended can send nothing more.
+ */
+static bool replies_owed(const relay *r)
+{
+	const relay_dir *up = &r->dir[RELAY_UPSTREAM];
+
+	return !up->done &&
+	       up->scanner.frames < r->dir[RELAY_CLIENT].scanner.frames;
+}
+
+/*
+ * Draining, and `dir` is at a frame boundary: close if the other side is too
+ * and no reply is owed. True when the relay is closed (or closing). The
+ * reason is "drain", unless a side had ended first: its EOF stays the reason,
+ * as it would have been without the drain.
+ */
+static bool drain_settle(relay_dir *dir)
+{
+	relay *r = dir->owner;
+
+	if (r->closing)
+		return true;
+	if (replies_owed(r) || !dir_at_rest(&r->dir[!dir->side]))
+		return false;
+	relay_close(r, r->first_eof ? r->first_eof : "drain");
+	return true;
+}
+
+/*
+ * Draining: the client side starts no new request. It rests without a watch
+ * or a buffer; the relay closes once the replies it is owed are through.
+ */
+static void dir_quiet(relay_dir *dir)
+{
+	buffer_give(dir->owner, dir);
+	dir->quiet = true;
+	drain_settle(dir);
+}
+
+/*
+ * Draining, at a frame boundary: true when the pump should stop. The client
+ * side stops here. The upstream side reads on while replies are owed, so a
+ * reply already on its way still reaches the client.
+ */
+static bool dir_drain_boundary(relay_dir *dir)
+{
+	if (dir->side == RELAY_CLIENT) {
+		dir_quiet(dir);
+		return true;
+	}
+	return drain_settle(dir);
+}
+
 /* --- one direction ------------------------------------------------------- */
 
 static pd_t *dir_source(relay_dir *dir)
@@ -206,17 +273,6 @@ static const char *side_reason(relay_side side, const char *client_reason,
 	return side == RELAY_CLIENT ? client_reason : upstream_reason;
 }
 
-/* Draining and at a frame boundary; the relay closes when both sides are. */
-static void dir_quiet(relay_dir *dir)
-{
-	relay *r = dir->owner;
-	relay_dir *other = &r->dir[!dir->side];
-
-	dir->quiet = true;
-	if (other->quiet || other->done)
-		relay_close(r, "drain");
-}
-
 static void on_source_readable(pd_t *pd, void *arg)
 {
 	relay_dir *dir = arg;
@@ -228,8 +284,8 @@ static void on_source_readable(pd_t *pd, void *arg)
 		relay_release(r);
 		return;
 	}
-	if (r->draining) {
-		/* Nothing was started on this side: it stays quiet. */
+	if (r->draining && dir->side == RELAY_CLIENT) {
+		/* A new request would start here: do not read it. */
 		dir_quiet(dir);
 		relay_release(r);
 		return;
@@ -247,10 +303,8 @@ static bool dir_go_idle(relay_dir *dir)
 	relay *r = dir->owner;
 
 	buffer_give(r, dir);
-	if (r->draining) {
-		dir_quiet(dir);
+	if (r->draining && dir_drain_boundary(dir))
 		return true;
-	}
 	int rc = pd_watch(dir_source(dir), PD_READ, on_source_readable, dir);
 	if (rc == 1)
 		return false;
@@ -318,11 +372,13 @@ static void dir_refuse(relay_dir *dir)
 	r->reason = "oversize";
 	dir->done = true;
 	buffer_give(r, dir);
-	if (r->dir[!dir->side].done || r->draining) {
+	if (r->dir[!dir->side].done) {
 		relay_close(r, r->reason);
 		return;
 	}
 	pd_shutdown(dir_destination(dir), SHUT_WR);
+	if (r->draining)
+		drain_settle(dir);
 }
 
 /* Forward whatever is complete. 0, or -errno after closing the relay. */
@@ -373,11 +429,13 @@ static void dir_end(relay_dir *dir)
 					   "upstream_eof");
 	dir->done = true;
 	buffer_give(r, dir);
-	if (r->dir[!dir->side].done || r->draining) {
+	if (r->dir[!dir->side].done) {
 		relay_close(r, r->first_eof);
 		return;
 	}
 	pd_shutdown(dir_destination(dir), SHUT_WR);
+	if (r->draining)
+		drain_settle(dir);
 }
 
 /* One read. >0 bytes, 0 at EOF, -EAGAIN, or another -errno. */
@@ -430,11 +488,6 @@ static void dir_pump(relay_dir *dir)
 			dir_end(dir);
 			return;
 		}
-		if (r->draining && frame_at_boundary(&dir->scanner,
-						     dir->end - dir->start)) {
-			if (dir_go_idle(dir))
-				return;
-		}
 		moved += (uint32_t)n;
 		if (moved >= RELAY_YIELD_BUFFERS * r->params.buffer_size) {
 			/* Fairness: a source that never runs dry must not starve
@@ -442,6 +495,11 @@ static void dir_pump(relay_dir *dir)
 			moved = 0;
 			coro_yield();
 		}
+		/* After the yield: a drain may have begun while it lasted. */
+		if (r->draining &&
+		    frame_at_boundary(&dir->scanner, dir->end - dir->start) &&
+		    dir_drain_boundary(dir))
+			return;
 	}
 }
 
@@ -518,17 +576,13 @@ void relay_drain(relay_group *group)
 	group->draining = true;
 	while (r) {
 		relay *next = r->next;
-		bool idle[2];
 
 		r->draining = true;
-		/* An idle side has nothing started; a busy pump goes quiet at its
-		 * next boundary. Closing may free r, so `next` is taken first. */
-		for (int side = 0; side < 2; side++)
-			idle[side] = r->dir[side].watching || r->dir[side].done;
-		if (idle[0] && idle[1])
-			relay_close(r, "drain");
-		else if (idle[0] || idle[1])
-			r->dir[idle[0] ? 0 : 1].quiet = true;
+		/* A busy pump settles at its next frame boundary; only a relay
+		 * whose client side rests must be looked at now. Closing may
+		 * free r, so `next` is taken first. */
+		if (dir_at_rest(&r->dir[RELAY_CLIENT]))
+			drain_settle(&r->dir[RELAY_CLIENT]);
 		r = next;
 	}
 }

@@ -66,8 +66,16 @@ int relay_start(relay_group *group, pd_t *client, pd_t *upstream,
 		const relay_params *params, relay_done_fn done, void *done_arg);
 
 /*
- * Drain: every relay stops starting new frames; each closes once both of
- * its directions are at a frame boundary (reason "drain").
+ * Drain: no relay reads a new frame from its client any more; a frame the
+ * client had started is finished and forwarded. Replies keep flowing: a
+ * relay closes (reason "drain") at a frame boundary of both directions once
+ * the frames forwarded upstream->client are at least those forwarded
+ * client->upstream, i.e. every request got a reply (an upstream that pushes
+ * more than it is asked for drains at once). It closes right after the last
+ * owed reply is written, and at once if nothing is owed when the drain
+ * starts. A side that had ended (EOF) keeps its reason; an upstream that
+ * ended owes nothing more. A relay whose replies never come stays open until
+ * the caller's relay_close_all at the drain timeout.
  */
 void relay_drain(relay_group *group);
 /* Close every relay now (drain timeout, shutdown). */

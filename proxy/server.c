@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -12,6 +13,9 @@
 
 /* While draining, how often to look whether everything has finished. */
 #define SERVER_DRAIN_CHECK_NS (20 * 1000 * 1000)
+/* How often a shard copies its counters into its slot: fresh enough for a
+ * once-a-second scrape, rare enough to cost nothing. */
+#define SERVER_PUBLISH_NS (100 * 1000 * 1000)
 
 typedef struct server {
 	const server_settings *settings;
@@ -20,7 +24,10 @@ typedef struct server {
 	relay_group *relays;   /* one per listener: each pools its own buffer size */
 	pd_t *signals;
 	sched_timer drain_check;
+	sched_timer publish;
 	int64_t drain_deadline;
+	int64_t retire_deadline;
+	bool retiring;     /* reload: no accepting, connections go on */
 	bool draining;
 	bool forced;
 } server;
@@ -34,27 +41,109 @@ static uint64_t server_connections(const server *srv)
 	return active;
 }
 
+/* --- counters for the supervisor ----------------------------------------- */
+
+static void publish_listener(shard_listener_counters *out, const listener *l)
+{
+	const listener_stats *st = &l->stats;
+
+	shard_slot_store(&out->accepted, st->accepted);
+	shard_slot_store(&out->active, st->active);
+	shard_slot_store(&out->accept_errors, st->accept_errors);
+	for (int side = 0; side < 2; side++) {
+		shard_slot_store(&out->frames[side], st->frames[side]);
+		shard_slot_store(&out->bytes[side], st->bytes[side]);
+	}
+	for (int r = 0; r < LISTENER_REASON_COUNT && r < SHARD_MAX_REASONS; r++)
+		shard_slot_store(&out->closed[r], st->closed[r]);
+}
+
+static void publish_upstreams(shard_slot *slot, uint32_t listener_index,
+			      const upstream_pool *pool, uint32_t *next)
+{
+	int64_t now = sched_now();
+
+	for (uint32_t i = 0; i < pool->count && *next < SHARD_MAX_UPSTREAMS; i++) {
+		const upstream_server *us = &pool->servers[i];
+		shard_upstream_counters *out = &slot->upstreams[(*next)++];
+		if (shard_slot_get_state(slot) == SHARD_STATE_STARTING) {
+			shard_slot_name(out->name, us->name);
+			out->listener = listener_index;
+		}
+		__atomic_store_n(&out->up, upstream_server_usable(pool, i, now) ? 1u : 0u,
+				 __ATOMIC_RELAXED);
+		shard_slot_store(&out->connects, us->connects);
+		shard_slot_store(&out->connect_failures, us->connect_failures);
+		shard_slot_store(&out->ejections, us->eject_count);
+	}
+}
+
+static void server_publish(server *srv)
+{
+	shard_slot *slot = srv->settings->slot;
+	uint32_t upstreams = 0;
+
+	if (!slot)
+		return;
+	for (uint32_t i = 0; i < srv->opened && i < SHARD_MAX_LISTENERS; i++) {
+		if (shard_slot_get_state(slot) == SHARD_STATE_STARTING)
+			shard_slot_name(slot->listeners[i].name,
+					srv->listeners[i].params.name);
+		publish_listener(&slot->listeners[i], &srv->listeners[i]);
+		publish_upstreams(slot, i, &srv->listeners[i].pool, &upstreams);
+	}
+	slot->listener_count = srv->opened < SHARD_MAX_LISTENERS ? srv->opened
+								  : SHARD_MAX_LISTENERS;
+	slot->upstream_count = upstreams;
+	shard_slot_publish_runtime(slot);
+}
+
+static void publish_fired(sched_timer *timer, void *arg)
+{
+	server_publish(arg);
+	sched_timer_set(timer, sched_now() + SERVER_PUBLISH_NS);
+}
+
+static void server_set_state(server *srv, shard_state state)
+{
+	if (!srv->settings->slot)
+		return;
+	server_publish(srv);
+	shard_slot_set_state(srv->settings->slot, state);
+}
+
+/* --- drain and retire ------------------------------------------------------ */
+
+static void server_drain(server *srv, const char *why);
+
 static void drain_check_fired(sched_timer *timer, void *arg)
 {
 	server *srv = arg;
+	int64_t now = sched_now();
 
 	if (server_connections(srv) == 0) {
+		server_publish(srv);
 		sched_stop();
 		return;
 	}
-	if (!srv->forced && sched_now() >= srv->drain_deadline) {
+	if (!srv->draining && now >= srv->retire_deadline) {
+		server_drain(srv, "retire_timeout");
+		return;
+	}
+	if (srv->draining && !srv->forced && now >= srv->drain_deadline) {
 		srv->forced = true;
 		log_line(LOG_LEVEL_WARN, "drain timeout", "open=%llu",
 			 (unsigned long long)server_connections(srv));
 		for (uint32_t i = 0; i < srv->opened; i++)
 			relay_close_all(&srv->relays[i], "shutdown");
 	}
-	sched_timer_set(timer, sched_now() + SERVER_DRAIN_CHECK_NS);
+	sched_timer_set(timer, now + SERVER_DRAIN_CHECK_NS);
 }
 
 static void server_drain(server *srv, const char *why)
 {
 	srv->draining = true;
+	server_set_state(srv, SHARD_STATE_DRAINING);
 	log_line(LOG_LEVEL_INFO, "draining", "signal=%s open=%llu", why,
 		 (unsigned long long)server_connections(srv));
 	for (uint32_t i = 0; i < srv->opened; i++) {
@@ -62,7 +151,22 @@ static void server_drain(server *srv, const char *why)
 		relay_drain(&srv->relays[i]);
 	}
 	srv->drain_deadline = sched_now() + srv->settings->drain_timeout_ns;
-	sched_timer_init(&srv->drain_check, drain_check_fired, srv);
+	sched_timer_set(&srv->drain_check, sched_now());
+}
+
+/* Replaced by a reload: the connections there are may run to their end,
+ * which for long-lived clients means drain_timeout, then a drain. */
+static void server_retire(server *srv)
+{
+	if (srv->retiring || srv->draining)
+		return;
+	srv->retiring = true;
+	server_set_state(srv, SHARD_STATE_RETIRING);
+	log_line(LOG_LEVEL_INFO, "retiring", "open=%llu",
+		 (unsigned long long)server_connections(srv));
+	for (uint32_t i = 0; i < srv->opened; i++)
+		listener_stop(&srv->listeners[i]);
+	srv->retire_deadline = sched_now() + srv->settings->drain_timeout_ns;
 	sched_timer_set(&srv->drain_check, sched_now());
 }
 
@@ -76,9 +180,8 @@ static void signals_main(void *arg)
 		if (n != (ssize_t)sizeof(info))
 			return;
 		const char *name = sigabbrev_np((int)info.ssi_signo);
-		if (info.ssi_signo == SIGHUP) {
-			log_line(LOG_LEVEL_INFO, "reload not supported in a single process",
-				 "signal=%s", name);
+		if (info.ssi_signo == SHARD_RETIRE_SIGNAL) {
+			server_retire(srv);
 			continue;
 		}
 		if (srv->draining) {
@@ -97,7 +200,7 @@ static int signals_open(server *srv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SHARD_RETIRE_SIGNAL);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
 	signal(SIGPIPE, SIG_IGN); /* write errors come back as EPIPE */
@@ -134,8 +237,10 @@ static int listeners_open(server *srv)
 		srv->opened++;
 		listener *l = &srv->listeners[i];
 		netaddr_format((const struct sockaddr *)&l->bound, where, sizeof(where));
-		log_line(LOG_LEVEL_INFO, "listening", "listener=%s address=%s",
-			 params->name, where);
+		/* A shard's sockets were announced by its supervisor. */
+		log_line(fd >= 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
+			 fd >= 0 ? "accepting" : "listening",
+			 "listener=%s address=%s", params->name, where);
 	}
 	for (uint32_t i = 0; i < srv->opened; i++) {
 		int rc = listener_start(&srv->listeners[i]);
@@ -179,7 +284,18 @@ static int server_start(server *srv)
 				 settings->buffer_pool_max ? settings->buffer_pool_max : 256);
 	if ((rc = signals_open(srv)) < 0)
 		return rc;
-	return listeners_open(srv);
+	sched_timer_init(&srv->drain_check, drain_check_fired, srv);
+	sched_timer_init(&srv->publish, publish_fired, srv);
+	srv->retire_deadline = INT64_MAX;
+	if ((rc = listeners_open(srv)) < 0)
+		return rc;
+	if (settings->slot) {
+		snprintf(settings->slot->poller, sizeof(settings->slot->poller), "%s",
+			 poll_kind_name(poll_backend()));
+		server_set_state(srv, SHARD_STATE_READY);
+		sched_timer_set(&srv->publish, sched_now() + SERVER_PUBLISH_NS);
+	}
+	return 0;
 }
 
 static void server_cleanup(server *srv)
@@ -205,6 +321,8 @@ int server_run(const server_settings *settings)
 
 	if (rc == 0) {
 		sched_run();
+		sched_timer_cancel(&srv.publish);
+		sched_timer_cancel(&srv.drain_check);
 		log_line(LOG_LEVEL_INFO, "stopped", "forced=%s",
 			 srv.forced ? "true" : "false");
 	}

@@ -3,8 +3,11 @@
  *
  * SIGTERM/SIGINT: stop accepting, let relays finish the frames they have
  * started and close at frame boundaries; after drain_timeout close what is
- * left; a second signal exits at once. The same code serves a lone process
- * and (later) each shard, which passes the sockets its supervisor made.
+ * left; a second signal exits at once. SIGUSR1 (a reload replaced this
+ * shard): stop accepting, serve the connections there are until they end;
+ * at drain_timeout drain as for SIGTERM. Each shard runs one of these on
+ * the sockets its supervisor made (listen_fds) and publishes its counters
+ * into its slot every SERVER_PUBLISH_NS.
  */
 #ifndef FRAMEPROXY_PROXY_SERVER_H
 #define FRAMEPROXY_PROXY_SERVER_H
@@ -13,6 +16,7 @@
 
 #include "poll/poll.h"
 #include "proxy/listener.h"
+#include "shard/shard.h"
 
 typedef struct server_settings {
 	poll_kind poller;
@@ -22,6 +26,7 @@ typedef struct server_settings {
 	uint32_t listener_count;
 	const int *listen_fds;        /* per listener, or NULL to bind */
 	uint32_t buffer_pool_max;     /* idle relay buffers kept, 0 = 256 */
+	shard_slot *slot;             /* counters for the supervisor, or NULL */
 } server_settings;
 
 /* Runs until drained. 0 after a clean shutdown, -errno when start-up

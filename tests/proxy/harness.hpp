@@ -473,9 +473,11 @@ public:
 	}
 
 	// VmRSS in KiB, or -1.
-	long rss_kib() const
+	long rss_kib() const { return rss_kib_of(pid_); }
+
+	static long rss_kib_of(pid_t pid)
 	{
-		std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+		std::ifstream in("/proc/" + std::to_string(pid) + "/status");
 		std::string line;
 		while (std::getline(in, line)) {
 			if (line.compare(0, 6, "VmRSS:") == 0)
@@ -1149,10 +1151,18 @@ public:
 	{
 		std::vector<std::string> argv = {binary("FRAMEPROXY")};
 		bool has_listen = false, has_config = false, has_level = false;
+		bool has_shards = false;
 		for (const auto &a : args) {
 			has_listen |= a == "--listen";
 			has_config |= a == "-c" || a == "--config";
 			has_level |= a == "--log-level";
+			has_shards |= a == "--shards";
+		}
+		// One shard unless a test asks for more: per-listener limits
+		// and counters are per shard.
+		if (!has_shards) {
+			argv.push_back("--shards");
+			argv.push_back("1");
 		}
 		argv.push_back("--poller");
 		if (poller() == "uring-batch") {
@@ -1194,9 +1204,44 @@ public:
 		REQUIRE(port_ != 0);
 	}
 
+	// The shard processes are the supervisor's children, not ours: when a
+	// test ends (or fails) they go too, not only the supervisor.
+	~Proxy()
+	{
+		if (!proc_)
+			return;
+		for (auto &r : log())
+			if (r.is("msg", "shard started"))
+				::kill((pid_t)atoi(r.get("pid").c_str()), SIGKILL);
+	}
+
 	uint16_t port() const { return port_; }
 	std::string addr() const { return "127.0.0.1:" + std::to_string(port_); }
 	Process &proc() { return *proc_; }
+
+	// The pid of the newest process started for shard `index`, 0 if none
+	// was logged within `timeout`.
+	pid_t shard_pid(unsigned index, milliseconds timeout = milliseconds(5000))
+	{
+		pid_t pid = 0;
+		wait_record([&](const LogRecord &r) {
+			return r.is("msg", "shard started") &&
+			       r.is("shard", std::to_string(index));
+		}, timeout);
+		for (auto &r : log())
+			if (r.is("msg", "shard started") &&
+			    r.is("shard", std::to_string(index)))
+				pid = (pid_t)atoi(r.get("pid").c_str());
+		return pid;
+	}
+
+	// Waits for the supervisor's "ready" line (every shard accepting).
+	bool wait_ready(milliseconds timeout = milliseconds(10000))
+	{
+		return wait_record([](const LogRecord &r) {
+			return r.is("msg", "ready");
+		}, timeout);
+	}
 
 	std::vector<LogRecord> log() const { return parse_log(proc_->err()); }
 

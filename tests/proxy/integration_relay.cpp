@@ -23,9 +23,8 @@ void expect_frames(Conn &c, const std::vector<std::string> &want)
 
 } // namespace
 
-// KNOWN BUG (BUG-1 in /work/proxy-bugs.txt, 2026-11-22): the proxy closes
-// both sides at the oversize header, so the echoes of the three frames it
-// forwarded never reach the client. This test runs and fails until fixed.
+// Regression (fixed 2026-11-30): the proxy once closed both sides at the
+// oversize header, so the echoes of the frames it forwarded were lost.
 TEST_CASE("oversize frame closes only its client, after the earlier frames",
 	  "[relay][oversize]")
 {
@@ -320,7 +319,10 @@ TEST_CASE("an upstream that stops reading stops the proxy reading the client",
 	REQUIRE(up.wait_accepted(1, T5));
 	// Warm up (first buffers, stacks), then take the baseline.
 	std::this_thread::sleep_for(milliseconds(200));
-	long rss0 = proxy.proc().rss_kib();
+	// The connection lives in the shard process, not the supervisor.
+	pid_t shard = proxy.shard_pid(0);
+	REQUIRE(shard > 0);
+	long rss0 = Process::rss_kib_of(shard);
 	REQUIRE(rss0 > 0);
 
 	// 64 KiB frames, complete, sent without blocking for up to 5 s or
@@ -338,13 +340,13 @@ TEST_CASE("an upstream that stops reading stops the proxy reading the client",
 			stalls++;
 			pollfd p = {c.fd(), POLLOUT, 0};
 			poll(&p, 1, 50);
-			rss_max = std::max(rss_max, proxy.proc().rss_kib());
+			rss_max = std::max(rss_max, Process::rss_kib_of(shard));
 			continue;
 		}
 		sent += (size_t)k;
 		at = (at + (size_t)k) % f.size();
 	}
-	rss_max = std::max(rss_max, proxy.proc().rss_kib());
+	rss_max = std::max(rss_max, Process::rss_kib_of(shard));
 	INFO("sent " << sent << " bytes in " << ms_since(t0) << " ms; proxy VmRSS "
 	     << rss0 << " KiB -> max " << rss_max << " KiB");
 	// The client was stopped: kernel buffers (client send + upstream
