@@ -493,7 +493,15 @@ static int set_admin(struct config *cfg, void *t, const struct key_def *k,
 {
 	struct config *c = t;
 
+	char local[64];
+
 	(void)cfg, (void)k, (void)o;
+	/* A bare port (":9100" or "9100") means loopback: metrics are for the
+	 * operator, so the wider address has to be written out. */
+	if (v[0] == ':' || (v[0] && strspn(v, "0123456789") == strlen(v))) {
+		snprintf(local, sizeof(local), "127.0.0.1:%s", v + (v[0] == ':'));
+		v = local;
+	}
 	if (parse_addr(v, NETADDR_ALLOW_PORT0, &c->admin, why) < 0)
 		return -1;
 	c->has_admin = true;

@@ -908,3 +908,17 @@ TEST_CASE("config: same sockets looks both ways, and at the order", "[config]")
 		CHECK(config_same_sockets(&p.a.c, &p.a.c, nullptr, 0));
 	}
 }
+
+TEST_CASE("config: admin given as a bare port listens on loopback", "[config]")
+{
+	Cfg a, b, c;
+	REQUIRE(config_apply_override(&a.c, "admin", ":9100", "--admin") == 0);
+	CHECK(addr(a.c.admin) == "127.0.0.1:9100");
+	REQUIRE(config_apply_override(&b.c, "admin", "9101", "--admin") == 0);
+	CHECK(addr(b.c.admin) == "127.0.0.1:9101");
+	// A written-out address is taken as it is.
+	REQUIRE(config_apply_override(&c.c, "admin", "[::1]:9102", "--admin") == 0);
+	CHECK(addr(c.c.admin) == "[::1]:9102");
+	Cfg bad;
+	CHECK(config_apply_override(&bad.c, "admin", ":port", "--admin") == -EINVAL);
+}

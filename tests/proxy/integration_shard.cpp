@@ -619,3 +619,56 @@ TEST_CASE("shards: steer = cpu sends a connection to the shard pinned on its CPU
 		CHECK(CPU_ISSET(i, &set));
 	}
 }
+
+TEST_CASE("shards: a second SIGTERM ends a drain at once", "[shard]")
+{
+	Echo echo;
+	Proxy proxy({"--shards", "2", "--server", echo.addr(), "--drain-timeout", "30s"});
+	REQUIRE(proxy.wait_ready());
+	// Half a frame: the drain would wait for it until the 30 s timeout.
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	REQUIRE(c.send_all(frame(random_bytes(100, 5)).substr(0, 50)) == Io::Ok);
+	std::this_thread::sleep_for(milliseconds(100));
+	proxy.proc().signal(SIGTERM);
+	REQUIRE(proxy.wait_record([](const LogRecord &r) {
+		return r.is("msg", "stopping");
+	}, T5));
+	std::this_thread::sleep_for(milliseconds(200));
+	CHECK(proxy.proc().running());
+	auto t0 = Clock::now();
+	proxy.proc().signal(SIGTERM);
+	REQUIRE(proxy.proc().wait_exit(milliseconds(3000)));
+	CHECK(ms_since(t0) < 2000);
+	CHECK(run_to_exit(proxy.proc(), milliseconds(100)) == 1);
+	CHECK(count_records(proxy, "second signal: exiting now") >= 1);
+	// Nothing of the shards is left behind.
+	pid_t shard = proxy.shard_pid(0);
+	std::this_thread::sleep_for(milliseconds(100));
+	CHECK((::kill(shard, 0) != 0 && errno == ESRCH));
+}
+
+TEST_CASE("shards: the open-file limit is raised to the hard limit", "[shard]")
+{
+	Echo echo;
+	// Started with a soft limit of 256 (util-linux's prlimit, through the
+	// harness's wrapper hook), so raising it is visible.
+	REQUIRE(access("/usr/bin/prlimit", X_OK) == 0);
+	std::string saved = env_or("FRAMEPROXY_WRAPPER", "");
+	setenv("FRAMEPROXY_WRAPPER", ("/usr/bin/prlimit --nofile=256: -- " + saved).c_str(), 1);
+	Proxy proxy({"--shards", "1", "--server", echo.addr()});
+	setenv("FRAMEPROXY_WRAPPER", saved.c_str(), 1);
+	REQUIRE(proxy.wait_ready());
+	std::ifstream in("/proc/" + std::to_string(proxy.shard_pid(0)) + "/limits");
+	std::string line, found;
+	while (std::getline(in, line))
+		if (line.compare(0, 14, "Max open files") == 0)
+			found = line;
+	INFO(found);
+	std::istringstream words(found.substr(14));
+	std::string soft, hard;
+	words >> soft >> hard;
+	CHECK(!soft.empty());
+	CHECK(soft != "256");
+	CHECK(soft == hard);
+}
