@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs (as root) or names (otherwise) the Debian packages frameproxy needs.
-# Usage: tools/deps.sh [build|test|demo]   (test adds promtool for the test
+# Usage: tools/deps.sh [build|test|fuzz|demo]   (test adds promtool for the test
 # suite; demo adds the HAProxy and nginx baselines of tools/compare)
 set -euo pipefail
 
@@ -15,6 +15,9 @@ test)
 	# `build`, and on a machine with systemd installing the package also
 	# starts a Prometheus server, which a benchmark run does not want.
 	lean+=(prometheus) ;;
+fuzz)
+	# libFuzzer comes with clang; tools/fuzz.sh builds the targets with it.
+	packages+=(clang libfuzzer-14-dev) ;;
 demo)
 	packages+=(libboost-context-dev haproxy nginx libnginx-mod-stream) ;;
 esac
