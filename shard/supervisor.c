@@ -513,6 +513,10 @@ static void signals_read(supervisor *sup)
 {
 	struct signalfd_siginfo info;
 
+	/* signalfd hands out lower signal numbers first: SIGTERM before
+	 * SIGCHLD. A shard that died before the stop is a crash, not a shard
+	 * that failed to drain, so reap first. */
+	reap(sup);
 	while (read(sup->signal_fd, &info, sizeof(info)) == (ssize_t)sizeof(info)) {
 		switch (info.ssi_signo) {
 		case SIGCHLD:

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# tools/soak.sh — a long mixed load under AddressSanitizer, with reloads.
+# Not part of CI (it runs 10 minutes). Run `tools/soak.sh --help`.
+set -euo pipefail
+
+usage() {
+	cat <<'EOF'
+usage: tools/soak.sh [--minutes N] [--build DIR] [--shards N] [--out DIR]
+
+Builds (or reuses) the ASan + UBSan tree (default build-asan, as
+tools/test.sh --sanitize makes it) and runs, for N minutes (default 10):
+  - frameproxy --shards 2 (default) with an admin endpoint, in front of two
+    frameecho upstreams;
+  - steady load: framebench, 20 connections, 4 in flight, 16..4096-byte
+    frames, every frame verified;
+  - large frames: framebench, 2 connections, 64..256 KiB frames;
+  - churn: framebench runs of 200 frames on 10 fresh connections, back to
+    back (new connections all the time);
+  - a SIGHUP reload every 30 s, a SIGKILL of a random shard every 2 min.
+drain_timeout is 90 s, longer than any framebench run (60 s at most), so a
+shard retired by a reload serves its connections to their end: a reload
+must cut nothing. (With a shorter drain_timeout, connections that outlive
+it are closed at a frame boundary, which a pipelining client sees as
+unanswered requests.)
+Every 10 s it records the resident memory of the supervisor and of each
+shard, and the frames the proxy has forwarded (from /metrics).
+
+It fails (exit 1) when: a framebench run reports a lost, corrupt or
+unanswered frame (except the runs cut by a shard kill: those are counted,
+not failed); AddressSanitizer or LeakSanitizer reports anything in any
+frameproxy process (the shards exit at the end through a normal drain, so
+leaks are checked in every process); the supervisor does not exit 0 on
+SIGTERM; or the shards' resident memory in the last quarter of the run is
+more than 1.25x its level in the second quarter (after warm-up).
+Outputs in --out (default bench-out/soak-DATE): rss.csv, the proxy's log,
+the framebench logs, summary.txt.
+EOF
+}
+
+minutes=10 build=build-asan shards=2 out=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--minutes) minutes=$2; shift 2
+		[[ $minutes =~ ^[1-9][0-9]*$ ]] || { echo "soak: --minutes takes a whole number" >&2; exit 2; } ;;
+	--build) build=$2; shift 2 ;;
+	--shards) shards=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	-h|--help) usage; exit 0 ;;
+	*) echo "soak: unknown option $1" >&2; usage >&2; exit 2 ;;
+	esac
+done
+cd "$(dirname "$0")/.."
+out=${out:-bench-out/soak-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$out"
+
+if [ ! -x "$build/proxy/frameproxy" ]; then
+	echo "soak: building $build (ASan + UBSan)" >&2
+	meson setup "$build" --werror -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dmimalloc=disabled -Dbuildtype=debug >/dev/null
+fi
+ninja -C "$build" proxy/frameproxy tools/frameecho tools/framebench >/dev/null
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:log_path=$PWD/$out/asan
+export UBSAN_OPTIONS=print_stacktrace=1:log_path=$PWD/$out/ubsan
+
+pids=()       # everything started here, ended by PID
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	sleep 1
+	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT INT TERM
+
+wait_line() { # FILE REGEX -> the line, within 30 s
+	local i
+	for i in $(seq 300); do
+		grep -m1 -E "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+echo_ports=()
+for i in 1 2; do
+	"$build/tools/frameecho" --listen 127.0.0.1:0 --quiet >"$out/echo$i.out" 2>&1 &
+	pids+=($!)
+	line=$(wait_line "$out/echo$i.out" '^listening on') || { echo "soak: frameecho did not start" >&2; exit 1; }
+	echo_ports+=("${line##*:}")
+done
+
+"$build/proxy/frameproxy" --shards "$shards" --admin 127.0.0.1:0 --listen 127.0.0.1:0 \
+	--server "127.0.0.1:${echo_ports[0]}" --server "127.0.0.1:${echo_ports[1]}" \
+	--idle-timeout 10m --drain-timeout 90s 2>"$out/proxy.log" &
+sup=$!
+pids+=($sup)
+line=$(wait_line "$out/proxy.log" 'msg="listening"') || { echo "soak: frameproxy did not start" >&2; exit 1; }
+port=${line##*address=127.0.0.1:}; port=${port%% *}
+line=$(wait_line "$out/proxy.log" 'msg="admin listening"')
+admin=${line##*address=127.0.0.1:}; admin=${admin%% *}
+wait_line "$out/proxy.log" 'msg="ready"' >/dev/null
+
+shard_pids() { cat /proc/"$sup"/task/"$sup"/children 2>/dev/null || true; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status 2>/dev/null || echo 0; }
+forwarded() { # frames client->upstream, from /metrics
+	exec 3<>/dev/tcp/127.0.0.1/"$admin" || { echo 0; return; }
+	printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
+	awk '/^frameproxy_frames_total\{.*client_to_upstream/ {s += $2} END {printf "%d\n", s}' <&3
+	exec 3<&-
+}
+
+end=$((SECONDS + minutes * 60))
+bench=("$build/tools/framebench" --target "127.0.0.1:$port" --grace 10s)
+# Long runs end with the soak; a shard kill cuts their connections, so they
+# are restarted in a loop and each run's result is kept.
+loop_bench() { # NAME ARGS...
+	local name=$1 n=0; shift
+	while [ $SECONDS -lt $end ]; do
+		n=$((n + 1))
+		local left=$((end - SECONDS))
+		[ $left -gt 60 ] && left=60
+		[ $left -lt 1 ] && break
+		"${bench[@]}" --duration "${left}s" "$@" >"$out/$name-$n.log" 2>&1 || echo "$n" >>"$out/$name.failed"
+	done
+}
+loop_bench steady -c 20 -d 4 --size 16-4096 &
+pids+=($!)
+loop_bench large -c 2 -d 2 --size 64K-256K &
+pids+=($!)
+( n=0; while [ $SECONDS -lt $end ]; do n=$((n + 1))
+	"${bench[@]}" -c 10 --frames 200 --size 100 >"$out/churn-last.log" 2>&1 || echo "$n" >>"$out/churn.failed"
+  done; echo "$n" >"$out/churn.runs" ) &
+pids+=($!)
+
+echo "time_s,supervisor_kib,shards_kib,shards,frames_forwarded" >"$out/rss.csv"
+reloads=0 kills=0 next_reload=$((SECONDS + 30)) next_kill=$((SECONDS + 120)) start=$SECONDS
+kill_times=()
+while [ $SECONDS -lt $end ]; do
+	sleep 10
+	total=0 count=0
+	for p in $(shard_pids); do total=$((total + $(rss_kib "$p"))); count=$((count + 1)); done
+	echo "$((SECONDS - start)),$(rss_kib "$sup"),$total,$count,$(forwarded)" >>"$out/rss.csv"
+	tail -n1 "$out/rss.csv"
+	if [ $SECONDS -ge $next_reload ]; then
+		kill -HUP "$sup"; reloads=$((reloads + 1)); next_reload=$((SECONDS + 30))
+	fi
+	if [ $SECONDS -ge $next_kill ]; then
+		victims=($(shard_pids))
+		if [ ${#victims[@]} -gt 0 ]; then
+			kill -KILL "${victims[$((RANDOM % ${#victims[@]}))]}" 2>/dev/null || true
+			kills=$((kills + 1)); kill_times+=($SECONDS)
+		fi
+		next_kill=$((SECONDS + 120))
+	fi
+done
+wait "${pids[@]:3}" 2>/dev/null || true
+
+kill -TERM "$sup"
+status=0
+if wait "$sup"; then sup_rc=0; else sup_rc=$?; fi
+pids=("${pids[@]:0:2}")
+
+fail() { echo "FAIL: $*" >>"$out/summary.txt"; status=1; }
+: >"$out/summary.txt"
+[ "$sup_rc" -eq 0 ] || fail "supervisor exited $sup_rc on SIGTERM"
+if ls "$out"/asan.* >/dev/null 2>&1 || ls "$out"/ubsan.* >/dev/null 2>&1; then
+	fail "sanitizer reports: $(ls "$out"/asan.* "$out"/ubsan.* 2>/dev/null | tr '\n' ' ')"
+fi
+# Runs that failed: allowed only as many as shard kills could cut (a kill
+# cuts at most one run of each loop).
+for name in steady large churn; do
+	failed=0
+	[ -f "$out/$name.failed" ] && failed=$(wc -l <"$out/$name.failed")
+	if [ "$failed" -gt "$kills" ]; then
+		fail "$name: $failed framebench runs failed, only $kills shard kills"
+	fi
+	corrupt=$(cat "$out/$name"-*.log 2>/dev/null | grep -c -E 'mismatches [1-9]' || true)
+	[ "$corrupt" -eq 0 ] || fail "$name: $corrupt runs saw corrupt frames"
+done
+python3 - "$out/rss.csv" >>"$out/summary.txt" <<'PY' || status=1
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+if len(rows) < 8:
+    print("FAIL: too few samples", len(rows)); sys.exit(1)
+q = len(rows) // 4
+second = statistics.median(int(r["shards_kib"]) for r in rows[q:2 * q])
+last = statistics.median(int(r["shards_kib"]) for r in rows[3 * q:])
+sup = [int(r["supervisor_kib"]) for r in rows]
+print(f"shards RSS median, 2nd quarter {second} KiB, last quarter {last} KiB: {last / second:.2f}x")
+print(f"supervisor RSS {min(sup)}..{max(sup)} KiB")
+print(f"frames forwarded (last sample): {rows[-1]['frames_forwarded']}")
+if last > 1.25 * second:
+    print("FAIL: shard memory grew"); sys.exit(1)
+PY
+echo "reloads $reloads, shard kills $kills, churn runs $(cat "$out/churn.runs" 2>/dev/null || echo ?)" >>"$out/summary.txt"
+cat "$out/summary.txt"
+[ $status -eq 0 ] && echo "soak: passed ($out)" || echo "soak: FAILED ($out)"
+exit $status
