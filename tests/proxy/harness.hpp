@@ -13,7 +13,8 @@
 //                bound to a 127.0.0.X source address (all of 127/8 is on lo).
 //   TestUpstream an in-test upstream server on a thread: counts accepted
 //                connections, records what it receives, can refuse to read
-//                (backpressure) or send frames then shutdown(SHUT_WR).
+//                (backpressure) or send frames then shutdown(SHUT_WR), echo
+//                whole frames back, or trickle them back a byte at a time.
 //   RefusingPort a port that refuses connects; BlackHole, one where they hang.
 //   LogRecord    logfmt lines of the proxy's stderr, parsed into key=value
 //                (log_ms reads a line's ts=).
@@ -487,9 +488,12 @@ public:
 	}
 
 	// CPU time (user+system) in clock ticks, or -1.
-	long cpu_ticks() const
+	long cpu_ticks() const { return cpu_ticks_of(pid_); }
+
+	// The same for any process (a shard, say).
+	static long cpu_ticks_of(pid_t pid)
 	{
-		std::string stat = read_file("/proc/" + std::to_string(pid_) + "/stat");
+		std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
 		auto rp = stat.rfind(')');
 		if (rp == std::string::npos)
 			return -1;
@@ -872,18 +876,22 @@ public:
 		Hold,           // read and record everything; close on EOF
 		NoRead,         // accept, never read (backpressure)
 		SendThenShutWr, // send `frames`, shutdown(SHUT_WR), then as Hold
+		EchoFrames,     // as Hold, and send every whole frame back at once
+		Trickle,        // as EchoFrames, but one byte per `trickle` interval
 	};
 	struct ConnInfo {
 		std::string data;   // bytes received
 		std::string peer;   // the proxy's address as seen here
 		bool eof = false;   // orderly EOF seen
 		bool reset = false; // ECONNRESET seen
+		size_t trickled = 0; // Trickle: bytes sent back so far
 		bool ended() const { return eof || reset; }
 	};
 
 	explicit TestUpstream(Mode mode = Mode::Hold,
-			      std::vector<std::string> frames = {})
-		: mode_(mode), frames_(std::move(frames))
+			      std::vector<std::string> frames = {},
+			      milliseconds trickle = milliseconds(1000))
+		: mode_(mode), frames_(std::move(frames)), trickle_(trickle)
 	{
 		listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		int one = 1;
@@ -953,6 +961,25 @@ public:
 		return i < conns_.size() ? conns_[i] : ConnInfo();
 	}
 
+	// Every connection accepted so far, in order.
+	std::vector<ConnInfo> conns()
+	{
+		std::lock_guard<std::mutex> lock(mu_);
+		return conns_;
+	}
+
+	// Waits until every accepted connection has ended (false on timeout).
+	bool wait_all_ended(milliseconds timeout)
+	{
+		std::unique_lock<std::mutex> lock(mu_);
+		return cv_.wait_for(lock, timeout, [&] {
+			for (const auto &c : conns_)
+				if (!c.ended())
+					return false;
+			return true;
+		});
+	}
+
 	// Waits until connection i satisfies pred (false on timeout).
 	bool wait_conn(size_t i, milliseconds timeout,
 		       const std::function<bool(const ConnInfo &)> &pred)
@@ -988,7 +1015,8 @@ private:
 				pfds.push_back({fds_[i], ev, 0});
 				index.push_back(i);
 			}
-			if (poll(pfds.data(), pfds.size(), 100) < 0 && errno != EINTR)
+			if (poll(pfds.data(), pfds.size(), mode_ == Mode::Trickle ? 20 : 100) < 0 &&
+			    errno != EINTR)
 				break;
 			if (pfds[0].revents & POLLIN) {
 				char drain[64];
@@ -1017,6 +1045,8 @@ private:
 					continue;
 				read_some(i, buf);
 			}
+			if (mode_ == Mode::Trickle)
+				trickle_some();
 		}
 	}
 
@@ -1041,6 +1071,7 @@ private:
 			std::lock_guard<std::mutex> lock(mu_);
 			fds_.push_back(fd);
 			conns_.push_back(info);
+			echo_.emplace_back();
 			cv_.notify_all();
 		}
 	}
@@ -1067,13 +1098,19 @@ private:
 	{
 		for (int guard = 0; guard < 64; guard++) {
 			ssize_t k = ::recv(fds_[i], buf.data(), buf.size(), MSG_DONTWAIT);
-			std::lock_guard<std::mutex> lock(mu_);
+			int err = errno;
 			if (k > 0) {
-				conns_[i].data.append(buf.data(), (size_t)k);
-				cv_.notify_all();
+				{
+					std::lock_guard<std::mutex> lock(mu_);
+					conns_[i].data.append(buf.data(), (size_t)k);
+					cv_.notify_all();
+				}
+				if (mode_ == Mode::EchoFrames || mode_ == Mode::Trickle)
+					echo_whole_frames(i, buf.data(), (size_t)k);
 				continue;
 			}
-			if (k < 0 && (errno == EAGAIN || errno == EINTR))
+			std::lock_guard<std::mutex> lock(mu_);
+			if (k < 0 && (err == EAGAIN || err == EINTR))
 				return;
 			if (k == 0)
 				conns_[i].eof = true;
@@ -1086,8 +1123,64 @@ private:
 		}
 	}
 
+	// EchoFrames/Trickle: collect bytes until a frame is whole, then send
+	// it back (at once, or queue it for the trickle).
+	void echo_whole_frames(size_t i, const char *data, size_t n)
+	{
+		EchoState &e = echo_[i];
+		e.in.append(data, n);
+		size_t at = 0;
+		for (;;) {
+			if (e.in.size() - at < 4)
+				break;
+			const unsigned char *h = (const unsigned char *)e.in.data() + at;
+			size_t len = (size_t)h[0] << 24 | (size_t)h[1] << 16 |
+				     (size_t)h[2] << 8 | h[3];
+			if (e.in.size() - at < 4 + len)
+				break;
+			if (mode_ == Mode::EchoFrames) {
+				send_blocking(fds_[i], e.in.substr(at, 4 + len));
+			} else {
+				if (e.out.empty())
+					e.next = Clock::now();
+				e.out += e.in.substr(at, 4 + len);
+			}
+			at += 4 + len;
+		}
+		e.in.erase(0, at);
+	}
+
+	// Trickle: one byte of each pending echo per interval.
+	void trickle_some()
+	{
+		auto now = Clock::now();
+		for (size_t i = 0; i < fds_.size(); i++) {
+			EchoState &e = echo_[i];
+			if (fds_[i] < 0 || e.out.empty() || now < e.next)
+				continue;
+			ssize_t k = ::send(fds_[i], e.out.data(), 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (k == 1) {
+				e.out.erase(0, 1);
+				e.next = now + trickle_;
+				std::lock_guard<std::mutex> lock(mu_);
+				conns_[i].trickled++;
+				cv_.notify_all();
+			} else if (k < 0 && errno != EAGAIN && errno != EINTR) {
+				e.out.clear(); // the reader finds out how it ended
+			}
+		}
+	}
+
+	struct EchoState {
+		std::string in;  // bytes of a frame not yet whole
+		std::string out; // Trickle: still to send
+		Clock::time_point next;
+	};
+
 	Mode mode_;
 	std::vector<std::string> frames_;
+	milliseconds trickle_;
+	std::vector<EchoState> echo_; // the thread's own, parallel to fds_
 	int listen_fd_ = -1;
 	int wake_[2] = {-1, -1};
 	uint16_t port_ = 0;
@@ -1202,6 +1295,10 @@ public:
 		port_ = (uint16_t)atoi(parse_logfmt(line).get("address").c_str() +
 				       prefix.size());
 		REQUIRE(port_ != 0);
+		// "listening" is the supervisor's; a signal sent before the
+		// shards accept would find no connection to drain.
+		INFO("frameproxy shards not ready: " << tail(proc_->err(), 40));
+		REQUIRE(wait_ready(startup_timeout()));
 	}
 
 	// The shard processes are the supervisor's children, not ours: when a
@@ -1296,6 +1393,64 @@ public:
 	}
 
 	std::string log_tail(size_t lines = 30) const { return tail(proc_->err(), lines); }
+
+	// The newest pid logged for each shard index ("shard started").
+	std::map<unsigned, pid_t> shard_pids() const
+	{
+		std::map<unsigned, pid_t> pids;
+		for (auto &r : log())
+			if (r.is("msg", "shard started"))
+				pids[(unsigned)atoi(r.get("shard").c_str())] =
+					(pid_t)atoi(r.get("pid").c_str());
+		return pids;
+	}
+
+	// The port of a named listener, from the supervisor's "listening"
+	// line; 0 when there is none.
+	uint16_t listener_port(const std::string &name) const
+	{
+		for (auto &r : records("listening")) {
+			if (!r.is("listener", name))
+				continue;
+			std::string a = r.get("address");
+			return (uint16_t)atoi(a.substr(a.rfind(':') + 1).c_str());
+		}
+		return 0;
+	}
+
+	// Every access record by client address (several when a client
+	// address was used again), from one parse of the log.
+	std::map<std::string, std::vector<LogRecord>> access_by_client() const
+	{
+		std::map<std::string, std::vector<LogRecord>> out;
+		for (auto &r : log())
+			if (r.is("msg", "access"))
+				out[r.get("client")].push_back(r);
+		return out;
+	}
+
+	// Waits until every one of `clients` has an access record; returns
+	// those still missing at the timeout (empty: all there). The log is
+	// parsed once per round, so thousands of clients are cheap.
+	std::vector<std::string> wait_access_all(const std::vector<std::string> &clients,
+						 milliseconds timeout,
+						 std::map<std::string, std::vector<LogRecord>> *out = nullptr)
+	{
+		auto deadline = Clock::now() + timeout;
+		for (;;) {
+			auto by_client = access_by_client();
+			std::vector<std::string> missing;
+			for (const auto &c : clients)
+				if (!by_client.count(c))
+					missing.push_back(c);
+			if (missing.empty() || Clock::now() >= deadline) {
+				if (out)
+					*out = std::move(by_client);
+				return missing;
+			}
+			std::this_thread::sleep_for(milliseconds(50));
+		}
+	}
 
 private:
 	std::unique_ptr<Process> proc_;
