@@ -385,6 +385,7 @@ static void dir_refuse(relay_dir *dir)
 static int dir_forward(relay_dir *dir)
 {
 	relay *r = dir->owner;
+	uint64_t frames_before = dir->scanner.frames;
 	size_t ready = frame_scan(&dir->scanner, dir->buf + dir->start,
 				  dir->end - dir->start);
 
@@ -400,6 +401,8 @@ static int dir_forward(relay_dir *dir)
 		}
 		dir->start += (uint32_t)ready;
 		dir->bytes += ready;
+		r->group->bytes[dir->side] += ready;
+		r->group->frames[dir->side] += dir->scanner.frames - frames_before;
 		relay_touch(r);
 	}
 	if (dir->scanner.oversize) {

@@ -52,6 +52,12 @@ typedef struct relay_group {
 	uint32_t free_max;
 	uint32_t buffer_size;    /* the size pooled buffers have */
 	bool draining;           /* relays started from now on drain too */
+	/* Forwarded by every relay of the group so far, indexed by the side
+	 * read from; counted as frames go out, so metrics move while long
+	 * connections are open (the access log has the per-connection
+	 * numbers). */
+	uint64_t frames[2];
+	uint64_t bytes[2];
 } relay_group;
 
 void relay_group_init(relay_group *group, uint32_t buffer_size,

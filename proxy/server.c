@@ -43,16 +43,19 @@ static uint64_t server_connections(const server *srv)
 
 /* --- counters for the supervisor ----------------------------------------- */
 
-static void publish_listener(shard_listener_counters *out, const listener *l)
+static void publish_listener(shard_listener_counters *out, const listener *l,
+			     const relay_group *relays)
 {
 	const listener_stats *st = &l->stats;
 
 	shard_slot_store(&out->accepted, st->accepted);
 	shard_slot_store(&out->active, st->active);
 	shard_slot_store(&out->accept_errors, st->accept_errors);
+	/* The relay group's totals, not the listener's: those grow only when
+	 * a connection closes. */
 	for (int side = 0; side < 2; side++) {
-		shard_slot_store(&out->frames[side], st->frames[side]);
-		shard_slot_store(&out->bytes[side], st->bytes[side]);
+		shard_slot_store(&out->frames[side], relays->frames[side]);
+		shard_slot_store(&out->bytes[side], relays->bytes[side]);
 	}
 	for (int r = 0; r < LISTENER_REASON_COUNT && r < SHARD_MAX_REASONS; r++)
 		shard_slot_store(&out->closed[r], st->closed[r]);
@@ -89,7 +92,8 @@ static void server_publish(server *srv)
 		if (shard_slot_get_state(slot) == SHARD_STATE_STARTING)
 			shard_slot_name(slot->listeners[i].name,
 					srv->listeners[i].params.name);
-		publish_listener(&slot->listeners[i], &srv->listeners[i]);
+		publish_listener(&slot->listeners[i], &srv->listeners[i],
+				 &srv->relays[i]);
 		publish_upstreams(slot, i, &srv->listeners[i].pool, &upstreams);
 	}
 	slot->listener_count = srv->opened < SHARD_MAX_LISTENERS ? srv->opened

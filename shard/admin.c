@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* --- parsing ---------------------------------------------------------------- */
@@ -159,11 +160,21 @@ int admin_bound(const admin_server *a, struct sockaddr *addr, socklen_t *len)
 	return getsockname(a->listen_fd, addr, len) < 0 ? -errno : 0;
 }
 
+/* The clock admin_service's now_ns comes from (the supervisor's). */
+static int64_t admin_monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 size_t admin_pollfds(const admin_server *a, struct pollfd *fds, size_t max)
 {
 	size_t n = 0;
 
-	if (a->listen_fd >= 0 && n < max) {
+	if (a->listen_fd >= 0 && n < max &&
+	    admin_monotonic_ns() >= a->accept_paused_until) {
 		fds[n].fd = a->listen_fd;
 		fds[n].events = POLLIN;
 		fds[n++].revents = 0;
@@ -346,8 +357,14 @@ static void accept_clients(admin_server *a, int64_t now_ns)
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
 			continue;
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+			/* The connection stays queued and the socket readable:
+			 * polling it now would spin the supervisor. */
+			a->accept_paused_until = now_ns + ADMIN_ACCEPT_PAUSE_NS;
+			return;
+		}
 		if (fd < 0)
-			return; /* EAGAIN, or out of fds until one closes */
+			return; /* EAGAIN */
 		admin_client *c = client_free_slot(a);
 		if (!c) {
 			close(fd); /* full: refuse now rather than queue */
@@ -400,6 +417,8 @@ int64_t admin_next_deadline(const admin_server *a)
 {
 	int64_t next = INT64_MAX;
 
+	if (a->accept_paused_until > admin_monotonic_ns())
+		next = a->accept_paused_until;
 	for (int k = 0; k < ADMIN_MAX_CLIENTS; k++) {
 		const admin_client *c = &a->clients[k];
 		if (c->fd >= 0 && c->deadline_ns < next)

@@ -72,9 +72,13 @@ typedef struct admin_client {
 	size_t out_off;               /* bytes of out already sent */
 } admin_client;
 
+/* Out of file descriptors: how long the listening socket is left alone. */
+#define ADMIN_ACCEPT_PAUSE_NS (100 * 1000 * 1000LL)
+
 typedef struct admin_server {
 	int listen_fd;                /* -1: closed */
 	uint32_t client_count;
+	int64_t accept_paused_until;  /* out of fds: not polled until then */
 	admin_client clients[ADMIN_MAX_CLIENTS];
 } admin_server;
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (as root) or names (otherwise) the Debian packages frameproxy needs.
 # Usage: tools/deps.sh [build|test|fuzz|demo]   (test adds promtool for the test
-# suite; demo adds the HAProxy and nginx baselines of tools/compare)
+# suite; demo adds the HAProxy and nginx baselines of tools/compare; both add
+# gnuplot, which draws tools/compare's plots and is checked by its test)
 set -euo pipefail
 
 packages=(meson ninja-build gcc g++ pkg-config liburing-dev libmimalloc-dev
@@ -14,12 +15,13 @@ test)
 	# in tests/shard. Its own group, not `build`: the demo builds with
 	# `build`, and on a machine with systemd installing the package also
 	# starts a Prometheus server, which a benchmark run does not want.
-	lean+=(prometheus) ;;
+	lean+=(prometheus gnuplot-nox) ;;
 fuzz)
 	# libFuzzer comes with clang; tools/fuzz.sh builds the targets with it.
 	packages+=(clang libfuzzer-14-dev) ;;
 demo)
-	packages+=(libboost-context-dev haproxy nginx libnginx-mod-stream) ;;
+	packages+=(libboost-context-dev haproxy nginx libnginx-mod-stream)
+	lean+=(gnuplot-nox) ;;
 esac
 
 installed() {

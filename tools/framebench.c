@@ -14,6 +14,12 @@
  * Every run is bounded: sending stops at --duration or --frames, then every
  * connection half-closes and waits at most --grace for its outstanding
  * replies; what has not arrived by then is lost.
+ *
+ * Payload sizes are fixed, uniform in a range, or drawn from a weighted list
+ * (--size-dist, framebench_sizedist.h), always as a pure function of (seed,
+ * connection, sequence), so a run is repeatable. A progress line on stderr
+ * (each second, from a histogram reset every second) is for people: on by
+ * default only on a terminal, so pipes, logs and tests see none.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,6 +37,7 @@
 #include "sched/sched.h"
 #include "tools/framebench_io.h"
 #include "tools/framebench_payload.h"
+#include "tools/framebench_sizedist.h"
 #include "tools/framebench_util.h"
 #include "tools/hist.h"
 
@@ -47,7 +54,10 @@ struct options {
 	uint32_t conns;
 	uint32_t depth;
 	bool depth_set;
-	uint32_t size_min, size_max;
+	uint32_t size_min, size_max;  /* with --size-dist: the extremes */
+	bool size_set;
+	bool dist_set;              /* sizes drawn from `dist` (--size-dist) */
+	fb_size_dist dist;
 	int64_t duration_ns;        /* 0 = until --frames */
 	uint64_t frames;            /* 0 = until --duration */
 	double rate;                /* frames/s over all connections; 0 = closed */
@@ -59,6 +69,7 @@ struct options {
 	int64_t warmup_ns;          /* frames sent before start + warmup: not measured */
 	bool reply_sized;           /* the target answers like frameecho --reply-size */
 	uint32_t reply_size;
+	enum { PROGRESS_AUTO, PROGRESS_ON, PROGRESS_OFF } progress;
 };
 
 struct inflight {
@@ -95,6 +106,8 @@ struct bconn {
 struct totals {
 	uint64_t sent, received, bytes, errors, mismatches, lost;
 	uint64_t measured, measured_bytes;  /* frames sent after the warm-up */
+	uint64_t payload_sent;      /* payload bytes of every frame sent */
+	uint64_t replies;           /* live count (received is summed at the end) */
 	uint64_t connect_failures;
 	int first_connect_error;
 	int64_t t_start, t_send_end, t_last_reply;
@@ -112,14 +125,27 @@ static bool controller_parked;
 static uint32_t writers_unstarted;  /* writers not yet at the start line */
 static bool started;
 static volatile sig_atomic_t interrupted;
-static sched_timer progress_timer;
-static uint64_t progress_last_received;
+
+/* The once-a-second progress line on stderr (see progress_start). */
+static struct {
+	bool on;
+	bool tty;                   /* redraw in place: stderr is a terminal */
+	bool drawn;                 /* a line is on the terminal, not cleared */
+	sched_timer timer;
+	int64_t next_at;            /* on whole seconds from the start */
+	int64_t last_at;
+	uint64_t last_replies;
+	hist_t window;              /* latencies since the last line */
+} progress;
+
+static void progress_erase(void);
 
 static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void note(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
+	progress_erase();
 	fputs("framebench: ", stderr);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
@@ -211,6 +237,8 @@ static int64_t scheduled(const struct bconn *c)
 
 static uint32_t next_size(const struct bconn *c)
 {
+	if (opt.dist_set)
+		return fb_size_dist_pick(&opt.dist, opt.seed, c->id, c->sent);
 	return fb_pick_size(opt.seed, c->id, c->sent, opt.size_min,
 			    opt.size_max);
 }
@@ -241,6 +269,7 @@ static int put_frame(struct bconn *c, int64_t t0, size_t *used)
 	slot->len = len;
 	slot->digest = FB_FNV_INIT;
 	c->sent++;
+	tot.payload_sent += len;
 	if (*used + 4 > c->buf_size && flush(c, used) < 0)
 		return -EPIPE;
 	fb_put_prefix(c->wbuf + *used, len);
@@ -353,6 +382,9 @@ static void frame_received(struct bconn *c, int64_t now)
 	}
 	uint64_t bytes = 4 + (uint64_t)c->verifier.id.len;  /* the reply's */
 	tot.bytes += bytes;
+	tot.replies++;
+	if (progress.on)
+		hist_record(&progress.window, now - slot->t0);
 	if (slot->t0 >= tot.t_start + opt.warmup_ns) {
 		hist_record(&latency, now - slot->t0);
 		tot.measured++;
@@ -461,6 +493,74 @@ static void reader_main(void *arg)
 	conn_release(c);
 }
 
+/* --- progress ----------------------------------------------------------------- */
+
+/*
+ * On a terminal the line is redrawn in place ("\r", then "erase to end of
+ * line" for what a longer previous line left); elsewhere (--progress into a
+ * pipe or file) each second gets its own line, so a log reads in order.
+ */
+static void progress_fired(sched_timer *t, void *arg)
+{
+	(void)arg;
+	int64_t now = sched_now();
+	double window = (double)(now - progress.last_at) / 1e9;
+	uint64_t replies = tot.replies - progress.last_replies;
+	fprintf(stderr, "%s[%6.1fs] %8.0f frames/s  p99 %9.1f us  %" PRIu64
+		" errors%s", progress.tty ? "\r" : "",
+		(double)(now - tot.t_start) / 1e9,
+		window > 0 ? (double)replies / window : 0.0,
+		(double)hist_percentile(&progress.window, 99.0) / 1e3,
+		tot.errors + tot.mismatches, progress.tty ? "\033[K" : "\n");
+	fflush(stderr);
+	progress.drawn = progress.tty;
+	/* A fresh histogram each second: the p99 is this second's alone. */
+	hist_init(&progress.window);
+	progress.last_replies = tot.replies;
+	progress.last_at = now;
+	/* Stay on whole seconds from the start; skip ticks we slept through. */
+	do
+		progress.next_at += NS_PER_SEC;
+	while (progress.next_at <= now);
+	sched_timer_set(t, progress.next_at);
+}
+
+/* Clear a line drawn in place, before anything else goes to stderr. */
+static void progress_erase(void)
+{
+	if (!progress.drawn)
+		return;
+	fputs("\r\033[K", stderr);
+	progress.drawn = false;
+}
+
+static bool progress_wanted(void)
+{
+	if (opt.progress != PROGRESS_AUTO)
+		return opt.progress == PROGRESS_ON;
+	/* Automatic only for a person watching: never into pipes or logs,
+	 * and not next to JSON, which is for scripts. */
+	return !opt.json && isatty(STDERR_FILENO);
+}
+
+static void progress_start(void)
+{
+	sched_timer_init(&progress.timer, progress_fired, NULL);
+	if (!progress_wanted())
+		return;
+	progress.on = true;
+	progress.tty = isatty(STDERR_FILENO);
+	progress.last_at = tot.t_start;
+	progress.next_at = tot.t_start + NS_PER_SEC;
+	sched_timer_set(&progress.timer, progress.next_at);
+}
+
+static void progress_stop(void)
+{
+	sched_timer_cancel(&progress.timer);
+	progress_erase();
+}
+
 /* --- connecting and the controller ------------------------------------------ */
 
 static void on_interrupt(int signo)
@@ -538,23 +638,6 @@ static void start_conn(struct bconn *c)
 	}
 }
 
-static void progress_fired(sched_timer *t, void *arg)
-{
-	(void)arg;
-	uint64_t received = 0;
-	for (uint32_t i = 0; i < opt.conns; i++)
-		received += conns[i].received;
-	double secs = (double)(sched_now() - tot.t_start) / 1e9;
-	printf("[%6.1fs] %" PRIu64 " frames, %" PRIu64 " frames/s, p99 %.1f us, "
-	       "%" PRIu64 " errors\n", secs, received,
-	       received - progress_last_received,
-	       (double)hist_percentile(&latency, 99.0) / 1e3,
-	       tot.errors + tot.mismatches);
-	fflush(stdout);
-	progress_last_received = received;
-	sched_timer_set(t, sched_now() + NS_PER_SEC);
-}
-
 static void close_unused(void)
 {
 	for (uint32_t i = 0; i < opt.conns; i++) {
@@ -587,13 +670,10 @@ static void controller_main(void *arg)
 	started = true;
 	for (uint32_t i = 0; i < opt.conns; i++)
 		wake(&conns[i].writer_wait);
-	bool progress = isatty(STDOUT_FILENO) && !opt.json;
-	sched_timer_init(&progress_timer, progress_fired, NULL);
-	if (progress)
-		sched_timer_set(&progress_timer, tot.t_start + NS_PER_SEC);
+	progress_start();
 	while (conns_running > 0)
 		controller_wait("framebench running");
-	sched_timer_cancel(&progress_timer);
+	progress_stop();
 	controller = NULL;
 }
 
@@ -612,8 +692,29 @@ static double us(double percentile)
 	return (double)hist_percentile(&latency, percentile) / 1e3;
 }
 
+/* How sizes were chosen: "fixed 64", "uniform 0-5000", "dist 64:90,1024:9". */
+static const char *size_mode(char *buf, size_t len)
+{
+	char spec[FB_SIZE_DIST_TEXT];
+	if (opt.dist_set)
+		snprintf(buf, len, "dist %s",
+			 fb_size_dist_format(&opt.dist, spec, sizeof(spec)));
+	else if (opt.size_min == opt.size_max)
+		snprintf(buf, len, "fixed %" PRIu32, opt.size_min);
+	else
+		snprintf(buf, len, "uniform %" PRIu32 "-%" PRIu32, opt.size_min,
+			 opt.size_max);
+	return buf;
+}
+
+static double mean_payload(void)
+{
+	return tot.sent ? (double)tot.payload_sent / (double)tot.sent : 0.0;
+}
+
 static void print_json(double secs)
 {
+	char size[FB_SIZE_DIST_TEXT + 16];
 	printf("{\"frames\": %" PRIu64 ", \"frames_sent\": %" PRIu64
 	       ", \"frames_per_sec\": %.1f, \"bytes\": %" PRIu64
 	       ", \"bytes_per_sec\": %.1f, \"p50_us\": %.2f, \"p90_us\": %.2f"
@@ -622,7 +723,8 @@ static void print_json(double secs)
 	       ", \"mismatches\": %" PRIu64 ", \"lost\": %" PRIu64
 	       ", \"connections\": %u, \"connect_failures\": %" PRIu64
 	       ", \"duration_s\": %.3f, \"mode\": \"%s\", \"poller\": \"%s\""
-	       ", \"send_lag_p99_us\": %.2f, \"warmup_s\": %.3f}\n",
+	       ", \"send_lag_p99_us\": %.2f, \"warmup_s\": %.3f"
+	       ", \"size\": \"%s\", \"mean_payload_bytes\": %.1f}\n",
 	       tot.received, tot.sent,
 	       secs > 0 ? (double)tot.measured / secs : 0.0, tot.bytes,
 	       secs > 0 ? (double)tot.measured_bytes / secs : 0.0, us(50), us(90),
@@ -631,15 +733,17 @@ static void print_json(double secs)
 	       tot.connect_failures, secs, opt.rate > 0 ? "open" : "closed",
 	       poll_kind_name(poll_backend()),
 	       (double)hist_percentile(&send_lag, 99) / 1e3,
-	       (double)opt.warmup_ns / 1e9);
+	       (double)opt.warmup_ns / 1e9, size_mode(size, sizeof(size)),
+	       mean_payload());
 }
 
 static void print_text(double secs)
 {
-	printf("framebench: %s, %u connections, depth %u, size %u", opt.target_text,
-	       opt.conns, opt.depth, opt.size_min);
+	char size[FB_SIZE_DIST_TEXT + 16];
+	printf("framebench: %s, %u connections, depth %u, size %s", opt.target_text,
+	       opt.conns, opt.depth, size_mode(size, sizeof(size)));
 	if (opt.size_max != opt.size_min)
-		printf("-%u", opt.size_max);
+		printf(" (mean %.1f bytes sent)", mean_payload());
 	if (opt.rate > 0)
 		printf(", open-loop %.0f frames/s", opt.rate);
 	else
@@ -671,30 +775,40 @@ static void print_text(double secs)
 static void usage(FILE *out)
 {
 	fputs("usage: framebench --target ADDR [-c CONNS] [-d IN_FLIGHT]\n"
-	      "                  [--size N | --size MIN-MAX]\n"
+	      "                  [--size N | --size MIN-MAX | --size-dist SPEC]\n"
 	      "                  [--duration DUR] [--frames N] [--rate FPS]\n"
 	      "                  [--poller epoll|uring|auto] [--json] [--seed N]\n"
 	      "                  [--grace DUR] [--connect-timeout DUR] [--warmup DUR]\n"
-	      "                  [--reply-size N]\n"
+	      "                  [--reply-size N] [--progress | --no-progress]\n"
 	      "  --target ADDR        HOST:PORT or [V6]:PORT of a frame echo server\n"
 	      "  -c, --connections N  connections (default 1)\n"
 	      "  -d, --depth N        frames in flight per connection (default 1;\n"
 	      "                       1024 with --rate)\n"
 	      "  --size N|MIN-MAX     payload bytes, fixed or uniform (default 64,\n"
 	      "                       up to 16MiB; K/M suffixes)\n"
+	      "  --size-dist SPEC     payload bytes drawn per frame from a weighted\n"
+	      "                       list SIZE:WEIGHT,... where SIZE is N or MIN-MAX\n"
+	      "                       (uniform), e.g. 64:90,1KiB-4KiB:9,64KiB:1;\n"
+	      "                       weights are positive integers (not with --size)\n"
 	      "  --duration DUR       send for DUR (default 10s unless --frames)\n"
 	      "  --frames N           send N frames in total over all connections\n"
 	      "  --rate FPS           open loop: FPS frames/s in total, latency\n"
 	      "                       measured from each frame's scheduled time\n"
 	      "  --json               one JSON object on stdout instead of text\n"
-	      "  --seed N             payload seed (default 1)\n"
+	      "  --seed N             payload and size seed (default 1)\n"
 	      "  --grace DUR          wait for outstanding replies (default 5s)\n"
 	      "  --connect-timeout DUR  (default 5s)\n"
 	      "  --warmup DUR         leave frames sent in the first DUR out of the\n"
 	      "                       rates and latencies (still verified)\n"
 	      "  --reply-size N       expect N-byte answers as frameecho --reply-size N\n"
 	      "                       makes them, and verify those\n"
-	      "Exits 1 on any mismatch, lost frame, error or connect failure.\n",
+	      "  --progress           a line on stderr every second: frames/s and p99\n"
+	      "                       of that second, errors and mismatches so far\n"
+	      "                       (default: only when stderr is a terminal and\n"
+	      "                       without --json; redrawn in place there)\n"
+	      "  --no-progress        never print it\n"
+	      "Exits 1 on any mismatch, lost frame, error or connect failure;\n"
+	      "2 on bad usage.\n",
 	      out);
 }
 
@@ -721,6 +835,23 @@ static int parse_size_range(const char *text)
 		return -ERANGE;
 	opt.size_min = (uint32_t)min;
 	opt.size_max = (uint32_t)max;
+	return 0;
+}
+
+/* Why the last option value was refused, when there is more to say than
+ * "bad value". */
+static char bad_value_why[192];
+
+static int parse_size_dist(const char *text)
+{
+	int rc = fb_size_dist_parse(text, &opt.dist, bad_value_why,
+				    sizeof(bad_value_why));
+	if (rc < 0)
+		return rc;
+	opt.dist_set = true;
+	/* Buffers are sized for the largest frame, as with --size MIN-MAX. */
+	opt.size_min = fb_size_dist_min(&opt.dist);
+	opt.size_max = fb_size_dist_max(&opt.dist);
 	return 0;
 }
 
@@ -754,7 +885,10 @@ static int parse_one(int ch, const char *arg)
 		opt.depth_set = true;
 		return rc == 0 && v == 0 ? -EINVAL : rc;
 	case 's':
+		opt.size_set = true;
 		return parse_size_range(arg);
+	case 'z':
+		return parse_size_dist(arg);
 	case 'D':
 		return fbu_parse_duration(arg, &opt.duration_ns);
 	case 'n':
@@ -783,6 +917,32 @@ static int parse_one(int ch, const char *arg)
 	}
 }
 
+/* Options without a value; false when `ch` is not one. */
+static bool parse_flag(int ch)
+{
+	switch (ch) {
+	case 'j':
+		opt.json = true;
+		return true;
+	case 'P':
+		opt.progress = PROGRESS_ON;
+		return true;
+	case 'Q':
+		opt.progress = PROGRESS_OFF;
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void bad_value(const char *value, const char *option)
+{
+	if (bad_value_why[0])
+		note("bad value '%s' for %s: %s", value, option, bad_value_why);
+	else
+		note("bad value '%s' for %s (see --help)", value, option);
+}
+
 static int parse_args(int argc, char **argv)
 {
 	static const struct option longs[] = {
@@ -790,6 +950,7 @@ static int parse_args(int argc, char **argv)
 		{"connections", required_argument, NULL, 'c'},
 		{"depth", required_argument, NULL, 'd'},
 		{"size", required_argument, NULL, 's'},
+		{"size-dist", required_argument, NULL, 'z'},
 		{"duration", required_argument, NULL, 'D'},
 		{"frames", required_argument, NULL, 'n'},
 		{"rate", required_argument, NULL, 'r'},
@@ -800,6 +961,8 @@ static int parse_args(int argc, char **argv)
 		{"connect-timeout", required_argument, NULL, 'T'},
 		{"warmup", required_argument, NULL, 'W'},
 		{"reply-size", required_argument, NULL, 'R'},
+		{"progress", no_argument, NULL, 'P'},
+		{"no-progress", no_argument, NULL, 'Q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -815,24 +978,27 @@ static int parse_args(int argc, char **argv)
 			usage(stdout);
 			exit(0);
 		}
-		if (ch == 'j') {
-			opt.json = true;
+		if (parse_flag(ch))
 			continue;
-		}
 		if (ch == '?') {
 			usage(stderr);
 			return -EINVAL;
 		}
 		if (parse_one(ch, optarg) < 0) {
-			note("bad value '%s' for %s (see --help)", optarg,
-			     argv[optind - 1][0] == '-' ? argv[optind - 1]
-							: argv[optind - 2]);
+			bad_value(optarg, argv[optind - 1][0] == '-'
+						  ? argv[optind - 1]
+						  : argv[optind - 2]);
 			return -EINVAL;
 		}
 		have_target |= ch == 't';
 	}
 	if (optind != argc || !have_target) {
 		usage(stderr);
+		return -EINVAL;
+	}
+	/* Which of the two a user meant cannot be guessed: refuse both. */
+	if (opt.size_set && opt.dist_set) {
+		note("--size and --size-dist cannot be used together");
 		return -EINVAL;
 	}
 	if (!opt.depth_set && opt.rate > 0)
@@ -894,6 +1060,7 @@ int main(int argc, char **argv)
 	prctl(PR_SET_TIMERSLACK, 1ul, 0ul, 0ul, 0ul);
 	hist_init(&latency);
 	hist_init(&send_lag);
+	hist_init(&progress.window);
 	/* Keep every exited coroutine's stack until the end: unmapping
 	 * thousands of them while the last replies arrive would be measured. */
 	sched_config sc = {.stack_pool_max = 2u * opt.conns + 64u};

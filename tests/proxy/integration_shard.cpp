@@ -672,3 +672,30 @@ TEST_CASE("shards: the open-file limit is raised to the hard limit", "[shard]")
 	CHECK(soft != "256");
 	CHECK(soft == hard);
 }
+
+TEST_CASE("shards: frame counters move while connections stay open", "[shard]")
+{
+	Echo echo;
+	Proxy proxy({"--shards", "1", "--admin", "127.0.0.1:0", "--server", echo.addr()});
+	uint16_t admin = admin_port(proxy);
+	REQUIRE(admin != 0);
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	for (int i = 0; i < 7; i++)
+		REQUIRE(c.roundtrip(random_bytes(10, (uint32_t)i)));
+	auto frames_in = [&] {
+		std::string body = http_body(http_get(admin, "/metrics"));
+		for (auto &line : split_lines(body))
+			if (line.rfind("frameproxy_frames_total{", 0) == 0 &&
+			    line.find("client_to_upstream") != std::string::npos)
+				return strtoull(line.substr(line.rfind(' ') + 1).c_str(), nullptr, 10);
+		return 0ull;
+	};
+	// Published every 100 ms; the connection is still open.
+	auto t0 = Clock::now();
+	unsigned long long seen = 0;
+	while (ms_since(t0) < 3000 && (seen = frames_in()) < 7)
+		std::this_thread::sleep_for(milliseconds(50));
+	CHECK(seen == 7);
+	CHECK(proxy.records("access").empty());
+}

@@ -102,6 +102,25 @@ public:
 		return out;
 	}
 
+	// The same, waiting for `stop` in stderr (frameproxy logs there).
+	const std::string &read_err_until(const char *stop, int timeout_ms)
+	{
+		int64_t deadline = now_ms() + timeout_ms;
+		while (out_ >= 0 || err_ >= 0) {
+			if (err.find(stop) != std::string::npos)
+				break;
+			int64_t left = deadline - now_ms();
+			if (left <= 0)
+				break;
+			struct pollfd p[2] = {{out_, POLLIN, 0}, {err_, POLLIN, 0}};
+			if (poll(p, 2, (int)left) <= 0)
+				continue;
+			drain(p[0], out_, out);
+			drain(p[1], err_, err);
+		}
+		return err;
+	}
+
 	// Wait for exit (bounded): the exit code, or -1 on timeout or signal.
 	int wait_exit(int timeout_ms)
 	{

@@ -1,0 +1,285 @@
+/*
+ * frametop_stats — reading a /stats document into an ft_sample, and the
+ * rates between two samples (see frametop_stats.h).
+ */
+#include "tools/frametop_stats.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/frametop_json.h"
+
+/* Where a field is looked up, for the error message. */
+struct reader {
+	const fj_doc *doc;
+	const char *path;            /* "" or "shards[3]." */
+	char *why;
+	size_t why_len;
+};
+
+static int bad(struct reader *r, const char *key, const char *what)
+{
+	/* "shards[2]." names an entry itself without its trailing dot. */
+	int plen = (int)strlen(r->path);
+	if (!*key && plen > 0 && r->path[plen - 1] == '.')
+		plen--;
+	snprintf(r->why, r->why_len, "field %.*s%s: %s", plen, r->path, key,
+		 what);
+	return -EBADMSG;
+}
+
+static int get_typed(struct reader *r, const fj_value *obj, const char *key,
+		     fj_type type, const fj_value **out)
+{
+	*out = fj_get(r->doc, obj, key);
+	if (!*out)
+		return bad(r, key, "missing");
+	if ((*out)->type != type)
+		return bad(r, key, "wrong type");
+	return 0;
+}
+
+/* A non-negative integer: counters, gauges, pids. */
+static int get_u64(struct reader *r, const fj_value *obj, const char *key,
+		   uint64_t *out)
+{
+	const fj_value *v;
+	int err = get_typed(r, obj, key, FJ_NUMBER, &v);
+	if (err < 0)
+		return err;
+	if (!v->is_u64)
+		return bad(r, key, "not a non-negative integer");
+	*out = v->u64;
+	return 0;
+}
+
+static int get_pid(struct reader *r, const fj_value *obj, const char *key,
+		   int64_t *out)
+{
+	uint64_t v;
+	int err = get_u64(r, obj, key, &v);
+	if (err == 0 && v > INT32_MAX)
+		err = bad(r, key, "not a pid");
+	*out = (int64_t)v;
+	return err;
+}
+
+static int get_double(struct reader *r, const fj_value *obj, const char *key,
+		      double *out)
+{
+	const fj_value *v;
+	int err = get_typed(r, obj, key, FJ_NUMBER, &v);
+	if (err < 0)
+		return err;
+	if (v->num < 0)
+		return bad(r, key, "negative");
+	*out = v->num;
+	return 0;
+}
+
+/*
+ * A short name, truncated, with anything but printable ASCII replaced: it
+ * goes straight to a terminal, and an endpoint must not be able to send
+ * escape sequences there.
+ */
+static int get_text(struct reader *r, const fj_value *obj, const char *key,
+		    char *out, size_t cap)
+{
+	const fj_value *v;
+	int err = get_typed(r, obj, key, FJ_STRING, &v);
+	if (err < 0)
+		return err;
+	size_t n = v->str_len < cap - 1 ? v->str_len : cap - 1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v->str[i];
+		out[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+static int read_counters(struct reader *r, const fj_value *o, ft_shard *s)
+{
+	int err = 0;
+	if (!err)
+		err = get_u64(r, o, "connections_active", &s->active);
+	if (!err)
+		err = get_u64(r, o, "accepted", &s->accepted);
+	if (!err)
+		err = get_u64(r, o, "frames_in", &s->frames_in);
+	if (!err)
+		err = get_u64(r, o, "frames_out", &s->frames_out);
+	if (!err)
+		err = get_u64(r, o, "bytes_in", &s->bytes_in);
+	if (!err)
+		err = get_u64(r, o, "bytes_out", &s->bytes_out);
+	if (!err)
+		err = get_u64(r, o, "rss_bytes", &s->rss_bytes);
+	if (!err)
+		err = get_u64(r, o, "runq_length", &s->runq_length);
+	return err;
+}
+
+static int read_shard(struct reader *r, const fj_value *o, ft_shard *s)
+{
+	if (o->type != FJ_OBJECT)
+		return bad(r, "", "not an object");
+	uint64_t index;
+	double user = 0, sys = 0;
+	int err = get_u64(r, o, "shard", &index);
+	if (!err)
+		err = get_pid(r, o, "pid", &s->pid);
+	if (!err)
+		err = get_text(r, o, "state", s->state, sizeof(s->state));
+	if (!err)
+		err = get_text(r, o, "poller", s->poller, sizeof(s->poller));
+	if (!err)
+		err = get_u64(r, o, "generation", &s->generation);
+	if (!err)
+		err = read_counters(r, o, s);
+	if (!err)
+		err = get_double(r, o, "cpu_user_s", &user);
+	if (!err)
+		err = get_double(r, o, "cpu_system_s", &sys);
+	s->index = (int64_t)(index > INT32_MAX ? INT32_MAX : index);
+	s->cpu_s = user + sys;
+	return err;
+}
+
+static int read_shards(struct reader *r, const fj_value *root, ft_sample *s)
+{
+	const fj_value *arr;
+	int err = get_typed(r, root, "shards", FJ_ARRAY, &arr);
+	if (err < 0)
+		return err;
+	s->shards = calloc(arr->count ? arr->count : 1, sizeof(*s->shards));
+	if (!s->shards)
+		return -ENOMEM;
+	char path[32];
+	const fj_value *v = fj_first(r->doc, arr);
+	for (; v && err == 0; v = fj_next(r->doc, v)) {
+		snprintf(path, sizeof(path), "shards[%zu].", s->shard_count);
+		r->path = path;
+		err = read_shard(r, v, &s->shards[s->shard_count++]);
+	}
+	r->path = "";
+	return err;
+}
+
+static int read_sample(struct reader *r, const fj_value *root, ft_sample *s)
+{
+	if (!root || root->type != FJ_OBJECT)
+		return bad(r, "(root)", "not an object");
+	int err = get_pid(r, root, "pid", &s->pid);
+	if (!err)
+		err = get_double(r, root, "uptime_s", &s->uptime_s);
+	if (!err)
+		err = get_u64(r, root, "shards_configured",
+			      &s->shards_configured);
+	if (!err)
+		err = get_u64(r, root, "reloads", &s->reloads);
+	if (!err)
+		err = get_u64(r, root, "restarts", &s->restarts);
+	if (!err)
+		err = get_u64(r, root, "retiring", &s->retiring);
+	if (!err)
+		err = read_shards(r, root, s);
+	return err;
+}
+
+int ft_sample_parse(const char *text, size_t len, ft_sample *out, char *why,
+		    size_t why_len)
+{
+	memset(out, 0, sizeof(*out));
+	fj_doc doc;
+	int err = fj_parse(&doc, text, len);
+	if (err == -ENOMEM)
+		return err;
+	if (err < 0) {
+		snprintf(why, why_len, "invalid JSON at byte %zu: %s",
+			 doc.error_at, doc.error ? doc.error : "?");
+		return -EBADMSG;
+	}
+	struct reader r = {&doc, "", why, why_len};
+	err = read_sample(&r, fj_root(&doc), out);
+	fj_free(&doc);
+	if (err < 0)
+		ft_sample_free(out);
+	return err;
+}
+
+void ft_sample_free(ft_sample *s)
+{
+	free(s->shards);
+	memset(s, 0, sizeof(*s));
+}
+
+/* --- rates ---------------------------------------------------------------- */
+
+double ft_rate(uint64_t prev, uint64_t cur, double seconds)
+{
+	if (cur < prev || !(seconds > 0))
+		return 0;
+	return (double)(cur - prev) / seconds;
+}
+
+double ft_cpu_pct(double prev_s, double cur_s, double seconds)
+{
+	if (!(cur_s >= prev_s) || !(seconds > 0))
+		return 0;
+	return (cur_s - prev_s) / seconds * 100.0;
+}
+
+const ft_shard *ft_find_shard(const ft_sample *s, int64_t index)
+{
+	for (size_t i = 0; s && i < s->shard_count; i++)
+		if (s->shards[i].index == index)
+			return &s->shards[i];
+	return NULL;
+}
+
+ft_rates ft_shard_rates(const ft_sample *prev, const ft_sample *cur,
+			const ft_shard *shard)
+{
+	ft_rates r = {0};
+	const ft_shard *p = ft_find_shard(prev, shard->index);
+	if (!p || !cur)
+		return r;
+	double secs = (double)(cur->mono_ns - prev->mono_ns) / 1e9;
+	r.valid = secs > 0;
+	r.accepted = ft_rate(p->accepted, shard->accepted, secs);
+	r.frames_in = ft_rate(p->frames_in, shard->frames_in, secs);
+	r.frames_out = ft_rate(p->frames_out, shard->frames_out, secs);
+	/* Each direction on its own, so one going backwards zeroes only it. */
+	r.bytes = ft_rate(p->bytes_in, shard->bytes_in, secs) +
+		  ft_rate(p->bytes_out, shard->bytes_out, secs);
+	r.cpu_pct = ft_cpu_pct(p->cpu_s, shard->cpu_s, secs);
+	return r;
+}
+
+void ft_imbalance(const ft_rates *rates, size_t n, long *busiest,
+		  long *idlest)
+{
+	long hi = -1, lo = -1;
+	size_t valid = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!rates[i].valid)
+			continue;
+		valid++;
+		double f = rates[i].frames_in + rates[i].frames_out;
+		if (hi < 0 || f > rates[hi].frames_in + rates[hi].frames_out)
+			hi = (long)i;
+		if (lo < 0 || f < rates[lo].frames_in + rates[lo].frames_out)
+			lo = (long)i;
+	}
+	*busiest = *idlest = -1;
+	if (valid < 2)
+		return;
+	double max = rates[hi].frames_in + rates[hi].frames_out;
+	double min = rates[lo].frames_in + rates[lo].frames_out;
+	if (max >= FT_IMBALANCE_MIN && max > FT_IMBALANCE_RATIO * min) {
+		*busiest = hi;
+		*idlest = lo;
+	}
+}

@@ -1,0 +1,193 @@
+/*
+ * frametop_table — the table frametop prints for one sample, and the human
+ * units in it (see frametop_stats.h). Columns have fixed widths so that the
+ * screen does not jump between samples and tests can split on blanks.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/frametop_stats.h"
+
+#define ROW_FMT "%c %5s %7s %-8s %-7s %4s %6s %7s %9s %9s %9s %6s %8s %5s%s"
+#define NUM_MAX 24
+
+const char *ft_human_count(double v, char *buf, size_t len)
+{
+	static const char suffix[] = "kMGTPE";
+	if (!(v > 0)) {
+		snprintf(buf, len, "0");
+		return buf;
+	}
+	if (v < 1000) {
+		snprintf(buf, len, v < 10 ? "%.1f" : "%.0f", v);
+		return buf;
+	}
+	size_t i = 0;
+	v /= 1000;
+	while (v >= 1000 && i + 1 < sizeof(suffix) - 1) {
+		v /= 1000;
+		i++;
+	}
+	snprintf(buf, len, v < 10 ? "%.2f%c" : v < 100 ? "%.1f%c" : "%.0f%c",
+		 v, suffix[i]);
+	return buf;
+}
+
+const char *ft_human_bytes(double v, char *buf, size_t len)
+{
+	static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+	if (!(v >= 1024)) {
+		snprintf(buf, len, "%.0fB", v > 0 ? v : 0);
+		return buf;
+	}
+	size_t i = 0;
+	v /= 1024;
+	while (v >= 1024 && i + 1 < sizeof(unit) / sizeof(unit[0])) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(buf, len, v < 10 ? "%.2f%s" : v < 100 ? "%.1f%s" : "%.0f%s",
+		 v, unit[i]);
+	return buf;
+}
+
+const char *ft_human_duration(double seconds, char *buf, size_t len)
+{
+	if (!(seconds >= 0))
+		seconds = 0;
+	if (seconds < 60) {
+		snprintf(buf, len, "%.1fs", seconds);
+		return buf;
+	}
+	unsigned long long s = (unsigned long long)seconds;
+	if (s < 3600)
+		snprintf(buf, len, "%llum%02llus", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, len, "%lluh%02llum", s / 3600, s / 60 % 60);
+	else
+		snprintf(buf, len, "%llud%02lluh", s / 86400, s / 3600 % 24);
+	return buf;
+}
+
+/* --- rows ----------------------------------------------------------------- */
+
+/* The rate columns of a row: "-" each when there is nothing to compare. */
+struct rate_text {
+	char acc[NUM_MAX], in[NUM_MAX], out[NUM_MAX], bytes[NUM_MAX];
+	char cpu[NUM_MAX];
+};
+
+static void rate_text(const ft_rates *r, struct rate_text *t)
+{
+	if (!r->valid) {
+		strcpy(t->acc, "-");
+		strcpy(t->in, "-");
+		strcpy(t->out, "-");
+		strcpy(t->bytes, "-");
+		strcpy(t->cpu, "-");
+		return;
+	}
+	ft_human_count(r->accepted, t->acc, NUM_MAX);
+	ft_human_count(r->frames_in, t->in, NUM_MAX);
+	ft_human_count(r->frames_out, t->out, NUM_MAX);
+	ft_human_bytes(r->bytes, t->bytes, NUM_MAX);
+	snprintf(t->cpu, NUM_MAX, "%.1f", r->cpu_pct);
+}
+
+static void print_columns(FILE *out, const char *eol)
+{
+	fprintf(out, ROW_FMT, ' ', "SHARD", "PID", "STATE", "POLLER", "GEN",
+		"CONNS", "ACC/s", "FRM_IN/s", "FRM_OUT/s", "BYTES/s", "CPU%",
+		"RSS", "RUNQ", eol);
+}
+
+static void print_shard(FILE *out, const ft_shard *s, const ft_rates *r,
+			char mark, const char *eol)
+{
+	char idx[NUM_MAX], pid[NUM_MAX], gen[NUM_MAX], conns[NUM_MAX];
+	char rss[NUM_MAX], runq[NUM_MAX];
+	struct rate_text t;
+	rate_text(r, &t);
+	snprintf(idx, sizeof(idx), "%lld", (long long)s->index);
+	snprintf(pid, sizeof(pid), "%lld", (long long)s->pid);
+	snprintf(gen, sizeof(gen), "%llu", (unsigned long long)s->generation);
+	snprintf(conns, sizeof(conns), "%llu", (unsigned long long)s->active);
+	snprintf(runq, sizeof(runq), "%llu",
+		 (unsigned long long)s->runq_length);
+	ft_human_bytes((double)s->rss_bytes, rss, sizeof(rss));
+	fprintf(out, ROW_FMT, mark, idx, pid, s->state,
+		s->poller[0] ? s->poller : "-", gen, conns, t.acc, t.in, t.out,
+		t.bytes, t.cpu, rss, runq, eol);
+}
+
+/* Sums over the shards; rates only over those that have them. */
+static void print_totals(FILE *out, const ft_sample *cur,
+			 const ft_rates *rates, const char *eol)
+{
+	ft_rates sum = {0};
+	uint64_t conns = 0, rss = 0, runq = 0;
+	for (size_t i = 0; i < cur->shard_count; i++) {
+		conns += cur->shards[i].active;
+		rss += cur->shards[i].rss_bytes;
+		runq += cur->shards[i].runq_length;
+		if (!rates[i].valid)
+			continue;
+		sum.valid = true;
+		sum.accepted += rates[i].accepted;
+		sum.frames_in += rates[i].frames_in;
+		sum.frames_out += rates[i].frames_out;
+		sum.bytes += rates[i].bytes;
+		sum.cpu_pct += rates[i].cpu_pct;
+	}
+	char c[NUM_MAX], r[NUM_MAX], q[NUM_MAX];
+	struct rate_text t;
+	rate_text(&sum, &t);
+	snprintf(c, sizeof(c), "%llu", (unsigned long long)conns);
+	snprintf(q, sizeof(q), "%llu", (unsigned long long)runq);
+	ft_human_bytes((double)rss, r, sizeof(r));
+	fprintf(out, ROW_FMT, ' ', "total", "", "", "", "", c, t.acc, t.in,
+		t.out, t.bytes, t.cpu, r, q, eol);
+}
+
+static void print_header(FILE *out, const ft_sample *cur, const char *admin,
+			 bool marked, const char *eol)
+{
+	char up[NUM_MAX];
+	size_t ready = 0;
+	for (size_t i = 0; i < cur->shard_count; i++)
+		ready += strcmp(cur->shards[i].state, "ready") == 0;
+	fprintf(out,
+		"frameproxy %s  pid %lld  up %s  shards %zu/%llu ready  "
+		"reloads %llu  restarts %llu  retiring %llu%s%s",
+		admin, (long long)cur->pid,
+		ft_human_duration(cur->uptime_s, up, sizeof(up)), ready,
+		(unsigned long long)cur->shards_configured,
+		(unsigned long long)cur->reloads,
+		(unsigned long long)cur->restarts,
+		(unsigned long long)cur->retiring,
+		marked ? "  [^ busiest, v idlest by frames/s]" : "", eol);
+}
+
+int ft_render(FILE *out, const ft_sample *prev, const ft_sample *cur,
+	      const char *admin, const char *eol)
+{
+	size_t n = cur->shard_count;
+	ft_rates *rates = calloc(n ? n : 1, sizeof(*rates));
+	if (!rates)
+		return -ENOMEM;
+	for (size_t i = 0; i < n && prev; i++)
+		rates[i] = ft_shard_rates(prev, cur, &cur->shards[i]);
+	long busiest, idlest;
+	ft_imbalance(rates, n, &busiest, &idlest);
+	print_header(out, cur, admin, busiest >= 0, eol);
+	print_columns(out, eol);
+	for (size_t i = 0; i < n; i++) {
+		char mark = (long)i == busiest ? '^' : (long)i == idlest ? 'v'
+									 : ' ';
+		print_shard(out, &cur->shards[i], &rates[i], mark, eol);
+	}
+	print_totals(out, cur, rates, eol);
+	free(rates);
+	return ferror(out) ? -EIO : 0;
+}
