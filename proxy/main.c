@@ -82,7 +82,7 @@ static void usage(FILE *out)
 "  --pin                       shard i on CPU i (wrapping)\n"
 "  --steer hash|cpu            cpu: a connection goes to the shard pinned on\n"
 "                              the CPU that received it (needs --pin)\n"
-"  --admin ADDR                serve GET /metrics and GET /stats there\n"
+"  --admin ADDR|PORT           serve GET /metrics, GET /stats (PORT: on loopback)\n"
 "  --user NAME                 drop privileges after binding\n"
 "  --poller epoll|uring|auto|mixed   --log-level debug|info|warn|error\n"
 "  --uring-write-batching on|off (io_uring: sends go in the round's one enter)\n"

@@ -259,10 +259,12 @@ private:
 			ConnRecord rec;
 			rec.client = c.local_addr();
 			one_connection(c, rec);
-			if (rec.end == "closed")
+			// As a client would: FIN when done or told EOF; RST after
+			// anything else, so nothing is left half-open.
+			if (rec.end == "closed" || rec.end == "eof")
 				c.close();
 			else
-				c.abort(); // whatever it was, do not leave it half-open
+				c.abort();
 			ledger_.add(rec);
 		}
 	}
@@ -436,7 +438,7 @@ long settled_rss_kib(const Proxy &proxy, milliseconds window = milliseconds(1500
 // cases open, or one buffer per connection, exceeds it.
 long rss_slack_kib(long pooled_kib = 0)
 {
-	return pooled_kib + (sanitized() ? 24 * 1024 : 6 * 1024);
+	return pooled_kib + (sanitized() ? 24 * 1024 : 3 * 1024);
 }
 
 // Opens `n` new connections, one verified round trip each; failures.
@@ -766,17 +768,20 @@ TEST_CASE("fault: an upstream is killed and restarted under load", "[fault]")
 	// Passive health: while it was down, every connection went to the live
 	// one (a connect to the dead one was refused and retried there), and
 	// none failed for want of an upstream.
-	size_t while_down = 0;
+	size_t while_down = 0, wrong = 0;
+	std::string first_wrong;
 	for (auto &r : proxy.records("access")) {
-		INFO(r.line);
-		CHECK(r.get("reason") != "connect_failed");
-		CHECK(r.get("reason") != "no_upstream");
 		long long s = started_ms(r);
-		if (s > killed_at + 100 && s < restarted_at) {
-			while_down++;
-			CHECK(r.get("upstream") == e2.addr());
+		bool down = s > killed_at + 100 && s < restarted_at;
+		while_down += down;
+		if (r.is("reason", "connect_failed") || r.is("reason", "no_upstream") ||
+		    (down && !r.is("upstream", e2.addr()))) {
+			if (!wrong++)
+				first_wrong = r.line;
 		}
 	}
+	INFO(first_wrong);
+	CHECK(wrong == 0);
 	CHECK(while_down > 0);
 	CHECK_FALSE(proxy.records("upstream out").empty());
 
@@ -1088,7 +1093,7 @@ TEST_CASE("fault: slowloris clients are cut by the frame timeout", "[fault]")
 	     << " us, max " << ledger.latency_quantile(1.0) << " us");
 	CHECK(ledger.frames > 1000);
 	CHECK(ledger.latency_quantile(0.99) < (sanitized() ? 300 : 100) * 1000);
-	CHECK(ledger.latency_quantile(1.0) < 1000 * 1000);
+	CHECK(ledger.latency_quantile(1.0) < 2000 * 1000);
 
 	std::vector<std::string> addrs;
 	std::string early_late;
