@@ -525,6 +525,39 @@ std::string unexplained_cuts(Proxy &proxy, const std::vector<ConnRecord> &cuts,
 	return out;
 }
 
+// What the proxy's stderr says that it must not: a sanitizer report (UBSan
+// goes on after one unless told to halt) or a shard that died on its own.
+// Empty when clean; `deaths_allowed` for the case that kills shards itself.
+std::string proxy_trouble(const Proxy &proxy, bool deaths_allowed = false)
+{
+	std::string out;
+	for (const auto &line : split_lines(proxy.log_tail(1u << 30))) {
+		bool bad = line.find("AddressSanitizer") != std::string::npos ||
+			   line.find("LeakSanitizer") != std::string::npos ||
+			   line.find("runtime error:") != std::string::npos ||
+			   (!deaths_allowed && line.find("msg=\"shard died\"") != std::string::npos) ||
+			   line.find("level=error") != std::string::npos;
+		if (bad && out.size() < 4000)
+			out += line + "\n";
+	}
+	return out;
+}
+
+// "reason=count ..." over the access lines of `clients`.
+std::string reason_counts(const std::map<std::string, std::vector<LogRecord>> &access,
+			  const std::vector<std::string> &clients)
+{
+	std::map<std::string, size_t> n;
+	for (auto &c : clients) {
+		auto it = access.find(c);
+		n[it == access.end() ? "(none)" : it->second.back().get("reason")]++;
+	}
+	std::string out;
+	for (auto &kv : n)
+		out += (out.empty() ? "" : " ") + kv.first + "=" + std::to_string(kv.second);
+	return out;
+}
+
 std::string join(const std::set<std::string> &s)
 {
 	std::string out;
@@ -699,6 +732,13 @@ TEST_CASE("fault: a random shard is SIGKILLed every second under load", "[fault]
 	     << sup1 << " KiB");
 	CHECK(rss1 <= rss0 + rss_slack_kib());
 	CHECK(sup1 <= sup0 + 2048);
+	{
+		// Nothing went wrong inside the proxy on the way.
+		std::string trouble = proxy_trouble(proxy, true);
+		INFO(trouble);
+		CHECK(trouble.empty());
+		CHECK(proxy.proc().running());
+	}
 }
 
 TEST_CASE("fault: an upstream is killed and restarted under load", "[fault]")
@@ -761,9 +801,13 @@ TEST_CASE("fault: an upstream is killed and restarted under load", "[fault]")
 	INFO("cuts without a reason among " << join(reasons) << ":\n" << bad);
 	CHECK(bad.empty());
 	auto access = proxy.access_by_client();
-	for (auto &c : cuts)
+	std::vector<std::string> cut_clients;
+	for (auto &c : cuts) {
+		cut_clients.push_back(c.client);
 		if (access.count(c.client))
 			CHECK(access[c.client].back().get("upstream") == a1);
+	}
+	NOTE("cut connections by reason: " << reason_counts(access, cut_clients));
 
 	// Passive health: while it was down, every connection went to the live
 	// one (a connect to the dead one was refused and retried there), and
@@ -789,6 +833,13 @@ TEST_CASE("fault: an upstream is killed and restarted under load", "[fault]")
 	long rss1 = settled_rss_kib(proxy);
 	NOTE("shard RSS " << rss0 << " -> " << rss1 << " KiB");
 	CHECK(rss1 <= rss0 + rss_slack_kib());
+	{
+		// Nothing went wrong inside the proxy on the way.
+		std::string trouble = proxy_trouble(proxy);
+		INFO(trouble);
+		CHECK(trouble.empty());
+		CHECK(proxy.proc().running());
+	}
 }
 
 TEST_CASE("fault: an upstream that accepts and never reads", "[fault]")
@@ -907,6 +958,13 @@ TEST_CASE("fault: an upstream that accepts and never reads", "[fault]")
 	Conn late = Conn::connect(proxy.port(), unique_source());
 	REQUIRE(late.valid());
 	CHECK(stuck.wait_accepted((size_t)n + 1, T5));
+	{
+		// Nothing went wrong inside the proxy on the way.
+		std::string trouble = proxy_trouble(proxy);
+		INFO(trouble);
+		CHECK(trouble.empty());
+		CHECK(proxy.proc().running());
+	}
 }
 
 TEST_CASE("fault: an upstream that answers one byte per second", "[fault]")
@@ -1001,6 +1059,13 @@ TEST_CASE("fault: an upstream that answers one byte per second", "[fault]")
 	NOTE("shard RSS " << rss0 << " -> " << rss1 << " KiB");
 	CHECK(rss1 <= rss0 + rss_slack_kib(n * 64));
 	CHECK(serve_failures(healthy, 10, 9300) == 0);
+	{
+		// Nothing went wrong inside the proxy on the way.
+		std::string trouble = proxy_trouble(proxy);
+		INFO(trouble);
+		CHECK(trouble.empty());
+		CHECK(proxy.proc().running());
+	}
 }
 
 TEST_CASE("fault: slowloris clients are cut by the frame timeout", "[fault]")
@@ -1126,6 +1191,13 @@ TEST_CASE("fault: slowloris clients are cut by the frame timeout", "[fault]")
 	NOTE("shard RSS " << rss0 << " -> " << rss1 << " KiB");
 	CHECK(rss1 <= rss0 + rss_slack_kib(n * 64 / 4));
 	CHECK(serve_failures(proxy.port(), 20, 9400) == 0);
+	{
+		// Nothing went wrong inside the proxy on the way.
+		std::string trouble = proxy_trouble(proxy);
+		INFO(trouble);
+		CHECK(trouble.empty());
+		CHECK(proxy.proc().running());
+	}
 }
 
 TEST_CASE("fault: 5000 connections send garbage headers", "[fault]")
@@ -1248,6 +1320,13 @@ TEST_CASE("fault: 5000 connections send garbage headers", "[fault]")
 	long rss1 = settled_rss_kib(proxy);
 	NOTE("shard RSS after the first batch " << rss0 << " KiB, after all " << rss1 << " KiB");
 	CHECK(rss1 <= rss0 + rss_slack_kib());
+	{
+		// Nothing went wrong inside the proxy on the way.
+		std::string trouble = proxy_trouble(proxy);
+		INFO(trouble);
+		CHECK(trouble.empty());
+		CHECK(proxy.proc().running());
+	}
 }
 
 TEST_CASE("fault: RLIMIT_NOFILE 256 with 1000 clients connecting", "[fault][known-bug]")
@@ -1443,6 +1522,13 @@ TEST_CASE("fault: RLIMIT_NOFILE 256 with 1000 clients connecting", "[fault][know
 	long rss1 = settled_rss_kib(proxy);
 	NOTE("shard RSS " << rss0 << " -> " << rss1 << " KiB");
 	CHECK(rss1 <= rss0 + rss_slack_kib(2 * 256 * 64 / 4));
+	{
+		// Nothing went wrong inside the proxy on the way.
+		std::string trouble = proxy_trouble(proxy);
+		INFO(trouble);
+		CHECK(trouble.empty());
+		CHECK(proxy.proc().running());
+	}
 }
 
 TEST_CASE("fault: clients reset their connections mid-frame", "[fault]")
@@ -1610,4 +1696,11 @@ TEST_CASE("fault: clients reset their connections mid-frame", "[fault]")
 	long rss1 = settled_rss_kib(proxy);
 	NOTE("shard RSS " << rss0 << " -> " << rss1 << " KiB");
 	CHECK(rss1 <= rss0 + rss_slack_kib(threads * 2 * 64));
+	{
+		// Nothing went wrong inside the proxy on the way.
+		std::string trouble = proxy_trouble(proxy);
+		INFO(trouble);
+		CHECK(trouble.empty());
+		CHECK(proxy.proc().running());
+	}
 }
