@@ -18,7 +18,6 @@
 #include "tests/proxy/harness.hpp"
 
 #include <dirent.h>
-#include <sys/resource.h>
 
 #include <deque>
 
@@ -425,17 +424,21 @@ long settled_rss_kib(const Proxy &proxy, milliseconds window = milliseconds(1500
 	return best;
 }
 
-// The slack allowed over the starting RSS, in KiB. The start is taken after
-// a warm-up, so the relay's buffer pool, the stack pool and the allocator's
-// caches are already in it; what can still grow legitimately is what the
-// fault itself makes the shards keep: `pooled` buffers (the per-listener
-// pool keeps up to 256 idle buffers) plus 6 MiB of allocator and kernel
-// noise (page tables, mimalloc segments, io_uring; measured at 1-3 MiB on
-// a loaded 2-core machine). Under ASan freed memory sits in quarantine and
-// shadow pages come and go, so the noise term is larger there. A leak of
-// per-connection state (about 1 KiB of session + relay + pollDescs, or a
-// coroutine stack of 8+ KiB resident) over the thousands of connections the
-// cases open, or one buffer per connection, exceeds it.
+// The slack allowed over the starting RSS (summed over the shards), in KiB.
+// The start is taken after a warm-up, so the relay's buffer pool, the stack
+// pool and the allocator's caches are already in it. What may still grow
+// is what the fault itself makes the shards keep, `pooled_kib` (buffers
+// returned to the per-listener pool, which keeps up to 256; a case passes
+// what its fault can leave there), plus 3 MiB of allocator and kernel noise
+// (mimalloc pages, page tables, io_uring): on a loaded 2-core machine the
+// growth measured 0.1 to 2.5 MiB per case. So a leak of per-connection
+// state is caught where the case opens thousands of connections: 5,000
+// garbage connections (4,500 after the warm-up batch) leaking 1 KiB each
+// (session + relay + pollDescs) is 4.4 MiB; one stack (8+ KiB resident) or
+// one buffer (64 KiB) per connection is far more, in every case. Under ASan
+// freed memory sits in quarantine and shadow pages come and go (growth of
+// 2 to 13 MiB measured): 24 MiB there, which still catches stacks and
+// buffers.
 long rss_slack_kib(long pooled_kib = 0)
 {
 	return pooled_kib + (sanitized() ? 24 * 1024 : 3 * 1024);
@@ -1329,6 +1332,15 @@ TEST_CASE("fault: 5000 connections send garbage headers", "[fault]")
 	}
 }
 
+// [known-bug], left out of fault_suite until fixed: a shard out of
+// descriptors fails socket() for its upstream connect with EMFILE, and
+// upstream_connect counts that as a failure of the (healthy) upstream:
+// fail_threshold (3) of them eject it for fail_timeout (10 s), so for 10 s
+// every client gets no_upstream although descriptors are free again, and it
+// repeats at the next burst. Here: 1,000 clients need about 32 s and 120,000
+// refused attempts instead of about 3 s (which is what they take with
+// --fail-threshold 1000, under ASan too). The test asks for the behaviour a
+// fix gives: served within 20 s, no "upstream out".
 TEST_CASE("fault: RLIMIT_NOFILE 256 with 1000 clients connecting", "[fault][known-bug]")
 {
 	REQUIRE(access("/usr/bin/prlimit", X_OK) == 0);
@@ -1503,7 +1515,11 @@ TEST_CASE("fault: RLIMIT_NOFILE 256 with 1000 clients connecting", "[fault][know
 	for (size_t i = 0; i < problems.size() && i < 10; i++)
 		ptext += problems[i] + "\n";
 	INFO(ptext);
-	INFO(proxy.log_tail(15));
+	std::string warnings;
+	for (auto &r : proxy.log())
+		if (r.is("level", "warn") && warnings.size() < 3000)
+			warnings += r.line + "\n";
+	INFO("the proxy's warnings:\n" << warnings);
 	CHECK(problems.empty());
 	CHECK(done == n);
 	CHECK(took < 20000);
