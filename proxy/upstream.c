@@ -1,6 +1,7 @@
 #include "proxy/upstream.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,6 +115,15 @@ static void server_connect_succeeded(upstream_pool *pool, uint32_t index)
 	balance_conn_begin(&pool->balancer, index);
 }
 
+/* Errors that say this process is out of something (descriptors, memory,
+ * local ports), not that the server is unwell: they must not eject a
+ * healthy server, and the next server would fail the same way. */
+static bool connect_error_is_local(int err)
+{
+	return err == -EMFILE || err == -ENFILE || err == -ENOBUFS ||
+	       err == -ENOMEM || err == -EADDRNOTAVAIL;
+}
+
 int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 		     pd_t **out)
 {
@@ -137,6 +147,14 @@ int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 			return index;
 		}
 		last_error = rc;
+		if (connect_error_is_local(rc)) {
+			static struct log_ratelimit limit = LOG_RATELIMIT_INIT(5);
+			log_ratelimited(&limit, LOG_LEVEL_WARN,
+					"upstream connect failed: out of local resources",
+					"listener=%s upstream=%s error=%s", pool->listener,
+					server->name, strerror(-rc));
+			return rc;
+		}
 		server_connect_failed(pool, (uint32_t)index, rc, eject_count);
 		pool_refresh(pool);
 	}

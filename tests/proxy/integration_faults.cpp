@@ -181,7 +181,12 @@ struct Ledger {
 	{
 		std::lock_guard<std::mutex> lock(mu);
 		latency_us.push_back(us);
+		if (us > max_latency_us) {
+			max_latency_us = us;
+			max_latency_at_ms = now_ms();
+		}
 	}
+	long long max_latency_us = 0, max_latency_at_ms = 0; // when the slowest ended
 
 	std::vector<ConnRecord> cuts()
 	{
@@ -200,6 +205,16 @@ struct Ledger {
 		for (auto &p : problems)
 			s += "\n  " + p;
 		return s;
+	}
+
+	// Round trips slower than `us`.
+	size_t slower_than(long long us)
+	{
+		std::lock_guard<std::mutex> lock(mu);
+		size_t n = 0;
+		for (auto x : latency_us)
+			n += x > us;
+		return n;
 	}
 
 	// The q-quantile of the recorded latencies, in microseconds.
@@ -442,6 +457,18 @@ long settled_rss_kib(const Proxy &proxy, milliseconds window = milliseconds(1500
 long rss_slack_kib(long pooled_kib = 0)
 {
 	return pooled_kib + (sanitized() ? 24 * 1024 : 3 * 1024);
+}
+
+// "Served with normal latency" on a shared 2-core machine: the 99th
+// percentile stays small, and at most two round trips took over a second.
+// A shard held up by the fault would stall every client it serves at once
+// (and one stuck for good shows as a hang: no reply within 5 s); a single
+// slow round trip is the machine (another job, a loopback retransmission
+// after 200 ms, 400 ms...), not the proxy.
+void check_latency(Ledger &ledger)
+{
+	CHECK(ledger.latency_quantile(0.99) < (sanitized() ? 300 : 100) * 1000);
+	CHECK(ledger.slower_than(1000 * 1000) <= 2);
 }
 
 // Opens `n` new connections, one verified round trip each; failures.
@@ -864,10 +891,13 @@ TEST_CASE("fault: an upstream that accepts and never reads", "[fault]")
 	opt.record_latency = true;
 	Verifiers clients = start_verifiers(ledger, 8, opt, 300);
 
-	// Stuck clients: each keeps sending 16 KiB frames until the proxy stops
-	// taking them (at most 8 MiB each), and then waits to be closed.
+	// Stuck clients: each keeps sending 16 KiB frames, 64 KiB every 10 ms,
+	// until the proxy stops taking them, and then waits to be closed. At
+	// most 6 MiB each: more than the proxy can pass on before it blocks (a
+	// full upstream socket holds at most tcp_wmem's 4 MiB), so the rest
+	// waits in the kernel, unread by the proxy.
 	const int n = 10;
-	const size_t cap = 8u << 20;
+	const size_t cap = 6u << 20;
 	std::vector<Conn> conns;
 	std::vector<std::string> addrs;
 	std::vector<size_t> sent(n, 0);
@@ -882,15 +912,16 @@ TEST_CASE("fault: an upstream that accepts and never reads", "[fault]")
 	std::vector<Io> ended(n, Io::Ok);
 	std::vector<std::string> received(n);
 	std::vector<long long> ended_ms(n, -1);
+	auto pids = proxy.shard_pids();
 	auto t0 = Clock::now();
-	for (int round = 0; round < 2000 && ms_since(t0) < 20000; round++) {
+	for (int round = 0; round < 3000 && ms_since(t0) < 30000; round++) {
 		int open = 0;
 		for (int i = 0; i < n; i++) {
 			if (ended[i] != Io::Ok)
 				continue;
 			open++;
-			// Keep sending while it takes bytes.
-			for (int k = 0; k < 16 && sent[i] < cap; k++) {
+			// Keep sending while it takes bytes (64 KiB a round).
+			for (int k = 0; k < 4 && sent[i] < cap; k++) {
 				if (frames_out[i].empty())
 					frames_out[i] = frame(seq_payload(1000 + i, sent[i], 16 * 1024, rng));
 				ssize_t w = conns[i].try_send(frames_out[i].data(), frames_out[i].size());
@@ -899,13 +930,16 @@ TEST_CASE("fault: an upstream that accepts and never reads", "[fault]")
 				sent[i] += (size_t)w;
 				frames_out[i].erase(0, (size_t)w);
 			}
-			Io r = conns[i].wait_closed(milliseconds(1), &received[i]);
+			Io r = conns[i].wait_closed(milliseconds(0), &received[i]);
 			if (r != Io::Timeout) {
 				ended[i] = r;
 				ended_ms[i] = ms_since(t0);
 			}
 		}
-		peak = std::max(peak, shards_rss_kib(proxy));
+		long rss = 0;
+		for (auto &kv : pids)
+			rss += std::max(0L, Process::rss_kib_of(kv.second));
+		peak = std::max(peak, rss);
 		if (open == 0)
 			break;
 		std::this_thread::sleep_for(milliseconds(10));
@@ -916,11 +950,15 @@ TEST_CASE("fault: an upstream that accepts and never reads", "[fault]")
 	CHECK(ledger.problem_count == 0);
 	CHECK(ledger.cuts().empty());
 	CHECK(ledger.frames > 0);
-	// Unaffected: no round trip on the healthy listener waited for the
-	// stuck one (a blocked shard would show as a second or more).
+	// Unaffected: the healthy listener's clients were served as usual
+	// while the stuck ones filled every buffer on the way.
 	NOTE("healthy round trips: p50 " << ledger.latency_quantile(0.5) << " us, p99 "
-	     << ledger.latency_quantile(0.99) << " us, max " << ledger.latency_quantile(1.0));
-	CHECK(ledger.latency_quantile(1.0) < 1500 * 1000);
+	     << ledger.latency_quantile(0.99) << " us, max " << ledger.latency_quantile(1.0)
+	     << " us, ending " << ledger.max_latency_at_ms << " ms into the run; stuck clients "
+	     << "started at " << ms_since(ledger.t0) - ms_since(t0) << " ms and were closed "
+	     << *std::min_element(ended_ms.begin(), ended_ms.end()) << " to "
+	     << *std::max_element(ended_ms.begin(), ended_ms.end()) << " ms after that");
+	check_latency(ledger);
 
 	std::string text;
 	for (int i = 0; i < n; i++)
@@ -1030,7 +1068,7 @@ TEST_CASE("fault: an upstream that answers one byte per second", "[fault]")
 	CHECK(ledger.frames > 0);
 	NOTE("healthy round trips: p99 " << ledger.latency_quantile(0.99) << " us, max "
 	     << ledger.latency_quantile(1.0));
-	CHECK(ledger.latency_quantile(1.0) < 1500 * 1000);
+	check_latency(ledger);
 
 	std::map<std::string, std::vector<LogRecord>> access;
 	CHECK(proxy.wait_access_all(addrs, T5, &access).empty());
@@ -1160,8 +1198,7 @@ TEST_CASE("fault: slowloris clients are cut by the frame timeout", "[fault]")
 	     << ledger.latency_quantile(0.5) << " us, p99 " << ledger.latency_quantile(0.99)
 	     << " us, max " << ledger.latency_quantile(1.0) << " us");
 	CHECK(ledger.frames > 1000);
-	CHECK(ledger.latency_quantile(0.99) < (sanitized() ? 300 : 100) * 1000);
-	CHECK(ledger.latency_quantile(1.0) < 2000 * 1000);
+	check_latency(ledger);
 
 	std::vector<std::string> addrs;
 	std::string early_late;
@@ -1332,16 +1369,15 @@ TEST_CASE("fault: 5000 connections send garbage headers", "[fault]")
 	}
 }
 
-// [known-bug], left out of fault_suite until fixed: a shard out of
-// descriptors fails socket() for its upstream connect with EMFILE, and
-// upstream_connect counts that as a failure of the (healthy) upstream:
-// fail_threshold (3) of them eject it for fail_timeout (10 s), so for 10 s
-// every client gets no_upstream although descriptors are free again, and it
-// repeats at the next burst. Here: 1,000 clients need about 32 s and 120,000
-// refused attempts instead of about 3 s (which is what they take with
-// --fail-threshold 1000, under ASan too). The test asks for the behaviour a
-// fix gives: served within 20 s, no "upstream out".
-TEST_CASE("fault: RLIMIT_NOFILE 256 with 1000 clients connecting", "[fault][known-bug]")
+// Regression (found by this test, fixed 2026-11-30): a shard out of
+// descriptors failed socket() for its upstream connect with EMFILE, and
+// upstream_connect counted that against the (healthy) upstream, so
+// fail_threshold of them ejected it for fail_timeout and every client got
+// no_upstream although descriptors were free again. Local errors (EMFILE,
+// ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL) no longer count against a
+// server. The test asks for: everyone served within 20 s, no
+// "upstream out".
+TEST_CASE("fault: RLIMIT_NOFILE 256 with 1000 clients connecting", "[fault]")
 {
 	REQUIRE(access("/usr/bin/prlimit", X_OK) == 0);
 	Echo echo;
