@@ -8,7 +8,7 @@
 #                               sweep of epoll and io_uring (about 2 minutes)
 #   tools/demo.sh --baselines   also HAProxy and nginx, and gnuplot for the
 #                               plots (installs them when root)
-#   tools/demo.sh --full        the full comparison (about 9 minutes with baselines)
+#   tools/demo.sh --full        the full comparison (about 7.5 minutes with baselines)
 # Other arguments go to tools/compare (see tools/compare --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
