@@ -1,6 +1,7 @@
 /* The admin endpoint: request parsing and a small poll(2) server
  * (see shard/admin.h). */
 #include "shard/admin.h"
+#include "shard/clock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -160,21 +161,12 @@ int admin_bound(const admin_server *a, struct sockaddr *addr, socklen_t *len)
 	return getsockname(a->listen_fd, addr, len) < 0 ? -errno : 0;
 }
 
-/* The clock admin_service's now_ns comes from (the supervisor's). */
-static int64_t admin_monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 size_t admin_pollfds(const admin_server *a, struct pollfd *fds, size_t max)
 {
 	size_t n = 0;
 
 	if (a->listen_fd >= 0 && n < max &&
-	    admin_monotonic_ns() >= a->accept_paused_until) {
+	    shard_monotonic_ns() >= a->accept_paused_until) {
 		fds[n].fd = a->listen_fd;
 		fds[n].events = POLLIN;
 		fds[n++].revents = 0;
@@ -417,7 +409,7 @@ int64_t admin_next_deadline(const admin_server *a)
 {
 	int64_t next = INT64_MAX;
 
-	if (a->accept_paused_until > admin_monotonic_ns())
+	if (a->accept_paused_until > shard_monotonic_ns())
 		next = a->accept_paused_until;
 	for (int k = 0; k < ADMIN_MAX_CLIENTS; k++) {
 		const admin_client *c = &a->clients[k];

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "sched/sched.h"
+#include "shard/clock.h"
 
 void shard_slot_set_state(shard_slot *slot, shard_state state)
 {
@@ -92,14 +93,6 @@ static void publish_poller_name(shard_slot *slot)
 		memcpy(slot->poller, name, sizeof(name));
 }
 
-static int64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 void shard_slot_publish_runtime(shard_slot *slot)
 {
 	sched_stats ss;
@@ -125,5 +118,5 @@ void shard_slot_publish_runtime(shard_slot *slot)
 		shard_slot_store(&slot->cpu_system_ns, timeval_ns(ru.ru_stime));
 	}
 	shard_slot_store(&slot->rss_bytes, resident_bytes());
-	__atomic_store_n(&slot->published_ns, monotonic_ns(), __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->published_ns, shard_monotonic_ns(), __ATOMIC_RELAXED);
 }

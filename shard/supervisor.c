@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "shard/admin.h"
+#include "shard/clock.h"
 #include "shard/metrics.h"
 #include "shard/process.h"
 #include "shard/shard.h"
@@ -88,14 +89,6 @@ typedef struct supervisor {
 	uint64_t restarts;
 	int64_t started_unix_ns;
 } supervisor;
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
-}
 
 static void say(supervisor *sup, shard_log_level level, const char *msg,
 		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -238,7 +231,7 @@ static shard_proc *spawn(supervisor *sup, uint32_t index, proc_role role)
 	if (pid == 0)
 		child_run(sup, index, slot, parent);
 	*p = (shard_proc){.pid = pid, .index = index, .generation = sup->generation,
-			  .role = role, .slot = slot, .started_ns = now_ns()};
+			  .role = role, .slot = slot, .started_ns = shard_monotonic_ns()};
 	say(sup, SHARD_LOG_INFO, "shard started",
 	    "shard=%u pid=%d generation=%u poller=%s cpu=%d", index, (int)pid,
 	    sup->generation, poll_kind_name(poller_for(sup, index)),
@@ -250,7 +243,7 @@ static void proc_signal(supervisor *sup, shard_proc *p, int sig, proc_role role,
 			int64_t grace_ns)
 {
 	p->role = role;
-	p->kill_at = now_ns() + grace_ns;
+	p->kill_at = shard_monotonic_ns() + grace_ns;
 	if (kill(p->pid, sig) < 0 && errno != ESRCH)
 		say(sup, SHARD_LOG_WARN, "cannot signal shard", "shard=%u pid=%d error=\"%s\"",
 		    p->index, (int)p->pid, strerror(errno));
@@ -322,11 +315,11 @@ static void shard_died(supervisor *sup, shard_proc *p, int status)
 		return;
 	}
 	shard_seat *seat = &sup->seats[index];
-	int64_t delay = crash_backoff(seat, now_ns());
+	int64_t delay = crash_backoff(seat, shard_monotonic_ns());
 	sup->restarts++;
 	say(sup, SHARD_LOG_WARN, "shard died", "shard=%u pid=%d %s respawn_in=%lldms crashes=%u",
 	    index, pid, how, (long long)(delay / MS), seat->crashes);
-	seat->respawn_at = now_ns() + delay;
+	seat->respawn_at = shard_monotonic_ns() + delay;
 }
 
 static void reap(supervisor *sup)
@@ -623,7 +616,7 @@ static int64_t next_wakeup(supervisor *sup, int64_t now)
  * that became ready meanwhile is seen now, not a tick later. */
 static void run_due(supervisor *sup)
 {
-	int64_t now = now_ns();
+	int64_t now = shard_monotonic_ns();
 
 	respawn_due(sup, now);
 	enforce_kill_deadlines(sup, now);
@@ -646,7 +639,7 @@ static void loop_once(supervisor *sup)
 	fds[0] = (struct pollfd){.fd = sup->signal_fd, .events = POLLIN};
 	if (sup->admin_open)
 		n += admin_pollfds(&sup->admin, fds + 1, SUPERVISOR_MAX_POLLFDS - 1);
-	int64_t now = now_ns();
+	int64_t now = shard_monotonic_ns();
 	int64_t wait_ns = next_wakeup(sup, now) - now;
 	int timeout_ms = wait_ns <= 0 ? 0 : (int)((wait_ns + MS - 1) / MS);
 	if (poll(fds, n, timeout_ms) < 0 && errno != EINTR)
@@ -654,7 +647,7 @@ static void loop_once(supervisor *sup)
 	if (fds[0].revents)
 		signals_read(sup);
 	if (sup->admin_open)
-		admin_service(&sup->admin, fds + 1, n - 1, now_ns(), admin_render, sup);
+		admin_service(&sup->admin, fds + 1, n - 1, shard_monotonic_ns(), admin_render, sup);
 }
 
 static int supervisor_start(supervisor *sup)
