@@ -131,6 +131,7 @@ void admin_init(admin_server *a)
 {
 	a->listen_fd = -1;
 	a->client_count = 0;
+	a->accept_paused_until = 0;
 	for (int k = 0; k < ADMIN_MAX_CLIENTS; k++)
 		client_init(&a->clients[k]);
 }
