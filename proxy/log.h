@@ -54,6 +54,20 @@ enum log_level {
 
 /* NULL means stderr. Lines below the level are dropped (default info). */
 void log_set_output(FILE *out);
+
+/*
+ * Makes writes to stderr never wait: when stderr is a pipe (a private
+ * O_NONBLOCK description of it) or a socket (MSG_DONTWAIT), a line the
+ * reader has no room for is dropped and counted, and one line
+ *   level=warn msg="log lines dropped" dropped=N reason="..."
+ * goes out before the next line that fits. Files and terminals are
+ * written as before. Call once, before forking shards. 0 or -errno.
+ */
+int log_use_nonblocking_stderr(void);
+/* Back to plain (blocking) writes to stderr; a line still owed is lost. */
+void log_use_blocking_stderr(void);
+/* Lines dropped so far by this process (for metrics). */
+uint64_t log_dropped_lines(void);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 bool log_enabled(enum log_level level);

@@ -490,6 +490,10 @@ int main(int argc, char **argv)
 		return rc < 0 ? 1 : 0;
 	}
 	log_set_level(cfg.log_level);
+	rc = log_use_nonblocking_stderr();
+	if (rc < 0)
+		log_line(LOG_LEVEL_WARN, "stderr stays blocking",
+			 "error=%s", strerror(-rc));
 	rc = serve(&c, &cfg);
 	cli_free(&c);
 	return rc != 0 ? 1 : 0;

@@ -100,6 +100,7 @@ static void server_publish(server *srv)
 								  : SHARD_MAX_LISTENERS;
 	slot->upstream_count = upstreams;
 	shard_slot_publish_runtime(slot);
+	shard_slot_store(&slot->log_lines_dropped, log_dropped_lines());
 }
 
 static void publish_fired(sched_timer *timer, void *arg)

@@ -125,6 +125,7 @@ static void snapshot_runtime(const shard_slot *s, shard_slot *d)
 	d->cpu_user_ns = shard_slot_load(&s->cpu_user_ns);
 	d->cpu_system_ns = shard_slot_load(&s->cpu_system_ns);
 	d->rss_bytes = shard_slot_load(&s->rss_bytes);
+	d->log_lines_dropped = shard_slot_load(&s->log_lines_dropped);
 }
 
 static void snapshot_listener(const shard_listener_counters *s,
@@ -272,6 +273,7 @@ static void shard_add(metrics_shard_totals *d, const metrics_shard_totals *s)
 	d->poll_submits += s->poll_submits;
 	d->cpu_user_ns += s->cpu_user_ns;
 	d->cpu_system_ns += s->cpu_system_ns;
+	d->log_lines_dropped += s->log_lines_dropped;
 }
 
 static metrics_shard_totals slot_totals(const shard_slot *snap)
@@ -286,6 +288,7 @@ static metrics_shard_totals slot_totals(const shard_slot *snap)
 		.poll_submits = snap->poll_submits,
 		.cpu_user_ns = snap->cpu_user_ns,
 		.cpu_system_ns = snap->cpu_system_ns,
+		.log_lines_dropped = snap->log_lines_dropped,
 	};
 	return t;
 }
@@ -813,6 +816,9 @@ static const field_family shard_counters[] = {
 	  offsetof(metrics_shard_totals, poll_polls) },
 	{ "poller_submits_total", "io_uring submissions (0 with epoll).",
 	  offsetof(metrics_shard_totals, poll_submits) },
+	{ "log_lines_dropped_total",
+	  "Log lines dropped because stderr had no room for them.",
+	  offsetof(metrics_shard_totals, log_lines_dropped) },
 };
 
 static const field_family shard_gauges[] = {
@@ -1141,10 +1147,12 @@ static void json_shard_counters(writer *w, const render_ctx *c,
 	      ",\"coroutines\":%" PRIu64 ",\"sched_rounds\":%" PRIu64
 	      ",\"sched_switches\":%" PRIu64 ",\"poller_waits\":%" PRIu64
 	      ",\"poller_events\":%" PRIu64 ",\"poller_syscalls\":%" PRIu64
-	      ",\"poller_polls\":%" PRIu64 ",\"poller_submits\":%" PRIu64,
+	      ",\"poller_polls\":%" PRIu64 ",\"poller_submits\":%" PRIu64
+	      ",\"log_lines_dropped\":%" PRIu64,
 	      lv->rss_bytes, lv->runq_len, lv->coroutines, t->sched_rounds,
 	      t->sched_switches, t->poll_waits, t->poll_events,
-	      t->poll_syscalls, t->poll_polls, t->poll_submits);
+	      t->poll_syscalls, t->poll_polls, t->poll_submits,
+	      t->log_lines_dropped);
 }
 
 static void json_shard(writer *w, const render_ctx *c, uint32_t i)

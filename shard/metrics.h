@@ -89,6 +89,7 @@ typedef struct metrics_shard_totals {
 	uint64_t poll_submits;
 	uint64_t cpu_user_ns;
 	uint64_t cpu_system_ns;
+	uint64_t log_lines_dropped;
 } metrics_shard_totals;
 
 /* c.name is the listener; c.active is a gauge, 0 in the retired table. */

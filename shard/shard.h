@@ -105,6 +105,7 @@ typedef struct shard_slot {
 	uint64_t cpu_system_ns;
 	uint64_t rss_bytes;
 	/* application */
+	uint64_t log_lines_dropped;   /* stderr had no room (counter) */
 	uint32_t listener_count;
 	uint32_t upstream_count;
 	shard_listener_counters listeners[SHARD_MAX_LISTENERS];

@@ -330,7 +330,10 @@ class Process {
 public:
 	enum Stream { OUT, ERR };
 
-	Process(const std::vector<std::string> &argv, const std::string &name)
+	// err_fd >= 0: the child's stderr is that descriptor (a pipe the test
+	// reads, say) instead of a file; err() is then empty.
+	Process(const std::vector<std::string> &argv, const std::string &name,
+		int err_fd = -1)
 		: name_(name), argv_(argv)
 	{
 		out_path_ = tmp().file(name + ".out");
@@ -355,7 +358,7 @@ public:
 				_exit(127);
 			dup2(in, 0);
 			dup2(out, 1);
-			dup2(err, 2);
+			dup2(err_fd >= 0 ? err_fd : err, 2);
 			// Never let a child inherit a test socket: closing it in the
 			// test must really close it.
 			close_fds_from(3);
@@ -1459,6 +1462,27 @@ private:
 
 // Runs a process to completion (bounded); returns its exit code, 124 on
 // timeout (then it is killed).
+// An HTTP/1.0 request to the admin endpoint: the whole response, "" when
+// the connection failed.
+inline std::string http_get(uint16_t port, const std::string &path,
+			    const std::string &method = "GET")
+{
+	Conn c = Conn::connect(port);
+	if (!c.valid())
+		return "";
+	if (c.send_all(method + " " + path + " HTTP/1.0\r\nHost: x\r\n\r\n") != Io::Ok)
+		return "";
+	std::string out;
+	c.wait_closed(milliseconds(5000), &out);
+	return out;
+}
+
+inline std::string http_body(const std::string &response)
+{
+	auto at = response.find("\r\n\r\n");
+	return at == std::string::npos ? "" : response.substr(at + 4);
+}
+
 inline int run_to_exit(Process &p, milliseconds timeout)
 {
 	if (!p.wait_exit(timeout))

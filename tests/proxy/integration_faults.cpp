@@ -1756,3 +1756,165 @@ TEST_CASE("fault: clients reset their connections mid-frame", "[fault]")
 		CHECK(proxy.proc().running());
 	}
 }
+
+// --- a log reader that stops reading --------------------------------------------
+
+namespace {
+
+// The read end of the pipe that is frameproxy's stderr: read only when the
+// test says so.
+class LogPipe {
+public:
+	LogPipe()
+	{
+		REQUIRE(pipe2(fds_, O_CLOEXEC) == 0);
+		// The smallest pipe (one page): a dozen access lines fill it.
+		REQUIRE(fcntl(fds_[0], F_SETPIPE_SZ, 4096) >= 4096);
+		REQUIRE(fcntl(fds_[0], F_SETFL, O_NONBLOCK) == 0);
+	}
+	~LogPipe()
+	{
+		close(fds_[0]);
+		if (fds_[1] >= 0)
+			close(fds_[1]);
+	}
+	int write_end() const { return fds_[1]; }
+	// Once the child has it: the pipe is then full when the child's
+	// writes are not read.
+	void close_write_end()
+	{
+		close(fds_[1]);
+		fds_[1] = -1;
+	}
+	// Reads what is there now; the text read so far.
+	const std::string &drain()
+	{
+		char buf[65536];
+		ssize_t n;
+		while ((n = read(fds_[0], buf, sizeof(buf))) > 0)
+			text_.append(buf, (size_t)n);
+		return text_;
+	}
+	// Reads until a record matches (bounded by timeout).
+	bool wait_record(const std::function<bool(const LogRecord &)> &pred,
+			 milliseconds timeout, LogRecord *out = nullptr)
+	{
+		auto deadline = Clock::now() + timeout;
+		for (;;) {
+			for (auto &r : parse_log(drain())) {
+				if (pred(r)) {
+					if (out)
+						*out = r;
+					return true;
+				}
+			}
+			if (Clock::now() >= deadline)
+				return false;
+			std::this_thread::sleep_for(milliseconds(10));
+		}
+	}
+
+private:
+	int fds_[2] = {-1, -1};
+	std::string text_;
+};
+
+uint16_t logged_port(LogPipe &log, const std::string &msg)
+{
+	LogRecord r;
+	if (!log.wait_record([&](const LogRecord &l) { return l.is("msg", msg); },
+			     T5, &r))
+		return 0;
+	std::string a = r.get("address");
+	return (uint16_t)atoi(a.substr(a.rfind(':') + 1).c_str());
+}
+
+// The sum of a Prometheus counter's samples in a /metrics body.
+uint64_t metric_sum(const std::string &metrics, const std::string &name)
+{
+	uint64_t sum = 0;
+	for (const auto &line : split_lines(metrics))
+		if (line.compare(0, name.size() + 1, name + "{") == 0)
+			sum += strtoull(line.substr(line.rfind(' ') + 1).c_str(),
+					nullptr, 10);
+	return sum;
+}
+
+} // namespace
+
+// Before: shards wrote log lines to a blocking stderr, so a reader that
+// stopped reading (a stuck journal, a full pipe) stopped every shard at its
+// next access line. Now a line with no room is dropped and counted.
+TEST_CASE("fault: a log reader that stops reading never stalls the relay", "[fault]")
+{
+	Echo echo;
+	LogPipe log;
+	Process proxy({binary("FRAMEPROXY"), "--shards", "2", "--poller", "mixed",
+		       "--listen", "127.0.0.1:0", "--server", echo.addr(),
+		       "--admin", "127.0.0.1:0", "--log-level", "info"},
+		      "frameproxy-logpipe", log.write_end());
+	log.close_write_end();
+	const uint16_t port = logged_port(log, "listening");
+	const uint16_t admin = logged_port(log, "admin listening");
+	REQUIRE(port != 0);
+	REQUIRE(admin != 0);
+	REQUIRE(log.wait_record([](const LogRecord &r) { return r.is("msg", "ready"); },
+				startup_timeout()));
+
+	// Nobody reads stderr now. 300 connections, each one frame and an
+	// access line (about 200 bytes): the 4 KiB pipe is full after ~20.
+	const int conns = 300;
+	int served = 0;
+	auto t0 = Clock::now();
+	for (int i = 0; i < conns && ms_since(t0) < 30000; i++) {
+		Conn c = Conn::connect(port, unique_source());
+		if (!c.valid() || !c.roundtrip("line " + std::to_string(i),
+					       milliseconds(2000)))
+			break;
+		served++;
+	}
+	NOTE("served " << served << " of " << conns << " with stderr unread, in "
+	     << ms_since(t0) << " ms");
+	CHECK(served == conns);
+	// The supervisor, which logs too, still answers; the shards count
+	// what they dropped (published every 100 ms).
+	uint64_t dropped = 0;
+	for (int i = 0; i < 50 && dropped == 0; i++) {
+		dropped = metric_sum(http_body(http_get(admin, "/metrics")),
+				     "frameproxy_log_lines_dropped_total");
+		if (dropped == 0)
+			std::this_thread::sleep_for(milliseconds(100));
+	}
+	NOTE("frameproxy_log_lines_dropped_total " << dropped);
+	CHECK(dropped > 0);
+	CHECK(dropped < (uint64_t)conns);
+
+	// Reading again: the next access line comes after one line that says
+	// how many were dropped; no line is cut.
+	log.drain();
+	Conn last = Conn::connect(port, unique_source());
+	REQUIRE(last.valid());
+	const std::string last_client = last.local_addr();
+	REQUIRE(last.roundtrip("after"));
+	last.close();
+	REQUIRE(log.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "access") && r.is("client", last_client);
+	}, T5));
+	uint64_t reported = 0;
+	for (auto &r : parse_log(log.drain()))
+		if (r.is("msg", "log lines dropped"))
+			reported += strtoull(r.get("dropped").c_str(), nullptr, 10);
+	CHECK(reported > 0);
+	CHECK(reported <= dropped);
+	for (const auto &line : complete_lines(log.drain())) {
+		INFO(line);
+		CHECK(line.compare(0, 3, "ts=") == 0);
+	}
+	proxy.signal(SIGTERM);
+	auto stop = Clock::now();
+	while (proxy.running() && ms_since(stop) < 10000) {
+		log.drain();
+		std::this_thread::sleep_for(milliseconds(20));
+	}
+	CHECK(!proxy.running());
+}

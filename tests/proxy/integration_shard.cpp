@@ -11,27 +11,6 @@ namespace {
 
 const milliseconds T5(5000);
 
-// An HTTP/1.0 GET against the admin endpoint: the whole response, "" when
-// the connection failed.
-std::string http_get(uint16_t port, const std::string &path,
-		     const std::string &method = "GET")
-{
-	Conn c = Conn::connect(port);
-	if (!c.valid())
-		return "";
-	if (c.send_all(method + " " + path + " HTTP/1.0\r\nHost: x\r\n\r\n") != Io::Ok)
-		return "";
-	std::string out;
-	c.wait_closed(T5, &out);
-	return out;
-}
-
-std::string http_body(const std::string &response)
-{
-	auto at = response.find("\r\n\r\n");
-	return at == std::string::npos ? "" : response.substr(at + 4);
-}
-
 uint16_t admin_port(Proxy &proxy)
 {
 	LogRecord r;

@@ -113,6 +113,7 @@ void set_runtime(shard_slot *s, uint64_t base, const char *poller)
 	s->cpu_user_ns = base * 1000000;   // base ms
 	s->cpu_system_ns = base * 500000;
 	s->rss_bytes = 1 << 20;
+	s->log_lines_dropped = base / 10;
 	snprintf(s->poller, sizeof(s->poller), "%s", poller);
 }
 
@@ -296,6 +297,7 @@ TEST_CASE("counters stay monotonic across a restart, gauges do not carry",
 	REQUIRE(value(p, "frameproxy_connections_closed_total{shard=\"0\",listener=\"api\",reason=\"timeout\"}") == "2");
 	REQUIRE(value(p, "frameproxy_sched_rounds_total{shard=\"0\"}") == "1050");
 	REQUIRE(value(p, "frameproxy_shard_cpu_seconds_total{shard=\"0\",mode=\"user\"}") == "1.050000000");
+	REQUIRE(value(p, "frameproxy_log_lines_dropped_total{shard=\"0\"}") == "105");
 	REQUIRE(value(p, "frameproxy_upstream_connects_total{shard=\"0\",listener=\"api\",upstream=\"10.0.0.1:9000\"}") == "9");
 	REQUIRE(value(p, "frameproxy_upstream_up{shard=\"0\",listener=\"api\",upstream=\"10.0.0.1:9000\"}") == "0");
 	REQUIRE(value(p, "frameproxy_connections_active{shard=\"0\",listener=\"api\"}") == "0");
@@ -458,6 +460,7 @@ TEST_CASE("Prometheus output of a busy supervisor passes promtool",
 	REQUIRE(value(p, "frameproxy_shard_up{shard=\"3\"}") == "0");
 	REQUIRE(value(p, "frameproxy_shard_info{shard=\"1\",poller=\"uring\"}") == "1");
 	REQUIRE(value(p, "frameproxy_poller_submits_total{shard=\"2\"}") == "107");
+	REQUIRE(value(p, "frameproxy_log_lines_dropped_total{shard=\"2\"}") == "10");
 	REQUIRE(text.find("# TYPE frameproxy_shard_cpu_seconds_total counter\n") != std::string::npos);
 	promtool_check(text);
 
