@@ -339,6 +339,57 @@ TEST_CASE("shards: SIGTERM drains every shard with frames in flight", "[shard]")
 	CHECK(count_records(proxy, "stopped") >= 1);
 }
 
+// Gone, or a zombie nobody reaped yet (orphans go to init, not to us).
+static bool process_ended(pid_t pid)
+{
+	std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+	size_t paren = stat.rfind(')');
+	return stat.empty() || paren == std::string::npos || paren + 2 >= stat.size() ||
+	       stat[paren + 2] == 'Z' || stat[paren + 2] == 'X';
+}
+
+TEST_CASE("shards: shards orphaned by a SIGKILLed supervisor drain and exit",
+	  "[shard]")
+{
+	Echo echo({"--delay", "300ms"});
+	Proxy proxy({"--shards", "2", "--server", echo.addr(), "--drain-timeout", "3s"});
+	REQUIRE(proxy.wait_ready());
+	auto pids = proxy.shard_pids();
+	REQUIRE(pids.size() == 2);
+	const int n = 10;
+	std::vector<Conn> conns;
+	std::vector<std::string> payloads;
+	for (int i = 0; i < n; i++) {
+		conns.push_back(Conn::connect(proxy.port()));
+		REQUIRE(conns.back().valid());
+		payloads.push_back(random_bytes(500, (uint32_t)(900 + i)));
+		REQUIRE(conns.back().send_frame(payloads.back()) == Io::Ok);
+	}
+	std::this_thread::sleep_for(milliseconds(100));
+	// No SIGTERM, no cleanup: the shards learn of it from PR_SET_PDEATHSIG.
+	auto t0 = Clock::now();
+	proxy.proc().signal(SIGKILL);
+	REQUIRE(proxy.proc().wait_exit(T5));
+	for (int i = 0; i < n; i++) {
+		std::string got;
+		INFO("connection " << i);
+		REQUIRE(conns[i].read_frame(got, T5) == Io::Ok);
+		CHECK(got == payloads[i]);
+		CHECK(conns[i].wait_closed(T5) == Io::Eof);
+	}
+	for (auto &kv : pids) {
+		INFO("shard " << kv.first << " pid " << kv.second);
+		auto deadline = Clock::now() + milliseconds(5000);
+		while (!process_ended(kv.second) && Clock::now() < deadline)
+			std::this_thread::sleep_for(milliseconds(20));
+		CHECK(process_ended(kv.second));
+	}
+	CHECK(ms_since(t0) < 5000);
+	// Nobody holds the listening sockets any more.
+	Conn late = Conn::connect(proxy.port(), "", milliseconds(1000));
+	CHECK(!late.valid());
+}
+
 TEST_CASE("shards: reloads under load drop no connection and cut no frame", "[shard]")
 {
 	Echo echo;
