@@ -148,6 +148,21 @@ static void relay_release(relay *r)
 		relay_finish(r);
 }
 
+/*
+ * A draining client side stopped reading; what the client sent since is read
+ * and dropped before the close. Closing with unread input makes the kernel
+ * answer with RST and throw away what is still queued to send (the last
+ * replies); without it, the close is a FIN after them. Bounded.
+ */
+static void relay_discard_unread(pd_t *pd)
+{
+	static char scratch[16384]; /* one shard, one thread */
+
+	for (int i = 0; i < 64; i++)
+		if (pd_try_read(pd, scratch, sizeof(scratch)) <= 0)
+			return;
+}
+
 /* Close both connections now; parked pumps wake and watches fire. */
 static void relay_close(relay *r, const char *reason)
 {
@@ -157,6 +172,8 @@ static void relay_close(relay *r, const char *reason)
 	if (!r->reason)
 		r->reason = reason;
 	r->refs++; /* closing fires watches that release: stay alive until done */
+	if (r->dir[RELAY_CLIENT].quiet && r->pd[RELAY_CLIENT])
+		relay_discard_unread(r->pd[RELAY_CLIENT]);
 	for (int side = 0; side < 2; side++) {
 		if (r->pd[side]) {
 			pd_t *pd = r->pd[side];
