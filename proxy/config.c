@@ -88,6 +88,7 @@ static void listener_init(struct config_listener *l)
 	l->frame_timeout = 30 * UNITS_NS_PER_SEC;
 	l->max_connections = 10000;
 	l->max_per_client = 0;
+	l->access_log = true;
 	acl_init(&l->acl);
 	l->balance = BALANCE_ROUNDROBIN;
 	l->retries = 2;
@@ -433,6 +434,18 @@ static int set_pin(struct config *cfg, void *t, const struct key_def *k,
 	return 0;
 }
 
+static int set_access_log(struct config *cfg, void *t, const struct key_def *k,
+			  const char *v, const struct origin *o, char *why)
+{
+	struct config_listener *l = t;
+
+	(void)cfg, (void)k, (void)o;
+	if (parse_bool(v, &l->access_log) < 0)
+		return fail(why, "invalid access_log '%s' (expected on, off, true, "
+			    "false, yes, no, 1 or 0)", v);
+	return 0;
+}
+
 static int set_steer(struct config *cfg, void *t, const struct key_def *k,
 		     const char *v, const struct origin *o, char *why)
 {
@@ -669,6 +682,7 @@ static const struct key_def listener_keys[] = {
 	  NULL, false },
 	{ "max_per_client", V_UINT, L_OFF(max_per_client), 0, 10000000, NULL,
 	  false },
+	{ "access_log", V_CUSTOM, 0, 0, 0, set_access_log, false },
 	{ "allow", V_CUSTOM, 0, 0, 0, set_acl, true },
 	{ "deny", V_CUSTOM, 0, 0, 0, set_acl, true },
 	{ "balance", V_CUSTOM, 0, 0, 0, set_balance, false },

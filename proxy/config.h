@@ -83,6 +83,7 @@ struct config_listener {
 	unsigned max_connections;
 	unsigned max_per_client; /* 0 = unlimited */
 	struct acl acl;
+	bool access_log;        /* one info line per closed connection; default on */
 
 	enum balance_kind balance;
 	unsigned retries;

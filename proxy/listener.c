@@ -79,7 +79,8 @@ static void session_end(session *s, const char *reason,
 {
 	listener *l = s->owner;
 
-	access_log(s, reason, summary);
+	if (l->params.access_log)
+		access_log(s, reason, summary);
 	l->stats.closed[reason_from_name(reason)]++;
 	l->stats.active--;
 	if (summary) {

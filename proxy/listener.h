@@ -41,6 +41,7 @@ typedef struct listener_params {
 	uint32_t max_connections;     /* 0 = unlimited */
 	uint32_t max_per_client;      /* 0 = unlimited */
 	const struct acl *acl;        /* NULL = everyone */
+	bool access_log;              /* an info line per closed connection */
 	relay_params relay;
 	upstream_params upstream;
 	enum balance_kind balance;

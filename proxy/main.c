@@ -57,6 +57,7 @@ static const flag_key flag_keys[] = {
 	{"--health-rise", "health_rise"},
 	{"--health-fall", "health_fall"},
 	{"--check-frame", "check_frame"},
+	{"--access-log", "access_log"},
 };
 #define FLAG_KEY_COUNT (sizeof(flag_keys) / sizeof(flag_keys[0]))
 
@@ -93,7 +94,7 @@ static void usage(FILE *out)
 "  --frame-timeout DUR  --max-connections N  --max-per-client N\n"
 "  --allow CIDR,...  --deny CIDR,...  --retries N  --fail-threshold N\n"
 "  --fail-timeout DUR  --health-interval DUR  --health-rise N\n"
-"  --health-fall N  --check-frame HEX\n"
+"  --health-fall N  --check-frame HEX  --access-log on|off\n"
 "\n"
 "Sizes read like 64KiB or 16MiB; durations like 250ms, 30s or 1m30s.\n"
 "SIGTERM/SIGINT drain (frames in flight finish), a second one exits now.\n"
@@ -273,6 +274,7 @@ static void plan_listener(listener_params *p, upstream_server_spec *specs,
 		.max_connections = cl->max_connections,
 		.max_per_client = cl->max_per_client,
 		.acl = &cl->acl,
+		.access_log = cl->access_log,
 		.relay = {
 			.max_frame = (uint32_t)cl->max_frame,
 			.buffer_size = (uint32_t)cl->buffer,

@@ -922,3 +922,25 @@ TEST_CASE("config: admin given as a bare port listens on loopback", "[config]")
 	Cfg bad;
 	CHECK(config_apply_override(&bad.c, "admin", ":port", "--admin") == -EINVAL);
 }
+
+TEST_CASE("config: access_log is on by default, per listener", "[config]")
+{
+	Cfg cfg;
+	REQUIRE(cfg.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n"
+			 "[listener b]\nlisten=127.0.0.1:3\nserver=127.0.0.1:4\n"
+			 "access_log = off\n") == 0);
+	INFO(cfg.errors());
+	REQUIRE(config_finish(&cfg.c) == 0);
+	CHECK(cfg.l("a")->access_log);
+	CHECK_FALSE(cfg.l("b")->access_log);
+	REQUIRE(config_apply_override(&cfg.c, "listener.a.access_log", "no",
+				      "--set") == 0);
+	CHECK_FALSE(cfg.l("a")->access_log);
+
+	Cfg bad;
+	CHECK(bad.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n"
+		       "access_log = sometimes\n") == -EINVAL);
+	INFO(bad.errors());
+	CHECK(bad.has("frameproxy.ini:4: key 'access_log': invalid access_log "
+		      "'sometimes' (expected on, off, true, false, yes, no, 1 or 0)"));
+}

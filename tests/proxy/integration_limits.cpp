@@ -386,3 +386,41 @@ TEST_CASE("--max-connections 3: a fourth client waits in the backlog until one o
 	REQUIRE_FALSE(paused.empty());
 	CHECK(paused[0].get("max_connections") == "3");
 }
+
+TEST_CASE("logs: access_log = off silences one listener's access lines only",
+	  "[limits][log]")
+{
+	Echo echo;
+	const std::string path = tmp().file("access.ini");
+	write_file(path, "[listener quiet]\nlisten = 127.0.0.1:0\naccess_log = off\n"
+			 "server = " + echo.addr() + "\n"
+			 "[listener loud]\nlisten = 127.0.0.1:0\n"
+			 "server = " + echo.addr() + "\n");
+	Proxy proxy({"-c", path}, "quiet");
+	const uint16_t quiet = proxy.listener_port("quiet");
+	const uint16_t loud = proxy.listener_port("loud");
+	REQUIRE(quiet != 0);
+	REQUIRE(loud != 0);
+
+	Conn q = Conn::connect(quiet);
+	REQUIRE(q.valid());
+	const std::string quiet_client = q.local_addr();
+	REQUIRE(q.roundtrip("not logged"));
+	q.close();
+	Conn l = Conn::connect(loud);
+	REQUIRE(l.valid());
+	const std::string loud_client = l.local_addr();
+	REQUIRE(l.roundtrip("logged"));
+	l.close();
+
+	// The loud listener's line shows the shard has logged what it closed.
+	LogRecord access;
+	REQUIRE(proxy.wait_access(loud_client, T5, &access));
+	CHECK(access.get("listener") == "loud");
+	std::this_thread::sleep_for(milliseconds(200));
+	for (const auto &r : proxy.records("access")) {
+		INFO("access line for " << r.get("client"));
+		CHECK(r.get("listener") != "quiet");
+	}
+	CHECK(proxy.records("access").size() == 1);
+}
