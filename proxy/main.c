@@ -369,6 +369,15 @@ static int app_run_shard(void *ctx, const shard_context *shard)
 	for (size_t i = 0; i < app->plan.count; i++)
 		app->plan.listeners[i].seed ^= (uint64_t)(shard->index + 1) *
 					       0x9e3779b97f4a7c15ull;
+	/* One shard checks each server; the rest read its results. */
+	for (size_t i = 0; i < app->plan.count; i++) {
+		upstream_params *u = &app->plan.listeners[i].upstream;
+		u->health_board = shard->health;
+		u->health_listener = (uint32_t)i;
+		u->shard_index = shard->index;
+		u->shard_count = shard->shards;
+		u->generation = shard->generation;
+	}
 	server_settings settings = {
 		.poller = shard->poller,
 		.uring_write_batching = app->cfg.uring_write_batching,

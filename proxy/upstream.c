@@ -271,6 +271,62 @@ static void check_sleep(upstream_pool *pool, upstream_server *server)
 	coro_park("health check interval");
 }
 
+/* --- shared checks (several shards) ---------------------------------------- */
+
+static bool check_is_mine(const upstream_pool *pool, uint32_t index)
+{
+	const upstream_params *p = &pool->params;
+
+	return !p->health_board || p->shard_count <= 1 ||
+	       shard_health_owner(p->shard_count, p->health_listener, index) ==
+		       p->shard_index;
+}
+
+/* The owner's result is fresh for two intervals and two check timeouts. */
+static shard_health check_read_owner(const upstream_pool *pool, uint32_t index)
+{
+	const upstream_params *p = &pool->params;
+	int64_t max_age = 2 * p->health_interval_ns + 2 * p->connect_timeout_ns;
+
+	return shard_health_read(p->health_board, p->generation, p->health_listener,
+				 index, sched_now(), max_age);
+}
+
+static void check_publish(upstream_pool *pool, uint32_t index)
+{
+	const upstream_params *p = &pool->params;
+
+	if (!p->health_board || p->shard_count <= 1)
+		return;
+	shard_health_publish(p->health_board, p->generation, p->health_listener,
+			     index, pool->servers[index].check_up ? SHARD_HEALTH_UP
+								 : SHARD_HEALTH_DOWN,
+			     sched_now());
+}
+
+/* Take the owner shard's verdict (its rise/fall counts already applied). */
+static void check_adopt(upstream_pool *pool, upstream_server *server,
+			uint32_t index, shard_health state)
+{
+	bool up = state == SHARD_HEALTH_UP;
+	uint32_t owner = shard_health_owner(pool->params.shard_count,
+					    pool->params.health_listener, index);
+
+	server->check_successes = 0;
+	server->check_failures = 0;
+	if (up) {
+		server->out_until = 0; /* as a passing check of our own */
+		server->ejections = 0;
+	}
+	if (up == server->check_up)
+		return;
+	server->check_up = up;
+	log_line(up ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
+		 up ? "upstream up" : "upstream down",
+		 "listener=%s upstream=%s checked_by=shard%u", pool->listener,
+		 server->name, owner);
+}
+
 typedef struct checker_arg {
 	upstream_pool *pool;
 	uint32_t index;
@@ -280,11 +336,21 @@ static void checker_main(void *arg)
 {
 	checker_arg *self = arg;
 	upstream_pool *pool = self->pool;
-	upstream_server *server = &pool->servers[self->index];
+	uint32_t index = self->index;
+	upstream_server *server = &pool->servers[index];
+	bool mine = check_is_mine(pool, index);
 
 	free(self);
 	while (!pool->stopping) {
-		check_record(pool, server, check_once(pool, server));
+		shard_health owner = mine ? SHARD_HEALTH_UNKNOWN
+					  : check_read_owner(pool, index);
+		if (owner != SHARD_HEALTH_UNKNOWN) {
+			check_adopt(pool, server, index, owner);
+		} else {
+			check_record(pool, server, check_once(pool, server));
+			if (mine)
+				check_publish(pool, index);
+		}
 		if (pool->stopping)
 			break;
 		check_sleep(pool, server);

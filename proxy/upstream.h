@@ -7,7 +7,11 @@
  * at 32x) and reset by a success; failures of connects that were in flight
  * when it went out do not count. Active health, when health_interval is
  * set, runs one checker coroutine per server: a TCP connect, or check_frame
- * sent and any frame expected back, with rise/fall counts.
+ * sent and any frame expected back, with rise/fall counts. With several
+ * shards, only a server's owner shard checks it and publishes the result on
+ * the shared health board; the others take the result from there each
+ * interval and check the server themselves only while the board has no
+ * fresh result for it (owner gone or restarting).
  */
 #ifndef FRAMEPROXY_PROXY_UPSTREAM_H
 #define FRAMEPROXY_PROXY_UPSTREAM_H
@@ -18,6 +22,7 @@
 
 #include "poll/poll.h"
 #include "proxy/balance.h"
+#include "shard/shard.h"
 
 #define UPSTREAM_MAX_SERVERS BALANCE_MAX_SERVERS
 
@@ -32,6 +37,12 @@ typedef struct upstream_params {
 	const uint8_t *check_frame;/* payload; NULL = plain TCP connect check */
 	uint32_t check_frame_len;
 	uint32_t max_frame;        /* bound for the check's reply */
+	/* Shared checks; health_board NULL: this process checks every server. */
+	shard_health_board *health_board;
+	uint32_t health_listener;  /* this pool's row on the board */
+	uint32_t shard_index;
+	uint32_t shard_count;
+	uint32_t generation;       /* results of other generations are ignored */
 } upstream_params;
 
 typedef struct upstream_server {

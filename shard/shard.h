@@ -130,6 +130,42 @@ void shard_slot_name(char dst[SHARD_NAME_MAX], const char *src);
 /* Scheduler, poller, CPU time and RSS of the calling process into the slot. */
 void shard_slot_publish_runtime(shard_slot *slot);
 
+/* --- active health results shared between shards --------------------------- */
+
+/*
+ * Each server of each listener is health-checked by one shard, its owner
+ * (shard_health_owner); the owner publishes every result on the board, a
+ * shared mapping the supervisor made before forking, and the other shards
+ * read it instead of checking the server themselves. A result is trusted only
+ * from the readers' own configuration generation and while it is younger
+ * than the reader's max_age: when the owner is gone, restarting or from an
+ * older generation, readers see SHARD_HEALTH_UNKNOWN and check on their own.
+ * Each entry is one 64-bit word (generation, state, time), so a reader never
+ * sees a torn result.
+ */
+#define SHARD_HEALTH_MAX_SERVERS 256 /* per listener; more are checked locally */
+
+typedef struct shard_health_board shard_health_board;
+
+typedef enum shard_health {
+	SHARD_HEALTH_UNKNOWN = 0,
+	SHARD_HEALTH_UP,
+	SHARD_HEALTH_DOWN,
+} shard_health;
+
+/* Owners spread over the shards; the same answer in every shard. */
+uint32_t shard_health_owner(uint32_t shards, uint32_t listener, uint32_t server);
+/* now_ns: CLOCK_MONOTONIC (one clock for every process). No-op out of range. */
+void shard_health_publish(shard_health_board *board, uint32_t generation,
+			  uint32_t listener, uint32_t server, shard_health state,
+			  int64_t now_ns);
+shard_health shard_health_read(const shard_health_board *board,
+			       uint32_t generation, uint32_t listener,
+			       uint32_t server, int64_t now_ns, int64_t max_age_ns);
+/* For tests and the supervisor: a zeroed board (MAP_SHARED), or NULL. */
+shard_health_board *shard_health_board_map(void);
+void shard_health_board_unmap(shard_health_board *board);
+
 /* --- what a shard is given ------------------------------------------------ */
 
 typedef struct shard_context {
@@ -141,6 +177,7 @@ typedef struct shard_context {
 	const int *listen_fds;        /* one per listener, this shard's own */
 	uint32_t listener_count;
 	shard_slot *slot;
+	shard_health_board *health;   /* shared active-health results */
 } shard_context;
 
 /* --- the supervisor ------------------------------------------------------- */

@@ -71,6 +71,7 @@ typedef struct supervisor {
 	uint32_t shards;
 	shard_sockets sockets;
 	shard_metrics metrics;
+	shard_health_board *health;  /* shared active-health results */
 	admin_server admin;
 	bool admin_open;
 	int signal_fd;
@@ -201,6 +202,7 @@ static void child_run(supervisor *sup, uint32_t index, shard_slot *slot,
 		.listen_fds = sockets_of(&sup->sockets, index),
 		.listener_count = sup->sockets.listener_count,
 		.slot = slot,
+		.health = sup->health,
 	};
 	/* exit(), not _exit(): LeakSanitizer and stdio run at exit. */
 	exit(sup->ops->run(sup->ctx, &context));
@@ -701,6 +703,12 @@ static int supervisor_start(supervisor *sup)
 		    strerror(-rc));
 		return rc;
 	}
+	sup->health = shard_health_board_map();
+	if (!sup->health) {
+		say(sup, SHARD_LOG_ERROR, "cannot map the health board", "error=\"%s\"",
+		    strerror(errno));
+		return -ENOMEM;
+	}
 	for (uint32_t i = 0; i < sup->shards; i++)
 		if (!spawn(sup, i, PROC_SERVING))
 			return -ENOMEM;
@@ -713,6 +721,7 @@ static void supervisor_free(supervisor *sup)
 		admin_close(&sup->admin);
 	sockets_close(&sup->sockets);
 	metrics_unmap(&sup->metrics);
+	shard_health_board_unmap(sup->health);
 	if (sup->signal_fd >= 0)
 		close(sup->signal_fd);
 	free(sup->procs);

@@ -729,3 +729,79 @@ TEST_CASE("shards: frame counters move while connections stay open", "[shard]")
 	CHECK(seen == 7);
 	CHECK(proxy.records("access").empty());
 }
+
+// Figures of a case on stderr (the suite's log), and as INFO.
+#define NOTE_CHECKS(x)                                                        \
+	do {                                                                  \
+		std::ostringstream note_;                                     \
+		note_ << x;                                                   \
+		fprintf(stderr, "[shard] %s\n", note_.str().c_str());        \
+	} while (0)
+
+// Active health with several shards: each server is checked by one shard
+// (shard_health_owner: server 0 of the first listener is shard 0's), the
+// others take its results from the shared board, and check on their own
+// only while the owner publishes nothing.
+TEST_CASE("shards: one shard health-checks a server for all, the others fall back when it stops",
+	  "[shard][health]")
+{
+	TestUpstream target(TestUpstream::Mode::Hold);
+	Proxy proxy({"--shards", "2", "--server", target.addr(),
+		     "--health-interval", "100ms", "--connect-timeout", "200ms"});
+	REQUIRE(proxy.wait_ready());
+	auto pids = proxy.shard_pids();
+	REQUIRE(pids.size() == 2);
+	std::this_thread::sleep_for(milliseconds(500));
+
+	// Each check is one connection; 2 s of 100 ms intervals is 20 checks
+	// from one shard, 40 if both checked.
+	size_t n0 = target.accepted();
+	std::this_thread::sleep_for(milliseconds(2000));
+	size_t shared = target.accepted() - n0;
+	NOTE_CHECKS("both shards running: " << shared << " checks in 2 s");
+	CHECK(shared >= 12);
+	CHECK(shared <= 28);
+
+	// The owner stops: after its last result ages out (2 intervals + 2
+	// connect timeouts), shard 1 checks on its own.
+	REQUIRE(::kill(pids[0], SIGSTOP) == 0);
+	std::this_thread::sleep_for(milliseconds(1000));
+	size_t n1 = target.accepted();
+	std::this_thread::sleep_for(milliseconds(2000));
+	size_t fallback = target.accepted() - n1;
+	::kill(pids[0], SIGCONT);
+	NOTE_CHECKS("shard 0 stopped: " << fallback << " checks in 2 s");
+	CHECK(fallback >= 12);
+	CHECK(fallback <= 28);
+}
+
+TEST_CASE("shards: a server the owner finds down is down in every shard",
+	  "[shard][health]")
+{
+	RefusingPort dead;
+	Echo live;
+	Proxy proxy({"--shards", "2", "--server", dead.addr(), "--server", live.addr(),
+		     "--health-interval", "100ms", "--connect-timeout", "200ms",
+		     "--retries", "0", "--fail-threshold", "1000"});
+	REQUIRE(proxy.wait_ready());
+	// Shard 0 owns server 0 (the dead one): it counts the falls and says
+	// why; shard 1 takes the verdict from the board.
+	LogRecord own, adopted;
+	REQUIRE(proxy.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "upstream down") && r.is("upstream", dead.addr()) &&
+		       r.is("shard", "0");
+	}, T5, &own));
+	CHECK(own.get("error") == "Connection refused");
+	REQUIRE(proxy.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "upstream down") && r.is("upstream", dead.addr()) &&
+		       r.is("shard", "1");
+	}, T5, &adopted));
+	CHECK(adopted.get("checked_by") == "shard0");
+	// Clients of either shard only go to the live server.
+	for (int i = 0; i < 10; i++) {
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		REQUIRE(c.roundtrip("where to " + std::to_string(i)));
+	}
+	CHECK(proxy.records("upstream connect failed").empty());
+}
