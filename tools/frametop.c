@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools/clock.h"
 #include "tools/framebench_util.h"
 #include "tools/frametop_http.h"
 #include "tools/frametop_stats.h"
@@ -86,13 +87,6 @@ static const char usage_text[] =
 	"  RSS RUNQ   resident memory, scheduler run-queue length\n"
 	"Exit status: 0; 1 when the endpoint cannot be reached or answers\n"
 	"something that is not its /stats JSON; 2 on a usage error.\n";
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
 
 static int usage_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
@@ -246,7 +240,7 @@ static bool read_key(bool *keys)
 static bool wait_until(int64_t due, bool *keys)
 {
 	while (!stop_requested) {
-		int64_t left_ms = (due - now_ns() + 999999) / 1000000;
+		int64_t left_ms = (due - tool_now_ns() + 999999) / 1000000;
 		if (left_ms <= 0)
 			return false;
 		struct pollfd p = {STDIN_FILENO, POLLIN, 0};
@@ -282,7 +276,7 @@ static int fetch(const struct options *o, ft_sample *out, char *msg,
 		snprintf(why, sizeof(why), "out of memory");
 	if (err < 0 && err != -EINTR)
 		snprintf(msg, msg_len, "%s: GET /stats: %s", o->admin, why);
-	out->mono_ns = now_ns();
+	out->mono_ns = tool_now_ns();
 	return err;
 }
 
@@ -319,7 +313,7 @@ static int loop(const struct options *o, bool screen, bool *keys, char *msg,
 	ft_sample prev = {0}, cur;
 	bool have_prev = false;
 	uint64_t shown = 0, want = o->once ? 1 : o->count;
-	int64_t due = now_ns();
+	int64_t due = tool_now_ns();
 	int status = 0;
 	for (;;) {
 		int err = fetch(o, &cur, msg, msg_len);
@@ -345,8 +339,8 @@ static int loop(const struct options *o, bool screen, bool *keys, char *msg,
 			break;
 		due += o->interval_ns;
 		/* After a slow fetch, go on from now rather than catch up. */
-		if (due < now_ns())
-			due = now_ns();
+		if (due < tool_now_ns())
+			due = tool_now_ns();
 		if (wait_until(due, keys))
 			break;
 	}

@@ -15,19 +15,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define READ_CHUNK 16384
+#include "tools/clock.h"
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#define READ_CHUNK 16384
 
 /* 0 when fd is ready for events before the deadline. */
 static int wait_fd(int fd, short events, int64_t deadline)
 {
-	int64_t left = deadline - now_ms();
+	int64_t left = deadline - tool_now_ms();
 	if (left <= 0)
 		return -ETIMEDOUT;
 	struct pollfd p = {fd, events, 0};
@@ -148,7 +143,7 @@ int ft_http_get(const struct sockaddr *addr, socklen_t addr_len,
 		ft_http_reply *reply)
 {
 	memset(reply, 0, sizeof(*reply));
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = tool_now_ms() + timeout_ms;
 	int fd = -1;
 	int err = connect_by(addr, addr_len, deadline, &fd);
 	if (err == 0)

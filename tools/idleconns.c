@@ -42,6 +42,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools/clock.h"
+
 #define MAX_SIZE (1u << 20)          /* largest --size */
 #define DEFAULT_BATCH 256u
 #define MAX_BATCH 4096u
@@ -90,13 +92,6 @@ static void on_signal(int sig)
 		(void)r;
 	}
 	errno = saved;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* "10s", "250ms", "1m", "2" (seconds), "1.5s". */
@@ -384,7 +379,7 @@ static void conn_step(struct conn *c, uint32_t idx, short revents,
 static void setup_batch(struct conn *conns, uint32_t first, uint32_t count,
 			struct pollfd *pfds, uint32_t *map, uint8_t **bufs)
 {
-	int64_t deadline = now_ms() + opt.timeout_ms;
+	int64_t deadline = tool_now_ms() + opt.timeout_ms;
 	for (uint32_t k = 0; k < count; k++) {
 		uint32_t idx = first + k;
 		struct conn *c = &conns[idx];
@@ -412,7 +407,7 @@ static void setup_batch(struct conn *conns, uint32_t first, uint32_t count,
 			pfds[np] = (struct pollfd){.fd = c->fd, .events = ev};
 			map[np++] = k;
 		}
-		int64_t wait = deadline - now_ms();
+		int64_t wait = deadline - tool_now_ms();
 		if (wait <= 0)
 			wait = 0;
 		int r = poll(pfds, np, (int)wait);
