@@ -805,3 +805,38 @@ TEST_CASE("shards: a server the owner finds down is down in every shard",
 	}
 	CHECK(proxy.records("upstream connect failed").empty());
 }
+
+TEST_CASE("shards: after a reload the new shards share health checks again",
+	  "[shard][health]")
+{
+	TestUpstream target(TestUpstream::Mode::Hold);
+	std::string path = write_config("health-reload.ini", target.addr());
+	Proxy proxy({"-c", path, "--health-interval", "100ms", "--connect-timeout",
+		     "200ms"});
+	REQUIRE(proxy.wait_ready());
+	auto count_checks = [&](const char *when) {
+		size_t n0 = target.accepted();
+		std::this_thread::sleep_for(milliseconds(2000));
+		size_t n = target.accepted() - n0;
+		NOTE_CHECKS(when << ": " << n << " checks in 2 s");
+		return n;
+	};
+	std::this_thread::sleep_for(milliseconds(500));
+	size_t before = count_checks("generation 0");
+	CHECK(before >= 12);
+	CHECK(before <= 28);
+
+	// A new generation: results of the old one no longer count, and the
+	// new owner publishes its own.
+	write_config("health-reload.ini", target.addr(), "# generation 1");
+	proxy.proc().signal(SIGHUP);
+	REQUIRE(proxy.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "reload complete") && r.is("generation", "1");
+	}, milliseconds(10000)));
+	std::this_thread::sleep_for(milliseconds(1000));
+	size_t after = count_checks("generation 1");
+	CHECK(after >= 12);
+	CHECK(after <= 28);
+	INFO(proxy.log_tail(20));
+	CHECK(proxy.records("upstream down").empty());
+}
