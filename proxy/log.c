@@ -34,8 +34,9 @@ static int64_t default_monotonic(void)
 }
 
 static int64_t (*now_realtime)(void) = default_realtime;
-static void log_emit(const char *buf, size_t n);
 static int64_t (*now_monotonic)(void) = default_monotonic;
+
+static void log_emit(const char *buf, size_t n);
 
 void log_set_output(FILE *out)
 {

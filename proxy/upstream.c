@@ -273,11 +273,16 @@ static void check_sleep(upstream_pool *pool, upstream_server *server)
 
 /* --- shared checks (several shards) ---------------------------------------- */
 
+static bool checks_shared(const upstream_pool *pool)
+{
+	return pool->params.health_board && pool->params.shard_count > 1;
+}
+
 static bool check_is_mine(const upstream_pool *pool, uint32_t index)
 {
 	const upstream_params *p = &pool->params;
 
-	return !p->health_board || p->shard_count <= 1 ||
+	return !checks_shared(pool) ||
 	       shard_health_owner(p->shard_count, p->health_listener, index) ==
 		       p->shard_index;
 }
@@ -296,7 +301,7 @@ static void check_publish(upstream_pool *pool, uint32_t index)
 {
 	const upstream_params *p = &pool->params;
 
-	if (!p->health_board || p->shard_count <= 1)
+	if (!checks_shared(pool))
 		return;
 	shard_health_publish(p->health_board, p->generation, p->health_listener,
 			     index, pool->servers[index].check_up ? SHARD_HEALTH_UP
