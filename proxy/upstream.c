@@ -332,20 +332,15 @@ static void check_adopt(upstream_pool *pool, upstream_server *server,
 		 server->name, owner);
 }
 
-typedef struct checker_arg {
-	upstream_pool *pool;
-	uint32_t index;
-} checker_arg;
-
+/* The argument is the server itself: a checker that never ran (the shard
+ * stopped at once) leaves nothing to free. */
 static void checker_main(void *arg)
 {
-	checker_arg *self = arg;
-	upstream_pool *pool = self->pool;
-	uint32_t index = self->index;
-	upstream_server *server = &pool->servers[index];
+	upstream_server *server = arg;
+	upstream_pool *pool = server->pool;
+	uint32_t index = server->index;
 	bool mine = check_is_mine(pool, index);
 
-	free(self);
 	while (!pool->stopping) {
 		shard_health owner = mine ? SHARD_HEALTH_UNKNOWN
 					  : check_read_owner(pool, index);
@@ -369,17 +364,13 @@ int upstream_pool_start(upstream_pool *pool)
 		return 0;
 	for (uint32_t i = 0; i < pool->count; i++) {
 		upstream_server *server = &pool->servers[i];
-		checker_arg *arg = malloc(sizeof(*arg));
 		coro_opts opts = {.name = "health-check"};
 
-		if (!arg)
-			return -ENOMEM;
-		*arg = (checker_arg){.pool = pool, .index = i};
+		server->pool = pool;
+		server->index = i;
 		sched_timer_init(&server->check_timer, check_timer_fired, server);
-		if (!coro_spawn(checker_main, arg, &opts)) {
-			free(arg);
+		if (!coro_spawn(checker_main, server, &opts))
 			return -ENOMEM;
-		}
 		pool->checkers_running++;
 	}
 	return 0;

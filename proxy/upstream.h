@@ -57,6 +57,8 @@ typedef struct upstream_server {
 				    * connect whether the server went out
 				    * while it was in flight */
 	/* active health */
+	struct upstream_pool *pool; /* the checker's way back, set at start */
+	uint32_t index;
 	bool check_up;
 	uint32_t check_successes;
 	uint32_t check_failures;

@@ -10,7 +10,8 @@ usage: tools/soak.sh [--minutes N] [--build DIR] [--shards N] [--out DIR]
 Builds (or reuses) the ASan + UBSan tree (default build-asan, as
 tools/test.sh --sanitize makes it) and runs, for N minutes (default 10):
   - frameproxy --shards 2 (default) with an admin endpoint, in front of two
-    frameecho upstreams;
+    frameecho upstreams, health-checked every 500 ms (shared between the
+    shards, through reloads and kills);
   - steady load: framebench, 20 connections, 4 in flight, 16..4096-byte
     frames, every frame verified;
   - large frames: framebench, 2 connections, 64..256 KiB frames;
@@ -27,7 +28,7 @@ shard, and the frames the proxy has forwarded (from /metrics).
 
 It fails (exit 1) when: a framebench run reports a lost, corrupt or
 unanswered frame (except the runs cut by a shard kill: those are counted,
-not failed); AddressSanitizer or LeakSanitizer reports anything in any
+not failed); an upstream is ever marked down (they never go away); AddressSanitizer or LeakSanitizer reports anything in any
 frameproxy process (the shards exit at the end through a normal drain, so
 leaks are checked in every process); the supervisor does not exit 0 on
 SIGTERM; or the resident memory of the serving shards (samples with no retiring
@@ -95,7 +96,7 @@ done
 
 "$build/proxy/frameproxy" --shards "$shards" --admin 127.0.0.1:0 --listen 127.0.0.1:0 \
 	--server "127.0.0.1:${echo_ports[0]}" --server "127.0.0.1:${echo_ports[1]}" \
-	--idle-timeout 10m --drain-timeout 90s 2>"$out/proxy.log" &
+	--idle-timeout 10m --drain-timeout 90s --health-interval 500ms 2>"$out/proxy.log" &
 sup=$!
 pids+=($sup)
 line=$(wait_line "$out/proxy.log" 'msg="listening"') || { echo "soak: frameproxy did not start" >&2; exit 1; }
@@ -172,6 +173,10 @@ fail() { echo "FAIL: $*" >>"$out/summary.txt"; status=1; }
 if ls "$out"/asan.* >/dev/null 2>&1 || ls "$out"/ubsan.* >/dev/null 2>&1; then
 	fail "sanitizer reports: $(ls "$out"/asan.* "$out"/ubsan.* 2>/dev/null | tr '\n' ' ')"
 fi
+downs=$(grep -c 'msg="upstream down"' "$out/proxy.log" || true)
+[ "$downs" -eq 0 ] || fail "an upstream was marked down $downs times (they never went away)"
+checked=$(grep -c 'checked_by=' "$out/proxy.log" || true)
+echo "health: 0 upstream down lines expected, $downs seen; $checked adopted verdict changes" >>"$out/summary.txt"
 # Runs that failed: allowed only as many as shard kills could cut (a kill
 # cuts at most one run of each loop).
 for name in steady large churn; do
