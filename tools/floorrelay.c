@@ -154,13 +154,14 @@ static int floor_listen(const struct floor_options *opt)
 	return fd;
 }
 
-/* Accept one client and connect its server: the new pair, or NULL. */
-static struct floor_pair *floor_accept(int listener,
-				       const struct floor_options *opt)
+/*
+ * Connect an accepted client's server and pair them: the pair, or NULL with
+ * both closed. epoll wants non-blocking fds; io_uring does not need them.
+ */
+static struct floor_pair *floor_pair_open(int client,
+					  const struct floor_options *opt,
+					  bool nonblocking)
 {
-	int client = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-	if (client < 0)
-		return NULL;
 	int server = floor_connect(opt);
 	if (server < 0) {
 		fprintf(stderr, "floorrelay: connect: %s\n", strerror(-server));
@@ -168,18 +169,29 @@ static struct floor_pair *floor_accept(int listener,
 		return NULL;
 	}
 	floor_nodelay(client);
-	if (floor_set_nonblocking(client) < 0 ||
-	    floor_set_nonblocking(server) < 0) {
-		close(client);
-		close(server);
-		return NULL;
-	}
-	struct floor_pair *p = floor_pair_new(client, server, opt->buffer);
+	struct floor_pair *p = NULL;
+	if (!nonblocking || (floor_set_nonblocking(client) == 0 &&
+			     floor_set_nonblocking(server) == 0))
+		p = floor_pair_new(client, server, opt->buffer);
 	if (!p) {
 		close(client);
 		close(server);
 	}
 	return p;
+}
+
+/* Accept one client (epoll): its pair, or NULL when none is waiting. */
+static struct floor_pair *floor_accept(int listener,
+				       const struct floor_options *opt)
+{
+	for (;;) {
+		int client = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+		if (client < 0)
+			return NULL;
+		struct floor_pair *p = floor_pair_open(client, opt, true);
+		if (p)
+			return p;
+	}
 }
 
 /* --- epoll ------------------------------------------------------------ */
@@ -377,20 +389,9 @@ static void floor_uring_accepted(struct io_uring *ring, int listener,
 		floor_uring_accept(ring, listener);
 	if (cqe->res < 0)
 		return;
-	int client = cqe->res;
-	int server = floor_connect(opt);
-	if (server < 0) {
-		fprintf(stderr, "floorrelay: connect: %s\n", strerror(-server));
-		close(client);
+	struct floor_pair *p = floor_pair_open(cqe->res, opt, false);
+	if (!p)
 		return;
-	}
-	floor_nodelay(client);
-	struct floor_pair *p = floor_pair_new(client, server, opt->buffer);
-	if (!p) {
-		close(client);
-		close(server);
-		return;
-	}
 	floor_uring_recv(ring, &p->up, opt->buffer);
 	floor_uring_recv(ring, &p->down, opt->buffer);
 }

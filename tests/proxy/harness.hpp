@@ -512,6 +512,15 @@ public:
 		return utime < 0 || stime < 0 ? -1 : utime + stime;
 	}
 
+	// Gone, or a zombie nobody reaped yet (orphans go to init, not to us).
+	static bool ended_of(pid_t pid)
+	{
+		std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+		size_t rp = stat.rfind(')');
+		return rp == std::string::npos || rp + 2 >= stat.size() ||
+		       stat[rp + 2] == 'Z' || stat[rp + 2] == 'X';
+	}
+
 private:
 	std::string name_;
 	std::vector<std::string> argv_;
@@ -1481,6 +1490,20 @@ inline std::string http_body(const std::string &response)
 {
 	auto at = response.find("\r\n\r\n");
 	return at == std::string::npos ? "" : response.substr(at + 4);
+}
+
+// The sum of a Prometheus family's samples in a /metrics body, over the
+// sample lines that also contain `having` (e.g. a label value).
+inline uint64_t metric_sum(const std::string &metrics, const std::string &family,
+			   const std::string &having = "")
+{
+	uint64_t sum = 0;
+	for (const auto &line : split_lines(metrics))
+		if (line.compare(0, family.size() + 1, family + "{") == 0 &&
+		    line.find(having) != std::string::npos)
+			sum += strtoull(line.substr(line.rfind(' ') + 1).c_str(),
+					nullptr, 10);
+	return sum;
 }
 
 inline int run_to_exit(Process &p, milliseconds timeout)

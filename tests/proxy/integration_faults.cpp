@@ -1829,17 +1829,6 @@ uint16_t logged_port(LogPipe &log, const std::string &msg)
 	return (uint16_t)atoi(a.substr(a.rfind(':') + 1).c_str());
 }
 
-// The sum of a Prometheus counter's samples in a /metrics body.
-uint64_t metric_sum(const std::string &metrics, const std::string &name)
-{
-	uint64_t sum = 0;
-	for (const auto &line : split_lines(metrics))
-		if (line.compare(0, name.size() + 1, name + "{") == 0)
-			sum += strtoull(line.substr(line.rfind(' ') + 1).c_str(),
-					nullptr, 10);
-	return sum;
-}
-
 } // namespace
 
 // Before: shards wrote log lines to a blocking stderr, so a reader that

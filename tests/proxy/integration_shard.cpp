@@ -339,15 +339,6 @@ TEST_CASE("shards: SIGTERM drains every shard with frames in flight", "[shard]")
 	CHECK(count_records(proxy, "stopped") >= 1);
 }
 
-// Gone, or a zombie nobody reaped yet (orphans go to init, not to us).
-static bool process_ended(pid_t pid)
-{
-	std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-	size_t paren = stat.rfind(')');
-	return stat.empty() || paren == std::string::npos || paren + 2 >= stat.size() ||
-	       stat[paren + 2] == 'Z' || stat[paren + 2] == 'X';
-}
-
 TEST_CASE("shards: shards orphaned by a SIGKILLed supervisor drain and exit",
 	  "[shard]")
 {
@@ -380,9 +371,9 @@ TEST_CASE("shards: shards orphaned by a SIGKILLed supervisor drain and exit",
 	for (auto &kv : pids) {
 		INFO("shard " << kv.first << " pid " << kv.second);
 		auto deadline = Clock::now() + milliseconds(5000);
-		while (!process_ended(kv.second) && Clock::now() < deadline)
+		while (!Process::ended_of(kv.second) && Clock::now() < deadline)
 			std::this_thread::sleep_for(milliseconds(20));
-		CHECK(process_ended(kv.second));
+		CHECK(Process::ended_of(kv.second));
 	}
 	CHECK(ms_since(t0) < 5000);
 	// Nobody holds the listening sockets any more.
@@ -492,14 +483,9 @@ TEST_CASE("shards: the admin endpoint serves metrics and stats, nothing else",
 	CHECK(metrics.find("text/plain; version=0.0.4") != std::string::npos);
 	std::string body = http_body(metrics);
 	// Ten connections, each one frame each way, summed over both shards.
-	uint64_t accepted = 0, frames_in = 0;
-	for (auto &line : split_lines(body)) {
-		if (line.rfind("frameproxy_connections_accepted_total{", 0) == 0)
-			accepted += strtoull(line.substr(line.rfind(' ') + 1).c_str(), nullptr, 10);
-		if (line.rfind("frameproxy_frames_total{", 0) == 0 &&
-		    line.find("client_to_upstream") != std::string::npos)
-			frames_in += strtoull(line.substr(line.rfind(' ') + 1).c_str(), nullptr, 10);
-	}
+	uint64_t accepted = metric_sum(body, "frameproxy_connections_accepted_total");
+	uint64_t frames_in = metric_sum(body, "frameproxy_frames_total",
+					"client_to_upstream");
 	CHECK(accepted == 10);
 	CHECK(frames_in == 10);
 	CHECK(body.find("shard=\"0\"") != std::string::npos);
@@ -713,13 +699,9 @@ TEST_CASE("shards: frame counters move while connections stay open", "[shard]")
 	REQUIRE(c.valid());
 	for (int i = 0; i < 7; i++)
 		REQUIRE(c.roundtrip(random_bytes(10, (uint32_t)i)));
-	auto frames_in = [&] {
-		std::string body = http_body(http_get(admin, "/metrics"));
-		for (auto &line : split_lines(body))
-			if (line.rfind("frameproxy_frames_total{", 0) == 0 &&
-			    line.find("client_to_upstream") != std::string::npos)
-				return strtoull(line.substr(line.rfind(' ') + 1).c_str(), nullptr, 10);
-		return 0ull;
+	auto frames_in = [&] {  // one shard, one listener: one sample
+		return metric_sum(http_body(http_get(admin, "/metrics")),
+				  "frameproxy_frames_total", "client_to_upstream");
 	};
 	// Published every 100 ms; the connection is still open.
 	auto t0 = Clock::now();
