@@ -95,6 +95,18 @@ struct poll_backend {
 	bool (*del)(pd_t *pd);
 	/* The netpoll hook body: wait up to delay_ns (<0 forever, 0 not at all). */
 	int (*poll)(int64_t delay_ns);
+	/*
+	 * The fd I/O of net.c, one attempt each: n >= 0 (0 from recv is EOF),
+	 * or -errno, -EAGAIN when the fd is not ready (the caller then parks
+	 * on readiness and tries again). NULL means the plain syscall,
+	 * pd_sys_recv / pd_sys_sendmsg, which net.c then calls directly.
+	 * recv never parks: pd_try_read also runs in scheduler context.
+	 * sendmsg may park the calling coroutine until the backend has done
+	 * the send, and takes the plain path outside a coroutine. Neither
+	 * changes `iov`; the caller advances it.
+	 */
+	ssize_t (*recv)(pd_t *pd, void *buf, size_t len);
+	ssize_t (*sendmsg)(pd_t *pd, struct iovec *iov, int iov_count);
 };
 
 extern const struct poll_backend poll_backend_epoll;
@@ -102,6 +114,8 @@ extern const struct poll_backend poll_backend_uring;
 
 /* Shared state of the process's poller. */
 extern poll_stats poll_g_stats;
+/* The backend in use; NULL while no poller is open. */
+extern const struct poll_backend *poll_g_backend;
 
 /* pd.c, for backends: deliver readiness for a token; returns how many
  * coroutines/watches it woke. Stale tokens are counted and dropped. */
@@ -118,11 +132,10 @@ int pd_check(pd_t *pd, pd_dir dir);
 /* Drop a READY left by an old edge before an op looks at the fd itself. */
 void pd_prepare(pd_t *pd, pd_dir dir);
 
-/* uring.c: write batching (poll_set_uring_write_batching). */
-extern bool poll_uring_batch_writes;
-/* Send through the ring and park until done: n, or -errno (-EAGAIN when
- * the socket is full, -ENOTSOCK for non-sockets). Coroutine context only. */
-ssize_t poll_uring_sendmsg(pd_t *pd, struct iovec *iov, int iov_count);
+/* net.c: the plain syscalls behind the recv and sendmsg ops, for backends
+ * whose own op falls back to them. Same contract as the ops. */
+ssize_t pd_sys_recv(pd_t *pd, void *buf, size_t len);
+ssize_t pd_sys_sendmsg(pd_t *pd, struct iovec *iov, int iov_count);
 
 /* Internal pd_open for fds known to be non-blocking already. */
 int pd_open_nonblock(int fd, pd_t **out);

@@ -86,4 +86,6 @@ const struct poll_backend poll_backend_epoll = {
 	.add = ep_add,
 	.del = ep_del,
 	.poll = ep_poll,
+	.recv = NULL,    /* the plain syscalls */
+	.sendmsg = NULL,
 };

@@ -237,6 +237,49 @@ int poll_connect(const struct sockaddr *addr, socklen_t addr_len,
 	return 0;
 }
 
+/* --- backend I/O -------------------------------------------------------- */
+
+/* read(2), not recv(2): pipes and other non-sockets read the same way. */
+ssize_t pd_sys_recv(pd_t *pd, void *buf, size_t len)
+{
+	poll_g_stats.syscalls++;
+	ssize_t n = read(pd->fd, buf, len);
+	return n >= 0 ? n : -errno;
+}
+
+/* sendmsg with MSG_NOSIGNAL so a vanished peer is -EPIPE, not a signal;
+ * plain writev for pipes and other non-sockets. */
+ssize_t pd_sys_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
+{
+	poll_g_stats.syscalls++;
+	if (!pd->not_socket) {
+		struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iov_count};
+		ssize_t n = sendmsg(pd->fd, &msg, MSG_NOSIGNAL);
+		if (n >= 0)
+			return n;
+		if (errno != ENOTSOCK)
+			return -errno;
+		pd->not_socket = true;
+		poll_g_stats.syscalls++;
+	}
+	ssize_t n = writev(pd->fd, iov, iov_count);
+	return n >= 0 ? n : -errno;
+}
+
+/* A backend without its own op costs no indirect call. */
+static ssize_t io_recv(pd_t *pd, void *buf, size_t len)
+{
+	const struct poll_backend *b = poll_g_backend;
+	return b->recv ? b->recv(pd, buf, len) : pd_sys_recv(pd, buf, len);
+}
+
+static ssize_t io_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
+{
+	const struct poll_backend *b = poll_g_backend;
+	return b->sendmsg ? b->sendmsg(pd, iov, iov_count)
+			  : pd_sys_sendmsg(pd, iov, iov_count);
+}
+
 /* --- read --------------------------------------------------------------- */
 
 ssize_t pd_try_read(pd_t *pd, void *buf, size_t len)
@@ -245,10 +288,9 @@ ssize_t pd_try_read(pd_t *pd, void *buf, size_t len)
 	if (rc < 0)
 		return rc;
 	pd_prepare(pd, PD_READ);
-	poll_g_stats.syscalls++;
-	ssize_t n = read(pd->fd, buf, len);
+	ssize_t n = io_recv(pd, buf, len);
 	pd->rd_drained = n > 0 && (size_t)n < len;
-	return n >= 0 ? n : -errno;
+	return n;
 }
 
 /*
@@ -281,18 +323,17 @@ ssize_t pd_read(pd_t *pd, void *buf, size_t len)
 	}
 	pd_prepare(pd, PD_READ);
 	for (;;) {
-		poll_g_stats.syscalls++;
-		ssize_t n = read(pd->fd, buf, len);
+		ssize_t n = io_recv(pd, buf, len);
 		if (n >= 0) {
 			pd->rd_drained = n > 0 && (size_t)n < len;
 			fair(pd);
 			return n;
 		}
 		pd->rd_drained = false;
-		if (errno == EINTR)
+		if (n == -EINTR)
 			continue;
-		if (errno != EAGAIN)
-			return -errno;
+		if (n != -EAGAIN)
+			return n;
 		rc = pd_wait(pd, PD_READ);
 		if (rc < 0)
 			return rc;
@@ -314,32 +355,6 @@ ssize_t pd_read_full(pd_t *pd, void *buf, size_t len)
 }
 
 /* --- write -------------------------------------------------------------- */
-
-/* send/sendmsg with MSG_NOSIGNAL so a vanished peer is -EPIPE, not a
- * signal; plain write/writev for pipes and other non-sockets. */
-static ssize_t write_once(pd_t *pd, struct iovec *iov, int iov_count)
-{
-	if (poll_uring_batch_writes && !pd->not_socket && coro_self()) {
-		ssize_t n = poll_uring_sendmsg(pd, iov, iov_count);
-		if (n >= 0)
-			return n;
-		if (n != -ENOTSOCK && n != -ENOBUFS) {
-			errno = (int)-n;
-			return -1;
-		}
-		pd->not_socket = n == -ENOTSOCK;
-	}
-	poll_g_stats.syscalls++;
-	if (!pd->not_socket) {
-		struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iov_count};
-		ssize_t n = sendmsg(pd->fd, &msg, MSG_NOSIGNAL);
-		if (n >= 0 || errno != ENOTSOCK)
-			return n;
-		pd->not_socket = true;
-		poll_g_stats.syscalls++;
-	}
-	return writev(pd->fd, iov, iov_count);
-}
 
 static void iov_advance(struct iovec **iov, int *count, size_t n)
 {
@@ -366,16 +381,16 @@ ssize_t pd_writev_full(pd_t *pd, struct iovec *iov, int iov_count)
 	/* Skip leading empty entries so we never issue a zero-length write. */
 	iov_advance(&iov, &iov_count, 0);
 	while (iov_count > 0) {
-		ssize_t n = write_once(pd, iov, iov_count);
+		ssize_t n = io_sendmsg(pd, iov, iov_count);
 		if (n >= 0) {
 			total += (size_t)n;
 			iov_advance(&iov, &iov_count, (size_t)n);
 			continue;
 		}
-		if (errno == EINTR)
+		if (n == -EINTR)
 			continue;
-		if (errno != EAGAIN)
-			return -errno;
+		if (n != -EAGAIN)
+			return n;
 		rc = pd_wait(pd, PD_WRITE);
 		if (rc < 0)
 			return rc;

@@ -22,7 +22,7 @@
 
 poll_stats poll_g_stats;
 
-static const struct poll_backend *be;
+const struct poll_backend *poll_g_backend;
 static poll_kind be_kind;
 static pd_t **chunks;
 static uint32_t chunk_count;
@@ -313,7 +313,7 @@ int pd_deliver(uint64_t token, unsigned ev)
 
 int pd_open_nonblock(int fd, pd_t **out)
 {
-	if (!be)
+	if (!poll_g_backend)
 		return -ENXIO;
 	if (fd < 0 || !out)
 		return -EBADF;
@@ -329,7 +329,7 @@ int pd_open_nonblock(int fd, pd_t **out)
 	pd->send_epoch = 0;
 	pd->streak = 0;
 	pd->arm_errors = 0;
-	int rc = be->add(pd);
+	int rc = poll_g_backend->add(pd);
 	if (rc < 0) {
 		pd->gen++;
 		slot_put(pd);
@@ -369,7 +369,7 @@ int pd_close(pd_t *pd)
 	dir_wake(&pd->rd, -EBADF);
 	dir_wake(&pd->wr, -EBADF);
 
-	bool deferred = be->del(pd);
+	bool deferred = poll_g_backend->del(pd);
 	int rc = close(pd->fd);
 	int err = rc < 0 && errno != EINTR ? -errno : 0;
 	poll_g_stats.syscalls++;
@@ -487,7 +487,7 @@ static int netpoll_hook(void *context, int64_t delay_ns)
 {
 	(void)context;
 	poll_g_stats.polls++;
-	return be->poll(delay_ns);
+	return poll_g_backend->poll(delay_ns);
 }
 
 static int open_auto(char *why, size_t why_len)
@@ -495,7 +495,7 @@ static int open_auto(char *why, size_t why_len)
 	char note[200] = "";
 	int rc = poll_backend_uring.open(note, sizeof(note));
 	if (rc == 0) {
-		be = &poll_backend_uring;
+		poll_g_backend = &poll_backend_uring;
 		be_kind = POLL_URING;
 		return 0;
 	}
@@ -504,7 +504,7 @@ static int open_auto(char *why, size_t why_len)
 		return rc;
 	if (why && why_len)
 		snprintf(why, why_len, "%s; using epoll", note);
-	be = &poll_backend_epoll;
+	poll_g_backend = &poll_backend_epoll;
 	be_kind = POLL_EPOLL;
 	return 0;
 }
@@ -513,7 +513,7 @@ int poll_open(poll_kind kind, char *why, size_t why_len)
 {
 	if (why && why_len)
 		why[0] = '\0';
-	if (be)
+	if (poll_g_backend)
 		return -EALREADY;
 	memset(&poll_g_stats, 0, sizeof(poll_g_stats));
 	int rc;
@@ -523,11 +523,11 @@ int poll_open(poll_kind kind, char *why, size_t why_len)
 		break;
 	case POLL_EPOLL:
 		rc = poll_backend_epoll.open(why, why_len);
-		be = rc == 0 ? &poll_backend_epoll : NULL;
+		poll_g_backend = rc == 0 ? &poll_backend_epoll : NULL;
 		break;
 	case POLL_URING:
 		rc = poll_backend_uring.open(why, why_len);
-		be = rc == 0 ? &poll_backend_uring : NULL;
+		poll_g_backend = rc == 0 ? &poll_backend_uring : NULL;
 		break;
 	default:
 		return -EINVAL;
@@ -552,14 +552,14 @@ static void slot_drop(pd_t *pd)
 
 void poll_close(void)
 {
-	if (!be)
+	if (!poll_g_backend)
 		return;
 	sched_set_netpoll(NULL, NULL);
 	/* Timers live inside the slots: unhook them before the memory goes. */
 	for (uint32_t i = 0; i < slot_count; i++)
 		slot_drop(pd_slot(i));
-	be->close();
-	be = NULL;
+	poll_g_backend->close();
+	poll_g_backend = NULL;
 	for (uint32_t i = 0; i < chunk_count; i++)
 		free(chunks[i]);
 	free(chunks);
@@ -570,7 +570,7 @@ void poll_close(void)
 
 poll_kind poll_backend(void)
 {
-	return be ? be_kind : POLL_AUTO;
+	return poll_g_backend ? be_kind : POLL_AUTO;
 }
 
 void poll_get_stats(poll_stats *out)

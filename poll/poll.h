@@ -73,9 +73,6 @@ int poll_open(poll_kind kind, char *why, size_t why_len);
 void poll_close(void);
 poll_kind poll_backend(void);     /* the backend actually in use */
 void poll_get_stats(poll_stats *out);
-/* Added: the IORING_SETUP_* flags the ring was created with (the kernel may
- * have refused some), 0 when the backend is epoll. For diagnostics. */
-unsigned poll_uring_setup_flags(void);
 /*
  * Added, io_uring only, off by default: pd_write_full/pd_writev_full hand
  * their data to the ring as a SENDMSG(MSG_DONTWAIT) SQE that goes in with

@@ -37,7 +37,8 @@
 static struct io_uring ring;
 static bool ring_open;
 static unsigned ring_flags;
-bool poll_uring_batch_writes;
+/* poll_set_uring_write_batching: sends go through the ring. */
+static bool batch_writes;
 /* Counts submissions: an SQE queued while it equals e goes in with submit
  * e+1. Lets pd_close tell whether a queued send still names the fd. */
 static uint64_t submit_epoch;
@@ -133,20 +134,15 @@ static void ur_close(void)
 	if (ring_open)
 		io_uring_queue_exit(&ring);
 	ring_open = false;
-	poll_uring_batch_writes = false;
+	batch_writes = false;
 }
 
 int poll_set_uring_write_batching(bool on)
 {
 	if (!ring_open || poll_backend() != POLL_URING)
 		return -ENOTSUP;
-	poll_uring_batch_writes = on;
+	batch_writes = on;
 	return 0;
-}
-
-unsigned poll_uring_setup_flags(void)
-{
-	return ring_open ? ring_flags : 0;
 }
 
 /* --- submission --------------------------------------------------------- */
@@ -189,7 +185,9 @@ static int ur_add(pd_t *pd)
 	return arm(pd);
 }
 
-ssize_t poll_uring_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
+/* Send through the ring and park until done: n, or -errno (-EAGAIN when
+ * the socket is full, -ENOTSOCK for non-sockets, -ENOBUFS without an SQE). */
+static ssize_t ring_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
 {
 	struct io_uring_sqe *sqe = sqe_get();
 	if (!sqe)
@@ -204,6 +202,20 @@ ssize_t poll_uring_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
 				     (uint64_t)(uintptr_t)&op);
 	coro_park("uring send");
 	return op.res;
+}
+
+/* The sendmsg op: the ring when batching, else (and for what the ring
+ * cannot take, and outside a coroutine, which cannot park) the syscall. */
+static ssize_t ur_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
+{
+	if (!batch_writes || pd->not_socket || !coro_self())
+		return pd_sys_sendmsg(pd, iov, iov_count);
+	ssize_t n = ring_sendmsg(pd, iov, iov_count);
+	if (n != -ENOTSOCK && n != -ENOBUFS)
+		return n;
+	if (n == -ENOTSOCK)
+		pd->not_socket = true;
+	return pd_sys_sendmsg(pd, iov, iov_count);
 }
 
 static void queue_remove(pd_t *pd)
@@ -386,4 +398,6 @@ const struct poll_backend poll_backend_uring = {
 	.add = ur_add,
 	.del = ur_del,
 	.poll = ur_poll,
+	.recv = NULL,    /* read(2): the ring only polls for readiness */
+	.sendmsg = ur_sendmsg,
 };

@@ -998,6 +998,79 @@ TEST_CASE("writev_full writes every iovec and advances them", "[poll]")
 	CHECK(in.substr(in.size() - 5) == ":tail");
 }
 
+TEST_CASE("a pipe reads and writes like a socket, one writev per write once known", "[poll][io]")
+{
+	Loop loop;
+	int p[2];
+	REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+	pd_t *r = nullptr, *w = nullptr;
+	REQUIRE(pd_open(p[0], &r) == 0);
+	REQUIRE(pd_open(p[1], &w) == 0);
+	ssize_t first = -1, second = -1, got = -1, tried = 0;
+	uint64_t second_syscalls = 0;
+	std::string in;
+	go([&] {
+		// The first write learns that the fd is no socket (sendmsg, or
+		// the ring's send, says ENOTSOCK) and falls back to writev.
+		first = pd_write_full(w, "ab", 2);
+		char cd[] = "cd";
+		iovec iov[2] = {{cd, 1}, {cd + 1, 1}};
+		uint64_t before = stats().syscalls;
+		second = pd_writev_full(w, iov, 2);
+		second_syscalls = stats().syscalls - before;
+		char buf[8];
+		got = pd_read_full(r, buf, 4);
+		if (got > 0)
+			in.assign(buf, (size_t)got);
+		tried = pd_try_read(r, buf, sizeof(buf));
+	});
+	sched_run();
+	CHECK(first == 2);
+	CHECK(second == 2);
+	CHECK(second_syscalls == 1);
+	CHECK(got == 4);
+	CHECK(in == "abcd");
+	CHECK(tried == -EAGAIN);
+	pd_close(r);
+	pd_close(w);
+}
+
+namespace {
+struct Pong {
+	ssize_t wrote;
+};
+
+void pong_watch(pd_t *pd, void *arg)
+{
+	char buf[8];
+	pd_try_read(pd, buf, sizeof(buf));
+	static_cast<Pong *>(arg)->wrote = pd_write_full(pd, "pong", 4);
+}
+} // namespace
+
+TEST_CASE("a write from a watch callback completes without parking", "[poll][io][watch]")
+{
+	Loop loop;
+	pd_t *a = nullptr, *b = nullptr;
+	REQUIRE(unix_pair(&a, &b) == 0);
+	Pong pong = {-1};
+	// The callback runs in scheduler context: even with write batching its
+	// write must take the plain syscall, as nothing could park there.
+	REQUIRE(pd_watch(a, PD_READ, pong_watch, &pong) == 0);
+	ssize_t got = -1;
+	char buf[4] = {0};
+	go([&] {
+		pd_write_full(b, "ping", 4);
+		got = pd_read_full(b, buf, sizeof(buf));
+	});
+	sched_run();
+	CHECK(pong.wrote == 4);
+	CHECK(got == 4);
+	CHECK(std::string(buf, 4) == "pong");
+	pd_close(a);
+	pd_close(b);
+}
+
 namespace {
 // Make io_uring_setup fail with `err`: EPERM like a container's seccomp
 // profile, ENOSYS like a kernel without io_uring.
