@@ -54,14 +54,10 @@ struct pd {
 	uint32_t gen;            /* bumped at close: events carrying the old one are stale */
 	enum pd_state state;
 	bool closing;
-	bool not_socket;         /* send(2) said ENOTSOCK: use write(2) */
+	bool not_socket;         /* sendmsg(2) said ENOTSOCK: use writev(2) */
 	bool rd_drained;         /* last read was short: the socket was empty */
 	bool rd_hup;             /* EV_HUP seen: reads never skip to a park */
-	bool armed;              /* uring: a multishot poll for `armed_gen` is in flight */
-	uint32_t armed_gen;
-	uint32_t arm_errors;     /* uring: consecutive failed arms */
 	uint32_t streak;         /* ops completed without parking (fairness) */
-	uint64_t send_epoch;     /* uring: a send was queued before submit #n */
 	struct pd_dir_state rd, wr;
 	pd_t *next_free;
 };
@@ -69,8 +65,6 @@ struct pd {
 /* Event tokens: generation in the high half, slot index in the low half.
  * Bit 63 marks the poller's own requests (cancels, wake-ups), never a pd. */
 #define POLL_TOKEN_INTERNAL (1ull << 63)
-/* With INTERNAL: the low bits are a struct uring_op* on a parked stack. */
-#define POLL_TOKEN_OP (1ull << 62)
 #define POLL_GEN_MASK 0x7fffffffu
 
 static inline uint64_t pd_token(const pd_t *pd)

@@ -326,9 +326,7 @@ int pd_open_nonblock(int fd, pd_t **out)
 	pd->not_socket = false;
 	pd->rd_drained = false;
 	pd->rd_hup = false;
-	pd->send_epoch = 0;
 	pd->streak = 0;
-	pd->arm_errors = 0;
 	int rc = poll_g_backend->add(pd);
 	if (rc < 0) {
 		pd->gen++;

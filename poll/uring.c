@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -43,11 +44,27 @@ static bool batch_writes;
  * e+1. Lets pd_close tell whether a queued send still names the fd. */
 static uint64_t submit_epoch;
 
+/* With POLL_TOKEN_INTERNAL: the low bits are a struct uring_op*. */
+#define POLL_TOKEN_OP (1ull << 62)
+
 /* A send in flight: lives on the parked writer's stack. */
 struct uring_op {
 	coro_t *coro;
 	int res;
 };
+
+/* The ring's own state of a pollDesc slot, at the slot's index: the slab
+ * (pd.c) never shrinks and ur_add covers each index before its first arm,
+ * so every token the ring hands back has its entry. */
+struct ur_slot {
+	uint64_t send_epoch;     /* a send was queued before submit #n */
+	uint32_t armed_gen;
+	uint32_t arm_errors;     /* consecutive failed arms */
+	bool armed;              /* a multishot poll for `armed_gen` is in flight */
+};
+
+static struct ur_slot *slots;
+static size_t slot_cap;
 
 /* --- setup -------------------------------------------------------------- */
 
@@ -135,6 +152,9 @@ static void ur_close(void)
 		io_uring_queue_exit(&ring);
 	ring_open = false;
 	batch_writes = false;
+	free(slots);
+	slots = NULL;
+	slot_cap = 0;
 }
 
 int poll_set_uring_write_batching(bool on)
@@ -167,6 +187,34 @@ static struct io_uring_sqe *sqe_get(void)
 	return io_uring_get_sqe(&ring);
 }
 
+/* --- per-slot state ----------------------------------------------------- */
+
+/* Grows by doubling, so the pd slab's chunks of 256 cost a realloc now and
+ * then, never one per fd. Entries are found by index, never by pointer
+ * kept across a call, so moving them is safe. */
+static int slots_cover(uint32_t index)
+{
+	if (index < slot_cap)
+		return 0;
+	size_t cap = slot_cap ? slot_cap : 256;
+	while (cap <= index)
+		cap *= 2;
+	struct ur_slot *grown = realloc(slots, cap * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	memset(grown + slot_cap, 0, (cap - slot_cap) * sizeof(*grown));
+	slots = grown;
+	slot_cap = cap;
+	return 0;
+}
+
+static struct ur_slot *slot_of(const pd_t *pd)
+{
+	return &slots[pd->index];
+}
+
+/* --- requests ----------------------------------------------------------- */
+
 static int arm(pd_t *pd)
 {
 	struct io_uring_sqe *sqe = sqe_get();
@@ -174,14 +222,18 @@ static int arm(pd_t *pd)
 		return -EBUSY;
 	io_uring_prep_poll_multishot(sqe, pd->fd, POLL_MASK);
 	io_uring_sqe_set_data64(sqe, pd_token(pd));
-	pd->armed = true;
-	pd->armed_gen = pd->gen & POLL_GEN_MASK;
+	struct ur_slot *s = slot_of(pd);
+	s->armed = true;
+	s->armed_gen = pd->gen & POLL_GEN_MASK;
 	return 0;
 }
 
 static int ur_add(pd_t *pd)
 {
-	pd->armed = false;
+	int rc = slots_cover(pd->index);
+	if (rc < 0)
+		return rc;
+	*slot_of(pd) = (struct ur_slot){0};
 	return arm(pd);
 }
 
@@ -197,7 +249,7 @@ static ssize_t ring_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
 	/* MSG_DONTWAIT: a full socket must come back as -EAGAIN so the writer
 	 * parks on readiness, where deadlines and close can reach it. */
 	io_uring_prep_sendmsg(sqe, pd->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-	pd->send_epoch = submit_epoch + 1;
+	slot_of(pd)->send_epoch = submit_epoch + 1;
 	io_uring_sqe_set_data64(sqe, POLL_TOKEN_INTERNAL | POLL_TOKEN_OP |
 				     (uint64_t)(uintptr_t)&op);
 	coro_park("uring send");
@@ -223,7 +275,7 @@ static void queue_remove(pd_t *pd)
 	struct io_uring_sqe *sqe = sqe_get();
 	if (!sqe)
 		return; /* cannot happen after a flush; the slot stays a zombie */
-	uint64_t token = ((uint64_t)pd->armed_gen << 32) | pd->index;
+	uint64_t token = ((uint64_t)slot_of(pd)->armed_gen << 32) | pd->index;
 	io_uring_prep_poll_remove(sqe, token);
 	io_uring_sqe_set_data64(sqe, POLL_TOKEN_INTERNAL | token);
 }
@@ -240,7 +292,10 @@ static void remove_done(uint64_t token, int res)
 		return;
 	uint32_t gen = (uint32_t)(token >> 32) & POLL_GEN_MASK;
 	pd_t *pd = pd_slot((uint32_t)token);
-	if (pd && pd->state == PD_ZOMBIE && pd->armed && pd->armed_gen == gen)
+	if (!pd || pd->state != PD_ZOMBIE)
+		return;
+	const struct ur_slot *s = slot_of(pd);
+	if (s->armed && s->armed_gen == gen)
 		queue_remove(pd);
 }
 
@@ -250,9 +305,10 @@ static bool ur_del(pd_t *pd)
 	 * number, a new socket could get it and receive this connection's data.
 	 * Submit first, so the kernel holds the right file. (Rare: the writer
 	 * is parked and someone else closes in the same round.) */
-	if (pd->send_epoch == submit_epoch + 1)
+	const struct ur_slot *s = slot_of(pd);
+	if (s->send_epoch == submit_epoch + 1)
 		flush_submit();
-	if (!pd->armed)
+	if (!s->armed)
 		return false;
 	queue_remove(pd);
 	return true;
@@ -264,9 +320,10 @@ static bool ur_del(pd_t *pd)
  * live pd. Returns true when the slot was a zombie (nothing to deliver). */
 static bool request_ended(pd_t *pd, uint32_t gen, int res)
 {
-	if (!pd->armed || pd->armed_gen != gen)
+	struct ur_slot *s = slot_of(pd);
+	if (!s->armed || s->armed_gen != gen)
 		return false;
-	pd->armed = false;
+	s->armed = false;
 	if (pd->state == PD_ZOMBIE) {
 		pd_slot_release(pd);
 		return true;
@@ -274,10 +331,10 @@ static bool request_ended(pd_t *pd, uint32_t gen, int res)
 	if (pd->state != PD_OPEN || pd->closing ||
 	    (pd->gen & POLL_GEN_MASK) != gen)
 		return false;
-	pd->arm_errors = res < 0 ? pd->arm_errors + 1 : 0;
+	s->arm_errors = res < 0 ? s->arm_errors + 1 : 0;
 	/* A poll that keeps failing at once would spin; after a few tries
 	 * leave it to the fd ops, which see the real error in their syscall. */
-	if (pd->arm_errors <= MAX_ARM_ERRORS)
+	if (s->arm_errors <= MAX_ARM_ERRORS)
 		arm(pd);
 	return false;
 }
