@@ -57,7 +57,7 @@ static void publish_listener(shard_listener_counters *out, const listener *l,
 		shard_slot_store(&out->frames[side], relays->frames[side]);
 		shard_slot_store(&out->bytes[side], relays->bytes[side]);
 	}
-	for (int r = 0; r < LISTENER_REASON_COUNT && r < SHARD_MAX_REASONS; r++)
+	for (int r = 0; r < REASON_COUNT && r < SHARD_MAX_REASONS; r++)
 		shard_slot_store(&out->closed[r], st->closed[r]);
 }
 
@@ -140,7 +140,7 @@ static void drain_check_fired(sched_timer *timer, void *arg)
 		log_line(LOG_LEVEL_WARN, "drain timeout", "open=%llu",
 			 (unsigned long long)server_connections(srv));
 		for (uint32_t i = 0; i < srv->opened; i++)
-			relay_close_all(&srv->relays[i], "shutdown");
+			relay_close_all(&srv->relays[i], REASON_shutdown);
 	}
 	sched_timer_set(timer, now + SERVER_DRAIN_CHECK_NS);
 }
