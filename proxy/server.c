@@ -16,6 +16,8 @@
 /* How often a shard copies its counters into its slot: fresh enough for a
  * once-a-second scrape, rare enough to cost nothing. */
 #define SERVER_PUBLISH_NS (100 * 1000 * 1000)
+/* Idle relay buffers each listener keeps for connections that wake up. */
+#define SERVER_BUFFER_POOL_MAX 256
 
 typedef struct server {
 	const server_settings *settings;
@@ -286,7 +288,7 @@ static int server_start(server *srv)
 	for (uint32_t i = 0; i < settings->listener_count; i++)
 		relay_group_init(&srv->relays[i],
 				 settings->listeners[i].relay.buffer_size,
-				 settings->buffer_pool_max ? settings->buffer_pool_max : 256);
+				 SERVER_BUFFER_POOL_MAX);
 	if ((rc = signals_open(srv)) < 0)
 		return rc;
 	sched_timer_init(&srv->drain_check, drain_check_fired, srv);

@@ -25,7 +25,6 @@ typedef struct server_settings {
 	const listener_params *listeners;
 	uint32_t listener_count;
 	const int *listen_fds;        /* per listener, or NULL to bind */
-	uint32_t buffer_pool_max;     /* idle relay buffers kept, 0 = 256 */
 	shard_slot *slot;             /* counters for the supervisor, or NULL */
 } server_settings;
 
