@@ -65,12 +65,6 @@ static void session_end(session *s, reason_code reason,
 		access_log(s, reason, summary);
 	l->stats.closed[reason]++;
 	l->stats.active--;
-	if (summary) {
-		for (int side = 0; side < 2; side++) {
-			l->stats.frames[side] += summary->frames[side];
-			l->stats.bytes[side] += summary->bytes[side];
-		}
-	}
 	if (s->peer_counted)
 		peer_table_release(&l->peers, &s->key);
 	if (s->server >= 0)

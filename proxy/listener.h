@@ -42,8 +42,6 @@ typedef struct listener_stats {
 	uint64_t accepted;
 	uint64_t active;              /* accepted and not yet closed */
 	uint64_t closed[REASON_COUNT]; /* why connections ended */
-	uint64_t frames[2];           /* indexed by relay_side read from */
-	uint64_t bytes[2];
 	uint64_t accept_errors;
 } listener_stats;
 

@@ -53,8 +53,7 @@ static void publish_listener(shard_listener_counters *out, const listener *l,
 	shard_slot_store(&out->accepted, st->accepted);
 	shard_slot_store(&out->active, st->active);
 	shard_slot_store(&out->accept_errors, st->accept_errors);
-	/* The relay group's totals, not the listener's: those grow only when
-	 * a connection closes. */
+	/* The relay group's totals: they move while connections are open. */
 	for (int side = 0; side < 2; side++) {
 		shard_slot_store(&out->frames[side], relays->frames[side]);
 		shard_slot_store(&out->bytes[side], relays->bytes[side]);
