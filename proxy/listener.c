@@ -213,16 +213,6 @@ static void acceptor_main(void *arg)
 
 /* --- lifecycle ----------------------------------------------------------- */
 
-static int listener_bind(listener *l, int listen_fd)
-{
-	const listener_params *p = &l->params;
-
-	if (listen_fd >= 0)
-		return pd_open(listen_fd, &l->pd);
-	return poll_listen((const struct sockaddr *)&p->addr, p->addr_len,
-			   p->backlog, p->listen_flags, &l->pd);
-}
-
 int listener_open(listener *l, const listener_params *params,
 		  relay_group *relays, int listen_fd)
 {
@@ -237,7 +227,7 @@ int listener_open(listener *l, const listener_params *params,
 	if (params->max_per_client &&
 	    (rc = peer_table_init(&l->peers, 64)) < 0)
 		goto fail_pool;
-	if ((rc = listener_bind(l, listen_fd)) < 0)
+	if ((rc = pd_open(listen_fd, &l->pd)) < 0)
 		goto fail_peers;
 	l->bound_len = sizeof(l->bound);
 	if (getsockname(pd_fd(l->pd), (struct sockaddr *)&l->bound,

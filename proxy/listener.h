@@ -22,10 +22,11 @@
 
 typedef struct listener_params {
 	const char *name;
+	/* What the supervisor binds for this listener (shard_listen_spec);
+	 * the listener adopts the socket it made. */
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	int backlog;
-	unsigned listen_flags;        /* POLL_LISTEN_* */
 	uint32_t max_connections;     /* 0 = unlimited */
 	uint32_t max_per_client;      /* 0 = unlimited */
 	const struct acl *acl;        /* NULL = everyone */
@@ -60,8 +61,8 @@ typedef struct listener {
 } listener;
 
 /*
- * Bind (or adopt `listen_fd` when >= 0, as a shard does with a socket its
- * supervisor made) and set up the pool. Nothing runs until listener_start.
+ * Adopt `listen_fd`, the listening socket the shard's supervisor made for
+ * this listener, and set up the pool. Nothing runs until listener_start.
  */
 int listener_open(listener *l, const listener_params *params,
 		  relay_group *relays, int listen_fd);

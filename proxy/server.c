@@ -228,7 +228,7 @@ static int listeners_open(server *srv)
 
 	for (uint32_t i = 0; i < settings->listener_count; i++) {
 		const listener_params *params = &settings->listeners[i];
-		int fd = settings->listen_fds ? settings->listen_fds[i] : -1;
+		int fd = settings->listen_fds[i];
 		char where[NETADDR_STRLEN];
 
 		netaddr_format((const struct sockaddr *)&params->addr, where,
@@ -243,10 +243,9 @@ static int listeners_open(server *srv)
 		srv->opened++;
 		listener *l = &srv->listeners[i];
 		netaddr_format((const struct sockaddr *)&l->bound, where, sizeof(where));
-		/* A shard's sockets were announced by its supervisor. */
-		log_line(fd >= 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
-			 fd >= 0 ? "accepting" : "listening",
-			 "listener=%s address=%s", params->name, where);
+		/* The supervisor announced the socket ("listening"). */
+		log_line(LOG_LEVEL_DEBUG, "accepting", "listener=%s address=%s",
+			 params->name, where);
 	}
 	for (uint32_t i = 0; i < srv->opened; i++) {
 		int rc = listener_start(&srv->listeners[i]);

@@ -24,7 +24,7 @@ typedef struct server_settings {
 	int64_t drain_timeout_ns;
 	const listener_params *listeners;
 	uint32_t listener_count;
-	const int *listen_fds;        /* per listener, or NULL to bind */
+	const int *listen_fds;        /* per listener, made by the supervisor */
 	shard_slot *slot;             /* counters for the supervisor, or NULL */
 } server_settings;
 
