@@ -42,7 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tools/clock.h"
+#include "sched/sched.h"
 
 #define MAX_SIZE (1u << 20)          /* largest --size */
 #define DEFAULT_BATCH 256u
@@ -379,7 +379,7 @@ static void conn_step(struct conn *c, uint32_t idx, short revents,
 static void setup_batch(struct conn *conns, uint32_t first, uint32_t count,
 			struct pollfd *pfds, uint32_t *map, uint8_t **bufs)
 {
-	int64_t deadline = tool_now_ms() + opt.timeout_ms;
+	int64_t deadline = sched_clock_ns(CLOCK_MONOTONIC) / 1000000 + opt.timeout_ms;
 	for (uint32_t k = 0; k < count; k++) {
 		uint32_t idx = first + k;
 		struct conn *c = &conns[idx];
@@ -407,7 +407,7 @@ static void setup_batch(struct conn *conns, uint32_t first, uint32_t count,
 			pfds[np] = (struct pollfd){.fd = c->fd, .events = ev};
 			map[np++] = k;
 		}
-		int64_t wait = deadline - tool_now_ms();
+		int64_t wait = deadline - sched_clock_ns(CLOCK_MONOTONIC) / 1000000;
 		if (wait <= 0)
 			wait = 0;
 		int r = poll(pfds, np, (int)wait);
