@@ -424,7 +424,7 @@ static void conn_start(pd_t *pd, const struct sockaddr_storage *peer)
 	c->pd = pd;
 	c->refs = 2;
 	c->id = next_conn_id++;
-	fbu_format_addr((const struct sockaddr *)peer, c->peer, sizeof(c->peer));
+	poll_addr_format((const struct sockaddr *)peer, c->peer, sizeof(c->peer));
 	coro_opts ro = {.name = "echo-read"}, wo = {.name = "echo-write"};
 	if (!coro_spawn(reader_main, c, &ro)) {
 		note("%s: cannot spawn reader", c->peer);
@@ -634,7 +634,7 @@ static int announce(void)
 		return -errno;
 	char text[80];
 	printf("listening on %s\n",
-	       fbu_format_addr((struct sockaddr *)&bound, text, sizeof(text)));
+	       poll_addr_format((struct sockaddr *)&bound, text, sizeof(text)));
 	fflush(stdout);
 	return 0;
 }
@@ -655,8 +655,8 @@ static int start(void)
 	if (rc < 0) {
 		char text[80];
 		fprintf(stderr, "frameecho: listen on %s: %s\n",
-			fbu_format_addr((struct sockaddr *)&opt.addr, text,
-					sizeof(text)),
+			poll_addr_format((struct sockaddr *)&opt.addr, text,
+					 sizeof(text)),
 			strerror(-rc));
 		return rc;
 	}

@@ -26,7 +26,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -42,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "poll/poll.h"
 #include "sched/sched.h"
 
 #define MAX_SIZE (1u << 20)          /* largest --size */
@@ -157,33 +157,13 @@ static bool parse_count(const char *s, uint32_t *out)
 /* HOST:PORT or [V6]:PORT, numeric or resolvable. */
 static void parse_target(const char *text)
 {
-	char host[256];
-	const char *port;
-	if (text[0] == '[') {
-		const char *close = strchr(text, ']');
-		if (!close || close[1] != ':' || (size_t)(close - text - 1) >= sizeof(host))
-			fail("--target %s: expected HOST:PORT or [V6]:PORT", text);
-		memcpy(host, text + 1, (size_t)(close - text - 1));
-		host[close - text - 1] = '\0';
-		port = close + 2;
-	} else {
-		const char *colon = strrchr(text, ':');
-		if (!colon || (size_t)(colon - text) >= sizeof(host))
-			fail("--target %s: expected HOST:PORT or [V6]:PORT", text);
-		memcpy(host, text, (size_t)(colon - text));
-		host[colon - text] = '\0';
-		port = colon + 1;
-	}
-	if (!*port)
-		fail("--target %s: no port", text);
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-	struct addrinfo *res;
-	int rc = getaddrinfo(*host ? host : NULL, port, &hints, &res);
-	if (rc != 0)
-		fail("--target %s: %s", text, gai_strerror(rc));
-	memcpy(&opt.addr, res->ai_addr, res->ai_addrlen);
-	opt.addr_len = res->ai_addrlen;
-	freeaddrinfo(res);
+	int rc = poll_addr_parse(text, POLL_ADDR_ANY_HOST, &opt.addr,
+				 &opt.addr_len);
+
+	if (rc == -ENOENT)
+		fail("--target %s: the name does not resolve", text);
+	if (rc < 0)
+		fail("--target %s: expected HOST:PORT or [V6]:PORT", text);
 }
 
 static void usage(FILE *f)
