@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "poll/poll.h"
+#include "proxy/frame.h"
 #include "sched/sched.h"
 #include "tools/framebench_io.h"
 #include "tools/framebench_payload.h"
@@ -218,7 +219,7 @@ static int push_mark(struct conn *c)
 static int push_reply(struct conn *c)
 {
 	uint8_t chunk[4096];
-	fb_put_prefix(chunk, opt.reply_size);
+	frame_write_length(chunk, opt.reply_size);
 	int rc = ring_push(c, chunk, 4);
 	for (uint32_t off = 0; rc == 0 && off < opt.reply_size;) {
 		uint32_t k = opt.reply_size - off;
@@ -256,7 +257,7 @@ static int frame_done(struct conn *c)
 
 static int frame_start(struct conn *c)
 {
-	uint32_t len = fb_get_prefix(c->prefix);
+	uint32_t len = frame_read_length(c->prefix);
 	if (len > opt.max_frame) {
 		note("%s: frame of %u bytes exceeds --max-frame %u, closing",
 		     c->peer, len, opt.max_frame);

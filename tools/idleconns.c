@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "poll/poll.h"
+#include "proxy/frame.h"
 #include "sched/sched.h"
 
 #define MAX_SIZE (1u << 20)          /* largest --size */
@@ -265,10 +266,7 @@ static uint8_t payload_byte(uint32_t idx, uint32_t i)
 
 static void fill_frame(uint8_t *buf, uint32_t idx)
 {
-	buf[0] = (uint8_t)(opt.size >> 24);
-	buf[1] = (uint8_t)(opt.size >> 16);
-	buf[2] = (uint8_t)(opt.size >> 8);
-	buf[3] = (uint8_t)opt.size;
+	frame_write_length(buf, opt.size);
 	for (uint32_t i = 0; i < opt.size; i++)
 		buf[4 + i] = payload_byte(idx, i);
 }
