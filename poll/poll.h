@@ -173,6 +173,39 @@ ssize_t pd_write_full(pd_t *pd, const void *buf, size_t len);
 ssize_t pd_writev_full(pd_t *pd, struct iovec *iov, int iov_count);
 int pd_shutdown(pd_t *pd, int how);
 
+/* --- addresses ------------------------------------------------------------ */
+/*
+ * "HOST:PORT" text to a socket address and back; no pollDesc or poller
+ * needed. Accepted: 127.0.0.1:9000  [::1]:9000  localhost:9000. Numeric
+ * addresses never touch the resolver. A name is resolved once, with
+ * getaddrinfo, when it is parsed; when it has both kinds of address the
+ * first IPv4 one is taken, because local services are most often bound to
+ * 127.0.0.1 only, while glibc tends to list ::1 first for "localhost". An
+ * IPv6 address must be in brackets so its colons are not read as the port
+ * separator.
+ */
+
+/* Long enough for "[ffff:...:255.255.255.255]:65535" and a NUL. */
+#define POLL_ADDR_STRLEN 64
+
+enum {
+	POLL_ADDR_NUMERIC = 1u << 0,  /* refuse names: no resolver call */
+	POLL_ADDR_PORT0 = 1u << 1,    /* ":0" = pick a port (listen sockets) */
+	POLL_ADDR_ANY_HOST = 1u << 2, /* ":PORT" = 0.0.0.0:PORT */
+};
+
+/*
+ * 0, or:
+ *   -EINVAL  malformed (no port, bad port, unbalanced brackets, empty host)
+ *   -ERANGE  port outside 1..65535 (0 allowed with POLL_ADDR_PORT0)
+ *   -ENOENT  the name did not resolve (or was refused: POLL_ADDR_NUMERIC)
+ */
+int poll_addr_parse(const char *text, unsigned flags,
+		    struct sockaddr_storage *out, socklen_t *len);
+/* "1.2.3.4:80" or "[::1]:80"; "?" for families other than IPv4/IPv6.
+ * Returns buf, so it can be used inline in a log call. */
+char *poll_addr_format(const struct sockaddr *addr, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

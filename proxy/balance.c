@@ -264,11 +264,6 @@ void balance_set_up(struct balancer *b, size_t idx, bool up)
 	b->servers[idx].up = up;
 }
 
-bool balance_is_up(const struct balancer *b, size_t idx)
-{
-	return idx < b->count && b->servers[idx].up;
-}
-
 void balance_conn_begin(struct balancer *b, size_t idx)
 {
 	if (idx < b->count)

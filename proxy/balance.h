@@ -89,7 +89,6 @@ int balance_pick(struct balancer *b, const struct sockaddr *client,
 		 const struct balance_tried *tried);
 
 void balance_set_up(struct balancer *b, size_t idx, bool up);
-bool balance_is_up(const struct balancer *b, size_t idx);
 void balance_conn_begin(struct balancer *b, size_t idx);
 void balance_conn_end(struct balancer *b, size_t idx);
 size_t balance_up_count(const struct balancer *b);

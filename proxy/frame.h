@@ -7,6 +7,9 @@
  * plus what has arrived of a streamed frame. Frames that fit the buffer are
  * only ever forwarded whole, so a sender that dies mid-frame leaves nothing
  * cut on the other side.
+ *
+ * frame_read_length / frame_write_length are the one codec of the prefix;
+ * the header is self-contained (inline, no library) so tools use it too.
  */
 #ifndef FRAMEPROXY_PROXY_FRAME_H
 #define FRAMEPROXY_PROXY_FRAME_H
@@ -14,6 +17,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #define FRAME_HEADER_SIZE 4u
 
@@ -60,5 +67,9 @@ static inline void frame_write_length(uint8_t *p, uint32_t length)
 	p[2] = (uint8_t)(length >> 8);
 	p[3] = (uint8_t)length;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -20,27 +20,9 @@ typedef struct session {
 	int64_t accepted_ns;
 } session;
 
-#define LISTENER_REASON_NAME(name) #name,
-static const char *const reason_names[] = {LISTENER_REASONS(LISTENER_REASON_NAME)};
-#undef LISTENER_REASON_NAME
-
-const char *listener_reason_name(enum listener_reason reason)
-{
-	return reason < LISTENER_REASON_COUNT ? reason_names[reason] : "unknown";
-}
-
-static enum listener_reason reason_from_name(const char *name)
-{
-	for (int i = 0; i < LISTENER_REASON_COUNT; i++) {
-		if (strcmp(reason_names[i], name) == 0)
-			return (enum listener_reason)i;
-	}
-	return LISTENER_CLOSED_internal_error;
-}
-
 /* --- the end of a connection --------------------------------------------- */
 
-static void access_log(session *s, const char *reason,
+static void access_log(session *s, reason_code reason,
 		       const relay_summary *summary)
 {
 	listener *l = s->owner;
@@ -59,7 +41,7 @@ static void access_log(session *s, const char *reason,
 		 l->params.name, s->peer_name, upstream,
 		 (double)(ended - s->accepted_ns) / 1e6, frames[RELAY_CLIENT],
 		 bytes[RELAY_CLIENT], frames[RELAY_UPSTREAM],
-		 bytes[RELAY_UPSTREAM], reason);
+		 bytes[RELAY_UPSTREAM], reason_name(reason));
 }
 
 /* Readied once: whoever wakes it clears the slot first. */
@@ -74,21 +56,15 @@ static void listener_wake_acceptor(listener *l)
 }
 
 /* Give back everything the session holds and count how it ended. */
-static void session_end(session *s, const char *reason,
+static void session_end(session *s, reason_code reason,
 			const relay_summary *summary)
 {
 	listener *l = s->owner;
 
 	if (l->params.access_log)
 		access_log(s, reason, summary);
-	l->stats.closed[reason_from_name(reason)]++;
+	l->stats.closed[reason]++;
 	l->stats.active--;
-	if (summary) {
-		for (int side = 0; side < 2; side++) {
-			l->stats.frames[side] += summary->frames[side];
-			l->stats.bytes[side] += summary->bytes[side];
-		}
-	}
 	if (s->peer_counted)
 		peer_table_release(&l->peers, &s->key);
 	if (s->server >= 0)
@@ -103,9 +79,11 @@ static void session_relay_done(const relay_summary *summary, void *arg)
 {
 	session *s = arg;
 	listener *l = s->owner;
+	bool oversize = summary->reason == REASON_oversize ||
+			summary->reason == REASON_upstream_oversize;
 
 	s->client = NULL; /* the relay closed it */
-	if (summary->oversize_len && strstr(summary->reason, "oversize")) {
+	if (oversize && summary->oversize_len) {
 		log_line(LOG_LEVEL_WARN, "frame too large",
 			 "listener=%s client=%s side=%s length=%" PRIu32
 			 " max_frame=%" PRIu32,
@@ -127,8 +105,8 @@ static void session_main(void *arg)
 	int index = upstream_connect(&l->pool, (const struct sockaddr *)&s->peer,
 				     &upstream);
 	if (index < 0) {
-		session_end(s, index == -EHOSTUNREACH ? "no_upstream" :
-							"connect_failed", NULL);
+		session_end(s, index == -EHOSTUNREACH ? REASON_no_upstream
+						      : REASON_connect_failed, NULL);
 		return;
 	}
 	s->server = index;
@@ -136,7 +114,7 @@ static void session_main(void *arg)
 			     session_relay_done, s);
 	if (rc < 0) {
 		pd_close(upstream);
-		session_end(s, "no_memory", NULL);
+		session_end(s, REASON_no_memory, NULL);
 	}
 }
 
@@ -147,7 +125,7 @@ static bool session_admit(session *s)
 	const struct sockaddr *peer = (const struct sockaddr *)&s->peer;
 
 	if (l->params.acl && !acl_check(l->params.acl, peer)) {
-		session_end(s, "denied", NULL);
+		session_end(s, REASON_denied, NULL);
 		return false;
 	}
 	if (l->params.max_per_client == 0)
@@ -155,7 +133,7 @@ static bool session_admit(session *s)
 	if (peer_key_from_sockaddr(peer, &s->key) < 0)
 		return true;
 	if (peer_table_acquire(&l->peers, &s->key, l->params.max_per_client) < 0) {
-		session_end(s, "client_limit", NULL);
+		session_end(s, REASON_client_limit, NULL);
 		return false;
 	}
 	s->peer_counted = true;
@@ -172,7 +150,7 @@ static void session_begin(listener *l, pd_t *client,
 	l->stats.active++;
 	if (!s) {
 		l->stats.active--;
-		l->stats.closed[LISTENER_CLOSED_no_memory]++;
+		l->stats.closed[REASON_no_memory]++;
 		pd_close(client);
 		return;
 	}
@@ -183,7 +161,7 @@ static void session_begin(listener *l, pd_t *client,
 	if (!session_admit(s))
 		return;
 	if (!coro_spawn(session_main, s, &opts))
-		session_end(s, "no_memory", NULL);
+		session_end(s, REASON_no_memory, NULL);
 }
 
 /* --- accepting ----------------------------------------------------------- */
@@ -235,16 +213,6 @@ static void acceptor_main(void *arg)
 
 /* --- lifecycle ----------------------------------------------------------- */
 
-static int listener_bind(listener *l, int listen_fd)
-{
-	const listener_params *p = &l->params;
-
-	if (listen_fd >= 0)
-		return pd_open(listen_fd, &l->pd);
-	return poll_listen((const struct sockaddr *)&p->addr, p->addr_len,
-			   p->backlog, p->listen_flags, &l->pd);
-}
-
 int listener_open(listener *l, const listener_params *params,
 		  relay_group *relays, int listen_fd)
 {
@@ -259,7 +227,7 @@ int listener_open(listener *l, const listener_params *params,
 	if (params->max_per_client &&
 	    (rc = peer_table_init(&l->peers, 64)) < 0)
 		goto fail_pool;
-	if ((rc = listener_bind(l, listen_fd)) < 0)
+	if ((rc = pd_open(listen_fd, &l->pd)) < 0)
 		goto fail_peers;
 	l->bound_len = sizeof(l->bound);
 	if (getsockname(pd_fd(l->pd), (struct sockaddr *)&l->bound,

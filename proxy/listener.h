@@ -20,24 +20,13 @@
 #include "proxy/relay.h"
 #include "proxy/upstream.h"
 
-/* Why connections ended, counted per listener. */
-#define LISTENER_REASONS(X) \
-	X(client_eof) X(upstream_eof) X(oversize) X(upstream_oversize) \
-	X(idle_timeout) X(frame_timeout) X(connect_failed) X(no_upstream) \
-	X(denied) X(client_limit) X(client_reset) X(upstream_reset) \
-	X(client_truncated) X(upstream_truncated) X(drain) X(shutdown) \
-	X(no_memory) X(internal_error)
-
-#define LISTENER_REASON_ENUM(name) LISTENER_CLOSED_##name,
-enum listener_reason { LISTENER_REASONS(LISTENER_REASON_ENUM) LISTENER_REASON_COUNT };
-#undef LISTENER_REASON_ENUM
-
 typedef struct listener_params {
 	const char *name;
+	/* What the supervisor binds for this listener (shard_listen_spec);
+	 * the listener adopts the socket it made. */
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	int backlog;
-	unsigned listen_flags;        /* POLL_LISTEN_* */
 	uint32_t max_connections;     /* 0 = unlimited */
 	uint32_t max_per_client;      /* 0 = unlimited */
 	const struct acl *acl;        /* NULL = everyone */
@@ -53,9 +42,7 @@ typedef struct listener_params {
 typedef struct listener_stats {
 	uint64_t accepted;
 	uint64_t active;              /* accepted and not yet closed */
-	uint64_t closed[LISTENER_REASON_COUNT];
-	uint64_t frames[2];           /* indexed by relay_side read from */
-	uint64_t bytes[2];
+	uint64_t closed[REASON_COUNT]; /* why connections ended */
 	uint64_t accept_errors;
 } listener_stats;
 
@@ -74,8 +61,8 @@ typedef struct listener {
 } listener;
 
 /*
- * Bind (or adopt `listen_fd` when >= 0, as a shard does with a socket its
- * supervisor made) and set up the pool. Nothing runs until listener_start.
+ * Adopt `listen_fd`, the listening socket the shard's supervisor made for
+ * this listener, and set up the pool. Nothing runs until listener_start.
  */
 int listener_open(listener *l, const listener_params *params,
 		  relay_group *relays, int listen_fd);
@@ -83,7 +70,5 @@ int listener_start(listener *l);
 /* Stop accepting and stop health checks; relays go on (see relay_drain). */
 void listener_stop(listener *l);
 void listener_free(listener *l);
-
-const char *listener_reason_name(enum listener_reason reason);
 
 #endif

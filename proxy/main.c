@@ -16,6 +16,7 @@
 
 #include "proxy/config.h"
 #include "proxy/log.h"
+#include "proxy/reason.h"
 #include "proxy/server.h"
 #include "shard/shard.h"
 
@@ -330,10 +331,10 @@ typedef struct proxy_app {
 	const cli *cli;
 	struct config cfg;           /* the running configuration */
 	run_plan plan;
-	const char *reason_names[LISTENER_REASON_COUNT];
+	const char *reason_names[REASON_COUNT];
 } proxy_app;
 
-_Static_assert(LISTENER_REASON_COUNT <= SHARD_MAX_REASONS,
+_Static_assert(REASON_COUNT <= SHARD_MAX_REASONS,
 	       "the metrics slot counts every close reason");
 
 static void app_settings(const proxy_app *app, shard_settings *s)
@@ -353,7 +354,7 @@ static void app_settings(const proxy_app *app, shard_settings *s)
 		.listeners = app->plan.sockets,
 		.listener_count = (uint32_t)app->plan.count,
 		.reason_names = app->reason_names,
-		.reason_count = LISTENER_REASON_COUNT,
+		.reason_count = REASON_COUNT,
 	};
 	memcpy(&s->admin, &cfg->admin.ss, cfg->admin.len);
 }
@@ -470,8 +471,8 @@ static int serve(const cli *c, struct config *cfg)
 	shard_settings settings;
 	int rc = plan_build(&app.plan, &app.cfg);
 
-	for (int i = 0; i < LISTENER_REASON_COUNT; i++)
-		app.reason_names[i] = listener_reason_name((enum listener_reason)i);
+	for (int i = 0; i < REASON_COUNT; i++)
+		app.reason_names[i] = reason_name((reason_code)i);
 	if (rc == 0) {
 		app_settings(&app, &settings);
 		rc = shard_supervise(&settings, &app_ops, &app);

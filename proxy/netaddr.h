@@ -1,12 +1,7 @@
-/* netaddr — "host:port" text to a socket address and back.
- *
- * Accepted forms:  127.0.0.1:9000   [::1]:9000   localhost:9000
- * Numeric addresses never touch the resolver. A name is resolved once, with
- * getaddrinfo, when it is parsed; when it has both kinds of address the
- * first IPv4 one is taken, because local services are most often bound to
- * 127.0.0.1 only, while glibc tends to list ::1 first for "localhost".
- * An IPv6 address must be in brackets so its colons are not read as the
- * port separator.
+/* netaddr — socket addresses as the proxy uses them: "host:port" text (the
+ * netpoller's poll_addr_parse / poll_addr_format, see poll/poll.h, over a
+ * struct that keeps the length with the address), equality, and the IP
+ * bytes that ACLs, hashing and per-client limits compare.
  */
 #ifndef FRAMEPROXY_PROXY_NETADDR_H
 #define FRAMEPROXY_PROXY_NETADDR_H
@@ -15,12 +10,13 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "poll/poll.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Long enough for "[ffff:...:255.255.255.255]:65535" and a NUL. */
-#define NETADDR_STRLEN 64
+#define NETADDR_STRLEN POLL_ADDR_STRLEN
 
 struct netaddr {
 	struct sockaddr_storage ss;
@@ -28,19 +24,14 @@ struct netaddr {
 };
 
 enum netaddr_flags {
-	NETADDR_NUMERIC = 1 << 0,    /* refuse names: no resolver call */
-	NETADDR_ALLOW_PORT0 = 1 << 1 /* ":0" = pick a port (listen sockets) */
+	NETADDR_NUMERIC = POLL_ADDR_NUMERIC,
+	NETADDR_ALLOW_PORT0 = POLL_ADDR_PORT0,
 };
 
-/* Errors (negative):
- *   -EINVAL  malformed (no port, bad port, unbalanced brackets, empty host)
- *   -ERANGE  port outside 1..65535 (0 allowed with NETADDR_ALLOW_PORT0)
- *   -ENOENT  the name did not resolve (or was refused: NETADDR_NUMERIC)
- */
+/* poll_addr_parse into `out`: 0, -EINVAL, -ERANGE or -ENOENT. */
 int netaddr_parse(struct netaddr *out, const char *text, unsigned flags);
 
-/* "1.2.3.4:80" or "[::1]:80"; "?" for families other than IPv4/IPv6.
- * Returns buf so it can be used inline in a log call. */
+/* poll_addr_format: "1.2.3.4:80", "[::1]:80" or "?"; returns buf. */
 char *netaddr_format(const struct sockaddr *sa, char *buf, size_t len);
 
 /* Address only, no port and no brackets. */

@@ -139,9 +139,3 @@ void peer_table_release(peer_table *table, const peer_key *key)
 	slot->tombstone = true;
 	table->live--;
 }
-
-uint32_t peer_table_count(const peer_table *table, const peer_key *key)
-{
-	const peer_entry *slot = table_find(table, key);
-	return slot ? slot->count : 0;
-}

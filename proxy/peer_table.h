@@ -36,6 +36,5 @@ int peer_key_from_sockaddr(const struct sockaddr *addr, peer_key *out);
  * 0 when counted, -EUSERS at the limit, -ENOMEM. */
 int peer_table_acquire(peer_table *table, const peer_key *key, uint32_t limit);
 void peer_table_release(peer_table *table, const peer_key *key);
-uint32_t peer_table_count(const peer_table *table, const peer_key *key);
 
 #endif

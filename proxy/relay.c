@@ -50,8 +50,8 @@ struct relay {
 	sched_timer idle_timer;
 	int64_t last_active;
 	int64_t started;
-	const char *reason;
-	const char *first_eof;
+	reason_code reason;    /* REASON_NONE until decided */
+	reason_code first_eof; /* REASON_NONE until a side ends */
 	uint32_t refs;
 	bool closing;
 	bool draining;
@@ -120,7 +120,8 @@ static void group_unlink(relay *r)
 static void relay_finish(relay *r)
 {
 	relay_summary summary = {
-		.reason = r->reason ? r->reason : "internal_error",
+		.reason = r->reason != REASON_NONE ? r->reason
+						   : REASON_internal_error,
 		.started_ns = r->started,
 		.ended_ns = sched_now(),
 	};
@@ -164,12 +165,12 @@ static void relay_discard_unread(pd_t *pd)
 }
 
 /* Close both connections now; parked pumps wake and watches fire. */
-static void relay_close(relay *r, const char *reason)
+static void relay_close(relay *r, reason_code reason)
 {
 	if (r->closing)
 		return;
 	r->closing = true;
-	if (!r->reason)
+	if (r->reason == REASON_NONE)
 		r->reason = reason;
 	r->refs++; /* closing fires watches that release: stay alive until done */
 	if (r->dir[RELAY_CLIENT].quiet && r->pd[RELAY_CLIENT])
@@ -198,7 +199,7 @@ static void idle_timer_fired(sched_timer *timer, void *arg)
 	if (r->closing)
 		return;
 	if (sched_now() >= expires) {
-		relay_close(r, "idle_timeout");
+		relay_close(r, REASON_idle_timeout);
 		return;
 	}
 	/* Activity since arming: re-arm lazily rather than on every byte. */
@@ -243,7 +244,8 @@ static bool drain_settle(relay_dir *dir)
 		return true;
 	if (replies_owed(r) || !dir_at_rest(&r->dir[!dir->side]))
 		return false;
-	relay_close(r, r->first_eof ? r->first_eof : "drain");
+	relay_close(r, r->first_eof != REASON_NONE ? r->first_eof
+						   : REASON_drain);
 	return true;
 }
 
@@ -284,8 +286,8 @@ static pd_t *dir_destination(relay_dir *dir)
 	return dir->owner->pd[!dir->side];
 }
 
-static const char *side_reason(relay_side side, const char *client_reason,
-			       const char *upstream_reason)
+static reason_code side_reason(relay_side side, reason_code client_reason,
+			       reason_code upstream_reason)
 {
 	return side == RELAY_CLIENT ? client_reason : upstream_reason;
 }
@@ -326,7 +328,7 @@ static bool dir_go_idle(relay_dir *dir)
 	if (rc == 1)
 		return false;
 	if (rc < 0) {
-		relay_close(r, "internal_error");
+		relay_close(r, REASON_internal_error);
 		return true;
 	}
 	dir->watching = true;
@@ -349,7 +351,7 @@ static int dir_wait_rest(relay_dir *dir)
 	if (r->params.frame_timeout_ns > 0)
 		pd_set_deadline(src, PD_READ, 0);
 	if (rc == -ETIMEDOUT) {
-		relay_close(r, "frame_timeout");
+		relay_close(r, REASON_frame_timeout);
 		return rc;
 	}
 	return 0;
@@ -383,10 +385,10 @@ static void dir_refuse(relay_dir *dir)
 	relay *r = dir->owner;
 
 	if (dir->side == RELAY_UPSTREAM) {
-		relay_close(r, "upstream_oversize");
+		relay_close(r, REASON_upstream_oversize);
 		return;
 	}
-	r->reason = "oversize";
+	r->reason = REASON_oversize;
 	dir->done = true;
 	buffer_give(r, dir);
 	if (r->dir[!dir->side].done) {
@@ -412,8 +414,8 @@ static int dir_forward(relay_dir *dir)
 		if (r->closing)
 			return -EBADF;
 		if (n < 0) {
-			relay_close(r, side_reason(!dir->side, "client_reset",
-						   "upstream_reset"));
+			relay_close(r, side_reason(!dir->side, REASON_client_reset,
+						   REASON_upstream_reset));
 			return (int)n;
 		}
 		dir->start += (uint32_t)ready;
@@ -440,13 +442,13 @@ static void dir_end(relay_dir *dir)
 	relay *r = dir->owner;
 
 	if (!frame_at_boundary(&dir->scanner, dir->end - dir->start)) {
-		relay_close(r, side_reason(dir->side, "client_truncated",
-					   "upstream_truncated"));
+		relay_close(r, side_reason(dir->side, REASON_client_truncated,
+					   REASON_upstream_truncated));
 		return;
 	}
-	if (!r->first_eof)
-		r->first_eof = side_reason(dir->side, "client_eof",
-					   "upstream_eof");
+	if (r->first_eof == REASON_NONE)
+		r->first_eof = side_reason(dir->side, REASON_client_eof,
+					   REASON_upstream_eof);
 	dir->done = true;
 	buffer_give(r, dir);
 	if (r->dir[!dir->side].done) {
@@ -480,7 +482,7 @@ static void dir_pump(relay_dir *dir)
 
 	while (!r->closing) {
 		if (!dir->buf && !(dir->buf = buffer_take(r))) {
-			relay_close(r, "no_memory");
+			relay_close(r, REASON_no_memory);
 			return;
 		}
 		/* After a short read the socket is empty: wait for the next edge
@@ -498,8 +500,8 @@ static void dir_pump(relay_dir *dir)
 			continue;
 		}
 		if (n < 0) {
-			relay_close(r, side_reason(dir->side, "client_reset",
-						   "upstream_reset"));
+			relay_close(r, side_reason(dir->side, REASON_client_reset,
+						   REASON_upstream_reset));
 			return;
 		}
 		if (dir_forward(dir) < 0)
@@ -538,7 +540,7 @@ static void pump_spawn(relay_dir *dir)
 	coro_opts opts = {.name = names[dir->side]};
 
 	if (!coro_spawn(pump_main, dir, &opts)) {
-		relay_close(dir->owner, "no_memory");
+		relay_close(dir->owner, REASON_no_memory);
 		relay_release(dir->owner);
 	}
 }
@@ -570,6 +572,7 @@ int relay_start(relay_group *group, pd_t *client, pd_t *upstream,
 	r->done_arg = done_arg;
 	r->draining = group->draining;
 	r->started = r->last_active = sched_now();
+	r->reason = r->first_eof = REASON_NONE;
 	dir_init(r, RELAY_CLIENT);
 	dir_init(r, RELAY_UPSTREAM);
 	r->next = group->head;
@@ -607,7 +610,7 @@ void relay_drain(relay_group *group)
 	}
 }
 
-void relay_close_all(relay_group *group, const char *reason)
+void relay_close_all(relay_group *group, reason_code reason)
 {
 	relay *r = group->head;
 

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "poll/poll.h"
+#include "proxy/reason.h"
 
 typedef enum relay_side {
 	RELAY_CLIENT = 0, /* client -> upstream, read from the client */
@@ -26,9 +27,10 @@ typedef struct relay_params {
 } relay_params;
 
 typedef struct relay_summary {
-	const char *reason;      /* client_eof, upstream_eof, oversize, ... */
+	reason_code reason;      /* never REASON_NONE */
 	relay_side oversize_side;
-	uint32_t oversize_len;   /* announced length when reason is oversize */
+	uint32_t oversize_len;   /* announced length when reason is oversize or
+				  * upstream_oversize */
 	uint64_t frames[2];      /* forwarded, indexed by the side read from */
 	uint64_t bytes[2];
 	int64_t started_ns;
@@ -85,6 +87,6 @@ int relay_start(relay_group *group, pd_t *client, pd_t *upstream,
  */
 void relay_drain(relay_group *group);
 /* Close every relay now (drain timeout, shutdown). */
-void relay_close_all(relay_group *group, const char *reason);
+void relay_close_all(relay_group *group, reason_code reason);
 
 #endif

@@ -16,6 +16,8 @@
 /* How often a shard copies its counters into its slot: fresh enough for a
  * once-a-second scrape, rare enough to cost nothing. */
 #define SERVER_PUBLISH_NS (100 * 1000 * 1000)
+/* Idle relay buffers each listener keeps for connections that wake up. */
+#define SERVER_BUFFER_POOL_MAX 256
 
 typedef struct server {
 	const server_settings *settings;
@@ -51,13 +53,12 @@ static void publish_listener(shard_listener_counters *out, const listener *l,
 	shard_slot_store(&out->accepted, st->accepted);
 	shard_slot_store(&out->active, st->active);
 	shard_slot_store(&out->accept_errors, st->accept_errors);
-	/* The relay group's totals, not the listener's: those grow only when
-	 * a connection closes. */
+	/* The relay group's totals: they move while connections are open. */
 	for (int side = 0; side < 2; side++) {
 		shard_slot_store(&out->frames[side], relays->frames[side]);
 		shard_slot_store(&out->bytes[side], relays->bytes[side]);
 	}
-	for (int r = 0; r < LISTENER_REASON_COUNT && r < SHARD_MAX_REASONS; r++)
+	for (int r = 0; r < REASON_COUNT && r < SHARD_MAX_REASONS; r++)
 		shard_slot_store(&out->closed[r], st->closed[r]);
 }
 
@@ -140,7 +141,7 @@ static void drain_check_fired(sched_timer *timer, void *arg)
 		log_line(LOG_LEVEL_WARN, "drain timeout", "open=%llu",
 			 (unsigned long long)server_connections(srv));
 		for (uint32_t i = 0; i < srv->opened; i++)
-			relay_close_all(&srv->relays[i], "shutdown");
+			relay_close_all(&srv->relays[i], REASON_shutdown);
 	}
 	sched_timer_set(timer, now + SERVER_DRAIN_CHECK_NS);
 }
@@ -227,7 +228,7 @@ static int listeners_open(server *srv)
 
 	for (uint32_t i = 0; i < settings->listener_count; i++) {
 		const listener_params *params = &settings->listeners[i];
-		int fd = settings->listen_fds ? settings->listen_fds[i] : -1;
+		int fd = settings->listen_fds[i];
 		char where[NETADDR_STRLEN];
 
 		netaddr_format((const struct sockaddr *)&params->addr, where,
@@ -242,10 +243,9 @@ static int listeners_open(server *srv)
 		srv->opened++;
 		listener *l = &srv->listeners[i];
 		netaddr_format((const struct sockaddr *)&l->bound, where, sizeof(where));
-		/* A shard's sockets were announced by its supervisor. */
-		log_line(fd >= 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
-			 fd >= 0 ? "accepting" : "listening",
-			 "listener=%s address=%s", params->name, where);
+		/* The supervisor announced the socket ("listening"). */
+		log_line(LOG_LEVEL_DEBUG, "accepting", "listener=%s address=%s",
+			 params->name, where);
 	}
 	for (uint32_t i = 0; i < srv->opened; i++) {
 		int rc = listener_start(&srv->listeners[i]);
@@ -286,7 +286,7 @@ static int server_start(server *srv)
 	for (uint32_t i = 0; i < settings->listener_count; i++)
 		relay_group_init(&srv->relays[i],
 				 settings->listeners[i].relay.buffer_size,
-				 settings->buffer_pool_max ? settings->buffer_pool_max : 256);
+				 SERVER_BUFFER_POOL_MAX);
 	if ((rc = signals_open(srv)) < 0)
 		return rc;
 	sched_timer_init(&srv->drain_check, drain_check_fired, srv);

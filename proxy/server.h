@@ -24,8 +24,7 @@ typedef struct server_settings {
 	int64_t drain_timeout_ns;
 	const listener_params *listeners;
 	uint32_t listener_count;
-	const int *listen_fds;        /* per listener, or NULL to bind */
-	uint32_t buffer_pool_max;     /* idle relay buffers kept, 0 = 256 */
+	const int *listen_fds;        /* per listener, made by the supervisor */
 	shard_slot *slot;             /* counters for the supervisor, or NULL */
 } server_settings;
 

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -122,6 +123,25 @@ const char *coro_park_reason(const coro_t *coroutine);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 int64_t sched_now(void);
+
+/*
+ * The project's one reading of a clock as nanoseconds, inline so that code
+ * which does not run (or link) the scheduler can use it too: a supervisor,
+ * a log sink's timestamps, a tool's poll(2) loop.
+ */
+static inline int64_t sched_timespec_ns(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+/* `clock` (CLOCK_MONOTONIC, CLOCK_REALTIME, ...) in nanoseconds. */
+static inline int64_t sched_clock_ns(clockid_t clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return sched_timespec_ns(&ts);
+}
 
 typedef struct sched_timer sched_timer;
 /* Runs in scheduler context, not in a coroutine: it must not park. */

@@ -17,10 +17,7 @@
 
 int64_t sched_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return sched_clock_ns(CLOCK_MONOTONIC);
 }
 
 static bool before(const sched_timer *a, const sched_timer *b)

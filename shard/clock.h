@@ -4,15 +4,11 @@
 #ifndef FRAMEPROXY_SHARD_CLOCK_H
 #define FRAMEPROXY_SHARD_CLOCK_H
 
-#include <stdint.h>
-#include <time.h>
+#include "sched/sched.h"
 
 static inline int64_t shard_monotonic_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return sched_clock_ns(CLOCK_MONOTONIC);
 }
 
 #endif

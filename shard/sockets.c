@@ -1,9 +1,7 @@
 #include "shard/sockets.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/filter.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,17 +15,7 @@
 
 void sockets_format(const struct sockaddr *addr, char *buf, size_t len)
 {
-	char host[INET6_ADDRSTRLEN] = "?";
-
-	if (addr->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)addr;
-		inet_ntop(AF_INET6, &a6->sin6_addr, host, sizeof(host));
-		snprintf(buf, len, "[%s]:%u", host, ntohs(a6->sin6_port));
-		return;
-	}
-	const struct sockaddr_in *a4 = (const struct sockaddr_in *)addr;
-	inet_ntop(AF_INET, &a4->sin_addr, host, sizeof(host));
-	snprintf(buf, len, "%s:%u", host, ntohs(a4->sin_port));
+	poll_addr_format(addr, buf, len);
 }
 
 static int *slot_of(shard_sockets *s, uint32_t shard, uint32_t listener)
@@ -85,9 +73,9 @@ int sockets_open(shard_sockets *s, const shard_listen_spec *listeners,
 		int rc = open_group(s, &listeners[l], l);
 		if (rc == 0)
 			continue;
-		char where[64];
-		sockets_format((const struct sockaddr *)&listeners[l].addr, where,
-			       sizeof(where));
+		char where[POLL_ADDR_STRLEN];
+		poll_addr_format((const struct sockaddr *)&listeners[l].addr,
+				 where, sizeof(where));
 		snprintf(why, why_len, "listener=%s address=%s error=\"%s\"",
 			 listeners[l].name, where, strerror(-rc));
 		sockets_close(s);

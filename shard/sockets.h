@@ -42,7 +42,7 @@ void sockets_close_others(shard_sockets *s, uint32_t keep);
  */
 int sockets_steer_by_cpu(shard_sockets *s);
 
-/* "1.2.3.4:80" / "[::1]:80" */
+/* poll_addr_format: "1.2.3.4:80" / "[::1]:80" */
 void sockets_format(const struct sockaddr *addr, char *buf, size_t len);
 
 #endif

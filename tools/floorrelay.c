@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "poll/poll.h"
 #include "tools/framebench_util.h"
 
 enum floor_poller { FLOOR_EPOLL, FLOOR_URING };
@@ -528,7 +529,7 @@ int main(int argc, char **argv)
 	char text[64];
 	getsockname(listener, (struct sockaddr *)&bound, &len);
 	printf("listening on %s\n",
-	       fbu_format_addr((struct sockaddr *)&bound, text, sizeof text));
+	       poll_addr_format((struct sockaddr *)&bound, text, sizeof text));
 	fflush(stdout);
 	int rc = opt.poller == FLOOR_URING ? floor_run_uring(listener, &opt)
 					   : floor_run_epoll(listener, &opt);

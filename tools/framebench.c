@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "poll/poll.h"
+#include "proxy/frame.h"
 #include "sched/sched.h"
 #include "tools/framebench_io.h"
 #include "tools/framebench_payload.h"
@@ -272,7 +273,7 @@ static int put_frame(struct bconn *c, int64_t t0, size_t *used)
 	tot.payload_sent += len;
 	if (*used + 4 > c->buf_size && flush(c, used) < 0)
 		return -EPIPE;
-	fb_put_prefix(c->wbuf + *used, len);
+	frame_write_length(c->wbuf + *used, len);
 	*used += 4;
 	for (uint32_t off = 0; off < len;) {
 		if (*used == c->buf_size && flush(c, used) < 0)
@@ -399,7 +400,7 @@ static void frame_received(struct bconn *c, int64_t now)
 /* A complete length prefix: check it against the frame we expect next. */
 static int reply_start(struct bconn *c, int64_t now)
 {
-	uint32_t len = fb_get_prefix(c->prefix);
+	uint32_t len = frame_read_length(c->prefix);
 	if (in_flight(c) == 0) {
 		tot.mismatches++;
 		note("connection %u: a %u-byte frame arrived that was never sent",

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "proxy/frame.h"
+
 uint64_t fb_mix64(uint64_t x)
 {
 	/* splitmix64's finaliser: every input bit flips about half the output. */
@@ -45,14 +47,6 @@ static void put_be(uint8_t *dst, uint64_t v, int bytes)
 {
 	for (int i = 0; i < bytes; i++)
 		dst[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
-}
-
-static uint64_t get_be(const uint8_t *src, int bytes)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < bytes; i++)
-		v = v << 8 | src[i];
-	return v;
 }
 
 void fb_stream_fill(uint8_t *dst, size_t n, uint64_t key, uint64_t offset)
@@ -163,21 +157,11 @@ bool fbv_done(const fb_verifier *v)
 	return v->offset == v->id.len;
 }
 
-void fb_put_prefix(uint8_t *dst, uint32_t len)
-{
-	put_be(dst, len, 4);
-}
-
-uint32_t fb_get_prefix(const uint8_t *src)
-{
-	return (uint32_t)get_be(src, 4);
-}
-
 int fb_frame_check(const uint8_t *frame, size_t n, const fb_frame_id *id)
 {
 	if (n < 4)
 		return -EPIPE;
-	if (fb_get_prefix(frame) != id->len)
+	if (frame_read_length(frame) != id->len)
 		return -EMSGSIZE;
 	if (n - 4 < id->len)
 		return -EPIPE;

@@ -74,10 +74,6 @@ void fbv_begin_reply(fb_verifier *v, uint64_t digest, uint32_t len);
 size_t fbv_feed(fb_verifier *v, const uint8_t *data, size_t n);
 bool fbv_done(const fb_verifier *v);
 
-/* Write the 4-byte big-endian length prefix. */
-void fb_put_prefix(uint8_t *dst, uint32_t len);
-uint32_t fb_get_prefix(const uint8_t *src);
-
 /*
  * Check one whole frame as received (prefix + payload) against what `id`
  * says was sent. 0 when identical, -EMSGSIZE when the prefix announces

@@ -1,14 +1,13 @@
 #include "tools/framebench_util.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "poll/poll.h"
 
 int fbu_parse_u64(const char *text, uint64_t max, uint64_t *out)
 {
@@ -82,78 +81,11 @@ int fbu_parse_size(const char *text, uint64_t *out)
 	return 0;
 }
 
-static int split_host_port(const char *text, char *host, size_t host_len,
-			   const char **port)
-{
-	const char *colon;
-	const char *host_start = text;
-	size_t n;
-	if (*text == '[') {
-		const char *close = strchr(text, ']');
-		if (!close || close[1] != ':')
-			return -EINVAL;
-		host_start = text + 1;
-		n = (size_t)(close - host_start);
-		colon = close + 1;
-	} else {
-		colon = strrchr(text, ':');
-		if (!colon)
-			return -EINVAL;
-		n = (size_t)(colon - text);
-	}
-	if (n >= host_len || colon[1] == '\0')
-		return -EINVAL;
-	memcpy(host, host_start, n);
-	host[n] = '\0';
-	*port = colon + 1;
-	return 0;
-}
-
 int fbu_parse_addr(const char *text, struct sockaddr_storage *out,
 		   socklen_t *len_out)
 {
-	char host[256];
-	const char *port;
-	if (!text || split_host_port(text, host, sizeof(host), &port) < 0)
-		return -EINVAL;
-	uint64_t port_num;
-	if (fbu_parse_u64(port, 65535, &port_num) < 0)
-		return -EINVAL;
-	struct addrinfo hints = {
-		.ai_family = AF_UNSPEC,
-		.ai_socktype = SOCK_STREAM,
-		.ai_flags = AI_NUMERICSERV | (host[0] ? 0 : AI_PASSIVE),
-	};
-	if (!host[0])
-		hints.ai_family = AF_INET;
-	struct addrinfo *res = NULL;
-	int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-	if (rc != 0 || !res)
-		return rc == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
-	memcpy(out, res->ai_addr, res->ai_addrlen);
-	*len_out = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
-}
+	int rc = poll_addr_parse(text, POLL_ADDR_PORT0 | POLL_ADDR_ANY_HOST,
+				 out, len_out);
 
-const char *fbu_format_addr(const struct sockaddr *addr, char *buf,
-			    size_t len)
-{
-	char host[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
-	if (addr->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		port = ntohs(in->sin_port);
-		snprintf(buf, len, "%s:%u", host, port);
-	} else if (addr->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 =
-			(const struct sockaddr_in6 *)addr;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		port = ntohs(in6->sin6_port);
-		snprintf(buf, len, "[%s]:%u", host, port);
-	} else {
-		snprintf(buf, len, "(family %d)", addr->sa_family);
-	}
-	return buf;
+	return rc == -ERANGE ? -EINVAL : rc; /* a bad port is malformed too */
 }

@@ -20,14 +20,14 @@ int fbu_parse_size(const char *text, uint64_t *out);
 /* Plain unsigned decimal, rejecting junk and overflow past `max`. */
 int fbu_parse_u64(const char *text, uint64_t max, uint64_t *out);
 /*
- * "HOST:PORT", "[V6]:PORT" or ":PORT" (all interfaces, IPv4). HOST may be a
- * name (resolved once, first address). 0 or -errno (-EINVAL when malformed).
+ * The tools' addresses: poll_addr_parse (poll/poll.h) with port 0 allowed
+ * and ":PORT" for all interfaces (IPv4): "HOST:PORT", "[V6]:PORT" or
+ * ":PORT"; a name is resolved once. 0, -EINVAL when malformed (a port out
+ * of range included), -ENOENT when the name does not resolve. The tools
+ * print addresses with poll_addr_format.
  */
 int fbu_parse_addr(const char *text, struct sockaddr_storage *out,
 		   socklen_t *len_out);
-/* "127.0.0.1:8080" or "[::1]:8080" into buf; returns buf. */
-const char *fbu_format_addr(const struct sockaddr *addr, char *buf,
-			    size_t len);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "poll/poll.h"
+#include "proxy/frame.h"
 #include "sched/sched.h"
 #include "tools/framebench_io.h"
 #include "tools/framebench_payload.h"
@@ -218,7 +219,7 @@ static int push_mark(struct conn *c)
 static int push_reply(struct conn *c)
 {
 	uint8_t chunk[4096];
-	fb_put_prefix(chunk, opt.reply_size);
+	frame_write_length(chunk, opt.reply_size);
 	int rc = ring_push(c, chunk, 4);
 	for (uint32_t off = 0; rc == 0 && off < opt.reply_size;) {
 		uint32_t k = opt.reply_size - off;
@@ -256,7 +257,7 @@ static int frame_done(struct conn *c)
 
 static int frame_start(struct conn *c)
 {
-	uint32_t len = fb_get_prefix(c->prefix);
+	uint32_t len = frame_read_length(c->prefix);
 	if (len > opt.max_frame) {
 		note("%s: frame of %u bytes exceeds --max-frame %u, closing",
 		     c->peer, len, opt.max_frame);
@@ -424,7 +425,7 @@ static void conn_start(pd_t *pd, const struct sockaddr_storage *peer)
 	c->pd = pd;
 	c->refs = 2;
 	c->id = next_conn_id++;
-	fbu_format_addr((const struct sockaddr *)peer, c->peer, sizeof(c->peer));
+	poll_addr_format((const struct sockaddr *)peer, c->peer, sizeof(c->peer));
 	coro_opts ro = {.name = "echo-read"}, wo = {.name = "echo-write"};
 	if (!coro_spawn(reader_main, c, &ro)) {
 		note("%s: cannot spawn reader", c->peer);
@@ -634,7 +635,7 @@ static int announce(void)
 		return -errno;
 	char text[80];
 	printf("listening on %s\n",
-	       fbu_format_addr((struct sockaddr *)&bound, text, sizeof(text)));
+	       poll_addr_format((struct sockaddr *)&bound, text, sizeof(text)));
 	fflush(stdout);
 	return 0;
 }
@@ -655,8 +656,8 @@ static int start(void)
 	if (rc < 0) {
 		char text[80];
 		fprintf(stderr, "frameecho: listen on %s: %s\n",
-			fbu_format_addr((struct sockaddr *)&opt.addr, text,
-					sizeof(text)),
+			poll_addr_format((struct sockaddr *)&opt.addr, text,
+					 sizeof(text)),
 			strerror(-rc));
 		return rc;
 	}

@@ -30,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tools/clock.h"
+#include "sched/sched.h"
 #include "tools/framebench_util.h"
 #include "tools/frametop_http.h"
 #include "tools/frametop_stats.h"
@@ -240,7 +240,8 @@ static bool read_key(bool *keys)
 static bool wait_until(int64_t due, bool *keys)
 {
 	while (!stop_requested) {
-		int64_t left_ms = (due - tool_now_ns() + 999999) / 1000000;
+		int64_t left_ms =
+			(due - sched_clock_ns(CLOCK_MONOTONIC) + 999999) / 1000000;
 		if (left_ms <= 0)
 			return false;
 		struct pollfd p = {STDIN_FILENO, POLLIN, 0};
@@ -276,7 +277,7 @@ static int fetch(const struct options *o, ft_sample *out, char *msg,
 		snprintf(why, sizeof(why), "out of memory");
 	if (err < 0 && err != -EINTR)
 		snprintf(msg, msg_len, "%s: GET /stats: %s", o->admin, why);
-	out->mono_ns = tool_now_ns();
+	out->mono_ns = sched_clock_ns(CLOCK_MONOTONIC);
 	return err;
 }
 
@@ -313,7 +314,7 @@ static int loop(const struct options *o, bool screen, bool *keys, char *msg,
 	ft_sample prev = {0}, cur;
 	bool have_prev = false;
 	uint64_t shown = 0, want = o->once ? 1 : o->count;
-	int64_t due = tool_now_ns();
+	int64_t due = sched_clock_ns(CLOCK_MONOTONIC);
 	int status = 0;
 	for (;;) {
 		int err = fetch(o, &cur, msg, msg_len);
@@ -339,8 +340,8 @@ static int loop(const struct options *o, bool screen, bool *keys, char *msg,
 			break;
 		due += o->interval_ns;
 		/* After a slow fetch, go on from now rather than catch up. */
-		if (due < tool_now_ns())
-			due = tool_now_ns();
+		if (due < sched_clock_ns(CLOCK_MONOTONIC))
+			due = sched_clock_ns(CLOCK_MONOTONIC);
 		if (wait_until(due, keys))
 			break;
 	}

@@ -15,14 +15,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tools/clock.h"
+#include "sched/sched.h"
 
 #define READ_CHUNK 16384
 
 /* 0 when fd is ready for events before the deadline. */
 static int wait_fd(int fd, short events, int64_t deadline)
 {
-	int64_t left = deadline - tool_now_ms();
+	int64_t left = deadline - sched_clock_ns(CLOCK_MONOTONIC) / 1000000;
 	if (left <= 0)
 		return -ETIMEDOUT;
 	struct pollfd p = {fd, events, 0};
@@ -143,7 +143,7 @@ int ft_http_get(const struct sockaddr *addr, socklen_t addr_len,
 		ft_http_reply *reply)
 {
 	memset(reply, 0, sizeof(*reply));
-	int64_t deadline = tool_now_ms() + timeout_ms;
+	int64_t deadline = sched_clock_ns(CLOCK_MONOTONIC) / 1000000 + timeout_ms;
 	int fd = -1;
 	int err = connect_by(addr, addr_len, deadline, &fd);
 	if (err == 0)

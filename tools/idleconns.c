@@ -26,7 +26,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -42,7 +41,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tools/clock.h"
+#include "poll/poll.h"
+#include "proxy/frame.h"
+#include "sched/sched.h"
 
 #define MAX_SIZE (1u << 20)          /* largest --size */
 #define DEFAULT_BATCH 256u
@@ -157,33 +158,13 @@ static bool parse_count(const char *s, uint32_t *out)
 /* HOST:PORT or [V6]:PORT, numeric or resolvable. */
 static void parse_target(const char *text)
 {
-	char host[256];
-	const char *port;
-	if (text[0] == '[') {
-		const char *close = strchr(text, ']');
-		if (!close || close[1] != ':' || (size_t)(close - text - 1) >= sizeof(host))
-			fail("--target %s: expected HOST:PORT or [V6]:PORT", text);
-		memcpy(host, text + 1, (size_t)(close - text - 1));
-		host[close - text - 1] = '\0';
-		port = close + 2;
-	} else {
-		const char *colon = strrchr(text, ':');
-		if (!colon || (size_t)(colon - text) >= sizeof(host))
-			fail("--target %s: expected HOST:PORT or [V6]:PORT", text);
-		memcpy(host, text, (size_t)(colon - text));
-		host[colon - text] = '\0';
-		port = colon + 1;
-	}
-	if (!*port)
-		fail("--target %s: no port", text);
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-	struct addrinfo *res;
-	int rc = getaddrinfo(*host ? host : NULL, port, &hints, &res);
-	if (rc != 0)
-		fail("--target %s: %s", text, gai_strerror(rc));
-	memcpy(&opt.addr, res->ai_addr, res->ai_addrlen);
-	opt.addr_len = res->ai_addrlen;
-	freeaddrinfo(res);
+	int rc = poll_addr_parse(text, POLL_ADDR_ANY_HOST, &opt.addr,
+				 &opt.addr_len);
+
+	if (rc == -ENOENT)
+		fail("--target %s: the name does not resolve", text);
+	if (rc < 0)
+		fail("--target %s: expected HOST:PORT or [V6]:PORT", text);
 }
 
 static void usage(FILE *f)
@@ -285,10 +266,7 @@ static uint8_t payload_byte(uint32_t idx, uint32_t i)
 
 static void fill_frame(uint8_t *buf, uint32_t idx)
 {
-	buf[0] = (uint8_t)(opt.size >> 24);
-	buf[1] = (uint8_t)(opt.size >> 16);
-	buf[2] = (uint8_t)(opt.size >> 8);
-	buf[3] = (uint8_t)opt.size;
+	frame_write_length(buf, opt.size);
 	for (uint32_t i = 0; i < opt.size; i++)
 		buf[4 + i] = payload_byte(idx, i);
 }
@@ -379,7 +357,7 @@ static void conn_step(struct conn *c, uint32_t idx, short revents,
 static void setup_batch(struct conn *conns, uint32_t first, uint32_t count,
 			struct pollfd *pfds, uint32_t *map, uint8_t **bufs)
 {
-	int64_t deadline = tool_now_ms() + opt.timeout_ms;
+	int64_t deadline = sched_clock_ns(CLOCK_MONOTONIC) / 1000000 + opt.timeout_ms;
 	for (uint32_t k = 0; k < count; k++) {
 		uint32_t idx = first + k;
 		struct conn *c = &conns[idx];
@@ -407,7 +385,7 @@ static void setup_batch(struct conn *conns, uint32_t first, uint32_t count,
 			pfds[np] = (struct pollfd){.fd = c->fd, .events = ev};
 			map[np++] = k;
 		}
-		int64_t wait = deadline - tool_now_ms();
+		int64_t wait = deadline - sched_clock_ns(CLOCK_MONOTONIC) / 1000000;
 		if (wait <= 0)
 			wait = 0;
 		int r = poll(pfds, np, (int)wait);

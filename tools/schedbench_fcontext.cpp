@@ -3,8 +3,9 @@
 #include <boost/context/detail/fcontext.hpp>
 
 #include <cstdlib>
-#include <ctime>
 #include <sys/mman.h>
+
+#include "sched/sched.h"
 
 namespace ctx = boost::context::detail;
 
@@ -20,9 +21,7 @@ void bouncer(ctx::transfer_t t)
 
 double now_ns()
 {
-	timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e9 + ts.tv_nsec;
+	return (double)sched_clock_ns(CLOCK_MONOTONIC);
 }
 
 }  // namespace

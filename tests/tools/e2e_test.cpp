@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "proxy/frame.h"
 #include "tools/framebench_payload.h"
 
 #include "proc.hpp"
@@ -267,7 +268,7 @@ TEST_CASE("frameecho reply-size and half-close", "[e2e]")
 	const char *requests[] = {"first", "", "a longer third request"};
 	for (const char *q : requests) {
 		uint8_t prefix[4];
-		fb_put_prefix(prefix, (uint32_t)std::strlen(q));
+		frame_write_length(prefix, (uint32_t)std::strlen(q));
 		REQUIRE(write(s.fd, prefix, 4) == 4);
 		REQUIRE(write(s.fd, q, std::strlen(q)) == (ssize_t)std::strlen(q));
 	}
@@ -275,7 +276,7 @@ TEST_CASE("frameecho reply-size and half-close", "[e2e]")
 	for (const char *q : requests) {
 		uint8_t frame[304], want[300];
 		REQUIRE(read_full(s.fd, frame, sizeof(frame)));
-		CHECK(fb_get_prefix(frame) == 300);
+		CHECK(frame_read_length(frame) == 300);
 		uint64_t d = fb_fnv1a(FB_FNV_INIT, (const uint8_t *)q, std::strlen(q));
 		fb_reply_fill(want, sizeof(want), d, 0);
 		CHECK(std::memcmp(frame + 4, want, sizeof(want)) == 0);
@@ -331,7 +332,7 @@ TEST_CASE("floorrelay relays frames intact and passes half-close on",
 
 		Fd s{connect_to(port)};
 		uint8_t frame[4 + 5];
-		fb_put_prefix(frame, 5);
+		frame_write_length(frame, 5);
 		std::memcpy(frame + 4, "hello", 5);
 		REQUIRE(write(s.fd, frame, sizeof(frame)) == (ssize_t)sizeof(frame));
 		REQUIRE(shutdown(s.fd, SHUT_WR) == 0);

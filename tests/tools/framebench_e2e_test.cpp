@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "proxy/frame.h"
 #include "tools/framebench_payload.h"
 #include "tools/framebench_sizedist.h"
 
@@ -133,7 +134,7 @@ void bad_echo_serve(int conn, Fault fault, uint64_t target, uint32_t at)
 		uint8_t prefix[4];
 		if (!read_full(conn, prefix, 4))
 			return;
-		uint32_t len = fb_get_prefix(prefix);
+		uint32_t len = frame_read_length(prefix);
 		frame.assign(prefix, prefix + 4);
 		frame.resize(4 + (size_t)len);
 		if (!read_full(conn, frame.data() + 4, len))

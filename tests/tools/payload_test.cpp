@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "proxy/frame.h"
 #include "tools/framebench_payload.h"
 
 namespace {
@@ -14,7 +15,7 @@ namespace {
 std::vector<uint8_t> make_frame(const fb_frame_id &id)
 {
 	std::vector<uint8_t> f(4 + id.len);
-	fb_put_prefix(f.data(), id.len);
+	frame_write_length(f.data(), id.len);
 	fb_payload_fill(f.data() + 4, id.len, &id, 0);
 	return f;
 }
@@ -40,7 +41,7 @@ TEST_CASE("payload header carries conn, seq and length", "[payload]")
 	const uint8_t want[16] = {1, 2, 3, 4, 0x11, 0x22, 0x33, 0x44, 0x55,
 				  0x66, 0x77, 0x88, 0, 0, 0, 40};
 	CHECK(std::memcmp(f.data() + 4, want, 16) == 0);
-	CHECK(fb_get_prefix(f.data()) == 40);
+	CHECK(frame_read_length(f.data()) == 40);
 }
 
 TEST_CASE("payload generation is independent of chunking", "[payload]")
@@ -134,7 +135,7 @@ TEST_CASE("payload a truncated frame is detected", "[payload]")
 	// Re-framed shorter: the prefix no longer announces what was sent.
 	fb_frame_id id = {7, 3, 9, 100};
 	auto f = make_frame(id);
-	fb_put_prefix(f.data(), 60);
+	frame_write_length(f.data(), 60);
 	CHECK(fb_frame_check(f.data(), 64, &id) == -EMSGSIZE);
 }
 

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <string>
 
+#include "poll/poll.h"
 #include "tools/framebench_util.h"
 
 TEST_CASE("util durations", "[util]")
@@ -49,12 +50,12 @@ TEST_CASE("util addresses", "[util]")
 	socklen_t len;
 	char buf[80];
 	REQUIRE(fbu_parse_addr("127.0.0.1:8080", &ss, &len) == 0);
-	CHECK(std::string(fbu_format_addr((struct sockaddr *)&ss, buf,
-					  sizeof(buf))) == "127.0.0.1:8080");
+	CHECK(std::string(poll_addr_format((struct sockaddr *)&ss, buf,
+					   sizeof(buf))) == "127.0.0.1:8080");
 	REQUIRE(fbu_parse_addr("[::1]:0", &ss, &len) == 0);
 	CHECK(ss.ss_family == AF_INET6);
-	CHECK(std::string(fbu_format_addr((struct sockaddr *)&ss, buf,
-					  sizeof(buf))) == "[::1]:0");
+	CHECK(std::string(poll_addr_format((struct sockaddr *)&ss, buf,
+					   sizeof(buf))) == "[::1]:0");
 	REQUIRE(fbu_parse_addr(":9000", &ss, &len) == 0);
 	CHECK(ss.ss_family == AF_INET);
 	for (const char *bad : {"", "127.0.0.1", "127.0.0.1:", "1.2.3.4:70000",
