@@ -9,9 +9,16 @@
  *
  * The pairs are separated by spaces in the format; each value is formatted
  * on its own and quoted when it needs to be (empty, or has a space, '=',
- * '"', '\\' or a control character), so a value with spaces stays one
- * field. Spaces produced by a conversion never split a field; spaces
- * written literally in the format always do. msg is always quoted.
+ * '"', '\\', a control byte or invalid UTF-8), so a value with spaces
+ * stays one field. Spaces produced by a conversion never split a field;
+ * spaces written literally in the format always do. msg is always quoted.
+ * Inside quotes '"' and '\\' are escaped with '\\', newline, CR and TAB
+ * as \n \r \t, and every other byte that could drive a terminal or is not
+ * UTF-8 (C0 and C1 controls, DEL, invalid sequences) as \xNN, so a value
+ * cannot end the line or send escape sequences; valid UTF-8 passes
+ * through. Keys are written as they are, except that a byte a conversion
+ * put in a key that is not printable ASCII, or is '"', '=' or '\\',
+ * becomes '_'.
  * Supported conversions: d i o u x X e E f F g G a A c s p and %%, with
  * flags, width, precision (also '*') and the hh h l ll z j t L lengths.
  * A line is at most LOG_LINE_MAX bytes; longer values are cut with "...".

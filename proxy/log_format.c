@@ -33,51 +33,105 @@ void log_buf_puts(log_buf *b, const char *s)
 
 /* ---- quoting ---- */
 
+/*
+ * Length of the valid UTF-8 character at s (1 to 4), or 0 when s starts
+ * no valid one: a stray continuation byte, an overlong form, a surrogate,
+ * past U+10FFFF, or cut short (the NUL is no continuation byte, so this
+ * never reads past it).
+ */
+static size_t utf8_char_len(const unsigned char *s)
+{
+	unsigned char lo = 0x80, hi = 0xbf; /* the second byte's range */
+	size_t n;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] < 0xc2 || s[0] > 0xf4)
+		return 0;
+	n = s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 : 4;
+	if (s[0] == 0xe0)
+		lo = 0xa0;
+	else if (s[0] == 0xed)
+		hi = 0x9f;
+	else if (s[0] == 0xf0)
+		lo = 0x90;
+	else if (s[0] == 0xf4)
+		hi = 0x8f;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+/*
+ * How many bytes at s may be written as they are: printable ASCII, or a
+ * whole valid UTF-8 character other than a C1 control (U+0080..U+009F,
+ * which terminals may obey like ESC). 0: the byte at s must be escaped.
+ */
+static size_t plain_len(const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	if (u[0] < 0x80)
+		return u[0] >= ' ' && u[0] != 0x7f;
+	if (u[0] == 0xc2 && u[1] < 0xa0)
+		return 0;
+	return utf8_char_len(u);
+}
+
 static bool needs_quotes(const char *s)
 {
 	if (*s == '\0')
 		return true;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f)
+	while (*s) {
+		size_t n = plain_len(s);
+		if (n == 0 || *s == ' ' || *s == '"' || *s == '=' || *s == '\\')
 			return true;
+		s += n;
 	}
 	return false;
 }
 
+/* A byte that may not go out as it is: \n, \r, \t as logfmt readers
+ * expect, anything else (ESC, DEL, a C1 control's bytes, invalid UTF-8)
+ * as \xNN, so a value can neither end the line nor drive a terminal. */
 static void put_escaped(log_buf *b, unsigned char c)
 {
 	static const char hex[] = "0123456789abcdef";
-	char esc[7] = "\\u00";
+	char esc[4] = { '\\', 'x', hex[c >> 4], hex[c & 15] };
 
 	switch (c) {
-	case '"': buf_putn(b, "\\\"", 2); return;
-	case '\\': buf_putn(b, "\\\\", 2); return;
 	case '\n': buf_putn(b, "\\n", 2); return;
 	case '\r': buf_putn(b, "\\r", 2); return;
 	case '\t': buf_putn(b, "\\t", 2); return;
-	default:
-		break;
+	default: buf_putn(b, esc, sizeof(esc)); return;
 	}
-	if (c >= ' ' && c != 0x7f) {
-		log_buf_putc(b, (char)c);
-		return;
-	}
-	esc[4] = hex[c >> 4];
-	esc[5] = hex[c & 15];
-	buf_putn(b, esc, 6);
 }
 
 void log_buf_value(log_buf *b, const char *s, bool force)
 {
-	if (!force && !needs_quotes(s)) {
-		log_buf_puts(b, s);
-		return;
+	bool quoted = force || needs_quotes(s);
+
+	if (quoted)
+		log_buf_putc(b, '"');
+	while (*s) {
+		size_t n = plain_len(s);
+		if (n == 0) {
+			put_escaped(b, (unsigned char)*s++);
+			continue;
+		}
+		if (*s == '"' || *s == '\\') {
+			char esc[2] = { '\\', *s++ };
+			buf_putn(b, esc, sizeof(esc));
+			continue;
+		}
+		buf_putn(b, s, n); /* a character goes out whole or not at all */
+		s += n;
 	}
-	log_buf_putc(b, '"');
-	for (; *s; s++)
-		put_escaped(b, (unsigned char)*s);
-	log_buf_putc(b, '"');
+	if (quoted)
+		log_buf_putc(b, '"');
 }
 
 size_t log_quote(char *buf, size_t len, size_t at, const char *s, bool force)
@@ -266,18 +320,34 @@ static void field_reset(struct field *f)
 	f->in_value = false;
 }
 
+/* Keys are meant as names in the format's text, but a conversion may write
+ * into one too: a byte that would break the pair or the line is '_'. */
+static void put_key(log_buf *line, const char *k)
+{
+	for (; *k; k++) {
+		unsigned char c = (unsigned char)*k;
+		bool plain = c > ' ' && c < 0x7f && c != '"' && c != '=' && c != '\\';
+		log_buf_putc(line, plain ? (char)c : '_');
+	}
+}
+
 static void field_emit(log_buf *line, struct field *f)
 {
 	if (f->k.len == 0 && !f->in_value)
 		return;
 	if (f->v.cut) {
 		f->v.len = f->v.len > 3 ? f->v.len - 3 : 0;
+		/* Not in the middle of a character: back up over up to 3
+		 * continuation bytes, so "..." does not follow half of one. */
+		for (int i = 0; i < 3 && f->v.len > 0 &&
+				((unsigned char)f->value[f->v.len] & 0xc0) == 0x80; i++)
+			f->v.len--;
 		f->value[f->v.len] = '\0';
 		f->v.cut = false;
 		log_buf_puts(&f->v, "...");
 	}
 	log_buf_putc(line, ' ');
-	log_buf_puts(line, f->key);
+	put_key(line, f->key);
 	if (f->in_value) {
 		log_buf_putc(line, '=');
 		log_buf_value(line, f->value, false);

@@ -62,6 +62,15 @@ struct Capture {
 	}
 };
 
+// What follows msg="m" on a line.
+std::string tail(const std::string &line)
+{
+	std::string head = "msg=\"m\" ";
+	size_t at = line.find(head);
+	REQUIRE(at != std::string::npos);
+	return line.substr(at + head.size());
+}
+
 } // namespace
 
 #define LINE(...)                                                        \
@@ -83,12 +92,6 @@ TEST_CASE("log: timestamp, level, quoted msg, plain values", "[log]")
 
 TEST_CASE("log: values needing quotes are quoted and escaped", "[log]")
 {
-	auto tail = [](const std::string &line) {
-		std::string head = "msg=\"m\" ";
-		size_t at = line.find(head);
-		REQUIRE(at != std::string::npos);
-		return line.substr(at + head.size());
-	};
 	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "err=%s", "connection refused")) ==
 	      "err=\"connection refused\"\n");
 	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "q=%s", "say \"hi\"")) ==
@@ -96,7 +99,7 @@ TEST_CASE("log: values needing quotes are quoted and escaped", "[log]")
 	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "p=%s", "a\\b")) == "p=\"a\\\\b\"\n");
 	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "nl=%s", "two\nlines\t\r")) ==
 	      "nl=\"two\\nlines\\t\\r\"\n");
-	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "c=%s", "\x01")) == "c=\"\\u0001\"\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "c=%s", "\x01")) == "c=\"\\x01\"\n");
 	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "eq=%s", "a=b")) == "eq=\"a=b\"\n");
 	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "empty=%s", "")) == "empty=\"\"\n");
 	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "utf8=%s", "caf\xc3\xa9")) ==
@@ -104,6 +107,61 @@ TEST_CASE("log: values needing quotes are quoted and escaped", "[log]")
 	// msg is escaped the same way.
 	std::string l = LINE(LOG_LEVEL_INFO, "bad \"frame\"\n", nullptr);
 	CHECK(l.find("msg=\"bad \\\"frame\\\"\\n\"\n") != std::string::npos);
+}
+
+// What a crafted config file or client could put in a value must not
+// reach a terminal or a log reader raw: no escape sequences, no line of
+// its own, no bytes that are not UTF-8.
+TEST_CASE("log: control bytes and invalid UTF-8 are escaped", "[log]")
+{
+	// ESC: a terminal colour sequence is shown, not obeyed.
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "v=%s", "\x1b[31mred")) ==
+	      "v=\"\\x1b[31mred\"\n");
+	// A newline cannot start a fake line; CR, TAB and DEL are escaped too.
+	std::string fake = LINE(LOG_LEVEL_INFO, "m", "v=%s",
+				"x\nts=2026 level=error msg=\"forged\"");
+	CHECK(fake.find('\n') == fake.size() - 1);
+	CHECK(tail(fake) == "v=\"x\\nts=2026 level=error msg=\\\"forged\\\"\"\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "v=%s", "a\rb\tc\x7f")) ==
+	      "v=\"a\\rb\\tc\\x7f\"\n");
+	// Invalid UTF-8: a stray continuation byte, a cut sequence, an
+	// overlong '/', a surrogate, 0xff. Each bad byte becomes \xNN.
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "v=%s", "\x80")) == "v=\"\\x80\"\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "v=%s", "caf\xc3")) ==
+	      "v=\"caf\\xc3\"\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "v=%s", "\xc0\xaf")) ==
+	      "v=\"\\xc0\\xaf\"\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "v=%s", "\xed\xa0\x80")) ==
+	      "v=\"\\xed\\xa0\\x80\"\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "v=%s", "a\xff" "b")) ==
+	      "v=\"a\\xffb\"\n");
+	// A C1 control (U+009B, CSI) is valid UTF-8 but a terminal command.
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "v=%s", "\xc2\x9b" "2J")) ==
+	      "v=\"\\xc2\\x9b2J\"\n");
+	// A key from a conversion is a name: nothing in it splits the pair.
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "%s=%s k%s=1", "signal", "KILL",
+			"a b=\"\n\xc3\xa9")) == "signal=KILL ka_b_____=1\n");
+	// msg is escaped the same way.
+	CHECK(LINE(LOG_LEVEL_INFO, "\x1b]0;title\x07", nullptr).find(
+		      "msg=\"\\x1b]0;title\\x07\"\n") != std::string::npos);
+}
+
+TEST_CASE("log: valid UTF-8 passes through", "[log]")
+{
+	// 2, 3 and 4 bytes: é, €, U+FFFD, U+1F600.
+	const char *text = "caf\xc3\xa9 \xe2\x82\xac \xef\xbf\xbd \xf0\x9f\x98\x80";
+	std::string l = LINE(LOG_LEVEL_INFO, text, "v=%s bare=%s", text,
+			     "\xc3\xa9t\xc3\xa9");
+	CHECK(l.find(std::string("msg=\"") + text + "\" v=\"" + text +
+		     "\" bare=\xc3\xa9t\xc3\xa9\n") != std::string::npos);
+	// A value cut at its limit is not cut inside a character.
+	std::string big;
+	while (big.size() < LOG_VALUE_MAX + 10)
+		big += "\xe2\x82\xac";
+	std::string c = LINE(LOG_LEVEL_INFO, "m", "v=%s", big.c_str());
+	INFO(c);
+	CHECK(c.find("\\x") == std::string::npos);
+	CHECK(c.find("\xe2\x82\xac...\n") != std::string::npos);
 }
 
 TEST_CASE("log: conversions of every size keep arguments in step", "[log]")
