@@ -185,25 +185,6 @@ void log_vline(enum log_level level, const char *msg, const char *kvfmt,
 	log_emit(buf, n);
 }
 
-void log_line_pairs(enum log_level level, const char *msg, const char *pairs)
-{
-	static char buf[LOG_LINE_MAX];
-
-	if (!log_enabled(level))
-		return;
-	size_t n = log_format(buf, sizeof(buf), now_realtime(), level, msg, NULL);
-	if (pairs && *pairs && n > 0) {
-		/* Replace the newline: the pairs go on the same line. */
-		int more = snprintf(buf + n - 1, sizeof(buf) - (n - 1), " %s\n", pairs);
-		n = more < 0 ? n : n - 1 + (size_t)more;
-		if (n >= sizeof(buf)) {
-			n = sizeof(buf) - 1;
-			buf[n - 1] = '\n';
-		}
-	}
-	log_emit(buf, n);
-}
-
 void log_line(enum log_level level, const char *msg, const char *kvfmt, ...)
 {
 	va_list ap;

@@ -102,10 +102,6 @@ void log_line(enum log_level level, const char *msg, const char *kvfmt, ...)
 void log_vline(enum log_level level, const char *msg, const char *kvfmt,
 	       va_list ap) LOG_PRINTF(3, 0);
 
-/* A line whose pairs are already logfmt ("a=1 b=\"x y\""), written as
- * they are; for layers below proxy/ that format their own pairs. */
-void log_line_pairs(enum log_level level, const char *msg, const char *pairs);
-
 /* Formats one line (with its '\n') into buf without writing it; returns
  * its length. For callers that want the text, and for tests. */
 size_t log_format(char *buf, size_t len, int64_t realtime_ns,

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cinttypes>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -198,6 +199,45 @@ TEST_CASE("log: '*' widths and precisions behave as printf's", "[log]")
 			     huge, "two", 3);
 	CHECK(h.size() < LOG_LINE_MAX);
 	CHECK(h.find(" p=two n=3\n") != std::string::npos);
+}
+
+// shard/'s lines come through shard_ops.log as a message, a format and a
+// va_list, which proxy/main.c hands to log_vline; shard/ quotes nothing.
+// This is that path, with the supervisor's own formats.
+static void shard_say(enum log_level level, const char *msg, const char *fmt, ...)
+	LOG_PRINTF(3, 4);
+static void shard_say(enum log_level level, const char *msg, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_vline(level, msg, fmt, ap);
+	va_end(ap);
+}
+
+TEST_CASE("log: shard/ lines are quoted by the writer", "[log]")
+{
+	Capture cap;
+	// A reload error naming a value with a quote and a space.
+	shard_say(LOG_LEVEL_ERROR, "reload failed: keeping the running configuration",
+		  "reason=%s", "a.ini:7: key 'max_frame': invalid size '16 \"XB'");
+	// The same lines as when shard/ quoted by hand.
+	shard_say(LOG_LEVEL_ERROR, "cannot listen", "listener=%s address=%s error=%s",
+		  "api", "127.0.0.1:80", "Address already in use");
+	shard_say(LOG_LEVEL_WARN, "shard died",
+		  "shard=%u pid=%d %s=%s respawn_in=%lldms crashes=%u", 1u, 42,
+		  "signal", "KILL", 0LL, 1u);
+	shard_say(LOG_LEVEL_INFO, "stopped", "exit=%d", 0);
+	auto lines = cap.lines();
+	REQUIRE(lines.size() == 4);
+	const std::string ts = "ts=2026-11-22T21:55:01.123Z ";
+	CHECK(lines[0] == ts + "level=error msg=\"reload failed: keeping the running "
+	      "configuration\" reason=\"a.ini:7: key 'max_frame': invalid size "
+	      "'16 \\\"XB'\"");
+	CHECK(lines[1] == ts + "level=error msg=\"cannot listen\" listener=api "
+	      "address=127.0.0.1:80 error=\"Address already in use\"");
+	CHECK(lines[2] == ts + "level=warn msg=\"shard died\" shard=1 pid=42 "
+	      "signal=KILL respawn_in=0ms crashes=1");
+	CHECK(lines[3] == ts + "level=info msg=\"stopped\" exit=0");
 }
 
 TEST_CASE("log: long values are cut, the line stays bounded", "[log]")
