@@ -9,9 +9,16 @@
  *
  * The pairs are separated by spaces in the format; each value is formatted
  * on its own and quoted when it needs to be (empty, or has a space, '=',
- * '"', '\\' or a control character), so a value with spaces stays one
- * field. Spaces produced by a conversion never split a field; spaces
- * written literally in the format always do. msg is always quoted.
+ * '"', '\\', a control byte or invalid UTF-8), so a value with spaces
+ * stays one field. Spaces produced by a conversion never split a field;
+ * spaces written literally in the format always do. msg is always quoted.
+ * Inside quotes '"' and '\\' are escaped with '\\', newline, CR and TAB
+ * as \n \r \t, and every other byte that could drive a terminal or is not
+ * UTF-8 (C0 and C1 controls, DEL, invalid sequences) as \xNN, so a value
+ * cannot end the line or send escape sequences; valid UTF-8 passes
+ * through. Keys are written as they are, except that a byte a conversion
+ * put in a key that is not printable ASCII, or is '"', '=' or '\\',
+ * becomes '_'.
  * Supported conversions: d i o u x X e E f F g G a A c s p and %%, with
  * flags, width, precision (also '*') and the hh h l ll z j t L lengths.
  * A line is at most LOG_LINE_MAX bytes; longer values are cut with "...".
@@ -20,6 +27,11 @@
  * rate-limit slots are plain globals/statics without locks; the line is
  * built in a static buffer (coroutine stacks are small), which also makes
  * these calls unsafe inside signal handlers.
+ *
+ * The files: log.c (the line, levels, context, clocks), log_format.c (the
+ * pairs and the quoting), log_ratelimit.c, all in proxy_core; log_sink.c
+ * (the non-blocking stderr below) is in proxy_relay, since it uses
+ * sockets and proxy_core opens none.
  */
 #ifndef FRAMEPROXY_PROXY_LOG_H
 #define FRAMEPROXY_PROXY_LOG_H
@@ -56,9 +68,10 @@ enum log_level {
 void log_set_output(FILE *out);
 
 /*
- * Makes writes to stderr never wait: when stderr is a pipe (a private
- * O_NONBLOCK description of it) or a socket (MSG_DONTWAIT), a line the
- * reader has no room for is dropped and counted, and one line
+ * In proxy_relay (log_sink.c). Makes writes to stderr never wait: when
+ * stderr is a pipe (a private O_NONBLOCK description of it) or a socket
+ * (MSG_DONTWAIT), a line the reader has no room for is dropped and
+ * counted, and one line
  *   level=warn msg="log lines dropped" dropped=N reason="..."
  * goes out before the next line that fits. Files and terminals are
  * written as before. Call once, before forking shards. 0 or -errno.
@@ -69,7 +82,6 @@ void log_use_blocking_stderr(void);
 /* Lines dropped so far by this process (for metrics). */
 uint64_t log_dropped_lines(void);
 void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
 bool log_enabled(enum log_level level);
 
 /* Pairs added after msg on every line, e.g. "shard=3" (copied; NULL
@@ -89,10 +101,6 @@ void log_line(enum log_level level, const char *msg, const char *kvfmt, ...)
 	LOG_PRINTF(3, 4);
 void log_vline(enum log_level level, const char *msg, const char *kvfmt,
 	       va_list ap) LOG_PRINTF(3, 0);
-
-/* A line whose pairs are already logfmt ("a=1 b=\"x y\""), written as
- * they are; for layers below proxy/ that format their own pairs. */
-void log_line_pairs(enum log_level level, const char *msg, const char *pairs);
 
 /* Formats one line (with its '\n') into buf without writing it; returns
  * its length. For callers that want the text, and for tests. */
@@ -114,7 +122,7 @@ size_t log_quote(char *buf, size_t len, size_t at, const char *s, bool force);
  *   level=<same> msg="log lines suppressed" suppressed=N of="<msg>"
  * and log_ratelimit_flush writes that line at once (for periodic or
  * shutdown use), since a burst that simply stops has no next call. */
-struct log_ratelimit {
+typedef struct log_ratelimit {
 	unsigned burst;
 	bool started;
 	unsigned emitted;
@@ -122,14 +130,14 @@ struct log_ratelimit {
 	int64_t window_start;
 	enum log_level level;
 	char msg[64];
-};
+} log_ratelimit;
 
 #define LOG_RATELIMIT_INIT(burst) { (burst), false, 0, 0, 0, LOG_LEVEL_INFO, "" }
 
 /* Returns true when the line was written. */
-bool log_ratelimited(struct log_ratelimit *rl, enum log_level level,
+bool log_ratelimited(log_ratelimit *rl, enum log_level level,
 		     const char *msg, const char *kvfmt, ...) LOG_PRINTF(4, 5);
-void log_ratelimit_flush(struct log_ratelimit *rl);
+void log_ratelimit_flush(log_ratelimit *rl);
 
 #ifdef __cplusplus
 }

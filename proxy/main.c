@@ -406,9 +406,6 @@ static void errors_one_line(const struct config *cfg, char *why, size_t len)
 			break;
 		at += (size_t)n;
 	}
-	for (char *p = why; *p; p++)
-		if (*p == '"' || *p == '\n')
-			*p = '\'';
 }
 
 static int app_reload(void *ctx, shard_settings *next, char *why, size_t why_len)
@@ -445,7 +442,7 @@ static int app_reload(void *ctx, shard_settings *next, char *why, size_t why_len
 }
 
 static void app_log(void *ctx, shard_log_level level, const char *msg,
-		    const char *pairs)
+		    const char *fmt, va_list ap)
 {
 	static const enum log_level levels[] = {
 		[SHARD_LOG_DEBUG] = LOG_LEVEL_DEBUG,
@@ -455,7 +452,7 @@ static void app_log(void *ctx, shard_log_level level, const char *msg,
 	};
 
 	(void)ctx;
-	log_line_pairs(levels[level], msg, pairs);
+	log_vline(levels[level], msg, fmt, ap);
 }
 
 static const shard_ops app_ops = {

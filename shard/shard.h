@@ -25,6 +25,7 @@
 #ifndef FRAMEPROXY_SHARD_SHARD_H
 #define FRAMEPROXY_SHARD_SHARD_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -228,9 +229,16 @@ typedef struct shard_ops {
 	 * refused here.
 	 */
 	int (*reload)(void *ctx, shard_settings *next, char *why, size_t why_len);
-	/* The supervisor's log lines: `pairs` is logfmt, already quoted. */
+	/*
+	 * The supervisor's log lines: a message, and its pairs as a printf
+	 * format "key=%s key2=%u" (NULL: none) with their arguments, pairs
+	 * split by the format's spaces. Values are passed as they are, never
+	 * quoted: the callee formats each value on its own and quotes it
+	 * (frameproxy hands all three to proxy/log.h's log_vline).
+	 */
 	void (*log)(void *ctx, shard_log_level level, const char *msg,
-		    const char *pairs);
+		    const char *fmt, va_list ap)
+		__attribute__((format(printf, 4, 0)));
 } shard_ops;
 
 /*

@@ -13,11 +13,6 @@
 #define SO_ATTACH_REUSEPORT_CBPF 51
 #endif
 
-void sockets_format(const struct sockaddr *addr, char *buf, size_t len)
-{
-	poll_addr_format(addr, buf, len);
-}
-
 static int *slot_of(shard_sockets *s, uint32_t shard, uint32_t listener)
 {
 	return &s->fds[(size_t)shard * s->listener_count + listener];
@@ -53,8 +48,7 @@ static int open_group(shard_sockets *s, const shard_listen_spec *spec,
 }
 
 int sockets_open(shard_sockets *s, const shard_listen_spec *listeners,
-		 uint32_t listener_count, uint32_t shards, char *why,
-		 size_t why_len)
+		 uint32_t listener_count, uint32_t shards, uint32_t *failed)
 {
 	size_t n = (size_t)shards * listener_count;
 
@@ -64,7 +58,7 @@ int sockets_open(shard_sockets *s, const shard_listen_spec *listeners,
 	s->bound_len = calloc(listener_count, sizeof(*s->bound_len));
 	if (!s->fds || !s->bound || !s->bound_len) {
 		sockets_close(s);
-		snprintf(why, why_len, "error=\"out of memory\"");
+		*failed = listener_count;
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -73,11 +67,7 @@ int sockets_open(shard_sockets *s, const shard_listen_spec *listeners,
 		int rc = open_group(s, &listeners[l], l);
 		if (rc == 0)
 			continue;
-		char where[POLL_ADDR_STRLEN];
-		poll_addr_format((const struct sockaddr *)&listeners[l].addr,
-				 where, sizeof(where));
-		snprintf(why, why_len, "listener=%s address=%s error=\"%s\"",
-			 listeners[l].name, where, strerror(-rc));
+		*failed = l;
 		sockets_close(s);
 		return rc;
 	}

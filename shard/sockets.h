@@ -24,12 +24,12 @@ typedef struct shard_sockets {
 
 /*
  * Bind them all. A listener on port 0 gets its port from the first socket,
- * and the others join that port. On failure everything is closed and `why`
- * holds "listener=NAME address=ADDR error=..." (logfmt pairs).
+ * and the others join that port. On failure everything is closed, -errno
+ * is returned and *failed is the listener that could not be bound, or
+ * listener_count when memory ran out before any was tried (-ENOMEM).
  */
 int sockets_open(shard_sockets *s, const shard_listen_spec *listeners,
-		 uint32_t listener_count, uint32_t shards, char *why,
-		 size_t why_len);
+		 uint32_t listener_count, uint32_t shards, uint32_t *failed);
 void sockets_close(shard_sockets *s);
 /* Shard i's sockets, one per listener. */
 const int *sockets_of(const shard_sockets *s, uint32_t shard);
@@ -42,7 +42,5 @@ void sockets_close_others(shard_sockets *s, uint32_t keep);
  */
 int sockets_steer_by_cpu(shard_sockets *s);
 
-/* poll_addr_format: "1.2.3.4:80" / "[::1]:80" */
-void sockets_format(const struct sockaddr *addr, char *buf, size_t len);
 
 #endif

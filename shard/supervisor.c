@@ -94,19 +94,17 @@ typedef struct supervisor {
 static void say(supervisor *sup, shard_log_level level, const char *msg,
 		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* Values go to ops->log as they are: quoting them is the writer's job. */
 static void say(supervisor *sup, shard_log_level level, const char *msg,
 		const char *fmt, ...)
 {
-	char pairs[512] = "";
+	va_list ap;
 
-	if (fmt) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(pairs, sizeof(pairs), fmt, ap);
-		va_end(ap);
-	}
-	if (sup->ops->log)
-		sup->ops->log(sup->ctx, level, msg, fmt ? pairs : NULL);
+	if (!sup->ops->log)
+		return;
+	va_start(ap, fmt);
+	sup->ops->log(sup->ctx, level, msg, fmt, ap);
+	va_end(ap);
 }
 
 /* --- processes ------------------------------------------------------------ */
@@ -217,7 +215,7 @@ static shard_proc *spawn(supervisor *sup, uint32_t index, proc_role role)
 		if (slot)
 			metrics_release(&sup->metrics, slot);
 		say(sup, SHARD_LOG_ERROR, "cannot start shard", "shard=%u error=%s",
-		    index, slot ? "\"out of memory\"" : "\"no free metrics slot\"");
+		    index, slot ? "out of memory" : "no free metrics slot");
 		return NULL;
 	}
 	pid_t parent = getpid();
@@ -226,7 +224,7 @@ static shard_proc *spawn(supervisor *sup, uint32_t index, proc_role role)
 		int err = errno;
 		proc_remove(sup, p);
 		metrics_release(&sup->metrics, slot);
-		say(sup, SHARD_LOG_ERROR, "cannot start shard", "shard=%u error=\"%s\"",
+		say(sup, SHARD_LOG_ERROR, "cannot start shard", "shard=%u error=%s",
 		    index, strerror(err));
 		return NULL;
 	}
@@ -247,19 +245,22 @@ static void proc_signal(supervisor *sup, shard_proc *p, int sig, proc_role role,
 	p->role = role;
 	p->kill_at = shard_monotonic_ns() + grace_ns;
 	if (kill(p->pid, sig) < 0 && errno != ESRCH)
-		say(sup, SHARD_LOG_WARN, "cannot signal shard", "shard=%u pid=%d error=\"%s\"",
+		say(sup, SHARD_LOG_WARN, "cannot signal shard", "shard=%u pid=%d error=%s",
 		    p->index, (int)p->pid, strerror(errno));
 }
 
 /* --- deaths and respawns ------------------------------------------------- */
 
-static void describe_status(int status, char *buf, size_t len)
+/* How a shard ended, as a key ("signal" or "status") and its value. */
+static const char *describe_status(int status, char *value, size_t len)
 {
-	if (WIFSIGNALED(status))
-		snprintf(buf, len, "signal=%s", sigabbrev_np(WTERMSIG(status)) ?
-			 sigabbrev_np(WTERMSIG(status)) : "?");
-	else
-		snprintf(buf, len, "status=%d", WEXITSTATUS(status));
+	if (WIFSIGNALED(status)) {
+		const char *name = sigabbrev_np(WTERMSIG(status));
+		snprintf(value, len, "%s", name ? name : "?");
+		return "signal";
+	}
+	snprintf(value, len, "%d", WEXITSTATUS(status));
+	return "status";
 }
 
 static int64_t crash_backoff(shard_seat *seat, int64_t now)
@@ -290,16 +291,17 @@ static void roll_abort(supervisor *sup, uint32_t index)
 static void shard_died(supervisor *sup, shard_proc *p, int status)
 {
 	char how[48];
+	const char *ended;
 	proc_role role = p->role;
 	uint32_t index = p->index;
 	int pid = (int)p->pid;      /* p is reused once removed */
 	bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 
-	describe_status(status, how, sizeof(how));
+	ended = describe_status(status, how, sizeof(how));
 	metrics_release(&sup->metrics, p->slot);
 	if (role == PROC_RETIRING || role == PROC_STOPPING) {
-		say(sup, SHARD_LOG_INFO, "shard exited", "shard=%u pid=%d %s",
-		    index, pid, how);
+		say(sup, SHARD_LOG_INFO, "shard exited", "shard=%u pid=%d %s=%s",
+		    index, pid, ended, how);
 		if (!clean && role == PROC_STOPPING)
 			sup->exit_code = 1;
 		proc_remove(sup, p);
@@ -307,8 +309,8 @@ static void shard_died(supervisor *sup, shard_proc *p, int status)
 	}
 	proc_remove(sup, p);
 	if (!sup->ready_once) {
-		say(sup, SHARD_LOG_ERROR, "shard failed to start", "shard=%u %s",
-		    index, how);
+		say(sup, SHARD_LOG_ERROR, "shard failed to start", "shard=%u %s=%s",
+		    index, ended, how);
 		supervisor_stop(sup, "startup", 1);
 		return;
 	}
@@ -319,8 +321,8 @@ static void shard_died(supervisor *sup, shard_proc *p, int status)
 	shard_seat *seat = &sup->seats[index];
 	int64_t delay = crash_backoff(seat, shard_monotonic_ns());
 	sup->restarts++;
-	say(sup, SHARD_LOG_WARN, "shard died", "shard=%u pid=%d %s respawn_in=%lldms crashes=%u",
-	    index, pid, how, (long long)(delay / MS), seat->crashes);
+	say(sup, SHARD_LOG_WARN, "shard died", "shard=%u pid=%d %s=%s respawn_in=%lldms crashes=%u",
+	    index, pid, ended, how, (long long)(delay / MS), seat->crashes);
 	seat->respawn_at = shard_monotonic_ns() + delay;
 }
 
@@ -439,7 +441,7 @@ static void reload(supervisor *sup)
 	process_notify("RELOADING=1");
 	if (sup->ops->reload(sup->ctx, &next, why, sizeof(why)) < 0) {
 		say(sup, SHARD_LOG_ERROR, "reload failed: keeping the running configuration",
-		    "reason=\"%s\"", why);
+		    "reason=%s", why);
 		process_notify("READY=1");
 		return;
 	}
@@ -561,25 +563,34 @@ static int admin_render(void *arg, admin_route route, strbuf *body,
 	return metrics_render_json(&sup->metrics, &view, body);
 }
 
+static void say_cannot_listen(supervisor *sup, const char *listener,
+			      const struct sockaddr *addr, int err)
+{
+	char where[POLL_ADDR_STRLEN];
+
+	poll_addr_format(addr, where, sizeof(where));
+	say(sup, SHARD_LOG_ERROR, "cannot listen", "listener=%s address=%s error=%s",
+	    listener, where, strerror(err));
+}
+
 static int admin_start(supervisor *sup)
 {
-	char where[80];
+	char where[POLL_ADDR_STRLEN];
 
 	if (!sup->settings.has_admin)
 		return 0;
 	int rc = admin_open(&sup->admin, (struct sockaddr *)&sup->settings.admin,
 			    sup->settings.admin_len);
-	sockets_format((struct sockaddr *)&sup->settings.admin, where, sizeof(where));
 	if (rc < 0) {
-		say(sup, SHARD_LOG_ERROR, "cannot listen", "listener=admin address=%s error=\"%s\"",
-		    where, strerror(-rc));
+		say_cannot_listen(sup, "admin", (struct sockaddr *)&sup->settings.admin, -rc);
 		return rc;
 	}
 	sup->admin_open = true;
+	poll_addr_format((struct sockaddr *)&sup->settings.admin, where, sizeof(where));
 	struct sockaddr_storage bound;
 	socklen_t len = sizeof(bound);
 	if (admin_bound(&sup->admin, (struct sockaddr *)&bound, &len) == 0)
-		sockets_format((struct sockaddr *)&bound, where, sizeof(where));
+		poll_addr_format((struct sockaddr *)&bound, where, sizeof(where));
 	say(sup, SHARD_LOG_INFO, "admin listening", "address=%s", where);
 	return 0;
 }
@@ -652,29 +663,41 @@ static void loop_once(supervisor *sup)
 		admin_service(&sup->admin, fds + 1, n - 1, shard_monotonic_ns(), admin_render, sup);
 }
 
+/* sockets_open failed on listener `failed` (listener_count: no memory). */
+static void say_sockets_failed(supervisor *sup, uint32_t failed, int rc)
+{
+	if (failed >= sup->settings.listener_count) {
+		say(sup, SHARD_LOG_ERROR, "cannot listen", "error=%s", "out of memory");
+		return;
+	}
+	const shard_listen_spec *spec = &sup->settings.listeners[failed];
+	say_cannot_listen(sup, spec->name, (const struct sockaddr *)&spec->addr, -rc);
+}
+
 static int supervisor_start(supervisor *sup)
 {
 	char why[256];
+	uint32_t failed;
 	long nofile = process_raise_nofile();
 
 	if (nofile < 0)
 		say(sup, SHARD_LOG_WARN, "cannot raise the open-file limit",
-		    "error=\"%s\"", strerror((int)-nofile));
+		    "error=%s", strerror((int)-nofile));
 	int rc = signals_open(sup);
 	if (rc < 0) {
-		say(sup, SHARD_LOG_ERROR, "cannot set up signals", "error=\"%s\"",
+		say(sup, SHARD_LOG_ERROR, "cannot set up signals", "error=%s",
 		    strerror(-rc));
 		return rc;
 	}
 	rc = sockets_open(&sup->sockets, sup->settings.listeners,
-			  sup->settings.listener_count, sup->shards, why, sizeof(why));
+			  sup->settings.listener_count, sup->shards, &failed);
 	if (rc < 0) {
-		say(sup, SHARD_LOG_ERROR, "cannot listen", "%s", why);
+		say_sockets_failed(sup, failed, rc);
 		return rc;
 	}
 	for (uint32_t l = 0; l < sup->sockets.listener_count; l++) {
-		char where[80];
-		sockets_format((struct sockaddr *)&sup->sockets.bound[l], where,
+		char where[POLL_ADDR_STRLEN];
+		poll_addr_format((struct sockaddr *)&sup->sockets.bound[l], where,
 			       sizeof(where));
 		say(sup, SHARD_LOG_INFO, "listening", "listener=%s address=%s shards=%u",
 		    sup->settings.listeners[l].name, where, sup->shards);
@@ -686,26 +709,26 @@ static int supervisor_start(supervisor *sup)
 	}
 	if (sup->settings.steer_by_cpu && (rc = sockets_steer_by_cpu(&sup->sockets)) < 0) {
 		say(sup, SHARD_LOG_ERROR, "cannot steer connections by CPU",
-		    "error=\"%s\"", strerror(-rc));
+		    "error=%s", strerror(-rc));
 		return rc;
 	}
 	if ((rc = admin_start(sup)) < 0)
 		return rc;
 	if (sup->settings.user &&
 	    (rc = process_drop_to(sup->settings.user, why, sizeof(why))) < 0) {
-		say(sup, SHARD_LOG_ERROR, "cannot drop privileges", "user=%s error=\"%s\"",
+		say(sup, SHARD_LOG_ERROR, "cannot drop privileges", "user=%s error=%s",
 		    sup->settings.user, why);
 		return rc;
 	}
 	rc = metrics_map(&sup->metrics, 4 * sup->shards + 8);
 	if (rc < 0) {
-		say(sup, SHARD_LOG_ERROR, "cannot map metrics", "error=\"%s\"",
+		say(sup, SHARD_LOG_ERROR, "cannot map metrics", "error=%s",
 		    strerror(-rc));
 		return rc;
 	}
 	sup->health = shard_health_board_map();
 	if (!sup->health) {
-		say(sup, SHARD_LOG_ERROR, "cannot map the health board", "error=\"%s\"",
+		say(sup, SHARD_LOG_ERROR, "cannot map the health board", "error=%s",
 		    strerror(errno));
 		return -ENOMEM;
 	}
