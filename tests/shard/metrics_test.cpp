@@ -573,3 +573,97 @@ TEST_CASE("between two processes of one generation the READY one is shown",
 		REQUIRE(j["shards"][0]["state"].str() == "ready");
 	}
 }
+
+namespace {
+
+// A scenario that uses every family and label: several shards and
+// listeners, a retired process, a reload in progress, a STARTING slot,
+// names that need escaping.
+void golden_scenario(Metrics &t)
+{
+	for (uint32_t i = 0; i < 3; i++) {
+		shard_slot *s = metrics_claim(&t.m, i, 2);
+		s->pid = (int32_t)(100 + i);
+		set_runtime(s, 1000 * (i + 1), i % 2 ? "uring" : "epoll");
+		set_listener(s, 0, "api", 150 * (i + 1));
+		set_listener(s, 1, "q\"\\\n\t\x01 caf\xC3\xA9 \xFF", 107);
+		set_upstream(s, 0, 0, "10.0.0.1:9000", 15 + i, 1);
+		set_upstream(s, 1, 0, "10.0.0.2:9000", 33, 0);
+		set_upstream(s, 2, 1, "[::1]:9000", 1, 1);
+		shard_slot_set_state(s, SHARD_STATE_READY);
+		if (i == 2)
+			metrics_release(&t.m, s); // dead, waiting for its restart
+	}
+	shard_slot *old_s = metrics_claim(&t.m, 1, 1);
+	old_s->pid = 90;
+	set_runtime(old_s, 77, "epoll");
+	set_listener(old_s, 0, "api", 4);
+	set_upstream(old_s, 0, 0, "10.0.0.1:9000", 2, 1);
+	set_upstream(old_s, 1, 0, "gone:1", 9, 1);
+	shard_slot_set_state(old_s, SHARD_STATE_RETIRING);
+	shard_slot *starting = metrics_claim(&t.m, 3, 2);
+	starting->pid = 103;
+}
+
+std::string golden_path(const char *name)
+{
+	return std::string(SHARD_TEST_GOLDEN) + "/" + name;
+}
+
+std::string read_file(const std::string &path)
+{
+	FILE *f = fopen(path.c_str(), "rb");
+	INFO(path);
+	REQUIRE(f != nullptr);
+	std::string out;
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		out.append(buf, n);
+	fclose(f);
+	return out;
+}
+
+// SHARD_TEST_WRITE_GOLDEN=1 writes the files instead (after a deliberate
+// change of the output).
+void check_golden(const char *name, const std::string &text)
+{
+	const char *write = getenv("SHARD_TEST_WRITE_GOLDEN");
+	if (write && *write == '1') {
+		FILE *f = fopen(golden_path(name).c_str(), "wb");
+		REQUIRE(f != nullptr);
+		REQUIRE(fwrite(text.data(), 1, text.size(), f) == text.size());
+		fclose(f);
+		return;
+	}
+	std::string want = read_file(golden_path(name));
+	INFO(name << ": the output is no longer byte for byte the golden file");
+	REQUIRE(text == want);
+}
+
+} // namespace
+
+TEST_CASE("Prometheus and JSON output match the golden files byte for byte",
+	  "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(4);
+	const char *const reasons[] = { "client_eof", "upstream_eof",
+					"quote\"d" };
+	v.reason_names = reasons;
+	golden_scenario(t);
+
+	strbuf sb;
+	strbuf_init(&sb);
+	REQUIRE(metrics_render_prometheus(&t.m, &v, &sb) == 0);
+	std::string prom(sb.data, sb.len);
+	strbuf_reset(&sb);
+	REQUIRE(metrics_render_json(&t.m, &v, &sb) == 0);
+	std::string json(sb.data, sb.len);
+	strbuf_free(&sb);
+
+	check_golden("metrics.prom", prom);
+	check_golden("stats.json", json);
+	samples(prom); // and well-formed
+	promtool_check(prom);
+}
