@@ -1,6 +1,7 @@
 /*
  * metrics — the shared mapping of shard_slots (shard/shard.h) and how the
- * supervisor turns it into Prometheus text and JSON. Private to shard/.
+ * supervisor turns it into Prometheus text (metrics_prom.c) and JSON
+ * (metrics_json.c). Private to shard/.
  *
  * The supervisor maps the slots once, before it forks (metrics_map), claims
  * a slot for every shard it starts (metrics_claim) and releases it when it
@@ -152,6 +153,49 @@ shard_slot *metrics_claim(shard_metrics *m, uint32_t index,
  * series' counts are lost (the slot is freed all the same).
  */
 void metrics_release(shard_metrics *m, shard_slot *slot);
+
+typedef struct metrics_proc {
+	uint32_t generation;
+	int32_t pid;
+	shard_state state;
+} metrics_proc;
+
+/* Per shard index: the gauges of its live slots and where its series are. */
+typedef struct metrics_live {
+	uint64_t runq_len;
+	uint64_t coroutines;
+	uint64_t rss_bytes;
+	uint32_t ready;               /* READY slots */
+	bool has_newest;
+	metrics_proc newest;
+	bool has_poller;
+	uint32_t poller_generation;
+	char poller[16];
+	size_t l_from, l_to;          /* ranges in the render's table */
+	size_t u_from, u_to;
+	size_t p_from, p_to;          /* range in the render's procs */
+} metrics_live;
+
+typedef struct metrics_scrape {
+	const metrics_view *v;
+	metrics_table t;              /* retired + live, grouped by index */
+	metrics_live *live;           /* [v->shards] */
+	metrics_proc *procs;          /* live slots, grouped by index */
+	size_t proc_count;
+	uint32_t retiring;            /* live slots RETIRING or DRAINING */
+} metrics_scrape;
+
+/* What a render shows, from the retired totals and the live slots; free it
+ * with metrics_scrape_free even on failure. 0 or -ENOMEM. */
+int metrics_collect(metrics_scrape *c, shard_metrics *m, const metrics_view *v);
+void metrics_scrape_free(metrics_scrape *c);
+/* Adds s to d: counters always, the `active` gauge only `gauges`. */
+void metrics_listener_add(shard_listener_counters *d,
+			  const shard_listener_counters *s, bool gauges);
+/* The name of close reason j, or "reason<j>" written into buf. */
+const char *metrics_reason_name(const metrics_view *v, uint32_t j,
+				char buf[16]);
+uint32_t metrics_reason_count(const metrics_view *v);
 
 /* Append to `out`. 0 or -ENOMEM (out may then hold part of the text). */
 int metrics_render_prometheus(shard_metrics *m, const metrics_view *v,
