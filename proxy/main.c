@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "proxy/config.h"
+#include "proxy/counters.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
 #include "shard/shard.h"
@@ -330,11 +331,7 @@ typedef struct proxy_app {
 	const cli *cli;
 	struct config cfg;           /* the running configuration */
 	run_plan plan;
-	const char *reason_names[LISTENER_REASON_COUNT];
 } proxy_app;
-
-_Static_assert(LISTENER_REASON_COUNT <= SHARD_MAX_REASONS,
-	       "the metrics slot counts every close reason");
 
 static void app_settings(const proxy_app *app, shard_settings *s)
 {
@@ -352,8 +349,7 @@ static void app_settings(const proxy_app *app, shard_settings *s)
 		.user = cfg->user,
 		.listeners = app->plan.sockets,
 		.listener_count = (uint32_t)app->plan.count,
-		.reason_names = app->reason_names,
-		.reason_count = LISTENER_REASON_COUNT,
+		.metrics = &counters_metrics,
 	};
 	memcpy(&s->admin, &cfg->admin.ss, cfg->admin.len);
 }
@@ -470,8 +466,6 @@ static int serve(const cli *c, struct config *cfg)
 	shard_settings settings;
 	int rc = plan_build(&app.plan, &app.cfg);
 
-	for (int i = 0; i < LISTENER_REASON_COUNT; i++)
-		app.reason_names[i] = listener_reason_name((enum listener_reason)i);
 	if (rc == 0) {
 		app_settings(&app, &settings);
 		rc = shard_supervise(&settings, &app_ops, &app);

@@ -1,6 +1,6 @@
-/* The shared slot mapping, retired totals, and what a scrape shows (see
- * shard/metrics.h for the model); metrics_prom.c and metrics_json.c render
- * it. */
+/* The shared slot mapping, retired totals, what a scrape shows, and the
+ * tables behind it (see shard/metrics.h); metrics_prom.c and metrics_json.c
+ * render a scrape. */
 #include "shard/metrics.h"
 
 #include <errno.h>
@@ -8,6 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+
+#include "shard/runtime.h"
+
+_Static_assert(METRICS_APP_BASE + SHARD_MAX_APP_VALUES <= METRICS_SERIES_VALUES &&
+	       SHARD_MAX_UPSTREAM_VALUES <= METRICS_SERIES_VALUES,
+	       "a series holds every value of its scope");
+
+const shard_metric metrics_supervisor[] = {
+	METRICS_SUPERVISOR(SHARD_METRIC_ENTRY)
+};
+const shard_metric metrics_index[] = {
+	METRICS_INDEX(SHARD_METRIC_ENTRY)
+};
 
 /* --- the mapping ----------------------------------------------------------- */
 
@@ -34,8 +47,8 @@ int metrics_map(shard_metrics *m, uint32_t slot_count)
 static void table_free(metrics_table *t)
 {
 	free(t->shards);
-	free(t->listeners);
-	free(t->upstreams);
+	free(t->listeners.at);
+	free(t->upstreams.at);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -83,6 +96,146 @@ shard_slot *metrics_claim(shard_metrics *m, uint32_t index,
 	return NULL;
 }
 
+/* --- the tables -------------------------------------------------------------- */
+
+/* One table of a scope, where its values start in the scope's series and
+ * how many a slot has room for. */
+typedef struct scope_part {
+	const shard_metric_list *list;
+	uint32_t base;
+	uint32_t room;
+	const char *what;             /* for check messages */
+} scope_part;
+
+static const shard_metric_list no_metrics = { NULL, 0 };
+
+/* A shard index has shard/'s runtime table and the application's; the
+ * other scopes only the application's. */
+static size_t scope_parts(const shard_app_metrics *app, metrics_scope scope,
+			  scope_part out[2])
+{
+	switch (scope) {
+	case METRICS_SHARD:
+		out[0] = (scope_part){ &runtime_metrics, 0,
+			SHARD_MAX_RUNTIME_VALUES, "runtime" };
+		out[1] = (scope_part){ app ? &app->shard : &no_metrics,
+			METRICS_APP_BASE, SHARD_MAX_APP_VALUES, "per-shard" };
+		return 2;
+	case METRICS_LISTENER:
+		out[0] = (scope_part){ app ? &app->listener : &no_metrics, 0,
+			SHARD_MAX_LISTENER_VALUES, "per-listener" };
+		return 1;
+	case METRICS_UPSTREAM:
+		out[0] = (scope_part){ app ? &app->upstream : &no_metrics, 0,
+			SHARD_MAX_UPSTREAM_VALUES, "per-upstream" };
+		return 1;
+	}
+	return 0;
+}
+
+static bool ends_with(const char *s, const char *tail)
+{
+	size_t n = strlen(s), t = strlen(tail);
+	return n > t && strcmp(s + n - t, tail) == 0;
+}
+
+/* What is wrong with f, or NULL. */
+static const char *metric_fault(const shard_metric *f)
+{
+	if (f->width == 0)
+		return "has no values";
+	if (f->width > 1 && !f->label)
+		return "has several values but no label";
+	if (f->json_each && !f->label)
+		return "has json_each but no label";
+	if (f->type == SHARD_COUNTER && !ends_with(f->name, "_total"))
+		return "is a counter whose name does not end in _total";
+	if (f->type == SHARD_COUNTER && f->merge != SHARD_MERGE_SUM)
+		return "is a counter that does not add up";
+	if (f->type == SHARD_GAUGE && ends_with(f->name, "_total"))
+		return "is a gauge whose name ends in _total";
+	return NULL;
+}
+
+static int check_part(const scope_part *p, char *why, size_t why_len)
+{
+	uint64_t values = 0;
+
+	for (uint32_t i = 0; i < p->list->count; i++) {
+		const shard_metric *f = &p->list->metrics[i];
+		const char *fault = f->name && f->help ? metric_fault(f) :
+			"has no name or help";
+		if (fault) {
+			snprintf(why, why_len, "%s metric %s %s", p->what,
+				 f->name ? f->name : "#", fault);
+			return -EINVAL;
+		}
+		values += f->width;
+	}
+	if (values <= p->room)
+		return 0;
+	snprintf(why, why_len, "%s metrics need %llu values, a slot has room "
+		 "for %u", p->what, (unsigned long long)values, p->room);
+	return -EINVAL;
+}
+
+int shard_metrics_check(const shard_app_metrics *app, char *why, size_t why_len)
+{
+	static const metrics_scope scopes[] = {
+		METRICS_SHARD, METRICS_LISTENER, METRICS_UPSTREAM,
+	};
+	scope_part parts[2];
+
+	for (size_t s = 0; s < sizeof(scopes) / sizeof(scopes[0]); s++) {
+		size_t n = scope_parts(app, scopes[s], parts);
+		for (size_t p = 0; p < n; p++) {
+			int err = check_part(&parts[p], why, why_len);
+			if (err)
+				return err;
+		}
+	}
+	return 0;
+}
+
+static bool plain_counter(const shard_metric *f)
+{
+	return f->type == SHARD_COUNTER && f->width == 1;
+}
+
+size_t metrics_families(const shard_app_metrics *app, metrics_scope scope,
+			metrics_order order, metrics_family *out)
+{
+	scope_part parts[2];
+	size_t np = scope_parts(app, scope, parts), n = 0;
+	int passes = order == METRICS_PROM_ORDER ? 2 : 1;
+
+	for (int pass = 0; pass < passes; pass++) {
+		for (size_t p = 0; p < np; p++) {
+			uint32_t at = parts[p].base;
+			for (uint32_t i = 0; i < parts[p].list->count; i++) {
+				const shard_metric *f = &parts[p].list->metrics[i];
+				bool take = passes == 1 ||
+					    plain_counter(f) == (pass == 0);
+				if (take && n < METRICS_MAX_FAMILIES)
+					out[n++] = (metrics_family){ f, at };
+				at += f->width;
+			}
+		}
+	}
+	return n;
+}
+
+const char *metrics_label_value(const shard_metric *f, uint32_t k,
+				char buf[32])
+{
+	const char *name = f->label_value ? f->label_value(k) : NULL;
+
+	if (name)
+		return name;
+	snprintf(buf, 32, "%s%u", f->label ? f->label : "", k);
+	return buf;
+}
+
 /* --- reading a slot ---------------------------------------------------------- */
 
 static uint32_t load32(const uint32_t *field)
@@ -103,51 +256,31 @@ static void copy_name(char *dst, const char *src, size_t size)
 	dst[size - 1] = '\0';
 }
 
-static void snapshot_runtime(const shard_slot *s, shard_slot *d)
+static void load_values(uint64_t *dst, const uint64_t *src, size_t n)
 {
-	d->index = load32(&s->index);
-	d->generation = load32(&s->generation);
-	d->pid = __atomic_load_n(&s->pid, __ATOMIC_RELAXED);
-	copy_name(d->poller, s->poller, sizeof(d->poller));
-	d->sched_rounds = shard_slot_load(&s->sched_rounds);
-	d->sched_switches = shard_slot_load(&s->sched_switches);
-	d->sched_runq_len = shard_slot_load(&s->sched_runq_len);
-	d->sched_live = shard_slot_load(&s->sched_live);
-	d->poll_waits = shard_slot_load(&s->poll_waits);
-	d->poll_events = shard_slot_load(&s->poll_events);
-	d->poll_syscalls = shard_slot_load(&s->poll_syscalls);
-	d->poll_polls = shard_slot_load(&s->poll_polls);
-	d->poll_submits = shard_slot_load(&s->poll_submits);
-	d->cpu_user_ns = shard_slot_load(&s->cpu_user_ns);
-	d->cpu_system_ns = shard_slot_load(&s->cpu_system_ns);
-	d->rss_bytes = shard_slot_load(&s->rss_bytes);
-	d->log_lines_dropped = shard_slot_load(&s->log_lines_dropped);
+	for (size_t k = 0; k < n; k++)
+		dst[k] = shard_slot_load(&src[k]);
 }
 
-static void snapshot_listener(const shard_listener_counters *s,
-			      shard_listener_counters *d)
+static void snapshot_series(const shard_slot *s, shard_slot *d)
 {
-	copy_name(d->name, s->name, sizeof(d->name));
-	d->accepted = shard_slot_load(&s->accepted);
-	d->active = shard_slot_load(&s->active);
-	d->accept_errors = shard_slot_load(&s->accept_errors);
-	for (int k = 0; k < 2; k++) {
-		d->frames[k] = shard_slot_load(&s->frames[k]);
-		d->bytes[k] = shard_slot_load(&s->bytes[k]);
+	d->listener_count = min32(load32(&s->listener_count),
+				  SHARD_MAX_LISTENERS);
+	d->upstream_count = min32(load32(&s->upstream_count),
+				  SHARD_MAX_UPSTREAMS);
+	for (uint32_t k = 0; k < d->listener_count; k++) {
+		const shard_slot_listener *l = &s->listeners[k];
+		copy_name(d->listeners[k].name, l->name, SHARD_NAME_MAX);
+		load_values(d->listeners[k].values, l->values,
+			    SHARD_MAX_LISTENER_VALUES);
 	}
-	for (int j = 0; j < SHARD_MAX_REASONS; j++)
-		d->closed[j] = shard_slot_load(&s->closed[j]);
-}
-
-static void snapshot_upstream(const shard_upstream_counters *s,
-			      shard_upstream_counters *d)
-{
-	copy_name(d->name, s->name, sizeof(d->name));
-	d->listener = load32(&s->listener);
-	d->up = load32(&s->up);
-	d->connects = shard_slot_load(&s->connects);
-	d->connect_failures = shard_slot_load(&s->connect_failures);
-	d->ejections = shard_slot_load(&s->ejections);
+	for (uint32_t k = 0; k < d->upstream_count; k++) {
+		const shard_slot_upstream *u = &s->upstreams[k];
+		copy_name(d->upstreams[k].name, u->name, SHARD_NAME_MAX);
+		d->upstreams[k].listener = load32(&u->listener);
+		load_values(d->upstreams[k].values, u->values,
+			    SHARD_MAX_UPSTREAM_VALUES);
+	}
 }
 
 /*
@@ -159,24 +292,21 @@ static void snapshot(const shard_slot *s, shard_state state, bool with_app,
 		     shard_slot *d)
 {
 	d->state = state;
-	snapshot_runtime(s, d);
+	d->index = load32(&s->index);
+	d->generation = load32(&s->generation);
+	d->pid = __atomic_load_n(&s->pid, __ATOMIC_RELAXED);
+	copy_name(d->poller, s->poller, sizeof(d->poller));
+	load_values(d->runtime, s->runtime, SHARD_MAX_RUNTIME_VALUES);
+	load_values(d->app, s->app, SHARD_MAX_APP_VALUES);
 	d->listener_count = 0;
 	d->upstream_count = 0;
-	if (!with_app)
-		return;
-	d->listener_count = min32(load32(&s->listener_count),
-				  SHARD_MAX_LISTENERS);
-	d->upstream_count = min32(load32(&s->upstream_count),
-				  SHARD_MAX_UPSTREAMS);
-	for (uint32_t k = 0; k < d->listener_count; k++)
-		snapshot_listener(&s->listeners[k], &d->listeners[k]);
-	for (uint32_t k = 0; k < d->upstream_count; k++)
-		snapshot_upstream(&s->upstreams[k], &d->upstreams[k]);
+	if (with_app)
+		snapshot_series(s, d);
 }
 
 /* The name of the listener an upstream belongs to ("" if out of range). */
 static const char *upstream_listener(const shard_slot *snap,
-				     const shard_upstream_counters *u)
+				     const shard_slot_upstream *u)
 {
 	return u->listener < snap->listener_count ?
 	       snap->listeners[u->listener].name : "";
@@ -189,151 +319,124 @@ static size_t next_cap(size_t cap)
 	return cap ? cap * 2 : 16;
 }
 
-/* The totals of `index`, growing the array; NULL on ENOMEM. */
-static metrics_shard_totals *table_shard(metrics_table *t, uint32_t index)
+/* The series of `index`, growing the array; NULL on ENOMEM. */
+static metrics_series *table_shard(metrics_table *t, uint32_t index)
 {
 	if (index < t->shard_count)
 		return &t->shards[index];
 	size_t n = (size_t)index + 1;
-	metrics_shard_totals *p = realloc(t->shards, n * sizeof(*p));
+	metrics_series *p = realloc(t->shards, n * sizeof(*p));
 	if (!p)
 		return NULL;
 	memset(p + t->shard_count, 0, (n - t->shard_count) * sizeof(*p));
+	for (size_t k = t->shard_count; k < n; k++)
+		p[k].shard = (uint32_t)k;
 	t->shards = p;
 	t->shard_count = (uint32_t)n;
 	return &p[index];
 }
 
-/* Find (shard, name) among listeners[from..], or append it zeroed. The
- * render builds one index at a time, so `from` keeps searches short. */
-static metrics_listener_totals *table_listener(metrics_table *t, size_t from,
-					       uint32_t shard, const char *name)
+/* Find (shard, listener, name) among l->at[from..], or append it zeroed
+ * (listener "" for a listener's own series). The scrape builds one index at
+ * a time, so `from` keeps searches short. */
+static metrics_series *series_find(metrics_series_list *l, size_t from,
+				   uint32_t shard, const char *listener,
+				   const char *name)
 {
-	for (size_t i = from; i < t->listener_count; i++) {
-		metrics_listener_totals *l = &t->listeners[i];
-		if (l->shard == shard && strcmp(l->c.name, name) == 0)
-			return l;
+	for (size_t i = from; i < l->count; i++) {
+		metrics_series *s = &l->at[i];
+		if (s->shard == shard && strcmp(s->listener, listener) == 0 &&
+		    strcmp(s->name, name) == 0)
+			return s;
 	}
-	if (t->listener_count == t->listener_cap) {
-		size_t cap = next_cap(t->listener_cap);
-		metrics_listener_totals *p =
-			realloc(t->listeners, cap * sizeof(*p));
+	if (l->count == l->cap) {
+		size_t cap = next_cap(l->cap);
+		metrics_series *p = realloc(l->at, cap * sizeof(*p));
 		if (!p)
 			return NULL;
-		t->listeners = p;
-		t->listener_cap = cap;
+		l->at = p;
+		l->cap = cap;
 	}
-	metrics_listener_totals *l = &t->listeners[t->listener_count++];
-	memset(l, 0, sizeof(*l));
-	l->shard = shard;
-	shard_slot_name(l->c.name, name);
-	return l;
+	metrics_series *s = &l->at[l->count++];
+	memset(s, 0, sizeof(*s));
+	s->shard = shard;
+	shard_slot_name(s->listener, listener);
+	shard_slot_name(s->name, name);
+	return s;
 }
 
-static metrics_upstream_totals *table_upstream(metrics_table *t, size_t from,
-					       uint32_t shard,
-					       const char *listener,
-					       const char *name)
+typedef enum merge_how {
+	MERGE_COUNTERS,               /* from the retired totals */
+	MERGE_LIVE,                   /* from a live slot */
+} merge_how;
+
+/* Adds one table's values (src) to a series' (dst, at the table's base),
+ * as each family's entry says. */
+static void merge_part(const shard_metric_list *list, uint64_t *dst,
+		       const uint64_t *src, merge_how how, bool newer)
 {
-	for (size_t i = from; i < t->upstream_count; i++) {
-		metrics_upstream_totals *u = &t->upstreams[i];
-		if (u->shard == shard && strcmp(u->listener, listener) == 0 &&
-		    strcmp(u->c.name, name) == 0)
-			return u;
+	uint32_t at = 0;
+
+	for (uint32_t i = 0; i < list->count; i++) {
+		const shard_metric *f = &list->metrics[i];
+		for (uint32_t end = at + f->width; at < end; at++) {
+			if (f->type == SHARD_COUNTER ||
+			    (how == MERGE_LIVE && f->merge == SHARD_MERGE_SUM))
+				dst[at] += src[at];
+			else if (how == MERGE_LIVE && newer)
+				dst[at] = src[at];
+		}
 	}
-	if (t->upstream_count == t->upstream_cap) {
-		size_t cap = next_cap(t->upstream_cap);
-		metrics_upstream_totals *p =
-			realloc(t->upstreams, cap * sizeof(*p));
-		if (!p)
-			return NULL;
-		t->upstreams = p;
-		t->upstream_cap = cap;
+}
+
+/* src[p]: the values of the scope's p-th table. */
+static void series_merge(metrics_series *d, const shard_app_metrics *app,
+			 metrics_scope scope, const uint64_t *const src[2],
+			 merge_how how, uint32_t generation)
+{
+	scope_part parts[2];
+	size_t np = scope_parts(app, scope, parts);
+	bool newer = how == MERGE_LIVE && (!d->live || generation > d->newest);
+
+	for (size_t p = 0; p < np; p++)
+		merge_part(parts[p].list, d->values + parts[p].base, src[p],
+			   how, newer);
+	if (newer) {
+		d->live = true;
+		d->newest = generation;
 	}
-	metrics_upstream_totals *u = &t->upstreams[t->upstream_count++];
-	memset(u, 0, sizeof(*u));
-	u->shard = shard;
-	shard_slot_name(u->listener, listener);
-	shard_slot_name(u->c.name, name);
-	return u;
 }
 
-static void shard_add(metrics_shard_totals *d, const metrics_shard_totals *s)
+/* Retired totals keep every value; only their counters are read back. */
+static void fold(uint64_t *dst, const uint64_t *src, size_t n)
 {
-	d->sched_rounds += s->sched_rounds;
-	d->sched_switches += s->sched_switches;
-	d->poll_waits += s->poll_waits;
-	d->poll_events += s->poll_events;
-	d->poll_syscalls += s->poll_syscalls;
-	d->poll_polls += s->poll_polls;
-	d->poll_submits += s->poll_submits;
-	d->cpu_user_ns += s->cpu_user_ns;
-	d->cpu_system_ns += s->cpu_system_ns;
-	d->log_lines_dropped += s->log_lines_dropped;
-}
-
-static metrics_shard_totals slot_totals(const shard_slot *snap)
-{
-	metrics_shard_totals t = {
-		.sched_rounds = snap->sched_rounds,
-		.sched_switches = snap->sched_switches,
-		.poll_waits = snap->poll_waits,
-		.poll_events = snap->poll_events,
-		.poll_syscalls = snap->poll_syscalls,
-		.poll_polls = snap->poll_polls,
-		.poll_submits = snap->poll_submits,
-		.cpu_user_ns = snap->cpu_user_ns,
-		.cpu_system_ns = snap->cpu_system_ns,
-		.log_lines_dropped = snap->log_lines_dropped,
-	};
-	return t;
-}
-
-void metrics_listener_add(shard_listener_counters *d,
-			 const shard_listener_counters *s, bool gauges)
-{
-	d->accepted += s->accepted;
-	d->accept_errors += s->accept_errors;
-	for (int k = 0; k < 2; k++) {
-		d->frames[k] += s->frames[k];
-		d->bytes[k] += s->bytes[k];
-	}
-	for (int j = 0; j < SHARD_MAX_REASONS; j++)
-		d->closed[j] += s->closed[j];
-	if (gauges)
-		d->active += s->active;
-}
-
-static void upstream_add(shard_upstream_counters *d,
-			 const shard_upstream_counters *s)
-{
-	d->connects += s->connects;
-	d->connect_failures += s->connect_failures;
-	d->ejections += s->ejections;
+	for (size_t k = 0; k < n; k++)
+		dst[k] += src[k];
 }
 
 /* --- releasing a slot ------------------------------------------------------------ */
 
 static void retire(metrics_table *t, const shard_slot *snap)
 {
-	metrics_shard_totals *st = table_shard(t, snap->index);
+	metrics_series *st = table_shard(t, snap->index);
 	if (st) {
-		metrics_shard_totals add = slot_totals(snap);
-		shard_add(st, &add);
+		fold(st->values, snap->runtime, SHARD_MAX_RUNTIME_VALUES);
+		fold(st->values + METRICS_APP_BASE, snap->app,
+		     SHARD_MAX_APP_VALUES);
 	}
 	for (uint32_t k = 0; k < snap->listener_count; k++) {
-		const shard_listener_counters *src = &snap->listeners[k];
-		metrics_listener_totals *l =
-			table_listener(t, 0, snap->index, src->name);
+		const shard_slot_listener *src = &snap->listeners[k];
+		metrics_series *l = series_find(&t->listeners, 0, snap->index,
+						"", src->name);
 		if (l)
-			metrics_listener_add(&l->c, src, false);
+			fold(l->values, src->values, SHARD_MAX_LISTENER_VALUES);
 	}
 	for (uint32_t k = 0; k < snap->upstream_count; k++) {
-		const shard_upstream_counters *src = &snap->upstreams[k];
-		metrics_upstream_totals *u = table_upstream(t, 0, snap->index,
+		const shard_slot_upstream *src = &snap->upstreams[k];
+		metrics_series *u = series_find(&t->upstreams, 0, snap->index,
 			upstream_listener(snap, src), src->name);
 		if (u)
-			upstream_add(&u->c, src);
+			fold(u->values, src->values, SHARD_MAX_UPSTREAM_VALUES);
 	}
 }
 
@@ -360,7 +463,7 @@ void metrics_release(shard_metrics *m, shard_slot *slot)
 	shard_slot_set_state(slot, SHARD_STATE_FREE);
 }
 
-/* --- collecting what a render shows ---------------------------------------------- */
+/* --- collecting what a scrape shows ------------------------------------------------ */
 
 void metrics_scrape_free(metrics_scrape *c)
 {
@@ -395,14 +498,13 @@ static void live_add_proc(metrics_scrape *c, metrics_live *lv,
 		c->retiring++;
 }
 
-static void live_add_runtime(metrics_scrape *c, metrics_live *lv,
-			     const shard_slot *snap)
+static void live_add_shard(metrics_scrape *c, metrics_live *lv,
+			   const shard_slot *snap)
 {
-	metrics_shard_totals add = slot_totals(snap);
-	shard_add(&c->t.shards[snap->index], &add);
-	lv->runq_len += snap->sched_runq_len;
-	lv->coroutines += snap->sched_live;
-	lv->rss_bytes += snap->rss_bytes;
+	const uint64_t *const src[2] = { snap->runtime, snap->app };
+
+	series_merge(&c->t.shards[snap->index], c->v->app, METRICS_SHARD, src,
+		     MERGE_LIVE, snap->generation);
 	/* Before its first publish a slot has no poller name yet: keep the
 	 * older process's rather than show none. */
 	if (snap->poller[0] &&
@@ -416,56 +518,66 @@ static void live_add_runtime(metrics_scrape *c, metrics_live *lv,
 static int live_add_app(metrics_scrape *c, const metrics_live *lv,
 			const shard_slot *snap)
 {
+	const shard_app_metrics *app = c->v->app;
+
 	for (uint32_t k = 0; k < snap->listener_count; k++) {
-		const shard_listener_counters *src = &snap->listeners[k];
-		metrics_listener_totals *l = table_listener(&c->t, lv->l_from,
-			snap->index, src->name);
+		const shard_slot_listener *src = &snap->listeners[k];
+		metrics_series *l = series_find(&c->t.listeners, lv->l_from,
+						snap->index, "", src->name);
 		if (!l)
 			return -ENOMEM;
-		metrics_listener_add(&l->c, src, true);
+		const uint64_t *const values[2] = { src->values, NULL };
+		series_merge(l, app, METRICS_LISTENER, values, MERGE_LIVE,
+			     snap->generation);
 	}
 	for (uint32_t k = 0; k < snap->upstream_count; k++) {
-		const shard_upstream_counters *src = &snap->upstreams[k];
-		metrics_upstream_totals *u = table_upstream(&c->t, lv->u_from,
+		const shard_slot_upstream *src = &snap->upstreams[k];
+		metrics_series *u = series_find(&c->t.upstreams, lv->u_from,
 			snap->index, upstream_listener(snap, src), src->name);
 		if (!u)
 			return -ENOMEM;
-		upstream_add(&u->c, src);
-		if (!u->has_up || snap->generation > u->up_generation) {
-			u->c.up = src->up;
-			u->up_generation = snap->generation;
-			u->has_up = true;
-		}
+		const uint64_t *const values[2] = { src->values, NULL };
+		series_merge(u, app, METRICS_UPSTREAM, values, MERGE_LIVE,
+			     snap->generation);
 	}
 	return 0;
 }
 
-/* The retired series of index i start its ranges (no gauges). */
-static int add_retired(metrics_scrape *c, const metrics_table *r, uint32_t i)
+/* The retired series of one scope of index i start its range. */
+static int add_retired_list(metrics_scrape *c, metrics_series_list *to,
+			    size_t from, const metrics_series_list *r,
+			    metrics_scope scope, uint32_t i)
 {
-	if (i < r->shard_count)
-		shard_add(&c->t.shards[i], &r->shards[i]);
-	for (size_t k = 0; k < r->listener_count; k++) {
-		const metrics_listener_totals *src = &r->listeners[k];
+	for (size_t k = 0; k < r->count; k++) {
+		const metrics_series *src = &r->at[k];
 		if (src->shard != i)
 			continue;
-		metrics_listener_totals *l = table_listener(&c->t,
-			c->live[i].l_from, i, src->c.name);
-		if (!l)
+		metrics_series *d = series_find(to, from, i, src->listener,
+						src->name);
+		if (!d)
 			return -ENOMEM;
-		metrics_listener_add(&l->c, &src->c, false);
-	}
-	for (size_t k = 0; k < r->upstream_count; k++) {
-		const metrics_upstream_totals *src = &r->upstreams[k];
-		if (src->shard != i)
-			continue;
-		metrics_upstream_totals *u = table_upstream(&c->t,
-			c->live[i].u_from, i, src->listener, src->c.name);
-		if (!u)
-			return -ENOMEM;
-		upstream_add(&u->c, &src->c);
+		const uint64_t *const values[2] = { src->values, NULL };
+		series_merge(d, c->v->app, scope, values, MERGE_COUNTERS, 0);
 	}
 	return 0;
+}
+
+static int add_retired(metrics_scrape *c, const metrics_table *r, uint32_t i)
+{
+	metrics_live *lv = &c->live[i];
+
+	if (i < r->shard_count) {
+		const uint64_t *v = r->shards[i].values;
+		const uint64_t *const values[2] = { v, v + METRICS_APP_BASE };
+		series_merge(&c->t.shards[i], c->v->app, METRICS_SHARD, values,
+			     MERGE_COUNTERS, 0);
+	}
+	int err = add_retired_list(c, &c->t.listeners, lv->l_from,
+				   &r->listeners, METRICS_LISTENER, i);
+	if (!err)
+		err = add_retired_list(c, &c->t.upstreams, lv->u_from,
+				       &r->upstreams, METRICS_UPSTREAM, i);
+	return err;
 }
 
 static int add_live_slots(metrics_scrape *c, shard_metrics *m, uint32_t i)
@@ -482,7 +594,7 @@ static int add_live_slots(metrics_scrape *c, shard_metrics *m, uint32_t i)
 		if (snap.index != i)
 			continue; /* reclaimed between the two loads */
 		live_add_proc(c, lv, &snap);
-		live_add_runtime(c, lv, &snap);
+		live_add_shard(c, lv, &snap);
 		int err = live_add_app(c, lv, &snap);
 		if (err)
 			return err;
@@ -490,39 +602,33 @@ static int add_live_slots(metrics_scrape *c, shard_metrics *m, uint32_t i)
 	return 0;
 }
 
-static int cmp_listener(const void *a, const void *b)
+static int cmp_series(const void *a, const void *b)
 {
-	const metrics_listener_totals *x = a, *y = b;
-	return strcmp(x->c.name, y->c.name);
-}
-
-static int cmp_upstream(const void *a, const void *b)
-{
-	const metrics_upstream_totals *x = a, *y = b;
+	const metrics_series *x = a, *y = b;
 	int d = strcmp(x->listener, y->listener);
-	return d ? d : strcmp(x->c.name, y->c.name);
+	return d ? d : strcmp(x->name, y->name);
 }
 
 /* Sorted so that a scrape's series do not change order as slots move. */
 static void sort_index(metrics_scrape *c, metrics_live *lv)
 {
-	lv->l_to = c->t.listener_count;
-	lv->u_to = c->t.upstream_count;
+	lv->l_to = c->t.listeners.count;
+	lv->u_to = c->t.upstreams.count;
 	lv->p_to = c->proc_count;
 	if (lv->l_to > lv->l_from)
-		qsort(c->t.listeners + lv->l_from, lv->l_to - lv->l_from,
-		      sizeof(*c->t.listeners), cmp_listener);
+		qsort(c->t.listeners.at + lv->l_from, lv->l_to - lv->l_from,
+		      sizeof(metrics_series), cmp_series);
 	if (lv->u_to > lv->u_from)
-		qsort(c->t.upstreams + lv->u_from, lv->u_to - lv->u_from,
-		      sizeof(*c->t.upstreams), cmp_upstream);
+		qsort(c->t.upstreams.at + lv->u_from, lv->u_to - lv->u_from,
+		      sizeof(metrics_series), cmp_series);
 }
 
 static int collect_index(metrics_scrape *c, shard_metrics *m, uint32_t i)
 {
 	metrics_live *lv = &c->live[i];
 
-	lv->l_from = c->t.listener_count;
-	lv->u_from = c->t.upstream_count;
+	lv->l_from = c->t.listeners.count;
+	lv->u_from = c->t.upstreams.count;
 	lv->p_from = c->proc_count;
 	int err = add_retired(c, &m->retired, i);
 	if (!err)
@@ -534,8 +640,12 @@ static int collect_index(metrics_scrape *c, shard_metrics *m, uint32_t i)
 
 int metrics_collect(metrics_scrape *c, shard_metrics *m, const metrics_view *v)
 {
+	char why[8];
+
 	memset(c, 0, sizeof(*c));
 	c->v = v;
+	if (shard_metrics_check(v->app, why, sizeof(why)) < 0)
+		return -EINVAL;
 	if (v->shards == 0)
 		return 0;
 	c->live = calloc(v->shards, sizeof(*c->live));
@@ -550,16 +660,15 @@ int metrics_collect(metrics_scrape *c, shard_metrics *m, const metrics_view *v)
 	return 0;
 }
 
-const char *metrics_reason_name(const metrics_view *v, uint32_t j,
-				char buf[16])
+void metrics_supervisor_values(const metrics_scrape *c,
+			       uint64_t out[METRICS_SUP_COUNT])
 {
-	if (v->reason_names && v->reason_names[j])
-		return v->reason_names[j];
-	snprintf(buf, 16, "reason%u", j);
-	return buf;
-}
+	const metrics_view *v = c->v;
 
-uint32_t metrics_reason_count(const metrics_view *v)
-{
-	return min32(v->reason_count, SHARD_MAX_REASONS);
+	out[METRICS_SUP_SHARDS] = v->shards;
+	out[METRICS_SUP_RETIRING] = c->retiring;
+	out[METRICS_SUP_RESTARTS] = v->restarts;
+	out[METRICS_SUP_RELOADS] = v->reloads;
+	out[METRICS_SUP_STARTED] = v->started_unix_ns > 0 ?
+				   (uint64_t)v->started_unix_ns : 0;
 }

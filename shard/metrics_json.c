@@ -14,80 +14,124 @@ static int64_t realtime_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void json_procs(strbuf *sb, const metrics_scrape *c, const metrics_live *lv)
+static void json_key(strbuf *sb, const char *key)
+{
+	strbuf_puts(sb, ",");
+	strbuf_json_string(sb, key);
+	strbuf_puts(sb, ":");
+}
+
+static void json_value(strbuf *sb, const shard_metric *f, uint64_t value)
+{
+	if (f->unit == SHARD_UNIT_NS)
+		strbuf_seconds(sb, (int64_t)value);
+	else
+		strbuf_printf(sb, "%" PRIu64, value);
+}
+
+static bool json_flat(const shard_metric *f)
+{
+	return !f->label || f->json_each;
+}
+
+/* f's values (v is the first) under `key`: one or one key per value, or
+ * an object keyed by label value. */
+static void json_family(strbuf *sb, const shard_metric *f, const uint64_t *v,
+			const char *key)
+{
+	char buf[32];
+
+	if (f->json_each) {
+		for (uint32_t k = 0; k < f->width; k++) {
+			json_key(sb, f->json_each[k]);
+			json_value(sb, f, v[k]);
+		}
+		return;
+	}
+	if (!key)
+		return;
+	json_key(sb, key);
+	if (json_flat(f)) {
+		json_value(sb, f, v[0]);
+		return;
+	}
+	strbuf_puts(sb, "{");
+	for (uint32_t k = 0; k < f->width; k++) {
+		strbuf_puts(sb, k ? "," : "");
+		strbuf_json_string(sb, metrics_label_value(f, k, buf));
+		strbuf_puts(sb, ":");
+		json_value(sb, f, v[k]);
+	}
+	strbuf_puts(sb, "}");
+}
+
+/* Every family of a scope, in table order, from one series' values. */
+static void json_families(strbuf *sb, const metrics_scrape *c,
+			  metrics_scope scope, const uint64_t *values)
+{
+	metrics_family fam[METRICS_MAX_FAMILIES];
+	size_t n = metrics_families(c->v->app, scope, METRICS_TABLE_ORDER, fam);
+
+	for (size_t f = 0; f < n; f++)
+		json_family(sb, fam[f].metric, values + fam[f].at,
+			    fam[f].metric->json);
+}
+
+static void json_procs(strbuf *sb, const metrics_scrape *c,
+		       const metrics_live *lv)
 {
 	strbuf_puts(sb, ",\"processes\":[");
 	for (size_t k = lv->p_from; k < lv->p_to; k++) {
 		const metrics_proc *p = &c->procs[k];
 		strbuf_printf(sb, "%s{\"pid\":%" PRId32 ",\"state\":\"%s\","
-		      "\"generation\":%" PRIu32 "}", k > lv->p_from ? "," : "",
-		      p->pid, metrics_state_name(p->state), p->generation);
+			      "\"generation\":%" PRIu32 "}",
+			      k > lv->p_from ? "," : "", p->pid,
+			      metrics_state_name(p->state), p->generation);
 	}
 	strbuf_puts(sb, "]");
 }
 
-static void json_closed(strbuf *sb, const metrics_scrape *c,
-			const shard_listener_counters *l)
+/* "listeners" or "upstreams": one object per series of [from, to). */
+static void json_series(strbuf *sb, const metrics_scrape *c,
+			metrics_scope scope, const metrics_series *at,
+			size_t from, size_t to)
 {
-	char buf[16];
+	bool upstream = scope == METRICS_UPSTREAM;
 
-	strbuf_puts(sb, ",\"closed\":{");
-	for (uint32_t j = 0; j < metrics_reason_count(c->v); j++) {
-		strbuf_puts(sb, j ? "," : "");
-		strbuf_json_string(sb, metrics_reason_name(c->v, j, buf));
-		strbuf_printf(sb, ":%" PRIu64, l->closed[j]);
-	}
-	strbuf_puts(sb, "}");
-}
-
-static void json_listeners(strbuf *sb, const metrics_scrape *c,
-			   const metrics_live *lv)
-{
-	strbuf_puts(sb, ",\"listeners\":[");
-	for (size_t k = lv->l_from; k < lv->l_to; k++) {
-		const shard_listener_counters *l = &c->t.listeners[k].c;
-		strbuf_puts(sb, k > lv->l_from ? ",{\"name\":" : "{\"name\":");
-		strbuf_json_string(sb, l->name);
-		strbuf_printf(sb, ",\"active\":%" PRIu64 ",\"accepted\":%" PRIu64
-		      ",\"accept_errors\":%" PRIu64 ",\"frames_in\":%" PRIu64
-		      ",\"frames_out\":%" PRIu64 ",\"bytes_in\":%" PRIu64
-		      ",\"bytes_out\":%" PRIu64, l->active, l->accepted,
-		      l->accept_errors, l->frames[0], l->frames[1],
-		      l->bytes[0], l->bytes[1]);
-		json_closed(sb, c, l);
+	strbuf_puts(sb, upstream ? ",\"upstreams\":[" : ",\"listeners\":[");
+	for (size_t k = from; k < to; k++) {
+		strbuf_puts(sb, k > from ? ",{" : "{");
+		if (upstream) {
+			strbuf_puts(sb, "\"listener\":");
+			strbuf_json_string(sb, at[k].listener);
+			strbuf_puts(sb, ",");
+		}
+		strbuf_puts(sb, "\"name\":");
+		strbuf_json_string(sb, at[k].name);
+		json_families(sb, c, scope, at[k].values);
 		strbuf_puts(sb, "}");
 	}
 	strbuf_puts(sb, "]");
 }
 
-static void json_upstreams(strbuf *sb, const metrics_scrape *c,
-			   const metrics_live *lv)
+/* The shard's totals: its listeners' flat families, summed. */
+static void json_listener_totals(strbuf *sb, const metrics_scrape *c,
+				 const metrics_live *lv)
 {
-	strbuf_puts(sb, ",\"upstreams\":[");
-	for (size_t k = lv->u_from; k < lv->u_to; k++) {
-		const metrics_upstream_totals *u = &c->t.upstreams[k];
-		strbuf_puts(sb, k > lv->u_from ? ",{\"listener\":" : "{\"listener\":");
-		strbuf_json_string(sb, u->listener);
-		strbuf_puts(sb, ",\"name\":");
-		strbuf_json_string(sb, u->c.name);
-		strbuf_printf(sb, ",\"up\":%d,\"connects\":%" PRIu64
-		      ",\"connect_failures\":%" PRIu64 ",\"ejections\":%" PRIu64
-		      "}", u->has_up && u->c.up, u->c.connects,
-		      u->c.connect_failures, u->c.ejections);
-	}
-	strbuf_puts(sb, "]");
-}
+	metrics_family fam[METRICS_MAX_FAMILIES];
+	size_t n = metrics_families(c->v->app, METRICS_LISTENER,
+				    METRICS_TABLE_ORDER, fam);
+	uint64_t sum[METRICS_SERIES_VALUES] = {0};
 
-/* The shard's totals: the sums over its listeners. */
-static shard_listener_counters listener_sum(const metrics_scrape *c,
-					    const metrics_live *lv)
-{
-	shard_listener_counters sum;
-
-	memset(&sum, 0, sizeof(sum));
 	for (size_t k = lv->l_from; k < lv->l_to; k++)
-		metrics_listener_add(&sum, &c->t.listeners[k].c, true);
-	return sum;
+		for (size_t j = 0; j < METRICS_SERIES_VALUES; j++)
+			sum[j] += c->t.listeners.at[k].values[j];
+	for (size_t f = 0; f < n; f++) {
+		const shard_metric *m = fam[f].metric;
+		if (json_flat(m))
+			json_family(sb, m, sum + fam[f].at,
+				    m->json_total ? m->json_total : m->json);
+	}
 }
 
 static void json_shard_identity(strbuf *sb, const metrics_live *lv,
@@ -96,39 +140,12 @@ static void json_shard_identity(strbuf *sb, const metrics_live *lv,
 	metrics_proc none = { 0, 0, SHARD_STATE_FREE };
 	const metrics_proc *p = lv->has_newest ? &lv->newest : &none;
 
-	strbuf_printf(sb, "{\"shard\":%" PRIu32 ",\"pid\":%" PRId32 ",\"state\":\"%s\""
-	      ",\"generation\":%" PRIu32 ",\"poller\":", i, p->pid,
-	      lv->has_newest ? metrics_state_name(p->state) : "down",
-	      p->generation);
+	strbuf_printf(sb, "{\"shard\":%" PRIu32 ",\"pid\":%" PRId32
+		      ",\"state\":\"%s\",\"generation\":%" PRIu32
+		      ",\"poller\":", i, p->pid,
+		      lv->has_newest ? metrics_state_name(p->state) : "down",
+		      p->generation);
 	strbuf_json_string(sb, lv->has_poller ? lv->poller : "");
-}
-
-static void json_shard_counters(strbuf *sb, const metrics_scrape *c,
-				const metrics_live *lv, uint32_t i)
-{
-	const metrics_shard_totals *t = &c->t.shards[i];
-	shard_listener_counters sum = listener_sum(c, lv);
-
-	strbuf_printf(sb, ",\"connections_active\":%" PRIu64 ",\"accepted\":%" PRIu64
-	      ",\"accept_errors\":%" PRIu64 ",\"frames_in\":%" PRIu64
-	      ",\"frames_out\":%" PRIu64 ",\"bytes_in\":%" PRIu64
-	      ",\"bytes_out\":%" PRIu64, sum.active, sum.accepted,
-	      sum.accept_errors, sum.frames[0], sum.frames[1], sum.bytes[0],
-	      sum.bytes[1]);
-	strbuf_puts(sb, ",\"cpu_user_s\":");
-	strbuf_seconds(sb, (int64_t)t->cpu_user_ns);
-	strbuf_puts(sb, ",\"cpu_system_s\":");
-	strbuf_seconds(sb, (int64_t)t->cpu_system_ns);
-	strbuf_printf(sb, ",\"rss_bytes\":%" PRIu64 ",\"runq_length\":%" PRIu64
-	      ",\"coroutines\":%" PRIu64 ",\"sched_rounds\":%" PRIu64
-	      ",\"sched_switches\":%" PRIu64 ",\"poller_waits\":%" PRIu64
-	      ",\"poller_events\":%" PRIu64 ",\"poller_syscalls\":%" PRIu64
-	      ",\"poller_polls\":%" PRIu64 ",\"poller_submits\":%" PRIu64
-	      ",\"log_lines_dropped\":%" PRIu64,
-	      lv->rss_bytes, lv->runq_len, lv->coroutines, t->sched_rounds,
-	      t->sched_switches, t->poll_waits, t->poll_events,
-	      t->poll_syscalls, t->poll_polls, t->poll_submits,
-	      t->log_lines_dropped);
 }
 
 static void json_shard(strbuf *sb, const metrics_scrape *c, uint32_t i)
@@ -137,24 +154,37 @@ static void json_shard(strbuf *sb, const metrics_scrape *c, uint32_t i)
 
 	json_shard_identity(sb, lv, i);
 	json_procs(sb, c, lv);
-	json_shard_counters(sb, c, lv, i);
-	json_listeners(sb, c, lv);
-	json_upstreams(sb, c, lv);
+	json_listener_totals(sb, c, lv);
+	json_families(sb, c, METRICS_SHARD, c->t.shards[i].values);
+	json_series(sb, c, METRICS_LISTENER, c->t.listeners.at, lv->l_from,
+		    lv->l_to);
+	json_series(sb, c, METRICS_UPSTREAM, c->t.upstreams.at, lv->u_from,
+		    lv->u_to);
 	strbuf_puts(sb, "}");
+}
+
+static void json_supervisor(strbuf *sb, const uint64_t *values, uint32_t which)
+{
+	const shard_metric *f = &metrics_supervisor[which];
+
+	json_family(sb, f, &values[which], f->json);
 }
 
 static void json_top(strbuf *sb, const metrics_scrape *c)
 {
 	const metrics_view *v = c->v;
 	int64_t now = v->now_unix_ns ? v->now_unix_ns : realtime_ns();
+	uint64_t values[METRICS_SUP_COUNT];
 
-	strbuf_printf(sb, "{\"pid\":%" PRId32 ",\"started_unix_s\":", v->pid);
-	strbuf_seconds(sb, v->started_unix_ns);
+	metrics_supervisor_values(c, values);
+	strbuf_printf(sb, "{\"pid\":%" PRId32, v->pid);
+	json_supervisor(sb, values, METRICS_SUP_STARTED);
 	strbuf_puts(sb, ",\"uptime_s\":");
 	strbuf_seconds(sb, now - v->started_unix_ns);
-	strbuf_printf(sb, ",\"shards_configured\":%" PRIu32 ",\"reloads\":%" PRIu64
-	      ",\"restarts\":%" PRIu64 ",\"retiring\":%" PRIu32,
-	      v->shards, v->reloads, v->restarts, c->retiring);
+	json_supervisor(sb, values, METRICS_SUP_SHARDS);
+	json_supervisor(sb, values, METRICS_SUP_RELOADS);
+	json_supervisor(sb, values, METRICS_SUP_RESTARTS);
+	json_supervisor(sb, values, METRICS_SUP_RETIRING);
 }
 
 int metrics_render_json(shard_metrics *m, const metrics_view *v, strbuf *out)

@@ -537,8 +537,7 @@ static void view_fill(supervisor *sup, metrics_view *view)
 {
 	*view = (metrics_view){
 		.shards = sup->shards,
-		.reason_names = sup->settings.reason_names,
-		.reason_count = sup->settings.reason_count,
+		.app = sup->settings.metrics,
 		.pid = getpid(),
 		.started_unix_ns = sup->started_unix_ns,
 		.reloads = sup->reloads,
@@ -695,6 +694,11 @@ static int supervisor_start(supervisor *sup)
 	    (rc = process_drop_to(sup->settings.user, why, sizeof(why))) < 0) {
 		say(sup, SHARD_LOG_ERROR, "cannot drop privileges", "user=%s error=\"%s\"",
 		    sup->settings.user, why);
+		return rc;
+	}
+	if ((rc = shard_metrics_check(sup->settings.metrics, why, sizeof(why))) < 0) {
+		say(sup, SHARD_LOG_ERROR, "cannot use the metric tables",
+		    "reason=\"%s\"", why);
 		return rc;
 	}
 	rc = metrics_map(&sup->metrics, 4 * sup->shards + 8);

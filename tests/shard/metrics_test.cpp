@@ -14,8 +14,10 @@
 #include <string>
 
 #include "json.hpp"
+#include "metrics_tables.h"
 #include "shard/shard.h"
 #include "shard/metrics.h"
+#include "shard/runtime.h"
 
 namespace {
 
@@ -27,8 +29,7 @@ metrics_view make_view(uint32_t shards)
 	metrics_view v;
 	memset(&v, 0, sizeof(v));
 	v.shards = shards;
-	v.reason_names = g_reasons;
-	v.reason_count = 3;
+	v.app = test_metrics(g_reasons, 3);
 	v.pid = 4242;
 	v.started_unix_ns = START_NS;
 	v.now_unix_ns = START_NS + 5500000000; // 5.5 s later
@@ -70,17 +71,17 @@ struct Metrics {
 // What a shard would publish, in one call per part.
 void set_listener(shard_slot *s, uint32_t k, const char *name, uint64_t base)
 {
-	shard_listener_counters *l = &s->listeners[k];
+	shard_slot_listener *l = &s->listeners[k];
 	shard_slot_name(l->name, name);
-	l->accepted = base;
-	l->active = base / 10;
-	l->accept_errors = base / 100;
-	l->frames[0] = base * 2;
-	l->frames[1] = base * 3;
-	l->bytes[0] = base * 200;
-	l->bytes[1] = base * 300;
-	l->closed[0] = base / 2;
-	l->closed[2] = 1;
+	l->values[T_ACCEPTED] = base;
+	l->values[T_ACTIVE] = base / 10;
+	l->values[T_ACCEPT_ERRORS] = base / 100;
+	l->values[T_FRAMES] = base * 2;
+	l->values[T_FRAMES + 1] = base * 3;
+	l->values[T_BYTES] = base * 200;
+	l->values[T_BYTES + 1] = base * 300;
+	l->values[T_CLOSED] = base / 2;
+	l->values[T_CLOSED + 2] = 1;
 	if (s->listener_count <= k)
 		s->listener_count = k + 1;
 }
@@ -88,32 +89,33 @@ void set_listener(shard_slot *s, uint32_t k, const char *name, uint64_t base)
 void set_upstream(shard_slot *s, uint32_t k, uint32_t listener,
 		  const char *name, uint64_t connects, uint32_t up)
 {
-	shard_upstream_counters *u = &s->upstreams[k];
+	shard_slot_upstream *u = &s->upstreams[k];
 	shard_slot_name(u->name, name);
 	u->listener = listener;
-	u->up = up;
-	u->connects = connects;
-	u->connect_failures = connects / 10;
-	u->ejections = 1;
+	u->values[T_UP] = up;
+	u->values[T_CONNECTS] = connects;
+	u->values[T_CONNECT_FAILURES] = connects / 10;
+	u->values[T_EJECTIONS] = 1;
 	if (s->upstream_count <= k)
 		s->upstream_count = k + 1;
 }
 
 void set_runtime(shard_slot *s, uint64_t base, const char *poller)
 {
-	s->sched_rounds = base;
-	s->sched_switches = base * 2;
-	s->sched_runq_len = 2;
-	s->sched_live = 5;
-	s->poll_waits = base + 1;
-	s->poll_events = base + 2;
-	s->poll_syscalls = base + 3;
-	s->poll_polls = base + 4;
-	s->poll_submits = base + 5;
-	s->cpu_user_ns = base * 1000000;   // base ms
-	s->cpu_system_ns = base * 500000;
-	s->rss_bytes = 1 << 20;
-	s->log_lines_dropped = base / 10;
+	uint64_t *v = s->runtime;
+	v[RUNTIME_ROUNDS] = base;
+	v[RUNTIME_SWITCHES] = base * 2;
+	v[RUNTIME_RUNQ] = 2;
+	v[RUNTIME_COROUTINES] = 5;
+	v[RUNTIME_WAITS] = base + 1;
+	v[RUNTIME_EVENTS] = base + 2;
+	v[RUNTIME_SYSCALLS] = base + 3;
+	v[RUNTIME_POLLS] = base + 4;
+	v[RUNTIME_SUBMITS] = base + 5;
+	v[RUNTIME_CPU] = base * 1000000;   // user: base ms
+	v[RUNTIME_CPU + 1] = base * 500000;
+	v[RUNTIME_RSS] = 1 << 20;
+	s->app[T_LOG_DROPPED] = base / 10;
 	snprintf(s->poller, sizeof(s->poller), "%s", poller);
 }
 
@@ -240,9 +242,10 @@ TEST_CASE("metrics_map makes FREE, aligned slots; claim fills them",
 	REQUIRE(again == b);
 	REQUIRE(again->generation == 9);
 	REQUIRE(again->pid == 0);
-	REQUIRE(again->sched_rounds == 0);
+	REQUIRE(again->runtime[RUNTIME_ROUNDS] == 0);
+	REQUIRE(again->app[T_LOG_DROPPED] == 0);
 	REQUIRE(again->listener_count == 0);
-	REQUIRE(again->listeners[0].accepted == 0);
+	REQUIRE(again->listeners[0].values[T_ACCEPTED] == 0);
 	REQUIRE(again->poller[0] == '\0');
 }
 
@@ -409,8 +412,7 @@ TEST_CASE("Prometheus label values are escaped, bad UTF-8 replaced",
 	Metrics t;
 	metrics_view v = make_view(1);
 	const char *const reasons[] = { "plain", "quote\"back\\slash\nline" };
-	v.reason_names = reasons;
-	v.reason_count = 2;
+	v.app = test_metrics(reasons, 2);
 
 	shard_slot *s = metrics_claim(&t.m, 0, 1);
 	set_listener(s, 0, "a\"b\\c\nd", 5);
@@ -650,7 +652,7 @@ TEST_CASE("Prometheus and JSON output match the golden files byte for byte",
 	metrics_view v = make_view(4);
 	const char *const reasons[] = { "client_eof", "upstream_eof",
 					"quote\"d" };
-	v.reason_names = reasons;
+	v.app = test_metrics(reasons, 3);
 	golden_scenario(t);
 
 	strbuf sb;
@@ -666,4 +668,175 @@ TEST_CASE("Prometheus and JSON output match the golden files byte for byte",
 	check_golden("stats.json", json);
 	samples(prom); // and well-formed
 	promtool_check(prom);
+}
+
+namespace {
+
+shard_metric entry(const char *name, shard_metric_type type, uint32_t width)
+{
+	shard_metric f;
+	memset(&f, 0, sizeof(f));
+	f.name = name;
+	f.help = "Help.";
+	f.type = type;
+	f.width = width;
+	return f;
+}
+
+// shard_metrics_check on per-listener tables holding just `f`.
+int check_one(const shard_metric &f, std::string *why = nullptr)
+{
+	shard_app_metrics app;
+	memset(&app, 0, sizeof(app));
+	app.listener.metrics = &f;
+	app.listener.count = 1;
+	char buf[160] = "";
+	int rc = shard_metrics_check(&app, buf, sizeof(buf));
+	if (why)
+		*why = buf;
+	return rc;
+}
+
+} // namespace
+
+TEST_CASE("metric tables are checked before they are used", "[metrics]")
+{
+	char why[160];
+	REQUIRE(shard_metrics_check(nullptr, why, sizeof(why)) == 0);
+	REQUIRE(shard_metrics_check(test_metrics(g_reasons, 3), why, sizeof(why)) == 0);
+
+	REQUIRE(check_one(entry("ok_total", SHARD_COUNTER, 1)) == 0);
+	REQUIRE(check_one(entry("ok", SHARD_GAUGE, 1)) == 0);
+	std::string msg;
+	REQUIRE(check_one(entry("plain", SHARD_COUNTER, 1), &msg) == -EINVAL);
+	REQUIRE(msg == "per-listener metric plain is a counter whose name does not end in _total");
+	REQUIRE(check_one(entry("level_total", SHARD_GAUGE, 1)) == -EINVAL);
+	REQUIRE(check_one(entry("none_total", SHARD_COUNTER, 0)) == -EINVAL);
+	REQUIRE(check_one(entry("two_total", SHARD_COUNTER, 2), &msg) == -EINVAL);
+	REQUIRE(msg == "per-listener metric two_total has several values but no label");
+
+	shard_metric newest = entry("n_total", SHARD_COUNTER, 1);
+	newest.merge = SHARD_MERGE_NEWEST;
+	REQUIRE(check_one(newest) == -EINVAL);
+	newest.type = SHARD_GAUGE;
+	newest.name = "n";
+	REQUIRE(check_one(newest) == 0);
+
+	const char *const keys[] = { "a" };
+	shard_metric each = entry("e", SHARD_GAUGE, 1);
+	each.json_each = keys;
+	REQUIRE(check_one(each) == -EINVAL);
+	each.label = "k";
+	REQUIRE(check_one(each) == 0);
+	shard_metric nameless = entry(nullptr, SHARD_GAUGE, 1);
+	REQUIRE(check_one(nameless) == -EINVAL);
+
+	// More values than a slot has room for.
+	shard_metric wide = entry("wide_total", SHARD_COUNTER, SHARD_MAX_LISTENER_VALUES + 1);
+	wide.label = "k";
+	REQUIRE(check_one(wide, &msg) == -EINVAL);
+	REQUIRE(msg == "per-listener metrics need 33 values, a slot has room for 32");
+	wide.width = SHARD_MAX_LISTENER_VALUES;
+	REQUIRE(check_one(wide) == 0);
+
+	// A render refuses tables that do not fit.
+	shard_app_metrics app;
+	memset(&app, 0, sizeof(app));
+	wide.width = SHARD_MAX_LISTENER_VALUES + 1;
+	app.listener.metrics = &wide;
+	app.listener.count = 1;
+	Metrics t;
+	metrics_view v = make_view(1);
+	v.app = &app;
+	strbuf sb;
+	strbuf_init(&sb);
+	REQUIRE(metrics_render_prometheus(&t.m, &v, &sb) == -EINVAL);
+	REQUIRE(metrics_render_json(&t.m, &v, &sb) == -EINVAL);
+	strbuf_free(&sb);
+}
+
+TEST_CASE("families: /stats in table order, Prometheus plain counters first",
+	  "[metrics]")
+{
+	const shard_app_metrics *app = test_metrics(g_reasons, 3);
+	metrics_family f[METRICS_MAX_FAMILIES];
+
+	auto names = [&](metrics_scope scope, metrics_order order) {
+		size_t n = metrics_families(app, scope, order, f);
+		std::string out;
+		for (size_t k = 0; k < n; k++)
+			out += std::string(k ? " " : "") + f[k].metric->name +
+			       "@" + std::to_string(f[k].at);
+		return out;
+	};
+	REQUIRE(names(METRICS_LISTENER, METRICS_TABLE_ORDER) ==
+		"connections_active@0 connections_accepted_total@1 "
+		"accept_errors_total@2 frames_total@3 bytes_total@5 "
+		"connections_closed_total@7");
+	REQUIRE(names(METRICS_LISTENER, METRICS_PROM_ORDER) ==
+		"connections_accepted_total@1 accept_errors_total@2 "
+		"connections_active@0 frames_total@3 bytes_total@5 "
+		"connections_closed_total@7");
+	REQUIRE(names(METRICS_UPSTREAM, METRICS_PROM_ORDER) ==
+		"upstream_connects_total@1 upstream_connect_failures_total@2 "
+		"upstream_ejections_total@3 upstream_up@0");
+	// Per shard: shard/'s runtime table, then the application's, whose
+	// values start at METRICS_APP_BASE.
+	std::string shard = names(METRICS_SHARD, METRICS_PROM_ORDER);
+	INFO(shard);
+	REQUIRE(shard.rfind("sched_rounds_total@" + std::to_string(RUNTIME_ROUNDS) + " ", 0) == 0);
+	REQUIRE(shard.find("poller_submits_total@" + std::to_string(RUNTIME_SUBMITS) +
+			   " log_lines_dropped_total@" + std::to_string(METRICS_APP_BASE) +
+			   " shard_cpu_seconds_total@0 ") != std::string::npos);
+	REQUIRE(names(METRICS_SHARD, METRICS_TABLE_ORDER).rfind(
+		"shard_cpu_seconds_total@0 shard_resident_bytes@2 ", 0) == 0);
+	// Without application tables only shard/'s own.
+	REQUIRE(metrics_families(nullptr, METRICS_LISTENER, METRICS_PROM_ORDER, f) == 0);
+	REQUIRE(metrics_families(nullptr, METRICS_SHARD, METRICS_TABLE_ORDER, f) ==
+		runtime_metrics.count);
+}
+
+TEST_CASE("a label value without a name is the label and its index",
+	  "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(1);
+	const char *const reasons[] = { "client_eof", nullptr };
+	v.app = test_metrics(reasons, 2);
+	shard_slot *s = metrics_claim(&t.m, 0, 1);
+	set_listener(s, 0, "api", 10);
+	shard_slot_set_state(s, SHARD_STATE_READY);
+	auto p = samples(t.prom(v));
+	REQUIRE(value(p, "frameproxy_connections_closed_total{shard=\"0\",listener=\"api\",reason=\"client_eof\"}") == "5");
+	REQUIRE(value(p, "frameproxy_connections_closed_total{shard=\"0\",listener=\"api\",reason=\"reason1\"}") == "0");
+	Json j = t.json(v);
+	REQUIRE(j["shards"][0]["listeners"][0]["closed"]["reason1"].u64() == 0);
+
+	v.app = test_metrics(nullptr, 1);
+	p = samples(t.prom(v));
+	REQUIRE(value(p, "frameproxy_connections_closed_total{shard=\"0\",listener=\"api\",reason=\"reason0\"}") == "5");
+	// One value, still labelled, still an object in /stats.
+	j = t.json(v);
+	REQUIRE(j["shards"][0]["listeners"][0]["closed"]["reason0"].u64() == 5);
+}
+
+TEST_CASE("without application tables only shard/'s own families are shown",
+	  "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(1);
+	v.app = nullptr;
+	shard_slot *s = metrics_claim(&t.m, 0, 1);
+	set_runtime(s, 10, "epoll");
+	set_listener(s, 0, "api", 10);
+	shard_slot_set_state(s, SHARD_STATE_READY);
+	std::string text = t.prom(v);
+	auto p = samples(text);
+	REQUIRE(value(p, "frameproxy_sched_rounds_total{shard=\"0\"}") == "10");
+	REQUIRE(text.find("listener=") == std::string::npos);
+	REQUIRE(text.find("log_lines_dropped") == std::string::npos);
+	promtool_check(text);
+	Json j = t.json(v);
+	REQUIRE(j["shards"][0]["listeners"][0]["name"].str() == "api");
+	REQUIRE(j["shards"][0]["listeners"][0].obj.size() == 1);
 }
