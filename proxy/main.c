@@ -341,8 +341,6 @@ static void app_settings(const proxy_app *app, shard_settings *s)
 		.shards = cfg->shards,
 		.pin = cfg->pin,
 		.steer_by_cpu = cfg->steer == CONFIG_STEER_CPU,
-		.poller = poller_from_config(cfg->poller),
-		.poller_mixed = cfg->poller == CONFIG_POLLER_MIXED,
 		.drain_timeout_ns = cfg->drain_timeout,
 		.has_admin = cfg->has_admin,
 		.admin_len = cfg->admin.len,
@@ -352,6 +350,17 @@ static void app_settings(const proxy_app *app, shard_settings *s)
 		.metrics = &counters_metrics,
 	};
 	memcpy(&s->admin, &cfg->admin.ss, cfg->admin.len);
+}
+
+/* `mixed` runs both pollers side by side on the same traffic: even shards
+ * epoll, odd shards io_uring. */
+static poll_kind app_poller(void *ctx, uint32_t index)
+{
+	const proxy_app *app = ctx;
+
+	if (app->cfg.poller == CONFIG_POLLER_MIXED)
+		return index % 2 ? POLL_URING : POLL_EPOLL;
+	return poller_from_config(app->cfg.poller);
 }
 
 static int app_run_shard(void *ctx, const shard_context *shard)
@@ -456,6 +465,7 @@ static void app_log(void *ctx, shard_log_level level, const char *msg,
 static const shard_ops app_ops = {
 	.run = app_run_shard,
 	.reload = app_reload,
+	.poller = app_poller,
 	.log = app_log,
 };
 

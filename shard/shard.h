@@ -244,7 +244,7 @@ typedef struct shard_context {
 	uint32_t shards;
 	uint32_t generation;
 	int cpu;                      /* pinned CPU, or -1 */
-	poll_kind poller;             /* resolved for `mixed` */
+	poll_kind poller;             /* what ops->poller chose for it */
 	const int *listen_fds;        /* one per listener, this shard's own */
 	uint32_t listener_count;
 	shard_slot *slot;
@@ -265,8 +265,6 @@ typedef struct shard_settings {
 	bool pin;                     /* shard i on CPU i (mod CPUs) */
 	bool steer_by_cpu;            /* SO_ATTACH_REUSEPORT_CBPF: socket of the
 				       * receiving CPU's shard (needs pin) */
-	poll_kind poller;
-	bool poller_mixed;            /* even shards epoll, odd shards uring */
 	int64_t drain_timeout_ns;
 	bool has_admin;
 	struct sockaddr_storage admin;
@@ -298,6 +296,10 @@ typedef struct shard_ops {
 	 * refused here.
 	 */
 	int (*reload)(void *ctx, shard_settings *next, char *why, size_t why_len);
+	/* In the supervisor, each time it starts shard `index`: the poller that
+	 * shard runs (what a reload swapped in counts from then on). NULL:
+	 * POLL_AUTO everywhere. */
+	poll_kind (*poller)(void *ctx, uint32_t index);
 	/* The supervisor's log lines: `pairs` is logfmt, already quoted. */
 	void (*log)(void *ctx, shard_log_level level, const char *msg,
 		    const char *pairs);

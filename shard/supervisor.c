@@ -149,9 +149,7 @@ static shard_proc *proc_in_role(supervisor *sup, uint32_t index, proc_role role)
 
 static poll_kind poller_for(const supervisor *sup, uint32_t index)
 {
-	if (sup->settings.poller_mixed)
-		return index % 2 ? POLL_URING : POLL_EPOLL;
-	return sup->settings.poller;
+	return sup->ops->poller ? sup->ops->poller(sup->ctx, index) : POLL_AUTO;
 }
 
 static int pinned_cpu(const supervisor *sup, uint32_t index)
@@ -445,8 +443,6 @@ static void reload(supervisor *sup)
 	}
 	/* Sockets, admin and user stay: the reload hook refuses changes. */
 	sup->settings.drain_timeout_ns = next.drain_timeout_ns;
-	sup->settings.poller = next.poller;
-	sup->settings.poller_mixed = next.poller_mixed;
 	sup->settings.pin = next.pin;
 	sup->generation++;
 	sup->reloads++;
