@@ -1,40 +1,21 @@
 /*
  * metrics — the shared mapping of shard_slots (shard/shard.h) and how the
- * supervisor turns it into Prometheus text (metrics_prom.c) and /stats JSON
- * (metrics_json.c). Private to shard/. Every family, its labels and its
- * /stats key(s) come from the tables ("metric tables" in shard/shard.h):
- * shard/runtime.h, the application's, and the supervisor's below.
+ * supervisor turns it into Prometheus text (metrics_prom.c), /stats JSON
+ * (metrics_json.c) and the tables of docs/METRICS.md (metrics_doc.c).
+ * Private to shard/. docs/METRICS.md lists every family and says how values
+ * add up and in what order they come; all of it follows from the tables
+ * ("metric tables" in shard/shard.h): shard/runtime.h, the application's,
+ * and the supervisor's below.
  *
  * The supervisor maps the slots once, before it forks (metrics_map), claims
  * a slot for every shard it starts (metrics_claim) and releases it when it
  * has reaped that shard's process (metrics_release). Releasing folds the
  * slot's values into *retired totals* in the supervisor's own memory, keyed
- * by shard index, (index, listener) and (index, listener, upstream); a
- * scrape takes only the counters from them, so a counter labelled shard="i"
- * never goes backwards across a restart or a reload, and gauges come only
- * from live slots.
- *
- * A value for shard index i is: retired totals of i + the merge over live
- * slots (STARTING, READY, RETIRING, DRAINING) of index i, as its table entry
- * says (shard.h). The poller name comes from the newest generation that has
- * published one. Listener and upstream series of a STARTING slot are left
- * out until it is READY: its names may still be being written (shard.h:
- * names are written before the state becomes READY).
- *
- * Prometheus (text format 0.0.4): every family has # HELP and # TYPE, names
- * start with frameproxy_, counters end in _total. First the supervisor's
- * own families, then the per-shard ones (shard/'s runtime table, then the
- * application's), shard_up and shard_info, the per-listener ones, the
- * per-upstream ones; within a scope its plain counters (one value, no
- * label) come first, then its other families, each in table order.
- *
- * /stats: one object; its top has the supervisor's figures, "shards" one
- * entry per shard index 0..shards-1, in order, with that index's identity
- * (the newest live process's pid, state, generation and poller; pid 0,
- * state "down", generation 0, poller "" when none is live), "processes"
- * (every live one), the sums over its listeners of their flat values, its
- * per-shard values, "listeners" and "upstreams". Keys come in table order;
- * seconds are decimals with nine fraction digits.
+ * by shard index, (index, listener) and (index, listener, upstream). A
+ * scrape (metrics_collect) takes only the counters from those, then merges
+ * every live slot (STARTING, READY, RETIRING, DRAINING) of each index as
+ * its table entries say; the listener and upstream series of a STARTING
+ * slot are left out, its names may still be being written.
  */
 #ifndef FRAMEPROXY_SHARD_METRICS_H
 #define FRAMEPROXY_SHARD_METRICS_H

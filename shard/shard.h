@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "poll/poll.h"
@@ -53,8 +54,9 @@ extern "C" {
 /*
  * Every metric family is one entry of a table, and everything about it
  * follows from that entry: where its values sit in a slot, how the
- * supervisor adds them up, its Prometheus family and its /stats key(s).
- * There is a table per scope: per shard, per listener, per upstream. shard/ has its
+ * supervisor adds them up, its Prometheus family, its /stats key(s) and its
+ * row in docs/METRICS.md (shard_metrics_markdown; a test fails while that
+ * file is not what the tables give). There is a table per scope: per shard, per listener, per upstream. shard/ has its
  * own table of runtime figures (scheduler, poller, process); the
  * application's tables come in shard_settings.metrics, so this layer moves
  * and renders counters it does not know by name.
@@ -134,6 +136,11 @@ typedef struct shard_app_metrics {
 /* 0, or -EINVAL with one line in `why`: a table that does not fit a slot or
  * an entry that breaks the rules above. NULL app: only shard/'s own table. */
 int shard_metrics_check(const shard_app_metrics *app, char *why, size_t why_len);
+
+/* docs/METRICS.md's generated part: every family of /metrics, shard/'s
+ * and the application's, with its type, label, /stats key(s) and help, as
+ * Markdown tables. 0, -EINVAL (shard_metrics_check) or -EIO. */
+int shard_metrics_markdown(const shard_app_metrics *app, FILE *out);
 
 /* --- counters in shared memory -------------------------------------------- */
 

@@ -840,3 +840,67 @@ TEST_CASE("without application tables only shard/'s own families are shown",
 	REQUIRE(j["shards"][0]["listeners"][0]["name"].str() == "api");
 	REQUIRE(j["shards"][0]["listeners"][0].obj.size() == 1);
 }
+
+TEST_CASE("the Markdown tables list every family /metrics has, with its type",
+	  "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(4);
+	const char *const reasons[] = { "client_eof", "upstream_eof", "x|y" };
+	v.app = test_metrics(reasons, 3);
+	golden_scenario(t);
+	std::string prom = t.prom(v);
+
+	// "# TYPE frameproxy_name type" of /metrics.
+	std::map<std::string, std::string> served;
+	std::istringstream in(prom);
+	std::string line;
+	while (std::getline(in, line)) {
+		if (line.rfind("# TYPE ", 0) != 0)
+			continue;
+		size_t sp = line.find(' ', 7);
+		served[line.substr(7, sp - 7)] = line.substr(sp + 1);
+	}
+
+	char *text = nullptr;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	REQUIRE(mem != nullptr);
+	REQUIRE(shard_metrics_markdown(v.app, mem) == 0);
+	fclose(mem);
+	std::string md(text, len);
+	free(text);
+
+	// "| `frameproxy_name` | type |" rows of the tables.
+	std::map<std::string, std::string> listed;
+	std::istringstream rows(md);
+	while (std::getline(rows, line)) {
+		if (line.rfind("| `frameproxy_", 0) != 0)
+			continue;
+		size_t end = line.find('`', 3);
+		std::string name = line.substr(3, end - 3);
+		size_t type = line.find("| ", end) + 2;
+		std::string kind = line.substr(type, line.find(" |", type) - type);
+		REQUIRE(listed.count(name) == 0);
+		listed[name] = kind.rfind("gauge", 0) == 0 ? "gauge" : kind;
+	}
+	REQUIRE(!served.empty());
+	REQUIRE(listed == served);
+	// Label values are listed, '|' escaped so the row stays whole.
+	REQUIRE(md.find("`reason`: `client_eof`, `upstream_eof`, `x\\|y`") != std::string::npos);
+	REQUIRE(md.find("| `frameproxy_upstream_up` | gauge, newest |") != std::string::npos);
+	REQUIRE(md.find("`closed.<reason>`") != std::string::npos);
+
+	// Tables that do not fit are refused, not half written.
+	shard_metric wide = entry("wide_total", SHARD_COUNTER, SHARD_MAX_LISTENER_VALUES + 1);
+	wide.label = "k";
+	shard_app_metrics bad;
+	memset(&bad, 0, sizeof(bad));
+	bad.listener.metrics = &wide;
+	bad.listener.count = 1;
+	mem = open_memstream(&text, &len);
+	REQUIRE(shard_metrics_markdown(&bad, mem) == -EINVAL);
+	fclose(mem);
+	REQUIRE(len == 0);
+	free(text);
+}
