@@ -22,7 +22,7 @@ const shard_metric metrics_index[] = {
 	METRICS_INDEX(SHARD_METRIC_ENTRY)
 };
 
-/* --- the mapping ----------------------------------------------------------- */
+/* --- the mapping ---------------------------------------------------------- */
 
 int metrics_map(shard_metrics *m, uint32_t slot_count)
 {
@@ -96,7 +96,7 @@ shard_slot *metrics_claim(shard_metrics *m, uint32_t index,
 	return NULL;
 }
 
-/* --- the tables -------------------------------------------------------------- */
+/* --- the tables ----------------------------------------------------------- */
 
 /* One table of a scope, where its values start in the scope's series and
  * how many a slot has room for. */
@@ -236,7 +236,7 @@ const char *metrics_label_value(const shard_metric *f, uint32_t k,
 	return buf;
 }
 
-/* --- reading a slot ---------------------------------------------------------- */
+/* --- reading a slot ------------------------------------------------------- */
 
 static uint32_t load32(const uint32_t *field)
 {
@@ -312,7 +312,7 @@ static const char *upstream_listener(const shard_slot *snap,
 	       snap->listeners[u->listener].name : "";
 }
 
-/* --- tables of series ---------------------------------------------------------- */
+/* --- tables of series ----------------------------------------------------- */
 
 static size_t next_cap(size_t cap)
 {
@@ -414,7 +414,7 @@ static void fold(uint64_t *dst, const uint64_t *src, size_t n)
 		dst[k] += src[k];
 }
 
-/* --- releasing a slot ------------------------------------------------------------ */
+/* --- releasing a slot ----------------------------------------------------- */
 
 static void retire(metrics_table *t, const shard_slot *snap)
 {
@@ -463,7 +463,7 @@ void metrics_release(shard_metrics *m, shard_slot *slot)
 	shard_slot_set_state(slot, SHARD_STATE_FREE);
 }
 
-/* --- collecting what a scrape shows ------------------------------------------------ */
+/* --- collecting what a scrape shows --------------------------------------- */
 
 void metrics_scrape_free(metrics_scrape *c)
 {

@@ -102,7 +102,7 @@ shard_slot *metrics_claim(shard_metrics *m, uint32_t index,
  */
 void metrics_release(shard_metrics *m, shard_slot *slot);
 
-/* --- what a scrape shows ------------------------------------------------------ */
+/* --- what a scrape shows -------------------------------------------------- */
 
 typedef struct metrics_proc {
 	uint32_t generation;
@@ -137,7 +137,7 @@ typedef struct metrics_scrape {
 int metrics_collect(metrics_scrape *c, shard_metrics *m, const metrics_view *v);
 void metrics_scrape_free(metrics_scrape *c);
 
-/* --- families ------------------------------------------------------------------ */
+/* --- families ------------------------------------------------------------- */
 
 /* A family and where its values start in its scope's series. */
 typedef struct metrics_family {
@@ -194,7 +194,7 @@ extern const shard_metric metrics_index[METRICS_INDEX_COUNT];
 void metrics_supervisor_values(const metrics_scrape *c,
 			       uint64_t out[METRICS_SUP_COUNT]);
 
-/* --- rendering ----------------------------------------------------------------- */
+/* --- rendering ------------------------------------------------------------ */
 
 /* Append to `out`. 0, -ENOMEM (out may then hold part of the text) or
  * -EINVAL for tables that do not fit a slot. */

@@ -49,17 +49,18 @@ extern "C" {
 #define SHARD_ALIGNAS(n) _Alignas(n)
 #endif
 
-/* --- metric tables ----------------------------------------------------------- */
+/* --- metric tables -------------------------------------------------------- */
 
 /*
  * Every metric family is one entry of a table, and everything about it
  * follows from that entry: where its values sit in a slot, how the
  * supervisor adds them up, its Prometheus family, its /stats key(s) and its
  * row in docs/METRICS.md (shard_metrics_markdown; a test fails while that
- * file is not what the tables give). There is a table per scope: per shard, per listener, per upstream. shard/ has its
- * own table of runtime figures (scheduler, poller, process); the
- * application's tables come in shard_settings.metrics, so this layer moves
- * and renders counters it does not know by name.
+ * file is not what the tables give). There is a table per scope: per shard,
+ * per listener, per upstream. shard/ has its own table of runtime figures
+ * (scheduler, poller, process); the application's tables come in
+ * shard_settings.metrics, so this layer moves and renders counters it does
+ * not know by name.
  *
  * A family owns `width` consecutive values of its scope, the first family's
  * from 0, each next family's right after the one before: one value, or one
