@@ -197,9 +197,10 @@ int shard_metrics_check(const shard_app_metrics *app, char *why, size_t why_len)
 	return 0;
 }
 
+/* One value, no label. */
 static bool plain_counter(const shard_metric *f)
 {
-	return f->type == SHARD_COUNTER && f->width == 1;
+	return f->type == SHARD_COUNTER && !f->label;
 }
 
 size_t metrics_families(const shard_app_metrics *app, metrics_scope scope,
