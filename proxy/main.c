@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "proxy/config.h"
+#include "proxy/counters.h"
 #include "proxy/log.h"
 #include "proxy/reason.h"
 #include "proxy/server.h"
@@ -331,11 +332,7 @@ typedef struct proxy_app {
 	const cli *cli;
 	struct config cfg;           /* the running configuration */
 	run_plan plan;
-	const char *reason_names[REASON_COUNT];
 } proxy_app;
-
-_Static_assert(REASON_COUNT <= SHARD_MAX_REASONS,
-	       "the metrics slot counts every close reason");
 
 static void app_settings(const proxy_app *app, shard_settings *s)
 {
@@ -345,18 +342,26 @@ static void app_settings(const proxy_app *app, shard_settings *s)
 		.shards = cfg->shards,
 		.pin = cfg->pin,
 		.steer_by_cpu = cfg->steer == CONFIG_STEER_CPU,
-		.poller = poller_from_config(cfg->poller),
-		.poller_mixed = cfg->poller == CONFIG_POLLER_MIXED,
 		.drain_timeout_ns = cfg->drain_timeout,
 		.has_admin = cfg->has_admin,
 		.admin_len = cfg->admin.len,
 		.user = cfg->user,
 		.listeners = app->plan.sockets,
 		.listener_count = (uint32_t)app->plan.count,
-		.reason_names = app->reason_names,
-		.reason_count = REASON_COUNT,
+		.metrics = &counters_metrics,
 	};
 	memcpy(&s->admin, &cfg->admin.ss, cfg->admin.len);
+}
+
+/* `mixed` runs both pollers side by side on the same traffic: even shards
+ * epoll, odd shards io_uring. */
+static poll_kind app_poller(void *ctx, uint32_t index)
+{
+	const proxy_app *app = ctx;
+
+	if (app->cfg.poller == CONFIG_POLLER_MIXED)
+		return index % 2 ? POLL_URING : POLL_EPOLL;
+	return poller_from_config(app->cfg.poller);
 }
 
 static int app_run_shard(void *ctx, const shard_context *shard)
@@ -458,6 +463,7 @@ static void app_log(void *ctx, shard_log_level level, const char *msg,
 static const shard_ops app_ops = {
 	.run = app_run_shard,
 	.reload = app_reload,
+	.poller = app_poller,
 	.log = app_log,
 };
 
@@ -468,8 +474,6 @@ static int serve(const cli *c, struct config *cfg)
 	shard_settings settings;
 	int rc = plan_build(&app.plan, &app.cfg);
 
-	for (int i = 0; i < REASON_COUNT; i++)
-		app.reason_names[i] = reason_name((reason_code)i);
 	if (rc == 0) {
 		app_settings(&app, &settings);
 		rc = shard_supervise(&settings, &app_ops, &app);

@@ -8,6 +8,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "proxy/counters.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
 
@@ -43,23 +44,25 @@ static uint64_t server_connections(const server *srv)
 	return active;
 }
 
-/* --- counters for the supervisor ----------------------------------------- */
+/* --- counters for the supervisor (proxy/counters.h) ------------------------ */
 
-static void publish_listener(shard_listener_counters *out, const listener *l,
+static void publish_listener(shard_slot_listener *out, const listener *l,
 			     const relay_group *relays)
 {
 	const listener_stats *st = &l->stats;
+	uint64_t *v = out->values;
 
-	shard_slot_store(&out->accepted, st->accepted);
-	shard_slot_store(&out->active, st->active);
-	shard_slot_store(&out->accept_errors, st->accept_errors);
-	/* The relay group's totals: they move while connections are open. */
+	shard_slot_store(&v[COUNTER_ACTIVE], st->active);
+	shard_slot_store(&v[COUNTER_ACCEPTED], st->accepted);
+	shard_slot_store(&v[COUNTER_ACCEPT_ERRORS], st->accept_errors);
+	/* The relay group's totals, not the listener's: those grow only when
+	 * a connection closes. */
 	for (int side = 0; side < 2; side++) {
-		shard_slot_store(&out->frames[side], relays->frames[side]);
-		shard_slot_store(&out->bytes[side], relays->bytes[side]);
+		shard_slot_store(&v[COUNTER_FRAMES + side], relays->frames[side]);
+		shard_slot_store(&v[COUNTER_BYTES + side], relays->bytes[side]);
 	}
-	for (int r = 0; r < REASON_COUNT && r < SHARD_MAX_REASONS; r++)
-		shard_slot_store(&out->closed[r], st->closed[r]);
+	for (int r = 0; r < REASON_COUNT; r++)
+		shard_slot_store(&v[COUNTER_CLOSED + r], st->closed[r]);
 }
 
 static void publish_upstreams(shard_slot *slot, uint32_t listener_index,
@@ -69,16 +72,17 @@ static void publish_upstreams(shard_slot *slot, uint32_t listener_index,
 
 	for (uint32_t i = 0; i < pool->count && *next < SHARD_MAX_UPSTREAMS; i++) {
 		const upstream_server *us = &pool->servers[i];
-		shard_upstream_counters *out = &slot->upstreams[(*next)++];
+		shard_slot_upstream *out = &slot->upstreams[(*next)++];
+		uint64_t *v = out->values;
 		if (shard_slot_get_state(slot) == SHARD_STATE_STARTING) {
 			shard_slot_name(out->name, us->name);
 			out->listener = listener_index;
 		}
-		__atomic_store_n(&out->up, upstream_server_usable(pool, i, now) ? 1u : 0u,
-				 __ATOMIC_RELAXED);
-		shard_slot_store(&out->connects, us->connects);
-		shard_slot_store(&out->connect_failures, us->connect_failures);
-		shard_slot_store(&out->ejections, us->eject_count);
+		shard_slot_store(&v[COUNTER_UP],
+				 upstream_server_usable(pool, i, now) ? 1 : 0);
+		shard_slot_store(&v[COUNTER_CONNECTS], us->connects);
+		shard_slot_store(&v[COUNTER_CONNECT_FAILURES], us->connect_failures);
+		shard_slot_store(&v[COUNTER_EJECTIONS], us->eject_count);
 	}
 }
 
@@ -101,7 +105,7 @@ static void server_publish(server *srv)
 								  : SHARD_MAX_LISTENERS;
 	slot->upstream_count = upstreams;
 	shard_slot_publish_runtime(slot);
-	shard_slot_store(&slot->log_lines_dropped, log_dropped_lines());
+	shard_slot_store(&slot->app[COUNTER_LOG_LINES_DROPPED], log_dropped_lines());
 }
 
 static void publish_fired(sched_timer *timer, void *arg)

@@ -1,68 +1,21 @@
 /*
  * metrics — the shared mapping of shard_slots (shard/shard.h) and how the
- * supervisor turns it into Prometheus text and JSON. Private to shard/.
+ * supervisor turns it into Prometheus text (metrics_prom.c), /stats JSON
+ * (metrics_json.c) and the tables of docs/METRICS.md (metrics_doc.c).
+ * Private to shard/. docs/METRICS.md lists every family and says how values
+ * add up and in what order they come; all of it follows from the tables
+ * ("metric tables" in shard/shard.h): shard/runtime.h, the application's,
+ * and the supervisor's below.
  *
  * The supervisor maps the slots once, before it forks (metrics_map), claims
  * a slot for every shard it starts (metrics_claim) and releases it when it
  * has reaped that shard's process (metrics_release). Releasing folds the
- * slot's monotonic counters into *retired totals* in the supervisor's own
- * memory, keyed by shard index, (index, listener) and (index, listener,
- * upstream), so a counter labelled shard="i" never goes backwards across a
- * restart or a reload. Gauges (active connections, run-queue length, live
- * coroutines, RSS, upstream up) come only from live slots.
- *
- * A value for shard index i is: retired totals of i + the sum over live
- * slots (STARTING, READY, RETIRING, DRAINING) of index i. During a reload an
- * old shard that retires and its replacement share an index: their gauges
- * are summed, except upstream `up` and the poller name, which come from the
- * newest generation that has them. Listener and upstream series of a
- * STARTING slot are left out until it is READY: its names may still be being
- * written (shard.h: names are written before the state becomes READY).
- *
- * Prometheus (text format 0.0.4): every family has # HELP and # TYPE, names
- * start with frameproxy_, counters end in _total. Per shard {shard}:
- *   poller_{waits,events,syscalls,polls,submits}_total,
- *   sched_{rounds,switches}_total, sched_runq_length, sched_coroutines,
- *   shard_cpu_seconds_total{mode="user"|"system"}, shard_resident_bytes,
- *   shard_up (1 when a READY slot has the index), shard_info{poller} 1 (only
- *   for an index with a live slot that has published its poller).
- * Per listener {shard,listener}: connections_accepted_total,
- *   connections_active, connections_closed_total{reason},
- *   accept_errors_total, frames_total and bytes_total
- *   {direction="client_to_upstream"|"upstream_to_client"}.
- * Per upstream {shard,listener,upstream}: upstream_connects_total,
- *   upstream_connect_failures_total, upstream_ejections_total, and
- *   upstream_up (only for upstreams some live slot has).
- * Supervisor: shards (configured), shards_retiring, shard_restarts_total,
- *   reloads_total, start_time_seconds.
- *
- * JSON (metrics_render_json), one object, for tools such as frametop:
- *
- * {"pid":S, "started_unix_s":F, "uptime_s":F, "shards_configured":N,
- *  "reloads":N, "restarts":N, "retiring":N,
- *  "shards":[
- *   {"shard":I, "pid":P, "state":"ready", "generation":G, "poller":"epoll",
- *    "processes":[{"pid":P, "state":"retiring", "generation":G}, ...],
- *    "connections_active":N, "accepted":N, "accept_errors":N,
- *    "frames_in":N, "frames_out":N, "bytes_in":N, "bytes_out":N,
- *    "cpu_user_s":F, "cpu_system_s":F, "rss_bytes":N,
- *    "runq_length":N, "coroutines":N, "sched_rounds":N, "sched_switches":N,
- *    "poller_waits":N, "poller_events":N, "poller_syscalls":N,
- *    "poller_polls":N, "poller_submits":N,
- *    "listeners":[{"name":"api", "active":N, "accepted":N,
- *      "accept_errors":N, "frames_in":N, "frames_out":N, "bytes_in":N,
- *      "bytes_out":N, "closed":{"<reason>":N, ...}}, ...],
- *    "upstreams":[{"listener":"api", "name":"10.0.0.2:9000", "up":0|1,
- *      "connects":N, "connect_failures":N, "ejections":N}, ...]}, ...]}
- *
- * One entry per shard index 0..shards-1, in order. "in" is client ->
- * upstream, "out" upstream -> client; the shard's totals are the sums over
- * its listeners. pid, state, generation and poller are the newest live
- * slot's ("processes" lists every live one): an index with no live slot
- * has pid 0, state "down", generation 0, poller "". Counters are
- * monotonic like the Prometheus ones (frametop derives rates from them);
- * seconds are decimals with up to 9 fraction digits; an upstream that no
- * live slot has any more keeps its counters with "up":0.
+ * slot's values into *retired totals* in the supervisor's own memory, keyed
+ * by shard index, (index, listener) and (index, listener, upstream). A
+ * scrape (metrics_collect) takes only the counters from those, then merges
+ * every live slot (STARTING, READY, RETIRING, DRAINING) of each index as
+ * its table entries say; the listener and upstream series of a STARTING
+ * slot are left out, its names may still be being written.
  */
 #ifndef FRAMEPROXY_SHARD_METRICS_H
 #define FRAMEPROXY_SHARD_METRICS_H
@@ -78,43 +31,40 @@
 extern "C" {
 #endif
 
-/* Counters of one shard index that survive its processes. */
-typedef struct metrics_shard_totals {
-	uint64_t sched_rounds;
-	uint64_t sched_switches;
-	uint64_t poll_waits;
-	uint64_t poll_events;
-	uint64_t poll_syscalls;
-	uint64_t poll_polls;
-	uint64_t poll_submits;
-	uint64_t cpu_user_ns;
-	uint64_t cpu_system_ns;
-	uint64_t log_lines_dropped;
-} metrics_shard_totals;
+/* The three scopes a table can be for. */
+typedef enum metrics_scope {
+	METRICS_SHARD,
+	METRICS_LISTENER,
+	METRICS_UPSTREAM,
+} metrics_scope;
 
-/* c.name is the listener; c.active is a gauge, 0 in the retired table. */
-typedef struct metrics_listener_totals {
-	uint32_t shard;
-	shard_listener_counters c;
-} metrics_listener_totals;
+/* A shard index's values: the runtime table's, then the application's. */
+#define METRICS_APP_BASE SHARD_MAX_RUNTIME_VALUES
+#define METRICS_SERIES_VALUES (SHARD_MAX_LISTENER_VALUES > \
+	SHARD_MAX_RUNTIME_VALUES + SHARD_MAX_APP_VALUES ? \
+	SHARD_MAX_LISTENER_VALUES : SHARD_MAX_RUNTIME_VALUES + SHARD_MAX_APP_VALUES)
 
-/* c.name is the upstream; c.up is a gauge (see has_up), c.listener unused. */
-typedef struct metrics_upstream_totals {
+/* The values of a shard index, or of a listener or an upstream under one. */
+typedef struct metrics_series {
 	uint32_t shard;
-	char listener[SHARD_NAME_MAX];
-	shard_upstream_counters c;
-	bool has_up;                  /* some live slot has this upstream */
-	uint32_t up_generation;       /* the newest one, which c.up is from */
-} metrics_upstream_totals;
+	char listener[SHARD_NAME_MAX]; /* an upstream's listener, else "" */
+	char name[SHARD_NAME_MAX];    /* the listener's or upstream's, else "" */
+	bool live;                    /* some live slot has it */
+	uint32_t newest;              /* generation of its SHARD_MERGE_NEWEST values */
+	uint64_t values[METRICS_SERIES_VALUES];
+} metrics_series;
+
+typedef struct metrics_series_list {
+	metrics_series *at;
+	size_t count, cap;
+} metrics_series_list;
 
 /* Series keyed by shard index (and names), in the supervisor's memory. */
 typedef struct metrics_table {
-	metrics_shard_totals *shards; /* [shard_count], by index */
+	metrics_series *shards;       /* [shard_count], by index */
 	uint32_t shard_count;
-	metrics_listener_totals *listeners;
-	size_t listener_count, listener_cap;
-	metrics_upstream_totals *upstreams;
-	size_t upstream_count, upstream_cap;
+	metrics_series_list listeners;
+	metrics_series_list upstreams;
 } metrics_table;
 
 typedef struct shard_metrics {
@@ -127,8 +77,7 @@ typedef struct shard_metrics {
 /* What the supervisor knows that the slots do not. */
 typedef struct metrics_view {
 	uint32_t shards;              /* indexes 0..shards-1 are rendered */
-	const char *const *reason_names; /* closed[j] is reason j */
-	uint32_t reason_count;        /* at most SHARD_MAX_REASONS are used */
+	const shard_app_metrics *app; /* the application's tables, or NULL */
 	int32_t pid;                  /* the supervisor's */
 	int64_t started_unix_ns;      /* the supervisor's start, CLOCK_REALTIME */
 	int64_t now_unix_ns;          /* 0: read CLOCK_REALTIME */
@@ -146,14 +95,109 @@ void metrics_unmap(shard_metrics *m);
 shard_slot *metrics_claim(shard_metrics *m, uint32_t index,
 			  uint32_t generation);
 /*
- * After the slot's process has been reaped: fold its counters into the
+ * After the slot's process has been reaped: fold its values into the
  * retired totals, then mark it FREE. A FREE slot or a pointer outside the
  * mapping is ignored. Should memory for a new retired series run out, that
  * series' counts are lost (the slot is freed all the same).
  */
 void metrics_release(shard_metrics *m, shard_slot *slot);
 
-/* Append to `out`. 0 or -ENOMEM (out may then hold part of the text). */
+/* --- what a scrape shows -------------------------------------------------- */
+
+typedef struct metrics_proc {
+	uint32_t generation;
+	int32_t pid;
+	shard_state state;
+} metrics_proc;
+
+/* Per shard index: what is not a value, and where its series are. */
+typedef struct metrics_live {
+	uint32_t ready;               /* READY slots */
+	bool has_newest;
+	metrics_proc newest;
+	bool has_poller;
+	uint32_t poller_generation;
+	char poller[16];
+	size_t l_from, l_to;          /* ranges in the scrape's table */
+	size_t u_from, u_to;
+	size_t p_from, p_to;          /* range in the scrape's procs */
+} metrics_live;
+
+typedef struct metrics_scrape {
+	const metrics_view *v;
+	metrics_table t;              /* retired + live, grouped by index */
+	metrics_live *live;           /* [v->shards] */
+	metrics_proc *procs;          /* live slots, grouped by index */
+	size_t proc_count;
+	uint32_t retiring;            /* live slots RETIRING or DRAINING */
+} metrics_scrape;
+
+/* Retired totals and live slots merged; free it with metrics_scrape_free
+ * even on failure. 0, -ENOMEM, or -EINVAL for tables that do not fit. */
+int metrics_collect(metrics_scrape *c, shard_metrics *m, const metrics_view *v);
+void metrics_scrape_free(metrics_scrape *c);
+
+/* --- families ------------------------------------------------------------- */
+
+/* A family and where its values start in its scope's series. */
+typedef struct metrics_family {
+	const shard_metric *metric;
+	uint32_t at;
+} metrics_family;
+
+typedef enum metrics_order {
+	METRICS_TABLE_ORDER,          /* /stats */
+	METRICS_PROM_ORDER,           /* plain counters first (see above) */
+} metrics_order;
+
+#define METRICS_MAX_FAMILIES METRICS_SERIES_VALUES
+
+/* The families of a scope (app NULL: shard/'s own only), at most
+ * METRICS_MAX_FAMILIES: their count. */
+size_t metrics_families(const shard_app_metrics *app, metrics_scope scope,
+			metrics_order order, metrics_family *out);
+/* The k-th value of f's label; "<label><k>" in buf when it has no name. */
+const char *metrics_label_value(const shard_metric *f, uint32_t k,
+				char buf[32]);
+
+/* The supervisor's own families (their values come from the view and the
+ * scrape), and the two it derives per index from the slots' states. */
+#define METRICS_SUPERVISOR(X) \
+	X(METRICS_SUP_SHARDS, 1, .name = "shards", .type = SHARD_GAUGE, \
+	  .help = "Shards configured.", .json = "shards_configured") \
+	X(METRICS_SUP_RETIRING, 1, .name = "shards_retiring", \
+	  .type = SHARD_GAUGE, \
+	  .help = "Shard processes retiring or draining after a reload.", \
+	  .json = "retiring") \
+	X(METRICS_SUP_RESTARTS, 1, .name = "shard_restarts_total", \
+	  .help = "Shard processes that died and were replaced.", \
+	  .json = "restarts") \
+	X(METRICS_SUP_RELOADS, 1, .name = "reloads_total", \
+	  .help = "Configuration reloads applied.", .json = "reloads") \
+	X(METRICS_SUP_STARTED, 1, .name = "start_time_seconds", \
+	  .type = SHARD_GAUGE, .unit = SHARD_UNIT_NS, \
+	  .help = "Start of the supervisor, seconds since the Unix epoch.", \
+	  .json = "started_unix_s")
+#define METRICS_INDEX(X) \
+	X(METRICS_INDEX_UP, 1, .name = "shard_up", .type = SHARD_GAUGE, \
+	  .help = "1 when a shard process of this index is accepting.") \
+	X(METRICS_INDEX_INFO, 1, .name = "shard_info", .type = SHARD_GAUGE, \
+	  .help = "Always 1; the poller of the newest process of the shard.", \
+	  .label = "poller")
+
+enum { METRICS_SUPERVISOR(SHARD_METRIC_ENUM) METRICS_SUP_COUNT };
+enum { METRICS_INDEX(SHARD_METRIC_ENUM) METRICS_INDEX_COUNT };
+extern const shard_metric metrics_supervisor[METRICS_SUP_COUNT];
+extern const shard_metric metrics_index[METRICS_INDEX_COUNT];
+
+/* The values of metrics_supervisor, by its enum. */
+void metrics_supervisor_values(const metrics_scrape *c,
+			       uint64_t out[METRICS_SUP_COUNT]);
+
+/* --- rendering ------------------------------------------------------------ */
+
+/* Append to `out`. 0, -ENOMEM (out may then hold part of the text) or
+ * -EINVAL for tables that do not fit a slot. */
 int metrics_render_prometheus(shard_metrics *m, const metrics_view *v,
 			      strbuf *out);
 int metrics_render_json(shard_metrics *m, const metrics_view *v,

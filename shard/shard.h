@@ -13,8 +13,9 @@
  *   poller and io_uring ring after the fork (inside `run`).
  *
  * The layer knows nothing of frames or relays: the application above hands
- * it callbacks, names its listeners and close reasons, and fills the counter
- * slots. The supervisor reads slots without involving the shards.
+ * it callbacks, names its listeners, describes its counters in tables and
+ * fills the counter slots by them. The supervisor reads slots without
+ * involving the shards.
  *
  * Signals a shard receives from its supervisor:
  *   SIGTERM  drain: stop accepting, finish frames in flight, close at frame
@@ -29,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "poll/poll.h"
@@ -39,7 +41,6 @@ extern "C" {
 
 #define SHARD_MAX_LISTENERS 16
 #define SHARD_MAX_UPSTREAMS 64       /* per shard, all listeners together */
-#define SHARD_MAX_REASONS 24         /* close reasons counted per listener */
 #define SHARD_NAME_MAX 64
 #define SHARD_RETIRE_SIGNAL SIGUSR1
 
@@ -49,7 +50,106 @@ extern "C" {
 #define SHARD_ALIGNAS(n) _Alignas(n)
 #endif
 
+/* --- metric tables -------------------------------------------------------- */
+
+/*
+ * Every metric family is one entry of a table, and everything about it
+ * follows from that entry: where its values sit in a slot, how the
+ * supervisor adds them up, its Prometheus family, its /stats key(s) and its
+ * row in docs/METRICS.md (shard_metrics_markdown; a test fails while that
+ * file is not what the tables give). There is a table per scope: per shard,
+ * per listener, per upstream. shard/ has its own table of runtime figures
+ * (scheduler, poller, process); the application's tables come in
+ * shard_settings.metrics, so this layer moves and renders counters it does
+ * not know by name.
+ *
+ * A family owns `width` consecutive values of its scope, the first family's
+ * from 0, each next family's right after the one before: one value, or one
+ * per value of its label (a fixed-bucket histogram would own one per bucket,
+ * its sum and its count). Adding a counter is one entry in a table and the
+ * code that publishes it.
+ *
+ * Across the processes that share a shard index (a reload, a restart) and
+ * over time: a counter adds up and survives its processes (retired totals,
+ * shard/metrics.h); a gauge comes only from live processes and is their sum
+ * (SHARD_MERGE_SUM) or the value of the newest generation that has it
+ * (SHARD_MERGE_NEWEST; Prometheus then leaves the series out while no live
+ * process has it, /stats shows 0).
+ */
+typedef enum shard_metric_type {
+	SHARD_COUNTER = 0,            /* monotonic; the name ends in _total */
+	SHARD_GAUGE,
+} shard_metric_type;
+
+typedef enum shard_metric_merge {
+	SHARD_MERGE_SUM = 0,          /* the only one for counters */
+	SHARD_MERGE_NEWEST,
+} shard_metric_merge;
+
+typedef enum shard_metric_unit {
+	SHARD_UNIT_NONE = 0,
+	SHARD_UNIT_NS,                /* published in ns, rendered as seconds */
+} shard_metric_unit;
+
+typedef struct shard_metric {
+	const char *name;             /* family name after "frameproxy_" */
+	const char *help;
+	shard_metric_type type;
+	shard_metric_merge merge;
+	shard_metric_unit unit;
+	uint32_t width;               /* values: 1, or one per label value */
+	const char *label;            /* the label's name; needed for width > 1 */
+	/* Its k-th value; NULL (or no function) gives "<label><k>". */
+	const char *(*label_value)(uint32_t k);
+	/* /stats: the key in its scope's object (NULL: not in /stats). A
+	 * labelled family is an object there keyed by label value, unless
+	 * json_each names one flat key per value instead. */
+	const char *json;
+	const char *const *json_each;
+	/* Per listener, flat families only: they are also summed over the
+	 * shard's listeners into the shard's object, under this key (NULL: the
+	 * same key(s) as in the listener's). */
+	const char *json_total;
+} shard_metric;
+
+typedef struct shard_metric_list {
+	const shard_metric *metrics;
+	uint32_t count;
+} shard_metric_list;
+
+/* The application's tables. Their values must fit a slot: per shard
+ * SHARD_MAX_APP_VALUES, per listener SHARD_MAX_LISTENER_VALUES, per upstream
+ * SHARD_MAX_UPSTREAM_VALUES (shard_metrics_check). */
+typedef struct shard_app_metrics {
+	shard_metric_list shard;
+	shard_metric_list listener;
+	shard_metric_list upstream;
+} shard_app_metrics;
+
+/*
+ * A table is easiest written as an X-macro, X(id, width, initialisers...),
+ * one entry per family: SHARD_METRIC_ENUM makes from it an enum of the index
+ * of each family's first value (and id##_LAST, its last), SHARD_METRIC_ENTRY
+ * its array of shard_metric, so the two cannot disagree.
+ */
+#define SHARD_METRIC_ENUM(id, n, ...) id, id##_LAST = id + (n) - 1,
+#define SHARD_METRIC_ENTRY(id, n, ...) { .width = (n), __VA_ARGS__ },
+
+/* 0, or -EINVAL with one line in `why`: a table that does not fit a slot or
+ * an entry that breaks the rules above. NULL app: only shard/'s own table. */
+int shard_metrics_check(const shard_app_metrics *app, char *why, size_t why_len);
+
+/* docs/METRICS.md's generated part: every family of /metrics, shard/'s
+ * and the application's, with its type, label, /stats key(s) and help, as
+ * Markdown tables. 0, -EINVAL (shard_metrics_check) or -EIO. */
+int shard_metrics_markdown(const shard_app_metrics *app, FILE *out);
+
 /* --- counters in shared memory -------------------------------------------- */
+
+#define SHARD_MAX_RUNTIME_VALUES 16  /* shard/'s own table */
+#define SHARD_MAX_APP_VALUES 16      /* the application's, per shard */
+#define SHARD_MAX_LISTENER_VALUES 32
+#define SHARD_MAX_UPSTREAM_VALUES 8
 
 typedef enum shard_state {
 	SHARD_STATE_FREE = 0,     /* slot unused */
@@ -59,24 +159,16 @@ typedef enum shard_state {
 	SHARD_STATE_DRAINING,     /* closing at frame boundaries */
 } shard_state;
 
-typedef struct shard_listener_counters {
+typedef struct shard_slot_listener {
 	char name[SHARD_NAME_MAX];
-	uint64_t accepted;
-	uint64_t active;
-	uint64_t accept_errors;
-	uint64_t frames[2];           /* [0] client -> upstream, [1] back */
-	uint64_t bytes[2];
-	uint64_t closed[SHARD_MAX_REASONS];
-} shard_listener_counters;
+	uint64_t values[SHARD_MAX_LISTENER_VALUES]; /* by the listener table */
+} shard_slot_listener;
 
-typedef struct shard_upstream_counters {
+typedef struct shard_slot_upstream {
 	char name[SHARD_NAME_MAX];    /* ip:port */
 	uint32_t listener;            /* index into the slot's listeners */
-	uint32_t up;                  /* 1 usable, 0 ejected or checks down */
-	uint64_t connects;
-	uint64_t connect_failures;
-	uint64_t ejections;
-} shard_upstream_counters;
+	uint64_t values[SHARD_MAX_UPSTREAM_VALUES]; /* by the upstream table */
+} shard_slot_upstream;
 
 /*
  * One shard's counters. Only that shard writes it (plain 64-bit stores,
@@ -92,25 +184,12 @@ typedef struct shard_slot {
 	char poller[16];              /* "epoll" / "uring" */
 	int64_t started_unix_ns;
 	int64_t published_ns;         /* CLOCK_MONOTONIC of the last publish */
-	/* runtime: scheduler, poller, process */
-	uint64_t sched_rounds;
-	uint64_t sched_switches;
-	uint64_t sched_runq_len;
-	uint64_t sched_live;
-	uint64_t poll_waits;
-	uint64_t poll_events;
-	uint64_t poll_syscalls;
-	uint64_t poll_polls;
-	uint64_t poll_submits;
-	uint64_t cpu_user_ns;
-	uint64_t cpu_system_ns;
-	uint64_t rss_bytes;
-	/* application */
-	uint64_t log_lines_dropped;   /* stderr had no room (counter) */
+	uint64_t runtime[SHARD_MAX_RUNTIME_VALUES]; /* shard_slot_publish_runtime */
+	uint64_t app[SHARD_MAX_APP_VALUES];         /* by the per-shard table */
 	uint32_t listener_count;
 	uint32_t upstream_count;
-	shard_listener_counters listeners[SHARD_MAX_LISTENERS];
-	shard_upstream_counters upstreams[SHARD_MAX_UPSTREAMS];
+	shard_slot_listener listeners[SHARD_MAX_LISTENERS];
+	shard_slot_upstream upstreams[SHARD_MAX_UPSTREAMS];
 } shard_slot;
 
 /* A relaxed 64-bit store the reader can never see torn. */
@@ -174,7 +253,7 @@ typedef struct shard_context {
 	uint32_t shards;
 	uint32_t generation;
 	int cpu;                      /* pinned CPU, or -1 */
-	poll_kind poller;             /* resolved for `mixed` */
+	poll_kind poller;             /* what ops->poller chose for it */
 	const int *listen_fds;        /* one per listener, this shard's own */
 	uint32_t listener_count;
 	shard_slot *slot;
@@ -195,8 +274,6 @@ typedef struct shard_settings {
 	bool pin;                     /* shard i on CPU i (mod CPUs) */
 	bool steer_by_cpu;            /* SO_ATTACH_REUSEPORT_CBPF: socket of the
 				       * receiving CPU's shard (needs pin) */
-	poll_kind poller;
-	bool poller_mixed;            /* even shards epoll, odd shards uring */
 	int64_t drain_timeout_ns;
 	bool has_admin;
 	struct sockaddr_storage admin;
@@ -204,8 +281,7 @@ typedef struct shard_settings {
 	const char *user;             /* drop to this user after binding; NULL */
 	const shard_listen_spec *listeners;
 	uint32_t listener_count;
-	const char *const *reason_names; /* close reasons, for labels */
-	uint32_t reason_count;
+	const shard_app_metrics *metrics; /* the application's tables, or NULL */
 } shard_settings;
 
 typedef enum shard_log_level {
@@ -229,6 +305,10 @@ typedef struct shard_ops {
 	 * refused here.
 	 */
 	int (*reload)(void *ctx, shard_settings *next, char *why, size_t why_len);
+	/* In the supervisor, each time it starts shard `index`: the poller that
+	 * shard runs (what a reload swapped in counts from then on). NULL:
+	 * POLL_AUTO everywhere. */
+	poll_kind (*poller)(void *ctx, uint32_t index);
 	/*
 	 * The supervisor's log lines: a message, and its pairs as a printf
 	 * format "key=%s key2=%u" (NULL: none) with their arguments, pairs

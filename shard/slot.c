@@ -1,4 +1,5 @@
-/* The shard side of shard/shard.h's counter slots. */
+/* The shard side of shard/shard.h's counter slots, and shard/'s own table
+ * of runtime figures (shard/runtime.h) with what publishes them. */
 #include "shard/shard.h"
 
 #include <errno.h>
@@ -12,6 +13,25 @@
 
 #include "sched/sched.h"
 #include "shard/clock.h"
+#include "shard/runtime.h"
+
+_Static_assert(RUNTIME_VALUES <= SHARD_MAX_RUNTIME_VALUES,
+	       "a slot holds every runtime figure");
+
+static const char *runtime_cpu_mode(uint32_t k)
+{
+	return k ? "system" : "user";
+}
+
+static const char *const runtime_cpu_keys[] = { "cpu_user_s", "cpu_system_s" };
+
+static const shard_metric runtime_table[] = {
+	RUNTIME_METRICS(SHARD_METRIC_ENTRY)
+};
+
+const shard_metric_list runtime_metrics = {
+	runtime_table, sizeof(runtime_table) / sizeof(runtime_table[0])
+};
 
 void shard_slot_set_state(shard_slot *slot, shard_state state)
 {
@@ -95,28 +115,29 @@ static void publish_poller_name(shard_slot *slot)
 
 void shard_slot_publish_runtime(shard_slot *slot)
 {
+	uint64_t *v = slot->runtime;
 	sched_stats ss;
 	poll_stats ps;
 	struct rusage ru;
 
 	sched_get_stats(&ss);
-	shard_slot_store(&slot->sched_rounds, ss.rounds);
-	shard_slot_store(&slot->sched_switches, ss.switches);
-	shard_slot_store(&slot->sched_runq_len, ss.runq_len);
-	shard_slot_store(&slot->sched_live, ss.live);
+	shard_slot_store(&v[RUNTIME_ROUNDS], ss.rounds);
+	shard_slot_store(&v[RUNTIME_SWITCHES], ss.switches);
+	shard_slot_store(&v[RUNTIME_RUNQ], ss.runq_len);
+	shard_slot_store(&v[RUNTIME_COROUTINES], ss.live);
 
 	poll_get_stats(&ps);
-	shard_slot_store(&slot->poll_waits, ps.waits);
-	shard_slot_store(&slot->poll_events, ps.events);
-	shard_slot_store(&slot->poll_syscalls, ps.syscalls);
-	shard_slot_store(&slot->poll_polls, ps.polls);
-	shard_slot_store(&slot->poll_submits, ps.submits);
+	shard_slot_store(&v[RUNTIME_WAITS], ps.waits);
+	shard_slot_store(&v[RUNTIME_EVENTS], ps.events);
+	shard_slot_store(&v[RUNTIME_SYSCALLS], ps.syscalls);
+	shard_slot_store(&v[RUNTIME_POLLS], ps.polls);
+	shard_slot_store(&v[RUNTIME_SUBMITS], ps.submits);
 	publish_poller_name(slot);
 
 	if (getrusage(RUSAGE_SELF, &ru) == 0) {
-		shard_slot_store(&slot->cpu_user_ns, timeval_ns(ru.ru_utime));
-		shard_slot_store(&slot->cpu_system_ns, timeval_ns(ru.ru_stime));
+		shard_slot_store(&v[RUNTIME_CPU], timeval_ns(ru.ru_utime));
+		shard_slot_store(&v[RUNTIME_CPU + 1], timeval_ns(ru.ru_stime));
 	}
-	shard_slot_store(&slot->rss_bytes, resident_bytes());
+	shard_slot_store(&v[RUNTIME_RSS], resident_bytes());
 	__atomic_store_n(&slot->published_ns, shard_monotonic_ns(), __ATOMIC_RELAXED);
 }

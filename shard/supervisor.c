@@ -147,9 +147,7 @@ static shard_proc *proc_in_role(supervisor *sup, uint32_t index, proc_role role)
 
 static poll_kind poller_for(const supervisor *sup, uint32_t index)
 {
-	if (sup->settings.poller_mixed)
-		return index % 2 ? POLL_URING : POLL_EPOLL;
-	return sup->settings.poller;
+	return sup->ops->poller ? sup->ops->poller(sup->ctx, index) : POLL_AUTO;
 }
 
 static int pinned_cpu(const supervisor *sup, uint32_t index)
@@ -447,8 +445,6 @@ static void reload(supervisor *sup)
 	}
 	/* Sockets, admin and user stay: the reload hook refuses changes. */
 	sup->settings.drain_timeout_ns = next.drain_timeout_ns;
-	sup->settings.poller = next.poller;
-	sup->settings.poller_mixed = next.poller_mixed;
 	sup->settings.pin = next.pin;
 	sup->generation++;
 	sup->reloads++;
@@ -539,8 +535,7 @@ static void view_fill(supervisor *sup, metrics_view *view)
 {
 	*view = (metrics_view){
 		.shards = sup->shards,
-		.reason_names = sup->settings.reason_names,
-		.reason_count = sup->settings.reason_count,
+		.app = sup->settings.metrics,
 		.pid = getpid(),
 		.started_unix_ns = sup->started_unix_ns,
 		.reloads = sup->reloads,
@@ -718,6 +713,11 @@ static int supervisor_start(supervisor *sup)
 	    (rc = process_drop_to(sup->settings.user, why, sizeof(why))) < 0) {
 		say(sup, SHARD_LOG_ERROR, "cannot drop privileges", "user=%s error=%s",
 		    sup->settings.user, why);
+		return rc;
+	}
+	if ((rc = shard_metrics_check(sup->settings.metrics, why, sizeof(why))) < 0) {
+		say(sup, SHARD_LOG_ERROR, "cannot use the metric tables",
+		    "reason=\"%s\"", why);
 		return rc;
 	}
 	rc = metrics_map(&sup->metrics, 4 * sup->shards + 8);

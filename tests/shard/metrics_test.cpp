@@ -14,8 +14,10 @@
 #include <string>
 
 #include "json.hpp"
+#include "metrics_tables.h"
 #include "shard/shard.h"
 #include "shard/metrics.h"
+#include "shard/runtime.h"
 
 namespace {
 
@@ -27,8 +29,7 @@ metrics_view make_view(uint32_t shards)
 	metrics_view v;
 	memset(&v, 0, sizeof(v));
 	v.shards = shards;
-	v.reason_names = g_reasons;
-	v.reason_count = 3;
+	v.app = test_metrics(g_reasons, 3);
 	v.pid = 4242;
 	v.started_unix_ns = START_NS;
 	v.now_unix_ns = START_NS + 5500000000; // 5.5 s later
@@ -70,17 +71,17 @@ struct Metrics {
 // What a shard would publish, in one call per part.
 void set_listener(shard_slot *s, uint32_t k, const char *name, uint64_t base)
 {
-	shard_listener_counters *l = &s->listeners[k];
+	shard_slot_listener *l = &s->listeners[k];
 	shard_slot_name(l->name, name);
-	l->accepted = base;
-	l->active = base / 10;
-	l->accept_errors = base / 100;
-	l->frames[0] = base * 2;
-	l->frames[1] = base * 3;
-	l->bytes[0] = base * 200;
-	l->bytes[1] = base * 300;
-	l->closed[0] = base / 2;
-	l->closed[2] = 1;
+	l->values[T_ACCEPTED] = base;
+	l->values[T_ACTIVE] = base / 10;
+	l->values[T_ACCEPT_ERRORS] = base / 100;
+	l->values[T_FRAMES] = base * 2;
+	l->values[T_FRAMES + 1] = base * 3;
+	l->values[T_BYTES] = base * 200;
+	l->values[T_BYTES + 1] = base * 300;
+	l->values[T_CLOSED] = base / 2;
+	l->values[T_CLOSED + 2] = 1;
 	if (s->listener_count <= k)
 		s->listener_count = k + 1;
 }
@@ -88,32 +89,33 @@ void set_listener(shard_slot *s, uint32_t k, const char *name, uint64_t base)
 void set_upstream(shard_slot *s, uint32_t k, uint32_t listener,
 		  const char *name, uint64_t connects, uint32_t up)
 {
-	shard_upstream_counters *u = &s->upstreams[k];
+	shard_slot_upstream *u = &s->upstreams[k];
 	shard_slot_name(u->name, name);
 	u->listener = listener;
-	u->up = up;
-	u->connects = connects;
-	u->connect_failures = connects / 10;
-	u->ejections = 1;
+	u->values[T_UP] = up;
+	u->values[T_CONNECTS] = connects;
+	u->values[T_CONNECT_FAILURES] = connects / 10;
+	u->values[T_EJECTIONS] = 1;
 	if (s->upstream_count <= k)
 		s->upstream_count = k + 1;
 }
 
 void set_runtime(shard_slot *s, uint64_t base, const char *poller)
 {
-	s->sched_rounds = base;
-	s->sched_switches = base * 2;
-	s->sched_runq_len = 2;
-	s->sched_live = 5;
-	s->poll_waits = base + 1;
-	s->poll_events = base + 2;
-	s->poll_syscalls = base + 3;
-	s->poll_polls = base + 4;
-	s->poll_submits = base + 5;
-	s->cpu_user_ns = base * 1000000;   // base ms
-	s->cpu_system_ns = base * 500000;
-	s->rss_bytes = 1 << 20;
-	s->log_lines_dropped = base / 10;
+	uint64_t *v = s->runtime;
+	v[RUNTIME_ROUNDS] = base;
+	v[RUNTIME_SWITCHES] = base * 2;
+	v[RUNTIME_RUNQ] = 2;
+	v[RUNTIME_COROUTINES] = 5;
+	v[RUNTIME_WAITS] = base + 1;
+	v[RUNTIME_EVENTS] = base + 2;
+	v[RUNTIME_SYSCALLS] = base + 3;
+	v[RUNTIME_POLLS] = base + 4;
+	v[RUNTIME_SUBMITS] = base + 5;
+	v[RUNTIME_CPU] = base * 1000000;   // user: base ms
+	v[RUNTIME_CPU + 1] = base * 500000;
+	v[RUNTIME_RSS] = 1 << 20;
+	s->app[T_LOG_DROPPED] = base / 10;
 	snprintf(s->poller, sizeof(s->poller), "%s", poller);
 }
 
@@ -240,9 +242,10 @@ TEST_CASE("metrics_map makes FREE, aligned slots; claim fills them",
 	REQUIRE(again == b);
 	REQUIRE(again->generation == 9);
 	REQUIRE(again->pid == 0);
-	REQUIRE(again->sched_rounds == 0);
+	REQUIRE(again->runtime[RUNTIME_ROUNDS] == 0);
+	REQUIRE(again->app[T_LOG_DROPPED] == 0);
 	REQUIRE(again->listener_count == 0);
-	REQUIRE(again->listeners[0].accepted == 0);
+	REQUIRE(again->listeners[0].values[T_ACCEPTED] == 0);
 	REQUIRE(again->poller[0] == '\0');
 }
 
@@ -409,8 +412,7 @@ TEST_CASE("Prometheus label values are escaped, bad UTF-8 replaced",
 	Metrics t;
 	metrics_view v = make_view(1);
 	const char *const reasons[] = { "plain", "quote\"back\\slash\nline" };
-	v.reason_names = reasons;
-	v.reason_count = 2;
+	v.app = test_metrics(reasons, 2);
 
 	shard_slot *s = metrics_claim(&t.m, 0, 1);
 	set_listener(s, 0, "a\"b\\c\nd", 5);
@@ -572,4 +574,333 @@ TEST_CASE("between two processes of one generation the READY one is shown",
 		REQUIRE(j["shards"][0]["pid"].u64() == 10);
 		REQUIRE(j["shards"][0]["state"].str() == "ready");
 	}
+}
+
+namespace {
+
+// A scenario that uses every family and label: several shards and
+// listeners, a retired process, a reload in progress, a STARTING slot,
+// names that need escaping.
+void golden_scenario(Metrics &t)
+{
+	for (uint32_t i = 0; i < 3; i++) {
+		shard_slot *s = metrics_claim(&t.m, i, 2);
+		s->pid = (int32_t)(100 + i);
+		set_runtime(s, 1000 * (i + 1), i % 2 ? "uring" : "epoll");
+		set_listener(s, 0, "api", 150 * (i + 1));
+		set_listener(s, 1, "q\"\\\n\t\x01 caf\xC3\xA9 \xFF", 107);
+		set_upstream(s, 0, 0, "10.0.0.1:9000", 15 + i, 1);
+		set_upstream(s, 1, 0, "10.0.0.2:9000", 33, 0);
+		set_upstream(s, 2, 1, "[::1]:9000", 1, 1);
+		shard_slot_set_state(s, SHARD_STATE_READY);
+		if (i == 2)
+			metrics_release(&t.m, s); // dead, waiting for its restart
+	}
+	shard_slot *old_s = metrics_claim(&t.m, 1, 1);
+	old_s->pid = 90;
+	set_runtime(old_s, 77, "epoll");
+	set_listener(old_s, 0, "api", 4);
+	set_upstream(old_s, 0, 0, "10.0.0.1:9000", 2, 1);
+	set_upstream(old_s, 1, 0, "gone:1", 9, 1);
+	shard_slot_set_state(old_s, SHARD_STATE_RETIRING);
+	shard_slot *starting = metrics_claim(&t.m, 3, 2);
+	starting->pid = 103;
+}
+
+std::string golden_path(const char *name)
+{
+	return std::string(SHARD_TEST_GOLDEN) + "/" + name;
+}
+
+std::string read_file(const std::string &path)
+{
+	FILE *f = fopen(path.c_str(), "rb");
+	INFO(path);
+	REQUIRE(f != nullptr);
+	std::string out;
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		out.append(buf, n);
+	fclose(f);
+	return out;
+}
+
+// SHARD_TEST_WRITE_GOLDEN=1 writes the files instead (after a deliberate
+// change of the output).
+void check_golden(const char *name, const std::string &text)
+{
+	const char *write = getenv("SHARD_TEST_WRITE_GOLDEN");
+	if (write && *write == '1') {
+		FILE *f = fopen(golden_path(name).c_str(), "wb");
+		REQUIRE(f != nullptr);
+		REQUIRE(fwrite(text.data(), 1, text.size(), f) == text.size());
+		fclose(f);
+		return;
+	}
+	std::string want = read_file(golden_path(name));
+	INFO(name << ": the output is no longer byte for byte the golden file");
+	REQUIRE(text == want);
+}
+
+} // namespace
+
+TEST_CASE("Prometheus and JSON output match the golden files byte for byte",
+	  "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(4);
+	const char *const reasons[] = { "client_eof", "upstream_eof",
+					"quote\"d" };
+	v.app = test_metrics(reasons, 3);
+	golden_scenario(t);
+
+	strbuf sb;
+	strbuf_init(&sb);
+	REQUIRE(metrics_render_prometheus(&t.m, &v, &sb) == 0);
+	std::string prom(sb.data, sb.len);
+	strbuf_reset(&sb);
+	REQUIRE(metrics_render_json(&t.m, &v, &sb) == 0);
+	std::string json(sb.data, sb.len);
+	strbuf_free(&sb);
+
+	check_golden("metrics.prom", prom);
+	check_golden("stats.json", json);
+	samples(prom); // and well-formed
+	promtool_check(prom);
+}
+
+namespace {
+
+shard_metric entry(const char *name, shard_metric_type type, uint32_t width)
+{
+	shard_metric f;
+	memset(&f, 0, sizeof(f));
+	f.name = name;
+	f.help = "Help.";
+	f.type = type;
+	f.width = width;
+	return f;
+}
+
+// shard_metrics_check on per-listener tables holding just `f`.
+int check_one(const shard_metric &f, std::string *why = nullptr)
+{
+	shard_app_metrics app;
+	memset(&app, 0, sizeof(app));
+	app.listener.metrics = &f;
+	app.listener.count = 1;
+	char buf[160] = "";
+	int rc = shard_metrics_check(&app, buf, sizeof(buf));
+	if (why)
+		*why = buf;
+	return rc;
+}
+
+} // namespace
+
+TEST_CASE("metric tables are checked before they are used", "[metrics]")
+{
+	char why[160];
+	REQUIRE(shard_metrics_check(nullptr, why, sizeof(why)) == 0);
+	REQUIRE(shard_metrics_check(test_metrics(g_reasons, 3), why, sizeof(why)) == 0);
+
+	REQUIRE(check_one(entry("ok_total", SHARD_COUNTER, 1)) == 0);
+	REQUIRE(check_one(entry("ok", SHARD_GAUGE, 1)) == 0);
+	std::string msg;
+	REQUIRE(check_one(entry("plain", SHARD_COUNTER, 1), &msg) == -EINVAL);
+	REQUIRE(msg == "per-listener metric plain is a counter whose name does not end in _total");
+	REQUIRE(check_one(entry("level_total", SHARD_GAUGE, 1)) == -EINVAL);
+	REQUIRE(check_one(entry("none_total", SHARD_COUNTER, 0)) == -EINVAL);
+	REQUIRE(check_one(entry("two_total", SHARD_COUNTER, 2), &msg) == -EINVAL);
+	REQUIRE(msg == "per-listener metric two_total has several values but no label");
+
+	shard_metric newest = entry("n_total", SHARD_COUNTER, 1);
+	newest.merge = SHARD_MERGE_NEWEST;
+	REQUIRE(check_one(newest) == -EINVAL);
+	newest.type = SHARD_GAUGE;
+	newest.name = "n";
+	REQUIRE(check_one(newest) == 0);
+
+	const char *const keys[] = { "a" };
+	shard_metric each = entry("e", SHARD_GAUGE, 1);
+	each.json_each = keys;
+	REQUIRE(check_one(each) == -EINVAL);
+	each.label = "k";
+	REQUIRE(check_one(each) == 0);
+	shard_metric nameless = entry(nullptr, SHARD_GAUGE, 1);
+	REQUIRE(check_one(nameless) == -EINVAL);
+
+	// More values than a slot has room for.
+	shard_metric wide = entry("wide_total", SHARD_COUNTER, SHARD_MAX_LISTENER_VALUES + 1);
+	wide.label = "k";
+	REQUIRE(check_one(wide, &msg) == -EINVAL);
+	REQUIRE(msg == "per-listener metrics need 33 values, a slot has room for 32");
+	wide.width = SHARD_MAX_LISTENER_VALUES;
+	REQUIRE(check_one(wide) == 0);
+
+	// A render refuses tables that do not fit.
+	shard_app_metrics app;
+	memset(&app, 0, sizeof(app));
+	wide.width = SHARD_MAX_LISTENER_VALUES + 1;
+	app.listener.metrics = &wide;
+	app.listener.count = 1;
+	Metrics t;
+	metrics_view v = make_view(1);
+	v.app = &app;
+	strbuf sb;
+	strbuf_init(&sb);
+	REQUIRE(metrics_render_prometheus(&t.m, &v, &sb) == -EINVAL);
+	REQUIRE(metrics_render_json(&t.m, &v, &sb) == -EINVAL);
+	strbuf_free(&sb);
+}
+
+TEST_CASE("families: /stats in table order, Prometheus plain counters first",
+	  "[metrics]")
+{
+	const shard_app_metrics *app = test_metrics(g_reasons, 3);
+	metrics_family f[METRICS_MAX_FAMILIES];
+
+	auto names = [&](metrics_scope scope, metrics_order order) {
+		size_t n = metrics_families(app, scope, order, f);
+		std::string out;
+		for (size_t k = 0; k < n; k++)
+			out += std::string(k ? " " : "") + f[k].metric->name +
+			       "@" + std::to_string(f[k].at);
+		return out;
+	};
+	REQUIRE(names(METRICS_LISTENER, METRICS_TABLE_ORDER) ==
+		"connections_active@0 connections_accepted_total@1 "
+		"accept_errors_total@2 frames_total@3 bytes_total@5 "
+		"connections_closed_total@7");
+	REQUIRE(names(METRICS_LISTENER, METRICS_PROM_ORDER) ==
+		"connections_accepted_total@1 accept_errors_total@2 "
+		"connections_active@0 frames_total@3 bytes_total@5 "
+		"connections_closed_total@7");
+	REQUIRE(names(METRICS_UPSTREAM, METRICS_PROM_ORDER) ==
+		"upstream_connects_total@1 upstream_connect_failures_total@2 "
+		"upstream_ejections_total@3 upstream_up@0");
+	// Per shard: shard/'s runtime table, then the application's, whose
+	// values start at METRICS_APP_BASE.
+	std::string shard = names(METRICS_SHARD, METRICS_PROM_ORDER);
+	INFO(shard);
+	REQUIRE(shard.rfind("sched_rounds_total@" + std::to_string(RUNTIME_ROUNDS) + " ", 0) == 0);
+	REQUIRE(shard.find("poller_submits_total@" + std::to_string(RUNTIME_SUBMITS) +
+			   " log_lines_dropped_total@" + std::to_string(METRICS_APP_BASE) +
+			   " shard_cpu_seconds_total@0 ") != std::string::npos);
+	REQUIRE(names(METRICS_SHARD, METRICS_TABLE_ORDER).rfind(
+		"shard_cpu_seconds_total@0 shard_resident_bytes@2 ", 0) == 0);
+	// Without application tables only shard/'s own.
+	REQUIRE(metrics_families(nullptr, METRICS_LISTENER, METRICS_PROM_ORDER, f) == 0);
+	REQUIRE(metrics_families(nullptr, METRICS_SHARD, METRICS_TABLE_ORDER, f) ==
+		runtime_metrics.count);
+}
+
+TEST_CASE("a label value without a name is the label and its index",
+	  "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(1);
+	const char *const reasons[] = { "client_eof", nullptr };
+	v.app = test_metrics(reasons, 2);
+	shard_slot *s = metrics_claim(&t.m, 0, 1);
+	set_listener(s, 0, "api", 10);
+	shard_slot_set_state(s, SHARD_STATE_READY);
+	auto p = samples(t.prom(v));
+	REQUIRE(value(p, "frameproxy_connections_closed_total{shard=\"0\",listener=\"api\",reason=\"client_eof\"}") == "5");
+	REQUIRE(value(p, "frameproxy_connections_closed_total{shard=\"0\",listener=\"api\",reason=\"reason1\"}") == "0");
+	Json j = t.json(v);
+	REQUIRE(j["shards"][0]["listeners"][0]["closed"]["reason1"].u64() == 0);
+
+	v.app = test_metrics(nullptr, 1);
+	p = samples(t.prom(v));
+	REQUIRE(value(p, "frameproxy_connections_closed_total{shard=\"0\",listener=\"api\",reason=\"reason0\"}") == "5");
+	// One value, still labelled, still an object in /stats.
+	j = t.json(v);
+	REQUIRE(j["shards"][0]["listeners"][0]["closed"]["reason0"].u64() == 5);
+}
+
+TEST_CASE("without application tables only shard/'s own families are shown",
+	  "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(1);
+	v.app = nullptr;
+	shard_slot *s = metrics_claim(&t.m, 0, 1);
+	set_runtime(s, 10, "epoll");
+	set_listener(s, 0, "api", 10);
+	shard_slot_set_state(s, SHARD_STATE_READY);
+	std::string text = t.prom(v);
+	auto p = samples(text);
+	REQUIRE(value(p, "frameproxy_sched_rounds_total{shard=\"0\"}") == "10");
+	REQUIRE(text.find("listener=") == std::string::npos);
+	REQUIRE(text.find("log_lines_dropped") == std::string::npos);
+	promtool_check(text);
+	Json j = t.json(v);
+	REQUIRE(j["shards"][0]["listeners"][0]["name"].str() == "api");
+	REQUIRE(j["shards"][0]["listeners"][0].obj.size() == 1);
+}
+
+TEST_CASE("the Markdown tables list every family /metrics has, with its type",
+	  "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(4);
+	const char *const reasons[] = { "client_eof", "upstream_eof", "x|y" };
+	v.app = test_metrics(reasons, 3);
+	golden_scenario(t);
+	std::string prom = t.prom(v);
+
+	// "# TYPE frameproxy_name type" of /metrics.
+	std::map<std::string, std::string> served;
+	std::istringstream in(prom);
+	std::string line;
+	while (std::getline(in, line)) {
+		if (line.rfind("# TYPE ", 0) != 0)
+			continue;
+		size_t sp = line.find(' ', 7);
+		served[line.substr(7, sp - 7)] = line.substr(sp + 1);
+	}
+
+	char *text = nullptr;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	REQUIRE(mem != nullptr);
+	REQUIRE(shard_metrics_markdown(v.app, mem) == 0);
+	fclose(mem);
+	std::string md(text, len);
+	free(text);
+
+	// "| `frameproxy_name` | type |" rows of the tables.
+	std::map<std::string, std::string> listed;
+	std::istringstream rows(md);
+	while (std::getline(rows, line)) {
+		if (line.rfind("| `frameproxy_", 0) != 0)
+			continue;
+		size_t end = line.find('`', 3);
+		std::string name = line.substr(3, end - 3);
+		size_t type = line.find("| ", end) + 2;
+		std::string kind = line.substr(type, line.find(" |", type) - type);
+		REQUIRE(listed.count(name) == 0);
+		listed[name] = kind.rfind("gauge", 0) == 0 ? "gauge" : kind;
+	}
+	REQUIRE(!served.empty());
+	REQUIRE(listed == served);
+	// Label values are listed, '|' escaped so the row stays whole.
+	REQUIRE(md.find("`reason`: `client_eof`, `upstream_eof`, `x\\|y`") != std::string::npos);
+	REQUIRE(md.find("| `frameproxy_upstream_up` | gauge, newest |") != std::string::npos);
+	REQUIRE(md.find("`closed.<reason>`") != std::string::npos);
+
+	// Tables that do not fit are refused, not half written.
+	shard_metric wide = entry("wide_total", SHARD_COUNTER, SHARD_MAX_LISTENER_VALUES + 1);
+	wide.label = "k";
+	shard_app_metrics bad;
+	memset(&bad, 0, sizeof(bad));
+	bad.listener.metrics = &wide;
+	bad.listener.count = 1;
+	mem = open_memstream(&text, &len);
+	REQUIRE(shard_metrics_markdown(&bad, mem) == -EINVAL);
+	fclose(mem);
+	REQUIRE(len == 0);
+	free(text);
 }

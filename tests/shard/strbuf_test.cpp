@@ -1,4 +1,5 @@
-// shard/strbuf: growth, formatting, failure leaves contents alone.
+// shard/strbuf: growth, formatting, failure leaves contents alone and sticks,
+// escaping for the renderers.
 #include <catch2/catch.hpp>
 
 #include <errno.h>
@@ -103,4 +104,71 @@ TEST_CASE("strbuf refuses impossible sizes and keeps its contents", "[strbuf]")
 	REQUIRE(strbuf_append(&b.sb, "x", SIZE_MAX) == -ENOMEM);
 	REQUIRE(b.str() == "keep");
 	REQUIRE(b.sb.data[4] == '\0');
+}
+
+TEST_CASE("strbuf keeps its first failure until reset", "[strbuf]")
+{
+	Buf b;
+	REQUIRE(strbuf_puts(&b.sb, "keep") == 0);
+	REQUIRE(b.sb.err == 0);
+	REQUIRE(strbuf_reserve(&b.sb, SIZE_MAX) == -ENOMEM);
+	REQUIRE(b.sb.err == -ENOMEM);
+	// Later calls that would fit do nothing and report the first failure.
+	REQUIRE(strbuf_puts(&b.sb, "x") == -ENOMEM);
+	REQUIRE(strbuf_printf(&b.sb, "%d", 1) == -ENOMEM);
+	REQUIRE(strbuf_seconds(&b.sb, 1) == -ENOMEM);
+	REQUIRE(strbuf_json_string(&b.sb, "y") == -ENOMEM);
+	REQUIRE(b.str() == "keep");
+	strbuf_reset(&b.sb);
+	REQUIRE(b.sb.err == 0);
+	REQUIRE(strbuf_puts(&b.sb, "again") == 0);
+	REQUIRE(b.str() == "again");
+}
+
+TEST_CASE("strbuf escapes label values and JSON strings", "[strbuf]")
+{
+	Buf b;
+	REQUIRE(strbuf_escaped(&b.sb, "a\"b\\c\nd\te\x01", STRBUF_PROM_LABEL) == 0);
+	REQUIRE(b.str() == "a\\\"b\\\\c\\nd\te\x01");
+	strbuf_reset(&b.sb);
+	REQUIRE(strbuf_escaped(&b.sb, "a\"b\\c\nd\te\x01", STRBUF_JSON) == 0);
+	REQUIRE(b.str() == "a\\\"b\\\\c\\nd\\u0009e\\u0001");
+	strbuf_reset(&b.sb);
+	REQUIRE(strbuf_json_string(&b.sb, "caf\xC3\xA9") == 0);
+	REQUIRE(b.str() == "\"caf\xC3\xA9\"");
+	strbuf_reset(&b.sb);
+	REQUIRE(strbuf_escaped(&b.sb, "", STRBUF_JSON) == 0);
+	REQUIRE(b.str() == "");
+}
+
+TEST_CASE("strbuf replaces bytes that are not UTF-8", "[strbuf]")
+{
+	const std::string fffd = "\xEF\xBF\xBD";
+	const struct { const char *in; std::string out; } cases[] = {
+		{ "ok \xE2\x82\xAC", "ok \xE2\x82\xAC" },     // whole euro sign
+		{ "\xFF!", fffd + "!" },                       // never a lead byte
+		{ "\xC0\xAF", fffd + fffd },                   // overlong '/'
+		{ "\xE0\x80\xAF", fffd + fffd + fffd },        // overlong, 3 bytes
+		{ "\xED\xA0\x80", fffd + fffd + fffd },        // a surrogate
+		{ "\xF4\x90\x80\x80", fffd + fffd + fffd + fffd }, // above U+10FFFF
+		{ "\xF0\x9F\x98\x80", "\xF0\x9F\x98\x80" },   // 4 bytes, valid
+		{ "cut \xE2\x82", "cut " + fffd + fffd },      // ends mid-character
+	};
+	for (const auto &c : cases) {
+		Buf b;
+		INFO(c.in);
+		REQUIRE(strbuf_escaped(&b.sb, c.in, STRBUF_PROM_LABEL) == 0);
+		REQUIRE(b.str() == c.out);
+	}
+}
+
+TEST_CASE("strbuf writes nanoseconds as exact seconds", "[strbuf]")
+{
+	Buf b;
+	REQUIRE(strbuf_seconds(&b.sb, 1700000000123456789) == 0);
+	REQUIRE(strbuf_puts(&b.sb, " ") == 0);
+	REQUIRE(strbuf_seconds(&b.sb, 5) == 0);
+	REQUIRE(strbuf_puts(&b.sb, " ") == 0);
+	REQUIRE(strbuf_seconds(&b.sb, -3) == 0);
+	REQUIRE(b.str() == "1700000000.123456789 0.000000005 0.000000000");
 }

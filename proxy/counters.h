@@ -1,0 +1,66 @@
+/*
+ * counters — the application's metric tables ("metric tables" in
+ * shard/shard.h): per shard, per listener, per upstream. shard/ moves and
+ * renders these values without knowing them by name; server.c publishes
+ * each at the index its entry names (COUNTER_...). docs/METRICS.md lists
+ * them with shard/'s own; a test fails until it is regenerated.
+ *
+ * Adding a counter: one entry here, the store in server.c that publishes
+ * it, and `ninja -C build metrics-doc`. Entries are in /stats order.
+ */
+#ifndef FRAMEPROXY_PROXY_COUNTERS_H
+#define FRAMEPROXY_PROXY_COUNTERS_H
+
+#include "proxy/reason.h"
+#include "shard/shard.h"
+
+#define COUNTERS_SHARD(X) \
+	X(COUNTER_LOG_LINES_DROPPED, 1, .name = "log_lines_dropped_total", \
+	  .help = "Log lines dropped because stderr had no room for them.", \
+	  .json = "log_lines_dropped")
+
+/* frames and bytes: [0] client -> upstream ("in"), [1] back ("out"). */
+#define COUNTERS_LISTENER(X) \
+	X(COUNTER_ACTIVE, 1, .name = "connections_active", \
+	  .type = SHARD_GAUGE, .help = "Client connections open.", \
+	  .json = "active", .json_total = "connections_active") \
+	X(COUNTER_ACCEPTED, 1, .name = "connections_accepted_total", \
+	  .help = "Client connections accepted.", .json = "accepted") \
+	X(COUNTER_ACCEPT_ERRORS, 1, .name = "accept_errors_total", \
+	  .help = "accept() calls that failed.", .json = "accept_errors") \
+	X(COUNTER_FRAMES, 2, .name = "frames_total", \
+	  .help = "Frames relayed.", .label = "direction", \
+	  .label_value = counters_direction, \
+	  .json_each = counters_frames_keys) \
+	X(COUNTER_BYTES, 2, .name = "bytes_total", \
+	  .help = "Frame bytes relayed, length prefixes included.", \
+	  .label = "direction", .label_value = counters_direction, \
+	  .json_each = counters_bytes_keys) \
+	X(COUNTER_CLOSED, REASON_COUNT, \
+	  .name = "connections_closed_total", \
+	  .help = "Client connections closed, by reason.", .label = "reason", \
+	  .label_value = counters_reason, .json = "closed")
+
+#define COUNTERS_UPSTREAM(X) \
+	X(COUNTER_UP, 1, .name = "upstream_up", .type = SHARD_GAUGE, \
+	  .merge = SHARD_MERGE_NEWEST, \
+	  .help = "1 when the upstream is usable (not ejected, checks up).", \
+	  .json = "up") \
+	X(COUNTER_CONNECTS, 1, .name = "upstream_connects_total", \
+	  .help = "Connections opened to the upstream.", .json = "connects") \
+	X(COUNTER_CONNECT_FAILURES, 1, \
+	  .name = "upstream_connect_failures_total", \
+	  .help = "Connection attempts to the upstream that failed.", \
+	  .json = "connect_failures") \
+	X(COUNTER_EJECTIONS, 1, .name = "upstream_ejections_total", \
+	  .help = "Times the upstream was taken out of the balancing.", \
+	  .json = "ejections")
+
+enum { COUNTERS_SHARD(SHARD_METRIC_ENUM) COUNTER_SHARD_VALUES };
+enum { COUNTERS_LISTENER(SHARD_METRIC_ENUM) COUNTER_LISTENER_VALUES };
+enum { COUNTERS_UPSTREAM(SHARD_METRIC_ENUM) COUNTER_UPSTREAM_VALUES };
+
+/* For shard_settings.metrics. */
+extern const shard_app_metrics counters_metrics;
+
+#endif
