@@ -2,7 +2,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -745,38 +744,31 @@ static int set_key(struct config *cfg, void *target, const struct key_def *k,
 
 /* ---- INI file ----
  *
- * inih does the tokenizing (key = value, comments, inline comments), but Debian's libinih is built without INI_HANDLER_LINENO and
- * without the new-section callback, so its handler learns neither the line
- * number nor about sections that have no keys. Both are recovered in our
- * reader callback: inih calls the handler for a line before it asks for
- * the next one, so the line last handed out is the handler's line. The
- * reader also spots header lines itself, which gives each section its line
- * (for "listener without servers") and catches empty or unknown sections;
- * and it notices content lines the handler never saw (syntax errors), so
- * all of those are reported, not only the first. */
+ * Line by line: [section] headers, key = value (or key: value), comments
+ * from ';' or '#' at the start of a line or from " ;" after a value, a
+ * UTF-8 BOM before the first line. Indentation is ignored and a value
+ * never continues on the next line (repeated keys do that job). Every
+ * line that is none of these is an error of its own. */
+
+#define LINE_MAX_CHARS 197 /* besides the newline; the last line may have one more */
 
 enum section_kind { SEC_NONE, SEC_GLOBAL, SEC_LISTENER, SEC_IGNORED };
 
-struct parse {
+struct ini {
 	struct config *cfg;
 	const char *file;
-	const char *text;
-	size_t pos, size;
-	int line;          /* line last handed to inih */
-	bool line_content; /* it should produce a handler call... */
-	bool line_used;    /* ...and did */
-	bool syntax_error_seen;
+	int line;
 	enum section_kind sec;
-	char sec_title[80];
+	char title[80];
 	struct config_listener *listener;
 	struct config_listener scratch; /* for a duplicate listener section */
 	int seen_line[NGLOBAL > NLISTENER ? NGLOBAL : NLISTENER];
 };
 
-static void section_error(struct parse *p, int line, const char *fmt, ...)
-	LOG_PRINTF(3, 4);
+static void section_error(struct ini *p, const char *fmt, ...)
+	LOG_PRINTF(2, 3);
 
-static void section_error(struct parse *p, int line, const char *fmt, ...)
+static void section_error(struct ini *p, const char *fmt, ...)
 {
 	char why[WHY_MAX];
 	va_list ap;
@@ -784,17 +776,16 @@ static void section_error(struct parse *p, int line, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	add_error(p->cfg, "%s:%d: %s", p->file, line, why);
+	add_error(p->cfg, "%s:%d: %s", p->file, p->line, why);
 }
 
-static void begin_listener(struct parse *p, const char *name, int line)
+static void begin_listener(struct ini *p, const char *name)
 {
 	struct config_listener *prev = find_listener(p->cfg, name);
 
 	p->sec = SEC_LISTENER;
 	if (prev) {
-		section_error(p, line,
-			      "section [listener %s]: duplicate listener name "
+		section_error(p, "section [listener %s]: duplicate listener name "
 			      "'%s' (first at line %d)", name, name, prev->line);
 		/* Its keys are still checked, into a throwaway listener. */
 		listener_free(&p->scratch);
@@ -802,17 +793,17 @@ static void begin_listener(struct parse *p, const char *name, int line)
 		p->listener = &p->scratch;
 		return;
 	}
-	p->listener = add_listener(p->cfg, name, line);
+	p->listener = add_listener(p->cfg, name, p->line);
 	if (!p->listener) {
-		section_error(p, line, "out of memory");
+		section_error(p, "out of memory");
 		p->sec = SEC_IGNORED;
 	}
 }
 
-static void begin_section(struct parse *p, const char *title, int line)
+static void begin_section(struct ini *p, const char *title)
 {
 	memset(p->seen_line, 0, sizeof(p->seen_line));
-	snprintf(p->sec_title, sizeof(p->sec_title), "%s", title);
+	snprintf(p->title, sizeof(p->title), "%s", title);
 	p->sec = SEC_IGNORED;
 	if (strcmp(title, "frameproxy") == 0) {
 		p->sec = SEC_GLOBAL;
@@ -820,8 +811,7 @@ static void begin_section(struct parse *p, const char *title, int line)
 	}
 	if (strncmp(title, "listener", 8) != 0 ||
 	    (title[8] != '\0' && title[8] != ' ' && title[8] != '\t')) {
-		section_error(p, line,
-			      "unknown section [%s] (expected [frameproxy] or "
+		section_error(p, "unknown section [%s] (expected [frameproxy] or "
 			      "[listener NAME])", title);
 		return;
 	}
@@ -829,110 +819,40 @@ static void begin_section(struct parse *p, const char *title, int line)
 	while (*name == ' ' || *name == '\t')
 		name++;
 	if (!valid_name(name)) {
-		section_error(p, line,
-			      "section [%s]: listener name must be 1-%d of "
+		section_error(p, "section [%s]: listener name must be 1-%d of "
 			      "A-Z a-z 0-9 _ -", title, CONFIG_NAME_MAX);
 		return;
 	}
-	begin_listener(p, name, line);
+	begin_listener(p, name);
 }
 
-/* Trims spaces and tabs at both ends, in place. */
+/* Trims white space at both ends, in place. */
 static char *trim(char *s)
 {
-	while (*s == ' ' || *s == '\t')
+	while (isspace((unsigned char)*s))
 		s++;
 	size_t n = strlen(s);
-	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' ||
-			 s[n - 1] == '\r' || s[n - 1] == '\n'))
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
 		s[--n] = '\0';
 	return s;
 }
 
-/* Looks at the line about to go to inih: headers are handled here. */
-static void classify_line(struct parse *p, const char *line)
+/* The first of chars in s, or the ';' of an inline comment (one after
+ * white space), or the end of s. */
+static char *find_or_comment(char *s, const char *chars)
 {
-	char buf[256];
+	bool was_space = false;
 
-	p->line_content = false;
-	p->line_used = false;
-	snprintf(buf, sizeof(buf), "%s", line);
-	char *s = trim(buf);
-	if (*s == '\0' || *s == ';' || *s == '#')
-		return;
-	if (*s != '[') {
-		p->line_content = true;
-		return;
-	}
-	char *close = strchr(s, ']');
-	if (!close) {
-		section_error(p, p->line, "section header without ']'");
-		p->syntax_error_seen = true;
-		p->sec = SEC_IGNORED;
-		return;
-	}
-	*close = '\0';
-	begin_section(p, trim(s + 1), p->line);
-}
-
-static void check_previous_line(struct parse *p)
-{
-	if (p->line == 0 || !p->line_content || p->line_used)
-		return;
-	section_error(p, p->line, "expected 'key = value'");
-	p->syntax_error_seen = true;
-}
-
-/* Start of the line's text: a UTF-8 BOM (line 1) and indentation are
- * dropped before inih sees it, so an indented line is never taken for the
- * continuation of the previous value (inih's multi-line mode, which would
- * turn "  server = ..." under "listen = ..." into a second listen value).
- * Repeated keys take the place of continuation lines. */
-static const char *line_start(const struct parse *p, const char *s,
-			      size_t *n)
-{
-	if (p->line == 1 && *n >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0) {
-		s += 3;
-		*n -= 3;
-	}
-	while (*n > 0 && (*s == ' ' || *s == '\t')) {
+	while (*s && !strchr(chars, *s) && !(was_space && *s == ';')) {
+		was_space = isspace((unsigned char)*s);
 		s++;
-		(*n)--;
 	}
 	return s;
 }
 
-static char *ini_reader_cb(char *str, int num, void *stream)
-{
-	struct parse *p = stream;
-
-	check_previous_line(p);
-	p->line_content = false;
-	if (p->pos >= p->size)
-		return NULL;
-	const char *start = p->text + p->pos;
-	const char *nl = memchr(start, '\n', p->size - p->pos);
-	size_t n = nl ? (size_t)(nl - start) + 1 : p->size - p->pos;
-	p->pos += n;
-	p->line++;
-	start = line_start(p, start, &n);
-	/* inih needs room for "\r\n\0" after the text. */
-	if (num < 4 || n + 2 > (size_t)num) {
-		section_error(p, p->line,
-			      "line longer than %d characters (split long "
-			      "allow/deny lists over repeated keys)", num - 3);
-		strcpy(str, "\n");
-		return str;
-	}
-	memcpy(str, start, n);
-	str[n] = '\0';
-	classify_line(p, str);
-	return str;
-}
-
-/* A key of the current (known) section: look it up, refuse repeats of
+/* A key of the current section: look it up, refuse repeats of
  * single-valued keys, apply it. */
-static void section_key(struct parse *p, const char *name, const char *value)
+static void section_key(struct ini *p, const char *name, const char *value)
 {
 	bool global = p->sec == SEC_GLOBAL;
 	const struct key_def *keys = global ? global_keys : listener_keys;
@@ -941,58 +861,105 @@ static void section_key(struct parse *p, const char *name, const char *value)
 	struct origin o = { p->file, p->line, NULL };
 
 	if (!k) {
-		section_error(p, p->line, "key '%s': unknown key in [%s]",
-			      name, p->sec_title);
+		section_error(p, "key '%s': unknown key in [%s]", name,
+			      p->title);
 		return;
 	}
-	size_t idx = (size_t)(k - keys);
-	if (!k->repeat && p->seen_line[idx]) {
-		section_error(p, p->line, "key '%s': set twice in [%s] "
-			      "(first at line %d)", name, p->sec_title,
-			      p->seen_line[idx]);
+	int *seen = &p->seen_line[k - keys];
+	if (!k->repeat && *seen) {
+		section_error(p, "key '%s': set twice in [%s] (first at line "
+			      "%d)", name, p->title, *seen);
 		return;
 	}
-	p->seen_line[idx] = p->line;
+	*seen = p->line;
 	set_key(p->cfg, global ? (void *)p->cfg : (void *)p->listener, k,
 		value, &o);
 }
 
-static int ini_handler_cb(void *user, const char *section, const char *name,
-			  const char *value)
+static void key_line(struct ini *p, char *s)
 {
-	struct parse *p = user;
+	char *end = find_or_comment(s, "=:");
 
-	(void)section; /* ours is exact; inih cuts names at 50 chars */
-	p->line_used = true;
+	if (*end != '=' && *end != ':') {
+		section_error(p, "expected 'key = value'");
+		return;
+	}
+	*end = '\0';
+	char *value = end + 1;
+	*find_or_comment(value, "") = '\0';
+	const char *name = trim(s);
 	if (p->sec == SEC_NONE)
-		section_error(p, p->line,
-			      "key '%s': outside any section (put it under "
+		section_error(p, "key '%s': outside any section (put it under "
 			      "[frameproxy] or [listener NAME])", name);
 	else if (p->sec != SEC_IGNORED)
-		section_key(p, name, value);
-	return 1; /* errors are ours to record; keep inih going */
+		section_key(p, name, trim(value));
+}
+
+static void header_line(struct ini *p, char *s)
+{
+	char *close = strchr(s, ']');
+
+	if (!close) {
+		section_error(p, "section header without ']'");
+		p->sec = SEC_IGNORED;
+		return;
+	}
+	*close = '\0';
+	begin_section(p, trim(s + 1));
+}
+
+/* One line of n bytes, its newline included if it has one. */
+static void ini_line(struct ini *p, const char *s, size_t n)
+{
+	char buf[LINE_MAX_CHARS + 2];
+
+	if (p->line == 1 && n >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0) {
+		s += 3;
+		n -= 3;
+	}
+	while (n > 0 && (*s == ' ' || *s == '\t')) {
+		s++;
+		n--;
+	}
+	if (n > LINE_MAX_CHARS + 1) {
+		section_error(p, "line longer than %d characters (split long "
+			      "allow/deny lists over repeated keys)",
+			      LINE_MAX_CHARS);
+		return;
+	}
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	char *t = trim(buf);
+	if (*t == '\0' || *t == ';' || *t == '#')
+		return;
+	if (*t == '[')
+		header_line(p, t);
+	else
+		key_line(p, t);
 }
 
 int config_load_string(struct config *cfg, const char *name,
 		       const char *text)
 {
-	struct parse p;
+	struct ini p;
 	size_t before = config_error_count(cfg);
+	size_t size = strlen(text);
 
 	memset(&p, 0, sizeof(p));
 	p.cfg = cfg;
 	p.file = name;
-	p.text = text;
-	p.size = strlen(text);
 	listener_init(&p.scratch);
 	free(cfg->path);
 	cfg->path = strdup(name);
-	int rc = ini_parse_stream(ini_reader_cb, &p, ini_handler_cb, &p);
+	for (size_t pos = 0; pos < size;) {
+		const char *start = text + pos;
+		const char *nl = memchr(start, '\n', size - pos);
+		size_t n = nl ? (size_t)(nl - start) + 1 : size - pos;
+		pos += n;
+		p.line++;
+		ini_line(&p, start, n);
+	}
 	listener_free(&p.scratch);
-	if (rc > 0 && !p.syntax_error_seen)
-		add_error(cfg, "%s:%d: syntax error", name, rc);
-	else if (rc < 0)
-		add_error(cfg, "%s: cannot parse (inih error %d)", name, rc);
 	return config_error_count(cfg) > before ? -EINVAL : 0;
 }
 

@@ -944,3 +944,65 @@ TEST_CASE("config: access_log is on by default, per listener", "[config]")
 	CHECK(bad.has("frameproxy.ini:4: key 'access_log': invalid access_log "
 		      "'sometimes' (expected on, off, true, false, yes, no, 1 or 0)"));
 }
+
+TEST_CASE("config: the INI reader's corners", "[config]")
+{
+	SECTION("key: value, inline comments, text after a header") {
+		Cfg cfg;
+		REQUIRE(cfg.load("[listener a] ; the api\n"
+				 "listen: 127.0.0.1:1\n"
+				 "server :127.0.0.1:2 ; weight=9 is a comment\n"
+				 "check_frame = ;empty, a comment\n"
+				 "health_interval\t=\t1s\x0b\r\n"
+				 "\x0c\n") == 0);
+		INFO(cfg.errors());
+		REQUIRE(config_finish(&cfg.c) == 0);
+		const config_listener *a = cfg.l("a");
+		REQUIRE(a != nullptr);
+		CHECK(addr(a->listen) == "127.0.0.1:1");
+		REQUIRE(a->nservers == 1);
+		CHECK(a->servers[0].weight == 1);
+		CHECK(a->has_check_frame);
+		CHECK(a->check_frame_len == 0);
+		CHECK(a->health_interval == 1000000000);
+	}
+	SECTION("a ';' is a comment only after white space; '#' only first") {
+		Cfg cfg;
+		CHECK(cfg.load("[listener a]\n"     // 1
+			       "balance =;x\n"      // 2
+			       "retries = 2;x\n"    // 3
+			       "health_rise = 2 # x\n" // 4
+			       "= 5\n"              // 5
+			       "fail_timeout ; = 1s\n" // 6
+			       "# ignored = 1\n"    // 7
+			       ) == -EINVAL);
+		INFO(cfg.errors());
+		CHECK(cfg.has("frameproxy.ini:2: key 'balance': invalid balance ';x' (expected roundrobin, leastconn, random2 or hash)"));
+		CHECK(cfg.has("frameproxy.ini:3: key 'retries': invalid number '2;x'"));
+		CHECK(cfg.has("frameproxy.ini:4: key 'health_rise': invalid number '2 # x'"));
+		CHECK(cfg.has("frameproxy.ini:5: key '': unknown key in [listener a]"));
+		CHECK(cfg.has("frameproxy.ini:6: expected 'key = value'"));
+		CHECK(cfg.c.nerrors == 5);
+	}
+	SECTION("the longest line: 197 characters besides the newline") {
+		const std::string ok(197, ';'), too_long(198, ';');
+		Cfg cfg;
+		CHECK(cfg.load("\xef\xbb\xbf  " + ok + "\n" // BOM and indentation do not count
+			       + too_long + "\r\n"           // 2
+			       + "\t" + too_long + "\n"      // 3
+			       + too_long) == -EINVAL);      // 4: no newline, one more fits
+		INFO(cfg.errors());
+		CHECK(cfg.has("frameproxy.ini:2: line longer than 197 characters (split long allow/deny lists over repeated keys)"));
+		CHECK(cfg.has("frameproxy.ini:3: line longer than 197 characters (split long allow/deny lists over repeated keys)"));
+		CHECK(cfg.c.nerrors == 2);
+		Cfg last;
+		CHECK(last.load(too_long + ";") == -EINVAL);
+		CHECK(last.has("frameproxy.ini:1: line longer than 197 characters (split long allow/deny lists over repeated keys)"));
+	}
+	SECTION("a BOM only at the very start") {
+		Cfg cfg;
+		CHECK(cfg.load("[listener a]\n\xef\xbb\xbflisten = 127.0.0.1:1\n") == -EINVAL);
+		INFO(cfg.errors());
+		CHECK(cfg.has("frameproxy.ini:2: key '\xef\xbb\xbflisten': unknown key in [listener a]"));
+	}
+}
