@@ -9,30 +9,75 @@
 #include "proxy/units.h"
 
 #define WHY_MAX 256
+#define ERROR_MAX 512 /* bytes in a message */
 #define USER_MAX 255 /* bytes in a user name (LOGIN_NAME_MAX - 1 on Linux) */
 
 /* ---- errors ---- */
 
-static void add_error(struct config *cfg, const char *fmt, ...)
-	LOG_PRINTF(2, 3);
+/* Where a value came from: a line of a file (key names the key there), or
+ * a command-line flag. */
+struct config_origin {
+	const char *file;
+	int line;
+	const char *key;
+	const char *flag;
+};
 
-static void add_error(struct config *cfg, const char *fmt, ...)
+static void add_error(struct config *cfg, const char *text)
 {
-	char buf[512];
-	va_list ap;
-
 	if (cfg->nerrors == CONFIG_MAX_ERRORS) {
 		cfg->errors_dropped++;
 		return;
 	}
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	cfg->errors[cfg->nerrors] = strdup(buf);
+	cfg->errors[cfg->nerrors] = strdup(text);
 	if (cfg->errors[cfg->nerrors])
 		cfg->nerrors++;
 	else
 		cfg->errors_dropped++;
+}
+
+static void vreport(struct config *cfg, const struct config_origin *o,
+		    const char *fmt, va_list ap) LOG_PRINTF(3, 0);
+
+/* Every config error goes through here: the message, prefixed by where
+ * it came from:
+ *   FILE:LINE: key 'KEY': message     a key of a file
+ *   FILE:LINE: message                a line of a file
+ *   FILE: message                     the file as a whole
+ *   FLAG: message                     a command-line flag
+ *   message                           nowhere in particular */
+static void vreport(struct config *cfg, const struct config_origin *o,
+		    const char *fmt, va_list ap)
+{
+	char msg[WHY_MAX], text[ERROR_MAX];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (o->flag)
+		snprintf(text, sizeof(text), "%s: %s", o->flag, msg);
+	else if (o->file && o->line > 0 && o->key)
+		snprintf(text, sizeof(text), "%s:%d: key '%s': %s", o->file,
+			 o->line, o->key, msg);
+	else if (o->file && o->line > 0)
+		snprintf(text, sizeof(text), "%s:%d: %s", o->file, o->line,
+			 msg);
+	else if (o->file)
+		snprintf(text, sizeof(text), "%s: %s", o->file, msg);
+	else
+		snprintf(text, sizeof(text), "%s", msg);
+	add_error(cfg, text);
+}
+
+static void report(struct config *cfg, const struct config_origin *o,
+		   const char *fmt, ...) LOG_PRINTF(3, 4);
+
+static void report(struct config *cfg, const struct config_origin *o,
+		   const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(cfg, o, fmt, ap);
+	va_end(ap);
 }
 
 static bool has_errors(const struct config *cfg)
@@ -56,23 +101,6 @@ void config_print_errors(const struct config *cfg, FILE *out)
 		fprintf(out, "%s\n", cfg->errors[i]);
 	if (cfg->errors_dropped)
 		fprintf(out, "... and %zu more errors\n", cfg->errors_dropped);
-}
-
-/* Where a value came from: a file line or a command-line flag. */
-struct origin {
-	const char *file;
-	int line;
-	const char *flag;
-};
-
-static void key_error(struct config *cfg, const struct origin *o,
-		      const char *key, const char *why)
-{
-	if (o->flag)
-		add_error(cfg, "%s: %s", o->flag, why);
-	else
-		add_error(cfg, "%s:%d: key '%s': %s", o->file, o->line, key,
-			  why);
 }
 
 /* ---- model ---- */
@@ -137,7 +165,7 @@ void config_free(struct config *cfg)
 		free(cfg->errors[i]);
 	free(cfg->path);
 	free(cfg->user);
-	free(cfg->steer_origin);
+	free(cfg->steer_flag);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -325,7 +353,7 @@ enum vkind { V_SIZE, V_DURATION, V_UINT, V_CUSTOM };
 struct key_def;
 typedef int (*custom_fn)(struct config *cfg, void *target,
 			 const struct key_def *k, const char *v,
-			 const struct origin *o, char *why);
+			 const struct config_origin *o, char *why);
 
 struct key_def {
 	const char *name;
@@ -340,7 +368,7 @@ struct key_def {
 #define G_OFF(f) offsetof(struct config, f)
 
 static int set_log_level(struct config *cfg, void *t, const struct key_def *k,
-			 const char *v, const struct origin *o, char *why)
+			 const char *v, const struct config_origin *o, char *why)
 {
 	(void)cfg, (void)k, (void)o;
 	if (log_level_parse(v, &((struct config *)t)->log_level) < 0)
@@ -350,7 +378,7 @@ static int set_log_level(struct config *cfg, void *t, const struct key_def *k,
 }
 
 static int set_poller(struct config *cfg, void *t, const struct key_def *k,
-		      const char *v, const struct origin *o, char *why)
+		      const char *v, const struct config_origin *o, char *why)
 {
 	struct config *c = t;
 
@@ -371,7 +399,7 @@ static int set_poller(struct config *cfg, void *t, const struct key_def *k,
 
 static int set_uring_write_batching(struct config *cfg, void *t,
 				    const struct key_def *k, const char *v,
-				    const struct origin *o, char *why)
+				    const struct config_origin *o, char *why)
 {
 	struct config *c = t;
 
@@ -387,7 +415,7 @@ static int set_uring_write_batching(struct config *cfg, void *t,
 }
 
 static int set_shards(struct config *cfg, void *t, const struct key_def *k,
-		      const char *v, const struct origin *o, char *why)
+		      const char *v, const struct config_origin *o, char *why)
 {
 	struct config *c = t;
 
@@ -422,7 +450,7 @@ static int parse_bool(const char *v, bool *out)
 }
 
 static int set_pin(struct config *cfg, void *t, const struct key_def *k,
-		   const char *v, const struct origin *o, char *why)
+		   const char *v, const struct config_origin *o, char *why)
 {
 	struct config *c = t;
 
@@ -434,7 +462,7 @@ static int set_pin(struct config *cfg, void *t, const struct key_def *k,
 }
 
 static int set_access_log(struct config *cfg, void *t, const struct key_def *k,
-			  const char *v, const struct origin *o, char *why)
+			  const char *v, const struct config_origin *o, char *why)
 {
 	struct config_listener *l = t;
 
@@ -446,29 +474,31 @@ static int set_access_log(struct config *cfg, void *t, const struct key_def *k,
 }
 
 static int set_steer(struct config *cfg, void *t, const struct key_def *k,
-		     const char *v, const struct origin *o, char *why)
+		     const char *v, const struct config_origin *o, char *why)
 {
 	struct config *c = t;
 	enum config_steer steer;
-	char *from;
 
-	(void)cfg;
+	(void)cfg, (void)k;
 	if (strcmp(v, "hash") == 0)
 		steer = CONFIG_STEER_HASH;
 	else if (strcmp(v, "cpu") == 0)
 		steer = CONFIG_STEER_CPU;
 	else
 		return fail(why, "invalid steer '%s' (expected hash or cpu)", v);
-	/* Remembered for config_finish's "needs pin" check. */
-	if (o->flag)
-		from = strdup(o->flag);
-	else if (asprintf(&from, "%s:%d: key '%s'", o->file, o->line,
-			  k->name) < 0)
-		from = NULL;
-	if (!from)
-		return fail(why, "out of memory");
-	free(c->steer_origin);
-	c->steer_origin = from;
+	/* Remembered for config_finish's "needs pin" check; the last one
+	 * to set it is named. */
+	if (o->flag) {
+		char *flag = strdup(o->flag);
+		if (!flag)
+			return fail(why, "out of memory");
+		free(c->steer_flag);
+		c->steer_flag = flag;
+	} else if (o->line > 0) {
+		free(c->steer_flag);
+		c->steer_flag = NULL;
+		c->steer_line = o->line;
+	}
 	c->steer = steer;
 	return 0;
 }
@@ -476,7 +506,7 @@ static int set_steer(struct config *cfg, void *t, const struct key_def *k,
 /* Syntax only: whether the user exists is for the machine that runs the
  * proxy to say (a configuration may be checked elsewhere). */
 static int set_user(struct config *cfg, void *t, const struct key_def *k,
-		    const char *v, const struct origin *o, char *why)
+		    const char *v, const struct config_origin *o, char *why)
 {
 	struct config *c = t;
 	size_t n = strlen(v);
@@ -501,7 +531,7 @@ static int set_user(struct config *cfg, void *t, const struct key_def *k,
 }
 
 static int set_admin(struct config *cfg, void *t, const struct key_def *k,
-		     const char *v, const struct origin *o, char *why)
+		     const char *v, const struct config_origin *o, char *why)
 {
 	struct config *c = t;
 
@@ -521,7 +551,7 @@ static int set_admin(struct config *cfg, void *t, const struct key_def *k,
 }
 
 static int set_listen(struct config *cfg, void *t, const struct key_def *k,
-		      const char *v, const struct origin *o, char *why)
+		      const char *v, const struct config_origin *o, char *why)
 {
 	struct config_listener *l = t;
 
@@ -533,7 +563,7 @@ static int set_listen(struct config *cfg, void *t, const struct key_def *k,
 }
 
 static int set_balance(struct config *cfg, void *t, const struct key_def *k,
-		       const char *v, const struct origin *o, char *why)
+		       const char *v, const struct config_origin *o, char *why)
 {
 	(void)cfg, (void)k, (void)o;
 	if (balance_kind_parse(v, &((struct config_listener *)t)->balance) < 0)
@@ -548,7 +578,7 @@ static void forget_rules(struct acl_list *list)
 }
 
 static int set_acl(struct config *cfg, void *t, const struct key_def *k,
-		   const char *v, const struct origin *o, char *why)
+		   const char *v, const struct config_origin *o, char *why)
 {
 	struct config_listener *l = t;
 	bool allow = strcmp(k->name, "allow") == 0;
@@ -575,7 +605,7 @@ static int set_acl(struct config *cfg, void *t, const struct key_def *k,
 
 static int set_check_frame(struct config *cfg, void *t,
 			   const struct key_def *k, const char *v,
-			   const struct origin *o, char *why)
+			   const struct config_origin *o, char *why)
 {
 	struct config_listener *l = t;
 	uint8_t *buf = NULL;
@@ -627,7 +657,7 @@ static int parse_server(const char *v, struct config_server *s, char *why)
 }
 
 static int set_server(struct config *cfg, void *t, const struct key_def *k,
-		      const char *v, const struct origin *o, char *why)
+		      const char *v, const struct config_origin *o, char *why)
 {
 	struct config_listener *l = t;
 	struct config_server s;
@@ -713,7 +743,7 @@ static const struct key_def *find_key(const struct key_def *keys, size_t n,
 
 /* Parses v per k into target; 0, or -1 with why filled. */
 static int apply_key(struct config *cfg, void *target, const struct key_def *k,
-		     const char *v, const struct origin *o, char *why)
+		     const char *v, const struct config_origin *o, char *why)
 {
 	char *field = (char *)target + k->off;
 
@@ -732,13 +762,13 @@ static int apply_key(struct config *cfg, void *target, const struct key_def *k,
 }
 
 static int set_key(struct config *cfg, void *target, const struct key_def *k,
-		   const char *v, const struct origin *o)
+		   const char *v, const struct config_origin *o)
 {
 	char why[WHY_MAX];
 
 	if (apply_key(cfg, target, k, v, o, why) == 0)
 		return 0;
-	key_error(cfg, o, k->name, why);
+	report(cfg, o, "%s", why);
 	return -EINVAL;
 }
 
@@ -765,18 +795,17 @@ struct ini {
 	int seen_line[NGLOBAL > NLISTENER ? NGLOBAL : NLISTENER];
 };
 
-static void section_error(struct ini *p, const char *fmt, ...)
-	LOG_PRINTF(2, 3);
+static void line_error(struct ini *p, const char *key, const char *fmt, ...)
+	LOG_PRINTF(3, 4);
 
-static void section_error(struct ini *p, const char *fmt, ...)
+static void line_error(struct ini *p, const char *key, const char *fmt, ...)
 {
-	char why[WHY_MAX];
+	struct config_origin o = { p->file, p->line, key, NULL };
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
+	vreport(p->cfg, &o, fmt, ap);
 	va_end(ap);
-	add_error(p->cfg, "%s:%d: %s", p->file, p->line, why);
 }
 
 static void begin_listener(struct ini *p, const char *name)
@@ -785,8 +814,9 @@ static void begin_listener(struct ini *p, const char *name)
 
 	p->sec = SEC_LISTENER;
 	if (prev) {
-		section_error(p, "section [listener %s]: duplicate listener name "
-			      "'%s' (first at line %d)", name, name, prev->line);
+		line_error(p, NULL,
+			   "section [listener %s]: duplicate listener name "
+			   "'%s' (first at line %d)", name, name, prev->line);
 		/* Its keys are still checked, into a throwaway listener. */
 		listener_free(&p->scratch);
 		listener_init(&p->scratch);
@@ -795,7 +825,7 @@ static void begin_listener(struct ini *p, const char *name)
 	}
 	p->listener = add_listener(p->cfg, name, p->line);
 	if (!p->listener) {
-		section_error(p, "out of memory");
+		line_error(p, NULL, "out of memory");
 		p->sec = SEC_IGNORED;
 	}
 }
@@ -811,16 +841,18 @@ static void begin_section(struct ini *p, const char *title)
 	}
 	if (strncmp(title, "listener", 8) != 0 ||
 	    (title[8] != '\0' && title[8] != ' ' && title[8] != '\t')) {
-		section_error(p, "unknown section [%s] (expected [frameproxy] or "
-			      "[listener NAME])", title);
+		line_error(p, NULL,
+			   "unknown section [%s] (expected [frameproxy] or "
+			   "[listener NAME])", title);
 		return;
 	}
 	const char *name = title + 8;
 	while (*name == ' ' || *name == '\t')
 		name++;
 	if (!valid_name(name)) {
-		section_error(p, "section [%s]: listener name must be 1-%d of "
-			      "A-Z a-z 0-9 _ -", title, CONFIG_NAME_MAX);
+		line_error(p, NULL,
+			   "section [%s]: listener name must be 1-%d of "
+			   "A-Z a-z 0-9 _ -", title, CONFIG_NAME_MAX);
 		return;
 	}
 	begin_listener(p, name);
@@ -858,20 +890,19 @@ static void section_key(struct ini *p, const char *name, const char *value)
 	const struct key_def *keys = global ? global_keys : listener_keys;
 	const struct key_def *k = find_key(keys, global ? NGLOBAL : NLISTENER,
 					   name);
-	struct origin o = { p->file, p->line, NULL };
 
 	if (!k) {
-		section_error(p, "key '%s': unknown key in [%s]", name,
-			      p->title);
+		line_error(p, name, "unknown key in [%s]", p->title);
 		return;
 	}
 	int *seen = &p->seen_line[k - keys];
 	if (!k->repeat && *seen) {
-		section_error(p, "key '%s': set twice in [%s] (first at line "
-			      "%d)", name, p->title, *seen);
+		line_error(p, name, "set twice in [%s] (first at line %d)",
+			   p->title, *seen);
 		return;
 	}
 	*seen = p->line;
+	struct config_origin o = { p->file, p->line, name, NULL };
 	set_key(p->cfg, global ? (void *)p->cfg : (void *)p->listener, k,
 		value, &o);
 }
@@ -881,7 +912,7 @@ static void key_line(struct ini *p, char *s)
 	char *end = find_or_comment(s, "=:");
 
 	if (*end != '=' && *end != ':') {
-		section_error(p, "expected 'key = value'");
+		line_error(p, NULL, "expected 'key = value'");
 		return;
 	}
 	*end = '\0';
@@ -889,8 +920,8 @@ static void key_line(struct ini *p, char *s)
 	*find_or_comment(value, "") = '\0';
 	const char *name = trim(s);
 	if (p->sec == SEC_NONE)
-		section_error(p, "key '%s': outside any section (put it under "
-			      "[frameproxy] or [listener NAME])", name);
+		line_error(p, name, "outside any section (put it under "
+			   "[frameproxy] or [listener NAME])");
 	else if (p->sec != SEC_IGNORED)
 		section_key(p, name, trim(value));
 }
@@ -900,7 +931,7 @@ static void header_line(struct ini *p, char *s)
 	char *close = strchr(s, ']');
 
 	if (!close) {
-		section_error(p, "section header without ']'");
+		line_error(p, NULL, "section header without ']'");
 		p->sec = SEC_IGNORED;
 		return;
 	}
@@ -922,9 +953,8 @@ static void ini_line(struct ini *p, const char *s, size_t n)
 		n--;
 	}
 	if (n > LINE_MAX_CHARS + 1) {
-		section_error(p, "line longer than %d characters (split long "
-			      "allow/deny lists over repeated keys)",
-			      LINE_MAX_CHARS);
+		line_error(p, NULL, "line longer than %d characters (split long "
+			   "allow/deny lists over repeated keys)", LINE_MAX_CHARS);
 		return;
 	}
 	memcpy(buf, s, n);
@@ -1000,13 +1030,13 @@ static int read_file(const char *path, char **out)
 
 int config_load_file(struct config *cfg, const char *path)
 {
+	struct config_origin o = { path, 0, NULL, NULL };
 	char *text = NULL;
 	int rc = read_file(path, &text);
 
 	if (rc < 0) {
-		add_error(cfg, "%s: cannot read: %s", path,
-			  rc == -EILSEQ ? "binary file (NUL byte)"
-					: strerror(-rc));
+		report(cfg, &o, "cannot read: %s",
+		       rc == -EILSEQ ? "binary file (NUL byte)" : strerror(-rc));
 		return rc;
 	}
 	rc = config_load_string(cfg, path, text);
@@ -1059,10 +1089,10 @@ int config_apply_override(struct config *cfg, const char *full,
 		snprintf(label, sizeof(label), "override '%s'", full);
 		origin = label;
 	}
-	struct origin o = { NULL, 0, origin };
+	struct config_origin o = { NULL, 0, NULL, origin };
 	if (split_override(full, name, sizeof(name), &key) < 0) {
-		add_error(cfg, "%s: invalid key '%s' (expected KEY or "
-			  "listener.NAME.KEY)", origin, full);
+		report(cfg, &o, "invalid key '%s' (expected KEY or "
+		       "listener.NAME.KEY)", full);
 		return -EINVAL;
 	}
 	const struct key_def *k = name[0] ? NULL
@@ -1071,13 +1101,13 @@ int config_apply_override(struct config *cfg, const char *full,
 		return set_key(cfg, cfg, k, value, &o);
 	k = find_key(listener_keys, NLISTENER, key);
 	if (!k) {
-		add_error(cfg, "%s: unknown key '%s'", origin, key);
+		report(cfg, &o, "unknown key '%s'", key);
 		return -EINVAL;
 	}
 	struct config_listener *l = override_listener(cfg, name[0] ? name
 								   : NULL);
 	if (!l) {
-		add_error(cfg, "%s: out of memory", origin);
+		report(cfg, &o, "out of memory");
 		return -ENOMEM;
 	}
 	return set_key(cfg, l, k, value, &o);
@@ -1088,12 +1118,14 @@ int config_apply_override(struct config *cfg, const char *full,
 static void listener_error(struct config *cfg, const struct config_listener *l,
 			   const char *why)
 {
+	struct config_origin o = { cfg->path, l->line, NULL, NULL };
+	static const struct config_origin nowhere;
+
 	if (l->line > 0 && cfg->path)
-		add_error(cfg, "%s:%d: section [listener %s]: %s", cfg->path,
-			  l->line, l->name, why);
+		report(cfg, &o, "section [listener %s]: %s", l->name, why);
 	else
-		add_error(cfg, "listener '%s' (command line): %s", l->name,
-			  why);
+		report(cfg, &nowhere, "listener '%s' (command line): %s",
+		       l->name, why);
 }
 
 static void check_listener(struct config *cfg, size_t i)
@@ -1128,21 +1160,32 @@ static void check_listener(struct config *cfg, size_t i)
 	}
 }
 
+/* Where steer was last set: its flag, or its line of the file. */
+static struct config_origin steer_origin(const struct config *cfg)
+{
+	if (cfg->steer_flag || !cfg->path || cfg->steer_line == 0)
+		return (struct config_origin){
+			NULL, 0, NULL, cfg->steer_flag ? cfg->steer_flag : "steer"
+		};
+	return (struct config_origin){ cfg->path, cfg->steer_line, "steer",
+				       NULL };
+}
+
 int config_finish(struct config *cfg)
 {
-	if (cfg->nlisteners == 0) {
-		if (cfg->path)
-			add_error(cfg, "%s: no [listener NAME] section",
-				  cfg->path);
-		else
-			add_error(cfg, "no listener: give a config file or "
-				  "--listen and --server");
-	}
+	struct config_origin file = { cfg->path, 0, NULL, NULL };
+
+	if (cfg->nlisteners == 0)
+		report(cfg, &file, "%s",
+		       cfg->path ? "no [listener NAME] section"
+				 : "no listener: give a config file or "
+				   "--listen and --server");
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		check_listener(cfg, i);
-	if (cfg->steer == CONFIG_STEER_CPU && !cfg->pin)
-		add_error(cfg, "%s: steer = cpu needs pin = on",
-			  cfg->steer_origin ? cfg->steer_origin : "steer");
+	if (cfg->steer == CONFIG_STEER_CPU && !cfg->pin) {
+		struct config_origin o = steer_origin(cfg);
+		report(cfg, &o, "steer = cpu needs pin = on");
+	}
 	return has_errors(cfg) ? -EINVAL : 0;
 }
 

@@ -117,9 +117,10 @@ struct config {
 	struct netaddr admin;
 	int64_t drain_timeout;
 
-	/* Loader bookkeeping: where steer was last set, as the prefix of a
-	 * message ("file:line: key 'steer'" or the flag), for config_finish. */
-	char *steer_origin;
+	/* Loader bookkeeping: where steer was last set, for config_finish's
+	 * message: the flag (owned) or else the line of the file in path. */
+	char *steer_flag;
+	int steer_line;
 
 	struct config_listener *listeners;
 	size_t nlisteners;
