@@ -1,5 +1,7 @@
 /* config — frameproxy's settings: data model, INI loader, command-line
- * overrides and validation. docs/frameproxy.example.ini shows every key.
+ * overrides and validation. docs/frameproxy.example.ini shows every key;
+ * proxy/config_keys.c holds the table of keys (name, section, setter,
+ * default, flag, help).
  *
  *   [frameproxy]            log_level poller uring_write_batching shards pin
  *                           steer user admin drain_timeout
@@ -170,6 +172,22 @@ const char *config_poller_name(enum config_poller poller);
 
 /* "hash" | "cpu". */
 const char *config_steer_name(enum config_steer steer);
+
+/* A command-line flag that sets a key: its value goes to
+ * config_apply_override(cfg, key, value, flag). A flag that takes no
+ * argument (--pin) sets "on". */
+typedef struct config_flag {
+	const char *flag; /* with its leading "--" */
+	const char *key;
+	bool takes_arg;
+} config_flag;
+
+/* The i-th flag (0, 1, ...): true, or false past the last one. */
+bool config_flag_get(size_t i, config_flag *out);
+
+/* The flags for --help: one line each (two for a long argument), the
+ * [frameproxy] keys, a blank line, the listener keys. */
+void config_print_flags(FILE *out);
 
 /* For reload: true when b can take over a's sockets and privileges, that
  * is both have the same listeners (names, in the same order, with the same

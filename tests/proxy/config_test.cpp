@@ -1006,3 +1006,36 @@ TEST_CASE("config: the INI reader's corners", "[config]")
 		CHECK(cfg.has("frameproxy.ini:2: key '\xef\xbb\xbflisten': unknown key in [listener a]"));
 	}
 }
+
+TEST_CASE("config: every flag sets a key, and --help fits 80 columns", "[config]")
+{
+	config_flag f;
+	size_t n = 0;
+	std::string seen;
+	for (; config_flag_get(n, &f); n++) {
+		INFO(f.flag << " -> " << f.key);
+		CHECK(std::string(f.flag).substr(0, 2) == "--");
+		CHECK(seen.find(std::string(" ") + f.flag + " ") == std::string::npos);
+		seen += std::string(" ") + f.flag + " ";
+		Cfg cfg;
+		config_apply_override(&cfg.c, f.key, "", f.flag);
+		CHECK(cfg.errors().find("unknown key") == std::string::npos);
+		CHECK(f.takes_arg == (std::string(f.flag) != "--pin"));
+	}
+	CHECK(n == 29);
+	CHECK_FALSE(config_flag_get(n, &f));
+
+	char *buf = nullptr;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	REQUIRE(out != nullptr);
+	config_print_flags(out);
+	fclose(out);
+	std::string help(buf, len);
+	free(buf);
+	INFO(help);
+	CHECK(help.find("  --max-frame SIZE            largest frame payload (default 16MiB)\n") != std::string::npos);
+	CHECK(help.find("  --pin                       ") != std::string::npos);
+	for (size_t at = 0, nl; (nl = help.find('\n', at)) != std::string::npos; at = nl + 1)
+		CHECK(nl - at < 80);
+}
