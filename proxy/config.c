@@ -8,9 +8,65 @@
 
 #include "proxy/config_keys.h"
 
-#define ERROR_MAX 512 /* bytes in a message */
+#define ERROR_MAX 512 /* bytes in a message before escaping */
 
 /* ---- errors ---- */
+
+/* Length of the UTF-8 sequence at s, or 0 when it is not well formed or
+ * is a C1 control (U+0080..U+009F, which terminals may obey). */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 2;
+		lo = s[0] == 0xc2 ? 0xa0 : lo;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		lo = s[0] == 0xe0 ? 0xa0 : lo; /* overlong */
+		hi = s[0] == 0xed ? 0x9f : hi; /* surrogates */
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		lo = s[0] == 0xf0 ? 0x90 : lo; /* overlong */
+		hi = s[0] == 0xf4 ? 0x8f : hi; /* past U+10FFFF */
+	} else {
+		return 0;
+	}
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	}
+	return n;
+}
+
+/* s with control bytes and bytes that are not UTF-8 written as \xNN: the
+ * text of a config file or a flag is echoed in messages, and must not be
+ * able to move the cursor, retitle the window or end the line. */
+static char *escape_text(const char *s)
+{
+	char *out = malloc(strlen(s) * 4 + 1), *o = out;
+	const unsigned char *p = (const unsigned char *)s;
+
+	if (!out)
+		return NULL;
+	while (*p) {
+		size_t n = *p < 0x20 || *p == 0x7f ? 0
+			 : *p < 0x80		    ? 1
+						    : utf8_len(p);
+		if (n == 0) {
+			o += sprintf(o, "\\x%02x", *p++);
+			continue;
+		}
+		memcpy(o, p, n);
+		o += n;
+		p += n;
+	}
+	*o = '\0';
+	return out;
+}
 
 static void add_error(struct config *cfg, const char *text)
 {
@@ -18,7 +74,7 @@ static void add_error(struct config *cfg, const char *text)
 		cfg->errors_dropped++;
 		return;
 	}
-	cfg->errors[cfg->nerrors] = strdup(text);
+	cfg->errors[cfg->nerrors] = escape_text(text);
 	if (cfg->errors[cfg->nerrors])
 		cfg->nerrors++;
 	else

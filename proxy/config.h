@@ -25,6 +25,9 @@
  *   frameproxy.ini:12: key 'max_frame': invalid size '16XB'
  *   frameproxy.ini:30: section [listener api]: no 'server' lines
  *   --max-frame: invalid size '16XB'
+ * Control bytes and bytes that are not UTF-8 in a message (from a value,
+ * a key, a section, a file name) are written as \xNN, so a message is one
+ * line that cannot drive the terminal showing it.
  * Any recorded error makes config_load_file/config_finish return -EINVAL.
  */
 #ifndef FRAMEPROXY_PROXY_CONFIG_H

@@ -662,8 +662,9 @@ TEST_CASE("config: user is checked for syntax only", "[config]")
 	CHECK(config_apply_override(&cfg.c, "user", "", "--user") == -EINVAL);
 	INFO(cfg.errors());
 	CHECK(cfg.has("--user: user name longer than 255 bytes"));
-	CHECK(cfg.has("--user: invalid user 'tab\there' (a user name, no spaces or control characters)"));
-	CHECK(cfg.has("--user: invalid user 'bell\a' (a user name, no spaces or control characters)"));
+	// Control characters are echoed escaped (see the terminal test below).
+	CHECK(cfg.has("--user: invalid user 'tab\\x09here' (a user name, no spaces or control characters)"));
+	CHECK(cfg.has("--user: invalid user 'bell\\x07' (a user name, no spaces or control characters)"));
 	CHECK(cfg.has("--user: empty user name"));
 	CHECK(cfg.c.nerrors == 4);
 	CHECK(std::string(cfg.c.user) == longest); // the last good one stands
@@ -943,6 +944,67 @@ TEST_CASE("config: access_log is on by default, per listener", "[config]")
 	INFO(bad.errors());
 	CHECK(bad.has("frameproxy.ini:4: key 'access_log': invalid access_log "
 		      "'sometimes' (expected on, off, true, false, yes, no, 1 or 0)"));
+}
+
+TEST_CASE("config: what errors echo cannot drive the terminal", "[config]")
+{
+	Cfg cfg;
+	CHECK(cfg.load("[listener a]\n"                           // 1
+		       "idle_timeout = \x1b]0;pwned\x07\n"         // 2
+		       "\x1b[2Jkey = 1\n"                          // 3
+		       "max_frame = 1\xff\n"                       // 4
+		       "buffer = \xc2\x9b" "31m\n"                 // 5: C1 CSI
+		       "balance = caf\xc3\xa9 \xe2\x82\xac\n"      // 6: UTF-8 stays
+		       "retries = \xc0\xaf\xed\xa0\x80\n"          // 7: overlong, surrogate
+		       "health_rise = 1\xe2\x82\n"                 // 8: cut short
+		       "[\x1b[31mred]\n"                           // 9
+		       ) == -EINVAL);
+	INFO(cfg.errors());
+	CHECK(cfg.has("frameproxy.ini:2: key 'idle_timeout': invalid duration '\\x1b]0;pwned\\x07' (e.g. 250ms, 30s, 2m; a unit is required)"));
+	CHECK(cfg.has("frameproxy.ini:3: key '\\x1b[2Jkey': unknown key in [listener a]"));
+	CHECK(cfg.has("frameproxy.ini:4: key 'max_frame': invalid size '1\\xff' (e.g. 64KiB, 16MiB, 1000B)"));
+	CHECK(cfg.has("frameproxy.ini:5: key 'buffer': invalid size '\\xc2\\x9b31m' (e.g. 64KiB, 16MiB, 1000B)"));
+	CHECK(cfg.has("frameproxy.ini:6: key 'balance': invalid balance 'caf\xc3\xa9 \xe2\x82\xac' (expected roundrobin, leastconn, random2 or hash)"));
+	CHECK(cfg.has("frameproxy.ini:7: key 'retries': invalid number '\\xc0\\xaf\\xed\\xa0\\x80'"));
+	CHECK(cfg.has("frameproxy.ini:8: key 'health_rise': invalid number '1\\xe2\\x82'"));
+	CHECK(cfg.has("frameproxy.ini:9: unknown section [\\x1b[31mred] (expected [frameproxy] or [listener NAME])"));
+	CHECK(cfg.c.nerrors == 8);
+
+	// Flags and --set can hold anything, a newline too.
+	CHECK(config_apply_override(&cfg.c, "max_frame", "1\n2", "--max-frame") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "frob\x1b[0m", "1", "--set") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "listener.\x1b.x", "1", nullptr) == -EINVAL);
+	CHECK(cfg.has("--max-frame: invalid size '1\\x0a2' (e.g. 64KiB, 16MiB, 1000B)"));
+	CHECK(cfg.has("--set: unknown key 'frob\\x1b[0m'"));
+	CHECK(cfg.has("override 'listener.\\x1b.x': invalid key 'listener.\\x1b.x' (expected KEY or listener.NAME.KEY)"));
+
+	// And so can a file name.
+	Cfg named;
+	CHECK(config_load_string(&named.c, "evil\x1b[8m.ini", "[listener a]\nmax_frame = 1XB\n") == -EINVAL);
+	CHECK(named.has("evil\\x1b[8m.ini:2: key 'max_frame': invalid size '1XB' (e.g. 64KiB, 16MiB, 1000B)"));
+
+	// What --check prints: nothing below 0x20 but the newlines, no DEL.
+	char path[] = "/tmp/frameproxy-config-test-XXXXXX";
+	int fd = mkstemp(path);
+	REQUIRE(fd >= 0);
+	const std::string text = "[listener a\x7f]\nlisten = \x1b[2J\x1b[H\r\n";
+	REQUIRE(write(fd, text.data(), text.size()) == (ssize_t)text.size());
+	close(fd);
+	Cfg disk;
+	CHECK(config_load_file(&disk.c, path) == -EINVAL);
+	unlink(path);
+	char *buf = nullptr;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	REQUIRE(out != nullptr);
+	config_print_errors(&disk.c, out);
+	fclose(out);
+	std::string printed(buf, len);
+	free(buf);
+	INFO(printed);
+	CHECK(printed == std::string(path) + ":1: section [listener a\\x7f]: listener name must be 1-32 of A-Z a-z 0-9 _ -\n");
+	for (unsigned char ch : printed)
+		CHECK(((ch >= 0x20 || ch == '\n') && ch != 0x7f));
 }
 
 TEST_CASE("config: the INI reader's corners", "[config]")
