@@ -1,5 +1,7 @@
 /* config — frameproxy's settings: data model, INI loader, command-line
- * overrides and validation. docs/frameproxy.example.ini shows every key.
+ * overrides and validation. docs/frameproxy.example.ini shows every key;
+ * proxy/config_keys.c holds the table of keys (name, section, setter,
+ * default, flag, help).
  *
  *   [frameproxy]            log_level poller uring_write_batching shards pin
  *                           steer user admin drain_timeout
@@ -23,6 +25,9 @@
  *   frameproxy.ini:12: key 'max_frame': invalid size '16XB'
  *   frameproxy.ini:30: section [listener api]: no 'server' lines
  *   --max-frame: invalid size '16XB'
+ * Control bytes and bytes that are not UTF-8 in a message (from a value,
+ * a key, a section, a file name) are written as \xNN, so a message is one
+ * line that cannot drive the terminal showing it.
  * Any recorded error makes config_load_file/config_finish return -EINVAL.
  */
 #ifndef FRAMEPROXY_PROXY_CONFIG_H
@@ -117,9 +122,10 @@ struct config {
 	struct netaddr admin;
 	int64_t drain_timeout;
 
-	/* Loader bookkeeping: where steer was last set, as the prefix of a
-	 * message ("file:line: key 'steer'" or the flag), for config_finish. */
-	char *steer_origin;
+	/* Loader bookkeeping: where steer was last set, for config_finish's
+	 * message: the flag (owned) or else the line of the file in path. */
+	char *steer_flag;
+	int steer_line;
 
 	struct config_listener *listeners;
 	size_t nlisteners;
@@ -169,6 +175,22 @@ const char *config_poller_name(enum config_poller poller);
 
 /* "hash" | "cpu". */
 const char *config_steer_name(enum config_steer steer);
+
+/* A command-line flag that sets a key: its value goes to
+ * config_apply_override(cfg, key, value, flag). A flag that takes no
+ * argument (--pin) sets "on". */
+typedef struct config_flag {
+	const char *flag; /* with its leading "--" */
+	const char *key;
+	bool takes_arg;
+} config_flag;
+
+/* The i-th flag (0, 1, ...): true, or false past the last one. */
+bool config_flag_get(size_t i, config_flag *out);
+
+/* The flags for --help: one line each (two for a long argument), the
+ * [frameproxy] keys, a blank line, the listener keys. */
+void config_print_flags(FILE *out);
 
 /* For reload: true when b can take over a's sockets and privileges, that
  * is both have the same listeners (names, in the same order, with the same

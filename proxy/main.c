@@ -25,45 +25,8 @@
 #define FRAMEPROXY_VERSION "unknown"
 #endif
 
-/* A flag that stands for a config key; errors name the flag. */
-typedef struct flag_key {
-	const char *flag;        /* with its leading "--" */
-	const char *key;
-} flag_key;
-
-static const flag_key flag_keys[] = {
-	{"--poller", "poller"},
-	{"--uring-write-batching", "uring_write_batching"},
-	{"--log-level", "log_level"},
-	{"--drain-timeout", "drain_timeout"},
-	{"--shards", "shards"},
-	{"--steer", "steer"},
-	{"--user", "user"},
-	{"--admin", "admin"},
-	{"--listen", "listen"},
-	{"--server", "server"},
-	{"--balance", "balance"},
-	{"--max-frame", "max_frame"},
-	{"--buffer", "buffer"},
-	{"--connect-timeout", "connect_timeout"},
-	{"--idle-timeout", "idle_timeout"},
-	{"--frame-timeout", "frame_timeout"},
-	{"--max-connections", "max_connections"},
-	{"--max-per-client", "max_per_client"},
-	{"--allow", "allow"},
-	{"--deny", "deny"},
-	{"--retries", "retries"},
-	{"--fail-threshold", "fail_threshold"},
-	{"--fail-timeout", "fail_timeout"},
-	{"--health-interval", "health_interval"},
-	{"--health-rise", "health_rise"},
-	{"--health-fall", "health_fall"},
-	{"--check-frame", "check_frame"},
-	{"--access-log", "access_log"},
-};
-#define FLAG_KEY_COUNT (sizeof(flag_keys) / sizeof(flag_keys[0]))
-
-enum { OPT_CHECK = 256, OPT_SET, OPT_VERSION, OPT_PIN, OPT_KEY_BASE = 512 };
+/* Flags that set a config key (config_flag_get) come from OPT_KEY_BASE on. */
+enum { OPT_CHECK = 256, OPT_SET, OPT_VERSION, OPT_KEY_BASE = 512 };
 
 static void usage(FILE *out)
 {
@@ -80,23 +43,9 @@ static void usage(FILE *out)
 "      --set KEY=VALUE      any key: 'max_frame=1MiB', 'listener.api.retries=3'\n"
 "  -h, --help               this text\n"
 "      --version            print the version\n"
-"\n"
-"  --shards N|auto             processes, each on its own SO_REUSEPORT sockets\n"
-"  --pin                       shard i on CPU i (wrapping)\n"
-"  --steer hash|cpu            cpu: a connection goes to the shard pinned on\n"
-"                              the CPU that received it (needs --pin)\n"
-"  --admin ADDR|PORT           serve GET /metrics, GET /stats (PORT: on loopback)\n"
-"  --user NAME                 drop privileges after binding\n"
-"  --poller epoll|uring|auto|mixed   --log-level debug|info|warn|error\n"
-"  --uring-write-batching on|off (io_uring: sends go in the round's one enter)\n"
-"  --drain-timeout DUR         --listen ADDR\n"
-"  --server 'ADDR [weight=N]'  (repeat for more servers)\n"
-"  --balance roundrobin|leastconn|random2|hash\n"
-"  --max-frame SIZE  --buffer SIZE  --connect-timeout DUR  --idle-timeout DUR\n"
-"  --frame-timeout DUR  --max-connections N  --max-per-client N\n"
-"  --allow CIDR,...  --deny CIDR,...  --retries N  --fail-threshold N\n"
-"  --fail-timeout DUR  --health-interval DUR  --health-rise N\n"
-"  --health-fall N  --check-frame HEX  --access-log on|off\n"
+"\n");
+	config_print_flags(out);
+	fprintf(out,
 "\n"
 "Sizes read like 64KiB or 16MiB; durations like 250ms, 30s or 1m30s.\n"
 "SIGTERM/SIGINT drain (frames in flight finish), a second one exits now.\n"
@@ -165,18 +114,21 @@ static struct option *options_build(void)
 		{"set", required_argument, NULL, OPT_SET},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, OPT_VERSION},
-		{"pin", no_argument, NULL, OPT_PIN},
 	};
 	size_t fixed_count = sizeof(fixed) / sizeof(fixed[0]);
-	struct option *all = calloc(fixed_count + FLAG_KEY_COUNT + 1, sizeof(*all));
+	size_t flag_count = 0;
+	config_flag f;
 
+	while (config_flag_get(flag_count, &f))
+		flag_count++;
+	struct option *all = calloc(fixed_count + flag_count + 1, sizeof(*all));
 	if (!all)
 		return NULL;
 	memcpy(all, fixed, sizeof(fixed));
-	for (size_t i = 0; i < FLAG_KEY_COUNT; i++)
+	for (size_t i = 0; config_flag_get(i, &f); i++)
 		all[fixed_count + i] = (struct option){
-			flag_keys[i].flag + 2, required_argument, NULL,
-			OPT_KEY_BASE + (int)i};
+			f.flag + 2, f.takes_arg ? required_argument : no_argument,
+			NULL, OPT_KEY_BASE + (int)i};
 	return all;
 }
 
@@ -184,6 +136,7 @@ static struct option *options_build(void)
 static int cli_parse(cli *c, int argc, char **argv)
 {
 	struct option *options = options_build();
+	config_flag f;
 	int opt, rc = 0;
 
 	if (!options)
@@ -198,14 +151,13 @@ static int cli_parse(cli *c, int argc, char **argv)
 		} else if (opt == 'h') {
 			usage(stdout);
 			rc = 1;
-		} else if (opt == OPT_PIN) {
-			rc = cli_add(c, "pin", "on", "--pin") < 0 ? -1 : 0;
 		} else if (opt == OPT_VERSION) {
 			printf("frameproxy %s\n", FRAMEPROXY_VERSION);
 			rc = 1;
-		} else if (opt >= OPT_KEY_BASE && opt < OPT_KEY_BASE + (int)FLAG_KEY_COUNT) {
-			const flag_key *fk = &flag_keys[opt - OPT_KEY_BASE];
-			rc = cli_add(c, fk->key, optarg, fk->flag) < 0 ? -1 : 0;
+		} else if (opt >= OPT_KEY_BASE &&
+			   config_flag_get((size_t)(opt - OPT_KEY_BASE), &f)) {
+			rc = cli_add(c, f.key, f.takes_arg ? optarg : "on",
+				     f.flag) < 0 ? -1 : 0;
 		} else {
 			fprintf(stderr, "Try 'frameproxy --help'.\n");
 			rc = -1;

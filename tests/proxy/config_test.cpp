@@ -662,8 +662,9 @@ TEST_CASE("config: user is checked for syntax only", "[config]")
 	CHECK(config_apply_override(&cfg.c, "user", "", "--user") == -EINVAL);
 	INFO(cfg.errors());
 	CHECK(cfg.has("--user: user name longer than 255 bytes"));
-	CHECK(cfg.has("--user: invalid user 'tab\there' (a user name, no spaces or control characters)"));
-	CHECK(cfg.has("--user: invalid user 'bell\a' (a user name, no spaces or control characters)"));
+	// Control characters are echoed escaped (see the terminal test below).
+	CHECK(cfg.has("--user: invalid user 'tab\\x09here' (a user name, no spaces or control characters)"));
+	CHECK(cfg.has("--user: invalid user 'bell\\x07' (a user name, no spaces or control characters)"));
 	CHECK(cfg.has("--user: empty user name"));
 	CHECK(cfg.c.nerrors == 4);
 	CHECK(std::string(cfg.c.user) == longest); // the last good one stands
@@ -943,4 +944,160 @@ TEST_CASE("config: access_log is on by default, per listener", "[config]")
 	INFO(bad.errors());
 	CHECK(bad.has("frameproxy.ini:4: key 'access_log': invalid access_log "
 		      "'sometimes' (expected on, off, true, false, yes, no, 1 or 0)"));
+}
+
+TEST_CASE("config: what errors echo cannot drive the terminal", "[config]")
+{
+	Cfg cfg;
+	CHECK(cfg.load("[listener a]\n"                           // 1
+		       "idle_timeout = \x1b]0;pwned\x07\n"         // 2
+		       "\x1b[2Jkey = 1\n"                          // 3
+		       "max_frame = 1\xff\n"                       // 4
+		       "buffer = \xc2\x9b" "31m\n"                 // 5: C1 CSI
+		       "balance = caf\xc3\xa9 \xe2\x82\xac\n"      // 6: UTF-8 stays
+		       "retries = \xc0\xaf\xed\xa0\x80\n"          // 7: overlong, surrogate
+		       "health_rise = 1\xe2\x82\n"                 // 8: cut short
+		       "[\x1b[31mred]\n"                           // 9
+		       ) == -EINVAL);
+	INFO(cfg.errors());
+	CHECK(cfg.has("frameproxy.ini:2: key 'idle_timeout': invalid duration '\\x1b]0;pwned\\x07' (e.g. 250ms, 30s, 2m; a unit is required)"));
+	CHECK(cfg.has("frameproxy.ini:3: key '\\x1b[2Jkey': unknown key in [listener a]"));
+	CHECK(cfg.has("frameproxy.ini:4: key 'max_frame': invalid size '1\\xff' (e.g. 64KiB, 16MiB, 1000B)"));
+	CHECK(cfg.has("frameproxy.ini:5: key 'buffer': invalid size '\\xc2\\x9b31m' (e.g. 64KiB, 16MiB, 1000B)"));
+	CHECK(cfg.has("frameproxy.ini:6: key 'balance': invalid balance 'caf\xc3\xa9 \xe2\x82\xac' (expected roundrobin, leastconn, random2 or hash)"));
+	CHECK(cfg.has("frameproxy.ini:7: key 'retries': invalid number '\\xc0\\xaf\\xed\\xa0\\x80'"));
+	CHECK(cfg.has("frameproxy.ini:8: key 'health_rise': invalid number '1\\xe2\\x82'"));
+	CHECK(cfg.has("frameproxy.ini:9: unknown section [\\x1b[31mred] (expected [frameproxy] or [listener NAME])"));
+	CHECK(cfg.c.nerrors == 8);
+
+	// Flags and --set can hold anything, a newline too.
+	CHECK(config_apply_override(&cfg.c, "max_frame", "1\n2", "--max-frame") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "frob\x1b[0m", "1", "--set") == -EINVAL);
+	CHECK(config_apply_override(&cfg.c, "listener.\x1b.x", "1", nullptr) == -EINVAL);
+	CHECK(cfg.has("--max-frame: invalid size '1\\x0a2' (e.g. 64KiB, 16MiB, 1000B)"));
+	CHECK(cfg.has("--set: unknown key 'frob\\x1b[0m'"));
+	CHECK(cfg.has("override 'listener.\\x1b.x': invalid key 'listener.\\x1b.x' (expected KEY or listener.NAME.KEY)"));
+
+	// And so can a file name.
+	Cfg named;
+	CHECK(config_load_string(&named.c, "evil\x1b[8m.ini", "[listener a]\nmax_frame = 1XB\n") == -EINVAL);
+	CHECK(named.has("evil\\x1b[8m.ini:2: key 'max_frame': invalid size '1XB' (e.g. 64KiB, 16MiB, 1000B)"));
+
+	// What --check prints: nothing below 0x20 but the newlines, no DEL.
+	char path[] = "/tmp/frameproxy-config-test-XXXXXX";
+	int fd = mkstemp(path);
+	REQUIRE(fd >= 0);
+	const std::string text = "[listener a\x7f]\nlisten = \x1b[2J\x1b[H\r\n";
+	REQUIRE(write(fd, text.data(), text.size()) == (ssize_t)text.size());
+	close(fd);
+	Cfg disk;
+	CHECK(config_load_file(&disk.c, path) == -EINVAL);
+	unlink(path);
+	char *buf = nullptr;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	REQUIRE(out != nullptr);
+	config_print_errors(&disk.c, out);
+	fclose(out);
+	std::string printed(buf, len);
+	free(buf);
+	INFO(printed);
+	CHECK(printed == std::string(path) + ":1: section [listener a\\x7f]: listener name must be 1-32 of A-Z a-z 0-9 _ -\n");
+	for (unsigned char ch : printed)
+		CHECK(((ch >= 0x20 || ch == '\n') && ch != 0x7f));
+}
+
+TEST_CASE("config: the INI reader's corners", "[config]")
+{
+	SECTION("key: value, inline comments, text after a header") {
+		Cfg cfg;
+		REQUIRE(cfg.load("[listener a] ; the api\n"
+				 "listen: 127.0.0.1:1\n"
+				 "server :127.0.0.1:2 ; weight=9 is a comment\n"
+				 "check_frame = ;empty, a comment\n"
+				 "health_interval\t=\t1s\x0b\r\n"
+				 "\x0c\n") == 0);
+		INFO(cfg.errors());
+		REQUIRE(config_finish(&cfg.c) == 0);
+		const config_listener *a = cfg.l("a");
+		REQUIRE(a != nullptr);
+		CHECK(addr(a->listen) == "127.0.0.1:1");
+		REQUIRE(a->nservers == 1);
+		CHECK(a->servers[0].weight == 1);
+		CHECK(a->has_check_frame);
+		CHECK(a->check_frame_len == 0);
+		CHECK(a->health_interval == 1000000000);
+	}
+	SECTION("a ';' is a comment only after white space; '#' only first") {
+		Cfg cfg;
+		CHECK(cfg.load("[listener a]\n"     // 1
+			       "balance =;x\n"      // 2
+			       "retries = 2;x\n"    // 3
+			       "health_rise = 2 # x\n" // 4
+			       "= 5\n"              // 5
+			       "fail_timeout ; = 1s\n" // 6
+			       "# ignored = 1\n"    // 7
+			       ) == -EINVAL);
+		INFO(cfg.errors());
+		CHECK(cfg.has("frameproxy.ini:2: key 'balance': invalid balance ';x' (expected roundrobin, leastconn, random2 or hash)"));
+		CHECK(cfg.has("frameproxy.ini:3: key 'retries': invalid number '2;x'"));
+		CHECK(cfg.has("frameproxy.ini:4: key 'health_rise': invalid number '2 # x'"));
+		CHECK(cfg.has("frameproxy.ini:5: key '': unknown key in [listener a]"));
+		CHECK(cfg.has("frameproxy.ini:6: expected 'key = value'"));
+		CHECK(cfg.c.nerrors == 5);
+	}
+	SECTION("the longest line: 197 characters besides the newline") {
+		const std::string ok(197, ';'), too_long(198, ';');
+		Cfg cfg;
+		CHECK(cfg.load("\xef\xbb\xbf  " + ok + "\n" // BOM and indentation do not count
+			       + too_long + "\r\n"           // 2
+			       + "\t" + too_long + "\n"      // 3
+			       + too_long) == -EINVAL);      // 4: no newline, one more fits
+		INFO(cfg.errors());
+		CHECK(cfg.has("frameproxy.ini:2: line longer than 197 characters (split long allow/deny lists over repeated keys)"));
+		CHECK(cfg.has("frameproxy.ini:3: line longer than 197 characters (split long allow/deny lists over repeated keys)"));
+		CHECK(cfg.c.nerrors == 2);
+		Cfg last;
+		CHECK(last.load(too_long + ";") == -EINVAL);
+		CHECK(last.has("frameproxy.ini:1: line longer than 197 characters (split long allow/deny lists over repeated keys)"));
+	}
+	SECTION("a BOM only at the very start") {
+		Cfg cfg;
+		CHECK(cfg.load("[listener a]\n\xef\xbb\xbflisten = 127.0.0.1:1\n") == -EINVAL);
+		INFO(cfg.errors());
+		CHECK(cfg.has("frameproxy.ini:2: key '\xef\xbb\xbflisten': unknown key in [listener a]"));
+	}
+}
+
+TEST_CASE("config: every flag sets a key, and --help fits 80 columns", "[config]")
+{
+	config_flag f;
+	size_t n = 0;
+	std::string seen;
+	for (; config_flag_get(n, &f); n++) {
+		INFO(f.flag << " -> " << f.key);
+		CHECK(std::string(f.flag).substr(0, 2) == "--");
+		CHECK(seen.find(std::string(" ") + f.flag + " ") == std::string::npos);
+		seen += std::string(" ") + f.flag + " ";
+		Cfg cfg;
+		config_apply_override(&cfg.c, f.key, "", f.flag);
+		CHECK(cfg.errors().find("unknown key") == std::string::npos);
+		CHECK(f.takes_arg == (std::string(f.flag) != "--pin"));
+	}
+	CHECK(n == 29);
+	CHECK_FALSE(config_flag_get(n, &f));
+
+	char *buf = nullptr;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	REQUIRE(out != nullptr);
+	config_print_flags(out);
+	fclose(out);
+	std::string help(buf, len);
+	free(buf);
+	INFO(help);
+	CHECK(help.find("  --max-frame SIZE            largest frame payload (default 16MiB)\n") != std::string::npos);
+	CHECK(help.find("  --pin                       ") != std::string::npos);
+	for (size_t at = 0, nl; (nl = help.find('\n', at)) != std::string::npos; at = nl + 1)
+		CHECK(nl - at < 80);
 }

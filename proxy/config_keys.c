@@ -1,0 +1,650 @@
+#include "proxy/config_keys.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/units.h"
+
+#define USER_MAX 255 /* bytes in a user name (LOGIN_NAME_MAX - 1 on Linux) */
+
+/* ---- value parsers: 0, or -1 with the reason in why ---- */
+
+static int fail(char *why, const char *fmt, ...) LOG_PRINTF(2, 3);
+
+static int fail(char *why, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, CONFIG_WHY_MAX, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int parse_uint(const char *v, unsigned long min, unsigned long max,
+		      unsigned *out, char *why)
+{
+	char *end;
+	unsigned long n;
+
+	if (!isdigit((unsigned char)v[0]))
+		return fail(why, "invalid number '%s'", v);
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (*end != '\0')
+		return fail(why, "invalid number '%s'", v);
+	if (errno == ERANGE || n < min || n > max)
+		return fail(why, "'%s' must be between %lu and %lu", v, min,
+			    max);
+	*out = (unsigned)n;
+	return 0;
+}
+
+/* on|off|true|false|yes|no|1|0; 0, or -1 (why is left to the caller). */
+static int parse_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = { "on", "true", "yes", "1" };
+	static const char *const no[] = { "off", "false", "no", "0" };
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (strcmp(v, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcmp(v, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int parse_addr(const char *v, unsigned flags, struct netaddr *out,
+		      char *why)
+{
+	int rc = netaddr_parse(out, v, flags);
+
+	if (rc == -ENOENT)
+		return fail(why, "cannot resolve address '%s'", v);
+	if (rc == -ERANGE)
+		return fail(why, "port out of range in '%s'", v);
+	if (rc < 0)
+		return fail(why,
+			    "invalid address '%s' (expected host:port, "
+			    "IPv6 as [addr]:port)", v);
+	return 0;
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)tolower((unsigned char)c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Hex digits, spaces between bytes allowed, optional 0x prefix. */
+static int parse_hex(const char *v, uint8_t **out, size_t *len, char *why)
+{
+	const char *p = v;
+	uint8_t *buf = malloc(strlen(v) / 2 + 1);
+	size_t n = 0;
+
+	if (!buf)
+		return fail(why, "out of memory");
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
+		p += 2;
+	while (*p) {
+		if (*p == ' ' || *p == '\t') {
+			p++;
+			continue;
+		}
+		int hi = hex_value(p[0]), lo = p[1] ? hex_value(p[1]) : -1;
+		if (hi < 0 || lo < 0) {
+			free(buf);
+			return fail(why,
+				    "invalid hex '%s' (expected pairs of hex "
+				    "digits)", v);
+		}
+		buf[n++] = (uint8_t)(hi << 4 | lo);
+		p += 2;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+/* ---- setters of the plain kinds: the field at k->off, within bounds ---- */
+
+static int set_size(void *t, const struct config_key *k, const char *v,
+		    const struct config_origin *o, char *why)
+{
+	char lo[32], hi[32];
+	uint64_t n;
+	int rc = units_parse_size(v, &n);
+
+	(void)o;
+	if (rc == -EINVAL)
+		return fail(why, "invalid size '%s' (e.g. 64KiB, 16MiB, 1000B)",
+			    v);
+	if (rc < 0)
+		return fail(why, "size '%s': %s", v, units_strerror(rc));
+	if (n < k->min || n > k->max) {
+		units_format_size(lo, sizeof(lo), k->min);
+		units_format_size(hi, sizeof(hi), k->max);
+		return fail(why, "size '%s' must be between %s and %s", v, lo,
+			    hi);
+	}
+	*(uint64_t *)((char *)t + k->off) = n;
+	return 0;
+}
+
+static int set_duration(void *t, const struct config_key *k, const char *v,
+			const struct config_origin *o, char *why)
+{
+	char lo[32];
+	int64_t ns;
+	int rc = units_parse_duration(v, &ns);
+
+	(void)o;
+	if (rc == -EINVAL)
+		return fail(why,
+			    "invalid duration '%s' (e.g. 250ms, 30s, 2m; "
+			    "a unit is required)", v);
+	if (rc < 0)
+		return fail(why, "duration '%s': %s", v, units_strerror(rc));
+	if (ns < (int64_t)k->min) {
+		units_format_duration(lo, sizeof(lo), (int64_t)k->min);
+		return fail(why, "duration '%s' must be at least %s", v, lo);
+	}
+	*(int64_t *)((char *)t + k->off) = ns;
+	return 0;
+}
+
+static int set_uint(void *t, const struct config_key *k, const char *v,
+		    const struct config_origin *o, char *why)
+{
+	(void)o;
+	return parse_uint(v, (unsigned long)k->min, (unsigned long)k->max,
+			  (unsigned *)((char *)t + k->off), why);
+}
+
+/* ---- [frameproxy] setters: t is the struct config ---- */
+
+static int set_log_level(void *t, const struct config_key *k, const char *v,
+			 const struct config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	if (log_level_parse(v, &((struct config *)t)->log_level) < 0)
+		return fail(why, "invalid log level '%s' (expected debug, "
+			    "info, warn or error)", v);
+	return 0;
+}
+
+static int set_poller(void *t, const struct config_key *k, const char *v,
+		      const struct config_origin *o, char *why)
+{
+	struct config *c = t;
+
+	(void)k, (void)o;
+	if (strcmp(v, "epoll") == 0)
+		c->poller = CONFIG_POLLER_EPOLL;
+	else if (strcmp(v, "uring") == 0 || strcmp(v, "io_uring") == 0)
+		c->poller = CONFIG_POLLER_URING;
+	else if (strcmp(v, "auto") == 0)
+		c->poller = CONFIG_POLLER_AUTO;
+	else if (strcmp(v, "mixed") == 0)
+		c->poller = CONFIG_POLLER_MIXED;
+	else
+		return fail(why, "invalid poller '%s' (expected epoll, uring, "
+			    "auto or mixed)", v);
+	return 0;
+}
+
+static int set_uring_write_batching(void *t, const struct config_key *k,
+				    const char *v,
+				    const struct config_origin *o, char *why)
+{
+	struct config *c = t;
+
+	(void)k, (void)o;
+	if (strcmp(v, "on") == 0)
+		c->uring_write_batching = true;
+	else if (strcmp(v, "off") == 0)
+		c->uring_write_batching = false;
+	else
+		return fail(why, "invalid uring_write_batching '%s' (expected "
+			    "on or off)", v);
+	return 0;
+}
+
+static int set_shards(void *t, const struct config_key *k, const char *v,
+		      const struct config_origin *o, char *why)
+{
+	struct config *c = t;
+
+	(void)k, (void)o;
+	if (strcmp(v, "auto") == 0) {
+		c->shards = 0;
+		return 0;
+	}
+	if (parse_uint(v, 1, 4096, &c->shards, why) < 0)
+		return fail(why, "invalid shards '%s' (expected auto or 1..4096)",
+			    v);
+	return 0;
+}
+
+static int set_pin(void *t, const struct config_key *k, const char *v,
+		   const struct config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	if (parse_bool(v, &((struct config *)t)->pin) < 0)
+		return fail(why, "invalid pin '%s' (expected on, off, true, "
+			    "false, yes, no, 1 or 0)", v);
+	return 0;
+}
+
+static int set_steer(void *t, const struct config_key *k, const char *v,
+		     const struct config_origin *o, char *why)
+{
+	struct config *c = t;
+	enum config_steer steer;
+
+	(void)k;
+	if (strcmp(v, "hash") == 0)
+		steer = CONFIG_STEER_HASH;
+	else if (strcmp(v, "cpu") == 0)
+		steer = CONFIG_STEER_CPU;
+	else
+		return fail(why, "invalid steer '%s' (expected hash or cpu)", v);
+	/* Remembered for config_finish's "needs pin" check; the last one
+	 * to set it is named. */
+	if (o->flag) {
+		char *flag = strdup(o->flag);
+		if (!flag)
+			return fail(why, "out of memory");
+		free(c->steer_flag);
+		c->steer_flag = flag;
+	} else if (o->line > 0) {
+		free(c->steer_flag);
+		c->steer_flag = NULL;
+		c->steer_line = o->line;
+	}
+	c->steer = steer;
+	return 0;
+}
+
+/* Syntax only: whether the user exists is for the machine that runs the
+ * proxy to say (a configuration may be checked elsewhere). */
+static int set_user(void *t, const struct config_key *k, const char *v,
+		    const struct config_origin *o, char *why)
+{
+	struct config *c = t;
+	size_t n = strlen(v);
+
+	(void)k, (void)o;
+	if (n == 0)
+		return fail(why, "empty user name");
+	if (n > USER_MAX)
+		return fail(why, "user name longer than %d bytes", USER_MAX);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)v[i];
+		if (isspace(ch) || iscntrl(ch))
+			return fail(why, "invalid user '%s' (a user name, no "
+				    "spaces or control characters)", v);
+	}
+	char *user = strdup(v);
+	if (!user)
+		return fail(why, "out of memory");
+	free(c->user);
+	c->user = user;
+	return 0;
+}
+
+static int set_admin(void *t, const struct config_key *k, const char *v,
+		     const struct config_origin *o, char *why)
+{
+	struct config *c = t;
+	char local[64];
+
+	(void)k, (void)o;
+	/* A bare port (":9100" or "9100") means loopback: metrics are for the
+	 * operator, so the wider address has to be written out. */
+	if (v[0] == ':' || (v[0] && strspn(v, "0123456789") == strlen(v))) {
+		snprintf(local, sizeof(local), "127.0.0.1:%s", v + (v[0] == ':'));
+		v = local;
+	}
+	if (parse_addr(v, NETADDR_ALLOW_PORT0, &c->admin, why) < 0)
+		return -1;
+	c->has_admin = true;
+	return 0;
+}
+
+/* ---- [listener NAME] setters: t is the struct config_listener ---- */
+
+static int set_listen(void *t, const struct config_key *k, const char *v,
+		      const struct config_origin *o, char *why)
+{
+	struct config_listener *l = t;
+
+	(void)k, (void)o;
+	if (parse_addr(v, NETADDR_ALLOW_PORT0, &l->listen, why) < 0)
+		return -1;
+	l->has_listen = true;
+	return 0;
+}
+
+static int set_access_log(void *t, const struct config_key *k, const char *v,
+			  const struct config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	if (parse_bool(v, &((struct config_listener *)t)->access_log) < 0)
+		return fail(why, "invalid access_log '%s' (expected on, off, true, "
+			    "false, yes, no, 1 or 0)", v);
+	return 0;
+}
+
+static int set_balance(void *t, const struct config_key *k, const char *v,
+		       const struct config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	if (balance_kind_parse(v, &((struct config_listener *)t)->balance) < 0)
+		return fail(why, "invalid balance '%s' (expected roundrobin, "
+			    "leastconn, random2 or hash)", v);
+	return 0;
+}
+
+/* allow and deny: a flag's first list replaces the file's, later ones add. */
+static int set_acl(void *t, const struct config_key *k, const char *v,
+		   const struct config_origin *o, char *why)
+{
+	struct config_listener *l = t;
+	bool allow = strcmp(k->name, "allow") == 0;
+	bool *flag_seen = allow ? &l->flag_allow : &l->flag_deny;
+	char bad[64];
+
+	if (o->flag && !*flag_seen) {
+		(allow ? &l->acl.allow : &l->acl.deny)->count = 0;
+		*flag_seen = true;
+	}
+	int rc = acl_add_list(&l->acl, allow ? ACL_ALLOW : ACL_DENY, v, bad,
+			      sizeof(bad));
+	if (rc == -ENOMEM)
+		return fail(why, "out of memory");
+	if (rc < 0 && bad[0] == '\0')
+		return fail(why, "empty list (give one or more CIDRs)");
+	if (rc < 0)
+		return fail(why, "invalid CIDR '%s' (e.g. 10.0.0.0/8, "
+			    "2001:db8::/32; no host bits past the prefix)",
+			    bad);
+	return 0;
+}
+
+static int set_check_frame(void *t, const struct config_key *k, const char *v,
+			   const struct config_origin *o, char *why)
+{
+	struct config_listener *l = t;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	(void)k, (void)o;
+	if (parse_hex(v, &buf, &len, why) < 0)
+		return -1;
+	free(l->check_frame);
+	l->check_frame = buf;
+	l->check_frame_len = len;
+	l->has_check_frame = true;
+	return 0;
+}
+
+static int parse_server_option(const char *opt, unsigned *weight, char *why)
+{
+	if (strncmp(opt, "weight=", 7) != 0)
+		return fail(why, "unknown server option '%s' (expected "
+			    "weight=N)", opt);
+	if (parse_uint(opt + 7, 1, BALANCE_MAX_WEIGHT, weight, why) < 0)
+		return fail(why, "server weight '%s' must be between 1 and %d",
+			    opt + 7, BALANCE_MAX_WEIGHT);
+	return 0;
+}
+
+/* "ADDR [weight=N]" */
+static int parse_server(const char *v, struct config_server *s, char *why)
+{
+	char buf[512];
+	char *save = NULL;
+
+	if (strlen(v) >= sizeof(buf))
+		return fail(why, "server line too long");
+	strcpy(buf, v);
+	char *addr = strtok_r(buf, " \t", &save);
+	if (!addr)
+		return fail(why, "missing server address (expected ADDR "
+			    "[weight=N])");
+	s->weight = 1;
+	for (char *opt; (opt = strtok_r(NULL, " \t", &save));) {
+		if (parse_server_option(opt, &s->weight, why) < 0)
+			return -1;
+	}
+	if (parse_addr(addr, 0, &s->addr, why) < 0)
+		return -1;
+	s->addr_text = strdup(addr);
+	return s->addr_text ? 0 : fail(why, "out of memory");
+}
+
+void config_servers_free(struct config_listener *l)
+{
+	for (size_t i = 0; i < l->nservers; i++)
+		free(l->servers[i].addr_text);
+	free(l->servers);
+	l->servers = NULL;
+	l->nservers = 0;
+}
+
+/* A flag's first server replaces the file's list, later ones add. */
+static int set_server(void *t, const struct config_key *k, const char *v,
+		      const struct config_origin *o, char *why)
+{
+	struct config_listener *l = t;
+	struct config_server s;
+
+	(void)k;
+	if (o->flag && !l->flag_servers) {
+		config_servers_free(l);
+		l->flag_servers = true;
+	}
+	if (l->nservers == BALANCE_MAX_SERVERS)
+		return fail(why, "too many servers (at most %d)",
+			    BALANCE_MAX_SERVERS);
+	if (parse_server(v, &s, why) < 0)
+		return -1;
+	struct config_server *p =
+		realloc(l->servers, (l->nservers + 1) * sizeof(*p));
+	if (!p) {
+		free(s.addr_text);
+		return fail(why, "out of memory");
+	}
+	l->servers = p;
+	l->servers[l->nservers++] = s;
+	return 0;
+}
+
+/* ---- the table ---- */
+
+#define G CONFIG_SCOPE_GLOBAL
+#define L CONFIG_SCOPE_LISTENER
+#define G_OFF(f) offsetof(struct config, f)
+#define L_OFF(f) offsetof(struct config_listener, f)
+
+const struct config_key config_keys[] = {
+	{ .name = "log_level", .scope = G, .set = set_log_level,
+	  .def = "info", .flag = "--log-level",
+	  .arg = "debug|info|warn|error", .help = "least severe level logged" },
+	{ .name = "poller", .scope = G, .set = set_poller, .def = "auto",
+	  .flag = "--poller", .arg = "epoll|uring|auto|mixed",
+	  .help = "mixed: both, on alternate shards" },
+	{ .name = "uring_write_batching", .scope = G,
+	  .set = set_uring_write_batching, .def = "off",
+	  .flag = "--uring-write-batching", .arg = "on|off",
+	  .help = "io_uring: sends go in one enter" },
+	{ .name = "shards", .scope = G, .set = set_shards, .def = "auto",
+	  .flag = "--shards", .arg = "N|auto",
+	  .help = "processes; auto: one per CPU" },
+	{ .name = "pin", .scope = G, .set = set_pin, .def = "off",
+	  .flag = "--pin", .help = "shard i on CPU i, wrapping" },
+	{ .name = "steer", .scope = G, .set = set_steer, .def = "hash",
+	  .flag = "--steer", .arg = "hash|cpu",
+	  .help = "cpu: by receiving CPU, needs --pin" },
+	{ .name = "user", .scope = G, .set = set_user, .flag = "--user",
+	  .arg = "NAME", .help = "drop privileges after binding" },
+	{ .name = "admin", .scope = G, .set = set_admin, .flag = "--admin",
+	  .arg = "ADDR|PORT",
+	  .help = "GET /metrics, /stats (PORT: on loopback)" },
+	{ .name = "drain_timeout", .scope = G, .set = set_duration,
+	  .off = G_OFF(drain_timeout), .def = "10s",
+	  .flag = "--drain-timeout", .arg = "DUR",
+	  .help = "time to finish frames in flight" },
+
+	{ .name = "listen", .scope = L, .set = set_listen, .flag = "--listen",
+	  .arg = "ADDR", .help = "where clients connect; port 0 picks one" },
+	{ .name = "max_frame", .scope = L, .set = set_size,
+	  .off = L_OFF(max_frame), .min = 1, .max = UINT32_MAX,
+	  .def = "16MiB", .flag = "--max-frame", .arg = "SIZE",
+	  .help = "largest frame payload" },
+	{ .name = "buffer", .scope = L, .set = set_size,
+	  .off = L_OFF(buffer), .min = 1024, .max = UINT64_C(1) << 30,
+	  .def = "64KiB", .flag = "--buffer", .arg = "SIZE",
+	  .help = "buffer per direction" },
+	{ .name = "connect_timeout", .scope = L, .set = set_duration,
+	  .off = L_OFF(connect_timeout), .min = UNITS_NS_PER_MS, .def = "2s",
+	  .flag = "--connect-timeout", .arg = "DUR",
+	  .help = "upstream connect" },
+	{ .name = "idle_timeout", .scope = L, .set = set_duration,
+	  .off = L_OFF(idle_timeout), .def = "60s", .flag = "--idle-timeout",
+	  .arg = "DUR", .help = "no byte either way; 0 = never" },
+	{ .name = "frame_timeout", .scope = L, .set = set_duration,
+	  .off = L_OFF(frame_timeout), .def = "30s",
+	  .flag = "--frame-timeout", .arg = "DUR",
+	  .help = "to finish a started frame; 0 = off" },
+	{ .name = "max_connections", .scope = L, .set = set_uint,
+	  .off = L_OFF(max_connections), .min = 1, .max = 10000000,
+	  .def = "10000", .flag = "--max-connections", .arg = "N",
+	  .help = "open client connections" },
+	{ .name = "max_per_client", .scope = L, .set = set_uint,
+	  .off = L_OFF(max_per_client), .min = 0, .max = 10000000, .def = "0",
+	  .flag = "--max-per-client", .arg = "N",
+	  .help = "per client IP; 0 = unlimited" },
+	{ .name = "access_log", .scope = L, .set = set_access_log,
+	  .def = "on", .flag = "--access-log", .arg = "on|off",
+	  .help = "a line per closed connection" },
+	{ .name = "allow", .scope = L, .set = set_acl, .repeat = true,
+	  .flag = "--allow", .arg = "CIDR,...",
+	  .help = "only these clients (repeat to add)" },
+	{ .name = "deny", .scope = L, .set = set_acl, .repeat = true,
+	  .flag = "--deny", .arg = "CIDR,...",
+	  .help = "never these clients (repeat to add)" },
+	{ .name = "balance", .scope = L, .set = set_balance,
+	  .def = "roundrobin", .flag = "--balance",
+	  .arg = "roundrobin|leastconn|random2|hash",
+	  .help = "how a server is picked" },
+	{ .name = "retries", .scope = L, .set = set_uint,
+	  .off = L_OFF(retries), .min = 0, .max = 100, .def = "2",
+	  .flag = "--retries", .arg = "N",
+	  .help = "servers tried after a failed connect" },
+	{ .name = "fail_threshold", .scope = L, .set = set_uint,
+	  .off = L_OFF(fail_threshold), .min = 1, .max = 1000, .def = "3",
+	  .flag = "--fail-threshold", .arg = "N",
+	  .help = "failed connects that take it out" },
+	{ .name = "fail_timeout", .scope = L, .set = set_duration,
+	  .off = L_OFF(fail_timeout), .min = UNITS_NS_PER_MS, .def = "10s",
+	  .flag = "--fail-timeout", .arg = "DUR",
+	  .help = "how long it stays out" },
+	{ .name = "health_interval", .scope = L, .set = set_duration,
+	  .off = L_OFF(health_interval), .def = "0",
+	  .flag = "--health-interval", .arg = "DUR",
+	  .help = "active checks; 0 = off" },
+	{ .name = "health_rise", .scope = L, .set = set_uint,
+	  .off = L_OFF(health_rise), .min = 1, .max = 100, .def = "2",
+	  .flag = "--health-rise", .arg = "N",
+	  .help = "passed checks that bring it back" },
+	{ .name = "health_fall", .scope = L, .set = set_uint,
+	  .off = L_OFF(health_fall), .min = 1, .max = 100, .def = "3",
+	  .flag = "--health-fall", .arg = "N",
+	  .help = "failed checks that take it out" },
+	{ .name = "check_frame", .scope = L, .set = set_check_frame,
+	  .flag = "--check-frame", .arg = "HEX",
+	  .help = "payload a check sends (else: a connect)" },
+	{ .name = "server", .scope = L, .set = set_server, .repeat = true,
+	  .flag = "--server", .arg = "'ADDR [weight=N]'",
+	  .help = "an upstream (repeat for more)" },
+};
+
+const size_t config_key_count = sizeof(config_keys) / sizeof(config_keys[0]);
+
+_Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) <= CONFIG_KEYS_MAX,
+	       "raise CONFIG_KEYS_MAX");
+
+const struct config_key *config_key_find(const char *name)
+{
+	for (size_t i = 0; i < config_key_count; i++) {
+		if (strcmp(config_keys[i].name, name) == 0)
+			return &config_keys[i];
+	}
+	return NULL;
+}
+
+void config_keys_defaults(void *target, enum config_scope scope)
+{
+	static const struct config_origin none;
+	char why[CONFIG_WHY_MAX];
+
+	for (size_t i = 0; i < config_key_count; i++) {
+		const struct config_key *k = &config_keys[i];
+		/* A default that does not parse is a bug in the table. */
+		if (k->scope == scope && k->def &&
+		    k->set(target, k, k->def, &none, why) < 0)
+			abort();
+	}
+}
+
+/* ---- flags ---- */
+
+bool config_flag_get(size_t i, config_flag *out)
+{
+	for (size_t j = 0; j < config_key_count; j++) {
+		const struct config_key *k = &config_keys[j];
+		if (!k->flag || i-- > 0)
+			continue;
+		*out = (config_flag){ k->flag, k->name, k->arg != NULL };
+		return true;
+	}
+	return false;
+}
+
+void config_print_flags(FILE *out)
+{
+	char left[64];
+
+	for (size_t i = 0; i < config_key_count; i++) {
+		const struct config_key *k = &config_keys[i];
+		if (!k->flag)
+			continue;
+		if (i > 0 && k->scope != config_keys[i - 1].scope)
+			fputc('\n', out);
+		snprintf(left, sizeof(left), "%s%s%s", k->flag,
+			 k->arg ? " " : "", k->arg ? k->arg : "");
+		if (strlen(left) > 27)
+			fprintf(out, "  %s\n%30s", left, "");
+		else
+			fprintf(out, "  %-27s ", left);
+		if (k->def)
+			fprintf(out, "%s (default %s)\n", k->help, k->def);
+		else
+			fprintf(out, "%s\n", k->help);
+	}
+}
