@@ -250,14 +250,16 @@ TEST_CASE("compare: a tiny run with the shard sweep writes CSV, summary, plots a
 
 	std::vector<std::string> lines = split(slurp(out + "/results.csv"), '\n');
 	REQUIRE(lines.size() >= 2);
+	// The original twelve columns first, in their order; new ones after.
 	CHECK(lines[0] == "round,phase,workload,target,poller,shards,frames_per_s,"
-			  "p50_us,p99_us,cpu_us_per_frame,syscalls_per_frame,noisy");
+			  "p50_us,p99_us,cpu_us_per_frame,syscalls_per_frame,noisy,"
+			  "machine_cpu_us_per_frame,machine_cpu_us_per_frame_minus_direct");
 	std::map<std::string, std::vector<std::string>> rows;
 	for (size_t i = 1; i < lines.size(); i++) {
 		if (lines[i].empty())
 			continue;
 		std::vector<std::string> f = split(lines[i], ',');
-		REQUIRE(f.size() == 12);
+		REQUIRE(f.size() == 14);
 		INFO("row: " << lines[i]);
 		CHECK(f[0] == "1");
 		CHECK(f[2] == "small-d1");
@@ -275,13 +277,18 @@ TEST_CASE("compare: a tiny run with the shard sweep writes CSV, summary, plots a
 		CHECK(num(f[7]) > 0);  // p50
 		CHECK(num(f[8]) >= num(f[7]));  // p99
 		CHECK((f[11] == "0" || f[11] == "1"));
+		CHECK(num(f[12]) > 0);  // machine CPU us/frame
 		if (f[3] == "epoll") {
 			CHECK(f[4] == "epoll");
 			CHECK(num(f[9]) > 0);   // shard CPU us/frame
 			CHECK(num(f[10]) > 0);  // syscalls/frame
+			// minus direct's of the same round: a number (of either sign)
+			CHECK(!f[13].empty());
+			CHECK(f[13].find_first_not_of("-0123456789.") == std::string::npos);
 		} else {
 			CHECK(f[9].empty());
 			CHECK(f[10].empty());
+			CHECK(f[13].empty());
 		}
 	}
 
@@ -290,6 +297,8 @@ TEST_CASE("compare: a tiny run with the shard sweep writes CSV, summary, plots a
 	CHECK(summary.find("## Shard sweep") != std::string::npos);
 	CHECK(summary.find("#### small-d1") != std::string::npos);
 	CHECK(summary.find("| epoll | 2 |") != std::string::npos);
+	CHECK(summary.find("| machine CPU us/frame | machine CPU us/frame minus direct |") !=
+	      std::string::npos);
 	CHECK(summary.find("## Failures") == std::string::npos);
 
 	std::string idle = slurp(out + "/idle.csv");
