@@ -13,6 +13,7 @@
 
 #include "proxy/frame.h"
 #include "proxy/rpc_field.h"
+#include "proxy/rpc_inflight.h"
 #include "proxy/rpc_req.h"
 
 namespace rpctest {
@@ -77,6 +78,40 @@ struct Pool {
 	}
 	Pool(const Pool &) = delete;
 	Pool &operator=(const Pool &) = delete;
+};
+
+struct Conn {
+	rpc_inflight q;
+	Conn(Pool &pool, uint32_t max, rpc_field tag = { 0, 0 },
+	     bool keep = false, unsigned *load = nullptr)
+	{
+		rpc_inflight_params params = { max, tag, keep, load };
+		REQUIRE(rpc_inflight_init(&q, &pool.p, &params) == 0);
+	}
+	~Conn()
+	{
+		rpc_req_list out = {};
+		rpc_inflight_drain(&q, &out);
+		// Requests still owned go back to their clients' hands: a
+		// test that leaves some owned must detach its orders first.
+		CHECK(out.count == 0);
+		rpc_inflight_free(&q);
+	}
+	// Write everything queued; the payloads in write order.
+	std::vector<std::string> write_all()
+	{
+		std::vector<std::string> out;
+		iovec iov[64];
+		size_t n;
+		while ((n = rpc_inflight_gather(&q, iov, 64, nullptr))) {
+			for (size_t i = 0; i < n; i++)
+				out.push_back(payload_of(iov[i]));
+			rpc_inflight_wrote(&q);
+		}
+		return out;
+	}
+	Conn(const Conn &) = delete;
+	Conn &operator=(const Conn &) = delete;
 };
 
 } // namespace rpctest
