@@ -14,6 +14,7 @@
 #include "proxy/frame.h"
 #include "proxy/rpc_field.h"
 #include "proxy/rpc_inflight.h"
+#include "proxy/rpc_order.h"
 #include "proxy/rpc_req.h"
 
 namespace rpctest {
@@ -78,6 +79,35 @@ struct Pool {
 	}
 	Pool(const Pool &) = delete;
 	Pool &operator=(const Pool &) = delete;
+};
+
+struct Order {
+	rpc_order o;
+	Order(Pool &pool, uint32_t max_inflight, size_t budget = SIZE_MAX)
+	{
+		REQUIRE(rpc_order_init(&o, &pool.p, max_inflight, budget) ==
+			0);
+	}
+	~Order()
+	{
+		rpc_order_detach(&o);
+		rpc_order_free(&o);
+	}
+	// The payloads of everything deliverable now, written and released.
+	std::vector<std::string> deliver(size_t max_iov = 64)
+	{
+		std::vector<std::string> out;
+		std::vector<iovec> iov(max_iov);
+		size_t n;
+		while ((n = rpc_order_take(&o, iov.data(), max_iov, nullptr))) {
+			for (size_t i = 0; i < n; i++)
+				out.push_back(payload_of(iov[i]));
+			rpc_order_release(&o);
+		}
+		return out;
+	}
+	Order(const Order &) = delete;
+	Order &operator=(const Order &) = delete;
 };
 
 struct Conn {
