@@ -1,0 +1,101 @@
+#include "proxy/rpc_field.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proxy/frame.h"
+
+/* Decimal digits only (no sign, no space, no base prefix) into *out, up to
+ * max; returns the first byte after them, or NULL. */
+static const char *parse_decimal(const char *p, uint64_t max, uint64_t *out)
+{
+	uint64_t n = 0;
+	const char *start = p;
+
+	for (; *p >= '0' && *p <= '9'; p++) {
+		n = n * 10 + (uint64_t)(*p - '0');
+		if (n > max)
+			return NULL;
+	}
+	if (p == start)
+		return NULL;
+	*out = n;
+	return p;
+}
+
+int rpc_field_parse(const char *text, rpc_field *out, char *why,
+		    size_t why_len)
+{
+	uint64_t offset = 0, len = 0;
+	const char *p = parse_decimal(text, UINT32_MAX, &offset);
+
+	if (p && *p == ':')
+		p = parse_decimal(p + 1, RPC_FIELD_MAX_LEN, &len);
+	else
+		p = NULL;
+	if (!p || *p != '\0' || len < 1 || offset + len > UINT32_MAX) {
+		snprintf(why, why_len,
+			 "invalid field '%s' (OFFSET:LEN, LEN 1..%u)", text,
+			 RPC_FIELD_MAX_LEN);
+		return -EINVAL;
+	}
+	out->offset = (uint32_t)offset;
+	out->len = (uint32_t)len;
+	return 0;
+}
+
+int rpc_field_find(const rpc_field *field, const uint8_t *frame, size_t len,
+		   size_t *at)
+{
+	if (len < FRAME_HEADER_SIZE)
+		return -EBADMSG;
+	uint64_t payload = frame_read_length(frame);
+	uint64_t given = len - FRAME_HEADER_SIZE;
+	uint64_t end = (uint64_t)field->offset + field->len;
+
+	if (end > payload || end > given)
+		return -EBADMSG;
+	*at = FRAME_HEADER_SIZE + field->offset;
+	return 0;
+}
+
+uint64_t rpc_field_get(const uint8_t *p, uint32_t len)
+{
+	uint64_t value = 0;
+
+	for (uint32_t i = 0; i < len; i++)
+		value = value << 8 | p[i];
+	return value;
+}
+
+void rpc_field_put(uint8_t *p, uint32_t len, uint64_t value)
+{
+	for (uint32_t i = len; i-- > 0;) {
+		p[i] = (uint8_t)value;
+		value >>= 8;
+	}
+}
+
+int rpc_field_pick(struct balancer *b, const rpc_field *field,
+		   const uint8_t *frame, size_t len,
+		   const struct balance_tried *tried, int *server)
+{
+	struct sockaddr_in6 key;
+	size_t at;
+	int rc = rpc_field_find(field, frame, len, &at);
+
+	if (rc < 0)
+		return rc;
+	/* balance.h hashes client addresses only (its byte hash is private
+	 * to balance.c), so the key travels as a made-up IPv6 address. A
+	 * first byte that is never zero keeps it from reading as an
+	 * IPv4-mapped address, which would hash only its last four bytes. */
+	memset(&key, 0, sizeof(key));
+	key.sin6_family = AF_INET6;
+	key.sin6_addr.s6_addr[0] = (uint8_t)(0x80 | field->len);
+	memcpy(&key.sin6_addr.s6_addr[1], frame + at, field->len);
+	*server = balance_pick(b, (const struct sockaddr *)&key, tried);
+	return 0;
+}
