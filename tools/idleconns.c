@@ -16,8 +16,9 @@
  * A connection the peer closes (or writes to) while held idle is reported
  * the same way; it is left alone and makes the exit status 1 at the end.
  *
- * Plain POSIX sockets and poll(2): no project libraries. The soft
- * RLIMIT_NOFILE is raised to the hard limit first.
+ * Plain POSIX sockets and poll(2); of the project it takes only inline
+ * helpers and the address parser (poll_addr_parse), no scheduler or poller.
+ * The soft RLIMIT_NOFILE is raised to the hard limit first.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -357,7 +358,8 @@ static void conn_step(struct conn *c, uint32_t idx, short revents,
 static void setup_batch(struct conn *conns, uint32_t first, uint32_t count,
 			struct pollfd *pfds, uint32_t *map, uint8_t **bufs)
 {
-	int64_t deadline = sched_clock_ns(CLOCK_MONOTONIC) / 1000000 + opt.timeout_ms;
+	int64_t deadline =
+		sched_clock_ns(CLOCK_MONOTONIC) / 1000000 + opt.timeout_ms;
 	for (uint32_t k = 0; k < count; k++) {
 		uint32_t idx = first + k;
 		struct conn *c = &conns[idx];
