@@ -149,7 +149,8 @@ static void mark_stop(rpc_order *o, uint64_t seq, int reason)
 
 void rpc_order_fail(rpc_order *o, rpc_req *req, int reason)
 {
-	assert(req->owner == o && !req->on && req->state == RPC_REQ_NEW);
+	assert(req->owner == o && !req->on);
+	assert(req->state == RPC_REQ_NEW || req->state == RPC_REQ_SENT);
 	req->state = RPC_REQ_FAILED;
 	rpc_req_drop_bytes(req, o->pool->keep_bytes);
 	mark_stop(o, req->seq, reason);

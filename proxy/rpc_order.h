@@ -100,8 +100,8 @@ typedef enum rpc_answer {
 } rpc_answer;
 
 /* What the upstream side does with a matched request: fill its client's
- * slot, or drop it when the client is gone. rpc_answer or -ENOMEM (the
- * request is untouched: fail it). */
+ * slot, or drop it when the client is gone. rpc_answer, or -ENOMEM: the
+ * request is untouched, and the caller fails it (no_memory). */
 int rpc_order_answer(rpc_pool *pool, rpc_req *req, const uint8_t *reply,
 		     size_t len);
 
@@ -120,8 +120,9 @@ size_t rpc_order_take(rpc_order *o, struct iovec *iov, size_t max_iov,
 /* Everything taken is written: those requests go back to the pool. */
 void rpc_order_release(rpc_order *o);
 
-/* The request (off its connection, state NEW) is lost: no reply will be
- * delivered from it on. */
+/* The request is lost: no reply will be delivered from it on. It is off
+ * its connection: drained (state NEW), or matched but its reply could not
+ * be stored (SENT, after rpc_order_answer's -ENOMEM). */
 void rpc_order_fail(rpc_order *o, rpc_req *req, int reason);
 
 /* No request after the ones already pushed will be delivered. */

@@ -403,3 +403,23 @@ TEST_CASE("rpc order: a failure takes the later unwritten requests off "
 	CHECK(rpc_order_finished(&order.o)); // nothing before seq 0
 	CHECK(rpc_order_detach(&order.o) == 1);
 }
+
+TEST_CASE("rpc order: a matched request whose reply could not be stored "
+	  "can be failed", "[rpc]")
+{
+	Pool pool;
+	Conn a(pool, 16);
+	Order order(pool, 16);
+	send(pool, order, a, 3);
+	answer(pool, a, "r0");
+	Bytes reply = frame("r1");
+	rpc_req *r1 = nullptr;
+	REQUIRE(rpc_inflight_match(&a.q, reply.data(), reply.size(), &r1) ==
+		RPC_MATCH_OK);
+	// as after rpc_order_answer's -ENOMEM
+	rpc_order_fail(&order.o, r1, REASON_BAD);
+	answer(pool, a, "r2");
+	CHECK(order.deliver() == Strings{ "r0" });
+	CHECK(rpc_order_finished(&order.o));
+	CHECK(rpc_order_reason(&order.o) == REASON_BAD);
+}
