@@ -400,6 +400,9 @@ public:
 		// Our own view of the terminal's settings.
 		slave_ = open(name.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC);
 		REQUIRE(slave_ >= 0);
+		// Taken before the child exists: once it runs it may already
+		// have switched the terminal to raw mode.
+		REQUIRE(tcgetattr(slave_, &before_) == 0);
 		pid_ = fork();
 		REQUIRE(pid_ >= 0);
 		if (pid_ == 0)
@@ -467,6 +470,9 @@ public:
 		return -1;
 	}
 
+	// The terminal's settings before the child started.
+	struct termios termios_before() const { return before_; }
+
 	struct termios termios_now() const
 	{
 		struct termios t;
@@ -515,6 +521,7 @@ private:
 
 	int master_ = -1, slave_ = -1;
 	pid_t pid_ = -1;
+	struct termios before_ = {};
 };
 
 } // namespace
@@ -695,7 +702,7 @@ TEST_CASE("frametop: on a terminal, redraws in place and restores it",
 		INFO("quit by " << how);
 		PtyChild top({exe("FRAMETOP"), "--admin", fake.addr(),
 			      "--interval", "100ms"});
-		struct termios before = top.termios_now();
+		struct termios before = top.termios_before();
 		REQUIRE((before.c_lflag & ICANON));
 		// Two screens, so that a redraw has happened.
 		bool drawn = top.read_until_count("q: quit", 2, 10000);
