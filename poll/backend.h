@@ -26,7 +26,7 @@ enum pd_slot {
 /* Lives on the parked coroutine's stack, so a result delivered after the
  * pollDesc was recycled never lands in the next owner's state. */
 struct pd_waiter {
-	coro_t *coro;
+	coro *coro;
 	int result;
 };
 
@@ -38,7 +38,7 @@ struct pd_dir_state {
 	pd_watch_fn watch_fn;
 	void *watch_arg;
 	sched_timer timer;       /* fires at `deadline` */
-	pd_t *pd;                /* back pointer for the timer callback */
+	poll_desc *pd;                /* back pointer for the timer callback */
 	uint8_t dir;             /* PD_READ or PD_WRITE */
 };
 
@@ -48,7 +48,7 @@ enum pd_state {
 	PD_ZOMBIE,       /* closed, backend still owns an in-flight request */
 };
 
-struct pd {
+struct poll_desc {
 	int fd;
 	uint32_t index;          /* slot number in the slab */
 	uint32_t gen;            /* bumped at close: events carrying the old one are stale */
@@ -59,7 +59,7 @@ struct pd {
 	bool rd_hup;             /* EV_HUP seen: reads never skip to a park */
 	uint32_t streak;         /* ops completed without parking (fairness) */
 	struct pd_dir_state rd, wr;
-	pd_t *next_free;
+	poll_desc *next_free;
 };
 
 /* Event tokens: generation in the high half, slot index in the low half.
@@ -67,7 +67,7 @@ struct pd {
 #define POLL_TOKEN_INTERNAL (1ull << 63)
 #define POLL_GEN_MASK 0x7fffffffu
 
-static inline uint64_t pd_token(const pd_t *pd)
+static inline uint64_t pd_token(const poll_desc *pd)
 {
 	return ((uint64_t)(pd->gen & POLL_GEN_MASK) << 32) | pd->index;
 }
@@ -83,10 +83,10 @@ struct poll_backend {
 	int (*open)(char *why, size_t why_len);
 	void (*close)(void);
 	/* Register a freshly opened pd (once, for its whole life). */
-	int (*add)(pd_t *pd);
+	int (*add)(poll_desc *pd);
 	/* Deregister before the fd is closed. Returns true when the backend
 	 * still owns a request for the pd and will call pd_slot_release later. */
-	bool (*del)(pd_t *pd);
+	bool (*del)(poll_desc *pd);
 	/* The netpoll hook body: wait up to delay_ns (<0 forever, 0 not at all). */
 	int (*poll)(int64_t delay_ns);
 	/*
@@ -99,8 +99,8 @@ struct poll_backend {
 	 * the send, and takes the plain path outside a coroutine. Neither
 	 * changes `iov`; the caller advances it.
 	 */
-	ssize_t (*recv)(pd_t *pd, void *buf, size_t len);
-	ssize_t (*sendmsg)(pd_t *pd, struct iovec *iov, int iov_count);
+	ssize_t (*recv)(poll_desc *pd, void *buf, size_t len);
+	ssize_t (*sendmsg)(poll_desc *pd, struct iovec *iov, int iov_count);
 };
 
 extern const struct poll_backend poll_backend_epoll;
@@ -115,23 +115,23 @@ extern const struct poll_backend *poll_g_backend;
  * coroutines/watches it woke. Stale tokens are counted and dropped. */
 int pd_deliver(uint64_t token, unsigned ev);
 /* Look up a token's slot regardless of generation (NULL if out of range). */
-pd_t *pd_slot(uint32_t index);
+poll_desc *pd_slot(uint32_t index);
 /* A zombie's last backend request is done: the slot may be reused. */
-void pd_slot_release(pd_t *pd);
+void pd_slot_release(poll_desc *pd);
 /* Map poll(2)/epoll bits to EV_READ|EV_WRITE|EV_HUP. */
 unsigned pd_events_from_mask(uint32_t mask);
 
 /* For net.c: -EBADF/-ETIMEDOUT/0 for a direction, without a syscall. */
-int pd_check(pd_t *pd, pd_dir dir);
+int pd_check(poll_desc *pd, pd_dir dir);
 /* Drop a READY left by an old edge before an op looks at the fd itself. */
-void pd_prepare(pd_t *pd, pd_dir dir);
+void pd_prepare(poll_desc *pd, pd_dir dir);
 
 /* net.c: the plain syscalls behind the recv and sendmsg ops, for backends
  * whose own op falls back to them. Same contract as the ops. */
-ssize_t pd_sys_recv(pd_t *pd, void *buf, size_t len);
-ssize_t pd_sys_sendmsg(pd_t *pd, struct iovec *iov, int iov_count);
+ssize_t pd_sys_recv(poll_desc *pd, void *buf, size_t len);
+ssize_t pd_sys_sendmsg(poll_desc *pd, struct iovec *iov, int iov_count);
 
 /* Internal pd_open for fds known to be non-blocking already. */
-int pd_open_nonblock(int fd, pd_t **out);
+int pd_open_nonblock(int fd, poll_desc **out);
 
 #endif

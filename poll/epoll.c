@@ -35,7 +35,7 @@ static void ep_close(void)
 	epfd = -1;
 }
 
-static int ep_add(pd_t *pd)
+static int ep_add(poll_desc *pd)
 {
 	struct epoll_event ev = {
 		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
@@ -49,7 +49,7 @@ static int ep_add(pd_t *pd)
 
 /* Explicit DEL: close() only drops the registration when no dup of the fd
  * survives, and a surviving dup would keep sending events for a dead pd. */
-static bool ep_del(pd_t *pd)
+static bool ep_del(poll_desc *pd)
 {
 	poll_g_stats.syscalls++;
 	epoll_ctl(epfd, EPOLL_CTL_DEL, pd->fd, NULL);

@@ -21,7 +21,7 @@
 #define ACCEPT_BACKOFF_MIN_NS (1 * 1000000ll)
 #define ACCEPT_BACKOFF_MAX_NS (256 * 1000000ll)
 
-static void fair(pd_t *pd)
+static void fair(poll_desc *pd)
 {
 	if (++pd->streak < POLL_FAIR_STREAK)
 		return;
@@ -86,7 +86,7 @@ int poll_listen_socket(const struct sockaddr *addr, socklen_t addr_len,
 }
 
 int poll_listen(const struct sockaddr *addr, socklen_t addr_len, int backlog,
-		unsigned flags, pd_t **out)
+		unsigned flags, poll_desc **out)
 {
 	if (!addr || !out)
 		return -EINVAL;
@@ -102,7 +102,7 @@ int poll_listen(const struct sockaddr *addr, socklen_t addr_len, int backlog,
 /* EMFILE/ENFILE: the connection stays queued and the listener stays
  * readable, so waiting for readiness would spin. Sleep instead, doubling up
  * to a bound, and never past the read deadline. */
-static int accept_backoff(pd_t *listener, int64_t *backoff)
+static int accept_backoff(poll_desc *listener, int64_t *backoff)
 {
 	uint32_t gen = listener->gen;
 	poll_g_stats.accept_pauses++;
@@ -124,7 +124,7 @@ static int accept_backoff(pd_t *listener, int64_t *backoff)
 	return pd_check(listener, PD_READ);
 }
 
-static int accepted(int fd, pd_t **out, struct sockaddr_storage *peer)
+static int accepted(int fd, poll_desc **out, struct sockaddr_storage *peer)
 {
 	if (is_inet(peer->ss_family))
 		set_nodelay(fd);
@@ -134,7 +134,7 @@ static int accepted(int fd, pd_t **out, struct sockaddr_storage *peer)
 	return rc;
 }
 
-int pd_accept(pd_t *listener, pd_t **out, struct sockaddr_storage *peer,
+int pd_accept(poll_desc *listener, poll_desc **out, struct sockaddr_storage *peer,
 	      socklen_t *peer_len)
 {
 	struct sockaddr_storage local;
@@ -193,7 +193,7 @@ static int connect_result(int fd)
 	return errno == ENOTCONN ? -EINPROGRESS : -errno;
 }
 
-static int connect_wait(pd_t *pd, int64_t timeout_ns)
+static int connect_wait(poll_desc *pd, int64_t timeout_ns)
 {
 	if (timeout_ns > 0)
 		pd_set_deadline(pd, PD_WRITE, sched_now() + timeout_ns);
@@ -209,7 +209,7 @@ static int connect_wait(pd_t *pd, int64_t timeout_ns)
 }
 
 int poll_connect(const struct sockaddr *addr, socklen_t addr_len,
-		 int64_t timeout_ns, pd_t **out)
+		 int64_t timeout_ns, poll_desc **out)
 {
 	if (!addr || !out)
 		return -EINVAL;
@@ -219,7 +219,7 @@ int poll_connect(const struct sockaddr *addr, socklen_t addr_len,
 		return -errno;
 	if (is_inet(addr->sa_family))
 		set_nodelay(fd);
-	pd_t *pd;
+	poll_desc *pd;
 	int rc = pd_open_nonblock(fd, &pd);
 	if (rc < 0) {
 		close(fd);
@@ -240,7 +240,7 @@ int poll_connect(const struct sockaddr *addr, socklen_t addr_len,
 /* --- backend I/O -------------------------------------------------------- */
 
 /* read(2), not recv(2): pipes and other non-sockets read the same way. */
-ssize_t pd_sys_recv(pd_t *pd, void *buf, size_t len)
+ssize_t pd_sys_recv(poll_desc *pd, void *buf, size_t len)
 {
 	poll_g_stats.syscalls++;
 	ssize_t n = read(pd->fd, buf, len);
@@ -249,7 +249,7 @@ ssize_t pd_sys_recv(pd_t *pd, void *buf, size_t len)
 
 /* sendmsg with MSG_NOSIGNAL so a vanished peer is -EPIPE, not a signal;
  * plain writev for pipes and other non-sockets. */
-ssize_t pd_sys_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
+ssize_t pd_sys_sendmsg(poll_desc *pd, struct iovec *iov, int iov_count)
 {
 	poll_g_stats.syscalls++;
 	if (!pd->not_socket) {
@@ -267,13 +267,13 @@ ssize_t pd_sys_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
 }
 
 /* A backend without its own op costs no indirect call. */
-static ssize_t io_recv(pd_t *pd, void *buf, size_t len)
+static ssize_t io_recv(poll_desc *pd, void *buf, size_t len)
 {
 	const struct poll_backend *b = poll_g_backend;
 	return b->recv ? b->recv(pd, buf, len) : pd_sys_recv(pd, buf, len);
 }
 
-static ssize_t io_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
+static ssize_t io_sendmsg(poll_desc *pd, struct iovec *iov, int iov_count)
 {
 	const struct poll_backend *b = poll_g_backend;
 	return b->sendmsg ? b->sendmsg(pd, iov, iov_count)
@@ -282,7 +282,7 @@ static ssize_t io_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
 
 /* --- read --------------------------------------------------------------- */
 
-ssize_t pd_try_read(pd_t *pd, void *buf, size_t len)
+ssize_t pd_try_read(poll_desc *pd, void *buf, size_t len)
 {
 	int rc = pd_check(pd, PD_READ);
 	if (rc < 0)
@@ -301,17 +301,17 @@ ssize_t pd_try_read(pd_t *pd, void *buf, size_t len)
  * Not once the peer has hung up: its FIN may have come with the data that
  * read consumed, and no edge would ever follow.
  */
-static bool read_would_block(const pd_t *pd)
+static bool read_would_block(const poll_desc *pd)
 {
 	return pd->rd_drained && !pd->rd_hup && pd->rd.slot == SLOT_EMPTY;
 }
 
-bool pd_read_drained(const pd_t *pd)
+bool pd_read_drained(const poll_desc *pd)
 {
 	return read_would_block(pd);
 }
 
-ssize_t pd_read(pd_t *pd, void *buf, size_t len)
+ssize_t pd_read(poll_desc *pd, void *buf, size_t len)
 {
 	int rc = pd_check(pd, PD_READ);
 	if (rc < 0)
@@ -340,7 +340,7 @@ ssize_t pd_read(pd_t *pd, void *buf, size_t len)
 	}
 }
 
-ssize_t pd_read_full(pd_t *pd, void *buf, size_t len)
+ssize_t pd_read_full(poll_desc *pd, void *buf, size_t len)
 {
 	size_t done = 0;
 	while (done < len) {
@@ -369,7 +369,7 @@ static void iov_advance(struct iovec **iov, int *count, size_t n)
 	}
 }
 
-ssize_t pd_writev_full(pd_t *pd, struct iovec *iov, int iov_count)
+ssize_t pd_writev_full(poll_desc *pd, struct iovec *iov, int iov_count)
 {
 	int rc = pd_check(pd, PD_WRITE);
 	if (rc < 0)
@@ -399,13 +399,13 @@ ssize_t pd_writev_full(pd_t *pd, struct iovec *iov, int iov_count)
 	return (ssize_t)total;
 }
 
-ssize_t pd_write_full(pd_t *pd, const void *buf, size_t len)
+ssize_t pd_write_full(poll_desc *pd, const void *buf, size_t len)
 {
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	return pd_writev_full(pd, &iov, 1);
 }
 
-int pd_shutdown(pd_t *pd, int how)
+int pd_shutdown(poll_desc *pd, int how)
 {
 	if (!pd || pd->closing)
 		return -EBADF;

@@ -16,7 +16,7 @@
 #include "poll/poll.h"
 #include "sched/sched.h"
 
-/* Slots live in fixed chunks so a pd_t* stays valid while the poller lives. */
+/* Slots live in fixed chunks so a poll_desc* stays valid while the poller lives. */
 #define CHUNK_SHIFT 8
 #define CHUNK_SIZE (1u << CHUNK_SHIFT)
 
@@ -24,11 +24,11 @@ poll_stats poll_g_stats;
 
 const struct poll_backend *poll_g_backend;
 static poll_kind be_kind;
-static pd_t **chunks;
+static poll_desc **chunks;
 static uint32_t chunk_count;
 static uint32_t chunk_cap;
 static uint32_t slot_count;
-static pd_t *free_list;
+static poll_desc *free_list;
 
 /* --- names -------------------------------------------------------------- */
 
@@ -63,32 +63,32 @@ const char *poll_kind_name(poll_kind kind)
 
 /* --- slots -------------------------------------------------------------- */
 
-pd_t *pd_slot(uint32_t index)
+poll_desc *pd_slot(uint32_t index)
 {
 	if (index >= slot_count)
 		return NULL;
 	return &chunks[index >> CHUNK_SHIFT][index & (CHUNK_SIZE - 1)];
 }
 
-static void dir_init(pd_t *pd, struct pd_dir_state *d, uint8_t dir);
+static void dir_init(poll_desc *pd, struct pd_dir_state *d, uint8_t dir);
 
 static int grow_slots(void)
 {
 	if (chunk_count == chunk_cap) {
 		uint32_t cap = chunk_cap ? chunk_cap * 2 : 16;
-		pd_t **grown = realloc(chunks, cap * sizeof(*grown));
+		poll_desc **grown = realloc(chunks, cap * sizeof(*grown));
 		if (!grown)
 			return -ENOMEM;
 		chunks = grown;
 		chunk_cap = cap;
 	}
-	pd_t *chunk = calloc(CHUNK_SIZE, sizeof(*chunk));
+	poll_desc *chunk = calloc(CHUNK_SIZE, sizeof(*chunk));
 	if (!chunk)
 		return -ENOMEM;
 	chunks[chunk_count++] = chunk;
 	/* Push in reverse so the lowest index is handed out first. */
 	for (uint32_t i = CHUNK_SIZE; i-- > 0;) {
-		pd_t *pd = &chunk[i];
+		poll_desc *pd = &chunk[i];
 		pd->index = slot_count + i;
 		pd->gen = 1;
 		pd->fd = -1;
@@ -101,11 +101,11 @@ static int grow_slots(void)
 	return 0;
 }
 
-static pd_t *slot_take(void)
+static poll_desc *slot_take(void)
 {
 	if (!free_list && grow_slots() < 0)
 		return NULL;
-	pd_t *pd = free_list;
+	poll_desc *pd = free_list;
 	free_list = pd->next_free;
 	pd->next_free = NULL;
 	return pd;
@@ -113,7 +113,7 @@ static pd_t *slot_take(void)
 
 /* LIFO on purpose: a just-closed slot is reused first, which is exactly the
  * case the generation number exists for (and what the tests exercise). */
-static void slot_put(pd_t *pd)
+static void slot_put(poll_desc *pd)
 {
 	pd->state = PD_FREE;
 	pd->fd = -1;
@@ -121,7 +121,7 @@ static void slot_put(pd_t *pd)
 	free_list = pd;
 }
 
-void pd_slot_release(pd_t *pd)
+void pd_slot_release(poll_desc *pd)
 {
 	if (pd->state == PD_ZOMBIE)
 		slot_put(pd);
@@ -131,7 +131,7 @@ void pd_slot_release(pd_t *pd)
 
 static void pd_timer_fired(sched_timer *timer, void *arg);
 
-static void dir_init(pd_t *pd, struct pd_dir_state *d, uint8_t dir)
+static void dir_init(poll_desc *pd, struct pd_dir_state *d, uint8_t dir)
 {
 	memset(d, 0, sizeof(*d));
 	d->pd = pd;
@@ -150,7 +150,7 @@ static void dir_reset(struct pd_dir_state *d)
 	d->watch_arg = NULL;
 }
 
-static struct pd_dir_state *dir_of(pd_t *pd, pd_dir dir)
+static struct pd_dir_state *dir_of(poll_desc *pd, pd_dir dir)
 {
 	if (dir == PD_READ)
 		return &pd->rd;
@@ -164,7 +164,7 @@ static const char *dir_name(const struct pd_dir_state *d)
 	return d->dir == PD_READ ? "read" : "write";
 }
 
-static _Noreturn void die_busy(const pd_t *pd, const struct pd_dir_state *d,
+static _Noreturn void die_busy(const poll_desc *pd, const struct pd_dir_state *d,
 			       const char *what)
 {
 	fprintf(stderr,
@@ -215,7 +215,7 @@ static int dir_ready(struct pd_dir_state *d)
 }
 
 /* -EBADF when closing, -ETIMEDOUT when the deadline passed, else 0. */
-static int dir_check(const pd_t *pd, struct pd_dir_state *d)
+static int dir_check(const poll_desc *pd, struct pd_dir_state *d)
 {
 	if (pd->closing || pd->state != PD_OPEN)
 		return -EBADF;
@@ -230,7 +230,7 @@ static int dir_check(const pd_t *pd, struct pd_dir_state *d)
 	return 0;
 }
 
-int pd_check(pd_t *pd, pd_dir dir)
+int pd_check(poll_desc *pd, pd_dir dir)
 {
 	struct pd_dir_state *d = dir_of(pd, dir);
 	return d ? dir_check(pd, d) : -EINVAL;
@@ -238,7 +238,7 @@ int pd_check(pd_t *pd, pd_dir dir)
 
 /* Ops call this before their first syscall: a READY left over from an
  * earlier edge is stale once we are about to look at the fd ourselves. */
-void pd_prepare(pd_t *pd, pd_dir dir)
+void pd_prepare(poll_desc *pd, pd_dir dir)
 {
 	struct pd_dir_state *d = dir_of(pd, dir);
 	if (d && d->slot == SLOT_READY)
@@ -272,10 +272,10 @@ unsigned pd_events_from_mask(uint32_t mask)
 	return ev;
 }
 
-static bool token_live(uint64_t token, pd_t **out)
+static bool token_live(uint64_t token, poll_desc **out)
 {
 	uint32_t gen = (uint32_t)(token >> 32) & POLL_GEN_MASK;
-	pd_t *pd = pd_slot((uint32_t)token);
+	poll_desc *pd = pd_slot((uint32_t)token);
 
 	if (!pd || pd->state != PD_OPEN || pd->closing ||
 	    (pd->gen & POLL_GEN_MASK) != gen)
@@ -286,7 +286,7 @@ static bool token_live(uint64_t token, pd_t **out)
 
 int pd_deliver(uint64_t token, unsigned ev)
 {
-	pd_t *pd;
+	poll_desc *pd;
 
 	poll_g_stats.events++;
 	if (!token_live(token, &pd)) {
@@ -311,13 +311,13 @@ int pd_deliver(uint64_t token, unsigned ev)
 
 /* --- public pollDesc API ------------------------------------------------ */
 
-int pd_open_nonblock(int fd, pd_t **out)
+int pd_open_nonblock(int fd, poll_desc **out)
 {
 	if (!poll_g_backend)
 		return -ENXIO;
 	if (fd < 0 || !out)
 		return -EBADF;
-	pd_t *pd = slot_take();
+	poll_desc *pd = slot_take();
 	if (!pd)
 		return -ENOMEM;
 	pd->fd = fd;
@@ -337,7 +337,7 @@ int pd_open_nonblock(int fd, pd_t **out)
 	return 0;
 }
 
-int pd_open(int fd, pd_t **out)
+int pd_open(int fd, poll_desc **out)
 {
 	int flags = fcntl(fd, F_GETFL);
 	poll_g_stats.syscalls++;
@@ -351,12 +351,12 @@ int pd_open(int fd, pd_t **out)
 	return pd_open_nonblock(fd, out);
 }
 
-int pd_fd(const pd_t *pd)
+int pd_fd(const poll_desc *pd)
 {
 	return pd ? pd->fd : -1;
 }
 
-int pd_close(pd_t *pd)
+int pd_close(poll_desc *pd)
 {
 	if (!pd || pd->state != PD_OPEN || pd->closing)
 		return -EBADF;
@@ -382,7 +382,7 @@ int pd_close(pd_t *pd)
 	return err;
 }
 
-int pd_wait(pd_t *pd, pd_dir dir)
+int pd_wait(poll_desc *pd, pd_dir dir)
 {
 	struct pd_dir_state *d = dir_of(pd, dir);
 	if (!d)
@@ -396,7 +396,7 @@ int pd_wait(pd_t *pd, pd_dir dir)
 	}
 	if (d->slot != SLOT_EMPTY)
 		die_busy(pd, d, "pd_wait");
-	coro_t *self = coro_self();
+	coro *self = coro_self();
 	if (!self) {
 		fprintf(stderr, "poll: pd_wait on fd %d outside a coroutine\n",
 			pd->fd);
@@ -411,7 +411,7 @@ int pd_wait(pd_t *pd, pd_dir dir)
 	return w.result;
 }
 
-static void dir_set_deadline(pd_t *pd, struct pd_dir_state *d, int64_t when)
+static void dir_set_deadline(poll_desc *pd, struct pd_dir_state *d, int64_t when)
 {
 	d->deadline = when;
 	d->expired = false;
@@ -430,7 +430,7 @@ static void dir_set_deadline(pd_t *pd, struct pd_dir_state *d, int64_t when)
 	sched_timer_set(&d->timer, when);
 }
 
-void pd_set_deadline(pd_t *pd, pd_dir dirs, int64_t deadline_ns)
+void pd_set_deadline(poll_desc *pd, pd_dir dirs, int64_t deadline_ns)
 {
 	if (!pd || pd->state != PD_OPEN || pd->closing)
 		return;
@@ -442,7 +442,7 @@ void pd_set_deadline(pd_t *pd, pd_dir dirs, int64_t deadline_ns)
 		dir_set_deadline(pd, &pd->wr, deadline_ns);
 }
 
-int pd_watch(pd_t *pd, pd_dir dir, pd_watch_fn fn, void *arg)
+int pd_watch(poll_desc *pd, pd_dir dir, pd_watch_fn fn, void *arg)
 {
 	struct pd_dir_state *d = pd ? dir_of(pd, dir) : NULL;
 	if (!d || !fn)
@@ -465,7 +465,7 @@ int pd_watch(pd_t *pd, pd_dir dir, pd_watch_fn fn, void *arg)
 	return 0;
 }
 
-int pd_unwatch(pd_t *pd, pd_dir dir)
+int pd_unwatch(poll_desc *pd, pd_dir dir)
 {
 	struct pd_dir_state *d = pd ? dir_of(pd, dir) : NULL;
 	if (!d)
@@ -538,7 +538,7 @@ int poll_open(poll_kind kind, char *why, size_t why_len)
 	return 0;
 }
 
-static void slot_drop(pd_t *pd)
+static void slot_drop(poll_desc *pd)
 {
 	sched_timer_cancel(&pd->rd.timer);
 	sched_timer_cancel(&pd->wr.timer);

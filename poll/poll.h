@@ -43,7 +43,7 @@ typedef enum pd_dir {
 	PD_BOTH = 3,
 } pd_dir;
 
-typedef struct pd pd_t; /* pollDesc */
+typedef struct poll_desc poll_desc; /* pollDesc */
 
 typedef struct poll_stats {
 	uint64_t waits;          /* coroutines parked on a pollDesc */
@@ -89,24 +89,24 @@ int poll_set_uring_write_batching(bool on);
 
 /* Take ownership of `fd`: make it non-blocking and register it once.
  * On failure the fd is left open and still belongs to the caller. */
-int pd_open(int fd, pd_t **out);
-int pd_fd(const pd_t *pd);
+int pd_open(int fd, poll_desc **out);
+int pd_fd(const poll_desc *pd);
 /*
  * Wake every waiter with -EBADF (their wait fails; watches fire), deregister
  * (io_uring: cancel the multishot poll), close the fd, recycle the pollDesc.
  * Watches fire synchronously inside pd_close (ops on the pd then return
- * -EBADF); once pd_close returns, the pd_t* must not be used again: its
+ * -EBADF); once pd_close returns, the poll_desc* must not be used again: its
  * memory stays valid while the poller lives, but the slot may be reused.
  */
-int pd_close(pd_t *pd);
+int pd_close(poll_desc *pd);
 /*
  * Park until `dir` (PD_READ or PD_WRITE) is ready. 0 when ready, -ETIMEDOUT
  * when that direction's deadline passed, -EBADF when the pollDesc is closing.
  */
-int pd_wait(pd_t *pd, pd_dir dir);
+int pd_wait(poll_desc *pd, pd_dir dir);
 /* Absolute deadline (sched_now clock) for the directions in `dirs`; 0 = none.
  * A deadline already past makes waits and I/O fail at once with -ETIMEDOUT. */
-void pd_set_deadline(pd_t *pd, pd_dir dirs, int64_t deadline_ns);
+void pd_set_deadline(poll_desc *pd, pd_dir dirs, int64_t deadline_ns);
 
 /*
  * Instead of parking a coroutine, have readiness of `dir` call `fn` once from
@@ -119,10 +119,10 @@ void pd_set_deadline(pd_t *pd, pd_dir dirs, int64_t deadline_ns);
  * closing; the direction's deadline expiring also fires the watch, and an
  * already expired deadline returns 1 (the retried I/O then says -ETIMEDOUT).
  */
-typedef void (*pd_watch_fn)(pd_t *pd, void *arg);
-int pd_watch(pd_t *pd, pd_dir dir, pd_watch_fn fn, void *arg);
+typedef void (*pd_watch_fn)(poll_desc *pd, void *arg);
+int pd_watch(poll_desc *pd, pd_dir dir, pd_watch_fn fn, void *arg);
 /* Disarm a watch that has not fired. 0, or -ENOENT when none is armed. */
-int pd_unwatch(pd_t *pd, pd_dir dir);
+int pd_unwatch(poll_desc *pd, pd_dir dir);
 
 /* --- blocking-style operations ----------------------------------------- */
 /*
@@ -139,7 +139,7 @@ enum {
 
 /* socket + SO_REUSEADDR (+ SO_REUSEPORT) + bind + listen. */
 int poll_listen(const struct sockaddr *addr, socklen_t addr_len, int backlog,
-		unsigned flags, pd_t **out);
+		unsigned flags, poll_desc **out);
 /* The same without a pollDesc (no poller needed): a non-blocking,
  * close-on-exec listening fd, or -errno. For a supervisor that binds
  * before its shards open their pollers. */
@@ -150,28 +150,28 @@ int poll_listen_socket(const struct sockaddr *addr, socklen_t addr_len,
  * retried; EMFILE/ENFILE backs off (bounded, counted) and retries until fds
  * free up or the read deadline passes.
  */
-int pd_accept(pd_t *listener, pd_t **out, struct sockaddr_storage *peer,
+int pd_accept(poll_desc *listener, poll_desc **out, struct sockaddr_storage *peer,
 	      socklen_t *peer_len);
 /* Non-blocking connect, parked until done. timeout_ns <= 0: no timeout. */
 int poll_connect(const struct sockaddr *addr, socklen_t addr_len,
-		 int64_t timeout_ns, pd_t **out);
+		 int64_t timeout_ns, poll_desc **out);
 
 /* One read: parks until at least 1 byte or EOF. Returns n > 0, 0 on EOF. */
-ssize_t pd_read(pd_t *pd, void *buf, size_t len);
+ssize_t pd_read(poll_desc *pd, void *buf, size_t len);
 /* Read exactly len bytes; returns len, a short count at EOF, or -errno. */
-ssize_t pd_read_full(pd_t *pd, void *buf, size_t len);
+ssize_t pd_read_full(poll_desc *pd, void *buf, size_t len);
 /* read(2) once without parking: n, 0 on EOF, -EAGAIN, -errno. */
-ssize_t pd_try_read(pd_t *pd, void *buf, size_t len);
+ssize_t pd_try_read(poll_desc *pd, void *buf, size_t len);
 /*
  * True when the last read came back short and no readiness or hang-up was
  * reported since: another read would only say EAGAIN. A caller may wait
  * (pd_wait, pd_watch) without making that read; the next edge clears it.
  */
-bool pd_read_drained(const pd_t *pd);
-ssize_t pd_write_full(pd_t *pd, const void *buf, size_t len);
+bool pd_read_drained(const poll_desc *pd);
+ssize_t pd_write_full(poll_desc *pd, const void *buf, size_t len);
 /* Write all of iov (modified in place as it goes); returns the total. */
-ssize_t pd_writev_full(pd_t *pd, struct iovec *iov, int iov_count);
-int pd_shutdown(pd_t *pd, int how);
+ssize_t pd_writev_full(poll_desc *pd, struct iovec *iov, int iov_count);
+int pd_shutdown(poll_desc *pd, int how);
 
 /* --- addresses ------------------------------------------------------------ */
 /*

@@ -49,7 +49,7 @@ static uint64_t submit_epoch;
 
 /* A send in flight: lives on the parked writer's stack. */
 struct uring_op {
-	coro_t *coro;
+	coro *coro;
 	int res;
 };
 
@@ -208,14 +208,14 @@ static int slots_cover(uint32_t index)
 	return 0;
 }
 
-static struct ur_slot *slot_of(const pd_t *pd)
+static struct ur_slot *slot_of(const poll_desc *pd)
 {
 	return &slots[pd->index];
 }
 
 /* --- requests ----------------------------------------------------------- */
 
-static int arm(pd_t *pd)
+static int arm(poll_desc *pd)
 {
 	struct io_uring_sqe *sqe = sqe_get();
 	if (!sqe)
@@ -228,7 +228,7 @@ static int arm(pd_t *pd)
 	return 0;
 }
 
-static int ur_add(pd_t *pd)
+static int ur_add(poll_desc *pd)
 {
 	int rc = slots_cover(pd->index);
 	if (rc < 0)
@@ -239,7 +239,7 @@ static int ur_add(pd_t *pd)
 
 /* Send through the ring and park until done: n, or -errno (-EAGAIN when
  * the socket is full, -ENOTSOCK for non-sockets, -ENOBUFS without an SQE). */
-static ssize_t ring_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
+static ssize_t ring_sendmsg(poll_desc *pd, struct iovec *iov, int iov_count)
 {
 	struct io_uring_sqe *sqe = sqe_get();
 	if (!sqe)
@@ -258,7 +258,7 @@ static ssize_t ring_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
 
 /* The sendmsg op: the ring when batching, else (and for what the ring
  * cannot take, and outside a coroutine, which cannot park) the syscall. */
-static ssize_t ur_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
+static ssize_t ur_sendmsg(poll_desc *pd, struct iovec *iov, int iov_count)
 {
 	if (!batch_writes || pd->not_socket || !coro_self())
 		return pd_sys_sendmsg(pd, iov, iov_count);
@@ -270,7 +270,7 @@ static ssize_t ur_sendmsg(pd_t *pd, struct iovec *iov, int iov_count)
 	return pd_sys_sendmsg(pd, iov, iov_count);
 }
 
-static void queue_remove(pd_t *pd)
+static void queue_remove(poll_desc *pd)
 {
 	struct io_uring_sqe *sqe = sqe_get();
 	if (!sqe)
@@ -291,7 +291,7 @@ static void remove_done(uint64_t token, int res)
 	if (res != -EALREADY && res != -EBUSY)
 		return;
 	uint32_t gen = (uint32_t)(token >> 32) & POLL_GEN_MASK;
-	pd_t *pd = pd_slot((uint32_t)token);
+	poll_desc *pd = pd_slot((uint32_t)token);
 	if (!pd || pd->state != PD_ZOMBIE)
 		return;
 	const struct ur_slot *s = slot_of(pd);
@@ -299,7 +299,7 @@ static void remove_done(uint64_t token, int res)
 		queue_remove(pd);
 }
 
-static bool ur_del(pd_t *pd)
+static bool ur_del(poll_desc *pd)
 {
 	/* A send still in the SQ names the fd by number: once close() frees the
 	 * number, a new socket could get it and receive this connection's data.
@@ -318,7 +318,7 @@ static bool ur_del(pd_t *pd)
 
 /* The request for this slot ended (no F_MORE): free a zombie, re-arm a
  * live pd. Returns true when the slot was a zombie (nothing to deliver). */
-static bool request_ended(pd_t *pd, uint32_t gen, int res)
+static bool request_ended(poll_desc *pd, uint32_t gen, int res)
 {
 	struct ur_slot *s = slot_of(pd);
 	if (!s->armed || s->armed_gen != gen)
@@ -353,7 +353,7 @@ static int handle_cqe(uint64_t data, int res, unsigned cflags)
 		return 1;
 	}
 	uint32_t gen = (uint32_t)(data >> 32) & POLL_GEN_MASK;
-	pd_t *pd = pd_slot((uint32_t)data);
+	poll_desc *pd = pd_slot((uint32_t)data);
 	if (pd && !(cflags & IORING_CQE_F_MORE) &&
 	    request_ended(pd, gen, res) && res < 0)
 		return 0; /* the cancel's final CQE, not an event */

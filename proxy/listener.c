@@ -11,7 +11,7 @@
 
 typedef struct session {
 	listener *owner;
-	pd_t *client;
+	poll_desc *client;
 	struct sockaddr_storage peer;
 	char peer_name[NETADDR_STRLEN];
 	peer_key key;
@@ -47,7 +47,7 @@ static void access_log(session *s, reason_code reason,
 /* Readied once: whoever wakes it clears the slot first. */
 static void listener_wake_acceptor(listener *l)
 {
-	coro_t *acceptor = l->waiting_for_slot;
+	coro *acceptor = l->waiting_for_slot;
 
 	if (!acceptor)
 		return;
@@ -100,7 +100,7 @@ static void session_main(void *arg)
 {
 	session *s = arg;
 	listener *l = s->owner;
-	pd_t *upstream = NULL;
+	poll_desc *upstream = NULL;
 
 	int index = upstream_connect(&l->pool, (const struct sockaddr *)&s->peer,
 				     &upstream);
@@ -140,7 +140,7 @@ static bool session_admit(session *s)
 	return true;
 }
 
-static void session_begin(listener *l, pd_t *client,
+static void session_begin(listener *l, poll_desc *client,
 			  const struct sockaddr_storage *peer)
 {
 	session *s = calloc(1, sizeof(*s));
@@ -191,7 +191,7 @@ static void acceptor_main(void *arg)
 		}
 		struct sockaddr_storage peer;
 		socklen_t peer_len = sizeof(peer);
-		pd_t *client = NULL;
+		poll_desc *client = NULL;
 		int rc = pd_accept(l->pd, &client, &peer, &peer_len);
 		if (l->stopping)
 			break;

@@ -48,13 +48,13 @@ typedef struct listener_stats {
 
 typedef struct listener {
 	listener_params params;
-	pd_t *pd;
+	poll_desc *pd;
 	upstream_pool pool;
 	relay_group *relays;
 	peer_table peers;
 	listener_stats stats;
-	coro_t *acceptor;
-	coro_t *waiting_for_slot;     /* acceptor parked at max_connections */
+	coro *acceptor;
+	coro *waiting_for_slot;     /* acceptor parked at max_connections */
 	struct sockaddr_storage bound;/* the address actually bound */
 	socklen_t bound_len;
 	bool stopping;

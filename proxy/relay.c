@@ -42,7 +42,7 @@ typedef struct relay_dir {
 struct relay {
 	relay_group *group;
 	relay *prev, *next;
-	pd_t *pd[2];           /* indexed by relay_side */
+	poll_desc *pd[2];           /* indexed by relay_side */
 	relay_dir dir[2];
 	relay_params params;
 	relay_done_fn done;
@@ -155,7 +155,7 @@ static void relay_release(relay *r)
  * answer with RST and throw away what is still queued to send (the last
  * replies); without it, the close is a FIN after them. Bounded.
  */
-static void relay_discard_unread(pd_t *pd)
+static void relay_discard_unread(poll_desc *pd)
 {
 	static char scratch[16384]; /* one shard, one thread */
 
@@ -177,7 +177,7 @@ static void relay_close(relay *r, reason_code reason)
 		relay_discard_unread(r->pd[RELAY_CLIENT]);
 	for (int side = 0; side < 2; side++) {
 		if (r->pd[side]) {
-			pd_t *pd = r->pd[side];
+			poll_desc *pd = r->pd[side];
 			r->pd[side] = NULL;
 			pd_close(pd);
 		}
@@ -276,12 +276,12 @@ static bool dir_drain_boundary(relay_dir *dir)
 
 /* --- one direction ------------------------------------------------------- */
 
-static pd_t *dir_source(relay_dir *dir)
+static poll_desc *dir_source(relay_dir *dir)
 {
 	return dir->owner->pd[dir->side];
 }
 
-static pd_t *dir_destination(relay_dir *dir)
+static poll_desc *dir_destination(relay_dir *dir)
 {
 	return dir->owner->pd[!dir->side];
 }
@@ -292,7 +292,7 @@ static reason_code side_reason(relay_side side, reason_code client_reason,
 	return side == RELAY_CLIENT ? client_reason : upstream_reason;
 }
 
-static void on_source_readable(pd_t *pd, void *arg)
+static void on_source_readable(poll_desc *pd, void *arg)
 {
 	relay_dir *dir = arg;
 	relay *r = dir->owner;
@@ -340,7 +340,7 @@ static bool dir_go_idle(relay_dir *dir)
 static int dir_wait_rest(relay_dir *dir)
 {
 	relay *r = dir->owner;
-	pd_t *src = dir_source(dir);
+	poll_desc *src = dir_source(dir);
 
 	if (r->params.frame_timeout_ns > 0)
 		pd_set_deadline(src, PD_READ,
@@ -557,7 +557,7 @@ static void dir_init(relay *r, relay_side side)
 			   r->params.buffer_size);
 }
 
-int relay_start(relay_group *group, pd_t *client, pd_t *upstream,
+int relay_start(relay_group *group, poll_desc *client, poll_desc *upstream,
 		const relay_params *params, relay_done_fn done, void *done_arg)
 {
 	relay *r = calloc(1, sizeof(*r));

@@ -70,7 +70,7 @@ void relay_group_free(relay_group *group);
  * Start relaying. Takes ownership of both pollDescs; `done` runs once when
  * both are closed. 0 or -errno (then nothing was taken).
  */
-int relay_start(relay_group *group, pd_t *client, pd_t *upstream,
+int relay_start(relay_group *group, poll_desc *client, poll_desc *upstream,
 		const relay_params *params, relay_done_fn done, void *done_arg);
 
 /*

@@ -25,7 +25,7 @@ typedef struct server {
 	listener *listeners;
 	uint32_t opened;
 	relay_group *relays;   /* one per listener: each pools its own buffer size */
-	pd_t *signals;
+	poll_desc *signals;
 	sched_timer drain_check;
 	sched_timer publish;
 	int64_t drain_deadline;

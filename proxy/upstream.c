@@ -125,7 +125,7 @@ static bool connect_error_is_local(int err)
 }
 
 int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
-		     pd_t **out)
+		     poll_desc **out)
 {
 	struct balance_tried tried;
 	int last_error = -EHOSTUNREACH;
@@ -170,7 +170,7 @@ void upstream_release(upstream_pool *pool, int index)
 /* --- active health ------------------------------------------------------- */
 
 /* Send check_frame and read one whole frame back, within the deadline. */
-static int check_exchange(upstream_pool *pool, pd_t *pd, int64_t deadline)
+static int check_exchange(upstream_pool *pool, poll_desc *pd, int64_t deadline)
 {
 	const upstream_params *params = &pool->params;
 	uint8_t header[FRAME_HEADER_SIZE];
@@ -205,7 +205,7 @@ static int check_exchange(upstream_pool *pool, pd_t *pd, int64_t deadline)
 static int check_once(upstream_pool *pool, upstream_server *server)
 {
 	int64_t timeout = pool->params.connect_timeout_ns;
-	pd_t *pd = NULL;
+	poll_desc *pd = NULL;
 	int rc = poll_connect((const struct sockaddr *)&server->addr,
 			      server->addr_len, timeout, &pd);
 
@@ -248,7 +248,7 @@ static void check_record(upstream_pool *pool, upstream_server *server, int rc)
 /* Readied once: whoever wakes it clears the slot first. */
 static void server_wake_checker(upstream_server *server)
 {
-	coro_t *checker = server->checker;
+	coro *checker = server->checker;
 
 	if (!checker)
 		return;

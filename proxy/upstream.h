@@ -62,7 +62,7 @@ typedef struct upstream_server {
 	bool check_up;
 	uint32_t check_successes;
 	uint32_t check_failures;
-	coro_t *checker;           /* parked between checks */
+	coro *checker;           /* parked between checks */
 	sched_timer check_timer;
 	/* counters */
 	uint64_t connects;
@@ -102,7 +102,7 @@ void upstream_pool_free(upstream_pool *pool);
  * or the last connect error (connect_failed).
  */
 int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
-		     pd_t **out);
+		     poll_desc **out);
 /* A connection made by upstream_connect to server `index` has closed. */
 void upstream_release(upstream_pool *pool, int index);
 /* Fit to be picked now: active checks say up and not ejected. */

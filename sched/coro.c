@@ -8,13 +8,13 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
-static void *stack_lo(const struct coro *c)
+static void *stack_lo(const coro *c)
 {
 	return c->stack.base + sched_g.page;
 }
 
 /* Usable bytes from the guard page up to the record. */
-static size_t stack_len(const struct coro *c)
+static size_t stack_len(const coro *c)
 {
 	return (size_t)((const char *)c - (const char *)stack_lo(c));
 }
@@ -41,13 +41,13 @@ static void switch_ctx(sched_ctx *from, const sched_ctx *to,
 #endif
 }
 
-static void to_loop(struct coro *c, bool exits)
+static void to_loop(coro *c, bool exits)
 {
 	switch_ctx(&c->ctx, &sched_g.ctx, sched_g.loop_stack_lo,
 		sched_g.loop_stack_size, exits);
 }
 
-static void unlink_live(struct coro *c)
+static void unlink_live(coro *c)
 {
 	if (c->prev)
 		c->prev->next = c->next;
@@ -57,7 +57,7 @@ static void unlink_live(struct coro *c)
 		c->next->prev = c->prev;
 }
 
-void coro_run(struct coro *c)
+void coro_run(coro *c)
 {
 	c->state = CORO_RUNNING;
 	sched_g.current = c;
@@ -75,7 +75,7 @@ void coro_run(struct coro *c)
 
 static void coro_main(void *arg)
 {
-	struct coro *c = arg;
+	coro *c = arg;
 
 #if defined(SCHED_ASAN)
 	/* The loop's stack bounds are only learnt on entering a fiber. */
@@ -86,9 +86,9 @@ static void coro_main(void *arg)
 	coro_exit();
 }
 
-static struct coro *running(const char *what)
+static coro *running(const char *what)
 {
-	struct coro *c = sched_g.current;
+	coro *c = sched_g.current;
 
 	if (!c)
 		sched_fatal(what, NULL);
@@ -105,7 +105,7 @@ static size_t stack_size_for(const coro_opts *opts)
 	return (size + sched_g.page - 1) / sched_g.page * sched_g.page;
 }
 
-static void link_live(struct coro *c)
+static void link_live(coro *c)
 {
 	c->next = sched_g.live;
 	if (c->next)
@@ -115,7 +115,7 @@ static void link_live(struct coro *c)
 	sched_g.stats.spawned++;
 }
 
-coro_t *coro_spawn(coro_entry_fn entry, void *arg, const coro_opts *opts)
+coro *coro_spawn(coro_entry_fn entry, void *arg, const coro_opts *opts)
 {
 	if (!sched_g.initialized || !entry) {
 		errno = EINVAL;
@@ -126,7 +126,7 @@ coro_t *coro_spawn(coro_entry_fn entry, void *arg, const coro_opts *opts)
 		errno = ENOMEM;
 		return NULL;
 	}
-	struct coro *c = stack_get(stack_size_for(opts));
+	coro *c = stack_get(stack_size_for(opts));
 	if (!c)
 		return NULL;  /* errno from mmap/mprotect */
 	struct stack st = c->stack;
@@ -146,7 +146,7 @@ coro_t *coro_spawn(coro_entry_fn entry, void *arg, const coro_opts *opts)
 
 _Noreturn void coro_exit(void)
 {
-	struct coro *c = running("coro_exit outside a coroutine");
+	coro *c = running("coro_exit outside a coroutine");
 
 	c->state = CORO_DEAD;
 	to_loop(c, true);
@@ -155,7 +155,7 @@ _Noreturn void coro_exit(void)
 
 void coro_yield(void)
 {
-	struct coro *c = running("coro_yield outside a coroutine");
+	coro *c = running("coro_yield outside a coroutine");
 
 	c->state = CORO_RUNNABLE;
 	runq_push(&sched_g.runq, c);
@@ -164,7 +164,7 @@ void coro_yield(void)
 
 void coro_park(const char *reason)
 {
-	struct coro *c = running("coro_park outside a coroutine");
+	coro *c = running("coro_park outside a coroutine");
 
 	c->state = CORO_PARKED;
 	c->park_reason = reason ? reason : "parked";
@@ -172,20 +172,20 @@ void coro_park(const char *reason)
 	c->park_reason = NULL;
 }
 
-static void make_runnable(struct coro *c)
+static void make_runnable(coro *c)
 {
 	if (!c || c->state != CORO_PARKED)
 		sched_fatal("coro_ready on a coroutine that is not parked", c);
 	c->state = CORO_RUNNABLE;
 }
 
-void coro_ready(coro_t *coroutine)
+void coro_ready(coro *coroutine)
 {
 	make_runnable(coroutine);
 	runq_push(&sched_g.runq, coroutine);
 }
 
-void coro_ready_next(coro_t *coroutine)
+void coro_ready_next(coro *coroutine)
 {
 	make_runnable(coroutine);
 	runq_push_next(&sched_g.runq, coroutine);
@@ -199,7 +199,7 @@ static void sleep_done(sched_timer *timer, void *arg)
 
 void coro_sleep(int64_t ns)
 {
-	struct coro *c = running("coro_sleep outside a coroutine");
+	coro *c = running("coro_sleep outside a coroutine");
 
 	if (ns <= 0) {
 		coro_yield();
@@ -216,17 +216,17 @@ void coro_sleep(int64_t ns)
 		coro_yield();
 }
 
-coro_t *coro_self(void)
+coro *coro_self(void)
 {
 	return sched_g.current;
 }
 
-const char *coro_name(const coro_t *coroutine)
+const char *coro_name(const coro *coroutine)
 {
 	return coroutine ? coroutine->name : "";
 }
 
-const char *coro_park_reason(const coro_t *coroutine)
+const char *coro_park_reason(const coro *coroutine)
 {
 	if (!coroutine || coroutine->state != CORO_PARKED)
 		return NULL;

@@ -66,7 +66,7 @@ struct coro {
 	struct stack stack;
 	coro_entry_fn entry;
 	void *arg;
-	struct coro *prev, *next;   /* all live coroutines; the pool's free list */
+	coro *prev, *next;   /* all live coroutines; the pool's free list */
 	const char *park_reason;
 	sched_timer sleep_timer;
 	uint8_t state;
@@ -74,10 +74,10 @@ struct coro {
 };
 
 struct runq {
-	struct coro **ring;
+	coro **ring;
 	uint32_t cap;                /* power of two */
 	uint32_t head, len;
-	struct coro *runnext;
+	coro *runnext;
 	uint32_t streak;             /* runnext picks since the head last ran */
 };
 
@@ -92,8 +92,8 @@ struct sched {
 	bool stop;
 	bool running;
 	sched_ctx ctx;               /* the loop's own context */
-	struct coro *current;
-	struct coro *live;           /* list of coroutines not yet exited */
+	coro *current;
+	coro *live;           /* list of coroutines not yet exited */
 	struct runq runq;
 	struct timer_heap timers;
 	sched_netpoll_fn netpoll;
@@ -106,8 +106,8 @@ struct sched {
 	size_t pool_dirty_len;
 	size_t pool_dirty_low;       /* fewest dirty stacks since the last scavenge */
 	int64_t scavenge_at;         /* next scavenge, or 0 with no dirty stacks */
-	struct coro *pool_dirty;     /* freed default-size stacks, pages kept */
-	struct coro *pool_clean;     /* freed, pages below the record dropped */
+	coro *pool_dirty;     /* freed default-size stacks, pages kept */
+	coro *pool_clean;     /* freed, pages below the record dropped */
 	size_t page;
 	struct sigaction old_segv;
 	stack_t old_altstack;
@@ -121,16 +121,16 @@ struct sched {
 
 extern struct sched sched_g;
 
-_Noreturn void sched_fatal(const char *what, const struct coro *c);
+_Noreturn void sched_fatal(const char *what, const coro *c);
 
 /* coro.c: run `c` until it parks, yields or exits (loop context only). */
-void coro_run(struct coro *c);
+void coro_run(coro *c);
 
 /* runq.c */
 int runq_reserve(struct runq *q, uint32_t n);
-void runq_push(struct runq *q, struct coro *c);
-void runq_push_next(struct runq *q, struct coro *c);
-struct coro *runq_pop(struct runq *q);
+void runq_push(struct runq *q, coro *c);
+void runq_push_next(struct runq *q, coro *c);
+coro *runq_pop(struct runq *q);
 uint32_t runq_len(const struct runq *q);
 void runq_free(struct runq *q);
 
@@ -141,8 +141,8 @@ int64_t timers_next(const struct timer_heap *h);
 void timers_free(struct timer_heap *h);
 
 /* stack.c: returns the coroutine record at the top of a fresh or pooled stack. */
-struct coro *stack_get(size_t size);
-void stack_put(struct coro *c);
+coro *stack_get(size_t size);
+void stack_put(coro *c);
 void stack_pool_drain(void);
 /* At idle: clean the dirty stacks nobody needed for a period. Returns when
  * it wants to run again (the loop must wake by then), or INT64_MAX. */

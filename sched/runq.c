@@ -19,7 +19,7 @@ int runq_reserve(struct runq *q, uint32_t n)
 			return -ENOMEM;
 		cap *= 2;
 	}
-	struct coro **ring = malloc(sizeof(*ring) * cap);
+	coro **ring = malloc(sizeof(*ring) * cap);
 	if (!ring)
 		return -ENOMEM;
 	/* Unwrap the old ring so the head starts at index 0. */
@@ -32,7 +32,7 @@ int runq_reserve(struct runq *q, uint32_t n)
 	return 0;
 }
 
-void runq_push(struct runq *q, struct coro *c)
+void runq_push(struct runq *q, coro *c)
 {
 	if (q->len == q->cap)
 		sched_fatal("run queue overflow (coroutine queued twice?)", c);
@@ -41,18 +41,18 @@ void runq_push(struct runq *q, struct coro *c)
 }
 
 /* The displaced runnext goes to the tail: it was ready first, it still runs. */
-void runq_push_next(struct runq *q, struct coro *c)
+void runq_push_next(struct runq *q, coro *c)
 {
-	struct coro *old = q->runnext;
+	coro *old = q->runnext;
 
 	q->runnext = c;
 	if (old)
 		runq_push(q, old);
 }
 
-static struct coro *pop_head(struct runq *q)
+static coro *pop_head(struct runq *q)
 {
-	struct coro *c = q->ring[q->head];
+	coro *c = q->ring[q->head];
 
 	q->head = (q->head + 1) & (q->cap - 1);
 	q->len--;
@@ -64,9 +64,9 @@ static struct coro *pop_head(struct runq *q)
  * row the queue head gets a turn, so two coroutines readying each other
  * with coro_ready_next cannot starve everyone else.
  */
-struct coro *runq_pop(struct runq *q)
+coro *runq_pop(struct runq *q)
 {
-	struct coro *c = q->runnext;
+	coro *c = q->runnext;
 
 	if (c && (q->len == 0 || q->streak < SCHED_RUNNEXT_STREAK)) {
 		q->runnext = NULL;

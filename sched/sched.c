@@ -16,7 +16,7 @@
 
 struct sched sched_g;
 
-_Noreturn void sched_fatal(const char *what, const struct coro *c)
+_Noreturn void sched_fatal(const char *what, const coro *c)
 {
 	fprintf(stderr, "sched: fatal: %s", what);
 	if (c)
@@ -60,7 +60,7 @@ static void drop_live(void)
 {
 	sched_g.pool_max = 0;  /* unmap rather than pool */
 	while (sched_g.live) {
-		struct coro *c = sched_g.live;
+		coro *c = sched_g.live;
 		sched_g.live = c->next;
 		sched_timer_cancel(&c->sleep_timer);
 		stack_put(c);
@@ -172,7 +172,7 @@ void sched_run(void)
 		/* A timer callback may have stopped the loop: blocking now would hang. */
 		if (sched_g.stop)
 			break;
-		struct coro *c = runq_pop(&sched_g.runq);
+		coro *c = runq_pop(&sched_g.runq);
 		if (!c) {
 			if (!idle())
 				break;

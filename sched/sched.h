@@ -27,7 +27,7 @@ extern "C" {
 #define SCHED_POLL_INTERVAL 61
 #define SCHED_DEFAULT_STACK_SIZE (64u * 1024u)
 
-typedef struct coro coro_t;
+typedef struct coro coro;
 typedef void (*coro_entry_fn)(void *arg);
 
 typedef struct sched_config {
@@ -92,7 +92,7 @@ void sched_release(void);
 /* --- coroutines --------------------------------------------------------- */
 
 /* Create a runnable coroutine (appended to the run queue). NULL on ENOMEM. */
-coro_t *coro_spawn(coro_entry_fn entry, void *arg, const coro_opts *opts);
+coro *coro_spawn(coro_entry_fn entry, void *arg, const coro_opts *opts);
 /* End the calling coroutine (returning from entry does the same). */
 #ifdef __cplusplus
 [[noreturn]] void coro_exit(void);  /* C++ spells C11's _Noreturn this way */
@@ -104,20 +104,20 @@ void coro_yield(void);
 /* Stop running until someone calls coro_ready(); `reason` is for diagnostics. */
 void coro_park(const char *reason);
 /* Make a parked coroutine runnable at the tail of the run queue. */
-void coro_ready(coro_t *coroutine);
+void coro_ready(coro *coroutine);
 /*
  * Make it runnable in the runnext slot (runs before the queue; for ping-pong
  * locality). A pair that keeps readying each other this way cannot starve
  * the queue: runnext is skipped after a bounded streak.
  */
-void coro_ready_next(coro_t *coroutine);
+void coro_ready_next(coro *coroutine);
 /* Park for at least `ns` nanoseconds. */
 void coro_sleep(int64_t ns);
 /* The running coroutine, NULL in scheduler context (timer callback, hook). */
-coro_t *coro_self(void);
-const char *coro_name(const coro_t *coroutine);
+coro *coro_self(void);
+const char *coro_name(const coro *coroutine);
 /* The reason it was parked with, NULL when not parked. */
-const char *coro_park_reason(const coro_t *coroutine);
+const char *coro_park_reason(const coro *coroutine);
 
 /* --- time and timers ---------------------------------------------------- */
 

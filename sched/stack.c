@@ -31,13 +31,13 @@ static size_t guard_size(void)
 }
 
 /* The record sits at the top, 64-byte aligned; the stack grows below it. */
-static struct coro *record_of(char *base, size_t map_size)
+static coro *record_of(char *base, size_t map_size)
 {
-	uintptr_t top = (uintptr_t)base + map_size - sizeof(struct coro);
-	return (struct coro *)(top & ~(uintptr_t)63);
+	uintptr_t top = (uintptr_t)base + map_size - sizeof(coro);
+	return (coro *)(top & ~(uintptr_t)63);
 }
 
-static struct coro *stack_map(size_t size)
+static coro *stack_map(size_t size)
 {
 	size_t map_size = size + guard_size();
 	char *base = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
@@ -48,22 +48,22 @@ static struct coro *stack_map(size_t size)
 		munmap(base, map_size);
 		return NULL;
 	}
-	struct coro *c = record_of(base, map_size);
+	coro *c = record_of(base, map_size);
 	c->stack.base = base;
 	c->stack.map_size = map_size;
 	sched_g.stats.stacks_mapped++;
 	return c;
 }
 
-static struct coro *pop(struct coro **list)
+static coro *pop(coro **list)
 {
-	struct coro *c = *list;
+	coro *c = *list;
 
 	*list = c->next;
 	return c;
 }
 
-struct coro *stack_get(size_t size)
+coro *stack_get(size_t size)
 {
 	if (size != sched_g.stack_size || sched_g.pool_len == 0)
 		return stack_map(size);
@@ -78,7 +78,7 @@ struct coro *stack_get(size_t size)
 	return pop(&sched_g.pool_clean);
 }
 
-static void stack_unmap(struct coro *c)
+static void stack_unmap(coro *c)
 {
 	struct stack s = c->stack;
 
@@ -90,19 +90,19 @@ static void stack_unmap(struct coro *c)
 }
 
 /* Usable bytes below the page that holds the record. */
-static size_t reclaimable(const struct coro *c)
+static size_t reclaimable(const coro *c)
 {
 	uintptr_t keep = (uintptr_t)c & ~(uintptr_t)(sched_g.page - 1);
 	return keep - (uintptr_t)c->stack.base - guard_size();
 }
 
-static void push(struct coro **list, struct coro *c)
+static void push(coro **list, coro *c)
 {
 	c->next = *list;
 	*list = c;
 }
 
-static void clean(struct coro *c)
+static void clean(coro *c)
 {
 	char *lo = c->stack.base + guard_size();
 
@@ -113,7 +113,7 @@ static void clean(struct coro *c)
 	madvise(lo, reclaimable(c), MADV_DONTNEED);
 }
 
-void stack_put(struct coro *c)
+void stack_put(coro *c)
 {
 	bool pooled_size = c->stack.map_size == sched_g.stack_size + guard_size();
 
@@ -138,7 +138,7 @@ void stack_put(struct coro *c)
 static void clean_dirty(size_t count)
 {
 	for (; count > 0 && sched_g.pool_dirty; count--) {
-		struct coro *c = pop(&sched_g.pool_dirty);
+		coro *c = pop(&sched_g.pool_dirty);
 		sched_g.pool_dirty_len--;
 		clean(c);
 		push(&sched_g.pool_clean, c);
@@ -169,7 +169,7 @@ int64_t stack_pool_scavenge(int64_t now)
 	return stack_pool_scavenge(now);
 }
 
-static void drain(struct coro **list)
+static void drain(coro **list)
 {
 	while (*list)
 		stack_unmap(pop(list));
@@ -199,14 +199,14 @@ static void write_str(const char *s)
 	}
 }
 
-static bool in_guard(const struct coro *c, const char *addr)
+static bool in_guard(const coro *c, const char *addr)
 {
 	return c && addr >= c->stack.base && addr < c->stack.base + guard_size();
 }
 
 static void on_segv(int sig, siginfo_t *info, void *uctx)
 {
-	struct coro *c = sched_g.current;
+	coro *c = sched_g.current;
 
 	if (in_guard(c, info->si_addr)) {
 		write_str("coroutine stack overflow: \"");

@@ -81,13 +81,13 @@ struct inflight {
 
 struct bconn {
 	uint32_t id;
-	pd_t *pd;
+	poll_desc *pd;
 	int connect_error;          /* negative errno of a failed connect */
 	bool closed;                /* pd_close done */
 	bool dead;                  /* error or EOF: stop both directions */
 	bool writer_done;
 	int refs;
-	coro_t *writer_wait;        /* writer parked on a full window */
+	coro *writer_wait;        /* writer parked on a full window */
 
 	struct inflight *ring;      /* frames in flight, depth entries */
 	uint64_t sent, received;    /* sequence numbers: next to send/expect */
@@ -121,7 +121,7 @@ static hist_t send_lag;   /* open loop: how late each frame left its slot */
 static struct totals tot;
 static uint32_t connects_pending;
 static uint32_t conns_running;
-static coro_t *controller;
+static coro *controller;
 static bool controller_parked;
 static uint32_t writers_unstarted;  /* writers not yet at the start line */
 static bool started;
@@ -153,10 +153,10 @@ static void note(const char *fmt, ...)
 	va_end(ap);
 }
 
-static void wake(coro_t **slot)
+static void wake(coro **slot)
 {
 	if (*slot) {
-		coro_t *co = *slot;
+		coro *co = *slot;
 		*slot = NULL;
 		coro_ready(co);
 	}

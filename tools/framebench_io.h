@@ -19,7 +19,7 @@
 #define FBIO_FAIR_STREAK 64
 
 /* One read: n > 0, 0 on EOF, or -errno (-ETIMEDOUT, -EBADF, ...). */
-static inline ssize_t fbio_read(pd_t *pd, void *buf, size_t len,
+static inline ssize_t fbio_read(poll_desc *pd, void *buf, size_t len,
 				unsigned *streak)
 {
 	for (;;) {

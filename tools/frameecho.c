@@ -64,7 +64,7 @@ enum reader_end {
 
 struct conn {
 	struct conn *prev, *next;
-	pd_t *pd;
+	poll_desc *pd;
 	bool closed;               /* pd_close done: nobody may touch pd */
 	int refs;                  /* reader + writer */
 	uint64_t id;
@@ -72,8 +72,8 @@ struct conn {
 
 	uint64_t head, tail;       /* ring positions, bytes ever pushed/written */
 	uint32_t mark_head, mark_tail;
-	coro_t *reader_wait;       /* reader parked for ring or mark space */
-	coro_t *writer_wait;       /* writer parked for data */
+	coro *reader_wait;       /* reader parked for ring or mark space */
+	coro *writer_wait;       /* writer parked for data */
 	enum reader_end end;
 
 	/* request parsing */
@@ -96,7 +96,7 @@ static struct options opt;
 static struct conn *conns;         /* live connections */
 static uint64_t conns_live;
 static uint64_t next_conn_id;
-static pd_t *listener;
+static poll_desc *listener;
 static bool stopping;
 static bool acceptor_running;
 static sched_timer stop_timer;
@@ -123,10 +123,10 @@ static void maybe_finish_stop(void)
 		sched_timer_cancel(&stop_timer);
 }
 
-static void wake(coro_t **slot)
+static void wake(coro **slot)
 {
 	if (*slot) {
-		coro_t *co = *slot;
+		coro *co = *slot;
 		*slot = NULL;
 		coro_ready(co);
 	}
@@ -162,7 +162,7 @@ static void conn_release(struct conn *c)
 }
 
 /* Park the calling coroutine in `slot` until the other side readies it. */
-static void park_in(coro_t **slot, const char *why)
+static void park_in(coro **slot, const char *why)
 {
 	*slot = coro_self();
 	coro_park(why);
@@ -412,7 +412,7 @@ static void writer_main(void *arg)
 
 /* --- accepting ------------------------------------------------------------ */
 
-static void conn_start(pd_t *pd, const struct sockaddr_storage *peer)
+static void conn_start(poll_desc *pd, const struct sockaddr_storage *peer)
 {
 	struct conn *c = malloc(sizeof(*c));
 	if (c)
@@ -450,7 +450,7 @@ static void acceptor_main(void *arg)
 {
 	(void)arg;
 	while (!stopping) {
-		pd_t *pd;
+		poll_desc *pd;
 		struct sockaddr_storage peer;
 		socklen_t peer_len = sizeof(peer);
 		int rc = pd_accept(listener, &pd, &peer, &peer_len);
@@ -495,7 +495,7 @@ static void begin_stop(int signo)
 
 static void signal_main(void *arg)
 {
-	pd_t *spd = arg;
+	poll_desc *spd = arg;
 	struct signalfd_siginfo si;
 	ssize_t n;
 	do {
@@ -521,7 +521,7 @@ static int start_signal_coroutine(const sigset_t *set)
 	int fd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	pd_t *spd;
+	poll_desc *spd;
 	int rc = pd_open(fd, &spd);
 	if (rc < 0) {
 		close(fd);

@@ -162,8 +162,8 @@ static int open_poller(const struct variant *v)
 /* --- server ------------------------------------------------------------- */
 
 struct server {
-	pd_t *listener;
-	pd_t *control;        /* 'S' starts the window, 'E' ends it */
+	poll_desc *listener;
+	poll_desc *control;        /* 'S' starts the window, 'E' ends it */
 	size_t size;
 	struct side result;
 	poll_stats start;
@@ -177,7 +177,7 @@ static struct server srv;
 
 static void echo_conn(void *arg)
 {
-	pd_t *c = arg;
+	poll_desc *c = arg;
 	char buf[16384];
 	for (;;) {
 		ssize_t n = pd_read(c, buf, sizeof(buf));
@@ -191,7 +191,7 @@ static void accept_loop(void *arg)
 {
 	(void)arg;
 	for (;;) {
-		pd_t *c;
+		poll_desc *c;
 		if (pd_accept(srv.listener, &c, NULL, NULL) < 0)
 			return;
 		coro_opts o = {.stack_size = 0, .name = "echo"};
@@ -252,8 +252,8 @@ struct client {
 	int connected;
 	int failed;
 	int finished;
-	coro_t **parked;        /* connections waiting for the start */
-	coro_t *main;
+	coro **parked;        /* connections waiting for the start */
+	coro *main;
 	bool main_parked;
 	bool started;
 	int64_t end;
@@ -269,7 +269,7 @@ static void client_conn(void *arg)
 {
 	int index = (int)(intptr_t)arg;
 	char *out = malloc(cli.size), *in = malloc(cli.size);
-	pd_t *c = NULL;
+	poll_desc *c = NULL;
 	if (!out || !in || poll_connect((struct sockaddr *)&cli.addr,
 					sizeof(cli.addr), 10000000000ll, &c) < 0) {
 		cli.failed++;

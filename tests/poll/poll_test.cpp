@@ -90,7 +90,7 @@ void trampoline(void *arg)
 void go(std::function<void()> fn)
 {
 	auto *heap = new std::function<void()>(std::move(fn));
-	coro_t *c = coro_spawn(trampoline, heap, nullptr);
+	coro *c = coro_spawn(trampoline, heap, nullptr);
 	if (!c) {
 		delete heap;
 		FAIL("coro_spawn failed");
@@ -122,16 +122,16 @@ uint16_t port_of(int fd)
 	return ntohs(a.sin_port);
 }
 
-int listen_any(pd_t **out, int backlog = 128)
+int listen_any(poll_desc **out, int backlog = 128)
 {
 	sockaddr_in a = loopback4(0);
 	return poll_listen((sockaddr *)&a, sizeof(a), backlog, 0, out);
 }
 
 // A connected TCP pair over loopback; call from a coroutine.
-int tcp_pair(pd_t **client, pd_t **server)
+int tcp_pair(poll_desc **client, poll_desc **server)
 {
-	pd_t *l;
+	poll_desc *l;
 	int rc = listen_any(&l);
 	if (rc < 0)
 		return rc;
@@ -144,7 +144,7 @@ int tcp_pair(pd_t **client, pd_t **server)
 }
 
 // A unix stream pair, no coroutine needed.
-int unix_pair(pd_t **a, pd_t **b)
+int unix_pair(poll_desc **a, poll_desc **b)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
@@ -185,7 +185,7 @@ int in_child(const std::function<int()> &child)
 TEST_CASE("backend is the one asked for and counts its work", "[poll]")
 {
 	Loop loop;
-	pd_t *a = nullptr, *b = nullptr;
+	poll_desc *a = nullptr, *b = nullptr;
 	REQUIRE(unix_pair(&a, &b) == 0);
 	ssize_t got = -1;
 	go([&] {
@@ -217,13 +217,13 @@ TEST_CASE("5000 loopback connections echo at once", "[poll][scale]")
 	const int conns = 5000, rounds = 3;
 	int echoed = 0, failures = 0, accepted = 0;
 	int first_error = 0;
-	pd_t *l = nullptr;
+	poll_desc *l = nullptr;
 	REQUIRE(listen_any(&l, 8192) == 0);
 	uint16_t port = port_of(pd_fd(l));
 
 	go([&] {
 		while (accepted < conns) {
-			pd_t *c;
+			poll_desc *c;
 			int rc = pd_accept(l, &c, nullptr, nullptr);
 			if (rc < 0) {
 				first_error = first_error ? first_error : rc;
@@ -245,7 +245,7 @@ TEST_CASE("5000 loopback connections echo at once", "[poll][scale]")
 	for (int i = 0; i < conns; i++) {
 		go([&, i] {
 			sockaddr_in a = loopback4(port);
-			pd_t *c;
+			poll_desc *c;
 			int rc = poll_connect((sockaddr *)&a, sizeof(a), 20000 * MS, &c);
 			if (rc < 0) {
 				failures++;
@@ -278,7 +278,7 @@ TEST_CASE("5000 loopback connections echo at once", "[poll][scale]")
 TEST_CASE("readiness that arrives before the park is not lost", "[poll]")
 {
 	Loop loop;
-	pd_t *a = nullptr, *b = nullptr;
+	poll_desc *a = nullptr, *b = nullptr;
 	int wait_rc = -1, watch_rc = -1;
 	uint64_t waits_before = 0, waits_after = 0;
 	ssize_t got = -1;
@@ -295,7 +295,7 @@ TEST_CASE("readiness that arrives before the park is not lost", "[poll]")
 		// Same for a watch: it reports 1 instead of arming.
 		pd_write_full(b, "d", 1);
 		coro_sleep(20 * MS);
-		watch_rc = pd_watch(a, PD_READ, [](pd_t *, void *) {}, nullptr);
+		watch_rc = pd_watch(a, PD_READ, [](poll_desc *, void *) {}, nullptr);
 		pd_close(a);
 		pd_close(b);
 	});
@@ -309,7 +309,7 @@ TEST_CASE("readiness that arrives before the park is not lost", "[poll]")
 TEST_CASE("close wakes parked coroutines with -EBADF", "[poll]")
 {
 	Loop loop;
-	pd_t *a = nullptr, *b = nullptr;
+	poll_desc *a = nullptr, *b = nullptr;
 	ssize_t read_rc = 0, write_rc = 0;
 	bool read_done = false, write_done = false;
 	go([&] {
@@ -345,7 +345,7 @@ TEST_CASE("closing really closes: the peer sees EOF", "[poll]")
 	ssize_t got = -1;
 	int64_t waited = -1;
 	go([&] {
-		pd_t *a, *b;
+		poll_desc *a, *b;
 		SETUP(tcp_pair(&a, &b));
 		coro_sleep(5 * MS);
 		pd_close(a);
@@ -369,7 +369,7 @@ TEST_CASE("EOF queued behind data is seen after a short read", "[poll]")
 	ssize_t first = -1, second = -1;
 	int64_t waited = -1;
 	go([&] {
-		pd_t *a, *b;
+		poll_desc *a, *b;
 		SETUP(tcp_pair(&a, &b));
 		pd_write_full(a, "abc", 3);
 		pd_close(a);
@@ -394,7 +394,7 @@ TEST_CASE("read and write deadlines expire", "[poll][deadline]")
 	ssize_t read_rc = 0, write_rc = 0;
 	int64_t read_took = 0, write_took = 0;
 	go([&] {
-		pd_t *a, *b;
+		poll_desc *a, *b;
 		SETUP(tcp_pair(&a, &b));
 		int64_t t0 = sched_now();
 		pd_set_deadline(a, PD_READ, t0 + 50 * MS);
@@ -427,7 +427,7 @@ TEST_CASE("a deadline moved while parked takes effect", "[poll][deadline]")
 	ssize_t rc = 0;
 	int64_t took = 0;
 	go([&] {
-		pd_t *a, *b;
+		poll_desc *a, *b;
 		SETUP(unix_pair(&a, &b));
 		pd_set_deadline(a, PD_READ, sched_now() + 5000 * MS);
 		go([&] {
@@ -455,7 +455,7 @@ TEST_CASE("a deadline moved while parked takes effect", "[poll][deadline]")
 TEST_CASE("a deadline already past fails at once without a syscall", "[poll][deadline]")
 {
 	Loop loop;
-	pd_t *a = nullptr, *b = nullptr;
+	poll_desc *a = nullptr, *b = nullptr;
 	REQUIRE(unix_pair(&a, &b) == 0);
 	ssize_t r1 = 0, r2 = 0, r3 = 0, r4 = 0;
 	uint64_t sys_before = 0, sys_after = 0, waits_before = 0, waits_after = 0;
@@ -487,25 +487,25 @@ TEST_CASE("a deadline already past fails at once without a syscall", "[poll][dea
 
 namespace {
 struct StaleCase {
-	pd_t *a, *a_peer, *b, *b_peer, *c, *c_peer;
+	poll_desc *a, *a_peer, *b, *b_peer, *c, *c_peer;
 	int b_fd;
 	int a_fired, c_fired, b_fired;
 	int reused_fd;
 };
 
-void stale_c_watch(pd_t *, void *arg)
+void stale_c_watch(poll_desc *, void *arg)
 {
 	static_cast<StaleCase *>(arg)->c_fired++;
 }
 
-void stale_b_watch(pd_t *, void *arg)
+void stale_b_watch(poll_desc *, void *arg)
 {
 	static_cast<StaleCase *>(arg)->b_fired++;
 }
 
 // Runs first in the batch: closes b while b's event is still pending in the
 // same batch (epoll array / CQ), and puts a new fd on b's number.
-void stale_a_watch(pd_t *, void *arg)
+void stale_a_watch(poll_desc *, void *arg)
 {
 	auto *t = static_cast<StaleCase *>(arg);
 	t->a_fired++;
@@ -568,7 +568,7 @@ TEST_CASE("peer half-close reads as EOF while writing still works", "[poll]")
 	ssize_t eof = -1, wrote = -1, got = -1;
 	char buf[8] = {0};
 	go([&] {
-		pd_t *a, *b;
+		poll_desc *a, *b;
 		SETUP(tcp_pair(&a, &b));
 		pd_write_full(b, "hi", 2);
 		pd_shutdown(b, SHUT_WR);
@@ -599,7 +599,7 @@ TEST_CASE("connect to a closed port is refused", "[poll][connect]")
 		uint16_t port = port_of(s);
 		close(s); // bound, never listened: nothing there now
 		a = loopback4(port);
-		pd_t *c = nullptr;
+		poll_desc *c = nullptr;
 		rc = poll_connect((sockaddr *)&a, sizeof(a), 1000 * MS, &c);
 	});
 	sched_run();
@@ -618,10 +618,10 @@ TEST_CASE("connect times out against a full backlog", "[poll][connect]")
 	a = loopback4(port_of(l));
 	int timed_out_at = -1, other_error = 0;
 	int64_t took = 0;
-	std::vector<pd_t *> held;
+	std::vector<poll_desc *> held;
 	go([&] {
 		for (int i = 0; i < 16 && timed_out_at < 0; i++) {
-			pd_t *c = nullptr;
+			poll_desc *c = nullptr;
 			int64_t t0 = sched_now();
 			int rc = poll_connect((sockaddr *)&a, sizeof(a), 200 * MS, &c);
 			if (rc == 0) {
@@ -634,7 +634,7 @@ TEST_CASE("connect times out against a full backlog", "[poll][connect]")
 				break;
 			}
 		}
-		for (pd_t *c : held)
+		for (poll_desc *c : held)
 			pd_close(c);
 	});
 	sched_run();
@@ -658,8 +658,8 @@ struct EmfileResult {
 struct EmfileCtx {
 	EmfileResult r;
 	std::vector<int> hogs;
-	pd_t *l;
-	pd_t *client;
+	poll_desc *l;
+	poll_desc *client;
 	int64_t freed_at;
 	bool done;
 };
@@ -667,7 +667,7 @@ struct EmfileCtx {
 void emfile_acceptor(void *arg)
 {
 	auto *x = static_cast<EmfileCtx *>(arg);
-	pd_t *conn;
+	poll_desc *conn;
 	x->r.accept_rc = pd_accept(x->l, &conn, nullptr, nullptr);
 	x->r.accept_after_free_ns = sched_now() - x->freed_at;
 	x->done = true;
@@ -769,7 +769,7 @@ struct WatchCount {
 	ssize_t read_in_cb;
 };
 
-void count_watch(pd_t *pd, void *arg)
+void count_watch(poll_desc *pd, void *arg)
 {
 	auto *w = static_cast<WatchCount *>(arg);
 	w->fired++;
@@ -787,7 +787,7 @@ TEST_CASE("watch callbacks fire once, first readiness is kept, close fires", "[p
 	int fired_after_one = -1, fired_after_two = -1;
 	ssize_t z_read = -1;
 	go([&] {
-		pd_t *a, *b;
+		poll_desc *a, *b;
 		SETUP(tcp_pair(&a, &b));
 		coro_sleep(5 * MS);
 		armed = pd_watch(a, PD_READ, count_watch, &w1);
@@ -836,7 +836,7 @@ TEST_CASE("watch callbacks fire once, first readiness is kept, close fires", "[p
 }
 
 namespace {
-void hold_watch(pd_t *, void *arg)
+void hold_watch(poll_desc *, void *arg)
 {
 	*static_cast<int *>(arg) += 1;
 }
@@ -845,7 +845,7 @@ void hold_watch(pd_t *, void *arg)
 TEST_CASE("an armed watch keeps the scheduler alive until it fires", "[poll][watch]")
 {
 	Loop loop;
-	pd_t *a = nullptr, *b = nullptr;
+	poll_desc *a = nullptr, *b = nullptr;
 	REQUIRE(unix_pair(&a, &b) == 0);
 	int fired = 0;
 	REQUIRE(pd_watch(a, PD_READ, hold_watch, &fired) == 0);
@@ -864,7 +864,7 @@ TEST_CASE("an armed watch keeps the scheduler alive until it fires", "[poll][wat
 TEST_CASE("a watch fires when its deadline expires", "[poll][watch][deadline]")
 {
 	Loop loop;
-	pd_t *a = nullptr, *b = nullptr;
+	poll_desc *a = nullptr, *b = nullptr;
 	REQUIRE(unix_pair(&a, &b) == 0);
 	WatchCount w = {0, 0};
 	pd_set_deadline(a, PD_READ, sched_now() + 30 * MS);
@@ -885,10 +885,10 @@ TEST_CASE("a second waiter on one direction aborts with a message", "[poll]")
 		close(errp[0]);
 		sched_init(nullptr);
 		poll_open(test_kind(), nullptr, 0);
-		pd_t *a, *b;
+		poll_desc *a, *b;
 		if (unix_pair(&a, &b) < 0)
 			return 3;
-		auto waiter = [](void *arg) { pd_wait(static_cast<pd_t *>(arg), PD_READ); };
+		auto waiter = [](void *arg) { pd_wait(static_cast<poll_desc *>(arg), PD_READ); };
 		coro_spawn(waiter, a, nullptr);
 		coro_spawn(waiter, a, nullptr);
 		sched_run();
@@ -910,7 +910,7 @@ TEST_CASE("a busy run queue does not starve ready I/O", "[poll][fair]")
 	bool woke = false, stop = false;
 	long spins_at_wake = -1;
 	long spins = 0;
-	pd_t *a = nullptr, *b = nullptr;
+	poll_desc *a = nullptr, *b = nullptr;
 	REQUIRE(unix_pair(&a, &b) == 0);
 	go([&] {
 		char c;
@@ -942,7 +942,7 @@ TEST_CASE("a read loop that never meets EAGAIN yields", "[poll][fair]")
 	bool done = false;
 	ssize_t total = 0;
 	go([&] {
-		pd_t *a, *b;
+		poll_desc *a, *b;
 		SETUP(unix_pair(&a, &b));
 		std::vector<char> blob(10000, 'r');
 		pd_write_full(b, blob.data(), blob.size());
@@ -971,7 +971,7 @@ TEST_CASE("writev_full writes every iovec and advances them", "[poll]")
 	ssize_t wrote = -1, got = -1;
 	std::string in;
 	go([&] {
-		pd_t *a, *b;
+		poll_desc *a, *b;
 		SETUP(tcp_pair(&a, &b));
 		std::vector<char> big(3 << 20, 'B');
 		char head[] = "head:", tail[] = ":tail";
@@ -1003,7 +1003,7 @@ TEST_CASE("a pipe reads and writes like a socket, one writev per write once know
 	Loop loop;
 	int p[2];
 	REQUIRE(pipe2(p, O_CLOEXEC) == 0);
-	pd_t *r = nullptr, *w = nullptr;
+	poll_desc *r = nullptr, *w = nullptr;
 	REQUIRE(pd_open(p[0], &r) == 0);
 	REQUIRE(pd_open(p[1], &w) == 0);
 	ssize_t first = -1, second = -1, got = -1, tried = 0;
@@ -1040,7 +1040,7 @@ struct Pong {
 	ssize_t wrote;
 };
 
-void pong_watch(pd_t *pd, void *arg)
+void pong_watch(poll_desc *pd, void *arg)
 {
 	char buf[8];
 	pd_try_read(pd, buf, sizeof(buf));
@@ -1051,7 +1051,7 @@ void pong_watch(pd_t *pd, void *arg)
 TEST_CASE("a write from a watch callback completes without parking", "[poll][io][watch]")
 {
 	Loop loop;
-	pd_t *a = nullptr, *b = nullptr;
+	poll_desc *a = nullptr, *b = nullptr;
 	REQUIRE(unix_pair(&a, &b) == 0);
 	Pong pong = {-1};
 	// The callback runs in scheduler context: even with write batching its
@@ -1125,7 +1125,7 @@ TEST_CASE("io_uring forbidden: uring fails with one line, auto falls back", "[po
 TEST_CASE("a write in flight never lands on an fd number reused after close", "[poll][stale]")
 {
 	Loop loop;
-	pd_t *x = nullptr, *xp = nullptr;
+	poll_desc *x = nullptr, *xp = nullptr;
 	REQUIRE(unix_pair(&x, &xp) == 0);
 	int xfd = pd_fd(x);
 	ssize_t wrote = 0, leaked = 0;
@@ -1158,7 +1158,7 @@ TEST_CASE("closing with a wake-up still pending really closes", "[poll][close]")
 	Loop loop;
 	ssize_t got = -1;
 	go([&] {
-		pd_t *x, *xp;
+		poll_desc *x, *xp;
 		SETUP(tcp_pair(&x, &xp));
 		coro_sleep(5 * MS); // both registrations are in the kernel
 		// A wake-up for x that the poller has not seen yet (io_uring with

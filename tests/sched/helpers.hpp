@@ -26,7 +26,7 @@ struct SchedScope {
 struct Bodies {
 	std::vector<std::unique_ptr<std::function<void()>>> fns;
 
-	coro_t *spawn(std::function<void()> fn, const char *name = nullptr,
+	coro *spawn(std::function<void()> fn, const char *name = nullptr,
 		size_t stack_size = 0)
 	{
 		fns.emplace_back(new std::function<void()>(std::move(fn)));

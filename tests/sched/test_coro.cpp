@@ -27,7 +27,7 @@ TEST_CASE("100,000 coroutines spawn, run and exit", "[coro]")
 	b.spawn([&] {
 		for (int i = 0; i < total; i++) {
 			args[i] = Arg{ &ran, &sum, (uint64_t)i };
-			coro_t *c = coro_spawn(
+			coro *c = coro_spawn(
 				[](void *p) {
 					Arg *a = static_cast<Arg *>(p);
 					++*a->ran;
@@ -56,11 +56,11 @@ TEST_CASE("10,000 coroutines alive at once", "[coro]")
 	SchedScope scope;
 	Bodies b;
 	const int total = 10000;
-	std::vector<coro_t *> parked;
+	std::vector<coro *> parked;
 	int woke = 0;
 
 	for (int i = 0; i < total; i++) {
-		coro_t *c = b.spawn([&] {
+		coro *c = b.spawn([&] {
 			parked.push_back(coro_self());
 			coro_park("test");
 			woke++;
@@ -69,7 +69,7 @@ TEST_CASE("10,000 coroutines alive at once", "[coro]")
 	}
 	b.spawn([&] {
 		CHECK(stats().live == (uint32_t)total + 1);
-		for (coro_t *c : parked)
+		for (coro *c : parked)
 			coro_ready(c);
 	});
 	sched_run();
@@ -82,12 +82,12 @@ TEST_CASE("coro_self, names and park reasons", "[coro]")
 {
 	SchedScope scope;
 	Bodies b;
-	coro_t *self_seen = nullptr;
+	coro *self_seen = nullptr;
 	std::string reason_seen, name_seen;
 	const char *reason_after = "not checked";
 
 	CHECK(coro_self() == nullptr);
-	coro_t *a = b.spawn([&] {
+	coro *a = b.spawn([&] {
 		self_seen = coro_self();
 		coro_park("waiting for test");
 		reason_after = coro_park_reason(coro_self());
@@ -189,7 +189,7 @@ TEST_CASE("readying a coroutine that is not parked is a fatal bug", "[coro]")
 			_exit(3);
 		coro_opts opts = {};
 		opts.name = "twice";
-		coro_t *c = coro_spawn([](void *) {}, nullptr, &opts);
+		coro *c = coro_spawn([](void *) {}, nullptr, &opts);
 		coro_ready(c);  // runnable already: would be queued twice
 		_exit(0);
 	}

@@ -84,7 +84,7 @@ TEST_CASE("the hook gets -1 when only a poller can wake a parked coroutine", "[l
 	Bodies b;
 	HookLog log;
 	bool woke = false;
-	coro_t *c = b.spawn([&] { coro_park("io"); woke = true; });
+	coro *c = b.spawn([&] { coro_park("io"); woke = true; });
 	log.on_call = [&](int64_t) {
 		coro_ready(c);  // "the fd became ready"
 		return 1;

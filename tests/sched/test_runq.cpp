@@ -21,7 +21,7 @@ TEST_CASE("coro_ready appends to the tail in call order", "[runq]")
 	SchedScope scope;
 	Bodies b;
 	std::string trace;
-	coro_t *c[3];
+	coro *c[3];
 
 	for (int i = 0; i < 3; i++)
 		c[i] = b.spawn([&, i] { coro_park("test"); trace += char('0' + i); });
@@ -40,7 +40,7 @@ TEST_CASE("coro_ready_next runs before the queue; a displaced runnext goes to th
 	SchedScope scope;
 	Bodies b;
 	std::string trace;
-	coro_t *p[3];
+	coro *p[3];
 
 	for (int i = 0; i < 3; i++)
 		p[i] = b.spawn([&, i] { coro_park("test"); trace += char('0' + i); });
@@ -63,7 +63,7 @@ TEST_CASE("a ready_next ping-pong pair cannot starve the queue", "[runq]")
 	int count = 0;
 	bool done = false;
 	std::vector<int> seen_by_others;
-	coro_t *q = nullptr, *p = nullptr;
+	coro *q = nullptr, *p = nullptr;
 
 	q = b.spawn([&] {
 		for (;;) {
@@ -109,8 +109,8 @@ TEST_CASE("runq_len counts the queue and the runnext slot", "[runq]")
 	SchedScope scope;
 	Bodies b;
 	uint32_t len_seen = 0;
-	coro_t *x = b.spawn([&] { coro_park("test"); });
-	coro_t *y = b.spawn([&] { coro_park("test"); });
+	coro *x = b.spawn([&] { coro_park("test"); });
+	coro *y = b.spawn([&] { coro_park("test"); });
 
 	b.spawn([&] {
 		coro_ready(x);

@@ -154,10 +154,10 @@ TEST_CASE("callbacks run in scheduler context and can wake coroutines", "[timer]
 	Bodies b;
 	bool in_coro = true;
 	bool woke = false;
-	coro_t *c = b.spawn([&] { coro_park("timer"); woke = true; });
+	coro *c = b.spawn([&] { coro_park("timer"); woke = true; });
 	struct W {
 		sched_timer t;
-		coro_t *c;
+		coro *c;
 		bool *in_coro;
 	} w{ {}, c, &in_coro };
 
