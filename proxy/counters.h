@@ -5,8 +5,12 @@
  * each at the index its entry names (COUNTER_...). docs/METRICS.md lists
  * them with shard/'s own; a test fails until it is regenerated.
  *
- * Adding a counter: one entry here, the store in server.c that publishes
- * it, and `ninja -C build metrics-doc`. Entries are in /stats order.
+ * Adding a counter: one entry here and the code that counts it, into the
+ * array the entry's scope keeps by these indexes (listener->counters,
+ * upstream_server->counters; server.c publishes whole arrays); then
+ * `ninja -C build metrics-doc`. Only a value computed when published (a
+ * gauge of the moment such as COUNTER_UP) has its store in server.c.
+ * Entries are in /stats order.
  */
 #ifndef FRAMEPROXY_PROXY_COUNTERS_H
 #define FRAMEPROXY_PROXY_COUNTERS_H

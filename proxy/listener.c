@@ -63,8 +63,8 @@ static void session_end(session *s, reason_code reason,
 
 	if (l->params.access_log)
 		access_log(s, reason, summary);
-	l->stats.closed[reason]++;
-	l->stats.active--;
+	l->counters[COUNTER_CLOSED + reason]++;
+	l->counters[COUNTER_ACTIVE]--;
 	if (s->peer_counted)
 		peer_table_release(&l->peers, &s->key);
 	if (s->server >= 0)
@@ -146,11 +146,11 @@ static void session_begin(listener *l, poll_desc *client,
 	session *s = calloc(1, sizeof(*s));
 	coro_opts opts = {.name = "session"};
 
-	l->stats.accepted++;
-	l->stats.active++;
+	l->counters[COUNTER_ACCEPTED]++;
+	l->counters[COUNTER_ACTIVE]++;
 	if (!s) {
-		l->stats.active--;
-		l->stats.closed[REASON_no_memory]++;
+		l->counters[COUNTER_ACTIVE]--;
+		l->counters[COUNTER_CLOSED + REASON_no_memory]++;
 		pd_close(client);
 		return;
 	}
@@ -169,7 +169,7 @@ static void session_begin(listener *l, poll_desc *client,
 static bool listener_full(const listener *l)
 {
 	return l->params.max_connections &&
-	       l->stats.active >= l->params.max_connections;
+	       l->counters[COUNTER_ACTIVE] >= l->params.max_connections;
 }
 
 static void acceptor_main(void *arg)
@@ -198,7 +198,7 @@ static void acceptor_main(void *arg)
 		if (rc == -EBADF || rc == -EINVAL)
 			break; /* the socket is gone: nothing more to accept */
 		if (rc < 0) {
-			l->stats.accept_errors++;
+			l->counters[COUNTER_ACCEPT_ERRORS]++;
 			log_ratelimited(&limit, LOG_LEVEL_WARN, "accept failed",
 					"listener=%s error=%s", l->params.name,
 					strerror(-rc));

@@ -16,6 +16,7 @@
 #include "poll/poll.h"
 #include "proxy/acl.h"
 #include "proxy/balance.h"
+#include "proxy/counters.h"
 #include "proxy/peer_table.h"
 #include "proxy/relay.h"
 #include "proxy/upstream.h"
@@ -39,12 +40,6 @@ typedef struct listener_params {
 	uint64_t seed;                /* random2's choices */
 } listener_params;
 
-typedef struct listener_stats {
-	uint64_t accepted;
-	uint64_t active;              /* accepted and not yet closed */
-	uint64_t closed[REASON_COUNT]; /* why connections ended */
-	uint64_t accept_errors;
-} listener_stats;
 
 typedef struct listener {
 	listener_params params;
@@ -52,7 +47,9 @@ typedef struct listener {
 	upstream_pool pool;
 	relay_group *relays;
 	peer_table peers;
-	listener_stats stats;
+	/* COUNTERS_LISTENER of proxy/counters.h, by index; the relay group
+	 * adds its frames and bytes here */
+	uint64_t counters[COUNTER_LISTENER_VALUES];
 	coro *acceptor;
 	coro *waiting_for_slot;     /* acceptor parked at max_connections */
 	struct sockaddr_storage bound;/* the address actually bound */

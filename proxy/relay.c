@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "proxy/counters.h"
 #include "proxy/frame.h"
 
 /* A pump that never meets EAGAIN yields after moving this many buffers. */
@@ -62,9 +63,10 @@ static void pump_spawn(relay_dir *dir);
 /* --- buffers --------------------------------------------------------------- */
 
 void relay_group_init(relay_group *group, uint32_t buffer_size,
-		      uint32_t pool_max)
+		      uint32_t pool_max, uint64_t *counters)
 {
 	*group = (relay_group){
+		.counters = counters,
 		.buffer_size = buffer_size,
 		.free_max = pool_max,
 		.free_buffers = calloc(pool_max ? pool_max : 1, sizeof(void *)),
@@ -420,8 +422,9 @@ static int dir_forward(relay_dir *dir)
 		}
 		dir->start += (uint32_t)ready;
 		dir->bytes += ready;
-		r->group->bytes[dir->side] += ready;
-		r->group->frames[dir->side] += dir->scanner.frames - frames_before;
+		r->group->counters[COUNTER_BYTES + dir->side] += ready;
+		r->group->counters[COUNTER_FRAMES + dir->side] +=
+			dir->scanner.frames - frames_before;
 		relay_touch(r);
 	}
 	if (dir->scanner.oversize) {

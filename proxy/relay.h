@@ -54,16 +54,15 @@ typedef struct relay_group {
 	uint32_t free_max;
 	uint32_t buffer_size;    /* the size pooled buffers have */
 	bool draining;           /* relays started from now on drain too */
-	/* Forwarded by every relay of the group so far, indexed by the side
-	 * read from; counted as frames go out, so metrics move while long
-	 * connections are open (the access log has the per-connection
-	 * numbers). */
-	uint64_t frames[2];
-	uint64_t bytes[2];
+	/* The listener's COUNTERS_LISTENER (proxy/counters.h): every relay
+	 * of the group adds COUNTER_FRAMES and COUNTER_BYTES + the side read
+	 * from as frames go out, so metrics move while long connections are
+	 * open (the access log has the per-connection numbers). */
+	uint64_t *counters;
 } relay_group;
 
 void relay_group_init(relay_group *group, uint32_t buffer_size,
-		      uint32_t pool_max);
+		      uint32_t pool_max, uint64_t *counters);
 void relay_group_free(relay_group *group);
 
 /*

@@ -40,29 +40,16 @@ static uint64_t server_connections(const server *srv)
 	uint64_t active = 0;
 
 	for (uint32_t i = 0; i < srv->opened; i++)
-		active += srv->listeners[i].stats.active;
+		active += srv->listeners[i].counters[COUNTER_ACTIVE];
 	return active;
 }
 
 /* --- counters for the supervisor (proxy/counters.h) ------------------------ */
 
-static void publish_listener(shard_slot_listener *out, const listener *l,
-			     const relay_group *relays)
+static void publish_values(uint64_t *out, const uint64_t *values, uint32_t count)
 {
-	const listener_stats *st = &l->stats;
-	uint64_t *v = out->values;
-
-	shard_slot_store(&v[COUNTER_ACTIVE], st->active);
-	shard_slot_store(&v[COUNTER_ACCEPTED], st->accepted);
-	shard_slot_store(&v[COUNTER_ACCEPT_ERRORS], st->accept_errors);
-	/* The relay group's totals, not the listener's: those grow only when
-	 * a connection closes. */
-	for (int side = 0; side < 2; side++) {
-		shard_slot_store(&v[COUNTER_FRAMES + side], relays->frames[side]);
-		shard_slot_store(&v[COUNTER_BYTES + side], relays->bytes[side]);
-	}
-	for (int r = 0; r < REASON_COUNT; r++)
-		shard_slot_store(&v[COUNTER_CLOSED + r], st->closed[r]);
+	for (uint32_t k = 0; k < count; k++)
+		shard_slot_store(&out[k], values[k]);
 }
 
 static void publish_upstreams(shard_slot *slot, uint32_t listener_index,
@@ -78,11 +65,10 @@ static void publish_upstreams(shard_slot *slot, uint32_t listener_index,
 			shard_slot_name(out->name, us->name);
 			out->listener = listener_index;
 		}
+		publish_values(v, us->counters, COUNTER_UPSTREAM_VALUES);
+		/* A gauge of the moment, not kept between publishes. */
 		shard_slot_store(&v[COUNTER_UP],
 				 upstream_server_usable(pool, i, now) ? 1 : 0);
-		shard_slot_store(&v[COUNTER_CONNECTS], us->connects);
-		shard_slot_store(&v[COUNTER_CONNECT_FAILURES], us->connect_failures);
-		shard_slot_store(&v[COUNTER_EJECTIONS], us->eject_count);
 	}
 }
 
@@ -97,8 +83,8 @@ static void server_publish(server *srv)
 		if (shard_slot_get_state(slot) == SHARD_STATE_STARTING)
 			shard_slot_name(slot->listeners[i].name,
 					srv->listeners[i].params.name);
-		publish_listener(&slot->listeners[i], &srv->listeners[i],
-				 &srv->relays[i]);
+		publish_values(slot->listeners[i].values, srv->listeners[i].counters,
+			       COUNTER_LISTENER_VALUES);
 		publish_upstreams(slot, i, &srv->listeners[i].pool, &upstreams);
 	}
 	slot->listener_count = srv->opened < SHARD_MAX_LISTENERS ? srv->opened
@@ -290,7 +276,8 @@ static int server_start(server *srv)
 	for (uint32_t i = 0; i < settings->listener_count; i++)
 		relay_group_init(&srv->relays[i],
 				 settings->listeners[i].relay.buffer_size,
-				 SERVER_BUFFER_POOL_MAX);
+				 SERVER_BUFFER_POOL_MAX,
+				 srv->listeners[i].counters);
 	if ((rc = signals_open(srv)) < 0)
 		return rc;
 	sched_timer_init(&srv->drain_check, drain_check_fired, srv);

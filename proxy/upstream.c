@@ -70,7 +70,7 @@ static void pool_refresh(upstream_pool *pool)
 
 /* --- passive health ------------------------------------------------------ */
 
-/* `eject_count_at_start`: the server's eject_count when this connect began. */
+/* `eject_count_at_start`: the server's COUNTER_EJECTIONS when this connect began. */
 static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
 				  uint64_t eject_count_at_start)
 {
@@ -78,7 +78,7 @@ static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
 	uint32_t threshold = pool->params.fail_threshold;
 	static struct log_ratelimit limit = LOG_RATELIMIT_INIT(5);
 
-	server->connect_failures++;
+	server->counters[COUNTER_CONNECT_FAILURES]++;
 	log_ratelimited(&limit, LOG_LEVEL_WARN, "upstream connect failed",
 			"listener=%s upstream=%s error=%s", pool->listener,
 			server->name, strerror(-err));
@@ -87,7 +87,7 @@ static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
 	 * Whether the server went out since the connect began is what tells
 	 * (not whether it is out now: a connect that hangs until a
 	 * connect_timeout longer than the time out ends after it). */
-	if (server->eject_count != eject_count_at_start)
+	if (server->counters[COUNTER_EJECTIONS] != eject_count_at_start)
 		return;
 	server->consecutive_failures++;
 	if (threshold == 0 || server->consecutive_failures < threshold)
@@ -96,7 +96,7 @@ static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
 				 server->ejections : UPSTREAM_EJECT_MAX_SHIFT;
 	int64_t out_for = pool->params.fail_timeout_ns << shift;
 	server->ejections++;
-	server->eject_count++;
+	server->counters[COUNTER_EJECTIONS]++;
 	server->consecutive_failures = 0;
 	server->out_until = sched_now() + out_for;
 	log_line(LOG_LEVEL_WARN, "upstream out",
@@ -109,7 +109,7 @@ static void server_connect_succeeded(upstream_pool *pool, uint32_t index)
 {
 	upstream_server *server = &pool->servers[index];
 
-	server->connects++;
+	server->counters[COUNTER_CONNECTS]++;
 	server->consecutive_failures = 0;
 	server->ejections = 0;
 	balance_conn_begin(&pool->balancer, index);
@@ -138,7 +138,7 @@ int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 			break;
 		balance_tried_add(&tried, (uint32_t)index);
 		upstream_server *server = &pool->servers[index];
-		uint64_t eject_count = server->eject_count;
+		uint64_t eject_count = server->counters[COUNTER_EJECTIONS];
 		int rc = poll_connect((const struct sockaddr *)&server->addr,
 				      server->addr_len,
 				      pool->params.connect_timeout_ns, out);

@@ -22,6 +22,7 @@
 
 #include "poll/poll.h"
 #include "proxy/balance.h"
+#include "proxy/counters.h"
 #include "shard/shard.h"
 
 #define UPSTREAM_MAX_SERVERS BALANCE_MAX_SERVERS
@@ -53,9 +54,7 @@ typedef struct upstream_server {
 	uint32_t consecutive_failures;
 	uint32_t ejections;
 	int64_t out_until;
-	uint64_t eject_count;      /* ejections ever, never reset: tells a
-				    * connect whether the server went out
-				    * while it was in flight */
+
 	/* active health */
 	struct upstream_pool *pool; /* the checker's way back, set at start */
 	uint32_t index;
@@ -64,9 +63,11 @@ typedef struct upstream_server {
 	uint32_t check_failures;
 	coro *checker;           /* parked between checks */
 	sched_timer check_timer;
-	/* counters */
-	uint64_t connects;
-	uint64_t connect_failures;
+	/* COUNTERS_UPSTREAM of proxy/counters.h, by index (COUNTER_UP is
+	 * computed when published). COUNTER_EJECTIONS, ejections ever and
+	 * never reset, also tells a connect whether the server went out
+	 * while it was in flight. */
+	uint64_t counters[COUNTER_UPSTREAM_VALUES];
 } upstream_server;
 
 typedef struct upstream_pool {
