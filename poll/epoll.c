@@ -1,6 +1,7 @@
 /*
  * Edge-triggered epoll backend: each fd is added once with IN|OUT|RDHUP|ET
- * and never modified, so a wait costs no epoll_ctl (mechanism 1).
+ * and never modified, so a wait costs no epoll_ctl (see 'One registration'
+ * in poll/poll.h).
  */
 #include <errno.h>
 #include <limits.h>

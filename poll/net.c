@@ -1,7 +1,8 @@
 /*
  * Blocking-style fd operations. Every one follows Go's pattern: check the
  * deadline (no syscall when it already passed), try the syscall, and on
- * EAGAIN park on the pollDesc until the backend reports readiness.
+ * EAGAIN park on the pollDesc until the backend reports readiness (see
+ * 'Parking', 'Deadlines' and 'Short reads' in poll/poll.h).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -15,7 +16,8 @@
 #include "poll/poll.h"
 
 /* Ops that complete this many times in a row without parking yield once, so
- * a relay fed faster than it drains cannot hog the P (mechanism 7). */
+ * a relay fed faster than it drains cannot hog the scheduler (see
+ * 'Fairness' in poll/poll.h). */
 #define POLL_FAIR_STREAK 64
 
 #define ACCEPT_BACKOFF_MIN_NS (1 * 1000000ll)
@@ -99,9 +101,8 @@ int poll_listen(const struct sockaddr *addr, socklen_t addr_len, int backlog,
 	return rc;
 }
 
-/* EMFILE/ENFILE: the connection stays queued and the listener stays
- * readable, so waiting for readiness would spin. Sleep instead, doubling up
- * to a bound, and never past the read deadline. */
+/* See 'Accept backoff' in poll/poll.h: sleep, doubling up to a bound, never
+ * past the read deadline. */
 static int accept_backoff(poll_desc *listener, int64_t *backoff)
 {
 	uint32_t gen = listener->gen;

@@ -1,5 +1,6 @@
 /*
- * io_uring poll backend (mechanism 8).
+ * io_uring poll backend (see 'One registration', 'Generations' and
+ * 'io_uring batching' in poll/poll.h).
  *
  * Each fd gets one multishot POLL_ADD for IN|OUT|RDHUP at pd_open; it keeps
  * posting a CQE per wake-up until the kernel ends it (a CQE without
