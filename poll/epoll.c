@@ -80,7 +80,7 @@ static int ep_poll(int64_t delay_ns)
 	return woke;
 }
 
-const struct poll_backend poll_backend_epoll = {
+const poll_backend_ops poll_backend_epoll = {
 	.name = "epoll",
 	.open = ep_open,
 	.close = ep_close,

@@ -270,13 +270,13 @@ ssize_t pd_sys_sendmsg(poll_desc *pd, struct iovec *iov, int iov_count)
 /* A backend without its own op costs no indirect call. */
 static ssize_t io_recv(poll_desc *pd, void *buf, size_t len)
 {
-	const struct poll_backend *b = poll_g_backend;
+	const poll_backend_ops *b = poll_g_backend;
 	return b->recv ? b->recv(pd, buf, len) : pd_sys_recv(pd, buf, len);
 }
 
 static ssize_t io_sendmsg(poll_desc *pd, struct iovec *iov, int iov_count)
 {
-	const struct poll_backend *b = poll_g_backend;
+	const poll_backend_ops *b = poll_g_backend;
 	return b->sendmsg ? b->sendmsg(pd, iov, iov_count)
 			  : pd_sys_sendmsg(pd, iov, iov_count);
 }

@@ -22,7 +22,7 @@
 
 poll_stats poll_g_stats;
 
-const struct poll_backend *poll_g_backend;
+const poll_backend_ops *poll_g_backend;
 static poll_kind be_kind;
 static poll_desc **chunks;
 static uint32_t chunk_count;
@@ -70,7 +70,7 @@ poll_desc *pd_slot(uint32_t index)
 	return &chunks[index >> CHUNK_SHIFT][index & (CHUNK_SIZE - 1)];
 }
 
-static void dir_init(poll_desc *pd, struct pd_dir_state *d, uint8_t dir);
+static void dir_init(poll_desc *pd, pd_dir_state *d, uint8_t dir);
 
 static int grow_slots(void)
 {
@@ -131,7 +131,7 @@ void pd_slot_release(poll_desc *pd)
 
 static void pd_timer_fired(sched_timer *timer, void *arg);
 
-static void dir_init(poll_desc *pd, struct pd_dir_state *d, uint8_t dir)
+static void dir_init(poll_desc *pd, pd_dir_state *d, uint8_t dir)
 {
 	memset(d, 0, sizeof(*d));
 	d->pd = pd;
@@ -139,7 +139,7 @@ static void dir_init(poll_desc *pd, struct pd_dir_state *d, uint8_t dir)
 	sched_timer_init(&d->timer, pd_timer_fired, d);
 }
 
-static void dir_reset(struct pd_dir_state *d)
+static void dir_reset(pd_dir_state *d)
 {
 	sched_timer_cancel(&d->timer);
 	d->slot = SLOT_EMPTY;
@@ -150,7 +150,7 @@ static void dir_reset(struct pd_dir_state *d)
 	d->watch_arg = NULL;
 }
 
-static struct pd_dir_state *dir_of(poll_desc *pd, pd_dir dir)
+static pd_dir_state *dir_of(poll_desc *pd, pd_dir dir)
 {
 	if (dir == PD_READ)
 		return &pd->rd;
@@ -159,12 +159,12 @@ static struct pd_dir_state *dir_of(poll_desc *pd, pd_dir dir)
 	return NULL;
 }
 
-static const char *dir_name(const struct pd_dir_state *d)
+static const char *dir_name(const pd_dir_state *d)
 {
 	return d->dir == PD_READ ? "read" : "write";
 }
 
-static _Noreturn void die_busy(const poll_desc *pd, const struct pd_dir_state *d,
+static _Noreturn void die_busy(const poll_desc *pd, const pd_dir_state *d,
 			       const char *what)
 {
 	fprintf(stderr,
@@ -176,7 +176,7 @@ static _Noreturn void die_busy(const poll_desc *pd, const struct pd_dir_state *d
 }
 
 /* Fire an armed watch: clear the slot first so the callback may re-arm. */
-static int fire_watch(struct pd_dir_state *d)
+static int fire_watch(pd_dir_state *d)
 {
 	pd_watch_fn fn = d->watch_fn;
 	void *arg = d->watch_arg;
@@ -190,10 +190,10 @@ static int fire_watch(struct pd_dir_state *d)
 }
 
 /* Hand `result` to whoever occupies the slot. Returns 1 if someone woke. */
-static int dir_wake(struct pd_dir_state *d, int result)
+static int dir_wake(pd_dir_state *d, int result)
 {
 	if (d->slot == SLOT_WAIT) {
-		struct pd_waiter *w = d->waiter;
+		pd_waiter *w = d->waiter;
 		d->slot = SLOT_EMPTY;
 		d->waiter = NULL;
 		w->result = result;
@@ -205,7 +205,7 @@ static int dir_wake(struct pd_dir_state *d, int result)
 	return 0;
 }
 
-static int dir_ready(struct pd_dir_state *d)
+static int dir_ready(pd_dir_state *d)
 {
 	if (d->slot == SLOT_EMPTY || d->slot == SLOT_READY) {
 		d->slot = SLOT_READY;
@@ -215,7 +215,7 @@ static int dir_ready(struct pd_dir_state *d)
 }
 
 /* -EBADF when closing, -ETIMEDOUT when the deadline passed, else 0. */
-static int dir_check(const poll_desc *pd, struct pd_dir_state *d)
+static int dir_check(const poll_desc *pd, pd_dir_state *d)
 {
 	if (pd->closing || pd->state != PD_OPEN)
 		return -EBADF;
@@ -232,7 +232,7 @@ static int dir_check(const poll_desc *pd, struct pd_dir_state *d)
 
 int pd_check(poll_desc *pd, pd_dir dir)
 {
-	struct pd_dir_state *d = dir_of(pd, dir);
+	pd_dir_state *d = dir_of(pd, dir);
 	return d ? dir_check(pd, d) : -EINVAL;
 }
 
@@ -240,14 +240,14 @@ int pd_check(poll_desc *pd, pd_dir dir)
  * earlier edge is stale once we are about to look at the fd ourselves. */
 void pd_prepare(poll_desc *pd, pd_dir dir)
 {
-	struct pd_dir_state *d = dir_of(pd, dir);
+	pd_dir_state *d = dir_of(pd, dir);
 	if (d && d->slot == SLOT_READY)
 		d->slot = SLOT_EMPTY;
 }
 
 static void pd_timer_fired(sched_timer *timer, void *arg)
 {
-	struct pd_dir_state *d = arg;
+	pd_dir_state *d = arg;
 
 	(void)timer;
 	if (!d->deadline || d->pd->state != PD_OPEN)
@@ -384,7 +384,7 @@ int pd_close(poll_desc *pd)
 
 int pd_wait(poll_desc *pd, pd_dir dir)
 {
-	struct pd_dir_state *d = dir_of(pd, dir);
+	pd_dir_state *d = dir_of(pd, dir);
 	if (!d)
 		return -EINVAL;
 	int rc = dir_check(pd, d);
@@ -402,7 +402,7 @@ int pd_wait(poll_desc *pd, pd_dir dir)
 			pd->fd);
 		abort();
 	}
-	struct pd_waiter w = {.coro = self, .result = 0};
+	pd_waiter w = {.coro = self, .result = 0};
 	d->slot = SLOT_WAIT;
 	d->waiter = &w;
 	pd->streak = 0;
@@ -411,7 +411,7 @@ int pd_wait(poll_desc *pd, pd_dir dir)
 	return w.result;
 }
 
-static void dir_set_deadline(poll_desc *pd, struct pd_dir_state *d, int64_t when)
+static void dir_set_deadline(poll_desc *pd, pd_dir_state *d, int64_t when)
 {
 	d->deadline = when;
 	d->expired = false;
@@ -444,7 +444,7 @@ void pd_set_deadline(poll_desc *pd, pd_dir dirs, int64_t deadline_ns)
 
 int pd_watch(poll_desc *pd, pd_dir dir, pd_watch_fn fn, void *arg)
 {
-	struct pd_dir_state *d = pd ? dir_of(pd, dir) : NULL;
+	pd_dir_state *d = pd ? dir_of(pd, dir) : NULL;
 	if (!d || !fn)
 		return -EINVAL;
 	int rc = dir_check(pd, d);
@@ -467,7 +467,7 @@ int pd_watch(poll_desc *pd, pd_dir dir, pd_watch_fn fn, void *arg)
 
 int pd_unwatch(poll_desc *pd, pd_dir dir)
 {
-	struct pd_dir_state *d = pd ? dir_of(pd, dir) : NULL;
+	pd_dir_state *d = pd ? dir_of(pd, dir) : NULL;
 	if (!d)
 		return -EINVAL;
 	if (d->slot != SLOT_WATCH)

@@ -129,7 +129,7 @@ coro *coro_spawn(coro_entry_fn entry, void *arg, const coro_opts *opts)
 	coro *c = stack_get(stack_size_for(opts));
 	if (!c)
 		return NULL;  /* errno from mmap/mprotect */
-	struct stack st = c->stack;
+	coro_stack st = c->stack;
 	memset(c, 0, sizeof(*c));
 	c->stack = st;
 	c->entry = entry;

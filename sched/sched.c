@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-struct sched sched_g;
+scheduler sched_g;
 
 _Noreturn void sched_fatal(const char *what, const coro *c)
 {

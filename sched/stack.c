@@ -80,7 +80,7 @@ coro *stack_get(size_t size)
 
 static void stack_unmap(coro *c)
 {
-	struct stack s = c->stack;
+	coro_stack s = c->stack;
 
 #if defined(SCHED_ASAN)
 	__asan_unpoison_memory_region(s.base + guard_size(),
