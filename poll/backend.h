@@ -124,7 +124,7 @@ unsigned pd_events_from_mask(uint32_t mask);
 /* For net.c: -EBADF/-ETIMEDOUT/0 for a direction, without a syscall. */
 int pd_check(poll_desc *pd, pd_dir dir);
 /* Drop a READY left by an old edge before an op looks at the fd itself. */
-void pd_prepare(poll_desc *pd, pd_dir dir);
+void pd_clear_ready(poll_desc *pd, pd_dir dir);
 
 /* net.c: the plain syscalls behind the recv and sendmsg ops, for backends
  * whose own op falls back to them. Same contract as the ops. */

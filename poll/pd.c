@@ -23,7 +23,7 @@
 poll_stats poll_g_stats;
 
 const poll_backend_ops *poll_g_backend;
-static poll_kind be_kind;
+static poll_kind backend_kind;
 static poll_desc **chunks;
 static uint32_t chunk_count;
 static uint32_t chunk_cap;
@@ -238,7 +238,7 @@ int pd_check(poll_desc *pd, pd_dir dir)
 
 /* Ops call this before their first syscall: a READY left over from an
  * earlier edge is stale once we are about to look at the fd ourselves. */
-void pd_prepare(poll_desc *pd, pd_dir dir)
+void pd_clear_ready(poll_desc *pd, pd_dir dir)
 {
 	pd_dir_state *d = dir_of(pd, dir);
 	if (d && d->slot == SLOT_READY)
@@ -411,7 +411,7 @@ int pd_wait(poll_desc *pd, pd_dir dir)
 	return w.result;
 }
 
-static void dir_set_deadline(poll_desc *pd, pd_dir_state *d, int64_t when)
+static void dir_set_deadline(pd_dir_state *d, int64_t when)
 {
 	d->deadline = when;
 	d->expired = false;
@@ -426,7 +426,6 @@ static void dir_set_deadline(poll_desc *pd, pd_dir_state *d, int64_t when)
 			poll_g_stats.timeouts++;
 		return;
 	}
-	(void)pd;
 	sched_timer_set(&d->timer, when);
 }
 
@@ -437,9 +436,9 @@ void pd_set_deadline(poll_desc *pd, pd_dir dirs, int64_t deadline_ns)
 	if (deadline_ns < 0)
 		deadline_ns = 1; /* long past, but not "none" */
 	if (dirs & PD_READ)
-		dir_set_deadline(pd, &pd->rd, deadline_ns);
+		dir_set_deadline(&pd->rd, deadline_ns);
 	if ((dirs & PD_WRITE) && pd->state == PD_OPEN && !pd->closing)
-		dir_set_deadline(pd, &pd->wr, deadline_ns);
+		dir_set_deadline(&pd->wr, deadline_ns);
 }
 
 int pd_watch(poll_desc *pd, pd_dir dir, pd_watch_fn fn, void *arg)
@@ -484,7 +483,7 @@ int pd_unwatch(poll_desc *pd, pd_dir dir)
 static int netpoll_hook(void *context, int64_t delay_ns)
 {
 	(void)context;
-	poll_g_stats.polls++;
+	poll_g_stats.netpoll_calls++;
 	return poll_g_backend->poll(delay_ns);
 }
 
@@ -494,7 +493,7 @@ static int open_auto(char *why, size_t why_len)
 	int rc = poll_backend_uring.open(note, sizeof(note));
 	if (rc == 0) {
 		poll_g_backend = &poll_backend_uring;
-		be_kind = POLL_URING;
+		backend_kind = POLL_URING;
 		return 0;
 	}
 	rc = poll_backend_epoll.open(why, why_len);
@@ -503,7 +502,7 @@ static int open_auto(char *why, size_t why_len)
 	if (why && why_len)
 		snprintf(why, why_len, "%s; using epoll", note);
 	poll_g_backend = &poll_backend_epoll;
-	be_kind = POLL_EPOLL;
+	backend_kind = POLL_EPOLL;
 	return 0;
 }
 
@@ -533,7 +532,7 @@ int poll_open(poll_kind kind, char *why, size_t why_len)
 	if (rc < 0)
 		return rc;
 	if (kind != POLL_AUTO)
-		be_kind = kind;
+		backend_kind = kind;
 	sched_set_netpoll(netpoll_hook, NULL);
 	return 0;
 }
@@ -568,7 +567,7 @@ void poll_close(void)
 
 poll_kind poll_backend(void)
 {
-	return poll_g_backend ? be_kind : POLL_AUTO;
+	return poll_g_backend ? backend_kind : POLL_AUTO;
 }
 
 void poll_get_stats(poll_stats *out)

@@ -108,7 +108,7 @@ typedef struct poll_stats {
 	uint64_t stale_events;   /* events dropped for closed or reused fds */
 	uint64_t submits;        /* io_uring submissions (0 for epoll) */
 	uint64_t syscalls;       /* syscalls made by the poller and fd ops */
-	uint64_t polls;          /* times the scheduler entered the poller */
+	uint64_t netpoll_calls;  /* times the scheduler called the netpoll hook */
 	uint64_t accept_pauses;  /* EMFILE/ENFILE backoffs */
 	uint64_t timeouts;       /* deadline expiries that woke a waiter */
 	/* The part of `syscalls` the backend spent polling/submitting

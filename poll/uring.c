@@ -374,7 +374,7 @@ typedef struct cqe_copy {
 
 /* Copy a batch out and advance before handling, so a watch callback that
  * opens or closes fds (and may submit) never races our CQ head. */
-static int drain(void)
+static int drain_cq(void)
 {
 	cqe_copy batch[CQE_BATCH];
 	int woke = 0;
@@ -446,7 +446,7 @@ static int ur_poll(int64_t delay_ns)
 		poll_nowait(pending);
 	else
 		poll_wait(pending, delay_ns);
-	return drain();
+	return drain_cq();
 }
 
 const poll_backend_ops poll_backend_uring = {

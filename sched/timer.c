@@ -20,7 +20,7 @@ int64_t sched_now(void)
 	return sched_clock_ns(CLOCK_MONOTONIC);
 }
 
-static bool before(const sched_timer *a, const sched_timer *b)
+static bool fires_before(const sched_timer *a, const sched_timer *b)
 {
 	if (a->when != b->when)
 		return a->when < b->when;
@@ -39,7 +39,7 @@ static void sift_up(timer_heap *h, uint32_t i)
 
 	while (i > 0) {
 		uint32_t parent = (i - 1) / 4;
-		if (!before(t, h->v[parent]))
+		if (!fires_before(t, h->v[parent]))
 			break;
 		place(h, i, h->v[parent]);
 		i = parent;
@@ -53,7 +53,7 @@ static uint32_t min_child(const timer_heap *h, uint32_t first)
 	uint32_t best = first;
 
 	for (uint32_t c = first + 1; c < end; c++)
-		if (before(h->v[c], h->v[best]))
+		if (fires_before(h->v[c], h->v[best]))
 			best = c;
 	return best;
 }
@@ -67,7 +67,7 @@ static void sift_down(timer_heap *h, uint32_t i)
 		if (first >= h->len)
 			break;
 		uint32_t c = min_child(h, first);
-		if (!before(h->v[c], t))
+		if (!fires_before(h->v[c], t))
 			break;
 		place(h, i, h->v[c]);
 		i = c;
