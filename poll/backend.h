@@ -16,49 +16,49 @@
 #include "sched/sched.h"
 
 /* Slot states of one direction (Go's pdReady / pdWait / g pointer). */
-enum pd_slot {
+typedef enum pd_dir_slot {
 	SLOT_EMPTY = 0,
 	SLOT_READY,
 	SLOT_WAIT,   /* a coroutine is parked: dir.waiter */
 	SLOT_WATCH,  /* a callback is armed: dir.watch_fn */
-};
+} pd_dir_slot;
 
 /* Lives on the parked coroutine's stack, so a result delivered after the
  * pollDesc was recycled never lands in the next owner's state. */
-struct pd_waiter {
+typedef struct pd_waiter {
 	coro *coro;
 	int result;
-};
+} pd_waiter;
 
-struct pd_dir_state {
-	enum pd_slot slot;
+typedef struct pd_dir_state {
+	pd_dir_slot slot;
 	bool expired;            /* the deadline timer fired (or was set in the past) */
 	int64_t deadline;        /* absolute, 0 = none */
-	struct pd_waiter *waiter;
+	pd_waiter *waiter;
 	pd_watch_fn watch_fn;
 	void *watch_arg;
 	sched_timer timer;       /* fires at `deadline` */
-	poll_desc *pd;                /* back pointer for the timer callback */
+	poll_desc *pd;           /* back pointer for the timer callback */
 	uint8_t dir;             /* PD_READ or PD_WRITE */
-};
+} pd_dir_state;
 
-enum pd_state {
+typedef enum pd_state {
 	PD_FREE = 0,     /* on the free list */
 	PD_OPEN,
 	PD_ZOMBIE,       /* closed, backend still owns an in-flight request */
-};
+} pd_state;
 
 struct poll_desc {
 	int fd;
 	uint32_t index;          /* slot number in the slab */
 	uint32_t gen;            /* bumped at close: events carrying the old one are stale */
-	enum pd_state state;
+	pd_state state;
 	bool closing;
 	bool not_socket;         /* sendmsg(2) said ENOTSOCK: use writev(2) */
 	bool rd_drained;         /* last read was short: the socket was empty */
 	bool rd_hup;             /* EV_HUP seen: reads never skip to a park */
 	uint32_t streak;         /* ops completed without parking (fairness) */
-	struct pd_dir_state rd, wr;
+	pd_dir_state rd, wr;
 	poll_desc *next_free;
 };
 
@@ -77,7 +77,7 @@ static inline uint64_t pd_token(const poll_desc *pd)
  * further edge will come to wake a reader parked after a short read. */
 enum { EV_READ = 1, EV_WRITE = 2, EV_HUP = 4 };
 
-struct poll_backend {
+typedef struct poll_backend_ops {
 	const char *name;
 	/* Create the kernel object in this process. 0 or -errno with `why`. */
 	int (*open)(char *why, size_t why_len);
@@ -101,15 +101,15 @@ struct poll_backend {
 	 */
 	ssize_t (*recv)(poll_desc *pd, void *buf, size_t len);
 	ssize_t (*sendmsg)(poll_desc *pd, struct iovec *iov, int iov_count);
-};
+} poll_backend_ops;
 
-extern const struct poll_backend poll_backend_epoll;
-extern const struct poll_backend poll_backend_uring;
+extern const poll_backend_ops poll_backend_epoll;
+extern const poll_backend_ops poll_backend_uring;
 
 /* Shared state of the process's poller. */
 extern poll_stats poll_g_stats;
 /* The backend in use; NULL while no poller is open. */
-extern const struct poll_backend *poll_g_backend;
+extern const poll_backend_ops *poll_g_backend;
 
 /* pd.c, for backends: deliver readiness for a token; returns how many
  * coroutines/watches it woke. Stale tokens are counted and dropped. */
@@ -124,7 +124,7 @@ unsigned pd_events_from_mask(uint32_t mask);
 /* For net.c: -EBADF/-ETIMEDOUT/0 for a direction, without a syscall. */
 int pd_check(poll_desc *pd, pd_dir dir);
 /* Drop a READY left by an old edge before an op looks at the fd itself. */
-void pd_prepare(poll_desc *pd, pd_dir dir);
+void pd_clear_ready(poll_desc *pd, pd_dir dir);
 
 /* net.c: the plain syscalls behind the recv and sendmsg ops, for backends
  * whose own op falls back to them. Same contract as the ops. */

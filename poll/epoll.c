@@ -1,6 +1,7 @@
 /*
  * Edge-triggered epoll backend: each fd is added once with IN|OUT|RDHUP|ET
- * and never modified, so a wait costs no epoll_ctl (mechanism 1).
+ * and never modified, so a wait costs no epoll_ctl (see 'One registration'
+ * in poll/poll.h).
  */
 #include <errno.h>
 #include <limits.h>
@@ -79,7 +80,7 @@ static int ep_poll(int64_t delay_ns)
 	return woke;
 }
 
-const struct poll_backend poll_backend_epoll = {
+const poll_backend_ops poll_backend_epoll = {
 	.name = "epoll",
 	.open = ep_open,
 	.close = ep_close,

@@ -1,7 +1,8 @@
 /*
  * Blocking-style fd operations. Every one follows Go's pattern: check the
  * deadline (no syscall when it already passed), try the syscall, and on
- * EAGAIN park on the pollDesc until the backend reports readiness.
+ * EAGAIN park on the pollDesc until the backend reports readiness (see
+ * 'Parking', 'Deadlines' and 'Short reads' in poll/poll.h).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -15,13 +16,14 @@
 #include "poll/poll.h"
 
 /* Ops that complete this many times in a row without parking yield once, so
- * a relay fed faster than it drains cannot hog the P (mechanism 7). */
+ * a relay fed faster than it drains cannot hog the scheduler (see
+ * 'Fairness' in poll/poll.h). */
 #define POLL_FAIR_STREAK 64
 
 #define ACCEPT_BACKOFF_MIN_NS (1 * 1000000ll)
 #define ACCEPT_BACKOFF_MAX_NS (256 * 1000000ll)
 
-static void fair(poll_desc *pd)
+static void yield_on_long_streak(poll_desc *pd)
 {
 	if (++pd->streak < POLL_FAIR_STREAK)
 		return;
@@ -99,9 +101,8 @@ int poll_listen(const struct sockaddr *addr, socklen_t addr_len, int backlog,
 	return rc;
 }
 
-/* EMFILE/ENFILE: the connection stays queued and the listener stays
- * readable, so waiting for readiness would spin. Sleep instead, doubling up
- * to a bound, and never past the read deadline. */
+/* See 'Accept backoff' in poll/poll.h: sleep, doubling up to a bound, never
+ * past the read deadline. */
 static int accept_backoff(poll_desc *listener, int64_t *backoff)
 {
 	uint32_t gen = listener->gen;
@@ -124,7 +125,7 @@ static int accept_backoff(poll_desc *listener, int64_t *backoff)
 	return pd_check(listener, PD_READ);
 }
 
-static int accepted(int fd, poll_desc **out, struct sockaddr_storage *peer)
+static int open_accepted(int fd, poll_desc **out, struct sockaddr_storage *peer)
 {
 	if (is_inet(peer->ss_family))
 		set_nodelay(fd);
@@ -147,7 +148,7 @@ int pd_accept(poll_desc *listener, poll_desc **out, struct sockaddr_storage *pee
 	int rc = pd_check(listener, PD_READ);
 	if (rc < 0)
 		return rc;
-	pd_prepare(listener, PD_READ);
+	pd_clear_ready(listener, PD_READ);
 	for (;;) {
 		socklen_t len = sizeof(*peer);
 		poll_g_stats.syscalls++;
@@ -156,7 +157,7 @@ int pd_accept(poll_desc *listener, poll_desc **out, struct sockaddr_storage *pee
 		if (fd >= 0) {
 			if (peer_len)
 				*peer_len = len;
-			return accepted(fd, out, peer);
+			return open_accepted(fd, out, peer);
 		}
 		int err = errno;
 		if (err == EAGAIN)
@@ -269,13 +270,13 @@ ssize_t pd_sys_sendmsg(poll_desc *pd, struct iovec *iov, int iov_count)
 /* A backend without its own op costs no indirect call. */
 static ssize_t io_recv(poll_desc *pd, void *buf, size_t len)
 {
-	const struct poll_backend *b = poll_g_backend;
+	const poll_backend_ops *b = poll_g_backend;
 	return b->recv ? b->recv(pd, buf, len) : pd_sys_recv(pd, buf, len);
 }
 
 static ssize_t io_sendmsg(poll_desc *pd, struct iovec *iov, int iov_count)
 {
-	const struct poll_backend *b = poll_g_backend;
+	const poll_backend_ops *b = poll_g_backend;
 	return b->sendmsg ? b->sendmsg(pd, iov, iov_count)
 			  : pd_sys_sendmsg(pd, iov, iov_count);
 }
@@ -287,7 +288,7 @@ ssize_t pd_try_read(poll_desc *pd, void *buf, size_t len)
 	int rc = pd_check(pd, PD_READ);
 	if (rc < 0)
 		return rc;
-	pd_prepare(pd, PD_READ);
+	pd_clear_ready(pd, PD_READ);
 	ssize_t n = io_recv(pd, buf, len);
 	pd->rd_drained = n > 0 && (size_t)n < len;
 	return n;
@@ -321,12 +322,12 @@ ssize_t pd_read(poll_desc *pd, void *buf, size_t len)
 		if (rc < 0)
 			return rc;
 	}
-	pd_prepare(pd, PD_READ);
+	pd_clear_ready(pd, PD_READ);
 	for (;;) {
 		ssize_t n = io_recv(pd, buf, len);
 		if (n >= 0) {
 			pd->rd_drained = n > 0 && (size_t)n < len;
-			fair(pd);
+			yield_on_long_streak(pd);
 			return n;
 		}
 		pd->rd_drained = false;
@@ -376,7 +377,7 @@ ssize_t pd_writev_full(poll_desc *pd, struct iovec *iov, int iov_count)
 		return rc;
 	if (iov_count < 0 || (iov_count > 0 && !iov))
 		return -EINVAL;
-	pd_prepare(pd, PD_WRITE);
+	pd_clear_ready(pd, PD_WRITE);
 	size_t total = 0;
 	/* Skip leading empty entries so we never issue a zero-length write. */
 	iov_advance(&iov, &iov_count, 0);
@@ -395,7 +396,7 @@ ssize_t pd_writev_full(poll_desc *pd, struct iovec *iov, int iov_count)
 		if (rc < 0)
 			return rc;
 	}
-	fair(pd);
+	yield_on_long_streak(pd);
 	return (ssize_t)total;
 }
 

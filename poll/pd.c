@@ -22,8 +22,8 @@
 
 poll_stats poll_g_stats;
 
-const struct poll_backend *poll_g_backend;
-static poll_kind be_kind;
+const poll_backend_ops *poll_g_backend;
+static poll_kind backend_kind;
 static poll_desc **chunks;
 static uint32_t chunk_count;
 static uint32_t chunk_cap;
@@ -70,7 +70,7 @@ poll_desc *pd_slot(uint32_t index)
 	return &chunks[index >> CHUNK_SHIFT][index & (CHUNK_SIZE - 1)];
 }
 
-static void dir_init(poll_desc *pd, struct pd_dir_state *d, uint8_t dir);
+static void dir_init(poll_desc *pd, pd_dir_state *d, uint8_t dir);
 
 static int grow_slots(void)
 {
@@ -131,7 +131,7 @@ void pd_slot_release(poll_desc *pd)
 
 static void pd_timer_fired(sched_timer *timer, void *arg);
 
-static void dir_init(poll_desc *pd, struct pd_dir_state *d, uint8_t dir)
+static void dir_init(poll_desc *pd, pd_dir_state *d, uint8_t dir)
 {
 	memset(d, 0, sizeof(*d));
 	d->pd = pd;
@@ -139,7 +139,7 @@ static void dir_init(poll_desc *pd, struct pd_dir_state *d, uint8_t dir)
 	sched_timer_init(&d->timer, pd_timer_fired, d);
 }
 
-static void dir_reset(struct pd_dir_state *d)
+static void dir_reset(pd_dir_state *d)
 {
 	sched_timer_cancel(&d->timer);
 	d->slot = SLOT_EMPTY;
@@ -150,7 +150,7 @@ static void dir_reset(struct pd_dir_state *d)
 	d->watch_arg = NULL;
 }
 
-static struct pd_dir_state *dir_of(poll_desc *pd, pd_dir dir)
+static pd_dir_state *dir_of(poll_desc *pd, pd_dir dir)
 {
 	if (dir == PD_READ)
 		return &pd->rd;
@@ -159,12 +159,12 @@ static struct pd_dir_state *dir_of(poll_desc *pd, pd_dir dir)
 	return NULL;
 }
 
-static const char *dir_name(const struct pd_dir_state *d)
+static const char *dir_name(const pd_dir_state *d)
 {
 	return d->dir == PD_READ ? "read" : "write";
 }
 
-static _Noreturn void die_busy(const poll_desc *pd, const struct pd_dir_state *d,
+static _Noreturn void die_busy(const poll_desc *pd, const pd_dir_state *d,
 			       const char *what)
 {
 	fprintf(stderr,
@@ -176,7 +176,7 @@ static _Noreturn void die_busy(const poll_desc *pd, const struct pd_dir_state *d
 }
 
 /* Fire an armed watch: clear the slot first so the callback may re-arm. */
-static int fire_watch(struct pd_dir_state *d)
+static int fire_watch(pd_dir_state *d)
 {
 	pd_watch_fn fn = d->watch_fn;
 	void *arg = d->watch_arg;
@@ -190,10 +190,10 @@ static int fire_watch(struct pd_dir_state *d)
 }
 
 /* Hand `result` to whoever occupies the slot. Returns 1 if someone woke. */
-static int dir_wake(struct pd_dir_state *d, int result)
+static int dir_wake(pd_dir_state *d, int result)
 {
 	if (d->slot == SLOT_WAIT) {
-		struct pd_waiter *w = d->waiter;
+		pd_waiter *w = d->waiter;
 		d->slot = SLOT_EMPTY;
 		d->waiter = NULL;
 		w->result = result;
@@ -205,7 +205,7 @@ static int dir_wake(struct pd_dir_state *d, int result)
 	return 0;
 }
 
-static int dir_ready(struct pd_dir_state *d)
+static int dir_ready(pd_dir_state *d)
 {
 	if (d->slot == SLOT_EMPTY || d->slot == SLOT_READY) {
 		d->slot = SLOT_READY;
@@ -215,7 +215,7 @@ static int dir_ready(struct pd_dir_state *d)
 }
 
 /* -EBADF when closing, -ETIMEDOUT when the deadline passed, else 0. */
-static int dir_check(const poll_desc *pd, struct pd_dir_state *d)
+static int dir_check(const poll_desc *pd, pd_dir_state *d)
 {
 	if (pd->closing || pd->state != PD_OPEN)
 		return -EBADF;
@@ -232,22 +232,22 @@ static int dir_check(const poll_desc *pd, struct pd_dir_state *d)
 
 int pd_check(poll_desc *pd, pd_dir dir)
 {
-	struct pd_dir_state *d = dir_of(pd, dir);
+	pd_dir_state *d = dir_of(pd, dir);
 	return d ? dir_check(pd, d) : -EINVAL;
 }
 
 /* Ops call this before their first syscall: a READY left over from an
  * earlier edge is stale once we are about to look at the fd ourselves. */
-void pd_prepare(poll_desc *pd, pd_dir dir)
+void pd_clear_ready(poll_desc *pd, pd_dir dir)
 {
-	struct pd_dir_state *d = dir_of(pd, dir);
+	pd_dir_state *d = dir_of(pd, dir);
 	if (d && d->slot == SLOT_READY)
 		d->slot = SLOT_EMPTY;
 }
 
 static void pd_timer_fired(sched_timer *timer, void *arg)
 {
-	struct pd_dir_state *d = arg;
+	pd_dir_state *d = arg;
 
 	(void)timer;
 	if (!d->deadline || d->pd->state != PD_OPEN)
@@ -384,7 +384,7 @@ int pd_close(poll_desc *pd)
 
 int pd_wait(poll_desc *pd, pd_dir dir)
 {
-	struct pd_dir_state *d = dir_of(pd, dir);
+	pd_dir_state *d = dir_of(pd, dir);
 	if (!d)
 		return -EINVAL;
 	int rc = dir_check(pd, d);
@@ -402,7 +402,7 @@ int pd_wait(poll_desc *pd, pd_dir dir)
 			pd->fd);
 		abort();
 	}
-	struct pd_waiter w = {.coro = self, .result = 0};
+	pd_waiter w = {.coro = self, .result = 0};
 	d->slot = SLOT_WAIT;
 	d->waiter = &w;
 	pd->streak = 0;
@@ -411,7 +411,7 @@ int pd_wait(poll_desc *pd, pd_dir dir)
 	return w.result;
 }
 
-static void dir_set_deadline(poll_desc *pd, struct pd_dir_state *d, int64_t when)
+static void dir_set_deadline(pd_dir_state *d, int64_t when)
 {
 	d->deadline = when;
 	d->expired = false;
@@ -426,7 +426,6 @@ static void dir_set_deadline(poll_desc *pd, struct pd_dir_state *d, int64_t when
 			poll_g_stats.timeouts++;
 		return;
 	}
-	(void)pd;
 	sched_timer_set(&d->timer, when);
 }
 
@@ -437,14 +436,14 @@ void pd_set_deadline(poll_desc *pd, pd_dir dirs, int64_t deadline_ns)
 	if (deadline_ns < 0)
 		deadline_ns = 1; /* long past, but not "none" */
 	if (dirs & PD_READ)
-		dir_set_deadline(pd, &pd->rd, deadline_ns);
+		dir_set_deadline(&pd->rd, deadline_ns);
 	if ((dirs & PD_WRITE) && pd->state == PD_OPEN && !pd->closing)
-		dir_set_deadline(pd, &pd->wr, deadline_ns);
+		dir_set_deadline(&pd->wr, deadline_ns);
 }
 
 int pd_watch(poll_desc *pd, pd_dir dir, pd_watch_fn fn, void *arg)
 {
-	struct pd_dir_state *d = pd ? dir_of(pd, dir) : NULL;
+	pd_dir_state *d = pd ? dir_of(pd, dir) : NULL;
 	if (!d || !fn)
 		return -EINVAL;
 	int rc = dir_check(pd, d);
@@ -467,7 +466,7 @@ int pd_watch(poll_desc *pd, pd_dir dir, pd_watch_fn fn, void *arg)
 
 int pd_unwatch(poll_desc *pd, pd_dir dir)
 {
-	struct pd_dir_state *d = pd ? dir_of(pd, dir) : NULL;
+	pd_dir_state *d = pd ? dir_of(pd, dir) : NULL;
 	if (!d)
 		return -EINVAL;
 	if (d->slot != SLOT_WATCH)
@@ -484,7 +483,7 @@ int pd_unwatch(poll_desc *pd, pd_dir dir)
 static int netpoll_hook(void *context, int64_t delay_ns)
 {
 	(void)context;
-	poll_g_stats.polls++;
+	poll_g_stats.netpoll_calls++;
 	return poll_g_backend->poll(delay_ns);
 }
 
@@ -494,7 +493,7 @@ static int open_auto(char *why, size_t why_len)
 	int rc = poll_backend_uring.open(note, sizeof(note));
 	if (rc == 0) {
 		poll_g_backend = &poll_backend_uring;
-		be_kind = POLL_URING;
+		backend_kind = POLL_URING;
 		return 0;
 	}
 	rc = poll_backend_epoll.open(why, why_len);
@@ -503,7 +502,7 @@ static int open_auto(char *why, size_t why_len)
 	if (why && why_len)
 		snprintf(why, why_len, "%s; using epoll", note);
 	poll_g_backend = &poll_backend_epoll;
-	be_kind = POLL_EPOLL;
+	backend_kind = POLL_EPOLL;
 	return 0;
 }
 
@@ -533,7 +532,7 @@ int poll_open(poll_kind kind, char *why, size_t why_len)
 	if (rc < 0)
 		return rc;
 	if (kind != POLL_AUTO)
-		be_kind = kind;
+		backend_kind = kind;
 	sched_set_netpoll(netpoll_hook, NULL);
 	return 0;
 }
@@ -568,7 +567,7 @@ void poll_close(void)
 
 poll_kind poll_backend(void)
 {
-	return poll_g_backend ? be_kind : POLL_AUTO;
+	return poll_g_backend ? backend_kind : POLL_AUTO;
 }
 
 void poll_get_stats(poll_stats *out)

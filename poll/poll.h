@@ -1,19 +1,76 @@
 /*
  * poll — the netpoller: blocking-style fd operations for coroutines.
  *
- * Every fd is non-blocking and registered once with the backend (edge-
- * triggered epoll, or one multishot io_uring POLL_ADD). A coroutine that meets
- * EAGAIN parks on its pollDesc until the backend reports readiness; the
- * scheduler calls the poller when its run queue is empty. This is Go's
- * runtime/netpoll.go rebuilt for one scheduler per process.
+ * This is Go's runtime/netpoll.go rebuilt for one scheduler per process.
+ * The design, in named parts that comments elsewhere point to ("see
+ * 'Fairness' in poll/poll.h"):
  *
- * Per direction a pollDesc slot is empty, READY, a parked coroutine, or a
- * watch callback. Readiness that arrives first leaves READY and the next wait
- * returns at once (no lost wake-up); a second waiter is a bug and aborts with
- * a message. Events carry a generation number so an event for an fd that was
- * closed, or closed and reused, is dropped (no stale wake-up).
+ * Poll descriptors. pd_open takes an fd, makes it non-blocking and gives it
+ *   a pollDesc (poll_desc): a slot in a slab of fixed chunks, so the pointer
+ *   stays valid memory while the poller lives; closed slots are reused LIFO.
+ *   Each has a read and a write direction, and each direction a slot that is
+ *   empty, READY, a parked coroutine or a watch callback.
  *
- * All functions return a count or 0 on success and a negative errno on error.
+ * One registration. The fd is registered with the backend once, for its
+ *   whole life, edge-triggered: epoll with IN|OUT|RDHUP|ET, io_uring with
+ *   one multishot POLL_ADD (re-armed only when the kernel ends it). Waiting
+ *   never costs an epoll_ctl or a new SQE.
+ *
+ * Parking. An fd operation tries its syscall first; on EAGAIN the coroutine
+ *   parks on the direction's slot until the backend reports readiness, then
+ *   tries again. Readiness that arrives while nobody waits leaves READY and
+ *   the next wait returns at once (no lost wake-up); an operation drops a
+ *   leftover READY just before its own syscall, since after that only a new
+ *   edge means anything. A second waiter on one direction is a bug and
+ *   aborts with a message.
+ *
+ * Watches. Instead of parking a coroutine, pd_watch arms a callback that
+ *   readiness calls once in scheduler context, so an idle connection holds
+ *   no coroutine stack.
+ *
+ * Generations. Every event carries a token: the slot's generation in the
+ *   high half, its index in the low half. Close bumps the generation, so an
+ *   event for an fd that was closed, or closed and reused, is dropped and
+ *   counted (no stale wake-up). When the backend still owns a request for a
+ *   closed fd (io_uring), the slot stays a zombie until that request's last
+ *   completion, and only then is reused.
+ *
+ * Close wakes waiters. pd_close wakes a parked coroutine in each direction
+ *   with -EBADF and fires armed watches before it closes the fd, so nothing
+ *   stays parked on a closed fd.
+ *
+ * Deadlines. Each direction has an absolute deadline driven by a scheduler
+ *   timer; expiry wakes the waiter (or fires the watch) with -ETIMEDOUT, and
+ *   a deadline already past fails the next operation without a syscall.
+ *
+ * Short reads. A read that returned less than asked emptied the socket, so
+ *   until the next edge another read would only say EAGAIN: pd_read parks
+ *   at once instead. Not after a hang-up, whose FIN may have come with the
+ *   data just read (no edge would follow).
+ *
+ * Fairness. pd_read, pd_write_full and pd_writev_full that complete 64
+ *   (POLL_FAIR_STREAK) times in a row on one pd without parking call
+ *   coro_yield() once, so a relay whose peer is always ready cannot starve
+ *   the run queue. pd_try_read never yields: it may run in scheduler
+ *   context (a watch callback).
+ *
+ * Where polling happens. The scheduler calls the poller (sched_set_netpoll)
+ *   when its run queue is empty, blocking until the next timer, and without
+ *   blocking every SCHED_POLL_INTERVAL rounds of a busy queue.
+ *
+ * Accept backoff. On EMFILE/ENFILE the connection stays queued and the
+ *   listener stays readable, so waiting for readiness would spin: pd_accept
+ *   sleeps instead, 1 ms doubling to 256 ms, never past the read deadline.
+ *
+ * io_uring batching. The io_uring backend only queues SQEs (arms, removes,
+ *   sends); they reach the kernel together with the wait in one
+ *   io_uring_enter per scheduler round, and a non-blocking poll with
+ *   nothing queued makes no syscall unless the kernel flags completions.
+ *   With write batching on (poll_set_uring_write_batching), writes go out
+ *   as SENDMSG SQEs of that same enter.
+ *
+ * Errors. All functions return a count or 0 on success and a negative
+ * errno on error.
  */
 #ifndef FRAMEPROXY_POLL_H
 #define FRAMEPROXY_POLL_H
@@ -51,10 +108,10 @@ typedef struct poll_stats {
 	uint64_t stale_events;   /* events dropped for closed or reused fds */
 	uint64_t submits;        /* io_uring submissions (0 for epoll) */
 	uint64_t syscalls;       /* syscalls made by the poller and fd ops */
-	uint64_t polls;          /* times the scheduler entered the poller */
+	uint64_t netpoll_calls;  /* times the scheduler called the netpoll hook */
 	uint64_t accept_pauses;  /* EMFILE/ENFILE backoffs */
 	uint64_t timeouts;       /* deadline expiries that woke a waiter */
-	/* Added: the part of `syscalls` the backend spent polling/submitting
+	/* The part of `syscalls` the backend spent polling/submitting
 	 * (epoll_wait, io_uring_enter), as opposed to the fd operations. */
 	uint64_t poll_syscalls;
 } poll_stats;
@@ -74,13 +131,14 @@ void poll_close(void);
 poll_kind poll_backend(void);     /* the backend actually in use */
 void poll_get_stats(poll_stats *out);
 /*
- * Added, io_uring only, off by default: pd_write_full/pd_writev_full hand
- * their data to the ring as a SENDMSG(MSG_DONTWAIT) SQE that goes in with
- * the round's single io_uring_enter, instead of one sendmsg(2) each; the
- * writer parks until its CQE (one round). A full socket still parks on
- * write readiness with deadlines as usual. Semantics are unchanged (the
- * call returns when the data is in the socket); only fewer syscalls and a
- * write that completes at the next poll instead of at once.
+ * io_uring only, off by default ('io_uring batching' above):
+ * pd_write_full/pd_writev_full hand their data to the ring as a
+ * SENDMSG(MSG_DONTWAIT) SQE that goes in with the round's single
+ * io_uring_enter, instead of one sendmsg(2) each; the writer parks until
+ * its CQE (one round). A full socket still parks on write readiness with
+ * deadlines as usual. Semantics are unchanged (the call returns when the
+ * data is in the socket); only fewer syscalls and a write that completes
+ * at the next poll instead of at once.
  * 0, or -ENOTSUP when the backend is not io_uring.
  */
 int poll_set_uring_write_batching(bool on);
@@ -114,10 +172,10 @@ void pd_set_deadline(poll_desc *pd, pd_dir dirs, int64_t deadline_ns);
  * arming when the direction is already READY (the READY is consumed: retry
  * the I/O now), 0 when armed, -EBUSY when a waiter or watch is already there.
  * Closing the pollDesc fires the watch. An armed watch holds the scheduler
- * alive (sched_hold).
- * Added details: `dir` is PD_READ or PD_WRITE (-EINVAL otherwise); -EBADF when
- * closing; the direction's deadline expiring also fires the watch, and an
- * already expired deadline returns 1 (the retried I/O then says -ETIMEDOUT).
+ * alive (sched_hold). `dir` is PD_READ or PD_WRITE (-EINVAL otherwise);
+ * -EBADF when closing; the direction's deadline expiring also fires the
+ * watch, and an already expired deadline returns 1 (the retried I/O then
+ * says -ETIMEDOUT). See 'Watches' above.
  */
 typedef void (*pd_watch_fn)(poll_desc *pd, void *arg);
 int pd_watch(poll_desc *pd, pd_dir dir, pd_watch_fn fn, void *arg);
@@ -125,12 +183,8 @@ int pd_watch(poll_desc *pd, pd_dir dir, pd_watch_fn fn, void *arg);
 int pd_unwatch(poll_desc *pd, pd_dir dir);
 
 /* --- blocking-style operations ----------------------------------------- */
-/*
- * Fairness (added): pd_read/pd_write_full/pd_writev_full that complete 64
- * times in a row on one pd without parking call coro_yield() once, so a
- * relay whose peer is always ready cannot starve the run queue. pd_try_read
- * never yields (it may run in scheduler context, e.g. a watch callback).
- */
+/* Each checks the deadline, tries its syscall and parks on EAGAIN (see
+ * 'Parking' and 'Fairness' above). */
 
 enum {
 	POLL_LISTEN_REUSEPORT = 1u << 0,

@@ -1,5 +1,6 @@
 /*
- * io_uring poll backend (mechanism 8).
+ * io_uring poll backend (see 'One registration', 'Generations' and
+ * 'io_uring batching' in poll/poll.h).
  *
  * Each fd gets one multishot POLL_ADD for IN|OUT|RDHUP at pd_open; it keeps
  * posting a CQE per wake-up until the kernel ends it (a CQE without
@@ -44,26 +45,26 @@ static bool batch_writes;
  * e+1. Lets pd_close tell whether a queued send still names the fd. */
 static uint64_t submit_epoch;
 
-/* With POLL_TOKEN_INTERNAL: the low bits are a struct uring_op*. */
+/* With POLL_TOKEN_INTERNAL: the low bits are a uring_op*. */
 #define POLL_TOKEN_OP (1ull << 62)
 
 /* A send in flight: lives on the parked writer's stack. */
-struct uring_op {
+typedef struct uring_op {
 	coro *coro;
 	int res;
-};
+} uring_op;
 
 /* The ring's own state of a pollDesc slot, at the slot's index: the slab
  * (pd.c) never shrinks and ur_add covers each index before its first arm,
  * so every token the ring hands back has its entry. */
-struct ur_slot {
+typedef struct ur_slot {
 	uint64_t send_epoch;     /* a send was queued before submit #n */
 	uint32_t armed_gen;
 	uint32_t arm_errors;     /* consecutive failed arms */
 	bool armed;              /* a multishot poll for `armed_gen` is in flight */
-};
+} ur_slot;
 
-static struct ur_slot *slots;
+static ur_slot *slots;
 static size_t slot_cap;
 
 /* --- setup -------------------------------------------------------------- */
@@ -199,7 +200,7 @@ static int slots_cover(uint32_t index)
 	size_t cap = slot_cap ? slot_cap : 256;
 	while (cap <= index)
 		cap *= 2;
-	struct ur_slot *grown = realloc(slots, cap * sizeof(*grown));
+	ur_slot *grown = realloc(slots, cap * sizeof(*grown));
 	if (!grown)
 		return -ENOMEM;
 	memset(grown + slot_cap, 0, (cap - slot_cap) * sizeof(*grown));
@@ -208,7 +209,7 @@ static int slots_cover(uint32_t index)
 	return 0;
 }
 
-static struct ur_slot *slot_of(const poll_desc *pd)
+static ur_slot *slot_of(const poll_desc *pd)
 {
 	return &slots[pd->index];
 }
@@ -222,7 +223,7 @@ static int arm(poll_desc *pd)
 		return -EBUSY;
 	io_uring_prep_poll_multishot(sqe, pd->fd, POLL_MASK);
 	io_uring_sqe_set_data64(sqe, pd_token(pd));
-	struct ur_slot *s = slot_of(pd);
+	ur_slot *s = slot_of(pd);
 	s->armed = true;
 	s->armed_gen = pd->gen & POLL_GEN_MASK;
 	return 0;
@@ -233,7 +234,7 @@ static int ur_add(poll_desc *pd)
 	int rc = slots_cover(pd->index);
 	if (rc < 0)
 		return rc;
-	*slot_of(pd) = (struct ur_slot){0};
+	*slot_of(pd) = (ur_slot){0};
 	return arm(pd);
 }
 
@@ -245,7 +246,7 @@ static ssize_t ring_sendmsg(poll_desc *pd, struct iovec *iov, int iov_count)
 	if (!sqe)
 		return -ENOBUFS;
 	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iov_count};
-	struct uring_op op = {.coro = coro_self(), .res = 0};
+	uring_op op = {.coro = coro_self(), .res = 0};
 	/* MSG_DONTWAIT: a full socket must come back as -EAGAIN so the writer
 	 * parks on readiness, where deadlines and close can reach it. */
 	io_uring_prep_sendmsg(sqe, pd->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -294,7 +295,7 @@ static void remove_done(uint64_t token, int res)
 	poll_desc *pd = pd_slot((uint32_t)token);
 	if (!pd || pd->state != PD_ZOMBIE)
 		return;
-	const struct ur_slot *s = slot_of(pd);
+	const ur_slot *s = slot_of(pd);
 	if (s->armed && s->armed_gen == gen)
 		queue_remove(pd);
 }
@@ -305,7 +306,7 @@ static bool ur_del(poll_desc *pd)
 	 * number, a new socket could get it and receive this connection's data.
 	 * Submit first, so the kernel holds the right file. (Rare: the writer
 	 * is parked and someone else closes in the same round.) */
-	const struct ur_slot *s = slot_of(pd);
+	const ur_slot *s = slot_of(pd);
 	if (s->send_epoch == submit_epoch + 1)
 		flush_submit();
 	if (!s->armed)
@@ -320,7 +321,7 @@ static bool ur_del(poll_desc *pd)
  * live pd. Returns true when the slot was a zombie (nothing to deliver). */
 static bool request_ended(poll_desc *pd, uint32_t gen, int res)
 {
-	struct ur_slot *s = slot_of(pd);
+	ur_slot *s = slot_of(pd);
 	if (!s->armed || s->armed_gen != gen)
 		return false;
 	s->armed = false;
@@ -346,7 +347,7 @@ static int handle_cqe(uint64_t data, int res, unsigned cflags)
 			remove_done(data & ~POLL_TOKEN_INTERNAL, res);
 			return 0;
 		}
-		struct uring_op *op = (struct uring_op *)(uintptr_t)
+		uring_op *op = (uring_op *)(uintptr_t)
 			(data & ~(POLL_TOKEN_INTERNAL | POLL_TOKEN_OP));
 		op->res = res;
 		coro_ready(op->coro);
@@ -365,17 +366,17 @@ static int handle_cqe(uint64_t data, int res, unsigned cflags)
 	return pd_deliver(data, ev);
 }
 
-struct cqe_copy {
+typedef struct cqe_copy {
 	uint64_t data;
 	int res;
 	unsigned flags;
-};
+} cqe_copy;
 
 /* Copy a batch out and advance before handling, so a watch callback that
  * opens or closes fds (and may submit) never races our CQ head. */
-static int drain(void)
+static int drain_cq(void)
 {
-	struct cqe_copy batch[CQE_BATCH];
+	cqe_copy batch[CQE_BATCH];
 	int woke = 0;
 
 	for (int round = 0; round < 64; round++) {
@@ -445,10 +446,10 @@ static int ur_poll(int64_t delay_ns)
 		poll_nowait(pending);
 	else
 		poll_wait(pending, delay_ns);
-	return drain();
+	return drain_cq();
 }
 
-const struct poll_backend poll_backend_uring = {
+const poll_backend_ops poll_backend_uring = {
 	.name = "uring",
 	.open = ur_open,
 	.close = ur_close,

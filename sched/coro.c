@@ -86,7 +86,7 @@ static void coro_main(void *arg)
 	coro_exit();
 }
 
-static coro *running(const char *what)
+static coro *current_or_die(const char *what)
 {
 	coro *c = sched_g.current;
 
@@ -129,7 +129,7 @@ coro *coro_spawn(coro_entry_fn entry, void *arg, const coro_opts *opts)
 	coro *c = stack_get(stack_size_for(opts));
 	if (!c)
 		return NULL;  /* errno from mmap/mprotect */
-	struct stack st = c->stack;
+	coro_stack st = c->stack;
 	memset(c, 0, sizeof(*c));
 	c->stack = st;
 	c->entry = entry;
@@ -146,7 +146,7 @@ coro *coro_spawn(coro_entry_fn entry, void *arg, const coro_opts *opts)
 
 _Noreturn void coro_exit(void)
 {
-	coro *c = running("coro_exit outside a coroutine");
+	coro *c = current_or_die("coro_exit outside a coroutine");
 
 	c->state = CORO_DEAD;
 	to_loop(c, true);
@@ -155,7 +155,7 @@ _Noreturn void coro_exit(void)
 
 void coro_yield(void)
 {
-	coro *c = running("coro_yield outside a coroutine");
+	coro *c = current_or_die("coro_yield outside a coroutine");
 
 	c->state = CORO_RUNNABLE;
 	runq_push(&sched_g.runq, c);
@@ -164,7 +164,7 @@ void coro_yield(void)
 
 void coro_park(const char *reason)
 {
-	coro *c = running("coro_park outside a coroutine");
+	coro *c = current_or_die("coro_park outside a coroutine");
 
 	c->state = CORO_PARKED;
 	c->park_reason = reason ? reason : "parked";
@@ -199,7 +199,7 @@ static void sleep_done(sched_timer *timer, void *arg)
 
 void coro_sleep(int64_t ns)
 {
-	coro *c = running("coro_sleep outside a coroutine");
+	coro *c = current_or_die("coro_sleep outside a coroutine");
 
 	if (ns <= 0) {
 		coro_yield();

@@ -49,13 +49,18 @@ typedef sched_ctx_asm sched_ctx;
  */
 #define SCHED_POOL_SCAVENGE_NS (100 * 1000 * 1000)
 
-enum coro_state { CORO_RUNNABLE, CORO_RUNNING, CORO_PARKED, CORO_DEAD };
+typedef enum coro_state {
+	CORO_RUNNABLE,
+	CORO_RUNNING,
+	CORO_PARKED,
+	CORO_DEAD,
+} coro_state;
 
 /* A stack mapping: [base, base + guard) is PROT_NONE, the rest read-write. */
-struct stack {
+typedef struct coro_stack {
 	char *base;
 	size_t map_size;
-};
+} coro_stack;
 
 /*
  * Lives at the top of its own stack mapping, so a parked coroutine costs the
@@ -63,7 +68,7 @@ struct stack {
  */
 struct coro {
 	sched_ctx ctx;
-	struct stack stack;
+	coro_stack stack;
 	coro_entry_fn entry;
 	void *arg;
 	coro *prev, *next;   /* all live coroutines; the pool's free list */
@@ -73,29 +78,29 @@ struct coro {
 	char name[SCHED_NAME_MAX];
 };
 
-struct runq {
+typedef struct run_queue {
 	coro **ring;
 	uint32_t cap;                /* power of two */
 	uint32_t head, len;
 	coro *runnext;
 	uint32_t streak;             /* runnext picks since the head last ran */
-};
+} run_queue;
 
-struct timer_heap {
+typedef struct timer_heap {
 	sched_timer **v;
 	uint32_t len, cap;
 	uint64_t next_order;
-};
+} timer_heap;
 
-struct sched {
+typedef struct scheduler {
 	bool initialized;
 	bool stop;
 	bool running;
 	sched_ctx ctx;               /* the loop's own context */
 	coro *current;
 	coro *live;           /* list of coroutines not yet exited */
-	struct runq runq;
-	struct timer_heap timers;
+	run_queue runq;
+	timer_heap timers;
 	sched_netpoll_fn netpoll;
 	void *netpoll_context;
 	uint32_t holds;
@@ -117,9 +122,9 @@ struct sched {
 	const void *loop_stack_lo;   /* ASan only: the loop's stack bounds */
 	size_t loop_stack_size;
 	sched_stats stats;
-};
+} scheduler;
 
-extern struct sched sched_g;
+extern scheduler sched_g;
 
 _Noreturn void sched_fatal(const char *what, const coro *c);
 
@@ -127,18 +132,18 @@ _Noreturn void sched_fatal(const char *what, const coro *c);
 void coro_run(coro *c);
 
 /* runq.c */
-int runq_reserve(struct runq *q, uint32_t n);
-void runq_push(struct runq *q, coro *c);
-void runq_push_next(struct runq *q, coro *c);
-coro *runq_pop(struct runq *q);
-uint32_t runq_len(const struct runq *q);
-void runq_free(struct runq *q);
+int runq_reserve(run_queue *q, uint32_t n);
+void runq_push(run_queue *q, coro *c);
+void runq_push_next(run_queue *q, coro *c);
+coro *runq_pop(run_queue *q);
+uint32_t runq_len(const run_queue *q);
+void runq_free(run_queue *q);
 
 /* timer.c */
-void timers_run(struct timer_heap *h, int64_t now);
+void timers_run(timer_heap *h, int64_t now);
 /* Absolute time of the earliest timer; INT64_MAX when none. */
-int64_t timers_next(const struct timer_heap *h);
-void timers_free(struct timer_heap *h);
+int64_t timers_next(const timer_heap *h);
+void timers_free(timer_heap *h);
 
 /* stack.c: returns the coroutine record at the top of a fresh or pooled stack. */
 coro *stack_get(size_t size);

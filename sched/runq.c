@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int runq_reserve(struct runq *q, uint32_t n)
+int runq_reserve(run_queue *q, uint32_t n)
 {
 	if (n <= q->cap)
 		return 0;
@@ -32,7 +32,7 @@ int runq_reserve(struct runq *q, uint32_t n)
 	return 0;
 }
 
-void runq_push(struct runq *q, coro *c)
+void runq_push(run_queue *q, coro *c)
 {
 	if (q->len == q->cap)
 		sched_fatal("run queue overflow (coroutine queued twice?)", c);
@@ -41,7 +41,7 @@ void runq_push(struct runq *q, coro *c)
 }
 
 /* The displaced runnext goes to the tail: it was ready first, it still runs. */
-void runq_push_next(struct runq *q, coro *c)
+void runq_push_next(run_queue *q, coro *c)
 {
 	coro *old = q->runnext;
 
@@ -50,7 +50,7 @@ void runq_push_next(struct runq *q, coro *c)
 		runq_push(q, old);
 }
 
-static coro *pop_head(struct runq *q)
+static coro *pop_head(run_queue *q)
 {
 	coro *c = q->ring[q->head];
 
@@ -64,7 +64,7 @@ static coro *pop_head(struct runq *q)
  * row the queue head gets a turn, so two coroutines readying each other
  * with coro_ready_next cannot starve everyone else.
  */
-coro *runq_pop(struct runq *q)
+coro *runq_pop(run_queue *q)
 {
 	coro *c = q->runnext;
 
@@ -77,12 +77,12 @@ coro *runq_pop(struct runq *q)
 	return q->len ? pop_head(q) : NULL;
 }
 
-uint32_t runq_len(const struct runq *q)
+uint32_t runq_len(const run_queue *q)
 {
 	return q->len + (q->runnext != NULL);
 }
 
-void runq_free(struct runq *q)
+void runq_free(run_queue *q)
 {
 	free(q->ring);
 	memset(q, 0, sizeof(*q));

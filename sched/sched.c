@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-struct sched sched_g;
+scheduler sched_g;
 
 _Noreturn void sched_fatal(const char *what, const coro *c)
 {
@@ -113,7 +113,7 @@ void sched_release(void)
 	sched_g.holds--;
 }
 
-static void poll_hook(int64_t delay_ns)
+static void call_netpoll(int64_t delay_ns)
 {
 	sched_g.since_poll = 0;
 	if (delay_ns == 0)
@@ -156,7 +156,7 @@ static bool idle(void)
 	}
 	if (scavenge < next)
 		next = scavenge;
-	poll_hook(next == INT64_MAX ? -1 : next > now ? next - now : 0);
+	call_netpoll(next == INT64_MAX ? -1 : next > now ? next - now : 0);
 	return true;
 }
 
@@ -180,7 +180,7 @@ void sched_run(void)
 		}
 		/* A busy queue must not starve ready I/O: peek without blocking. */
 		if (++sched_g.since_poll >= SCHED_POLL_INTERVAL && sched_g.netpoll)
-			poll_hook(0);
+			call_netpoll(0);
 		coro_run(c);
 	}
 	sched_g.running = false;

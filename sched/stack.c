@@ -80,7 +80,7 @@ coro *stack_get(size_t size)
 
 static void stack_unmap(coro *c)
 {
-	struct stack s = c->stack;
+	coro_stack s = c->stack;
 
 #if defined(SCHED_ASAN)
 	__asan_unpoison_memory_region(s.base + guard_size(),
@@ -169,7 +169,7 @@ int64_t stack_pool_scavenge(int64_t now)
 	return stack_pool_scavenge(now);
 }
 
-static void drain(coro **list)
+static void unmap_list(coro **list)
 {
 	while (*list)
 		stack_unmap(pop(list));
@@ -177,8 +177,8 @@ static void drain(coro **list)
 
 void stack_pool_drain(void)
 {
-	drain(&sched_g.pool_dirty);
-	drain(&sched_g.pool_clean);
+	unmap_list(&sched_g.pool_dirty);
+	unmap_list(&sched_g.pool_clean);
 	sched_g.pool_len = 0;
 	sched_g.pool_dirty_len = 0;
 	sched_g.scavenge_at = 0;

@@ -20,26 +20,26 @@ int64_t sched_now(void)
 	return sched_clock_ns(CLOCK_MONOTONIC);
 }
 
-static bool before(const sched_timer *a, const sched_timer *b)
+static bool fires_before(const sched_timer *a, const sched_timer *b)
 {
 	if (a->when != b->when)
 		return a->when < b->when;
 	return a->order < b->order;
 }
 
-static void place(struct timer_heap *h, uint32_t i, sched_timer *t)
+static void place(timer_heap *h, uint32_t i, sched_timer *t)
 {
 	h->v[i] = t;
 	t->heap_index = i;
 }
 
-static void sift_up(struct timer_heap *h, uint32_t i)
+static void sift_up(timer_heap *h, uint32_t i)
 {
 	sched_timer *t = h->v[i];
 
 	while (i > 0) {
 		uint32_t parent = (i - 1) / 4;
-		if (!before(t, h->v[parent]))
+		if (!fires_before(t, h->v[parent]))
 			break;
 		place(h, i, h->v[parent]);
 		i = parent;
@@ -47,18 +47,18 @@ static void sift_up(struct timer_heap *h, uint32_t i)
 	place(h, i, t);
 }
 
-static uint32_t min_child(const struct timer_heap *h, uint32_t first)
+static uint32_t min_child(const timer_heap *h, uint32_t first)
 {
 	uint32_t end = first + 4 < h->len ? first + 4 : h->len;
 	uint32_t best = first;
 
 	for (uint32_t c = first + 1; c < end; c++)
-		if (before(h->v[c], h->v[best]))
+		if (fires_before(h->v[c], h->v[best]))
 			best = c;
 	return best;
 }
 
-static void sift_down(struct timer_heap *h, uint32_t i)
+static void sift_down(timer_heap *h, uint32_t i)
 {
 	sched_timer *t = h->v[i];
 
@@ -67,7 +67,7 @@ static void sift_down(struct timer_heap *h, uint32_t i)
 		if (first >= h->len)
 			break;
 		uint32_t c = min_child(h, first);
-		if (!before(h->v[c], t))
+		if (!fires_before(h->v[c], t))
 			break;
 		place(h, i, h->v[c]);
 		i = c;
@@ -75,7 +75,7 @@ static void sift_down(struct timer_heap *h, uint32_t i)
 	place(h, i, t);
 }
 
-static void heap_remove(struct timer_heap *h, uint32_t i)
+static void heap_remove(timer_heap *h, uint32_t i)
 {
 	sched_timer *last = h->v[--h->len];
 
@@ -87,7 +87,7 @@ static void heap_remove(struct timer_heap *h, uint32_t i)
 	sift_up(h, last->heap_index);
 }
 
-static int heap_grow(struct timer_heap *h)
+static int heap_grow(timer_heap *h)
 {
 	if (h->len < h->cap)
 		return 0;
@@ -117,7 +117,7 @@ bool sched_timer_pending(const sched_timer *timer)
 
 int sched_timer_set(sched_timer *timer, int64_t when)
 {
-	struct timer_heap *h = &sched_g.timers;
+	timer_heap *h = &sched_g.timers;
 
 	/* A moved timer counts as set now: it queues behind existing ties. */
 	timer->when = when;
@@ -143,7 +143,7 @@ bool sched_timer_cancel(sched_timer *timer)
 	return true;
 }
 
-int64_t timers_next(const struct timer_heap *h)
+int64_t timers_next(const timer_heap *h)
 {
 	return h->len ? h->v[0]->when : INT64_MAX;
 }
@@ -153,7 +153,7 @@ int64_t timers_next(const struct timer_heap *h)
  * wait for the next round even if already due, so a callback that re-arms
  * itself in the past cannot keep the loop here forever.
  */
-void timers_run(struct timer_heap *h, int64_t now)
+void timers_run(timer_heap *h, int64_t now)
 {
 	uint64_t horizon = h->next_order;
 
@@ -165,7 +165,7 @@ void timers_run(struct timer_heap *h, int64_t now)
 	}
 }
 
-void timers_free(struct timer_heap *h)
+void timers_free(timer_heap *h)
 {
 	for (uint32_t i = 0; i < h->len; i++)
 		h->v[i]->heap_index = NOT_PENDING;

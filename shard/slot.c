@@ -130,7 +130,7 @@ void shard_slot_publish_runtime(shard_slot *slot)
 	shard_slot_store(&v[RUNTIME_WAITS], ps.waits);
 	shard_slot_store(&v[RUNTIME_EVENTS], ps.events);
 	shard_slot_store(&v[RUNTIME_SYSCALLS], ps.syscalls);
-	shard_slot_store(&v[RUNTIME_POLLS], ps.polls);
+	shard_slot_store(&v[RUNTIME_POLLS], ps.netpoll_calls);
 	shard_slot_store(&v[RUNTIME_SUBMITS], ps.submits);
 	publish_poller_name(slot);
 

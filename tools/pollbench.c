@@ -103,7 +103,7 @@ static void stats_sub(poll_stats *a, const poll_stats *b)
 	a->stale_events -= b->stale_events;
 	a->submits -= b->submits;
 	a->syscalls -= b->syscalls;
-	a->polls -= b->polls;
+	a->netpoll_calls -= b->netpoll_calls;
 	a->accept_pauses -= b->accept_pauses;
 	a->timeouts -= b->timeouts;
 	a->poll_syscalls -= b->poll_syscalls;
@@ -500,7 +500,7 @@ static void print_run(const struct opts *o, const struct run *r, int rep)
 		       (double)c->window_ns / 1e9, (unsigned long long)c->messages,
 		       r->msgs_per_s, r->sys_per_msg, r->server_sys_per_msg,
 		       r->client_sys_per_msg, r->server_poll_sys_per_msg,
-		       (double)s->stats.polls / msgs,
+		       (double)s->stats.netpoll_calls / msgs,
 		       (double)s->stats.submits / msgs, (double)s->stats.events / msgs,
 		       (double)s->cpu_ns / 1e3 / msgs, (double)c->cpu_ns / 1e3 / msgs);
 		return;
@@ -510,7 +510,7 @@ static void print_run(const struct opts *o, const struct run *r, int rep)
 	       "(blocking %.3f) cpu us/msg server %.2f client %.2f\n",
 	       r->v->name, rep, o->conns, o->size, r->msgs_per_s,
 	       r->sys_per_msg, r->server_sys_per_msg, r->server_poll_sys_per_msg,
-	       r->client_sys_per_msg, (double)s->stats.polls / msgs,
+	       r->client_sys_per_msg, (double)s->stats.netpoll_calls / msgs,
 	       (double)s->polls_blocking / msgs, (double)s->cpu_ns / 1e3 / msgs, (double)c->cpu_ns / 1e3 / msgs);
 }
 

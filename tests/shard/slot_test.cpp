@@ -139,7 +139,7 @@ TEST_CASE("publish_runtime reports the scheduler and the epoll poller",
 	REQUIRE(v[RUNTIME_ROUNDS] == ss.rounds);
 	REQUIRE(v[RUNTIME_SWITCHES] == ss.switches);
 	REQUIRE(v[RUNTIME_COROUTINES] == 0);
-	REQUIRE(v[RUNTIME_POLLS] == ps.polls);
+	REQUIRE(v[RUNTIME_POLLS] == ps.netpoll_calls);
 	REQUIRE(v[RUNTIME_SYSCALLS] == ps.syscalls);
 	REQUIRE(v[RUNTIME_RSS] > 0);
 }
