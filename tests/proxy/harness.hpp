@@ -1314,11 +1314,15 @@ public:
 	}
 
 	// The shard processes are the supervisor's children, not ours: when a
-	// test ends (or fails) they go too, not only the supervisor.
+	// test ends (or fails) they go too, not only the supervisor. The
+	// supervisor goes first: while it lives it can start a shard after the
+	// log was read, and that one would be left behind.
 	~Proxy()
 	{
 		if (!proc_)
 			return;
+		proc_->signal(SIGKILL);
+		proc_->wait_exit(milliseconds(5000));
 		for (auto &r : log())
 			if (r.is("msg", "shard started"))
 				::kill((pid_t)atoi(r.get("pid").c_str()), SIGKILL);
