@@ -38,71 +38,71 @@ extern "C" {
 #define BALANCE_MAX_SERVERS 256
 #define BALANCE_MAX_WEIGHT 256
 
-enum balance_kind {
+typedef enum balance_kind {
 	BALANCE_ROUNDROBIN,
 	BALANCE_LEASTCONN,
 	BALANCE_RANDOM2,
 	BALANCE_HASH,
-};
+} balance_kind;
 
 /* Input to balance_init. id names the server for HASH (its address text,
  * say), so a client keeps its server when the list is reordered or grows;
  * NULL uses the index. */
-struct balance_spec {
+typedef struct balance_spec {
 	unsigned weight; /* 1..BALANCE_MAX_WEIGHT */
 	const char *id;
-};
+} balance_spec;
 
-struct balance_server {
+typedef struct balance_entry {
 	unsigned weight;
 	bool up;
 	unsigned active;
 	int64_t current; /* smooth round-robin state */
 	uint64_t id_hash;
-};
+} balance_entry;
 
-struct balancer {
-	enum balance_kind kind;
+typedef struct balance_state {
+	balance_kind kind;
 	size_t count;
-	struct balance_server *servers;
+	balance_entry *servers;
 	uint64_t rng;  /* splitmix64 state for RANDOM2 */
 	size_t cursor; /* LEASTCONN tie-break rotation */
-};
+} balance_state;
 
 /* Servers already tried for this client: a retry must go elsewhere. */
-struct balance_tried {
+typedef struct balance_tried {
 	uint64_t bits[BALANCE_MAX_SERVERS / 64];
-};
+} balance_tried;
 
 /* All servers start up with no connections. -EINVAL for a count of 0 or
  * above BALANCE_MAX_SERVERS or a weight outside 1..BALANCE_MAX_WEIGHT;
  * -ENOMEM. The seed drives RANDOM2 (same seed, same choices). */
-int balance_init(struct balancer *b, enum balance_kind kind,
-		 const struct balance_spec *servers, size_t count,
+int balance_init(balance_state *b, balance_kind kind,
+		 const balance_spec *servers, size_t count,
 		 uint64_t seed);
-void balance_free(struct balancer *b);
+void balance_free(balance_state *b);
 
 /* Index of the chosen server, or -1 when every server is down or tried.
  * client may be NULL; tried may be NULL. Does not count a connection:
  * call balance_conn_begin once the connect is under way. */
-int balance_pick(struct balancer *b, const struct sockaddr *client,
-		 const struct balance_tried *tried);
+int balance_pick(balance_state *b, const struct sockaddr *client,
+		 const balance_tried *tried);
 
-void balance_set_up(struct balancer *b, size_t idx, bool up);
-void balance_conn_begin(struct balancer *b, size_t idx);
-void balance_conn_end(struct balancer *b, size_t idx);
-size_t balance_up_count(const struct balancer *b);
+void balance_set_up(balance_state *b, size_t idx, bool up);
+void balance_conn_begin(balance_state *b, size_t idx);
+void balance_conn_end(balance_state *b, size_t idx);
+size_t balance_up_count(const balance_state *b);
 
-void balance_tried_clear(struct balance_tried *t);
-void balance_tried_add(struct balance_tried *t, size_t idx);
-bool balance_tried_has(const struct balance_tried *t, size_t idx);
+void balance_tried_clear(balance_tried *t);
+void balance_tried_add(balance_tried *t, size_t idx);
+bool balance_tried_has(const balance_tried *t, size_t idx);
 
 /* The natural log HASH uses (libm-free); exposed for its test. */
 double balance_ln(double x);
 
 /* "roundrobin" | "leastconn" | "random2" | "hash"; -EINVAL otherwise. */
-int balance_kind_parse(const char *text, enum balance_kind *kind);
-const char *balance_kind_name(enum balance_kind kind);
+int balance_kind_parse(const char *text, balance_kind *kind);
+const char *balance_kind_name(balance_kind kind);
 
 #ifdef __cplusplus
 }

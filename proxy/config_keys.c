@@ -62,7 +62,7 @@ static int parse_bool(const char *v, bool *out)
 	return -1;
 }
 
-static int parse_addr(const char *v, unsigned flags, struct netaddr *out,
+static int parse_addr(const char *v, unsigned flags, netaddr *out,
 		      char *why)
 {
 	int rc = netaddr_parse(out, v, flags);
@@ -121,8 +121,8 @@ static int parse_hex(const char *v, uint8_t **out, size_t *len, char *why)
 
 /* ---- setters of the plain kinds: the field at k->off, within bounds ---- */
 
-static int set_size(void *t, const struct config_key *k, const char *v,
-		    const struct config_origin *o, char *why)
+static int set_size(void *t, const config_key *k, const char *v,
+		    const config_origin *o, char *why)
 {
 	char lo[32], hi[32];
 	uint64_t n;
@@ -144,8 +144,8 @@ static int set_size(void *t, const struct config_key *k, const char *v,
 	return 0;
 }
 
-static int set_duration(void *t, const struct config_key *k, const char *v,
-			const struct config_origin *o, char *why)
+static int set_duration(void *t, const config_key *k, const char *v,
+			const config_origin *o, char *why)
 {
 	char lo[32];
 	int64_t ns;
@@ -166,30 +166,30 @@ static int set_duration(void *t, const struct config_key *k, const char *v,
 	return 0;
 }
 
-static int set_uint(void *t, const struct config_key *k, const char *v,
-		    const struct config_origin *o, char *why)
+static int set_uint(void *t, const config_key *k, const char *v,
+		    const config_origin *o, char *why)
 {
 	(void)o;
 	return parse_uint(v, (unsigned long)k->min, (unsigned long)k->max,
 			  (unsigned *)((char *)t + k->off), why);
 }
 
-/* ---- [frameproxy] setters: t is the struct config ---- */
+/* ---- [frameproxy] setters: t is the config ---- */
 
-static int set_log_level(void *t, const struct config_key *k, const char *v,
-			 const struct config_origin *o, char *why)
+static int set_log_level(void *t, const config_key *k, const char *v,
+			 const config_origin *o, char *why)
 {
 	(void)k, (void)o;
-	if (log_level_parse(v, &((struct config *)t)->log_level) < 0)
+	if (log_level_parse(v, &((config *)t)->log_level) < 0)
 		return fail(why, "invalid log level '%s' (expected debug, "
 			    "info, warn or error)", v);
 	return 0;
 }
 
-static int set_poller(void *t, const struct config_key *k, const char *v,
-		      const struct config_origin *o, char *why)
+static int set_poller(void *t, const config_key *k, const char *v,
+		      const config_origin *o, char *why)
 {
-	struct config *c = t;
+	config *c = t;
 
 	(void)k, (void)o;
 	if (strcmp(v, "epoll") == 0)
@@ -206,11 +206,11 @@ static int set_poller(void *t, const struct config_key *k, const char *v,
 	return 0;
 }
 
-static int set_uring_write_batching(void *t, const struct config_key *k,
+static int set_uring_write_batching(void *t, const config_key *k,
 				    const char *v,
-				    const struct config_origin *o, char *why)
+				    const config_origin *o, char *why)
 {
-	struct config *c = t;
+	config *c = t;
 
 	(void)k, (void)o;
 	if (strcmp(v, "on") == 0)
@@ -223,10 +223,10 @@ static int set_uring_write_batching(void *t, const struct config_key *k,
 	return 0;
 }
 
-static int set_shards(void *t, const struct config_key *k, const char *v,
-		      const struct config_origin *o, char *why)
+static int set_shards(void *t, const config_key *k, const char *v,
+		      const config_origin *o, char *why)
 {
-	struct config *c = t;
+	config *c = t;
 
 	(void)k, (void)o;
 	if (strcmp(v, "auto") == 0) {
@@ -239,21 +239,21 @@ static int set_shards(void *t, const struct config_key *k, const char *v,
 	return 0;
 }
 
-static int set_pin(void *t, const struct config_key *k, const char *v,
-		   const struct config_origin *o, char *why)
+static int set_pin(void *t, const config_key *k, const char *v,
+		   const config_origin *o, char *why)
 {
 	(void)k, (void)o;
-	if (parse_bool(v, &((struct config *)t)->pin) < 0)
+	if (parse_bool(v, &((config *)t)->pin) < 0)
 		return fail(why, "invalid pin '%s' (expected on, off, true, "
 			    "false, yes, no, 1 or 0)", v);
 	return 0;
 }
 
-static int set_steer(void *t, const struct config_key *k, const char *v,
-		     const struct config_origin *o, char *why)
+static int set_steer(void *t, const config_key *k, const char *v,
+		     const config_origin *o, char *why)
 {
-	struct config *c = t;
-	enum config_steer steer;
+	config *c = t;
+	config_steer steer;
 
 	(void)k;
 	if (strcmp(v, "hash") == 0)
@@ -281,10 +281,10 @@ static int set_steer(void *t, const struct config_key *k, const char *v,
 
 /* Syntax only: whether the user exists is for the machine that runs the
  * proxy to say (a configuration may be checked elsewhere). */
-static int set_user(void *t, const struct config_key *k, const char *v,
-		    const struct config_origin *o, char *why)
+static int set_user(void *t, const config_key *k, const char *v,
+		    const config_origin *o, char *why)
 {
-	struct config *c = t;
+	config *c = t;
 	size_t n = strlen(v);
 
 	(void)k, (void)o;
@@ -306,10 +306,10 @@ static int set_user(void *t, const struct config_key *k, const char *v,
 	return 0;
 }
 
-static int set_admin(void *t, const struct config_key *k, const char *v,
-		     const struct config_origin *o, char *why)
+static int set_admin(void *t, const config_key *k, const char *v,
+		     const config_origin *o, char *why)
 {
-	struct config *c = t;
+	config *c = t;
 	char local[64];
 
 	(void)k, (void)o;
@@ -325,12 +325,12 @@ static int set_admin(void *t, const struct config_key *k, const char *v,
 	return 0;
 }
 
-/* ---- [listener NAME] setters: t is the struct config_listener ---- */
+/* ---- [listener NAME] setters: t is the config_listener ---- */
 
-static int set_listen(void *t, const struct config_key *k, const char *v,
-		      const struct config_origin *o, char *why)
+static int set_listen(void *t, const config_key *k, const char *v,
+		      const config_origin *o, char *why)
 {
-	struct config_listener *l = t;
+	config_listener *l = t;
 
 	(void)k, (void)o;
 	if (parse_addr(v, NETADDR_ALLOW_PORT0, &l->listen, why) < 0)
@@ -339,31 +339,31 @@ static int set_listen(void *t, const struct config_key *k, const char *v,
 	return 0;
 }
 
-static int set_access_log(void *t, const struct config_key *k, const char *v,
-			  const struct config_origin *o, char *why)
+static int set_access_log(void *t, const config_key *k, const char *v,
+			  const config_origin *o, char *why)
 {
 	(void)k, (void)o;
-	if (parse_bool(v, &((struct config_listener *)t)->access_log) < 0)
+	if (parse_bool(v, &((config_listener *)t)->access_log) < 0)
 		return fail(why, "invalid access_log '%s' (expected on, off, true, "
 			    "false, yes, no, 1 or 0)", v);
 	return 0;
 }
 
-static int set_balance(void *t, const struct config_key *k, const char *v,
-		       const struct config_origin *o, char *why)
+static int set_balance(void *t, const config_key *k, const char *v,
+		       const config_origin *o, char *why)
 {
 	(void)k, (void)o;
-	if (balance_kind_parse(v, &((struct config_listener *)t)->balance) < 0)
+	if (balance_kind_parse(v, &((config_listener *)t)->balance) < 0)
 		return fail(why, "invalid balance '%s' (expected roundrobin, "
 			    "leastconn, random2 or hash)", v);
 	return 0;
 }
 
 /* allow and deny: a flag's first list replaces the file's, later ones add. */
-static int set_acl(void *t, const struct config_key *k, const char *v,
-		   const struct config_origin *o, char *why)
+static int set_acl(void *t, const config_key *k, const char *v,
+		   const config_origin *o, char *why)
 {
-	struct config_listener *l = t;
+	config_listener *l = t;
 	bool allow = strcmp(k->name, "allow") == 0;
 	bool *flag_seen = allow ? &l->flag_allow : &l->flag_deny;
 	char bad[64];
@@ -385,10 +385,10 @@ static int set_acl(void *t, const struct config_key *k, const char *v,
 	return 0;
 }
 
-static int set_check_frame(void *t, const struct config_key *k, const char *v,
-			   const struct config_origin *o, char *why)
+static int set_check_frame(void *t, const config_key *k, const char *v,
+			   const config_origin *o, char *why)
 {
-	struct config_listener *l = t;
+	config_listener *l = t;
 	uint8_t *buf = NULL;
 	size_t len = 0;
 
@@ -414,7 +414,7 @@ static int parse_server_option(const char *opt, unsigned *weight, char *why)
 }
 
 /* "ADDR [weight=N]" */
-static int parse_server(const char *v, struct config_server *s, char *why)
+static int parse_server(const char *v, config_server *s, char *why)
 {
 	char buf[512];
 	char *save = NULL;
@@ -437,7 +437,7 @@ static int parse_server(const char *v, struct config_server *s, char *why)
 	return s->addr_text ? 0 : fail(why, "out of memory");
 }
 
-void config_servers_free(struct config_listener *l)
+void config_servers_free(config_listener *l)
 {
 	for (size_t i = 0; i < l->nservers; i++)
 		free(l->servers[i].addr_text);
@@ -447,11 +447,11 @@ void config_servers_free(struct config_listener *l)
 }
 
 /* A flag's first server replaces the file's list, later ones add. */
-static int set_server(void *t, const struct config_key *k, const char *v,
-		      const struct config_origin *o, char *why)
+static int set_server(void *t, const config_key *k, const char *v,
+		      const config_origin *o, char *why)
 {
-	struct config_listener *l = t;
-	struct config_server s;
+	config_listener *l = t;
+	config_server s;
 
 	(void)k;
 	if (o->flag && !l->flag_servers) {
@@ -463,7 +463,7 @@ static int set_server(void *t, const struct config_key *k, const char *v,
 			    BALANCE_MAX_SERVERS);
 	if (parse_server(v, &s, why) < 0)
 		return -1;
-	struct config_server *p =
+	config_server *p =
 		realloc(l->servers, (l->nservers + 1) * sizeof(*p));
 	if (!p) {
 		free(s.addr_text);
@@ -478,10 +478,10 @@ static int set_server(void *t, const struct config_key *k, const char *v,
 
 #define G CONFIG_SCOPE_GLOBAL
 #define L CONFIG_SCOPE_LISTENER
-#define G_OFF(f) offsetof(struct config, f)
-#define L_OFF(f) offsetof(struct config_listener, f)
+#define G_OFF(f) offsetof(config, f)
+#define L_OFF(f) offsetof(config_listener, f)
 
-const struct config_key config_keys[] = {
+const config_key config_keys[] = {
 	{ .name = "log_level", .scope = G, .set = set_log_level,
 	  .def = "info", .flag = "--log-level",
 	  .arg = "debug|info|warn|error", .help = "least severe level logged" },
@@ -589,7 +589,7 @@ const size_t config_key_count = sizeof(config_keys) / sizeof(config_keys[0]);
 _Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) <= CONFIG_KEYS_MAX,
 	       "raise CONFIG_KEYS_MAX");
 
-const struct config_key *config_key_find(const char *name)
+const config_key *config_key_find(const char *name)
 {
 	for (size_t i = 0; i < config_key_count; i++) {
 		if (strcmp(config_keys[i].name, name) == 0)
@@ -598,13 +598,13 @@ const struct config_key *config_key_find(const char *name)
 	return NULL;
 }
 
-void config_keys_defaults(void *target, enum config_scope scope)
+void config_keys_defaults(void *target, config_scope scope)
 {
-	static const struct config_origin none;
+	static const config_origin none;
 	char why[CONFIG_WHY_MAX];
 
 	for (size_t i = 0; i < config_key_count; i++) {
-		const struct config_key *k = &config_keys[i];
+		const config_key *k = &config_keys[i];
 		/* A default that does not parse is a bug in the table. */
 		if (k->scope == scope && k->def &&
 		    k->set(target, k, k->def, &none, why) < 0)
@@ -617,7 +617,7 @@ void config_keys_defaults(void *target, enum config_scope scope)
 bool config_flag_get(size_t i, config_flag *out)
 {
 	for (size_t j = 0; j < config_key_count; j++) {
-		const struct config_key *k = &config_keys[j];
+		const config_key *k = &config_keys[j];
 		if (!k->flag || i-- > 0)
 			continue;
 		*out = (config_flag){ k->flag, k->name, k->arg != NULL };
@@ -631,7 +631,7 @@ void config_print_flags(FILE *out)
 	char left[64];
 
 	for (size_t i = 0; i < config_key_count; i++) {
-		const struct config_key *k = &config_keys[i];
+		const config_key *k = &config_keys[i];
 		if (!k->flag)
 			continue;
 		if (i > 0 && k->scope != config_keys[i - 1].scope)

@@ -175,11 +175,11 @@ static bool listener_full(const listener *l)
 static void acceptor_main(void *arg)
 {
 	listener *l = arg;
-	static struct log_ratelimit limit = LOG_RATELIMIT_INIT(5);
+	static log_ratelimit limit = LOG_RATELIMIT_INIT(5);
 
 	while (!l->stopping) {
 		if (listener_full(l)) {
-			static struct log_ratelimit full_limit = LOG_RATELIMIT_INIT(1);
+			static log_ratelimit full_limit = LOG_RATELIMIT_INIT(1);
 			/* Leave the rest in the kernel's queue until a slot frees. */
 			log_ratelimited(&full_limit, LOG_LEVEL_WARN,
 					"connection limit reached, accepting paused",

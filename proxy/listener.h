@@ -29,11 +29,11 @@ typedef struct listener_params {
 	int backlog;
 	uint32_t max_connections;     /* 0 = unlimited */
 	uint32_t max_per_client;      /* 0 = unlimited */
-	const struct acl *acl;        /* NULL = everyone */
+	const acl_set *acl;        /* NULL = everyone */
 	bool access_log;              /* an info line per closed connection */
 	relay_params relay;
 	upstream_params upstream;
-	enum balance_kind balance;
+	balance_kind balance;
 	const upstream_server_spec *servers;
 	uint32_t server_count;
 	uint64_t seed;                /* random2's choices */

@@ -13,11 +13,11 @@
 #define UPSTREAM_EJECT_MAX_SHIFT 5
 
 int upstream_pool_init(upstream_pool *pool, const char *listener,
-		       const upstream_params *params, enum balance_kind kind,
+		       const upstream_params *params, balance_kind kind,
 		       const upstream_server_spec *servers, uint32_t count,
 		       uint64_t seed)
 {
-	struct balance_spec specs[UPSTREAM_MAX_SERVERS];
+	balance_spec specs[UPSTREAM_MAX_SERVERS];
 
 	if (count == 0 || count > UPSTREAM_MAX_SERVERS)
 		return -EINVAL;
@@ -33,7 +33,7 @@ int upstream_pool_init(upstream_pool *pool, const char *listener,
 		server->check_up = true;
 		netaddr_format((const struct sockaddr *)&server->addr,
 			       server->name, sizeof(server->name));
-		specs[i] = (struct balance_spec){.weight = servers[i].weight,
+		specs[i] = (balance_spec){.weight = servers[i].weight,
 						 .id = server->name};
 	}
 	int rc = balance_init(&pool->balancer, kind, specs, count, seed);
@@ -76,7 +76,7 @@ static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
 {
 	upstream_server *server = &pool->servers[index];
 	uint32_t threshold = pool->params.fail_threshold;
-	static struct log_ratelimit limit = LOG_RATELIMIT_INIT(5);
+	static log_ratelimit limit = LOG_RATELIMIT_INIT(5);
 
 	server->connect_failures++;
 	log_ratelimited(&limit, LOG_LEVEL_WARN, "upstream connect failed",
@@ -127,7 +127,7 @@ static bool connect_error_is_local(int err)
 int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 		     poll_desc **out)
 {
-	struct balance_tried tried;
+	balance_tried tried;
 	int last_error = -EHOSTUNREACH;
 
 	balance_tried_clear(&tried);
@@ -148,7 +148,7 @@ int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 		}
 		last_error = rc;
 		if (connect_error_is_local(rc)) {
-			static struct log_ratelimit limit = LOG_RATELIMIT_INIT(5);
+			static log_ratelimit limit = LOG_RATELIMIT_INIT(5);
 			log_ratelimited(&limit, LOG_LEVEL_WARN,
 					"upstream connect failed: out of local resources",
 					"listener=%s upstream=%s error=%s", pool->listener,

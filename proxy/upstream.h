@@ -45,6 +45,8 @@ typedef struct upstream_params {
 	uint32_t generation;       /* results of other generations are ignored */
 } upstream_params;
 
+typedef struct upstream_pool upstream_pool;
+
 typedef struct upstream_server {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
@@ -57,7 +59,7 @@ typedef struct upstream_server {
 				    * connect whether the server went out
 				    * while it was in flight */
 	/* active health */
-	struct upstream_pool *pool; /* the checker's way back, set at start */
+	upstream_pool *pool;       /* the checker's way back, set at start */
 	uint32_t index;
 	bool check_up;
 	uint32_t check_successes;
@@ -74,7 +76,7 @@ typedef struct upstream_pool {
 	upstream_params params;
 	upstream_server *servers;
 	uint32_t count;
-	struct balancer balancer;
+	balance_state balancer;
 	uint32_t checkers_running;
 	bool stopping;
 } upstream_pool;
@@ -86,7 +88,7 @@ typedef struct upstream_server_spec {
 } upstream_server_spec;
 
 int upstream_pool_init(upstream_pool *pool, const char *listener,
-		       const upstream_params *params, enum balance_kind kind,
+		       const upstream_params *params, balance_kind kind,
 		       const upstream_server_spec *servers, uint32_t count,
 		       uint64_t seed);
 /* Start active health checks (no-op when health_interval is 0). */

@@ -14,7 +14,7 @@
 namespace {
 
 struct Pool {
-	balancer b;
+	balance_state b;
 	explicit Pool(balance_kind kind, std::vector<unsigned> weights,
 		      uint64_t seed = 42, bool named = true)
 	{
@@ -300,7 +300,7 @@ TEST_CASE("hash: server ids, not positions, decide", "[balance]")
 	// The same servers listed in another order keep their clients.
 	std::vector<balance_spec> s1 = { { 1, "a:1" }, { 1, "b:1" }, { 1, "c:1" } };
 	std::vector<balance_spec> s2 = { { 1, "c:1" }, { 1, "a:1" }, { 1, "b:1" } };
-	balancer b1, b2;
+	balance_state b1, b2;
 	REQUIRE(balance_init(&b1, BALANCE_HASH, s1.data(), 3, 0) == 0);
 	REQUIRE(balance_init(&b2, BALANCE_HASH, s2.data(), 3, 0) == 0);
 	for (uint32_t n = 0; n < 500; n++) {
@@ -374,7 +374,7 @@ TEST_CASE("hash: the retry order is stable per client", "[balance]")
 
 TEST_CASE("balance: init validation, names, tried set bounds", "[balance]")
 {
-	balancer b;
+	balance_state b;
 	balance_spec bad_w[] = { { 0, nullptr } };
 	balance_spec big_w[] = { { 257, nullptr } };
 	balance_spec ok[] = { { 256, nullptr } };

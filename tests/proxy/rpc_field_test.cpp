@@ -96,7 +96,7 @@ TEST_CASE("rpc field: big-endian get and put round-trip for every length",
 namespace {
 
 struct Balancer {
-	balancer b;
+	balance_state b;
 	explicit Balancer(size_t n, balance_kind kind = BALANCE_HASH)
 	{
 		std::vector<balance_spec> specs(n);
