@@ -37,7 +37,7 @@ static uint64_t rng_next(uint64_t *state)
 }
 
 int balance_init(balance_state *b, balance_kind kind,
-		 const balance_spec *servers, size_t count,
+		 const upstream_spec *servers, size_t count,
 		 uint64_t seed)
 {
 	memset(b, 0, sizeof(*b));
@@ -58,9 +58,10 @@ int balance_init(balance_state *b, balance_kind kind,
 		balance_entry *s = &b->servers[i];
 		s->weight = servers[i].weight;
 		s->up = true;
-		s->id_hash = servers[i].id
-			? hash_bytes(servers[i].id, strlen(servers[i].id))
-			: mix64(i + 1);
+		char id[NETADDR_STRLEN];
+		netaddr_format((const struct sockaddr *)&servers[i].addr.ss, id,
+			       sizeof(id));
+		s->id_hash = hash_bytes(id, strlen(id));
 	}
 	return 0;
 }

@@ -1,10 +1,11 @@
 /* balance — picking an upstream server for a new client connection.
  *
- * The balancer owns, per server, what the policies need: weight, an "up"
- * flag and the count of active connections. The upstream pool keeps its
- * own richer state (addresses, failure counts, health) in a parallel array
- * with the same indices and tells the balancer about changes with
- * balance_set_up / balance_conn_begin / balance_conn_end.
+ * The balancer owns, per server, what the policies need (balance_entry):
+ * weight, an "up" flag and the count of active connections. The upstream
+ * pool keeps its own richer state (upstream_server: failure counts, health,
+ * counters) in a parallel array with the same indices and tells the
+ * balancer about changes with balance_set_up / balance_conn_begin /
+ * balance_conn_end.
  *
  * Policies:
  *   ROUNDROBIN  smooth weighted round-robin (nginx): weights 5,1,1 give
@@ -31,6 +32,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "proxy/netaddr.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -45,13 +48,20 @@ typedef enum balance_kind {
 	BALANCE_HASH,
 } balance_kind;
 
-/* Input to balance_init. id names the server for HASH (its address text,
- * say), so a client keeps its server when the list is reordered or grows;
- * NULL uses the index. */
-typedef struct balance_spec {
-	unsigned weight; /* 1..BALANCE_MAX_WEIGHT */
-	const char *id;
-} balance_spec;
+/* One upstream server as configured: where it is and its weight. A server
+ * has three types, one per thing it is:
+ *   upstream_spec    what the configuration says; config_listener holds the
+ *                    array, listener_params points at it, and both
+ *                    upstream_pool_init and balance_init read it
+ *   upstream_server  the pool's runtime state of it (proxy/upstream.h)
+ *   balance_entry    the balancer's runtime state of it (below), at the
+ *                    same index
+ * HASH names a server by its address text ("10.0.0.1:80"), so a client
+ * keeps its server when the list is reordered or grows. */
+typedef struct upstream_spec {
+	netaddr addr;
+	unsigned weight; /* 1..BALANCE_MAX_WEIGHT, default 1 */
+} upstream_spec;
 
 typedef struct balance_entry {
 	unsigned weight;
@@ -78,7 +88,7 @@ typedef struct balance_tried {
  * above BALANCE_MAX_SERVERS or a weight outside 1..BALANCE_MAX_WEIGHT;
  * -ENOMEM. The seed drives RANDOM2 (same seed, same choices). */
 int balance_init(balance_state *b, balance_kind kind,
-		 const balance_spec *servers, size_t count,
+		 const upstream_spec *servers, size_t count,
 		 uint64_t seed);
 void balance_free(balance_state *b);
 

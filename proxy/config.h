@@ -67,12 +67,6 @@ typedef enum config_steer {
 			    * connection; needs pin */
 } config_steer;
 
-typedef struct config_server {
-	char *addr_text; /* as written; the balancer's hash id */
-	netaddr addr;
-	unsigned weight; /* 1..BALANCE_MAX_WEIGHT, default 1 */
-} config_server;
-
 typedef struct config_listener {
 	char *name;
 	int line; /* of its [listener NAME] header; 0 if made by a flag */
@@ -100,7 +94,7 @@ typedef struct config_listener {
 	uint8_t *check_frame;
 	size_t check_frame_len;
 
-	config_server *servers;
+	upstream_spec *servers; /* see proxy/balance.h */
 	size_t nservers;
 
 	/* Loader bookkeeping: a flag's first server/allow/deny replaces the

@@ -414,7 +414,7 @@ static int parse_server_option(const char *opt, unsigned *weight, char *why)
 }
 
 /* "ADDR [weight=N]" */
-static int parse_server(const char *v, config_server *s, char *why)
+static int parse_server(const char *v, upstream_spec *s, char *why)
 {
 	char buf[512];
 	char *save = NULL;
@@ -431,16 +431,11 @@ static int parse_server(const char *v, config_server *s, char *why)
 		if (parse_server_option(opt, &s->weight, why) < 0)
 			return -1;
 	}
-	if (parse_addr(addr, 0, &s->addr, why) < 0)
-		return -1;
-	s->addr_text = strdup(addr);
-	return s->addr_text ? 0 : fail(why, "out of memory");
+	return parse_addr(addr, 0, &s->addr, why) < 0 ? -1 : 0;
 }
 
 void config_servers_free(config_listener *l)
 {
-	for (size_t i = 0; i < l->nservers; i++)
-		free(l->servers[i].addr_text);
 	free(l->servers);
 	l->servers = NULL;
 	l->nservers = 0;
@@ -451,7 +446,7 @@ static int set_server(void *t, const config_key *k, const char *v,
 		      const config_origin *o, char *why)
 {
 	config_listener *l = t;
-	config_server s;
+	upstream_spec s;
 
 	(void)k;
 	if (o->flag && !l->flag_servers) {
@@ -463,12 +458,10 @@ static int set_server(void *t, const config_key *k, const char *v,
 			    BALANCE_MAX_SERVERS);
 	if (parse_server(v, &s, why) < 0)
 		return -1;
-	config_server *p =
+	upstream_spec *p =
 		realloc(l->servers, (l->nservers + 1) * sizeof(*p));
-	if (!p) {
-		free(s.addr_text);
+	if (!p)
 		return fail(why, "out of memory");
-	}
 	l->servers = p;
 	l->servers[l->nservers++] = s;
 	return 0;

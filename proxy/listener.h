@@ -17,6 +17,7 @@
 #include "proxy/acl.h"
 #include "proxy/balance.h"
 #include "proxy/peer_table.h"
+#include "proxy/log.h"
 #include "proxy/relay.h"
 #include "proxy/upstream.h"
 
@@ -34,7 +35,7 @@ typedef struct listener_params {
 	relay_params relay;
 	upstream_params upstream;
 	balance_kind balance;
-	const upstream_server_spec *servers;
+	const upstream_spec *servers; /* the config's array */
 	uint32_t server_count;
 	uint64_t seed;                /* random2's choices */
 } listener_params;
@@ -57,6 +58,10 @@ typedef struct listener {
 	coro *waiting_for_slot;     /* acceptor parked at max_connections */
 	struct sockaddr_storage bound;/* the address actually bound */
 	socklen_t bound_len;
+	/* Rate limits of the acceptor's warnings, per listener so one busy
+	 * listener does not silence another's. */
+	log_ratelimit accept_error_log;
+	log_ratelimit full_log;
 	bool stopping;
 } listener;
 

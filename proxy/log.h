@@ -112,10 +112,12 @@ size_t log_format(char *buf, size_t len, int64_t realtime_ns,
  * new length (never past len - 1). */
 size_t log_quote(char *buf, size_t len, size_t at, const char *s, bool force);
 
-/* Rate limiting. One slot per call site, usually a static:
+/* Rate limiting. One slot per call site and per object it reports on (a
+ * listener, a pool), kept in that object:
  *
- *   static log_ratelimit rl = LOG_RATELIMIT_INIT(5);
- *   log_ratelimited(&rl, LOG_LEVEL_WARN, "accept failed", "err=%s", e);
+ *   l->accept_error_log = (log_ratelimit)LOG_RATELIMIT_INIT(5);
+ *   log_ratelimited(&l->accept_error_log, LOG_LEVEL_WARN, "accept failed",
+ *                   "err=%s", e);
  *
  * At most `burst` lines per one-second window pass; the rest are counted.
  * The first call after a window with suppressed lines first writes

@@ -194,33 +194,23 @@ static poll_kind poller_from_config(config_poller poller)
 	}
 }
 
-/* Listener and server arrays live as long as the run; freed by the caller. */
+/* Listener arrays live as long as the run; freed by the caller. They point
+ * into the config (acl, servers), which outlives them. */
 typedef struct run_plan {
 	listener_params *listeners;
-	upstream_server_spec **servers;
 	shard_listen_spec *sockets;
 	size_t count;
 } run_plan;
 
 static void plan_free(run_plan *plan)
 {
-	for (size_t i = 0; i < plan->count; i++)
-		free(plan->servers ? plan->servers[i] : NULL);
-	free(plan->servers);
 	free(plan->listeners);
 	free(plan->sockets);
 	*plan = (run_plan){0};
 }
 
-static void plan_listener(listener_params *p, upstream_server_spec *specs,
-			  const config_listener *cl)
+static void plan_listener(listener_params *p, const config_listener *cl)
 {
-	for (size_t j = 0; j < cl->nservers; j++)
-		specs[j] = (upstream_server_spec){
-			.addr = (const struct sockaddr *)&cl->servers[j].addr.ss,
-			.addr_len = cl->servers[j].addr.len,
-			.weight = cl->servers[j].weight,
-		};
 	*p = (listener_params){
 		.name = cl->name,
 		.addr_len = cl->listen.len,
@@ -248,7 +238,7 @@ static void plan_listener(listener_params *p, upstream_server_spec *specs,
 			.max_frame = (uint32_t)cl->max_frame,
 		},
 		.balance = cl->balance,
-		.servers = specs,
+		.servers = cl->servers,
 		.server_count = (uint32_t)cl->nservers,
 		.seed = (uint64_t)time(NULL) ^ (uint64_t)getpid(),
 	};
@@ -259,16 +249,12 @@ static int plan_build(run_plan *plan, const config *cfg)
 {
 	plan->count = cfg->nlisteners;
 	plan->listeners = calloc(plan->count, sizeof(*plan->listeners));
-	plan->servers = calloc(plan->count, sizeof(*plan->servers));
 	plan->sockets = calloc(plan->count, sizeof(*plan->sockets));
-	if (!plan->listeners || !plan->servers || !plan->sockets)
+	if (!plan->listeners || !plan->sockets)
 		return -ENOMEM;
 	for (size_t i = 0; i < plan->count; i++) {
 		const config_listener *cl = &cfg->listeners[i];
-		plan->servers[i] = calloc(cl->nservers, sizeof(**plan->servers));
-		if (!plan->servers[i])
-			return -ENOMEM;
-		plan_listener(&plan->listeners[i], plan->servers[i], cl);
+		plan_listener(&plan->listeners[i], cl);
 		shard_listen_spec *sock = &plan->sockets[i];
 		sock->name = cl->name;
 		sock->addr = plan->listeners[i].addr;

@@ -14,29 +14,27 @@
 
 int upstream_pool_init(upstream_pool *pool, const char *listener,
 		       const upstream_params *params, balance_kind kind,
-		       const upstream_server_spec *servers, uint32_t count,
+		       const upstream_spec *servers, uint32_t count,
 		       uint64_t seed)
 {
-	balance_spec specs[UPSTREAM_MAX_SERVERS];
-
 	if (count == 0 || count > UPSTREAM_MAX_SERVERS)
 		return -EINVAL;
 	*pool = (upstream_pool){.listener = listener, .params = *params,
-				.count = count};
+				.count = count,
+				.connect_error_log = LOG_RATELIMIT_INIT(5),
+				.local_error_log = LOG_RATELIMIT_INIT(5)};
 	pool->servers = calloc(count, sizeof(*pool->servers));
 	if (!pool->servers)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < count; i++) {
 		upstream_server *server = &pool->servers[i];
-		memcpy(&server->addr, servers[i].addr, servers[i].addr_len);
-		server->addr_len = servers[i].addr_len;
+		memcpy(&server->addr, &servers[i].addr.ss, servers[i].addr.len);
+		server->addr_len = servers[i].addr.len;
 		server->check_up = true;
 		netaddr_format((const struct sockaddr *)&server->addr,
 			       server->name, sizeof(server->name));
-		specs[i] = (balance_spec){.weight = servers[i].weight,
-						 .id = server->name};
 	}
-	int rc = balance_init(&pool->balancer, kind, specs, count, seed);
+	int rc = balance_init(&pool->balancer, kind, servers, count, seed);
 	if (rc < 0) {
 		free(pool->servers);
 		pool->servers = NULL;
@@ -76,10 +74,9 @@ static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
 {
 	upstream_server *server = &pool->servers[index];
 	uint32_t threshold = pool->params.fail_threshold;
-	static log_ratelimit limit = LOG_RATELIMIT_INIT(5);
 
 	server->connect_failures++;
-	log_ratelimited(&limit, LOG_LEVEL_WARN, "upstream connect failed",
+	log_ratelimited(&pool->connect_error_log, LOG_LEVEL_WARN, "upstream connect failed",
 			"listener=%s upstream=%s error=%s", pool->listener,
 			server->name, strerror(-err));
 	/* Connects that were in flight when it went out fail too: they are the
@@ -148,8 +145,7 @@ int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 		}
 		last_error = rc;
 		if (connect_error_is_local(rc)) {
-			static log_ratelimit limit = LOG_RATELIMIT_INIT(5);
-			log_ratelimited(&limit, LOG_LEVEL_WARN,
+			log_ratelimited(&pool->local_error_log, LOG_LEVEL_WARN,
 					"upstream connect failed: out of local resources",
 					"listener=%s upstream=%s error=%s", pool->listener,
 					server->name, strerror(-rc));

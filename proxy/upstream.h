@@ -22,6 +22,8 @@
 
 #include "poll/poll.h"
 #include "proxy/balance.h"
+#include "proxy/log.h"
+#include "proxy/netaddr.h"
 #include "shard/shard.h"
 
 #define UPSTREAM_MAX_SERVERS BALANCE_MAX_SERVERS
@@ -47,10 +49,12 @@ typedef struct upstream_params {
 
 typedef struct upstream_pool upstream_pool;
 
+/* The pool's runtime state of one server (upstream_spec in proxy/balance.h
+ * says which types a server has). */
 typedef struct upstream_server {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
-	char name[64];             /* ip:port, for logs */
+	char name[NETADDR_STRLEN]; /* ip:port, for logs */
 	/* passive health */
 	uint32_t consecutive_failures;
 	uint32_t ejections;
@@ -78,18 +82,16 @@ typedef struct upstream_pool {
 	uint32_t count;
 	balance_state balancer;
 	uint32_t checkers_running;
+	/* Rate limits of connect warnings, per pool so one failing pool does
+	 * not silence another's. */
+	log_ratelimit connect_error_log;
+	log_ratelimit local_error_log;
 	bool stopping;
 } upstream_pool;
 
-typedef struct upstream_server_spec {
-	const struct sockaddr *addr;
-	socklen_t addr_len;
-	uint32_t weight;
-} upstream_server_spec;
-
 int upstream_pool_init(upstream_pool *pool, const char *listener,
 		       const upstream_params *params, balance_kind kind,
-		       const upstream_server_spec *servers, uint32_t count,
+		       const upstream_spec *servers, uint32_t count,
 		       uint64_t seed);
 /* Start active health checks (no-op when health_interval is 0). */
 int upstream_pool_start(upstream_pool *pool);
