@@ -7,28 +7,21 @@
 #include <time.h>
 
 #include "proxy/log_internal.h"
+#include "sched/sched.h"
 
 static FILE *log_out;
 static log_sink_fn *log_sink;
 static log_severity log_min = LOG_LEVEL_INFO;
 static char *log_context;
 
-static int64_t clock_ns(clockid_t id)
-{
-	struct timespec ts;
-
-	clock_gettime(id, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static int64_t default_realtime(void)
 {
-	return clock_ns(CLOCK_REALTIME);
+	return sched_clock_ns(CLOCK_REALTIME);
 }
 
 static int64_t default_monotonic(void)
 {
-	return clock_ns(CLOCK_MONOTONIC);
+	return sched_clock_ns(CLOCK_MONOTONIC);
 }
 
 static int64_t (*now_realtime)(void) = default_realtime;

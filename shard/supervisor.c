@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "shard/admin.h"
-#include "shard/clock.h"
+#include "sched/sched.h"
 #include "shard/metrics.h"
 #include "shard/process.h"
 #include "shard/shard.h"
@@ -193,7 +193,6 @@ static void child_run(supervisor *sup, uint32_t index, shard_slot *slot,
 		.index = index,
 		.shards = sup->shards,
 		.generation = sup->generation,
-		.cpu = pinned_cpu(sup, index),
 		.poller = poller_for(sup, index),
 		.listen_fds = sockets_of(&sup->sockets, index),
 		.listener_count = sup->sockets.listener_count,
@@ -229,7 +228,7 @@ static shard_proc *spawn(supervisor *sup, uint32_t index, proc_role role)
 	if (pid == 0)
 		child_run(sup, index, slot, parent);
 	*p = (shard_proc){.pid = pid, .index = index, .generation = sup->generation,
-			  .role = role, .slot = slot, .started_ns = shard_monotonic_ns()};
+			  .role = role, .slot = slot, .started_ns = sched_clock_ns(CLOCK_MONOTONIC)};
 	say(sup, SHARD_LOG_INFO, "shard started",
 	    "shard=%u pid=%d generation=%u poller=%s cpu=%d", index, (int)pid,
 	    sup->generation, poll_kind_name(poller_for(sup, index)),
@@ -241,7 +240,7 @@ static void proc_signal(supervisor *sup, shard_proc *p, int sig, proc_role role,
 			int64_t grace_ns)
 {
 	p->role = role;
-	p->kill_at = shard_monotonic_ns() + grace_ns;
+	p->kill_at = sched_clock_ns(CLOCK_MONOTONIC) + grace_ns;
 	if (kill(p->pid, sig) < 0 && errno != ESRCH)
 		say(sup, SHARD_LOG_WARN, "cannot signal shard", "shard=%u pid=%d error=%s",
 		    p->index, (int)p->pid, strerror(errno));
@@ -317,11 +316,11 @@ static void shard_died(supervisor *sup, shard_proc *p, int status)
 		return;
 	}
 	shard_seat *seat = &sup->seats[index];
-	int64_t delay = crash_backoff(seat, shard_monotonic_ns());
+	int64_t delay = crash_backoff(seat, sched_clock_ns(CLOCK_MONOTONIC));
 	sup->restarts++;
 	say(sup, SHARD_LOG_WARN, "shard died", "shard=%u pid=%d %s=%s respawn_in=%lldms crashes=%u",
 	    index, pid, ended, how, (long long)(delay / MS), seat->crashes);
-	seat->respawn_at = shard_monotonic_ns() + delay;
+	seat->respawn_at = sched_clock_ns(CLOCK_MONOTONIC) + delay;
 }
 
 static void reap(supervisor *sup)
@@ -624,7 +623,7 @@ static int64_t next_wakeup(supervisor *sup, int64_t now)
  * that became ready meanwhile is seen now, not a tick later. */
 static void run_due(supervisor *sup)
 {
-	int64_t now = shard_monotonic_ns();
+	int64_t now = sched_clock_ns(CLOCK_MONOTONIC);
 
 	respawn_due(sup, now);
 	enforce_kill_deadlines(sup, now);
@@ -647,7 +646,7 @@ static void loop_once(supervisor *sup)
 	fds[0] = (struct pollfd){.fd = sup->signal_fd, .events = POLLIN};
 	if (sup->admin_open)
 		n += admin_pollfds(&sup->admin, fds + 1, SUPERVISOR_MAX_POLLFDS - 1);
-	int64_t now = shard_monotonic_ns();
+	int64_t now = sched_clock_ns(CLOCK_MONOTONIC);
 	int64_t wait_ns = next_wakeup(sup, now) - now;
 	int timeout_ms = wait_ns <= 0 ? 0 : (int)((wait_ns + MS - 1) / MS);
 	if (poll(fds, n, timeout_ms) < 0 && errno != EINTR)
@@ -655,7 +654,7 @@ static void loop_once(supervisor *sup)
 	if (fds[0].revents)
 		signals_read(sup);
 	if (sup->admin_open)
-		admin_service(&sup->admin, fds + 1, n - 1, shard_monotonic_ns(), admin_render, sup);
+		admin_service(&sup->admin, fds + 1, n - 1, sched_clock_ns(CLOCK_MONOTONIC), admin_render, sup);
 }
 
 /* sockets_open failed on listener `failed` (listener_count: no memory). */
@@ -761,10 +760,7 @@ int shard_supervise(const shard_settings *settings, const shard_ops *ops,
 		.shards = settings->shards ? settings->shards : shard_cpu_count(),
 		.signal_fd = -1,
 	};
-	struct timespec wall;
-
-	clock_gettime(CLOCK_REALTIME, &wall);
-	sup.started_unix_ns = (int64_t)wall.tv_sec * SEC + wall.tv_nsec;
+	sup.started_unix_ns = sched_clock_ns(CLOCK_REALTIME);
 	sup.seats = calloc(sup.shards, sizeof(*sup.seats));
 	int rc = sup.seats ? supervisor_start(&sup) : -ENOMEM;
 	if (rc < 0) {
