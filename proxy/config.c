@@ -112,11 +112,11 @@ static void vreport(config *cfg, const config_origin *o,
 	add_error(cfg, text);
 }
 
-static void report(config *cfg, const config_origin *o,
-		   const char *fmt, ...) LOG_PRINTF(3, 4);
+static void record_error(config *cfg, const config_origin *o,
+			 const char *fmt, ...) LOG_PRINTF(3, 4);
 
-static void report(config *cfg, const config_origin *o,
-		   const char *fmt, ...)
+static void record_error(config *cfg, const config_origin *o,
+			 const char *fmt, ...)
 {
 	va_list ap;
 
@@ -156,7 +156,7 @@ static int set_key(config *cfg, void *target, const config_key *k,
 
 	if (k->set(target, k, v, o, why) == 0)
 		return 0;
-	report(cfg, o, "%s", why);
+	record_error(cfg, o, "%s", why);
 	return -EINVAL;
 }
 
@@ -507,8 +507,8 @@ int config_load_file(config *cfg, const char *path)
 	int rc = read_file(path, &text);
 
 	if (rc < 0) {
-		report(cfg, &o, "cannot read: %s",
-		       rc == -EILSEQ ? "binary file (NUL byte)" : strerror(-rc));
+		record_error(cfg, &o, "cannot read: %s",
+			     rc == -EILSEQ ? "binary file (NUL byte)" : strerror(-rc));
 		return rc;
 	}
 	rc = config_load_string(cfg, path, text);
@@ -563,21 +563,21 @@ int config_apply_override(config *cfg, const char *full,
 	}
 	config_origin o = { NULL, 0, NULL, origin };
 	if (split_override(full, name, sizeof(name), &key) < 0) {
-		report(cfg, &o, "invalid key '%s' (expected KEY or "
-		       "listener.NAME.KEY)", full);
+		record_error(cfg, &o, "invalid key '%s' (expected KEY or "
+			     "listener.NAME.KEY)", full);
 		return -EINVAL;
 	}
 	const config_key *k = config_key_find(key);
 	if (k && k->scope == CONFIG_SCOPE_GLOBAL && !name[0])
 		return set_key(cfg, cfg, k, value, &o);
 	if (!k || k->scope != CONFIG_SCOPE_LISTENER) {
-		report(cfg, &o, "unknown key '%s'", key);
+		record_error(cfg, &o, "unknown key '%s'", key);
 		return -EINVAL;
 	}
 	config_listener *l = override_listener(cfg, name[0] ? name
 								   : NULL);
 	if (!l) {
-		report(cfg, &o, "out of memory");
+		record_error(cfg, &o, "out of memory");
 		return -ENOMEM;
 	}
 	return set_key(cfg, l, k, value, &o);
@@ -592,10 +592,10 @@ static void listener_error(config *cfg, const config_listener *l,
 	static const config_origin nowhere;
 
 	if (l->line > 0 && cfg->path)
-		report(cfg, &o, "section [listener %s]: %s", l->name, why);
+		record_error(cfg, &o, "section [listener %s]: %s", l->name, why);
 	else
-		report(cfg, &nowhere, "listener '%s' (command line): %s",
-		       l->name, why);
+		record_error(cfg, &nowhere, "listener '%s' (command line): %s",
+			     l->name, why);
 }
 
 static void check_listener(config *cfg, size_t i)
@@ -646,15 +646,15 @@ int config_finish(config *cfg)
 	config_origin file = { cfg->path, 0, NULL, NULL };
 
 	if (cfg->nlisteners == 0)
-		report(cfg, &file, "%s",
-		       cfg->path ? "no [listener NAME] section"
+		record_error(cfg, &file, "%s",
+			     cfg->path ? "no [listener NAME] section"
 				 : "no listener: give a config file or "
 				   "--listen and --server");
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		check_listener(cfg, i);
 	if (cfg->steer == CONFIG_STEER_CPU && !cfg->pin) {
 		config_origin o = steer_origin(cfg);
-		report(cfg, &o, "steer = cpu needs pin = on");
+		record_error(cfg, &o, "steer = cpu needs pin = on");
 	}
 	return has_errors(cfg) ? -EINVAL : 0;
 }
@@ -687,11 +687,11 @@ const char *config_steer_name(config_steer steer)
 
 /* ---- reload ---- */
 
-static bool differ(char *why, size_t why_len, const char *fmt, ...)
+static bool reload_mismatch(char *why, size_t why_len, const char *fmt, ...)
 	LOG_PRINTF(3, 4);
 
 /* Puts the reason in why (when there is room) and returns false. */
-static bool differ(char *why, size_t why_len, const char *fmt, ...)
+static bool reload_mismatch(char *why, size_t why_len, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -727,46 +727,46 @@ bool config_same_sockets(const config *a, const config *b,
 
 	for (size_t i = 0; i < a->nlisteners; i++) {
 		if (!find_listener(b, a->listeners[i].name))
-			return differ(why, why_len, "listener %s: removed "
-				      "(restart needed)", a->listeners[i].name);
+			return reload_mismatch(why, why_len, "listener %s: removed "
+					       "(restart needed)", a->listeners[i].name);
 	}
 	for (size_t i = 0; i < b->nlisteners; i++) {
 		if (!find_listener(a, b->listeners[i].name))
-			return differ(why, why_len, "listener %s: added "
-				      "(restart needed)", b->listeners[i].name);
+			return reload_mismatch(why, why_len, "listener %s: added "
+					       "(restart needed)", b->listeners[i].name);
 	}
 	if (a->nlisteners != b->nlisteners) /* only with duplicate names */
-		return differ(why, why_len, "listeners changed (restart "
-			      "needed)");
+		return reload_mismatch(why, why_len, "listeners changed (restart "
+				       "needed)");
 	for (size_t i = 0; i < a->nlisteners; i++) {
 		const config_listener *la = &a->listeners[i];
 		const config_listener *lb = &b->listeners[i];
 		if (strcmp(la->name, lb->name) != 0)
-			return differ(why, why_len, "listener %s: moved "
-				      "(listener order changed; restart "
-				      "needed)", la->name);
+			return reload_mismatch(why, why_len, "listener %s: moved "
+					       "(listener order changed; restart "
+					       "needed)", la->name);
 		if (!same_addr(la->has_listen, &la->listen, lb->has_listen,
 			       &lb->listen))
-			return differ(why, why_len, "listener %s: listen "
-				      "address changed (restart needed)",
-				      la->name);
+			return reload_mismatch(why, why_len, "listener %s: listen "
+					       "address changed (restart needed)",
+					       la->name);
 	}
 	if (a->shards != b->shards)
-		return differ(why, why_len, "shards changed from %s to %s "
-			      "(restart needed)",
-			      shards_text(a->shards, sa, sizeof(sa)),
-			      shards_text(b->shards, sb, sizeof(sb)));
+		return reload_mismatch(why, why_len, "shards changed from %s to %s "
+				       "(restart needed)",
+				       shards_text(a->shards, sa, sizeof(sa)),
+				       shards_text(b->shards, sb, sizeof(sb)));
 	if (a->has_admin != b->has_admin)
-		return differ(why, why_len, "admin %s (restart needed)",
-			      a->has_admin ? "removed" : "added");
+		return reload_mismatch(why, why_len, "admin %s (restart needed)",
+				       a->has_admin ? "removed" : "added");
 	if (!same_addr(a->has_admin, &a->admin, b->has_admin, &b->admin))
-		return differ(why, why_len, "admin address changed (restart "
-			      "needed)");
+		return reload_mismatch(why, why_len, "admin address changed (restart "
+				       "needed)");
 	if ((a->user == NULL) != (b->user == NULL) ||
 	    (a->user && strcmp(a->user, b->user) != 0))
-		return differ(why, why_len, "user changed from %s to %s "
-			      "(restart needed)", a->user ? a->user : "(none)",
-			      b->user ? b->user : "(none)");
+		return reload_mismatch(why, why_len, "user changed from %s to %s "
+				       "(restart needed)", a->user ? a->user : "(none)",
+				       b->user ? b->user : "(none)");
 	if (why && why_len > 0)
 		why[0] = '\0';
 	return true;
