@@ -12,15 +12,15 @@
 /* Ejections in a row double the time out, up to this factor. */
 #define UPSTREAM_EJECT_MAX_SHIFT 5
 
-int upstream_pool_init(upstream_pool *pool, const char *listener,
+int upstream_pool_init(upstream_pool *pool, const char *listener_name,
 		       const upstream_params *params, balance_kind kind,
 		       const upstream_spec *servers, uint32_t count,
 		       uint64_t seed)
 {
 	if (count == 0 || count > UPSTREAM_MAX_SERVERS)
 		return -EINVAL;
-	*pool = (upstream_pool){.listener = listener, .params = *params,
-				.count = count,
+	*pool = (upstream_pool){.listener_name = listener_name,
+				.params = *params, .count = count,
 				.connect_error_log = LOG_RATELIMIT_INIT(5),
 				.local_error_log = LOG_RATELIMIT_INIT(5)};
 	pool->servers = calloc(count, sizeof(*pool->servers));
@@ -77,7 +77,7 @@ static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
 
 	server->connect_failures++;
 	log_ratelimited(&pool->connect_error_log, LOG_LEVEL_WARN, "upstream connect failed",
-			"listener=%s upstream=%s error=%s", pool->listener,
+			"listener=%s upstream=%s error=%s", pool->listener_name,
 			server->name, strerror(-err));
 	/* Connects that were in flight when it went out fail too: they are the
 	 * same outage, not a reason to eject it again and double the time out.
@@ -98,7 +98,7 @@ static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
 	server->out_until = sched_now() + out_for;
 	log_line(LOG_LEVEL_WARN, "upstream out",
 		 "listener=%s upstream=%s reason=connect_failures for_ms=%lld ejections=%u",
-		 pool->listener, server->name, (long long)(out_for / 1000000),
+		 pool->listener_name, server->name, (long long)(out_for / 1000000),
 		 server->ejections);
 }
 
@@ -147,7 +147,7 @@ int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 		if (connect_error_is_local(rc)) {
 			log_ratelimited(&pool->local_error_log, LOG_LEVEL_WARN,
 					"upstream connect failed: out of local resources",
-					"listener=%s upstream=%s error=%s", pool->listener,
+					"listener=%s upstream=%s error=%s", pool->listener_name,
 					server->name, strerror(-rc));
 			return rc;
 		}
@@ -227,7 +227,7 @@ static void check_record(upstream_pool *pool, upstream_server *server, int rc)
 		if (!server->check_up && server->check_successes >= params->health_rise) {
 			server->check_up = true;
 			log_line(LOG_LEVEL_INFO, "upstream up", "listener=%s upstream=%s checks=%u",
-				 pool->listener, server->name, server->check_successes);
+				 pool->listener_name, server->name, server->check_successes);
 		}
 		return;
 	}
@@ -236,7 +236,7 @@ static void check_record(upstream_pool *pool, upstream_server *server, int rc)
 	if (server->check_up && server->check_failures >= params->health_fall) {
 		server->check_up = false;
 		log_line(LOG_LEVEL_WARN, "upstream down", "listener=%s upstream=%s error=%s checks=%u",
-			 pool->listener, server->name, strerror(-rc),
+			 pool->listener_name, server->name, strerror(-rc),
 			 server->check_failures);
 	}
 }
@@ -324,7 +324,7 @@ static void check_adopt(upstream_pool *pool, upstream_server *server,
 	server->check_up = up;
 	log_line(up ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
 		 up ? "upstream up" : "upstream down",
-		 "listener=%s upstream=%s checked_by=shard%u", pool->listener,
+		 "listener=%s upstream=%s checked_by=shard%u", pool->listener_name,
 		 server->name, owner);
 }
 

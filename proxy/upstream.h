@@ -76,7 +76,7 @@ typedef struct upstream_server {
 } upstream_server;
 
 typedef struct upstream_pool {
-	const char *listener;      /* for logs */
+	const char *listener_name; /* for logs */
 	upstream_params params;
 	upstream_server *servers;
 	uint32_t count;
@@ -89,7 +89,7 @@ typedef struct upstream_pool {
 	bool stopping;
 } upstream_pool;
 
-int upstream_pool_init(upstream_pool *pool, const char *listener,
+int upstream_pool_init(upstream_pool *pool, const char *listener_name,
 		       const upstream_params *params, balance_kind kind,
 		       const upstream_spec *servers, uint32_t count,
 		       uint64_t seed);
