@@ -198,7 +198,7 @@ void config_free(config *cfg)
 }
 
 static config_listener *find_listener(const config *cfg,
-					     const char *name)
+				      const char *name)
 {
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		if (strcmp(cfg->listeners[i].name, name) == 0)
@@ -208,13 +208,13 @@ static config_listener *find_listener(const config *cfg,
 }
 
 const config_listener *config_find_listener(const config *cfg,
-						   const char *name)
+					    const char *name)
 {
 	return find_listener(cfg, name);
 }
 
 static config_listener *add_listener(config *cfg,
-					    const char *name, int line)
+				     const char *name, int line)
 {
 	size_t n = cfg->nlisteners + 1;
 	config_listener *p = realloc(cfg->listeners, n * sizeof(*p));
@@ -519,7 +519,7 @@ int config_load_file(config *cfg, const char *path)
 /* ---- overrides ---- */
 
 static config_listener *override_listener(config *cfg,
-						 const char *name)
+					  const char *name)
 {
 	config_listener *l;
 

@@ -162,7 +162,7 @@ const char *config_error(const config *cfg, size_t i);
 void config_print_errors(const config *cfg, FILE *out);
 
 const config_listener *config_find_listener(const config *cfg,
-						   const char *name);
+					    const char *name);
 
 /* "epoll" | "uring" | "auto" | "mixed". */
 const char *config_poller_name(config_poller poller);

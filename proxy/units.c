@@ -81,7 +81,7 @@ static int read_number(const char **pp, uint64_t *value)
 
 /* Matches the unit spelled by [p, end) case-insensitively. */
 static const unit *find_unit(const unit *units, size_t n,
-				    const char *p, size_t len)
+			     const char *p, size_t len)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (strlen(units[i].name) == len &&
@@ -114,7 +114,7 @@ int units_parse_size(const char *text, uint64_t *bytes)
 	while (unit_len > 0 && is_space(unit_start[unit_len - 1]))
 		unit_len--;
 	const unit *u = find_unit(size_units, ARRAY_LEN(size_units),
-					 unit_start, unit_len);
+				  unit_start, unit_len);
 	if (rc == -EINVAL || !u)
 		return -EINVAL;
 	if (rc < 0)
@@ -182,8 +182,8 @@ int units_parse_duration(const char *text, int64_t *ns)
 		p = skip_spaces(p);
 		size_t len = unit_word_len(p);
 		const unit *u = find_unit(duration_units,
-						 ARRAY_LEN(duration_units),
-						 p, len);
+					  ARRAY_LEN(duration_units),
+					  p, len);
 		if (!u)
 			return -EINVAL;
 		add_term(&total, value, u->mult, &overflow);
