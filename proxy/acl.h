@@ -34,6 +34,7 @@ typedef struct acl_list {
 	size_t count, cap;
 } acl_list;
 
+/* A listener's allow and deny lists. */
 typedef struct acl_set {
 	acl_list allow, deny;
 } acl_set;

@@ -63,6 +63,7 @@ typedef struct upstream_spec {
 	unsigned weight; /* 1..BALANCE_MAX_WEIGHT, default 1 */
 } upstream_spec;
 
+/* The balancer's runtime state of one server. */
 typedef struct balance_entry {
 	unsigned weight;
 	bool up;
@@ -71,6 +72,8 @@ typedef struct balance_entry {
 	uint64_t id_hash;
 } balance_entry;
 
+/* One balancer (one per upstream pool); the type is not called balancer
+ * because the pool's field is. */
 typedef struct balance_state {
 	balance_kind kind;
 	size_t count;

@@ -49,7 +49,9 @@ extern "C" {
 #define LOG_LINE_MAX 4096
 #define LOG_VALUE_MAX 1024
 
-/* Not LOG_DEBUG/LOG_INFO: <syslog.h> defines those as macros. */
+/* A line's level. The type is not called log_level because the config's
+ * field (and key) is. Not LOG_DEBUG/LOG_INFO: <syslog.h> defines those as
+ * macros. */
 typedef enum log_severity {
 	LOG_LEVEL_DEBUG,
 	LOG_LEVEL_INFO,

@@ -39,6 +39,7 @@ typedef struct relay_dir {
 	bool quiet;            /* client side, draining: stopped at a boundary */
 } relay_dir;
 
+/* One client connection and its upstream connection, relayed. */
 typedef struct relay_conn {
 	relay_group *group;
 	relay_conn *prev, *next;
