@@ -12,12 +12,12 @@
 /* Longest sensible entry: a full IPv6 literal with "/128". */
 #define CIDR_MAX 64
 
-void acl_init(struct acl *acl)
+void acl_init(acl_set *acl)
 {
 	memset(acl, 0, sizeof(*acl));
 }
 
-void acl_free(struct acl *acl)
+void acl_free(acl_set *acl)
 {
 	free(acl->allow.rules);
 	free(acl->deny.rules);
@@ -59,7 +59,7 @@ static bool host_bits_clear(const uint8_t *addr, unsigned prefix, size_t n)
 }
 
 /* ::ffff:a.b.c.d/(96+n) means the IPv4 rule a.b.c.d/n. */
-static void unmap_rule(struct acl_rule *r)
+static void unmap_rule(acl_rule *r)
 {
 	struct in6_addr a;
 
@@ -73,7 +73,7 @@ static void unmap_rule(struct acl_rule *r)
 	r->prefix = (uint8_t)(r->prefix - 96);
 }
 
-int acl_parse_cidr(const char *text, struct acl_rule *out)
+int acl_parse_cidr(const char *text, acl_rule *out)
 {
 	char buf[CIDR_MAX];
 	unsigned prefix;
@@ -103,11 +103,11 @@ int acl_parse_cidr(const char *text, struct acl_rule *out)
 	return 0;
 }
 
-static int list_push(struct acl_list *l, const struct acl_rule *r)
+static int list_push(acl_list *l, const acl_rule *r)
 {
 	if (l->count == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 8;
-		struct acl_rule *p = realloc(l->rules, cap * sizeof(*p));
+		acl_rule *p = realloc(l->rules, cap * sizeof(*p));
 		if (!p)
 			return -ENOMEM;
 		l->rules = p;
@@ -117,7 +117,7 @@ static int list_push(struct acl_list *l, const struct acl_rule *r)
 	return 0;
 }
 
-int acl_add(struct acl *acl, enum acl_action action, const struct acl_rule *r)
+int acl_add(acl_set *acl, acl_action action, const acl_rule *r)
 {
 	return list_push(action == ACL_ALLOW ? &acl->allow : &acl->deny, r);
 }
@@ -132,11 +132,11 @@ static void copy_token(char *dst, size_t dstlen, const char *src, size_t n)
 	dst[n] = '\0';
 }
 
-static int add_token(struct acl *acl, enum acl_action action,
+static int add_token(acl_set *acl, acl_action action,
 		     const char *tok, size_t n, char *bad, size_t badlen)
 {
 	char buf[CIDR_MAX];
-	struct acl_rule r;
+	acl_rule r;
 
 	while (n > 0 && (*tok == ' ' || *tok == '\t')) {
 		tok++;
@@ -161,7 +161,7 @@ static bool blank(const char *p, size_t n)
 	return true;
 }
 
-int acl_add_list(struct acl *acl, enum acl_action action, const char *list,
+int acl_add_list(acl_set *acl, acl_action action, const char *list,
 		 char *bad, size_t badlen)
 {
 	const char *p = list;
@@ -188,7 +188,7 @@ int acl_add_list(struct acl *acl, enum acl_action action, const char *list,
 	return 0;
 }
 
-static bool rule_matches(const struct acl_rule *r, int family,
+static bool rule_matches(const acl_rule *r, int family,
 			 const uint8_t *addr)
 {
 	unsigned full = r->prefix / 8, rest = r->prefix % 8;
@@ -203,7 +203,7 @@ static bool rule_matches(const struct acl_rule *r, int family,
 	return (r->addr[full] & mask) == (addr[full] & mask);
 }
 
-static bool list_matches(const struct acl_list *l, int family,
+static bool list_matches(const acl_list *l, int family,
 			 const uint8_t *addr)
 {
 	for (size_t i = 0; i < l->count; i++) {
@@ -213,7 +213,7 @@ static bool list_matches(const struct acl_list *l, int family,
 	return false;
 }
 
-bool acl_check(const struct acl *acl, const struct sockaddr *client)
+bool acl_check(const acl_set *acl, const struct sockaddr *client)
 {
 	uint8_t addr[16];
 	size_t n = netaddr_ip_bytes(client, addr);

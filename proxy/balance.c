@@ -36,8 +36,8 @@ static uint64_t rng_next(uint64_t *state)
 	return mix64(*state);
 }
 
-int balance_init(struct balancer *b, enum balance_kind kind,
-		 const struct balance_spec *servers, size_t count,
+int balance_init(balance_state *b, balance_kind kind,
+		 const upstream_spec *servers, size_t count,
 		 uint64_t seed)
 {
 	memset(b, 0, sizeof(*b));
@@ -55,56 +55,57 @@ int balance_init(struct balancer *b, enum balance_kind kind,
 	b->count = count;
 	b->rng = seed;
 	for (size_t i = 0; i < count; i++) {
-		struct balance_server *s = &b->servers[i];
+		balance_entry *s = &b->servers[i];
 		s->weight = servers[i].weight;
 		s->up = true;
-		s->id_hash = servers[i].id
-			? hash_bytes(servers[i].id, strlen(servers[i].id))
-			: mix64(i + 1);
+		char id[NETADDR_STRLEN];
+		netaddr_format((const struct sockaddr *)&servers[i].addr.ss, id,
+			       sizeof(id));
+		s->id_hash = hash_bytes(id, strlen(id));
 	}
 	return 0;
 }
 
-void balance_free(struct balancer *b)
+void balance_free(balance_state *b)
 {
 	free(b->servers);
 	memset(b, 0, sizeof(*b));
 }
 
-void balance_tried_clear(struct balance_tried *t)
+void balance_tried_clear(balance_tried *t)
 {
 	memset(t, 0, sizeof(*t));
 }
 
-void balance_tried_add(struct balance_tried *t, size_t idx)
+void balance_tried_add(balance_tried *t, size_t idx)
 {
 	if (idx < BALANCE_MAX_SERVERS)
 		t->bits[idx / 64] |= UINT64_C(1) << (idx % 64);
 }
 
-bool balance_tried_has(const struct balance_tried *t, size_t idx)
+bool balance_tried_has(const balance_tried *t, size_t idx)
 {
 	if (!t || idx >= BALANCE_MAX_SERVERS)
 		return false;
 	return (t->bits[idx / 64] >> (idx % 64)) & 1;
 }
 
-static bool eligible(const struct balancer *b, size_t i,
-		     const struct balance_tried *tried)
+static bool eligible(const balance_state *b, size_t i,
+		     const balance_tried *tried)
 {
 	return b->servers[i].up && !balance_tried_has(tried, i);
 }
 
 /* nginx's smooth weighted round-robin: every eligible server gains its
  * weight, the richest is chosen and pays the total back. */
-static int pick_roundrobin(struct balancer *b,
-			   const struct balance_tried *tried)
+static int pick_roundrobin(balance_state *b,
+			   const balance_tried *tried)
 {
 	int64_t total = 0;
 	int best = -1;
 
 	for (size_t i = 0; i < b->count; i++) {
-		struct balance_server *s = &b->servers[i];
+		balance_entry *s = &b->servers[i];
 		if (!eligible(b, i, tried))
 			continue;
 		s->current += s->weight;
@@ -119,15 +120,15 @@ static int pick_roundrobin(struct balancer *b,
 
 /* a carries less load per unit of weight than c (cross-multiplied, so no
  * division and no rounding). */
-static bool less_loaded(const struct balance_server *a,
-			const struct balance_server *c)
+static bool less_loaded(const balance_entry *a,
+			const balance_entry *c)
 {
 	return (uint64_t)a->active * c->weight <
 	       (uint64_t)c->active * a->weight;
 }
 
-static int pick_leastconn(struct balancer *b,
-			  const struct balance_tried *tried)
+static int pick_leastconn(balance_state *b,
+			  const balance_tried *tried)
 {
 	int best = -1;
 
@@ -144,7 +145,7 @@ static int pick_leastconn(struct balancer *b,
 }
 
 /* One weighted draw among eligible servers other than skip. */
-static int draw_weighted(struct balancer *b, const struct balance_tried *tried,
+static int draw_weighted(balance_state *b, const balance_tried *tried,
 			 int skip)
 {
 	uint64_t total = 0;
@@ -166,7 +167,7 @@ static int draw_weighted(struct balancer *b, const struct balance_tried *tried,
 	return -1;
 }
 
-static int pick_random2(struct balancer *b, const struct balance_tried *tried)
+static int pick_random2(balance_state *b, const balance_tried *tried)
 {
 	int first = draw_weighted(b, tried, -1);
 	if (first < 0)
@@ -207,15 +208,15 @@ double balance_ln(double x)
 /* Weighted rendezvous score: -w / ln(u) with u uniform in (0,1) from the
  * pair's hash. The server with the highest score wins; a server's weight
  * share of wins equals its share of the total weight. */
-static double hrw_score(uint64_t client_hash, const struct balance_server *s)
+static double hrw_score(uint64_t client_hash, const balance_entry *s)
 {
 	uint64_t h = mix64(client_hash ^ (s->id_hash * GOLDEN));
 	double u = ((double)(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 	return -(double)s->weight / balance_ln(u);
 }
 
-static int pick_hash(struct balancer *b, const struct sockaddr *client,
-		     const struct balance_tried *tried)
+static int pick_hash(balance_state *b, const struct sockaddr *client,
+		     const balance_tried *tried)
 {
 	unsigned char ip[16];
 	size_t n = client ? netaddr_ip_bytes(client, ip) : 0;
@@ -237,8 +238,8 @@ static int pick_hash(struct balancer *b, const struct sockaddr *client,
 	return best;
 }
 
-int balance_pick(struct balancer *b, const struct sockaddr *client,
-		 const struct balance_tried *tried)
+int balance_pick(balance_state *b, const struct sockaddr *client,
+		 const balance_tried *tried)
 {
 	switch (b->kind) {
 	case BALANCE_LEASTCONN:
@@ -253,7 +254,7 @@ int balance_pick(struct balancer *b, const struct sockaddr *client,
 	}
 }
 
-void balance_set_up(struct balancer *b, size_t idx, bool up)
+void balance_set_up(balance_state *b, size_t idx, bool up)
 {
 	if (idx >= b->count)
 		return;
@@ -264,19 +265,19 @@ void balance_set_up(struct balancer *b, size_t idx, bool up)
 	b->servers[idx].up = up;
 }
 
-void balance_conn_begin(struct balancer *b, size_t idx)
+void balance_conn_begin(balance_state *b, size_t idx)
 {
 	if (idx < b->count)
 		b->servers[idx].active++;
 }
 
-void balance_conn_end(struct balancer *b, size_t idx)
+void balance_conn_end(balance_state *b, size_t idx)
 {
 	if (idx < b->count && b->servers[idx].active > 0)
 		b->servers[idx].active--;
 }
 
-size_t balance_up_count(const struct balancer *b)
+size_t balance_up_count(const balance_state *b)
 {
 	size_t n = 0;
 
@@ -292,18 +293,18 @@ static const char *const kind_names[] = {
 	[BALANCE_HASH] = "hash",
 };
 
-int balance_kind_parse(const char *text, enum balance_kind *kind)
+int balance_kind_parse(const char *text, balance_kind *kind)
 {
 	for (size_t i = 0; i < sizeof(kind_names) / sizeof(kind_names[0]); i++) {
 		if (strcmp(text, kind_names[i]) == 0) {
-			*kind = (enum balance_kind)i;
+			*kind = (balance_kind)i;
 			return 0;
 		}
 	}
 	return -EINVAL;
 }
 
-const char *balance_kind_name(enum balance_kind kind)
+const char *balance_kind_name(balance_kind kind)
 {
 	if ((size_t)kind >= sizeof(kind_names) / sizeof(kind_names[0]))
 		return "?";

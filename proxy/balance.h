@@ -1,10 +1,11 @@
 /* balance — picking an upstream server for a new client connection.
  *
- * The balancer owns, per server, what the policies need: weight, an "up"
- * flag and the count of active connections. The upstream pool keeps its
- * own richer state (addresses, failure counts, health) in a parallel array
- * with the same indices and tells the balancer about changes with
- * balance_set_up / balance_conn_begin / balance_conn_end.
+ * The balancer owns, per server, what the policies need (balance_entry):
+ * weight, an "up" flag and the count of active connections. The upstream
+ * pool keeps its own richer state (upstream_server: failure counts, health,
+ * counters) in a parallel array with the same indices and tells the
+ * balancer about changes with balance_set_up / balance_conn_begin /
+ * balance_conn_end.
  *
  * Policies:
  *   ROUNDROBIN  smooth weighted round-robin (nginx): weights 5,1,1 give
@@ -31,6 +32,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "proxy/netaddr.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -38,71 +41,81 @@ extern "C" {
 #define BALANCE_MAX_SERVERS 256
 #define BALANCE_MAX_WEIGHT 256
 
-enum balance_kind {
+typedef enum balance_kind {
 	BALANCE_ROUNDROBIN,
 	BALANCE_LEASTCONN,
 	BALANCE_RANDOM2,
 	BALANCE_HASH,
-};
+} balance_kind;
 
-/* Input to balance_init. id names the server for HASH (its address text,
- * say), so a client keeps its server when the list is reordered or grows;
- * NULL uses the index. */
-struct balance_spec {
-	unsigned weight; /* 1..BALANCE_MAX_WEIGHT */
-	const char *id;
-};
+/* One upstream server as configured: where it is and its weight. A server
+ * has three types, one per thing it is:
+ *   upstream_spec    what the configuration says; config_listener holds the
+ *                    array, listener_params points at it, and both
+ *                    upstream_pool_init and balance_init read it
+ *   upstream_server  the pool's runtime state of it (proxy/upstream.h)
+ *   balance_entry    the balancer's runtime state of it (below), at the
+ *                    same index
+ * HASH names a server by its address text ("10.0.0.1:80"), so a client
+ * keeps its server when the list is reordered or grows. */
+typedef struct upstream_spec {
+	netaddr addr;
+	unsigned weight; /* 1..BALANCE_MAX_WEIGHT, default 1 */
+} upstream_spec;
 
-struct balance_server {
+/* The balancer's runtime state of one server. */
+typedef struct balance_entry {
 	unsigned weight;
 	bool up;
 	unsigned active;
 	int64_t current; /* smooth round-robin state */
 	uint64_t id_hash;
-};
+} balance_entry;
 
-struct balancer {
-	enum balance_kind kind;
+/* One balancer (one per upstream pool); the type is not called balancer
+ * because the pool's field is. */
+typedef struct balance_state {
+	balance_kind kind;
 	size_t count;
-	struct balance_server *servers;
+	balance_entry *servers;
 	uint64_t rng;  /* splitmix64 state for RANDOM2 */
 	size_t cursor; /* LEASTCONN tie-break rotation */
-};
+} balance_state;
 
 /* Servers already tried for this client: a retry must go elsewhere. */
-struct balance_tried {
+typedef struct balance_tried {
 	uint64_t bits[BALANCE_MAX_SERVERS / 64];
-};
+} balance_tried;
 
 /* All servers start up with no connections. -EINVAL for a count of 0 or
  * above BALANCE_MAX_SERVERS or a weight outside 1..BALANCE_MAX_WEIGHT;
  * -ENOMEM. The seed drives RANDOM2 (same seed, same choices). */
-int balance_init(struct balancer *b, enum balance_kind kind,
-		 const struct balance_spec *servers, size_t count,
+int balance_init(balance_state *b, balance_kind kind,
+		 const upstream_spec *servers, size_t count,
 		 uint64_t seed);
-void balance_free(struct balancer *b);
+void balance_free(balance_state *b);
 
 /* Index of the chosen server, or -1 when every server is down or tried.
  * client may be NULL; tried may be NULL. Does not count a connection:
  * call balance_conn_begin once the connect is under way. */
-int balance_pick(struct balancer *b, const struct sockaddr *client,
-		 const struct balance_tried *tried);
+int balance_pick(balance_state *b, const struct sockaddr *client,
+		 const balance_tried *tried);
 
-void balance_set_up(struct balancer *b, size_t idx, bool up);
-void balance_conn_begin(struct balancer *b, size_t idx);
-void balance_conn_end(struct balancer *b, size_t idx);
-size_t balance_up_count(const struct balancer *b);
+void balance_set_up(balance_state *b, size_t idx, bool up);
+void balance_conn_begin(balance_state *b, size_t idx);
+void balance_conn_end(balance_state *b, size_t idx);
+size_t balance_up_count(const balance_state *b);
 
-void balance_tried_clear(struct balance_tried *t);
-void balance_tried_add(struct balance_tried *t, size_t idx);
-bool balance_tried_has(const struct balance_tried *t, size_t idx);
+void balance_tried_clear(balance_tried *t);
+void balance_tried_add(balance_tried *t, size_t idx);
+bool balance_tried_has(const balance_tried *t, size_t idx);
 
 /* The natural log HASH uses (libm-free); exposed for its test. */
 double balance_ln(double x);
 
 /* "roundrobin" | "leastconn" | "random2" | "hash"; -EINVAL otherwise. */
-int balance_kind_parse(const char *text, enum balance_kind *kind);
-const char *balance_kind_name(enum balance_kind kind);
+int balance_kind_parse(const char *text, balance_kind *kind);
+const char *balance_kind_name(balance_kind kind);
 
 #ifdef __cplusplus
 }

@@ -68,7 +68,7 @@ static char *escape_text(const char *s)
 	return out;
 }
 
-static void add_error(struct config *cfg, const char *text)
+static void add_error(config *cfg, const char *text)
 {
 	if (cfg->nerrors == CONFIG_MAX_ERRORS) {
 		cfg->errors_dropped++;
@@ -81,7 +81,7 @@ static void add_error(struct config *cfg, const char *text)
 		cfg->errors_dropped++;
 }
 
-static void vreport(struct config *cfg, const struct config_origin *o,
+static void vreport(config *cfg, const config_origin *o,
 		    const char *fmt, va_list ap) LOG_PRINTF(3, 0);
 
 /* Every config error goes through here: the message, prefixed by where
@@ -91,7 +91,7 @@ static void vreport(struct config *cfg, const struct config_origin *o,
  *   FILE: message                     the file as a whole
  *   FLAG: message                     a command-line flag
  *   message                           nowhere in particular */
-static void vreport(struct config *cfg, const struct config_origin *o,
+static void vreport(config *cfg, const config_origin *o,
 		    const char *fmt, va_list ap)
 {
 	char msg[CONFIG_WHY_MAX], text[ERROR_MAX];
@@ -112,11 +112,11 @@ static void vreport(struct config *cfg, const struct config_origin *o,
 	add_error(cfg, text);
 }
 
-static void report(struct config *cfg, const struct config_origin *o,
-		   const char *fmt, ...) LOG_PRINTF(3, 4);
+static void record_error(config *cfg, const config_origin *o,
+			 const char *fmt, ...) LOG_PRINTF(3, 4);
 
-static void report(struct config *cfg, const struct config_origin *o,
-		   const char *fmt, ...)
+static void record_error(config *cfg, const config_origin *o,
+			 const char *fmt, ...)
 {
 	va_list ap;
 
@@ -125,22 +125,22 @@ static void report(struct config *cfg, const struct config_origin *o,
 	va_end(ap);
 }
 
-static bool has_errors(const struct config *cfg)
+static bool has_errors(const config *cfg)
 {
 	return cfg->nerrors > 0 || cfg->errors_dropped > 0;
 }
 
-size_t config_error_count(const struct config *cfg)
+size_t config_error_count(const config *cfg)
 {
 	return cfg->nerrors + cfg->errors_dropped;
 }
 
-const char *config_error(const struct config *cfg, size_t i)
+const char *config_error(const config *cfg, size_t i)
 {
 	return i < cfg->nerrors ? cfg->errors[i] : NULL;
 }
 
-void config_print_errors(const struct config *cfg, FILE *out)
+void config_print_errors(const config *cfg, FILE *out)
 {
 	for (size_t i = 0; i < cfg->nerrors; i++)
 		fprintf(out, "%s\n", cfg->errors[i]);
@@ -149,27 +149,27 @@ void config_print_errors(const struct config *cfg, FILE *out)
 }
 
 /* Parses v into target per k; on error records it, named by o. */
-static int set_key(struct config *cfg, void *target, const struct config_key *k,
-		   const char *v, const struct config_origin *o)
+static int set_key(config *cfg, void *target, const config_key *k,
+		   const char *v, const config_origin *o)
 {
 	char why[CONFIG_WHY_MAX];
 
 	if (k->set(target, k, v, o, why) == 0)
 		return 0;
-	report(cfg, o, "%s", why);
+	record_error(cfg, o, "%s", why);
 	return -EINVAL;
 }
 
 /* ---- model ---- */
 
-static void listener_init(struct config_listener *l)
+static void listener_init(config_listener *l)
 {
 	memset(l, 0, sizeof(*l));
 	acl_init(&l->acl);
 	config_keys_defaults(l, CONFIG_SCOPE_LISTENER);
 }
 
-static void listener_free(struct config_listener *l)
+static void listener_free(config_listener *l)
 {
 	free(l->name);
 	acl_free(&l->acl);
@@ -178,13 +178,13 @@ static void listener_free(struct config_listener *l)
 	memset(l, 0, sizeof(*l));
 }
 
-void config_init(struct config *cfg)
+void config_init(config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	config_keys_defaults(cfg, CONFIG_SCOPE_GLOBAL);
 }
 
-void config_free(struct config *cfg)
+void config_free(config *cfg)
 {
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		listener_free(&cfg->listeners[i]);
@@ -197,8 +197,8 @@ void config_free(struct config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 }
 
-static struct config_listener *find_listener(const struct config *cfg,
-					     const char *name)
+static config_listener *find_listener(const config *cfg,
+				      const char *name)
 {
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		if (strcmp(cfg->listeners[i].name, name) == 0)
@@ -207,21 +207,21 @@ static struct config_listener *find_listener(const struct config *cfg,
 	return NULL;
 }
 
-const struct config_listener *config_find_listener(const struct config *cfg,
-						   const char *name)
+const config_listener *config_find_listener(const config *cfg,
+					    const char *name)
 {
 	return find_listener(cfg, name);
 }
 
-static struct config_listener *add_listener(struct config *cfg,
-					    const char *name, int line)
+static config_listener *add_listener(config *cfg,
+				     const char *name, int line)
 {
 	size_t n = cfg->nlisteners + 1;
-	struct config_listener *p = realloc(cfg->listeners, n * sizeof(*p));
+	config_listener *p = realloc(cfg->listeners, n * sizeof(*p));
 	if (!p)
 		return NULL;
 	cfg->listeners = p;
-	struct config_listener *l = &p[n - 1];
+	config_listener *l = &p[n - 1];
 	listener_init(l);
 	l->name = strdup(name);
 	if (!l->name)
@@ -255,25 +255,25 @@ static bool valid_name(const char *name)
 
 #define LINE_MAX_CHARS 197 /* besides the newline; the last line may have one more */
 
-enum section_kind { SEC_NONE, SEC_GLOBAL, SEC_LISTENER, SEC_IGNORED };
+typedef enum section_kind { SEC_NONE, SEC_GLOBAL, SEC_LISTENER, SEC_IGNORED } section_kind;
 
-struct ini {
-	struct config *cfg;
+typedef struct ini_parser {
+	config *cfg;
 	const char *file;
 	int line;
-	enum section_kind sec;
+	section_kind sec;
 	char title[80];
-	struct config_listener *listener;
-	struct config_listener scratch; /* for a duplicate listener section */
+	config_listener *listener;
+	config_listener scratch; /* for a duplicate listener section */
 	int seen_line[CONFIG_KEYS_MAX]; /* per key, in this section */
-};
+} ini_parser;
 
-static void line_error(struct ini *p, const char *key, const char *fmt, ...)
+static void line_error(ini_parser *p, const char *key, const char *fmt, ...)
 	LOG_PRINTF(3, 4);
 
-static void line_error(struct ini *p, const char *key, const char *fmt, ...)
+static void line_error(ini_parser *p, const char *key, const char *fmt, ...)
 {
-	struct config_origin o = { p->file, p->line, key, NULL };
+	config_origin o = { p->file, p->line, key, NULL };
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -281,9 +281,9 @@ static void line_error(struct ini *p, const char *key, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void begin_listener(struct ini *p, const char *name)
+static void begin_listener(ini_parser *p, const char *name)
 {
-	struct config_listener *prev = find_listener(p->cfg, name);
+	config_listener *prev = find_listener(p->cfg, name);
 
 	p->sec = SEC_LISTENER;
 	if (prev) {
@@ -303,7 +303,7 @@ static void begin_listener(struct ini *p, const char *name)
 	}
 }
 
-static void begin_section(struct ini *p, const char *title)
+static void begin_section(ini_parser *p, const char *title)
 {
 	memset(p->seen_line, 0, sizeof(p->seen_line));
 	snprintf(p->title, sizeof(p->title), "%s", title);
@@ -357,9 +357,9 @@ static char *find_or_comment(char *s, const char *chars)
 
 /* A key of the current section: look it up, refuse repeats of
  * single-valued keys, apply it. */
-static void section_key(struct ini *p, const char *name, const char *value)
+static void section_key(ini_parser *p, const char *name, const char *value)
 {
-	const struct config_key *k = config_key_find(name);
+	const config_key *k = config_key_find(name);
 	bool global = p->sec == SEC_GLOBAL;
 
 	if (!k || k->scope != (global ? CONFIG_SCOPE_GLOBAL
@@ -374,12 +374,12 @@ static void section_key(struct ini *p, const char *name, const char *value)
 		return;
 	}
 	*seen = p->line;
-	struct config_origin o = { p->file, p->line, name, NULL };
+	config_origin o = { p->file, p->line, name, NULL };
 	set_key(p->cfg, global ? (void *)p->cfg : (void *)p->listener, k,
 		value, &o);
 }
 
-static void key_line(struct ini *p, char *s)
+static void key_line(ini_parser *p, char *s)
 {
 	char *end = find_or_comment(s, "=:");
 
@@ -398,7 +398,7 @@ static void key_line(struct ini *p, char *s)
 		section_key(p, name, trim(value));
 }
 
-static void header_line(struct ini *p, char *s)
+static void header_line(ini_parser *p, char *s)
 {
 	char *close = strchr(s, ']');
 
@@ -412,7 +412,7 @@ static void header_line(struct ini *p, char *s)
 }
 
 /* One line of n bytes, its newline included if it has one. */
-static void ini_line(struct ini *p, const char *s, size_t n)
+static void ini_line(ini_parser *p, const char *s, size_t n)
 {
 	char buf[LINE_MAX_CHARS + 2];
 
@@ -440,10 +440,10 @@ static void ini_line(struct ini *p, const char *s, size_t n)
 		key_line(p, t);
 }
 
-int config_load_string(struct config *cfg, const char *name,
+int config_load_string(config *cfg, const char *name,
 		       const char *text)
 {
-	struct ini p;
+	ini_parser p;
 	size_t before = config_error_count(cfg);
 	size_t size = strlen(text);
 
@@ -500,15 +500,15 @@ static int read_file(const char *path, char **out)
 	return 0;
 }
 
-int config_load_file(struct config *cfg, const char *path)
+int config_load_file(config *cfg, const char *path)
 {
-	struct config_origin o = { path, 0, NULL, NULL };
+	config_origin o = { path, 0, NULL, NULL };
 	char *text = NULL;
 	int rc = read_file(path, &text);
 
 	if (rc < 0) {
-		report(cfg, &o, "cannot read: %s",
-		       rc == -EILSEQ ? "binary file (NUL byte)" : strerror(-rc));
+		record_error(cfg, &o, "cannot read: %s",
+			     rc == -EILSEQ ? "binary file (NUL byte)" : strerror(-rc));
 		return rc;
 	}
 	rc = config_load_string(cfg, path, text);
@@ -518,10 +518,10 @@ int config_load_file(struct config *cfg, const char *path)
 
 /* ---- overrides ---- */
 
-static struct config_listener *override_listener(struct config *cfg,
-						 const char *name)
+static config_listener *override_listener(config *cfg,
+					  const char *name)
 {
-	struct config_listener *l;
+	config_listener *l;
 
 	if (name) {
 		l = find_listener(cfg, name);
@@ -551,7 +551,7 @@ static int split_override(const char *full, char *name, size_t namelen,
 	return valid_name(name) ? 0 : -EINVAL;
 }
 
-int config_apply_override(struct config *cfg, const char *full,
+int config_apply_override(config *cfg, const char *full,
 			  const char *value, const char *origin)
 {
 	char label[128], name[CONFIG_NAME_MAX + 2];
@@ -561,23 +561,23 @@ int config_apply_override(struct config *cfg, const char *full,
 		snprintf(label, sizeof(label), "override '%s'", full);
 		origin = label;
 	}
-	struct config_origin o = { NULL, 0, NULL, origin };
+	config_origin o = { NULL, 0, NULL, origin };
 	if (split_override(full, name, sizeof(name), &key) < 0) {
-		report(cfg, &o, "invalid key '%s' (expected KEY or "
-		       "listener.NAME.KEY)", full);
+		record_error(cfg, &o, "invalid key '%s' (expected KEY or "
+			     "listener.NAME.KEY)", full);
 		return -EINVAL;
 	}
-	const struct config_key *k = config_key_find(key);
+	const config_key *k = config_key_find(key);
 	if (k && k->scope == CONFIG_SCOPE_GLOBAL && !name[0])
 		return set_key(cfg, cfg, k, value, &o);
 	if (!k || k->scope != CONFIG_SCOPE_LISTENER) {
-		report(cfg, &o, "unknown key '%s'", key);
+		record_error(cfg, &o, "unknown key '%s'", key);
 		return -EINVAL;
 	}
-	struct config_listener *l = override_listener(cfg, name[0] ? name
+	config_listener *l = override_listener(cfg, name[0] ? name
 								   : NULL);
 	if (!l) {
-		report(cfg, &o, "out of memory");
+		record_error(cfg, &o, "out of memory");
 		return -ENOMEM;
 	}
 	return set_key(cfg, l, k, value, &o);
@@ -585,22 +585,22 @@ int config_apply_override(struct config *cfg, const char *full,
 
 /* ---- cross-key checks ---- */
 
-static void listener_error(struct config *cfg, const struct config_listener *l,
+static void listener_error(config *cfg, const config_listener *l,
 			   const char *why)
 {
-	struct config_origin o = { cfg->path, l->line, NULL, NULL };
-	static const struct config_origin nowhere;
+	config_origin o = { cfg->path, l->line, NULL, NULL };
+	static const config_origin nowhere;
 
 	if (l->line > 0 && cfg->path)
-		report(cfg, &o, "section [listener %s]: %s", l->name, why);
+		record_error(cfg, &o, "section [listener %s]: %s", l->name, why);
 	else
-		report(cfg, &nowhere, "listener '%s' (command line): %s",
-		       l->name, why);
+		record_error(cfg, &nowhere, "listener '%s' (command line): %s",
+			     l->name, why);
 }
 
-static void check_listener(struct config *cfg, size_t i)
+static void check_listener(config *cfg, size_t i)
 {
-	const struct config_listener *l = &cfg->listeners[i];
+	const config_listener *l = &cfg->listeners[i];
 	char why[CONFIG_WHY_MAX], addr[NETADDR_STRLEN];
 
 	if (!l->has_listen)
@@ -616,7 +616,7 @@ static void check_listener(struct config *cfg, size_t i)
 	    netaddr_port((const struct sockaddr *)&l->listen.ss) == 0)
 		return;
 	for (size_t j = 0; j < i; j++) {
-		const struct config_listener *o = &cfg->listeners[j];
+		const config_listener *o = &cfg->listeners[j];
 		if (!o->has_listen ||
 		    !netaddr_equal((const struct sockaddr *)&l->listen.ss,
 				   (const struct sockaddr *)&o->listen.ss))
@@ -631,35 +631,35 @@ static void check_listener(struct config *cfg, size_t i)
 }
 
 /* Where steer was last set: its flag, or its line of the file. */
-static struct config_origin steer_origin(const struct config *cfg)
+static config_origin steer_origin(const config *cfg)
 {
 	if (cfg->steer_flag || !cfg->path || cfg->steer_line == 0)
-		return (struct config_origin){
+		return (config_origin){
 			NULL, 0, NULL, cfg->steer_flag ? cfg->steer_flag : "steer"
 		};
-	return (struct config_origin){ cfg->path, cfg->steer_line, "steer",
+	return (config_origin){ cfg->path, cfg->steer_line, "steer",
 				       NULL };
 }
 
-int config_finish(struct config *cfg)
+int config_finish(config *cfg)
 {
-	struct config_origin file = { cfg->path, 0, NULL, NULL };
+	config_origin file = { cfg->path, 0, NULL, NULL };
 
 	if (cfg->nlisteners == 0)
-		report(cfg, &file, "%s",
-		       cfg->path ? "no [listener NAME] section"
+		record_error(cfg, &file, "%s",
+			     cfg->path ? "no [listener NAME] section"
 				 : "no listener: give a config file or "
 				   "--listen and --server");
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		check_listener(cfg, i);
 	if (cfg->steer == CONFIG_STEER_CPU && !cfg->pin) {
-		struct config_origin o = steer_origin(cfg);
-		report(cfg, &o, "steer = cpu needs pin = on");
+		config_origin o = steer_origin(cfg);
+		record_error(cfg, &o, "steer = cpu needs pin = on");
 	}
 	return has_errors(cfg) ? -EINVAL : 0;
 }
 
-const char *config_poller_name(enum config_poller poller)
+const char *config_poller_name(config_poller poller)
 {
 	switch (poller) {
 	case CONFIG_POLLER_EPOLL:
@@ -674,7 +674,7 @@ const char *config_poller_name(enum config_poller poller)
 	}
 }
 
-const char *config_steer_name(enum config_steer steer)
+const char *config_steer_name(config_steer steer)
 {
 	switch (steer) {
 	case CONFIG_STEER_CPU:
@@ -687,11 +687,11 @@ const char *config_steer_name(enum config_steer steer)
 
 /* ---- reload ---- */
 
-static bool differ(char *why, size_t why_len, const char *fmt, ...)
+static bool reload_mismatch(char *why, size_t why_len, const char *fmt, ...)
 	LOG_PRINTF(3, 4);
 
 /* Puts the reason in why (when there is room) and returns false. */
-static bool differ(char *why, size_t why_len, const char *fmt, ...)
+static bool reload_mismatch(char *why, size_t why_len, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -703,8 +703,8 @@ static bool differ(char *why, size_t why_len, const char *fmt, ...)
 	return false;
 }
 
-static bool same_addr(bool has_a, const struct netaddr *a, bool has_b,
-		      const struct netaddr *b)
+static bool same_addr(bool has_a, const netaddr *a, bool has_b,
+		      const netaddr *b)
 {
 	if (has_a != has_b)
 		return false;
@@ -720,53 +720,53 @@ static const char *shards_text(unsigned shards, char *buf, size_t len)
 	return buf;
 }
 
-bool config_same_sockets(const struct config *a, const struct config *b,
+bool config_same_sockets(const config *a, const config *b,
 			 char *why, size_t why_len)
 {
 	char sa[16], sb[16];
 
 	for (size_t i = 0; i < a->nlisteners; i++) {
 		if (!find_listener(b, a->listeners[i].name))
-			return differ(why, why_len, "listener %s: removed "
-				      "(restart needed)", a->listeners[i].name);
+			return reload_mismatch(why, why_len, "listener %s: removed "
+					       "(restart needed)", a->listeners[i].name);
 	}
 	for (size_t i = 0; i < b->nlisteners; i++) {
 		if (!find_listener(a, b->listeners[i].name))
-			return differ(why, why_len, "listener %s: added "
-				      "(restart needed)", b->listeners[i].name);
+			return reload_mismatch(why, why_len, "listener %s: added "
+					       "(restart needed)", b->listeners[i].name);
 	}
 	if (a->nlisteners != b->nlisteners) /* only with duplicate names */
-		return differ(why, why_len, "listeners changed (restart "
-			      "needed)");
+		return reload_mismatch(why, why_len, "listeners changed (restart "
+				       "needed)");
 	for (size_t i = 0; i < a->nlisteners; i++) {
-		const struct config_listener *la = &a->listeners[i];
-		const struct config_listener *lb = &b->listeners[i];
+		const config_listener *la = &a->listeners[i];
+		const config_listener *lb = &b->listeners[i];
 		if (strcmp(la->name, lb->name) != 0)
-			return differ(why, why_len, "listener %s: moved "
-				      "(listener order changed; restart "
-				      "needed)", la->name);
+			return reload_mismatch(why, why_len, "listener %s: moved "
+					       "(listener order changed; restart "
+					       "needed)", la->name);
 		if (!same_addr(la->has_listen, &la->listen, lb->has_listen,
 			       &lb->listen))
-			return differ(why, why_len, "listener %s: listen "
-				      "address changed (restart needed)",
-				      la->name);
+			return reload_mismatch(why, why_len, "listener %s: listen "
+					       "address changed (restart needed)",
+					       la->name);
 	}
 	if (a->shards != b->shards)
-		return differ(why, why_len, "shards changed from %s to %s "
-			      "(restart needed)",
-			      shards_text(a->shards, sa, sizeof(sa)),
-			      shards_text(b->shards, sb, sizeof(sb)));
+		return reload_mismatch(why, why_len, "shards changed from %s to %s "
+				       "(restart needed)",
+				       shards_text(a->shards, sa, sizeof(sa)),
+				       shards_text(b->shards, sb, sizeof(sb)));
 	if (a->has_admin != b->has_admin)
-		return differ(why, why_len, "admin %s (restart needed)",
-			      a->has_admin ? "removed" : "added");
+		return reload_mismatch(why, why_len, "admin %s (restart needed)",
+				       a->has_admin ? "removed" : "added");
 	if (!same_addr(a->has_admin, &a->admin, b->has_admin, &b->admin))
-		return differ(why, why_len, "admin address changed (restart "
-			      "needed)");
+		return reload_mismatch(why, why_len, "admin address changed (restart "
+				       "needed)");
 	if ((a->user == NULL) != (b->user == NULL) ||
 	    (a->user && strcmp(a->user, b->user) != 0))
-		return differ(why, why_len, "user changed from %s to %s "
-			      "(restart needed)", a->user ? a->user : "(none)",
-			      b->user ? b->user : "(none)");
+		return reload_mismatch(why, why_len, "user changed from %s to %s "
+				       "(restart needed)", a->user ? a->user : "(none)",
+				       b->user ? b->user : "(none)");
 	if (why && why_len > 0)
 		why[0] = '\0';
 	return true;

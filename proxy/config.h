@@ -9,7 +9,7 @@
  *                           health, and repeated `server = ADDR [weight=N]`
  *
  * Use:
- *   struct config cfg;
+ *   config cfg;
  *   config_init(&cfg);                         defaults, no listeners
  *   config_load_file(&cfg, path);              may be skipped
  *   config_apply_override(&cfg, "max_frame", "1MiB", "--max-frame");
@@ -50,35 +50,29 @@ extern "C" {
 #define CONFIG_MAX_ERRORS 32
 #define CONFIG_NAME_MAX 32 /* listener names: [A-Za-z0-9_-]{1,32} */
 
-enum config_poller {
+typedef enum config_poller {
 	CONFIG_POLLER_AUTO, /* io_uring when it works, else epoll */
 	CONFIG_POLLER_EPOLL,
 	CONFIG_POLLER_URING,
 	CONFIG_POLLER_MIXED, /* even shards epoll, odd shards io_uring: both
 			      * pollers side by side on the same traffic */
-};
+} config_poller;
 
 /* How the kernel spreads new connections over the shards' SO_REUSEPORT
  * sockets. */
-enum config_steer {
+typedef enum config_steer {
 	CONFIG_STEER_HASH, /* the kernel's hash of the 4-tuple (default) */
 	CONFIG_STEER_CPU,  /* an SO_ATTACH_REUSEPORT_CBPF program picks the
 			    * shard pinned on the CPU that received the
 			    * connection; needs pin */
-};
+} config_steer;
 
-struct config_server {
-	char *addr_text; /* as written; the balancer's hash id */
-	struct netaddr addr;
-	unsigned weight; /* 1..BALANCE_MAX_WEIGHT, default 1 */
-};
-
-struct config_listener {
+typedef struct config_listener {
 	char *name;
 	int line; /* of its [listener NAME] header; 0 if made by a flag */
 
 	bool has_listen;
-	struct netaddr listen;
+	netaddr listen;
 
 	uint64_t max_frame;     /* bytes, default 16MiB, at most 4GiB-1 */
 	uint64_t buffer;        /* per direction, default 64KiB */
@@ -87,10 +81,10 @@ struct config_listener {
 	int64_t frame_timeout;  /* 0 = off */
 	unsigned max_connections;
 	unsigned max_per_client; /* 0 = unlimited */
-	struct acl acl;
+	acl_set acl;
 	bool access_log;        /* one info line per closed connection; default on */
 
-	enum balance_kind balance;
+	balance_kind balance;
 	unsigned retries;
 	unsigned fail_threshold;
 	int64_t fail_timeout;
@@ -100,26 +94,26 @@ struct config_listener {
 	uint8_t *check_frame;
 	size_t check_frame_len;
 
-	struct config_server *servers;
+	upstream_spec *servers; /* see proxy/balance.h */
 	size_t nservers;
 
 	/* Loader bookkeeping: a flag's first server/allow/deny replaces the
 	 * file's list, later ones add to it. */
 	bool flag_servers, flag_allow, flag_deny;
-};
+} config_listener;
 
-struct config {
+typedef struct config {
 	char *path; /* last file loaded, or NULL */
 
-	enum log_level log_level;
-	enum config_poller poller;
+	log_severity log_level;
+	config_poller poller;
 	bool uring_write_batching; /* io_uring: sends go in with the round's enter */
 	unsigned shards; /* 0 = auto: one per online CPU */
 	bool pin;        /* shard i runs pinned on CPU i (wrapping) */
-	enum config_steer steer;
+	config_steer steer;
 	char *user;      /* drop privileges to it after binding; NULL = stay */
 	bool has_admin;
-	struct netaddr admin;
+	netaddr admin;
 	int64_t drain_timeout;
 
 	/* Loader bookkeeping: where steer was last set, for config_finish's
@@ -127,23 +121,23 @@ struct config {
 	char *steer_flag;
 	int steer_line;
 
-	struct config_listener *listeners;
+	config_listener *listeners;
 	size_t nlisteners;
 
 	char *errors[CONFIG_MAX_ERRORS];
 	size_t nerrors;
 	size_t errors_dropped; /* beyond CONFIG_MAX_ERRORS */
-};
+} config;
 
-void config_init(struct config *cfg);
-void config_free(struct config *cfg);
+void config_init(config *cfg);
+void config_free(config *cfg);
 
 /* Reads and applies an INI file. -errno when it cannot be read (also
  * recorded as an error), -EINVAL when it has errors, 0 otherwise. */
-int config_load_file(struct config *cfg, const char *path);
+int config_load_file(config *cfg, const char *path);
 
 /* Same from memory; name stands for the file name in messages. */
-int config_load_string(struct config *cfg, const char *name,
+int config_load_string(config *cfg, const char *name,
 		       const char *text);
 
 /* Sets one key the way the file would, overriding it:
@@ -153,28 +147,28 @@ int config_load_string(struct config *cfg, const char *name,
  *                        when there is none)
  * origin names the source in error messages, e.g. "--max-frame"; NULL
  * uses the key. Returns 0 or -EINVAL (recorded). */
-int config_apply_override(struct config *cfg, const char *key,
+int config_apply_override(config *cfg, const char *key,
 			  const char *value, const char *origin);
 
 /* Checks what no single key can: at least one listener, each with listen
  * and servers, listen addresses distinct, check_frame within max_frame,
  * steer = cpu only with pin = on...
  * Returns -EINVAL when any error was recorded so far (by any step). */
-int config_finish(struct config *cfg);
+int config_finish(config *cfg);
 
-size_t config_error_count(const struct config *cfg);
-const char *config_error(const struct config *cfg, size_t i);
+size_t config_error_count(const config *cfg);
+const char *config_error(const config *cfg, size_t i);
 /* One message per line, then "... and N more errors" if some were dropped. */
-void config_print_errors(const struct config *cfg, FILE *out);
+void config_print_errors(const config *cfg, FILE *out);
 
-const struct config_listener *config_find_listener(const struct config *cfg,
-						   const char *name);
+const config_listener *config_find_listener(const config *cfg,
+					    const char *name);
 
 /* "epoll" | "uring" | "auto" | "mixed". */
-const char *config_poller_name(enum config_poller poller);
+const char *config_poller_name(config_poller poller);
 
 /* "hash" | "cpu". */
-const char *config_steer_name(enum config_steer steer);
+const char *config_steer_name(config_steer steer);
 
 /* A command-line flag that sets a key: its value goes to
  * config_apply_override(cfg, key, value, flag). A flag that takes no
@@ -199,7 +193,7 @@ void config_print_flags(FILE *out);
  * in why (when why_len > 0), e.g.
  *   "listener api: listen address changed (restart needed)"
  *   "shards changed from 2 to 4 (restart needed)" */
-bool config_same_sockets(const struct config *a, const struct config *b,
+bool config_same_sockets(const config *a, const config *b,
 			 char *why, size_t why_len);
 
 #ifdef __cplusplus

@@ -12,9 +12,9 @@
 
 /* ---- value parsers: 0, or -1 with the reason in why ---- */
 
-static int fail(char *why, const char *fmt, ...) LOG_PRINTF(2, 3);
+static int setter_fail(char *why, const char *fmt, ...) LOG_PRINTF(2, 3);
 
-static int fail(char *why, const char *fmt, ...)
+static int setter_fail(char *why, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -31,14 +31,14 @@ static int parse_uint(const char *v, unsigned long min, unsigned long max,
 	unsigned long n;
 
 	if (!isdigit((unsigned char)v[0]))
-		return fail(why, "invalid number '%s'", v);
+		return setter_fail(why, "invalid number '%s'", v);
 	errno = 0;
 	n = strtoul(v, &end, 10);
 	if (*end != '\0')
-		return fail(why, "invalid number '%s'", v);
+		return setter_fail(why, "invalid number '%s'", v);
 	if (errno == ERANGE || n < min || n > max)
-		return fail(why, "'%s' must be between %lu and %lu", v, min,
-			    max);
+		return setter_fail(why, "'%s' must be between %lu and %lu", v, min,
+				   max);
 	*out = (unsigned)n;
 	return 0;
 }
@@ -62,19 +62,19 @@ static int parse_bool(const char *v, bool *out)
 	return -1;
 }
 
-static int parse_addr(const char *v, unsigned flags, struct netaddr *out,
+static int parse_addr(const char *v, unsigned flags, netaddr *out,
 		      char *why)
 {
 	int rc = netaddr_parse(out, v, flags);
 
 	if (rc == -ENOENT)
-		return fail(why, "cannot resolve address '%s'", v);
+		return setter_fail(why, "cannot resolve address '%s'", v);
 	if (rc == -ERANGE)
-		return fail(why, "port out of range in '%s'", v);
+		return setter_fail(why, "port out of range in '%s'", v);
 	if (rc < 0)
-		return fail(why,
-			    "invalid address '%s' (expected host:port, "
-			    "IPv6 as [addr]:port)", v);
+		return setter_fail(why,
+				   "invalid address '%s' (expected host:port, "
+				   "IPv6 as [addr]:port)", v);
 	return 0;
 }
 
@@ -96,7 +96,7 @@ static int parse_hex(const char *v, uint8_t **out, size_t *len, char *why)
 	size_t n = 0;
 
 	if (!buf)
-		return fail(why, "out of memory");
+		return setter_fail(why, "out of memory");
 	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
 		p += 2;
 	while (*p) {
@@ -107,9 +107,9 @@ static int parse_hex(const char *v, uint8_t **out, size_t *len, char *why)
 		int hi = hex_value(p[0]), lo = p[1] ? hex_value(p[1]) : -1;
 		if (hi < 0 || lo < 0) {
 			free(buf);
-			return fail(why,
-				    "invalid hex '%s' (expected pairs of hex "
-				    "digits)", v);
+			return setter_fail(why,
+					   "invalid hex '%s' (expected pairs of hex "
+					   "digits)", v);
 		}
 		buf[n++] = (uint8_t)(hi << 4 | lo);
 		p += 2;
@@ -121,8 +121,8 @@ static int parse_hex(const char *v, uint8_t **out, size_t *len, char *why)
 
 /* ---- setters of the plain kinds: the field at k->off, within bounds ---- */
 
-static int set_size(void *t, const struct config_key *k, const char *v,
-		    const struct config_origin *o, char *why)
+static int set_size(void *t, const config_key *k, const char *v,
+		    const config_origin *o, char *why)
 {
 	char lo[32], hi[32];
 	uint64_t n;
@@ -130,22 +130,22 @@ static int set_size(void *t, const struct config_key *k, const char *v,
 
 	(void)o;
 	if (rc == -EINVAL)
-		return fail(why, "invalid size '%s' (e.g. 64KiB, 16MiB, 1000B)",
-			    v);
+		return setter_fail(why, "invalid size '%s' (e.g. 64KiB, 16MiB, 1000B)",
+				   v);
 	if (rc < 0)
-		return fail(why, "size '%s': %s", v, units_strerror(rc));
+		return setter_fail(why, "size '%s': %s", v, units_strerror(rc));
 	if (n < k->min || n > k->max) {
 		units_format_size(lo, sizeof(lo), k->min);
 		units_format_size(hi, sizeof(hi), k->max);
-		return fail(why, "size '%s' must be between %s and %s", v, lo,
-			    hi);
+		return setter_fail(why, "size '%s' must be between %s and %s", v, lo,
+				   hi);
 	}
 	*(uint64_t *)((char *)t + k->off) = n;
 	return 0;
 }
 
-static int set_duration(void *t, const struct config_key *k, const char *v,
-			const struct config_origin *o, char *why)
+static int set_duration(void *t, const config_key *k, const char *v,
+			const config_origin *o, char *why)
 {
 	char lo[32];
 	int64_t ns;
@@ -153,43 +153,43 @@ static int set_duration(void *t, const struct config_key *k, const char *v,
 
 	(void)o;
 	if (rc == -EINVAL)
-		return fail(why,
-			    "invalid duration '%s' (e.g. 250ms, 30s, 2m; "
-			    "a unit is required)", v);
+		return setter_fail(why,
+				   "invalid duration '%s' (e.g. 250ms, 30s, 2m; "
+				   "a unit is required)", v);
 	if (rc < 0)
-		return fail(why, "duration '%s': %s", v, units_strerror(rc));
+		return setter_fail(why, "duration '%s': %s", v, units_strerror(rc));
 	if (ns < (int64_t)k->min) {
 		units_format_duration(lo, sizeof(lo), (int64_t)k->min);
-		return fail(why, "duration '%s' must be at least %s", v, lo);
+		return setter_fail(why, "duration '%s' must be at least %s", v, lo);
 	}
 	*(int64_t *)((char *)t + k->off) = ns;
 	return 0;
 }
 
-static int set_uint(void *t, const struct config_key *k, const char *v,
-		    const struct config_origin *o, char *why)
+static int set_uint(void *t, const config_key *k, const char *v,
+		    const config_origin *o, char *why)
 {
 	(void)o;
 	return parse_uint(v, (unsigned long)k->min, (unsigned long)k->max,
 			  (unsigned *)((char *)t + k->off), why);
 }
 
-/* ---- [frameproxy] setters: t is the struct config ---- */
+/* ---- [frameproxy] setters: t is the config ---- */
 
-static int set_log_level(void *t, const struct config_key *k, const char *v,
-			 const struct config_origin *o, char *why)
+static int set_log_level(void *t, const config_key *k, const char *v,
+			 const config_origin *o, char *why)
 {
 	(void)k, (void)o;
-	if (log_level_parse(v, &((struct config *)t)->log_level) < 0)
-		return fail(why, "invalid log level '%s' (expected debug, "
-			    "info, warn or error)", v);
+	if (log_level_parse(v, &((config *)t)->log_level) < 0)
+		return setter_fail(why, "invalid log level '%s' (expected debug, "
+				   "info, warn or error)", v);
 	return 0;
 }
 
-static int set_poller(void *t, const struct config_key *k, const char *v,
-		      const struct config_origin *o, char *why)
+static int set_poller(void *t, const config_key *k, const char *v,
+		      const config_origin *o, char *why)
 {
-	struct config *c = t;
+	config *c = t;
 
 	(void)k, (void)o;
 	if (strcmp(v, "epoll") == 0)
@@ -201,16 +201,16 @@ static int set_poller(void *t, const struct config_key *k, const char *v,
 	else if (strcmp(v, "mixed") == 0)
 		c->poller = CONFIG_POLLER_MIXED;
 	else
-		return fail(why, "invalid poller '%s' (expected epoll, uring, "
-			    "auto or mixed)", v);
+		return setter_fail(why, "invalid poller '%s' (expected epoll, uring, "
+				   "auto or mixed)", v);
 	return 0;
 }
 
-static int set_uring_write_batching(void *t, const struct config_key *k,
+static int set_uring_write_batching(void *t, const config_key *k,
 				    const char *v,
-				    const struct config_origin *o, char *why)
+				    const config_origin *o, char *why)
 {
-	struct config *c = t;
+	config *c = t;
 
 	(void)k, (void)o;
 	if (strcmp(v, "on") == 0)
@@ -218,15 +218,15 @@ static int set_uring_write_batching(void *t, const struct config_key *k,
 	else if (strcmp(v, "off") == 0)
 		c->uring_write_batching = false;
 	else
-		return fail(why, "invalid uring_write_batching '%s' (expected "
-			    "on or off)", v);
+		return setter_fail(why, "invalid uring_write_batching '%s' (expected "
+				   "on or off)", v);
 	return 0;
 }
 
-static int set_shards(void *t, const struct config_key *k, const char *v,
-		      const struct config_origin *o, char *why)
+static int set_shards(void *t, const config_key *k, const char *v,
+		      const config_origin *o, char *why)
 {
-	struct config *c = t;
+	config *c = t;
 
 	(void)k, (void)o;
 	if (strcmp(v, "auto") == 0) {
@@ -234,26 +234,26 @@ static int set_shards(void *t, const struct config_key *k, const char *v,
 		return 0;
 	}
 	if (parse_uint(v, 1, 4096, &c->shards, why) < 0)
-		return fail(why, "invalid shards '%s' (expected auto or 1..4096)",
-			    v);
+		return setter_fail(why, "invalid shards '%s' (expected auto or 1..4096)",
+				   v);
 	return 0;
 }
 
-static int set_pin(void *t, const struct config_key *k, const char *v,
-		   const struct config_origin *o, char *why)
+static int set_pin(void *t, const config_key *k, const char *v,
+		   const config_origin *o, char *why)
 {
 	(void)k, (void)o;
-	if (parse_bool(v, &((struct config *)t)->pin) < 0)
-		return fail(why, "invalid pin '%s' (expected on, off, true, "
-			    "false, yes, no, 1 or 0)", v);
+	if (parse_bool(v, &((config *)t)->pin) < 0)
+		return setter_fail(why, "invalid pin '%s' (expected on, off, true, "
+				   "false, yes, no, 1 or 0)", v);
 	return 0;
 }
 
-static int set_steer(void *t, const struct config_key *k, const char *v,
-		     const struct config_origin *o, char *why)
+static int set_steer(void *t, const config_key *k, const char *v,
+		     const config_origin *o, char *why)
 {
-	struct config *c = t;
-	enum config_steer steer;
+	config *c = t;
+	config_steer steer;
 
 	(void)k;
 	if (strcmp(v, "hash") == 0)
@@ -261,13 +261,13 @@ static int set_steer(void *t, const struct config_key *k, const char *v,
 	else if (strcmp(v, "cpu") == 0)
 		steer = CONFIG_STEER_CPU;
 	else
-		return fail(why, "invalid steer '%s' (expected hash or cpu)", v);
+		return setter_fail(why, "invalid steer '%s' (expected hash or cpu)", v);
 	/* Remembered for config_finish's "needs pin" check; the last one
 	 * to set it is named. */
 	if (o->flag) {
 		char *flag = strdup(o->flag);
 		if (!flag)
-			return fail(why, "out of memory");
+			return setter_fail(why, "out of memory");
 		free(c->steer_flag);
 		c->steer_flag = flag;
 	} else if (o->line > 0) {
@@ -281,35 +281,35 @@ static int set_steer(void *t, const struct config_key *k, const char *v,
 
 /* Syntax only: whether the user exists is for the machine that runs the
  * proxy to say (a configuration may be checked elsewhere). */
-static int set_user(void *t, const struct config_key *k, const char *v,
-		    const struct config_origin *o, char *why)
+static int set_user(void *t, const config_key *k, const char *v,
+		    const config_origin *o, char *why)
 {
-	struct config *c = t;
+	config *c = t;
 	size_t n = strlen(v);
 
 	(void)k, (void)o;
 	if (n == 0)
-		return fail(why, "empty user name");
+		return setter_fail(why, "empty user name");
 	if (n > USER_MAX)
-		return fail(why, "user name longer than %d bytes", USER_MAX);
+		return setter_fail(why, "user name longer than %d bytes", USER_MAX);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)v[i];
 		if (isspace(ch) || iscntrl(ch))
-			return fail(why, "invalid user '%s' (a user name, no "
-				    "spaces or control characters)", v);
+			return setter_fail(why, "invalid user '%s' (a user name, no "
+					   "spaces or control characters)", v);
 	}
 	char *user = strdup(v);
 	if (!user)
-		return fail(why, "out of memory");
+		return setter_fail(why, "out of memory");
 	free(c->user);
 	c->user = user;
 	return 0;
 }
 
-static int set_admin(void *t, const struct config_key *k, const char *v,
-		     const struct config_origin *o, char *why)
+static int set_admin(void *t, const config_key *k, const char *v,
+		     const config_origin *o, char *why)
 {
-	struct config *c = t;
+	config *c = t;
 	char local[64];
 
 	(void)k, (void)o;
@@ -325,12 +325,12 @@ static int set_admin(void *t, const struct config_key *k, const char *v,
 	return 0;
 }
 
-/* ---- [listener NAME] setters: t is the struct config_listener ---- */
+/* ---- [listener NAME] setters: t is the config_listener ---- */
 
-static int set_listen(void *t, const struct config_key *k, const char *v,
-		      const struct config_origin *o, char *why)
+static int set_listen(void *t, const config_key *k, const char *v,
+		      const config_origin *o, char *why)
 {
-	struct config_listener *l = t;
+	config_listener *l = t;
 
 	(void)k, (void)o;
 	if (parse_addr(v, NETADDR_ALLOW_PORT0, &l->listen, why) < 0)
@@ -339,31 +339,31 @@ static int set_listen(void *t, const struct config_key *k, const char *v,
 	return 0;
 }
 
-static int set_access_log(void *t, const struct config_key *k, const char *v,
-			  const struct config_origin *o, char *why)
+static int set_access_log(void *t, const config_key *k, const char *v,
+			  const config_origin *o, char *why)
 {
 	(void)k, (void)o;
-	if (parse_bool(v, &((struct config_listener *)t)->access_log) < 0)
-		return fail(why, "invalid access_log '%s' (expected on, off, true, "
-			    "false, yes, no, 1 or 0)", v);
+	if (parse_bool(v, &((config_listener *)t)->access_log) < 0)
+		return setter_fail(why, "invalid access_log '%s' (expected on, off, true, "
+				   "false, yes, no, 1 or 0)", v);
 	return 0;
 }
 
-static int set_balance(void *t, const struct config_key *k, const char *v,
-		       const struct config_origin *o, char *why)
+static int set_balance(void *t, const config_key *k, const char *v,
+		       const config_origin *o, char *why)
 {
 	(void)k, (void)o;
-	if (balance_kind_parse(v, &((struct config_listener *)t)->balance) < 0)
-		return fail(why, "invalid balance '%s' (expected roundrobin, "
-			    "leastconn, random2 or hash)", v);
+	if (balance_kind_parse(v, &((config_listener *)t)->balance) < 0)
+		return setter_fail(why, "invalid balance '%s' (expected roundrobin, "
+				   "leastconn, random2 or hash)", v);
 	return 0;
 }
 
 /* allow and deny: a flag's first list replaces the file's, later ones add. */
-static int set_acl(void *t, const struct config_key *k, const char *v,
-		   const struct config_origin *o, char *why)
+static int set_acl(void *t, const config_key *k, const char *v,
+		   const config_origin *o, char *why)
 {
-	struct config_listener *l = t;
+	config_listener *l = t;
 	bool allow = strcmp(k->name, "allow") == 0;
 	bool *flag_seen = allow ? &l->flag_allow : &l->flag_deny;
 	char bad[64];
@@ -375,20 +375,20 @@ static int set_acl(void *t, const struct config_key *k, const char *v,
 	int rc = acl_add_list(&l->acl, allow ? ACL_ALLOW : ACL_DENY, v, bad,
 			      sizeof(bad));
 	if (rc == -ENOMEM)
-		return fail(why, "out of memory");
+		return setter_fail(why, "out of memory");
 	if (rc < 0 && bad[0] == '\0')
-		return fail(why, "empty list (give one or more CIDRs)");
+		return setter_fail(why, "empty list (give one or more CIDRs)");
 	if (rc < 0)
-		return fail(why, "invalid CIDR '%s' (e.g. 10.0.0.0/8, "
-			    "2001:db8::/32; no host bits past the prefix)",
-			    bad);
+		return setter_fail(why, "invalid CIDR '%s' (e.g. 10.0.0.0/8, "
+				   "2001:db8::/32; no host bits past the prefix)",
+				   bad);
 	return 0;
 }
 
-static int set_check_frame(void *t, const struct config_key *k, const char *v,
-			   const struct config_origin *o, char *why)
+static int set_check_frame(void *t, const config_key *k, const char *v,
+			   const config_origin *o, char *why)
 {
-	struct config_listener *l = t;
+	config_listener *l = t;
 	uint8_t *buf = NULL;
 	size_t len = 0;
 
@@ -405,53 +405,48 @@ static int set_check_frame(void *t, const struct config_key *k, const char *v,
 static int parse_server_option(const char *opt, unsigned *weight, char *why)
 {
 	if (strncmp(opt, "weight=", 7) != 0)
-		return fail(why, "unknown server option '%s' (expected "
-			    "weight=N)", opt);
+		return setter_fail(why, "unknown server option '%s' (expected "
+				   "weight=N)", opt);
 	if (parse_uint(opt + 7, 1, BALANCE_MAX_WEIGHT, weight, why) < 0)
-		return fail(why, "server weight '%s' must be between 1 and %d",
-			    opt + 7, BALANCE_MAX_WEIGHT);
+		return setter_fail(why, "server weight '%s' must be between 1 and %d",
+				   opt + 7, BALANCE_MAX_WEIGHT);
 	return 0;
 }
 
 /* "ADDR [weight=N]" */
-static int parse_server(const char *v, struct config_server *s, char *why)
+static int parse_server(const char *v, upstream_spec *s, char *why)
 {
 	char buf[512];
 	char *save = NULL;
 
 	if (strlen(v) >= sizeof(buf))
-		return fail(why, "server line too long");
+		return setter_fail(why, "server line too long");
 	strcpy(buf, v);
 	char *addr = strtok_r(buf, " \t", &save);
 	if (!addr)
-		return fail(why, "missing server address (expected ADDR "
-			    "[weight=N])");
+		return setter_fail(why, "missing server address (expected ADDR "
+				   "[weight=N])");
 	s->weight = 1;
 	for (char *opt; (opt = strtok_r(NULL, " \t", &save));) {
 		if (parse_server_option(opt, &s->weight, why) < 0)
 			return -1;
 	}
-	if (parse_addr(addr, 0, &s->addr, why) < 0)
-		return -1;
-	s->addr_text = strdup(addr);
-	return s->addr_text ? 0 : fail(why, "out of memory");
+	return parse_addr(addr, 0, &s->addr, why) < 0 ? -1 : 0;
 }
 
-void config_servers_free(struct config_listener *l)
+void config_servers_free(config_listener *l)
 {
-	for (size_t i = 0; i < l->nservers; i++)
-		free(l->servers[i].addr_text);
 	free(l->servers);
 	l->servers = NULL;
 	l->nservers = 0;
 }
 
 /* A flag's first server replaces the file's list, later ones add. */
-static int set_server(void *t, const struct config_key *k, const char *v,
-		      const struct config_origin *o, char *why)
+static int set_server(void *t, const config_key *k, const char *v,
+		      const config_origin *o, char *why)
 {
-	struct config_listener *l = t;
-	struct config_server s;
+	config_listener *l = t;
+	upstream_spec s;
 
 	(void)k;
 	if (o->flag && !l->flag_servers) {
@@ -459,16 +454,14 @@ static int set_server(void *t, const struct config_key *k, const char *v,
 		l->flag_servers = true;
 	}
 	if (l->nservers == BALANCE_MAX_SERVERS)
-		return fail(why, "too many servers (at most %d)",
-			    BALANCE_MAX_SERVERS);
+		return setter_fail(why, "too many servers (at most %d)",
+				   BALANCE_MAX_SERVERS);
 	if (parse_server(v, &s, why) < 0)
 		return -1;
-	struct config_server *p =
+	upstream_spec *p =
 		realloc(l->servers, (l->nservers + 1) * sizeof(*p));
-	if (!p) {
-		free(s.addr_text);
-		return fail(why, "out of memory");
-	}
+	if (!p)
+		return setter_fail(why, "out of memory");
 	l->servers = p;
 	l->servers[l->nservers++] = s;
 	return 0;
@@ -478,10 +471,10 @@ static int set_server(void *t, const struct config_key *k, const char *v,
 
 #define G CONFIG_SCOPE_GLOBAL
 #define L CONFIG_SCOPE_LISTENER
-#define G_OFF(f) offsetof(struct config, f)
-#define L_OFF(f) offsetof(struct config_listener, f)
+#define G_OFF(f) offsetof(config, f)
+#define L_OFF(f) offsetof(config_listener, f)
 
-const struct config_key config_keys[] = {
+const config_key config_keys[] = {
 	{ .name = "log_level", .scope = G, .set = set_log_level,
 	  .def = "info", .flag = "--log-level",
 	  .arg = "debug|info|warn|error", .help = "least severe level logged" },
@@ -589,7 +582,7 @@ const size_t config_key_count = sizeof(config_keys) / sizeof(config_keys[0]);
 _Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) <= CONFIG_KEYS_MAX,
 	       "raise CONFIG_KEYS_MAX");
 
-const struct config_key *config_key_find(const char *name)
+const config_key *config_key_find(const char *name)
 {
 	for (size_t i = 0; i < config_key_count; i++) {
 		if (strcmp(config_keys[i].name, name) == 0)
@@ -598,13 +591,13 @@ const struct config_key *config_key_find(const char *name)
 	return NULL;
 }
 
-void config_keys_defaults(void *target, enum config_scope scope)
+void config_keys_defaults(void *target, config_scope scope)
 {
-	static const struct config_origin none;
+	static const config_origin none;
 	char why[CONFIG_WHY_MAX];
 
 	for (size_t i = 0; i < config_key_count; i++) {
-		const struct config_key *k = &config_keys[i];
+		const config_key *k = &config_keys[i];
 		/* A default that does not parse is a bug in the table. */
 		if (k->scope == scope && k->def &&
 		    k->set(target, k, k->def, &none, why) < 0)
@@ -617,7 +610,7 @@ void config_keys_defaults(void *target, enum config_scope scope)
 bool config_flag_get(size_t i, config_flag *out)
 {
 	for (size_t j = 0; j < config_key_count; j++) {
-		const struct config_key *k = &config_keys[j];
+		const config_key *k = &config_keys[j];
 		if (!k->flag || i-- > 0)
 			continue;
 		*out = (config_flag){ k->flag, k->name, k->arg != NULL };
@@ -631,7 +624,7 @@ void config_print_flags(FILE *out)
 	char left[64];
 
 	for (size_t i = 0; i < config_key_count; i++) {
-		const struct config_key *k = &config_keys[i];
+		const config_key *k = &config_keys[i];
 		if (!k->flag)
 			continue;
 		if (i > 0 && k->scope != config_keys[i - 1].scope)

@@ -7,7 +7,7 @@
  * whether it may repeat, and its command-line flag with the flag's --help
  * line. Adding a key takes an entry here plus its field in config.h.
  *
- * A setter gets the struct config (global keys) or the struct
+ * A setter gets the config (global keys) or the
  * config_listener (listener keys) to set, and returns 0, or -1 with the
  * reason in why (CONFIG_WHY_MAX bytes), e.g. "invalid size '16XB' (...)";
  * the caller adds where the value came from. A bad value leaves the model
@@ -27,24 +27,24 @@
 
 /* Where a value came from: a line of a file (key names the key there), or
  * a command-line flag. All NULL/0: a default. */
-struct config_origin {
+typedef struct config_origin {
 	const char *file;
 	int line;
 	const char *key;
 	const char *flag;
-};
+} config_origin;
 
-enum config_scope { CONFIG_SCOPE_GLOBAL, CONFIG_SCOPE_LISTENER };
+typedef enum config_scope { CONFIG_SCOPE_GLOBAL, CONFIG_SCOPE_LISTENER } config_scope;
 
-struct config_key;
-typedef int config_setter(void *target, const struct config_key *k,
-			  const char *v, const struct config_origin *o,
+typedef struct config_key config_key;
+typedef int config_set_fn(void *target, const config_key *k,
+			  const char *v, const config_origin *o,
 			  char *why);
 
-struct config_key {
+typedef struct config_key {
 	const char *name;
-	enum config_scope scope;
-	config_setter *set;
+	config_scope scope;
+	config_set_fn *set;
 	size_t off;        /* the field, for the size/duration/number setters */
 	uint64_t min, max; /* their bounds; durations use min only */
 	const char *def;   /* default as written in a file; NULL = unset */
@@ -53,17 +53,17 @@ struct config_key {
 	const char *arg;   /* the flag's argument in --help; NULL: the flag
 			    * takes none and sets "on" */
 	const char *help;  /* one short line for --help */
-};
+} config_key;
 
-extern const struct config_key config_keys[];
+extern const config_key config_keys[];
 extern const size_t config_key_count;
 
 /* NULL when there is no such key. */
-const struct config_key *config_key_find(const char *name);
+const config_key *config_key_find(const char *name);
 
 /* Applies every default of the scope to target. */
-void config_keys_defaults(void *target, enum config_scope scope);
+void config_keys_defaults(void *target, config_scope scope);
 
-void config_servers_free(struct config_listener *l);
+void config_servers_free(config_listener *l);
 
 #endif

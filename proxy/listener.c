@@ -175,13 +175,11 @@ static bool listener_full(const listener *l)
 static void acceptor_main(void *arg)
 {
 	listener *l = arg;
-	static struct log_ratelimit limit = LOG_RATELIMIT_INIT(5);
 
 	while (!l->stopping) {
 		if (listener_full(l)) {
-			static struct log_ratelimit full_limit = LOG_RATELIMIT_INIT(1);
 			/* Leave the rest in the kernel's queue until a slot frees. */
-			log_ratelimited(&full_limit, LOG_LEVEL_WARN,
+			log_ratelimited(&l->full_log, LOG_LEVEL_WARN,
 					"connection limit reached, accepting paused",
 					"listener=%s max_connections=%u",
 					l->params.name, l->params.max_connections);
@@ -199,7 +197,7 @@ static void acceptor_main(void *arg)
 			break; /* the socket is gone: nothing more to accept */
 		if (rc < 0) {
 			l->counters[COUNTER_ACCEPT_ERRORS]++;
-			log_ratelimited(&limit, LOG_LEVEL_WARN, "accept failed",
+			log_ratelimited(&l->accept_error_log, LOG_LEVEL_WARN, "accept failed",
 					"listener=%s error=%s", l->params.name,
 					strerror(-rc));
 			/* Unknown trouble: do not spin on it. */
@@ -218,7 +216,9 @@ int listener_open(listener *l, const listener_params *params,
 {
 	int rc;
 
-	*l = (listener){.params = *params, .relays = relays};
+	*l = (listener){.params = *params, .relays = relays,
+			.accept_error_log = LOG_RATELIMIT_INIT(5),
+			.full_log = LOG_RATELIMIT_INIT(1)};
 	rc = upstream_pool_init(&l->pool, params->name, &params->upstream,
 				params->balance, params->servers,
 				params->server_count, params->seed);

@@ -18,6 +18,7 @@
 #include "proxy/balance.h"
 #include "proxy/counters.h"
 #include "proxy/peer_table.h"
+#include "proxy/log.h"
 #include "proxy/relay.h"
 #include "proxy/upstream.h"
 
@@ -30,12 +31,12 @@ typedef struct listener_params {
 	int backlog;
 	uint32_t max_connections;     /* 0 = unlimited */
 	uint32_t max_per_client;      /* 0 = unlimited */
-	const struct acl *acl;        /* NULL = everyone */
+	const acl_set *acl;        /* NULL = everyone */
 	bool access_log;              /* an info line per closed connection */
 	relay_params relay;
 	upstream_params upstream;
-	enum balance_kind balance;
-	const upstream_server_spec *servers;
+	balance_kind balance;
+	const upstream_spec *servers; /* the config's array */
 	uint32_t server_count;
 	uint64_t seed;                /* random2's choices */
 } listener_params;
@@ -54,6 +55,10 @@ typedef struct listener {
 	coro *waiting_for_slot;     /* acceptor parked at max_connections */
 	struct sockaddr_storage bound;/* the address actually bound */
 	socklen_t bound_len;
+	/* Rate limits of the acceptor's warnings, per listener so one busy
+	 * listener does not silence another's. */
+	log_ratelimit accept_error_log;
+	log_ratelimit full_log;
 	bool stopping;
 } listener;
 

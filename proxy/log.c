@@ -7,28 +7,21 @@
 #include <time.h>
 
 #include "proxy/log_internal.h"
+#include "sched/sched.h"
 
 static FILE *log_out;
 static log_sink_fn *log_sink;
-static enum log_level log_min = LOG_LEVEL_INFO;
+static log_severity log_min = LOG_LEVEL_INFO;
 static char *log_context;
-
-static int64_t clock_ns(clockid_t id)
-{
-	struct timespec ts;
-
-	clock_gettime(id, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int64_t default_realtime(void)
 {
-	return clock_ns(CLOCK_REALTIME);
+	return sched_clock_ns(CLOCK_REALTIME);
 }
 
 static int64_t default_monotonic(void)
 {
-	return clock_ns(CLOCK_MONOTONIC);
+	return sched_clock_ns(CLOCK_MONOTONIC);
 }
 
 static int64_t (*now_realtime)(void) = default_realtime;
@@ -61,12 +54,12 @@ void log_set_sink(log_sink_fn *sink)
 	log_sink = sink;
 }
 
-void log_set_level(enum log_level level)
+void log_set_level(log_severity level)
 {
 	log_min = level;
 }
 
-bool log_enabled(enum log_level level)
+bool log_enabled(log_severity level)
 {
 	return level >= log_min;
 }
@@ -84,7 +77,7 @@ static const char *const level_names[] = {
 	[LOG_LEVEL_ERROR] = "error",
 };
 
-int log_level_parse(const char *text, enum log_level *level)
+int log_level_parse(const char *text, log_severity *level)
 {
 	if (strcmp(text, "warning") == 0) {
 		*level = LOG_LEVEL_WARN;
@@ -92,14 +85,14 @@ int log_level_parse(const char *text, enum log_level *level)
 	}
 	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
 		if (strcmp(text, level_names[i]) == 0) {
-			*level = (enum log_level)i;
+			*level = (log_severity)i;
 			return 0;
 		}
 	}
 	return -EINVAL;
 }
 
-const char *log_level_name(enum log_level level)
+const char *log_level_name(log_severity level)
 {
 	if ((size_t)level >= sizeof(level_names) / sizeof(level_names[0]))
 		return "?";
@@ -122,7 +115,7 @@ static void format_ts(log_buf *line, int64_t ns)
 }
 
 static size_t vformat(char *buf, size_t len, int64_t realtime_ns,
-		      enum log_level level, const char *msg, const char *kvfmt,
+		      log_severity level, const char *msg, const char *kvfmt,
 		      va_list *ap)
 {
 	/* One byte held back so the newline always fits. */
@@ -148,7 +141,7 @@ static size_t vformat(char *buf, size_t len, int64_t realtime_ns,
 }
 
 size_t log_format(char *buf, size_t len, int64_t realtime_ns,
-		  enum log_level level, const char *msg, const char *kvfmt, ...)
+		  log_severity level, const char *msg, const char *kvfmt, ...)
 {
 	va_list ap;
 
@@ -170,7 +163,7 @@ static void log_emit(const char *buf, size_t n)
 	fflush(out);
 }
 
-void log_vline(enum log_level level, const char *msg, const char *kvfmt,
+void log_vline(log_severity level, const char *msg, const char *kvfmt,
 	       va_list ap)
 {
 	static char buf[LOG_LINE_MAX];
@@ -185,7 +178,7 @@ void log_vline(enum log_level level, const char *msg, const char *kvfmt,
 	log_emit(buf, n);
 }
 
-void log_line(enum log_level level, const char *msg, const char *kvfmt, ...)
+void log_line(log_severity level, const char *msg, const char *kvfmt, ...)
 {
 	va_list ap;
 

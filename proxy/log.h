@@ -49,13 +49,15 @@ extern "C" {
 #define LOG_LINE_MAX 4096
 #define LOG_VALUE_MAX 1024
 
-/* Not LOG_DEBUG/LOG_INFO: <syslog.h> defines those as macros. */
-enum log_level {
+/* A line's level. The type is not called log_level because the config's
+ * field (and key) is. Not LOG_DEBUG/LOG_INFO: <syslog.h> defines those as
+ * macros. */
+typedef enum log_severity {
 	LOG_LEVEL_DEBUG,
 	LOG_LEVEL_INFO,
 	LOG_LEVEL_WARN,
 	LOG_LEVEL_ERROR,
-};
+} log_severity;
 
 #if defined(__GNUC__)
 #define LOG_PRINTF(fmt_idx, first) \
@@ -81,41 +83,43 @@ int log_use_nonblocking_stderr(void);
 void log_use_blocking_stderr(void);
 /* Lines dropped so far by this process (for metrics). */
 uint64_t log_dropped_lines(void);
-void log_set_level(enum log_level level);
-bool log_enabled(enum log_level level);
+void log_set_level(log_severity level);
+bool log_enabled(log_severity level);
 
 /* Pairs added after msg on every line, e.g. "shard=3" (copied; NULL
  * clears). Written verbatim: the caller quotes if needed. */
 void log_set_context(const char *kv);
 
 /* "debug" | "info" | "warn" | "error" (also "warning"); -EINVAL. */
-int log_level_parse(const char *text, enum log_level *level);
-const char *log_level_name(enum log_level level);
+int log_level_parse(const char *text, log_severity *level);
+const char *log_level_name(log_severity level);
 
 /* Replaces the clocks (nanoseconds) for tests; NULL restores
  * clock_gettime(CLOCK_REALTIME) / clock_gettime(CLOCK_MONOTONIC). */
 void log_set_clocks(int64_t (*realtime_ns)(void),
 		    int64_t (*monotonic_ns)(void));
 
-void log_line(enum log_level level, const char *msg, const char *kvfmt, ...)
+void log_line(log_severity level, const char *msg, const char *kvfmt, ...)
 	LOG_PRINTF(3, 4);
-void log_vline(enum log_level level, const char *msg, const char *kvfmt,
+void log_vline(log_severity level, const char *msg, const char *kvfmt,
 	       va_list ap) LOG_PRINTF(3, 0);
 
 /* Formats one line (with its '\n') into buf without writing it; returns
  * its length. For callers that want the text, and for tests. */
 size_t log_format(char *buf, size_t len, int64_t realtime_ns,
-		  enum log_level level, const char *msg, const char *kvfmt,
+		  log_severity level, const char *msg, const char *kvfmt,
 		  ...) LOG_PRINTF(6, 7);
 
 /* Appends s to buf as a logfmt value (quoted only when needed); returns the
  * new length (never past len - 1). */
 size_t log_quote(char *buf, size_t len, size_t at, const char *s, bool force);
 
-/* Rate limiting. One slot per call site, usually a static:
+/* Rate limiting. One slot per call site and per object it reports on (a
+ * listener, a pool), kept in that object:
  *
- *   static struct log_ratelimit rl = LOG_RATELIMIT_INIT(5);
- *   log_ratelimited(&rl, LOG_LEVEL_WARN, "accept failed", "err=%s", e);
+ *   l->accept_error_log = (log_ratelimit)LOG_RATELIMIT_INIT(5);
+ *   log_ratelimited(&l->accept_error_log, LOG_LEVEL_WARN, "accept failed",
+ *                   "err=%s", e);
  *
  * At most `burst` lines per one-second window pass; the rest are counted.
  * The first call after a window with suppressed lines first writes
@@ -128,14 +132,14 @@ typedef struct log_ratelimit {
 	unsigned emitted;
 	uint64_t suppressed;
 	int64_t window_start;
-	enum log_level level;
+	log_severity level;
 	char msg[64];
 } log_ratelimit;
 
 #define LOG_RATELIMIT_INIT(burst) { (burst), false, 0, 0, 0, LOG_LEVEL_INFO, "" }
 
 /* Returns true when the line was written. */
-bool log_ratelimited(log_ratelimit *rl, enum log_level level,
+bool log_ratelimited(log_ratelimit *rl, log_severity level,
 		     const char *msg, const char *kvfmt, ...) LOG_PRINTF(4, 5);
 void log_ratelimit_flush(log_ratelimit *rl);
 

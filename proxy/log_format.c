@@ -150,11 +150,11 @@ size_t log_quote(char *buf, size_t len, size_t at, const char *s, bool force)
  * output is the same, and never an int that overflows the spec. */
 #define STAR_MAX (LOG_VALUE_MAX + 1)
 
-struct conv {
+typedef struct printf_conv {
 	char spec[48];  /* "%-08.3lld", any '*' replaced by its number */
 	char length[3]; /* "", "hh", "h", "l", "ll", "z", "j", "t", "L" */
 	char type;
-};
+} printf_conv;
 
 static int star_value(va_list *ap)
 {
@@ -163,7 +163,7 @@ static int star_value(va_list *ap)
 	return v > STAR_MAX ? STAR_MAX : v < -STAR_MAX ? -STAR_MAX : v;
 }
 
-static bool spec_add(struct conv *c, size_t *at, const char *s, size_t n)
+static bool spec_add(printf_conv *c, size_t *at, const char *s, size_t n)
 {
 	if (*at + n >= sizeof(c->spec))
 		return false;
@@ -175,7 +175,7 @@ static bool spec_add(struct conv *c, size_t *at, const char *s, size_t n)
 /* Copies a width, or a precision with its '.', from fmt + *i into the
  * spec: digits as they are, a '*' as the int it fetches from ap. A
  * negative precision counts as none (C11 7.21.6.1): nothing is written. */
-static bool copy_number(struct conv *c, size_t *at, const char *fmt,
+static bool copy_number(printf_conv *c, size_t *at, const char *fmt,
 			size_t *i, bool precision, va_list *ap)
 {
 	char num[16];
@@ -204,7 +204,7 @@ static bool copy_number(struct conv *c, size_t *at, const char *fmt,
  * any '*' from ap; returns the chars consumed, or 0 for an unsupported
  * conversion (ap may then be out of step: the caller stops).
  */
-static size_t parse_conv(const char *fmt, struct conv *c, va_list *ap)
+static size_t parse_conv(const char *fmt, printf_conv *c, va_list *ap)
 {
 	size_t i = 1 + strspn(fmt + 1, "-+ #0"), at = 0, n;
 
@@ -231,7 +231,7 @@ static size_t parse_conv(const char *fmt, struct conv *c, va_list *ap)
  * argument of the type it names. Taking a va_list is what lets vsnprintf
  * accept a non-literal format without -Wformat-nonliteral complaining.
  */
-static void conv_print(char *out, size_t len, const struct conv *c, ...)
+static void conv_print(char *out, size_t len, const printf_conv *c, ...)
 {
 	va_list ap;
 
@@ -240,14 +240,14 @@ static void conv_print(char *out, size_t len, const struct conv *c, ...)
 	va_end(ap);
 }
 
-static bool length_is(const struct conv *c, const char *l)
+static bool length_is(const printf_conv *c, const char *l)
 {
 	return strcmp(c->length, l) == 0;
 }
 
 /* Each branch fetches exactly the argument the conversion names, which is
  * what keeps the shared va_list in step. */
-static void print_signed(char *out, size_t len, const struct conv *c,
+static void print_signed(char *out, size_t len, const printf_conv *c,
 			 va_list *ap)
 {
 	if (length_is(c, "l"))
@@ -264,7 +264,7 @@ static void print_signed(char *out, size_t len, const struct conv *c,
 		conv_print(out, len, c, va_arg(*ap, int)); /* hh, h: promoted */
 }
 
-static void print_unsigned(char *out, size_t len, const struct conv *c,
+static void print_unsigned(char *out, size_t len, const printf_conv *c,
 			   va_list *ap)
 {
 	if (length_is(c, "l"))
@@ -281,7 +281,7 @@ static void print_unsigned(char *out, size_t len, const struct conv *c,
 		conv_print(out, len, c, va_arg(*ap, unsigned));
 }
 
-static void print_conv(char *out, size_t len, const struct conv *c,
+static void print_conv(char *out, size_t len, const printf_conv *c,
 		       va_list *ap)
 {
 	out[0] = '\0';
@@ -305,14 +305,14 @@ static void print_conv(char *out, size_t len, const struct conv *c,
 
 /* ---- the pairs ---- */
 
-struct field {
+typedef struct log_pair {
 	char key[128];
 	char value[LOG_VALUE_MAX];
 	log_buf k, v;
 	bool in_value;
-};
+} log_pair;
 
-static void field_reset(struct field *f)
+static void field_reset(log_pair *f)
 {
 	f->k = (log_buf){ f->key, 0, sizeof(f->key), false };
 	f->v = (log_buf){ f->value, 0, sizeof(f->value), false };
@@ -331,7 +331,7 @@ static void put_key(log_buf *line, const char *k)
 	}
 }
 
-static void field_emit(log_buf *line, struct field *f)
+static void field_emit(log_buf *line, log_pair *f)
 {
 	if (f->k.len == 0 && !f->in_value)
 		return;
@@ -355,7 +355,7 @@ static void field_emit(log_buf *line, struct field *f)
 	field_reset(f);
 }
 
-static void field_append(struct field *f, const char *s)
+static void field_append(log_pair *f, const char *s)
 {
 	log_buf_puts(f->in_value ? &f->v : &f->k, s);
 }
@@ -363,11 +363,11 @@ static void field_append(struct field *f, const char *s)
 void log_buf_fields(log_buf *line, const char *fmt, va_list *ap)
 {
 	/* 2 KiB+: kept off the small coroutine stacks callers run on. */
-	static struct field f;
+	static log_pair f;
 	/* One byte more than a value holds, so an over-long conversion
 	 * overflows the value and is marked as cut. */
 	static char piece[LOG_VALUE_MAX + 1];
-	struct conv c;
+	printf_conv c;
 
 	field_reset(&f);
 	while (*fmt) {

@@ -14,13 +14,13 @@ void log_ratelimit_flush(log_ratelimit *rl)
 	rl->suppressed = 0;
 }
 
-static void remember(log_ratelimit *rl, enum log_level level, const char *msg)
+static void remember(log_ratelimit *rl, log_severity level, const char *msg)
 {
 	rl->level = level;
 	snprintf(rl->msg, sizeof(rl->msg), "%s", msg ? msg : "");
 }
 
-bool log_ratelimited(log_ratelimit *rl, enum log_level level,
+bool log_ratelimited(log_ratelimit *rl, log_severity level,
 		     const char *msg, const char *kvfmt, ...)
 {
 	int64_t now = log_monotonic_ns();

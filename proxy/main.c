@@ -53,7 +53,7 @@ static void usage(FILE *out)
 "time on the same sockets while the old ones finish their connections.\n");
 }
 
-typedef struct cli {
+typedef struct cli_args {
 	const char *config_path;
 	bool check;
 	/* Flags are applied after the file, in command-line order. */
@@ -61,9 +61,9 @@ typedef struct cli {
 	size_t set_count;
 	char **owned; /* strings split out of --set */
 	size_t owned_count;
-} cli;
+} cli_args;
 
-static int cli_add(cli *c, const char *key, const char *value,
+static int cli_add(cli_args *c, const char *key, const char *value,
 		   const char *origin)
 {
 	void *grown = realloc(c->sets, (c->set_count + 1) * sizeof(*c->sets));
@@ -79,7 +79,7 @@ static int cli_add(cli *c, const char *key, const char *value,
 }
 
 /* --set KEY=VALUE: the key is split into its own string. */
-static int cli_add_set(cli *c, const char *arg)
+static int cli_add_set(cli_args *c, const char *arg)
 {
 	const char *eq = strchr(arg, '=');
 
@@ -98,7 +98,7 @@ static int cli_add_set(cli *c, const char *arg)
 	return cli_add(c, key, eq + 1, "--set");
 }
 
-static void cli_free(cli *c)
+static void cli_free(cli_args *c)
 {
 	for (size_t i = 0; i < c->owned_count; i++)
 		free(c->owned[i]);
@@ -133,7 +133,7 @@ static struct option *options_build(void)
 }
 
 /* 0 to go on, 1 to exit 0 (help, version), -1 to exit 2 (usage error). */
-static int cli_parse(cli *c, int argc, char **argv)
+static int cli_parse(cli_args *c, int argc, char **argv)
 {
 	struct option *options = options_build();
 	config_flag f;
@@ -171,7 +171,7 @@ static int cli_parse(cli *c, int argc, char **argv)
 	return rc;
 }
 
-static int config_build(struct config *cfg, const cli *c)
+static int config_build(config *cfg, const cli_args *c)
 {
 	config_init(cfg);
 	if (c->config_path)
@@ -182,7 +182,7 @@ static int config_build(struct config *cfg, const cli *c)
 	return config_finish(cfg);
 }
 
-static poll_kind poller_from_config(enum config_poller poller)
+static poll_kind poller_from_config(config_poller poller)
 {
 	switch (poller) {
 	case CONFIG_POLLER_EPOLL:
@@ -194,33 +194,23 @@ static poll_kind poller_from_config(enum config_poller poller)
 	}
 }
 
-/* Listener and server arrays live as long as the run; freed by the caller. */
+/* Listener arrays live as long as the run; freed by the caller. They point
+ * into the config (acl, servers), which outlives them. */
 typedef struct run_plan {
 	listener_params *listeners;
-	upstream_server_spec **servers;
 	shard_listen_spec *sockets;
 	size_t count;
 } run_plan;
 
 static void plan_free(run_plan *plan)
 {
-	for (size_t i = 0; i < plan->count; i++)
-		free(plan->servers ? plan->servers[i] : NULL);
-	free(plan->servers);
 	free(plan->listeners);
 	free(plan->sockets);
 	*plan = (run_plan){0};
 }
 
-static void plan_listener(listener_params *p, upstream_server_spec *specs,
-			  const struct config_listener *cl)
+static void plan_listener(listener_params *p, const config_listener *cl)
 {
-	for (size_t j = 0; j < cl->nservers; j++)
-		specs[j] = (upstream_server_spec){
-			.addr = (const struct sockaddr *)&cl->servers[j].addr.ss,
-			.addr_len = cl->servers[j].addr.len,
-			.weight = cl->servers[j].weight,
-		};
 	*p = (listener_params){
 		.name = cl->name,
 		.addr_len = cl->listen.len,
@@ -248,27 +238,23 @@ static void plan_listener(listener_params *p, upstream_server_spec *specs,
 			.max_frame = (uint32_t)cl->max_frame,
 		},
 		.balance = cl->balance,
-		.servers = specs,
+		.servers = cl->servers,
 		.server_count = (uint32_t)cl->nservers,
 		.seed = (uint64_t)time(NULL) ^ (uint64_t)getpid(),
 	};
 	memcpy(&p->addr, &cl->listen.ss, cl->listen.len);
 }
 
-static int plan_build(run_plan *plan, const struct config *cfg)
+static int plan_build(run_plan *plan, const config *cfg)
 {
 	plan->count = cfg->nlisteners;
 	plan->listeners = calloc(plan->count, sizeof(*plan->listeners));
-	plan->servers = calloc(plan->count, sizeof(*plan->servers));
 	plan->sockets = calloc(plan->count, sizeof(*plan->sockets));
-	if (!plan->listeners || !plan->servers || !plan->sockets)
+	if (!plan->listeners || !plan->sockets)
 		return -ENOMEM;
 	for (size_t i = 0; i < plan->count; i++) {
-		const struct config_listener *cl = &cfg->listeners[i];
-		plan->servers[i] = calloc(cl->nservers, sizeof(**plan->servers));
-		if (!plan->servers[i])
-			return -ENOMEM;
-		plan_listener(&plan->listeners[i], plan->servers[i], cl);
+		const config_listener *cl = &cfg->listeners[i];
+		plan_listener(&plan->listeners[i], cl);
 		shard_listen_spec *sock = &plan->sockets[i];
 		sock->name = cl->name;
 		sock->addr = plan->listeners[i].addr;
@@ -281,14 +267,14 @@ static int plan_build(run_plan *plan, const struct config *cfg)
 /* --- the application the supervisor runs ---------------------------------- */
 
 typedef struct proxy_app {
-	const cli *cli;
-	struct config cfg;           /* the running configuration */
+	const cli_args *cli;
+	config cfg;           /* the running configuration */
 	run_plan plan;
 } proxy_app;
 
 static void app_settings(const proxy_app *app, shard_settings *s)
 {
-	const struct config *cfg = &app->cfg;
+	const config *cfg = &app->cfg;
 
 	*s = (shard_settings){
 		.shards = cfg->shards,
@@ -351,7 +337,7 @@ static int app_run_shard(void *ctx, const shard_context *shard)
 }
 
 /* Config errors as one line: the supervisor logs it with a reason= pair. */
-static void errors_one_line(const struct config *cfg, char *why, size_t len)
+static void errors_one_line(const config *cfg, char *why, size_t len)
 {
 	size_t at = 0;
 
@@ -368,7 +354,7 @@ static void errors_one_line(const struct config *cfg, char *why, size_t len)
 static int app_reload(void *ctx, shard_settings *next, char *why, size_t why_len)
 {
 	proxy_app *app = ctx;
-	struct config cfg;
+	config cfg;
 	run_plan plan = {0};
 
 	why[0] = '\0';
@@ -401,7 +387,7 @@ static int app_reload(void *ctx, shard_settings *next, char *why, size_t why_len
 static void app_log(void *ctx, shard_log_level level, const char *msg,
 		    const char *fmt, va_list ap)
 {
-	static const enum log_level levels[] = {
+	static const log_severity levels[] = {
 		[SHARD_LOG_DEBUG] = LOG_LEVEL_DEBUG,
 		[SHARD_LOG_INFO] = LOG_LEVEL_INFO,
 		[SHARD_LOG_WARN] = LOG_LEVEL_WARN,
@@ -420,7 +406,7 @@ static const shard_ops app_ops = {
 };
 
 /* Takes the configuration over (frees it). */
-static int serve(const cli *c, struct config *cfg)
+static int serve(const cli_args *c, config *cfg)
 {
 	proxy_app app = {.cli = c, .cfg = *cfg};
 	shard_settings settings;
@@ -437,8 +423,8 @@ static int serve(const cli *c, struct config *cfg)
 
 int main(int argc, char **argv)
 {
-	cli c = {0};
-	struct config cfg;
+	cli_args c = {0};
+	config cfg;
 	int rc = cli_parse(&c, argc, argv);
 
 	if (rc != 0) {

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-int netaddr_parse(struct netaddr *out, const char *text, unsigned flags)
+int netaddr_parse(netaddr *out, const char *text, unsigned flags)
 {
 	return poll_addr_parse(text, flags, &out->ss, &out->len);
 }

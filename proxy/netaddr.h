@@ -18,18 +18,18 @@ extern "C" {
 
 #define NETADDR_STRLEN POLL_ADDR_STRLEN
 
-struct netaddr {
+typedef struct netaddr {
 	struct sockaddr_storage ss;
 	socklen_t len;
-};
+} netaddr;
 
-enum netaddr_flags {
+typedef enum netaddr_flags {
 	NETADDR_NUMERIC = POLL_ADDR_NUMERIC,
 	NETADDR_ALLOW_PORT0 = POLL_ADDR_PORT0,
-};
+} netaddr_flags;
 
 /* poll_addr_parse into `out`: 0, -EINVAL, -ERANGE or -ENOENT. */
-int netaddr_parse(struct netaddr *out, const char *text, unsigned flags);
+int netaddr_parse(netaddr *out, const char *text, unsigned flags);
 
 /* poll_addr_format: "1.2.3.4:80", "[::1]:80" or "?"; returns buf. */
 char *netaddr_format(const struct sockaddr *sa, char *buf, size_t len);

@@ -27,7 +27,7 @@
 #define RELAY_YIELD_BUFFERS 4
 
 typedef struct relay_dir {
-	relay *owner;
+	relay_conn *owner;
 	relay_side side;       /* which side this direction reads from */
 	uint8_t *buf;
 	uint32_t start;        /* buf[start, end) is read but not forwarded */
@@ -40,9 +40,10 @@ typedef struct relay_dir {
 	bool quiet;            /* client side, draining: stopped at a boundary */
 } relay_dir;
 
-struct relay {
+/* One client connection and its upstream connection, relayed. */
+typedef struct relay_conn {
 	relay_group *group;
-	relay *prev, *next;
+	relay_conn *prev, *next;
 	poll_desc *pd[2];           /* indexed by relay_side */
 	relay_dir dir[2];
 	relay_params params;
@@ -56,7 +57,7 @@ struct relay {
 	uint32_t refs;
 	bool closing;
 	bool draining;
-};
+} relay_conn;
 
 static void pump_spawn(relay_dir *dir);
 
@@ -82,7 +83,7 @@ void relay_group_free(relay_group *group)
 	group->free_count = 0;
 }
 
-static uint8_t *buffer_take(relay *r)
+static uint8_t *buffer_take(relay_conn *r)
 {
 	relay_group *group = r->group;
 
@@ -91,7 +92,7 @@ static uint8_t *buffer_take(relay *r)
 	return malloc(r->params.buffer_size);
 }
 
-static void buffer_give(relay *r, relay_dir *dir)
+static void buffer_give(relay_conn *r, relay_dir *dir)
 {
 	relay_group *group = r->group;
 
@@ -108,7 +109,7 @@ static void buffer_give(relay *r, relay_dir *dir)
 
 /* --- lifetime -------------------------------------------------------------- */
 
-static void group_unlink(relay *r)
+static void group_unlink(relay_conn *r)
 {
 	if (r->prev)
 		r->prev->next = r->next;
@@ -119,7 +120,7 @@ static void group_unlink(relay *r)
 	r->group->active--;
 }
 
-static void relay_finish(relay *r)
+static void relay_finish(relay_conn *r)
 {
 	relay_summary summary = {
 		.reason = r->reason != REASON_NONE ? r->reason
@@ -145,7 +146,7 @@ static void relay_finish(relay *r)
 	free(r);
 }
 
-static void relay_release(relay *r)
+static void relay_release(relay_conn *r)
 {
 	if (--r->refs == 0)
 		relay_finish(r);
@@ -167,7 +168,7 @@ static void relay_discard_unread(poll_desc *pd)
 }
 
 /* Close both connections now; parked pumps wake and watches fire. */
-static void relay_close(relay *r, reason_code reason)
+static void relay_close(relay_conn *r, reason_code reason)
 {
 	if (r->closing)
 		return;
@@ -187,14 +188,14 @@ static void relay_close(relay *r, reason_code reason)
 	relay_release(r);
 }
 
-static void relay_touch(relay *r)
+static void relay_touch(relay_conn *r)
 {
 	r->last_active = sched_now();
 }
 
 static void idle_timer_fired(sched_timer *timer, void *arg)
 {
-	relay *r = arg;
+	relay_conn *r = arg;
 	int64_t expires = r->last_active + r->params.idle_timeout_ns;
 
 	(void)timer;
@@ -224,7 +225,7 @@ static bool dir_at_rest(const relay_dir *dir)
  * protocol that pushes more than it is asked owes nothing; an upstream that
  * ended can send nothing more.
  */
-static bool replies_owed(const relay *r)
+static bool replies_owed(const relay_conn *r)
 {
 	const relay_dir *up = &r->dir[RELAY_UPSTREAM];
 
@@ -240,7 +241,7 @@ static bool replies_owed(const relay *r)
  */
 static bool drain_settle(relay_dir *dir)
 {
-	relay *r = dir->owner;
+	relay_conn *r = dir->owner;
 
 	if (r->closing)
 		return true;
@@ -297,7 +298,7 @@ static reason_code side_reason(relay_side side, reason_code client_reason,
 static void on_source_readable(poll_desc *pd, void *arg)
 {
 	relay_dir *dir = arg;
-	relay *r = dir->owner;
+	relay_conn *r = dir->owner;
 
 	(void)pd;
 	dir->watching = false;
@@ -321,7 +322,7 @@ static void on_source_readable(poll_desc *pd, void *arg)
  */
 static bool dir_go_idle(relay_dir *dir)
 {
-	relay *r = dir->owner;
+	relay_conn *r = dir->owner;
 
 	buffer_give(r, dir);
 	if (r->draining && dir_drain_boundary(dir))
@@ -341,7 +342,7 @@ static bool dir_go_idle(relay_dir *dir)
 /* A partial frame is pending: wait for the rest, no longer than allowed. */
 static int dir_wait_rest(relay_dir *dir)
 {
-	relay *r = dir->owner;
+	relay_conn *r = dir->owner;
 	poll_desc *src = dir_source(dir);
 
 	if (r->params.frame_timeout_ns > 0)
@@ -384,7 +385,7 @@ static void dir_compact(relay_dir *dir)
  */
 static void dir_refuse(relay_dir *dir)
 {
-	relay *r = dir->owner;
+	relay_conn *r = dir->owner;
 
 	if (dir->side == RELAY_UPSTREAM) {
 		relay_close(r, REASON_upstream_oversize);
@@ -405,7 +406,7 @@ static void dir_refuse(relay_dir *dir)
 /* Forward whatever is complete. 0, or -errno after closing the relay. */
 static int dir_forward(relay_dir *dir)
 {
-	relay *r = dir->owner;
+	relay_conn *r = dir->owner;
 	uint64_t frames_before = dir->scanner.frames;
 	size_t ready = frame_scan(&dir->scanner, dir->buf + dir->start,
 				  dir->end - dir->start);
@@ -442,7 +443,7 @@ static int dir_forward(relay_dir *dir)
 /* The source ended. At a frame boundary pass it on; mid-frame cut both. */
 static void dir_end(relay_dir *dir)
 {
-	relay *r = dir->owner;
+	relay_conn *r = dir->owner;
 
 	if (!frame_at_boundary(&dir->scanner, dir->end - dir->start)) {
 		relay_close(r, side_reason(dir->side, REASON_client_truncated,
@@ -466,7 +467,7 @@ static void dir_end(relay_dir *dir)
 /* One read. >0 bytes, 0 at EOF, -EAGAIN, or another -errno. */
 static ssize_t dir_read(relay_dir *dir)
 {
-	relay *r = dir->owner;
+	relay_conn *r = dir->owner;
 	ssize_t n = pd_try_read(dir_source(dir), dir->buf + dir->end,
 				r->params.buffer_size - dir->end);
 
@@ -480,7 +481,7 @@ static ssize_t dir_read(relay_dir *dir)
 /* The body of a pump: runs until idle, done, or the relay closes. */
 static void dir_pump(relay_dir *dir)
 {
-	relay *r = dir->owner;
+	relay_conn *r = dir->owner;
 	uint32_t moved = 0;
 
 	while (!r->closing) {
@@ -531,7 +532,7 @@ static void dir_pump(relay_dir *dir)
 static void pump_main(void *arg)
 {
 	relay_dir *dir = arg;
-	relay *r = dir->owner;
+	relay_conn *r = dir->owner;
 
 	dir_pump(dir);
 	relay_release(r);
@@ -550,7 +551,7 @@ static void pump_spawn(relay_dir *dir)
 
 /* --- start and drain ----------------------------------------------------- */
 
-static void dir_init(relay *r, relay_side side)
+static void dir_init(relay_conn *r, relay_side side)
 {
 	relay_dir *dir = &r->dir[side];
 
@@ -563,7 +564,7 @@ static void dir_init(relay *r, relay_side side)
 int relay_start(relay_group *group, poll_desc *client, poll_desc *upstream,
 		const relay_params *params, relay_done_fn done, void *done_arg)
 {
-	relay *r = calloc(1, sizeof(*r));
+	relay_conn *r = calloc(1, sizeof(*r));
 
 	if (!r)
 		return -ENOMEM;
@@ -597,11 +598,11 @@ int relay_start(relay_group *group, poll_desc *client, poll_desc *upstream,
 
 void relay_drain(relay_group *group)
 {
-	relay *r = group->head;
+	relay_conn *r = group->head;
 
 	group->draining = true;
 	while (r) {
-		relay *next = r->next;
+		relay_conn *next = r->next;
 
 		r->draining = true;
 		/* A busy pump settles at its next frame boundary; only a relay
@@ -615,10 +616,10 @@ void relay_drain(relay_group *group)
 
 void relay_close_all(relay_group *group, reason_code reason)
 {
-	relay *r = group->head;
+	relay_conn *r = group->head;
 
 	while (r) {
-		relay *next = r->next; /* closing may free r */
+		relay_conn *next = r->next; /* closing may free r */
 		relay_close(r, reason);
 		r = next;
 	}

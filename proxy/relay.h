@@ -39,7 +39,7 @@ typedef struct relay_summary {
 
 typedef void (*relay_done_fn)(const relay_summary *summary, void *arg);
 
-typedef struct relay relay;
+typedef struct relay_conn relay_conn;
 
 /*
  * The relays of one listener: their list (for drain) and a pool of idle
@@ -47,7 +47,7 @@ typedef struct relay relay;
  * to malloc each time.
  */
 typedef struct relay_group {
-	relay *head;
+	relay_conn *head;
 	uint64_t active;
 	void **free_buffers;
 	uint32_t free_count;

@@ -78,9 +78,9 @@ void rpc_field_put(uint8_t *p, uint32_t len, uint64_t value)
 	}
 }
 
-int rpc_field_pick(struct balancer *b, const rpc_field *field,
+int rpc_field_pick(balance_state *b, const rpc_field *field,
 		   const uint8_t *frame, size_t len,
-		   const struct balance_tried *tried, int *server)
+		   const balance_tried *tried, int *server)
 {
 	struct sockaddr_in6 key;
 	size_t at;

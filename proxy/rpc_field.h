@@ -53,9 +53,9 @@ void rpc_field_put(uint8_t *p, uint32_t len, uint64_t value);
  * properties (weights, down and tried servers skipped, little movement when
  * the list changes). 0 with *server set (-1: no server fit), or -EBADMSG.
  */
-int rpc_field_pick(struct balancer *b, const rpc_field *field,
+int rpc_field_pick(balance_state *b, const rpc_field *field,
 		   const uint8_t *frame, size_t len,
-		   const struct balance_tried *tried, int *server);
+		   const balance_tried *tried, int *server);
 
 #ifdef __cplusplus
 }

@@ -35,7 +35,7 @@ void rpc_order_free(rpc_order *o)
 	o->ring = NULL;
 }
 
-static rpc_req *slot(const rpc_order *o, uint64_t seq)
+static rpc_req *req_slot(const rpc_order *o, uint64_t seq)
 {
 	return o->ring[seq & o->mask];
 }
@@ -64,7 +64,7 @@ int rpc_order_fill(rpc_order *o, rpc_req *req, const uint8_t *reply,
 		   size_t len)
 {
 	assert(req->owner == o && !req->on && req->state == RPC_REQ_SENT);
-	assert(slot(o, req->seq) == req);
+	assert(req_slot(o, req->seq) == req);
 	if (req->seq >= o->stop) {
 		rpc_req_drop_bytes(req, o->pool->keep_bytes);
 		req->state = RPC_REQ_READY;
@@ -90,7 +90,7 @@ int rpc_order_answer(rpc_pool *pool, rpc_req *req, const uint8_t *reply,
 bool rpc_order_deliverable(const rpc_order *o)
 {
 	return o->taken < o->tail && o->taken < o->stop &&
-	       slot(o, o->taken)->state == RPC_REQ_READY;
+	       req_slot(o, o->taken)->state == RPC_REQ_READY;
 }
 
 size_t rpc_order_take(rpc_order *o, struct iovec *iov, size_t max_iov,
@@ -99,7 +99,7 @@ size_t rpc_order_take(rpc_order *o, struct iovec *iov, size_t max_iov,
 	size_t n = 0;
 
 	for (; n < max_iov && rpc_order_deliverable(o); n++, o->taken++) {
-		rpc_req *req = slot(o, o->taken);
+		rpc_req *req = req_slot(o, o->taken);
 		iov[n].iov_base = req->bytes;
 		iov[n].iov_len = req->len;
 		if (bytes)
@@ -112,7 +112,7 @@ size_t rpc_order_take(rpc_order *o, struct iovec *iov, size_t max_iov,
 void rpc_order_release(rpc_order *o)
 {
 	for (; o->head < o->taken; o->head++) {
-		rpc_req *req = slot(o, o->head);
+		rpc_req *req = req_slot(o, o->head);
 		o->ring[o->head & o->mask] = NULL;
 		o->held -= req->len;
 		req->owner = NULL;
@@ -142,7 +142,7 @@ static void mark_stop(rpc_order *o, uint64_t seq, int reason)
 	if (seq >= o->stop)
 		return;
 	for (uint64_t s = seq; s < end; s++)
-		forget(o, slot(o, s));
+		forget(o, req_slot(o, s));
 	o->stop = seq;
 	o->reason = reason;
 }
@@ -169,7 +169,7 @@ static bool answered(const rpc_req *req)
 const rpc_req *rpc_order_oldest_waiting(const rpc_order *o)
 {
 	for (uint64_t seq = o->taken; seq < o->tail && seq < o->stop; seq++) {
-		const rpc_req *req = slot(o, seq);
+		const rpc_req *req = req_slot(o, seq);
 		if (!answered(req))
 			return req;
 	}
@@ -191,7 +191,7 @@ uint32_t rpc_order_detach(rpc_order *o)
 	uint32_t kept = 0;
 
 	for (uint64_t seq = o->head; seq < o->tail; seq++) {
-		kept += let_go(o, slot(o, seq));
+		kept += let_go(o, req_slot(o, seq));
 		o->ring[seq & o->mask] = NULL;
 	}
 	o->head = o->taken = o->tail;

@@ -45,14 +45,15 @@ typedef enum rpc_req_state {
 	RPC_REQ_FAILED,  /* lost with its connection, not retried */
 } rpc_req_state;
 
-struct rpc_order;
-struct rpc_inflight;
+typedef struct rpc_order rpc_order;
+typedef struct rpc_inflight rpc_inflight;
+typedef struct rpc_req rpc_req;
 
 typedef struct rpc_req {
-	struct rpc_req *prev;       /* list links: the connection's list, */
-	struct rpc_req *next;       /* a drained list, or the free list */
-	struct rpc_order *owner;    /* NULL: the client is gone */
-	struct rpc_inflight *on;    /* NULL: on no upstream connection */
+	rpc_req *prev;              /* list links: the connection's list, */
+	rpc_req *next;              /* a drained list, or the free list */
+	rpc_order *owner;           /* NULL: the client is gone */
+	rpc_inflight *on;           /* NULL: on no upstream connection */
 	uint64_t seq;               /* position in its client's order */
 	uint64_t wire_id;           /* rpc_tag id on `on` */
 	int64_t read_ns;            /* request read completely */

@@ -194,8 +194,9 @@ static int signals_open(server *srv)
 	sigset_t set;
 
 	sigemptyset(&set);
+	/* No SIGINT: a shard ignores it (the terminal's ^C is the supervisor's
+	 * to act on), and the supervisor stops shards with SIGTERM. */
 	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
 	sigaddset(&set, SHARD_RETIRE_SIGNAL);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;

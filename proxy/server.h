@@ -1,7 +1,7 @@
 /*
  * One serving process: the scheduler, the poller, every listener, signals.
  *
- * SIGTERM/SIGINT: stop accepting, let relays finish the frames they have
+ * SIGTERM: stop accepting, let relays finish the frames they have
  * started and close at frame boundaries; after drain_timeout close what is
  * left; a second signal exits at once. SIGUSR1 (a reload replaced this
  * shard): stop accepting, serve the connections there are until they end;

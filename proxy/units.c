@@ -7,14 +7,14 @@
 #include <string.h>
 #include <strings.h>
 
-struct unit {
+typedef struct unit {
 	const char *name;
 	uint64_t mult;
-};
+} unit;
 
 /* A unit is matched against the whole word after the number, so "ms" can
  * never be taken for "m" whatever the table order. */
-static const struct unit size_units[] = {
+static const unit size_units[] = {
 	{ "", 1 },
 	{ "b", 1 },
 	{ "kb", UINT64_C(1000) },
@@ -27,7 +27,7 @@ static const struct unit size_units[] = {
 	{ "tib", UINT64_C(1) << 40 },
 };
 
-static const struct unit duration_units[] = {
+static const unit duration_units[] = {
 	{ "ns", 1 },
 	{ "us", UINT64_C(1000) },
 	{ "\xc2\xb5s", UINT64_C(1000) }, /* µs, UTF-8 */
@@ -80,8 +80,8 @@ static int read_number(const char **pp, uint64_t *value)
 }
 
 /* Matches the unit spelled by [p, end) case-insensitively. */
-static const struct unit *find_unit(const struct unit *units, size_t n,
-				    const char *p, size_t len)
+static const unit *find_unit(const unit *units, size_t n,
+			     const char *p, size_t len)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (strlen(units[i].name) == len &&
@@ -113,8 +113,8 @@ int units_parse_size(const char *text, uint64_t *bytes)
 	size_t unit_len = strlen(p);
 	while (unit_len > 0 && is_space(unit_start[unit_len - 1]))
 		unit_len--;
-	const struct unit *u = find_unit(size_units, ARRAY_LEN(size_units),
-					 unit_start, unit_len);
+	const unit *u = find_unit(size_units, ARRAY_LEN(size_units),
+				  unit_start, unit_len);
 	if (rc == -EINVAL || !u)
 		return -EINVAL;
 	if (rc < 0)
@@ -181,9 +181,9 @@ int units_parse_duration(const char *text, int64_t *ns)
 			overflow = true;
 		p = skip_spaces(p);
 		size_t len = unit_word_len(p);
-		const struct unit *u = find_unit(duration_units,
-						 ARRAY_LEN(duration_units),
-						 p, len);
+		const unit *u = find_unit(duration_units,
+					  ARRAY_LEN(duration_units),
+					  p, len);
 		if (!u)
 			return -EINVAL;
 		add_term(&total, value, u->mult, &overflow);

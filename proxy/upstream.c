@@ -12,31 +12,29 @@
 /* Ejections in a row double the time out, up to this factor. */
 #define UPSTREAM_EJECT_MAX_SHIFT 5
 
-int upstream_pool_init(upstream_pool *pool, const char *listener,
-		       const upstream_params *params, enum balance_kind kind,
-		       const upstream_server_spec *servers, uint32_t count,
+int upstream_pool_init(upstream_pool *pool, const char *listener_name,
+		       const upstream_params *params, balance_kind kind,
+		       const upstream_spec *servers, uint32_t count,
 		       uint64_t seed)
 {
-	struct balance_spec specs[UPSTREAM_MAX_SERVERS];
-
 	if (count == 0 || count > UPSTREAM_MAX_SERVERS)
 		return -EINVAL;
-	*pool = (upstream_pool){.listener = listener, .params = *params,
-				.count = count};
+	*pool = (upstream_pool){.listener_name = listener_name,
+				.params = *params, .count = count,
+				.connect_error_log = LOG_RATELIMIT_INIT(5),
+				.local_error_log = LOG_RATELIMIT_INIT(5)};
 	pool->servers = calloc(count, sizeof(*pool->servers));
 	if (!pool->servers)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < count; i++) {
 		upstream_server *server = &pool->servers[i];
-		memcpy(&server->addr, servers[i].addr, servers[i].addr_len);
-		server->addr_len = servers[i].addr_len;
+		memcpy(&server->addr, &servers[i].addr.ss, servers[i].addr.len);
+		server->addr_len = servers[i].addr.len;
 		server->check_up = true;
 		netaddr_format((const struct sockaddr *)&server->addr,
 			       server->name, sizeof(server->name));
-		specs[i] = (struct balance_spec){.weight = servers[i].weight,
-						 .id = server->name};
 	}
-	int rc = balance_init(&pool->balancer, kind, specs, count, seed);
+	int rc = balance_init(&pool->balancer, kind, servers, count, seed);
 	if (rc < 0) {
 		free(pool->servers);
 		pool->servers = NULL;
@@ -76,11 +74,10 @@ static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
 {
 	upstream_server *server = &pool->servers[index];
 	uint32_t threshold = pool->params.fail_threshold;
-	static struct log_ratelimit limit = LOG_RATELIMIT_INIT(5);
 
 	server->counters[COUNTER_CONNECT_FAILURES]++;
-	log_ratelimited(&limit, LOG_LEVEL_WARN, "upstream connect failed",
-			"listener=%s upstream=%s error=%s", pool->listener,
+	log_ratelimited(&pool->connect_error_log, LOG_LEVEL_WARN, "upstream connect failed",
+			"listener=%s upstream=%s error=%s", pool->listener_name,
 			server->name, strerror(-err));
 	/* Connects that were in flight when it went out fail too: they are the
 	 * same outage, not a reason to eject it again and double the time out.
@@ -101,7 +98,7 @@ static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
 	server->out_until = sched_now() + out_for;
 	log_line(LOG_LEVEL_WARN, "upstream out",
 		 "listener=%s upstream=%s reason=connect_failures for_ms=%lld ejections=%u",
-		 pool->listener, server->name, (long long)(out_for / 1000000),
+		 pool->listener_name, server->name, (long long)(out_for / 1000000),
 		 server->ejections);
 }
 
@@ -127,7 +124,7 @@ static bool connect_error_is_local(int err)
 int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 		     poll_desc **out)
 {
-	struct balance_tried tried;
+	balance_tried tried;
 	int last_error = -EHOSTUNREACH;
 
 	balance_tried_clear(&tried);
@@ -148,10 +145,9 @@ int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 		}
 		last_error = rc;
 		if (connect_error_is_local(rc)) {
-			static struct log_ratelimit limit = LOG_RATELIMIT_INIT(5);
-			log_ratelimited(&limit, LOG_LEVEL_WARN,
+			log_ratelimited(&pool->local_error_log, LOG_LEVEL_WARN,
 					"upstream connect failed: out of local resources",
-					"listener=%s upstream=%s error=%s", pool->listener,
+					"listener=%s upstream=%s error=%s", pool->listener_name,
 					server->name, strerror(-rc));
 			return rc;
 		}
@@ -231,7 +227,7 @@ static void check_record(upstream_pool *pool, upstream_server *server, int rc)
 		if (!server->check_up && server->check_successes >= params->health_rise) {
 			server->check_up = true;
 			log_line(LOG_LEVEL_INFO, "upstream up", "listener=%s upstream=%s checks=%u",
-				 pool->listener, server->name, server->check_successes);
+				 pool->listener_name, server->name, server->check_successes);
 		}
 		return;
 	}
@@ -240,7 +236,7 @@ static void check_record(upstream_pool *pool, upstream_server *server, int rc)
 	if (server->check_up && server->check_failures >= params->health_fall) {
 		server->check_up = false;
 		log_line(LOG_LEVEL_WARN, "upstream down", "listener=%s upstream=%s error=%s checks=%u",
-			 pool->listener, server->name, strerror(-rc),
+			 pool->listener_name, server->name, strerror(-rc),
 			 server->check_failures);
 	}
 }
@@ -328,7 +324,7 @@ static void check_adopt(upstream_pool *pool, upstream_server *server,
 	server->check_up = up;
 	log_line(up ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
 		 up ? "upstream up" : "upstream down",
-		 "listener=%s upstream=%s checked_by=shard%u", pool->listener,
+		 "listener=%s upstream=%s checked_by=shard%u", pool->listener_name,
 		 server->name, owner);
 }
 

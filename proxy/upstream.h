@@ -23,6 +23,8 @@
 #include "poll/poll.h"
 #include "proxy/balance.h"
 #include "proxy/counters.h"
+#include "proxy/log.h"
+#include "proxy/netaddr.h"
 #include "shard/shard.h"
 
 #define UPSTREAM_MAX_SERVERS BALANCE_MAX_SERVERS
@@ -46,17 +48,20 @@ typedef struct upstream_params {
 	uint32_t generation;       /* results of other generations are ignored */
 } upstream_params;
 
+typedef struct upstream_pool upstream_pool;
+
+/* The pool's runtime state of one server (upstream_spec in proxy/balance.h
+ * says which types a server has). */
 typedef struct upstream_server {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
-	char name[64];             /* ip:port, for logs */
+	char name[NETADDR_STRLEN]; /* ip:port, for logs */
 	/* passive health */
 	uint32_t consecutive_failures;
 	uint32_t ejections;
 	int64_t out_until;
-
 	/* active health */
-	struct upstream_pool *pool; /* the checker's way back, set at start */
+	upstream_pool *pool;       /* the checker's way back, set at start */
 	uint32_t index;
 	bool check_up;
 	uint32_t check_successes;
@@ -71,24 +76,22 @@ typedef struct upstream_server {
 } upstream_server;
 
 typedef struct upstream_pool {
-	const char *listener;      /* for logs */
+	const char *listener_name; /* for logs */
 	upstream_params params;
 	upstream_server *servers;
 	uint32_t count;
-	struct balancer balancer;
+	balance_state balancer;
 	uint32_t checkers_running;
+	/* Rate limits of connect warnings, per pool so one failing pool does
+	 * not silence another's. */
+	log_ratelimit connect_error_log;
+	log_ratelimit local_error_log;
 	bool stopping;
 } upstream_pool;
 
-typedef struct upstream_server_spec {
-	const struct sockaddr *addr;
-	socklen_t addr_len;
-	uint32_t weight;
-} upstream_server_spec;
-
-int upstream_pool_init(upstream_pool *pool, const char *listener,
-		       const upstream_params *params, enum balance_kind kind,
-		       const upstream_server_spec *servers, uint32_t count,
+int upstream_pool_init(upstream_pool *pool, const char *listener_name,
+		       const upstream_params *params, balance_kind kind,
+		       const upstream_spec *servers, uint32_t count,
 		       uint64_t seed);
 /* Start active health checks (no-op when health_interval is 0). */
 int upstream_pool_start(upstream_pool *pool);

@@ -1,7 +1,7 @@
 /* The admin endpoint: request parsing and a small poll(2) server
  * (see shard/admin.h). */
 #include "shard/admin.h"
-#include "shard/clock.h"
+#include "sched/sched.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -167,7 +167,7 @@ size_t admin_pollfds(const admin_server *a, struct pollfd *fds, size_t max)
 	size_t n = 0;
 
 	if (a->listen_fd >= 0 && n < max &&
-	    shard_monotonic_ns() >= a->accept_paused_until) {
+	    sched_clock_ns(CLOCK_MONOTONIC) >= a->accept_paused_until) {
 		fds[n].fd = a->listen_fd;
 		fds[n].events = POLLIN;
 		fds[n++].revents = 0;
@@ -410,7 +410,7 @@ int64_t admin_next_deadline(const admin_server *a)
 {
 	int64_t next = INT64_MAX;
 
-	if (a->accept_paused_until > shard_monotonic_ns())
+	if (a->accept_paused_until > sched_clock_ns(CLOCK_MONOTONIC))
 		next = a->accept_paused_until;
 	for (int k = 0; k < ADMIN_MAX_CLIENTS; k++) {
 		const admin_client *c = &a->clients[k];

@@ -6,13 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-static int64_t realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+#include "sched/sched.h"
 
 static void json_key(strbuf *sb, const char *key)
 {
@@ -173,7 +167,7 @@ static void json_supervisor(strbuf *sb, const uint64_t *values, uint32_t which)
 static void json_top(strbuf *sb, const metrics_scrape *c)
 {
 	const metrics_view *v = c->v;
-	int64_t now = v->now_unix_ns ? v->now_unix_ns : realtime_ns();
+	int64_t now = v->now_unix_ns ? v->now_unix_ns : sched_clock_ns(CLOCK_REALTIME);
 	uint64_t values[METRICS_SUP_COUNT];
 
 	metrics_supervisor_values(c, values);

@@ -182,7 +182,6 @@ typedef struct shard_slot {
 	uint32_t generation;          /* bumped by every reload */
 	int32_t pid;
 	char poller[16];              /* "epoll" / "uring" */
-	int64_t started_unix_ns;
 	int64_t published_ns;         /* CLOCK_MONOTONIC of the last publish */
 	uint64_t runtime[SHARD_MAX_RUNTIME_VALUES]; /* shard_slot_publish_runtime */
 	uint64_t app[SHARD_MAX_APP_VALUES];         /* by the per-shard table */
@@ -252,7 +251,6 @@ typedef struct shard_context {
 	uint32_t index;
 	uint32_t shards;
 	uint32_t generation;
-	int cpu;                      /* pinned CPU, or -1 */
 	poll_kind poller;             /* what ops->poller chose for it */
 	const int *listen_fds;        /* one per listener, this shard's own */
 	uint32_t listener_count;

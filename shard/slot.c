@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "sched/sched.h"
-#include "shard/clock.h"
 #include "shard/runtime.h"
 
 _Static_assert(RUNTIME_VALUES <= SHARD_MAX_RUNTIME_VALUES,
@@ -139,5 +138,5 @@ void shard_slot_publish_runtime(shard_slot *slot)
 		shard_slot_store(&v[RUNTIME_CPU + 1], timeval_ns(ru.ru_stime));
 	}
 	shard_slot_store(&v[RUNTIME_RSS], resident_bytes());
-	__atomic_store_n(&slot->published_ns, shard_monotonic_ns(), __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->published_ns, sched_clock_ns(CLOCK_MONOTONIC), __ATOMIC_RELAXED);
 }

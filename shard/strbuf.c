@@ -34,7 +34,7 @@ void strbuf_reset(strbuf *sb)
 		sb->data[0] = '\0';
 }
 
-static int fail(strbuf *sb, int err)
+static int strbuf_fail(strbuf *sb, int err)
 {
 	sb->err = err;
 	return err;
@@ -45,7 +45,7 @@ int strbuf_reserve(strbuf *sb, size_t extra)
 	if (sb->err)
 		return sb->err;
 	if (extra > SIZE_MAX - 1 - sb->len)
-		return fail(sb, -ENOMEM);
+		return strbuf_fail(sb, -ENOMEM);
 	size_t need = sb->len + extra + 1;
 	if (need <= sb->cap)
 		return 0;
@@ -55,7 +55,7 @@ int strbuf_reserve(strbuf *sb, size_t extra)
 		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
 	char *data = realloc(sb->data, cap);
 	if (!data)
-		return fail(sb, -ENOMEM);
+		return strbuf_fail(sb, -ENOMEM);
 	if (!sb->data)
 		data[0] = '\0';
 	sb->data = data;
@@ -93,7 +93,7 @@ int strbuf_vprintf(strbuf *sb, const char *fmt, va_list ap)
 		va_end(again);
 		if (sb->data)
 			sb->data[sb->len] = '\0';
-		return fail(sb, -EINVAL);
+		return strbuf_fail(sb, -EINVAL);
 	}
 	if ((size_t)n < room) {
 		sb->len += (size_t)n;

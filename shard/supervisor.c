@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "shard/admin.h"
-#include "shard/clock.h"
+#include "sched/sched.h"
 #include "shard/metrics.h"
 #include "shard/process.h"
 #include "shard/shard.h"
@@ -91,12 +91,12 @@ typedef struct supervisor {
 	int64_t started_unix_ns;
 } supervisor;
 
-static void say(supervisor *sup, shard_log_level level, const char *msg,
-		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void sup_log(supervisor *sup, shard_log_level level, const char *msg,
+		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Values go to ops->log as they are: quoting them is the writer's job. */
-static void say(supervisor *sup, shard_log_level level, const char *msg,
-		const char *fmt, ...)
+static void sup_log(supervisor *sup, shard_log_level level, const char *msg,
+		    const char *fmt, ...)
 {
 	va_list ap;
 
@@ -193,7 +193,6 @@ static void child_run(supervisor *sup, uint32_t index, shard_slot *slot,
 		.index = index,
 		.shards = sup->shards,
 		.generation = sup->generation,
-		.cpu = pinned_cpu(sup, index),
 		.poller = poller_for(sup, index),
 		.listen_fds = sockets_of(&sup->sockets, index),
 		.listener_count = sup->sockets.listener_count,
@@ -212,8 +211,8 @@ static shard_proc *spawn(supervisor *sup, uint32_t index, proc_role role)
 	if (!p) {
 		if (slot)
 			metrics_release(&sup->metrics, slot);
-		say(sup, SHARD_LOG_ERROR, "cannot start shard", "shard=%u error=%s",
-		    index, slot ? "out of memory" : "no free metrics slot");
+		sup_log(sup, SHARD_LOG_ERROR, "cannot start shard", "shard=%u error=%s",
+			index, slot ? "out of memory" : "no free metrics slot");
 		return NULL;
 	}
 	pid_t parent = getpid();
@@ -222,18 +221,18 @@ static shard_proc *spawn(supervisor *sup, uint32_t index, proc_role role)
 		int err = errno;
 		proc_remove(sup, p);
 		metrics_release(&sup->metrics, slot);
-		say(sup, SHARD_LOG_ERROR, "cannot start shard", "shard=%u error=%s",
-		    index, strerror(err));
+		sup_log(sup, SHARD_LOG_ERROR, "cannot start shard", "shard=%u error=%s",
+			index, strerror(err));
 		return NULL;
 	}
 	if (pid == 0)
 		child_run(sup, index, slot, parent);
 	*p = (shard_proc){.pid = pid, .index = index, .generation = sup->generation,
-			  .role = role, .slot = slot, .started_ns = shard_monotonic_ns()};
-	say(sup, SHARD_LOG_INFO, "shard started",
-	    "shard=%u pid=%d generation=%u poller=%s cpu=%d", index, (int)pid,
-	    sup->generation, poll_kind_name(poller_for(sup, index)),
-	    pinned_cpu(sup, index));
+			  .role = role, .slot = slot, .started_ns = sched_clock_ns(CLOCK_MONOTONIC)};
+	sup_log(sup, SHARD_LOG_INFO, "shard started",
+		"shard=%u pid=%d generation=%u poller=%s cpu=%d", index, (int)pid,
+		sup->generation, poll_kind_name(poller_for(sup, index)),
+		pinned_cpu(sup, index));
 	return p;
 }
 
@@ -241,10 +240,10 @@ static void proc_signal(supervisor *sup, shard_proc *p, int sig, proc_role role,
 			int64_t grace_ns)
 {
 	p->role = role;
-	p->kill_at = shard_monotonic_ns() + grace_ns;
+	p->kill_at = sched_clock_ns(CLOCK_MONOTONIC) + grace_ns;
 	if (kill(p->pid, sig) < 0 && errno != ESRCH)
-		say(sup, SHARD_LOG_WARN, "cannot signal shard", "shard=%u pid=%d error=%s",
-		    p->index, (int)p->pid, strerror(errno));
+		sup_log(sup, SHARD_LOG_WARN, "cannot signal shard", "shard=%u pid=%d error=%s",
+			p->index, (int)p->pid, strerror(errno));
 }
 
 /* --- deaths and respawns ------------------------------------------------- */
@@ -280,8 +279,8 @@ static void supervisor_stop(supervisor *sup, const char *why, int exit_code);
 
 static void roll_abort(supervisor *sup, uint32_t index)
 {
-	say(sup, SHARD_LOG_ERROR, "reload stopped: new shard failed to start",
-	    "shard=%u", index);
+	sup_log(sup, SHARD_LOG_ERROR, "reload stopped: new shard failed to start",
+		"shard=%u", index);
 	sup->rolling = false;
 	process_notify("READY=1");
 }
@@ -298,8 +297,8 @@ static void shard_died(supervisor *sup, shard_proc *p, int status)
 	ended = describe_status(status, how, sizeof(how));
 	metrics_release(&sup->metrics, p->slot);
 	if (role == PROC_RETIRING || role == PROC_STOPPING) {
-		say(sup, SHARD_LOG_INFO, "shard exited", "shard=%u pid=%d %s=%s",
-		    index, pid, ended, how);
+		sup_log(sup, SHARD_LOG_INFO, "shard exited", "shard=%u pid=%d %s=%s",
+			index, pid, ended, how);
 		if (!clean && role == PROC_STOPPING)
 			sup->exit_code = 1;
 		proc_remove(sup, p);
@@ -307,8 +306,8 @@ static void shard_died(supervisor *sup, shard_proc *p, int status)
 	}
 	proc_remove(sup, p);
 	if (!sup->ready_once) {
-		say(sup, SHARD_LOG_ERROR, "shard failed to start", "shard=%u %s=%s",
-		    index, ended, how);
+		sup_log(sup, SHARD_LOG_ERROR, "shard failed to start", "shard=%u %s=%s",
+			index, ended, how);
 		supervisor_stop(sup, "startup", 1);
 		return;
 	}
@@ -317,11 +316,11 @@ static void shard_died(supervisor *sup, shard_proc *p, int status)
 		return;
 	}
 	shard_seat *seat = &sup->seats[index];
-	int64_t delay = crash_backoff(seat, shard_monotonic_ns());
+	int64_t delay = crash_backoff(seat, sched_clock_ns(CLOCK_MONOTONIC));
 	sup->restarts++;
-	say(sup, SHARD_LOG_WARN, "shard died", "shard=%u pid=%d %s=%s respawn_in=%lldms crashes=%u",
-	    index, pid, ended, how, (long long)(delay / MS), seat->crashes);
-	seat->respawn_at = shard_monotonic_ns() + delay;
+	sup_log(sup, SHARD_LOG_WARN, "shard died", "shard=%u pid=%d %s=%s respawn_in=%lldms crashes=%u",
+		index, pid, ended, how, (long long)(delay / MS), seat->crashes);
+	seat->respawn_at = sched_clock_ns(CLOCK_MONOTONIC) + delay;
 }
 
 static void reap(supervisor *sup)
@@ -365,8 +364,8 @@ static void check_started(supervisor *sup)
 	if (sup->ready_once || sup->stopping || !all_serving_ready(sup))
 		return;
 	sup->ready_once = true;
-	say(sup, SHARD_LOG_INFO, "ready", "shards=%u pid=%d", sup->shards,
-	    (int)getpid());
+	sup_log(sup, SHARD_LOG_INFO, "ready", "shards=%u pid=%d", sup->shards,
+		(int)getpid());
 	process_notify("READY=1");
 }
 
@@ -379,8 +378,8 @@ static void supervisor_stop(supervisor *sup, const char *why, int exit_code)
 	if (exit_code)
 		sup->exit_code = exit_code;
 	process_notify("STOPPING=1");
-	say(sup, SHARD_LOG_INFO, "stopping", "reason=%s shards=%u", why,
-	    sup->proc_count);
+	sup_log(sup, SHARD_LOG_INFO, "stopping", "reason=%s shards=%u", why,
+		sup->proc_count);
 	int64_t grace = sup->settings.drain_timeout_ns + SUPERVISOR_KILL_GRACE_NS;
 	for (uint32_t i = 0; i < sup->proc_count; i++) {
 		shard_proc *p = &sup->procs[i];
@@ -421,7 +420,7 @@ static void roll_step(supervisor *sup)
 	if (++sup->roll_next < sup->shards)
 		return;
 	sup->rolling = false;
-	say(sup, SHARD_LOG_INFO, "reload complete", "generation=%u", sup->generation);
+	sup_log(sup, SHARD_LOG_INFO, "reload complete", "generation=%u", sup->generation);
 	process_notify("READY=1");
 }
 
@@ -438,8 +437,8 @@ static void reload(supervisor *sup)
 	}
 	process_notify("RELOADING=1");
 	if (sup->ops->reload(sup->ctx, &next, why, sizeof(why)) < 0) {
-		say(sup, SHARD_LOG_ERROR, "reload failed: keeping the running configuration",
-		    "reason=%s", why);
+		sup_log(sup, SHARD_LOG_ERROR, "reload failed: keeping the running configuration",
+			"reason=%s", why);
 		process_notify("READY=1");
 		return;
 	}
@@ -450,8 +449,8 @@ static void reload(supervisor *sup)
 	sup->reloads++;
 	sup->rolling = true;
 	sup->roll_next = 0;
-	say(sup, SHARD_LOG_INFO, "reloading", "generation=%u shards=%u",
-	    sup->generation, sup->shards);
+	sup_log(sup, SHARD_LOG_INFO, "reloading", "generation=%u shards=%u",
+		sup->generation, sup->shards);
 	roll_step(sup);
 }
 
@@ -461,8 +460,8 @@ static void enforce_kill_deadlines(supervisor *sup, int64_t now)
 		shard_proc *p = &sup->procs[i];
 		if (!p->kill_at || now < p->kill_at)
 			continue;
-		say(sup, SHARD_LOG_WARN, "shard did not exit in time: killing",
-		    "shard=%u pid=%d", p->index, (int)p->pid);
+		sup_log(sup, SHARD_LOG_WARN, "shard did not exit in time: killing",
+			"shard=%u pid=%d", p->index, (int)p->pid);
 		kill(p->pid, SIGKILL);
 		p->kill_at = 0;
 		if (p->role == PROC_STOPPING)
@@ -497,7 +496,7 @@ static void on_stop_signal(supervisor *sup, int signo)
 		supervisor_stop(sup, name, 0);
 		return;
 	}
-	say(sup, SHARD_LOG_WARN, "second signal: exiting now", "signal=%s", name);
+	sup_log(sup, SHARD_LOG_WARN, "second signal: exiting now", "signal=%s", name);
 	kill_all(sup);
 	sup->exit_code = 1;
 }
@@ -564,8 +563,8 @@ static void say_cannot_listen(supervisor *sup, const char *listener,
 	char where[POLL_ADDR_STRLEN];
 
 	poll_addr_format(addr, where, sizeof(where));
-	say(sup, SHARD_LOG_ERROR, "cannot listen", "listener=%s address=%s error=%s",
-	    listener, where, strerror(err));
+	sup_log(sup, SHARD_LOG_ERROR, "cannot listen", "listener=%s address=%s error=%s",
+		listener, where, strerror(err));
 }
 
 static int admin_start(supervisor *sup)
@@ -586,7 +585,7 @@ static int admin_start(supervisor *sup)
 	socklen_t len = sizeof(bound);
 	if (admin_bound(&sup->admin, (struct sockaddr *)&bound, &len) == 0)
 		poll_addr_format((struct sockaddr *)&bound, where, sizeof(where));
-	say(sup, SHARD_LOG_INFO, "admin listening", "address=%s", where);
+	sup_log(sup, SHARD_LOG_INFO, "admin listening", "address=%s", where);
 	return 0;
 }
 
@@ -624,7 +623,7 @@ static int64_t next_wakeup(supervisor *sup, int64_t now)
  * that became ready meanwhile is seen now, not a tick later. */
 static void run_due(supervisor *sup)
 {
-	int64_t now = shard_monotonic_ns();
+	int64_t now = sched_clock_ns(CLOCK_MONOTONIC);
 
 	respawn_due(sup, now);
 	enforce_kill_deadlines(sup, now);
@@ -647,7 +646,7 @@ static void loop_once(supervisor *sup)
 	fds[0] = (struct pollfd){.fd = sup->signal_fd, .events = POLLIN};
 	if (sup->admin_open)
 		n += admin_pollfds(&sup->admin, fds + 1, SUPERVISOR_MAX_POLLFDS - 1);
-	int64_t now = shard_monotonic_ns();
+	int64_t now = sched_clock_ns(CLOCK_MONOTONIC);
 	int64_t wait_ns = next_wakeup(sup, now) - now;
 	int timeout_ms = wait_ns <= 0 ? 0 : (int)((wait_ns + MS - 1) / MS);
 	if (poll(fds, n, timeout_ms) < 0 && errno != EINTR)
@@ -655,14 +654,14 @@ static void loop_once(supervisor *sup)
 	if (fds[0].revents)
 		signals_read(sup);
 	if (sup->admin_open)
-		admin_service(&sup->admin, fds + 1, n - 1, shard_monotonic_ns(), admin_render, sup);
+		admin_service(&sup->admin, fds + 1, n - 1, sched_clock_ns(CLOCK_MONOTONIC), admin_render, sup);
 }
 
 /* sockets_open failed on listener `failed` (listener_count: no memory). */
 static void say_sockets_failed(supervisor *sup, uint32_t failed, int rc)
 {
 	if (failed >= sup->settings.listener_count) {
-		say(sup, SHARD_LOG_ERROR, "cannot listen", "error=%s", "out of memory");
+		sup_log(sup, SHARD_LOG_ERROR, "cannot listen", "error=%s", "out of memory");
 		return;
 	}
 	const shard_listen_spec *spec = &sup->settings.listeners[failed];
@@ -676,12 +675,12 @@ static int supervisor_start(supervisor *sup)
 	long nofile = process_raise_nofile();
 
 	if (nofile < 0)
-		say(sup, SHARD_LOG_WARN, "cannot raise the open-file limit",
-		    "error=%s", strerror((int)-nofile));
+		sup_log(sup, SHARD_LOG_WARN, "cannot raise the open-file limit",
+			"error=%s", strerror((int)-nofile));
 	int rc = signals_open(sup);
 	if (rc < 0) {
-		say(sup, SHARD_LOG_ERROR, "cannot set up signals", "error=%s",
-		    strerror(-rc));
+		sup_log(sup, SHARD_LOG_ERROR, "cannot set up signals", "error=%s",
+			strerror(-rc));
 		return rc;
 	}
 	rc = sockets_open(&sup->sockets, sup->settings.listeners,
@@ -694,42 +693,42 @@ static int supervisor_start(supervisor *sup)
 		char where[POLL_ADDR_STRLEN];
 		poll_addr_format((struct sockaddr *)&sup->sockets.bound[l], where,
 			       sizeof(where));
-		say(sup, SHARD_LOG_INFO, "listening", "listener=%s address=%s shards=%u",
-		    sup->settings.listeners[l].name, where, sup->shards);
+		sup_log(sup, SHARD_LOG_INFO, "listening", "listener=%s address=%s shards=%u",
+			sup->settings.listeners[l].name, where, sup->shards);
 	}
 	if (sup->settings.steer_by_cpu && sup->shards > shard_cpu_count()) {
-		say(sup, SHARD_LOG_ERROR, "steer = cpu needs at most one shard per CPU",
-		    "shards=%u cpus=%u", sup->shards, shard_cpu_count());
+		sup_log(sup, SHARD_LOG_ERROR, "steer = cpu needs at most one shard per CPU",
+			"shards=%u cpus=%u", sup->shards, shard_cpu_count());
 		return -EINVAL;
 	}
 	if (sup->settings.steer_by_cpu && (rc = sockets_steer_by_cpu(&sup->sockets)) < 0) {
-		say(sup, SHARD_LOG_ERROR, "cannot steer connections by CPU",
-		    "error=%s", strerror(-rc));
+		sup_log(sup, SHARD_LOG_ERROR, "cannot steer connections by CPU",
+			"error=%s", strerror(-rc));
 		return rc;
 	}
 	if ((rc = admin_start(sup)) < 0)
 		return rc;
 	if (sup->settings.user &&
 	    (rc = process_drop_to(sup->settings.user, why, sizeof(why))) < 0) {
-		say(sup, SHARD_LOG_ERROR, "cannot drop privileges", "user=%s error=%s",
-		    sup->settings.user, why);
+		sup_log(sup, SHARD_LOG_ERROR, "cannot drop privileges", "user=%s error=%s",
+			sup->settings.user, why);
 		return rc;
 	}
 	if ((rc = shard_metrics_check(sup->settings.metrics, why, sizeof(why))) < 0) {
-		say(sup, SHARD_LOG_ERROR, "cannot use the metric tables",
-		    "reason=\"%s\"", why);
+		sup_log(sup, SHARD_LOG_ERROR, "cannot use the metric tables",
+			"reason=\"%s\"", why);
 		return rc;
 	}
 	rc = metrics_map(&sup->metrics, 4 * sup->shards + 8);
 	if (rc < 0) {
-		say(sup, SHARD_LOG_ERROR, "cannot map metrics", "error=%s",
-		    strerror(-rc));
+		sup_log(sup, SHARD_LOG_ERROR, "cannot map metrics", "error=%s",
+			strerror(-rc));
 		return rc;
 	}
 	sup->health = shard_health_board_map();
 	if (!sup->health) {
-		say(sup, SHARD_LOG_ERROR, "cannot map the health board", "error=%s",
-		    strerror(errno));
+		sup_log(sup, SHARD_LOG_ERROR, "cannot map the health board", "error=%s",
+			strerror(errno));
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < sup->shards; i++)
@@ -761,10 +760,7 @@ int shard_supervise(const shard_settings *settings, const shard_ops *ops,
 		.shards = settings->shards ? settings->shards : shard_cpu_count(),
 		.signal_fd = -1,
 	};
-	struct timespec wall;
-
-	clock_gettime(CLOCK_REALTIME, &wall);
-	sup.started_unix_ns = (int64_t)wall.tv_sec * SEC + wall.tv_nsec;
+	sup.started_unix_ns = sched_clock_ns(CLOCK_REALTIME);
 	sup.seats = calloc(sup.shards, sizeof(*sup.seats));
 	int rc = sup.seats ? supervisor_start(&sup) : -ENOMEM;
 	if (rc < 0) {
@@ -776,7 +772,7 @@ int shard_supervise(const shard_settings *settings, const shard_ops *ops,
 	}
 	while (!sup.stopping || sup.proc_count > 0)
 		loop_once(&sup);
-	say(&sup, SHARD_LOG_INFO, "stopped", "exit=%d", sup.exit_code);
+	sup_log(&sup, SHARD_LOG_INFO, "stopped", "exit=%d", sup.exit_code);
 	supervisor_free(&sup);
 	return sup.exit_code;
 }

@@ -16,7 +16,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *text = malloc(size + 1);
-	struct config cfg;
+	config cfg;
 
 	CHECK(text);
 	memcpy(text, data, size);

@@ -12,7 +12,7 @@
 namespace {
 
 struct Acl {
-	acl a;
+	acl_set a;
 	Acl() { acl_init(&a); }
 	~Acl() { acl_free(&a); }
 	void allow(const char *list) { add(ACL_ALLOW, list); }
@@ -125,7 +125,7 @@ TEST_CASE("acl: bad CIDRs are rejected and named", "[acl]")
 	REQUIRE(acl_parse_cidr("2001:db8::1", &r) == 0);
 	CHECK(r.prefix == 128);
 
-	acl a;
+	acl_set a;
 	acl_init(&a);
 	char bad_tok[64] = "";
 	CHECK(acl_add_list(&a, ACL_ALLOW, "10.0.0.0/8,  1.2.3.4/33 ,5.0.0.0/8",

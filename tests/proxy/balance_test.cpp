@@ -13,19 +13,29 @@
 
 namespace {
 
+upstream_spec spec(const std::string &addr, unsigned weight)
+{
+	upstream_spec s{};
+	REQUIRE(netaddr_parse(&s.addr, addr.c_str(), NETADDR_NUMERIC) == 0);
+	s.weight = weight;
+	return s;
+}
+
+std::string spec_addr(const upstream_spec &s)
+{
+	char buf[NETADDR_STRLEN];
+	return netaddr_format((const sockaddr *)&s.addr.ss, buf, sizeof(buf));
+}
+
 struct Pool {
-	balancer b;
+	balance_state b;
 	explicit Pool(balance_kind kind, std::vector<unsigned> weights,
-		      uint64_t seed = 42, bool named = true)
+		      uint64_t seed = 42)
 	{
-		std::vector<balance_spec> specs(weights.size());
-		for (size_t i = 0; i < weights.size(); i++) {
-			ids.push_back("10.0.0." + std::to_string(i + 1) + ":9000");
-			specs[i].weight = weights[i];
-			specs[i].id = nullptr;
-		}
-		for (size_t i = 0; named && i < weights.size(); i++)
-			specs[i].id = ids[i].c_str();
+		std::vector<upstream_spec> specs;
+		for (size_t i = 0; i < weights.size(); i++)
+			specs.push_back(spec("10.0.0." + std::to_string(i + 1) + ":9000",
+					     weights[i]));
 		REQUIRE(balance_init(&b, kind, specs.data(), specs.size(),
 				     seed) == 0);
 	}
@@ -35,7 +45,6 @@ struct Pool {
 	{
 		return balance_pick(&b, client, tried);
 	}
-	std::vector<std::string> ids;
 };
 
 sockaddr_in client4(uint32_t n)
@@ -298,16 +307,18 @@ TEST_CASE("hash: removing one of 5 moves about 1/5, nobody else", "[balance]")
 TEST_CASE("hash: server ids, not positions, decide", "[balance]")
 {
 	// The same servers listed in another order keep their clients.
-	std::vector<balance_spec> s1 = { { 1, "a:1" }, { 1, "b:1" }, { 1, "c:1" } };
-	std::vector<balance_spec> s2 = { { 1, "c:1" }, { 1, "a:1" }, { 1, "b:1" } };
-	balancer b1, b2;
+	std::vector<upstream_spec> s1 = { spec("10.0.0.1:1", 1), spec("10.0.0.2:1", 1),
+					  spec("10.0.0.3:1", 1) };
+	std::vector<upstream_spec> s2 = { spec("10.0.0.3:1", 1), spec("10.0.0.1:1", 1),
+					  spec("10.0.0.2:1", 1) };
+	balance_state b1, b2;
 	REQUIRE(balance_init(&b1, BALANCE_HASH, s1.data(), 3, 0) == 0);
 	REQUIRE(balance_init(&b2, BALANCE_HASH, s2.data(), 3, 0) == 0);
 	for (uint32_t n = 0; n < 500; n++) {
 		sockaddr_in c = client4(n);
 		int i1 = balance_pick(&b1, (sockaddr *)&c, nullptr);
 		int i2 = balance_pick(&b2, (sockaddr *)&c, nullptr);
-		REQUIRE(std::string(s1[(size_t)i1].id) == s2[(size_t)i2].id);
+		REQUIRE(spec_addr(s1[(size_t)i1]) == spec_addr(s2[(size_t)i2]));
 	}
 	balance_free(&b1);
 	balance_free(&b2);
@@ -374,14 +385,14 @@ TEST_CASE("hash: the retry order is stable per client", "[balance]")
 
 TEST_CASE("balance: init validation, names, tried set bounds", "[balance]")
 {
-	balancer b;
-	balance_spec bad_w[] = { { 0, nullptr } };
-	balance_spec big_w[] = { { 257, nullptr } };
-	balance_spec ok[] = { { 256, nullptr } };
+	balance_state b;
+	upstream_spec bad_w[] = { { {}, 0 } };
+	upstream_spec big_w[] = { { {}, 257 } };
+	upstream_spec ok[] = { { {}, 256 } };
 	CHECK(balance_init(&b, BALANCE_ROUNDROBIN, bad_w, 1, 0) == -EINVAL);
 	CHECK(balance_init(&b, BALANCE_ROUNDROBIN, big_w, 1, 0) == -EINVAL);
 	CHECK(balance_init(&b, BALANCE_ROUNDROBIN, ok, 0, 0) == -EINVAL);
-	std::vector<balance_spec> many(BALANCE_MAX_SERVERS + 1, { 1, nullptr });
+	std::vector<upstream_spec> many(BALANCE_MAX_SERVERS + 1, { {}, 1 });
 	CHECK(balance_init(&b, BALANCE_ROUNDROBIN, many.data(), many.size(), 0) == -EINVAL);
 	REQUIRE(balance_init(&b, BALANCE_ROUNDROBIN, many.data(), BALANCE_MAX_SERVERS, 0) == 0);
 	balance_tried t;

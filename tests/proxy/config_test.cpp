@@ -140,7 +140,7 @@ TEST_CASE("config: a full file lands in the model", "[config]")
 	CHECK(a->check_frame[1] == 0xff);
 	CHECK(a->check_frame[2] == 0x10);
 	REQUIRE(a->nservers == 3);
-	CHECK(std::string(a->servers[0].addr_text) == "127.0.0.1:9001");
+	CHECK(addr(a->servers[0].addr) == "127.0.0.1:9001");
 	CHECK(a->servers[0].weight == 5);
 	CHECK(addr(a->servers[1].addr) == "[::1]:9002");
 	CHECK(a->servers[1].weight == 1);
@@ -461,9 +461,9 @@ TEST_CASE("config: command-line overrides win over the file", "[config]")
 	CHECK(a->max_frame == 4u << 20);
 	CHECK(addr(a->listen) == "127.0.0.1:7000");
 	REQUIRE(a->nservers == 2);
-	CHECK(std::string(a->servers[0].addr_text) == "127.0.0.1:8001");
+	CHECK(addr(a->servers[0].addr) == "127.0.0.1:8001");
 	CHECK(a->servers[0].weight == 3);
-	CHECK(std::string(a->servers[1].addr_text) == "127.0.0.1:8002");
+	CHECK(addr(a->servers[1].addr) == "127.0.0.1:8002");
 	CHECK(allowed(a, "192.168.1.1:1"));
 	CHECK_FALSE(allowed(a, "10.1.1.1:1")); // file's allow list replaced
 	const config_listener *b = cfg.l("b");

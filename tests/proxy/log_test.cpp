@@ -204,9 +204,9 @@ TEST_CASE("log: '*' widths and precisions behave as printf's", "[log]")
 // shard/'s lines come through shard_ops.log as a message, a format and a
 // va_list, which proxy/main.c hands to log_vline; shard/ quotes nothing.
 // This is that path, with the supervisor's own formats.
-static void shard_say(enum log_level level, const char *msg, const char *fmt, ...)
+static void shard_say(log_severity level, const char *msg, const char *fmt, ...)
 	LOG_PRINTF(3, 4);
-static void shard_say(enum log_level level, const char *msg, const char *fmt, ...)
+static void shard_say(log_severity level, const char *msg, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -272,7 +272,7 @@ TEST_CASE("log: levels filter, names parse", "[log]")
 	CHECK(lines[0] == "ts=2026-11-22T21:55:01.123Z level=warn msg=\"shown\" n=2");
 	CHECK(lines[1] == "ts=2026-11-22T21:55:01.123Z level=error msg=\"shown too\"");
 
-	enum log_level lv;
+	log_severity lv;
 	CHECK(log_level_parse("debug", &lv) == 0);
 	CHECK(lv == LOG_LEVEL_DEBUG);
 	CHECK(log_level_parse("warning", &lv) == 0);
@@ -297,7 +297,7 @@ TEST_CASE("log: context pairs follow msg on every line", "[log]")
 TEST_CASE("log: rate limiting suppresses and reports the count", "[log]")
 {
 	Capture cap;
-	struct log_ratelimit rl = LOG_RATELIMIT_INIT(3);
+	log_ratelimit rl = LOG_RATELIMIT_INIT(3);
 	int written = 0;
 	for (int i = 0; i < 100; i++) {
 		written += log_ratelimited(&rl, LOG_LEVEL_WARN, "accept failed",
@@ -330,7 +330,7 @@ TEST_CASE("log: rate limiting suppresses and reports the count", "[log]")
 TEST_CASE("log: separate slots limit separately; quiet windows say nothing", "[log]")
 {
 	Capture cap;
-	struct log_ratelimit a = LOG_RATELIMIT_INIT(1), b = LOG_RATELIMIT_INIT(1);
+	log_ratelimit a = LOG_RATELIMIT_INIT(1), b = LOG_RATELIMIT_INIT(1);
 	CHECK(log_ratelimited(&a, LOG_LEVEL_ERROR, "a", nullptr));
 	CHECK(log_ratelimited(&b, LOG_LEVEL_ERROR, "b", nullptr));
 	CHECK_FALSE(log_ratelimited(&a, LOG_LEVEL_ERROR, "a", nullptr));
@@ -342,7 +342,7 @@ TEST_CASE("log: separate slots limit separately; quiet windows say nothing", "[l
 
 	// Disabled levels neither print nor count.
 	log_set_level(LOG_LEVEL_ERROR);
-	struct log_ratelimit c = LOG_RATELIMIT_INIT(1);
+	log_ratelimit c = LOG_RATELIMIT_INIT(1);
 	CHECK_FALSE(log_ratelimited(&c, LOG_LEVEL_INFO, "c", nullptr));
 	CHECK(c.suppressed == 0);
 }

@@ -96,16 +96,16 @@ TEST_CASE("rpc field: big-endian get and put round-trip for every length",
 namespace {
 
 struct Balancer {
-	balancer b;
+	balance_state b;
 	explicit Balancer(size_t n, balance_kind kind = BALANCE_HASH)
 	{
-		std::vector<balance_spec> specs(n);
+		std::vector<upstream_spec> specs(n);
 		for (size_t i = 0; i < n; i++) {
-			ids.push_back("10.0.0." + std::to_string(i + 1) + ":9");
-			specs[i] = { 1, nullptr };
+			std::string addr = "10.0.0." + std::to_string(i + 1) + ":9";
+			REQUIRE(netaddr_parse(&specs[i].addr, addr.c_str(),
+					      NETADDR_NUMERIC) == 0);
+			specs[i].weight = 1;
 		}
-		for (size_t i = 0; i < n; i++)
-			specs[i].id = ids[i].c_str();
 		REQUIRE(balance_init(&b, kind, specs.data(), n, 7) == 0);
 	}
 	~Balancer() { balance_free(&b); }
@@ -117,7 +117,6 @@ struct Balancer {
 				       &server) == 0);
 		return server;
 	}
-	std::vector<std::string> ids;
 };
 
 Bytes keyed(uint32_t key, const std::string &rest)
