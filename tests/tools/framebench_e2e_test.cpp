@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "proxy/frame.h"
-#include "tools/framebench_payload.h"
-#include "tools/framebench_sizedist.h"
+#include "tools/lib/payload.h"
+#include "tools/framebench/sizedist.h"
 
 #include "proc.hpp"
 

@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "tools/hist.h"
+#include "tools/lib/hist.h"
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "proxy/frame.h"
-#include "tools/framebench_payload.h"
+#include "tools/lib/payload.h"
 
 namespace {
 

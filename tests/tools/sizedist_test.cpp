@@ -7,8 +7,8 @@
 #include <map>
 #include <string>
 
-#include "tools/framebench_payload.h"
-#include "tools/framebench_sizedist.h"
+#include "tools/lib/payload.h"
+#include "tools/framebench/sizedist.h"
 
 namespace {
 

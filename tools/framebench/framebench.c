@@ -36,11 +36,11 @@
 #include "poll/poll.h"
 #include "proxy/frame.h"
 #include "sched/sched.h"
-#include "tools/framebench_io.h"
-#include "tools/framebench_payload.h"
-#include "tools/framebench_sizedist.h"
-#include "tools/framebench_util.h"
-#include "tools/hist.h"
+#include "tools/lib/io.h"
+#include "tools/lib/payload.h"
+#include "tools/framebench/sizedist.h"
+#include "tools/lib/cli.h"
+#include "tools/lib/hist.h"
 
 #define NS_PER_SEC 1000000000ll
 #define BUF_MIN (4u * 1024u)

@@ -2,8 +2,8 @@
  * framebench_util — command-line parsing shared by frameecho and framebench:
  * durations, sizes and socket addresses.
  */
-#ifndef FRAMEPROXY_TOOLS_FRAMEBENCH_UTIL_H
-#define FRAMEPROXY_TOOLS_FRAMEBENCH_UTIL_H
+#ifndef FRAMEPROXY_TOOLS_LIB_CLI_H
+#define FRAMEPROXY_TOOLS_LIB_CLI_H
 
 #include <stddef.h>
 #include <stdint.h>

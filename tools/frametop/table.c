@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/frametop_stats.h"
+#include "tools/frametop/stats.h"
 
 #define ROW_FMT "%c %5s %7s %-8s %-7s %4s %6s %7s %9s %9s %9s %6s %8s %5s%s"
 #define NUM_MAX 24

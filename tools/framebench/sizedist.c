@@ -1,12 +1,12 @@
-#include "tools/framebench_sizedist.h"
+#include "tools/framebench/sizedist.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "tools/framebench_payload.h"
-#include "tools/framebench_util.h"
+#include "tools/lib/payload.h"
+#include "tools/lib/cli.h"
 
 /* Distinct from fb_pick_size's salt: a --size-dist run and a --size run with
  * the same seed need not draw related sizes. */

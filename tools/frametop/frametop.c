@@ -3,8 +3,8 @@
  * (GET /stats), one row per shard, so that imbalance between shards shows
  * at a glance.
  *
- * Every interval it fetches /stats, parses it (tools/frametop_json.h) and
- * prints one table (tools/frametop_stats.h). Rates are deltas between two
+ * Every interval it fetches /stats, parses it (tools/frametop/json.h) and
+ * prints one table (tools/frametop/stats.h). Rates are deltas between two
  * consecutive samples over the time between them, so the first table shows
  * "-" in the rate columns: it is printed at once rather than after an
  * interval, so that a wrong address fails immediately. --once is the
@@ -31,9 +31,9 @@
 #include <unistd.h>
 
 #include "sched/sched.h"
-#include "tools/framebench_util.h"
-#include "tools/frametop_http.h"
-#include "tools/frametop_stats.h"
+#include "tools/lib/cli.h"
+#include "tools/frametop/http.h"
+#include "tools/frametop/stats.h"
 
 #define DEFAULT_ADMIN "127.0.0.1:9100"
 #define DEFAULT_INTERVAL_NS 1000000000ll

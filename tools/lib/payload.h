@@ -21,8 +21,8 @@
  * the first min(N, 8) bytes, then fb_stream bytes keyed by D (seed 0, conn 0,
  * seq D) for offsets 8..N-1. A client that knows P can rebuild the reply.
  */
-#ifndef FRAMEPROXY_TOOLS_FRAMEBENCH_PAYLOAD_H
-#define FRAMEPROXY_TOOLS_FRAMEBENCH_PAYLOAD_H
+#ifndef FRAMEPROXY_TOOLS_LIB_PAYLOAD_H
+#define FRAMEPROXY_TOOLS_LIB_PAYLOAD_H
 
 #include <stdbool.h>
 #include <stddef.h>

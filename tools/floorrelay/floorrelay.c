@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #include "poll/poll.h"
-#include "tools/framebench_util.h"
+#include "tools/lib/cli.h"
 
 enum floor_poller { FLOOR_EPOLL, FLOOR_URING };
 

@@ -1,4 +1,4 @@
-// frametop's strict JSON reader (tools/frametop_json.h): what it accepts,
+// frametop's strict JSON reader (tools/frametop/json.h): what it accepts,
 // what it rejects and where, escapes, nesting, numbers.
 #include <catch2/catch.hpp>
 
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/frametop_json.h"
+#include "tools/frametop/json.h"
 
 namespace {
 

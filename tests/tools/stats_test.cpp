@@ -1,5 +1,5 @@
-// frametop's sample, rates, table and HTTP parsing (tools/frametop_stats.h,
-// tools/frametop_http.h): pure functions, no sockets.
+// frametop's sample, rates, table and HTTP parsing (tools/frametop/stats.h,
+// tools/frametop/http.h): pure functions, no sockets.
 #include <catch2/catch.hpp>
 
 #include <cerrno>
@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "tools/frametop_http.h"
-#include "tools/frametop_stats.h"
+#include "tools/frametop/http.h"
+#include "tools/frametop/stats.h"
 
 namespace {
 

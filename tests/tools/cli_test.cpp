@@ -8,7 +8,7 @@
 #include <string>
 
 #include "poll/poll.h"
-#include "tools/framebench_util.h"
+#include "tools/lib/cli.h"
 
 TEST_CASE("util durations", "[util]")
 {

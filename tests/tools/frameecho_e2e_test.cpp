@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "proxy/frame.h"
-#include "tools/framebench_payload.h"
+#include "tools/lib/payload.h"
 
 #include "proc.hpp"
 

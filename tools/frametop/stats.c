@@ -2,13 +2,13 @@
  * frametop_stats — reading a /stats document into an ft_sample, and the
  * rates between two samples (see frametop_stats.h).
  */
-#include "tools/frametop_stats.h"
+#include "tools/frametop/stats.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/frametop_json.h"
+#include "tools/frametop/json.h"
 
 /* Where a field is looked up, for the error message. */
 struct reader {

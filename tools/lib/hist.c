@@ -1,4 +1,4 @@
-#include "tools/hist.h"
+#include "tools/lib/hist.h"
 
 #include <string.h>
 

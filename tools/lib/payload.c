@@ -1,4 +1,4 @@
-#include "tools/framebench_payload.h"
+#include "tools/lib/payload.h"
 
 #include <errno.h>
 #include <string.h>

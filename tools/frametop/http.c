@@ -3,7 +3,7 @@
  * that one deadline covers connect, send and receive, and a signal (q or
  * Ctrl-C in frametop) interrupts a slow endpoint at once.
  */
-#include "tools/frametop_http.h"
+#include "tools/frametop/http.h"
 
 #include <errno.h>
 #include <poll.h>

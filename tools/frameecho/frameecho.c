@@ -28,9 +28,9 @@
 #include "poll/poll.h"
 #include "proxy/frame.h"
 #include "sched/sched.h"
-#include "tools/framebench_io.h"
-#include "tools/framebench_payload.h"
-#include "tools/framebench_util.h"
+#include "tools/lib/io.h"
+#include "tools/lib/payload.h"
+#include "tools/lib/cli.h"
 
 #define RING_SIZE (32u * 1024u)    /* replies queued per connection */
 #define IN_SIZE (16u * 1024u)      /* one read */
@@ -547,7 +547,7 @@ static void usage(FILE *out)
 	      "  --delay DUR       hold each reply DUR after its request (e.g. 5ms)\n"
 	      "  --reply-size N    answer each frame with an N-byte frame whose\n"
 	      "                    payload is FNV-1a64(request) big-endian, then a\n"
-	      "                    stream keyed by it (tools/framebench_payload.h)\n"
+	      "                    stream keyed by it (tools/lib/payload.h)\n"
 	      "  --close-after N   close each connection after answering N frames\n"
 	      "  --max-frame SIZE  largest request accepted (default 16MiB);\n"
 	      "                    a larger one closes that connection\n"

@@ -7,8 +7,8 @@
  * /work/poll-sched-bugs.txt, 22:25 UTC). Until pd_read is fixed, read with
  * pd_try_read + pd_wait, which always asks the kernel before parking.
  */
-#ifndef FRAMEPROXY_TOOLS_FRAMEBENCH_IO_H
-#define FRAMEPROXY_TOOLS_FRAMEBENCH_IO_H
+#ifndef FRAMEPROXY_TOOLS_LIB_IO_H
+#define FRAMEPROXY_TOOLS_LIB_IO_H
 
 #include <errno.h>
 

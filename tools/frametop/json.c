@@ -3,7 +3,7 @@
  * function returns 0 or a negative errno and leaves the reason for a
  * syntax error in the doc.
  */
-#include "tools/frametop_json.h"
+#include "tools/frametop/json.h"
 
 #include <errno.h>
 #include <math.h>

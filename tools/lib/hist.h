@@ -11,8 +11,8 @@
  * Fixed size (about 34 KiB), so one per connection or one per run is cheap;
  * merge adds them up.
  */
-#ifndef FRAMEPROXY_TOOLS_HIST_H
-#define FRAMEPROXY_TOOLS_HIST_H
+#ifndef FRAMEPROXY_TOOLS_LIB_HIST_H
+#define FRAMEPROXY_TOOLS_LIB_HIST_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-#include "tools/framebench_util.h"
+#include "tools/lib/cli.h"
 
 #include <errno.h>
 #include <math.h>
