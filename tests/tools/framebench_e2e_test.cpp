@@ -280,13 +280,13 @@ TEST_CASE("framebench --size-dist sends the distribution, intact",
 	CHECK(json_number(r.out, "errors") == 0);
 	CHECK(json_string(r.out, "size") == "dist 64:90,1024-4096:9,65536:1");
 	// The same draws, made here: 1000 frames on each of 3 connections.
-	fb_size_dist d;
+	sizedist d;
 	char why[128];
-	REQUIRE(fb_size_dist_parse(spec.c_str(), &d, why, sizeof(why)) == 0);
+	REQUIRE(sizedist_parse(spec.c_str(), &d, why, sizeof(why)) == 0);
 	uint64_t payload = 0;
 	for (uint32_t conn = 0; conn < 3; conn++)
 		for (uint64_t seq = 0; seq < 1000; seq++)
-			payload += fb_size_dist_pick(&d, 9, conn, seq);
+			payload += sizedist_pick(&d, 9, conn, seq);
 	CHECK(json_number(r.out, "mean_payload_bytes") ==
 	      Approx((double)payload / 3000).margin(0.06));
 	CHECK(json_number(r.out, "bytes") == (double)(payload + 3000 * 4));

@@ -277,8 +277,8 @@ TEST_CASE("frameecho reply-size and half-close", "[e2e]")
 		uint8_t frame[304], want[300];
 		REQUIRE(read_full(s.fd, frame, sizeof(frame)));
 		CHECK(frame_read_length(frame) == 300);
-		uint64_t d = fb_fnv1a(FB_FNV_INIT, (const uint8_t *)q, std::strlen(q));
-		fb_reply_fill(want, sizeof(want), d, 0);
+		uint64_t d = payload_fnv1a(PAYLOAD_FNV_INIT, (const uint8_t *)q, std::strlen(q));
+		payload_reply_fill(want, sizeof(want), d, 0);
 		CHECK(std::memcmp(frame + 4, want, sizeof(want)) == 0);
 	}
 	// Replies finished, then our EOF came back as theirs.

@@ -1,7 +1,7 @@
 /*
- * frametop_stats — one sample of the supervisor's GET /stats (the JSON
- * shape is documented at the top of shard/metrics.h), the rates between
- * two samples, and the table frametop prints.
+ * stats — one sample of the supervisor's GET /stats (the JSON shape is
+ * documented at the top of shard/metrics.h) and the rates between two
+ * samples; the table frametop prints of them is in table.h. Prefix stats_.
  *
  * Counters in /stats are monotonic per shard index (the supervisor folds a
  * dead shard's counts into retired totals). Should one still go backwards
@@ -14,21 +14,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define FT_TEXT_MAX 16           /* state and poller names, truncated */
-#define FT_IMBALANCE_RATIO 2.0   /* busiest > 2x idlest: mark both */
-#define FT_IMBALANCE_MIN 1.0     /* frames/s below which nothing is marked */
+#define STATS_TEXT_MAX 16           /* state and poller names, truncated */
+#define STATS_IMBALANCE_RATIO 2.0   /* busiest > 2x idlest: mark both */
+#define STATS_IMBALANCE_MIN 1.0     /* frames/s below which nothing is marked */
 
-typedef struct ft_shard {
+typedef struct stats_shard {
 	int64_t index;
 	int64_t pid;                 /* 0: no live process */
-	char state[FT_TEXT_MAX];     /* printable ASCII only */
-	char poller[FT_TEXT_MAX];
+	char state[STATS_TEXT_MAX];     /* printable ASCII only */
+	char poller[STATS_TEXT_MAX];
 	uint64_t generation;
 	uint64_t active;             /* gauge */
 	uint64_t accepted;           /* counters */
@@ -37,68 +36,52 @@ typedef struct ft_shard {
 	double cpu_s;                /* user + system */
 	uint64_t rss_bytes;          /* gauges */
 	uint64_t runq_length;
-} ft_shard;
+} stats_shard;
 
-typedef struct ft_sample {
+typedef struct stats_sample {
 	int64_t pid;                 /* the supervisor's */
 	double uptime_s;
 	uint64_t shards_configured;
 	uint64_t reloads, restarts, retiring;
-	ft_shard *shards;
+	stats_shard *shards;
 	size_t shard_count;
 	int64_t mono_ns;             /* CLOCK_MONOTONIC when it arrived */
-} ft_sample;
+} stats_sample;
 
 /* Per-second rates of one shard between two samples. */
-typedef struct ft_rates {
+typedef struct stats_rates {
 	bool valid;                  /* false: nothing to compare with */
 	double accepted;
 	double frames_in, frames_out;
 	double bytes;                /* both directions */
 	double cpu_pct;              /* of one CPU */
-} ft_rates;
+} stats_rates;
 
 /*
  * Fill *out from a /stats body (mono_ns is left 0). 0; -EBADMSG when it is
- * not JSON or lacks a field (why says which); -ENOMEM. ft_sample_free
+ * not JSON or lacks a field (why says which); -ENOMEM. stats_sample_free
  * after success.
  */
-int ft_sample_parse(const char *text, size_t len, ft_sample *out, char *why,
-		    size_t why_len);
-void ft_sample_free(ft_sample *s);
+int stats_sample_parse(const char *text, size_t len, stats_sample *out, char *why,
+		       size_t why_len);
+void stats_sample_free(stats_sample *s);
 
 /* (cur - prev) / seconds; 0 when the counter went backwards or seconds <= 0. */
-double ft_rate(uint64_t prev, uint64_t cur, double seconds);
+double stats_rate(uint64_t prev, uint64_t cur, double seconds);
 /* CPU seconds used over wall seconds, in percent of one CPU; 0 likewise. */
-double ft_cpu_pct(double prev_s, double cur_s, double seconds);
+double stats_cpu_pct(double prev_s, double cur_s, double seconds);
 /* The shard with that index, or NULL. */
-const ft_shard *ft_find_shard(const ft_sample *s, int64_t index);
+const stats_shard *stats_find_shard(const stats_sample *s, int64_t index);
 /* Rates of cur against prev's shard of the same index (invalid if none). */
-ft_rates ft_shard_rates(const ft_sample *prev, const ft_sample *cur,
-			const ft_shard *shard);
+stats_rates stats_shard_rates(const stats_sample *prev, const stats_sample *cur,
+			      const stats_shard *shard);
 /*
  * Indexes into rates[0..n) of the busiest and the idlest shard by frames/s
  * (in + out), both -1 unless at least two are valid, the busiest does at
- * least FT_IMBALANCE_MIN and more than FT_IMBALANCE_RATIO times the idlest.
+ * least STATS_IMBALANCE_MIN and more than STATS_IMBALANCE_RATIO times the idlest.
  */
-void ft_imbalance(const ft_rates *rates, size_t n, long *busiest,
-		  long *idlest);
-
-/* "950", "9.5", "12.3k", "4.56M": counts per second, about 6 characters. */
-const char *ft_human_count(double v, char *buf, size_t len);
-/* "512B", "1.5KiB", "23.4MiB". */
-const char *ft_human_bytes(double v, char *buf, size_t len);
-/* "3.2s", "4m05s", "2h03m", "3d04h". */
-const char *ft_human_duration(double seconds, char *buf, size_t len);
-
-/*
- * Print one table: the header line, the column names, one row per shard of
- * cur, and a totals line. Rates need prev (NULL: they show as "-"). Every
- * line ends with eol ("\n", or "\033[K\n" to clear what a longer earlier
- * screen left). 0 or -EIO.
- */
-int ft_render(FILE *out, const ft_sample *prev, const ft_sample *cur,
-	      const char *admin, const char *eol);
+void stats_imbalance(const stats_rates *rates, size_t n, long *busiest,
+		     long *idlest);
 
 #ifdef __cplusplus
 }

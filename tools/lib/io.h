@@ -1,10 +1,9 @@
 /*
- * framebench_io — the one read loop frameecho and framebench share.
+ * io — the one read loop frameecho and framebench share. Prefix io_.
  *
  * pd_read() skips the read(2) after a short read and parks until a new
  * readiness edge. When the peer's FIN was already queued behind that short
- * read, no new edge ever comes and the EOF is never seen (reported in
- * /work/poll-sched-bugs.txt, 22:25 UTC). Until pd_read is fixed, read with
+ * read, no new edge ever comes and the EOF is never seen. So read with
  * pd_try_read + pd_wait, which always asks the kernel before parking.
  */
 #ifndef FRAMEPROXY_TOOLS_LIB_IO_H
@@ -16,18 +15,18 @@
 #include "sched/sched.h"
 
 /* Reads in a row without parking before we let others run (as pd_read). */
-#define FBIO_FAIR_STREAK 64
+#define IO_FAIR_STREAK 64
 
 /* One read: n > 0, 0 on EOF, or -errno (-ETIMEDOUT, -EBADF, ...). */
-static inline ssize_t fbio_read(poll_desc *pd, void *buf, size_t len,
-				unsigned *streak)
+static inline ssize_t io_read(poll_desc *pd, void *buf, size_t len,
+			      unsigned *streak)
 {
 	for (;;) {
 		ssize_t n = pd_try_read(pd, buf, len);
 		if (n == -EINTR)
 			continue;
 		if (n != -EAGAIN) {
-			if (n >= 0 && ++*streak >= FBIO_FAIR_STREAK) {
+			if (n >= 0 && ++*streak >= IO_FAIR_STREAK) {
 				*streak = 0;
 				coro_yield();
 			}
