@@ -153,15 +153,6 @@ static void note(const char *fmt, ...)
 	va_end(ap);
 }
 
-static void wake(coro **slot)
-{
-	if (*slot) {
-		coro *co = *slot;
-		*slot = NULL;
-		coro_ready(co);
-	}
-}
-
 /* The controller parks in one place at a time; ready it at most once. */
 static void wake_controller(void)
 {
@@ -188,21 +179,16 @@ static uint64_t in_flight(const bench_conn *c)
 static void conn_abort(bench_conn *c)
 {
 	c->dead = true;
-	if (c->closed)
+	if (!io_close_once(c->pd, &c->closed))
 		return;
-	c->closed = true;
-	pd_close(c->pd);
-	wake(&c->writer_wait);
+	io_wake(&c->writer_wait);
 }
 
 static void conn_release(bench_conn *c)
 {
 	if (--c->refs > 0)
 		return;
-	if (!c->closed) {
-		c->closed = true;
-		pd_close(c->pd);
-	}
+	io_close_once(c->pd, &c->closed);
 	tot.sent += c->sent;
 	tot.received += c->received;
 	tot.lost += in_flight(c);
@@ -394,7 +380,7 @@ static void frame_received(bench_conn *c, int64_t now)
 	c->received++;
 	c->in_payload = false;
 	c->prefix_have = 0;
-	wake(&c->writer_wait);
+	io_wake(&c->writer_wait);
 }
 
 /* A complete length prefix: check it against the frame we expect next. */
@@ -437,11 +423,7 @@ static int consume(bench_conn *c, const uint8_t *p, size_t n, int64_t now)
 			if (payload_verify_done(&c->verifier))
 				frame_received(c, now);
 		} else {
-			k = 4 - c->prefix_have;
-			if (k > n)
-				k = n;
-			memcpy(c->prefix + c->prefix_have, p, k);
-			c->prefix_have += (uint32_t)k;
+			k = io_take_prefix(c->prefix, &c->prefix_have, p, n);
 			if (c->prefix_have == 4 && reply_start(c, now) < 0)
 				return -EPROTO;
 		}
@@ -670,7 +652,7 @@ static void controller_main(void *arg)
 	tot.t_start = sched_now();
 	started = true;
 	for (uint32_t i = 0; i < opt.conns; i++)
-		wake(&conns[i].writer_wait);
+		io_wake(&conns[i].writer_wait);
 	progress_start();
 	while (conns_running > 0)
 		controller_wait("framebench running");

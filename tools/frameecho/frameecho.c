@@ -123,33 +123,19 @@ static void maybe_finish_stop(void)
 		sched_timer_cancel(&stop_timer);
 }
 
-static void wake(coro **slot)
-{
-	if (*slot) {
-		coro *co = *slot;
-		*slot = NULL;
-		coro_ready(co);
-	}
-}
-
 static void conn_abort(echo_conn *c)
 {
-	if (c->closed)
+	if (!io_close_once(c->pd, &c->closed))
 		return;
-	c->closed = true;
-	pd_close(c->pd);
-	wake(&c->reader_wait);
-	wake(&c->writer_wait);
+	io_wake(&c->reader_wait);
+	io_wake(&c->writer_wait);
 }
 
 static void conn_release(echo_conn *c)
 {
 	if (--c->refs > 0)
 		return;
-	if (!c->closed) {
-		c->closed = true;
-		pd_close(c->pd);
-	}
+	io_close_once(c->pd, &c->closed);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -183,7 +169,7 @@ static int ring_push(echo_conn *c, const uint8_t *data, size_t n)
 			return -EBADF;
 		size_t space = ring_space(c);
 		if (space == 0) {
-			wake(&c->writer_wait);
+			io_wake(&c->writer_wait);
 			park_in(&c->reader_wait, "frameecho ring full");
 			continue;
 		}
@@ -206,7 +192,7 @@ static int push_mark(echo_conn *c)
 	while (c->mark_head - c->mark_tail == MARKS_MAX) {
 		if (c->closed)
 			return -EBADF;
-		wake(&c->writer_wait);
+		io_wake(&c->writer_wait);
 		park_in(&c->reader_wait, "frameecho marks full");
 	}
 	reply_mark *m = &c->marks[c->mark_head % MARKS_MAX];
@@ -297,11 +283,7 @@ static int consume(echo_conn *c, const uint8_t *p, size_t n)
 			k = n < c->remaining ? n : c->remaining;
 			rc = take_payload(c, p, k);
 		} else {
-			k = 4 - c->prefix_have;
-			if (k > n)
-				k = n;
-			memcpy(c->prefix + c->prefix_have, p, k);
-			c->prefix_have += (uint32_t)k;
+			k = io_take_prefix(c->prefix, &c->prefix_have, p, n);
 			rc = c->prefix_have == 4 ? frame_start(c) : 0;
 		}
 		if (rc != 0)
@@ -331,7 +313,7 @@ static reader_end read_loop(echo_conn *c)
 			return END_CLOSE;
 		}
 		int rc = consume(c, c->in, (size_t)n);
-		wake(&c->writer_wait);
+		io_wake(&c->writer_wait);
 		if (rc != 0)
 			return rc == 1 ? END_LIMIT : END_CLOSE;
 	}
@@ -341,7 +323,7 @@ static void reader_main(void *arg)
 {
 	echo_conn *c = arg;
 	c->end = read_loop(c);
-	wake(&c->writer_wait);
+	io_wake(&c->writer_wait);
 	conn_release(c);
 }
 
@@ -361,7 +343,7 @@ static uint64_t write_limit(echo_conn *c, int64_t *sleep_until)
 			return m->pos;
 		}
 		c->mark_tail++;
-		wake(&c->reader_wait);
+		io_wake(&c->reader_wait);
 	}
 	return c->head;
 }
@@ -379,7 +361,7 @@ static int write_some(echo_conn *c, uint64_t limit)
 	if (rc < 0)
 		return (int)rc;
 	c->tail += n;
-	wake(&c->reader_wait);
+	io_wake(&c->reader_wait);
 	return 0;
 }
 

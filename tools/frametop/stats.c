@@ -100,26 +100,34 @@ static int get_text(stats_reader *r, const json_value *obj, const char *key,
 	return 0;
 }
 
+/* A shard's unsigned fields, in the order they are checked. */
+typedef struct u64_field {
+	const char *key;
+	size_t offset;          /* into stats_shard */
+} u64_field;
+
+static const u64_field shard_u64_fields[] = {
+	{"connections_active", offsetof(stats_shard, active)},
+	{"accepted", offsetof(stats_shard, accepted)},
+	{"frames_in", offsetof(stats_shard, frames_in)},
+	{"frames_out", offsetof(stats_shard, frames_out)},
+	{"bytes_in", offsetof(stats_shard, bytes_in)},
+	{"bytes_out", offsetof(stats_shard, bytes_out)},
+	{"rss_bytes", offsetof(stats_shard, rss_bytes)},
+	{"runq_length", offsetof(stats_shard, runq_length)},
+};
+
 static int read_counters(stats_reader *r, const json_value *o, stats_shard *s)
 {
-	int err = 0;
-	if (!err)
-		err = get_u64(r, o, "connections_active", &s->active);
-	if (!err)
-		err = get_u64(r, o, "accepted", &s->accepted);
-	if (!err)
-		err = get_u64(r, o, "frames_in", &s->frames_in);
-	if (!err)
-		err = get_u64(r, o, "frames_out", &s->frames_out);
-	if (!err)
-		err = get_u64(r, o, "bytes_in", &s->bytes_in);
-	if (!err)
-		err = get_u64(r, o, "bytes_out", &s->bytes_out);
-	if (!err)
-		err = get_u64(r, o, "rss_bytes", &s->rss_bytes);
-	if (!err)
-		err = get_u64(r, o, "runq_length", &s->runq_length);
-	return err;
+	size_t n = sizeof(shard_u64_fields) / sizeof(shard_u64_fields[0]);
+	for (size_t i = 0; i < n; i++) {
+		const u64_field *f = &shard_u64_fields[i];
+		int err = get_u64(r, o, f->key,
+				  (uint64_t *)((char *)s + f->offset));
+		if (err)
+			return err;
+	}
+	return 0;
 }
 
 static int read_shard(stats_reader *r, const json_value *o, stats_shard *s)

@@ -12,9 +12,28 @@
 #define ROW_FMT "%c %5s %7s %-8s %-7s %4s %6s %7s %9s %9s %9s %6s %8s %5s%s"
 #define NUM_MAX 24
 
+/*
+ * v (at least base) in the largest of unit[0..units) that keeps it at
+ * least 1 (unit[0] is base, each next one base times more), with two or
+ * three significant digits.
+ */
+static const char *scaled(double v, double base, const char *const *unit,
+			  size_t units, char *buf, size_t len)
+{
+	size_t i = 0;
+	v /= base;
+	while (v >= base && i + 1 < units) {
+		v /= base;
+		i++;
+	}
+	snprintf(buf, len, v < 10 ? "%.2f%s" : v < 100 ? "%.1f%s" : "%.0f%s",
+		 v, unit[i]);
+	return buf;
+}
+
 const char *table_human_count(double v, char *buf, size_t len)
 {
-	static const char suffix[] = "kMGTPE";
+	static const char *const suffix[] = {"k", "M", "G", "T", "P", "E"};
 	if (!(v > 0)) {
 		snprintf(buf, len, "0");
 		return buf;
@@ -23,15 +42,8 @@ const char *table_human_count(double v, char *buf, size_t len)
 		snprintf(buf, len, v < 10 ? "%.1f" : "%.0f", v);
 		return buf;
 	}
-	size_t i = 0;
-	v /= 1000;
-	while (v >= 1000 && i + 1 < sizeof(suffix) - 1) {
-		v /= 1000;
-		i++;
-	}
-	snprintf(buf, len, v < 10 ? "%.2f%c" : v < 100 ? "%.1f%c" : "%.0f%c",
-		 v, suffix[i]);
-	return buf;
+	return scaled(v, 1000, suffix, sizeof(suffix) / sizeof(suffix[0]), buf,
+		      len);
 }
 
 const char *table_human_bytes(double v, char *buf, size_t len)
@@ -41,15 +53,7 @@ const char *table_human_bytes(double v, char *buf, size_t len)
 		snprintf(buf, len, "%.0fB", v > 0 ? v : 0);
 		return buf;
 	}
-	size_t i = 0;
-	v /= 1024;
-	while (v >= 1024 && i + 1 < sizeof(unit) / sizeof(unit[0])) {
-		v /= 1024;
-		i++;
-	}
-	snprintf(buf, len, v < 10 ? "%.2f%s" : v < 100 ? "%.1f%s" : "%.0f%s",
-		 v, unit[i]);
-	return buf;
+	return scaled(v, 1024, unit, sizeof(unit) / sizeof(unit[0]), buf, len);
 }
 
 const char *table_human_duration(double seconds, char *buf, size_t len)

@@ -109,11 +109,11 @@ static void stats_sub(poll_stats *a, const poll_stats *b)
 	a->poll_syscalls -= b->poll_syscalls;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
+/* All len bytes through write(2) or read(2): 0, or -1 on error or EOF. */
+static int transfer_all(int fd, char *p, size_t len, bool writing)
 {
-	const char *p = buf;
 	while (len > 0) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = writing ? write(fd, p, len) : read(fd, p, len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -124,19 +124,14 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+static int write_all(int fd, const void *buf, size_t len)
+{
+	return transfer_all(fd, (char *)buf, len, true);
+}
+
 static int read_all(int fd, void *buf, size_t len)
 {
-	char *p = buf;
-	while (len > 0) {
-		ssize_t n = read(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return transfer_all(fd, buf, len, false);
 }
 
 static int open_poller(const poller_variant *v)
