@@ -1,5 +1,6 @@
-// frameecho + framebench end to end on loopback: the real executables
-// (paths from $FRAMEECHO / $FRAMEBENCH), started with fork+exec on port 0.
+// frameecho + framebench end to end on loopback (and floorrelay between
+// them): the real executables (paths from $FRAMEECHO / $FRAMEBENCH /
+// $FLOORRELAY), started with fork+exec on port 0.
 // Every child is owned by a Proc whose destructor kills it by PID, so a
 // failing assertion never leaves a process behind.
 #include <catch2/catch.hpp>

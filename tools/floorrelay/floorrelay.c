@@ -66,8 +66,8 @@ typedef struct floor_direction {
 } floor_direction;
 
 struct floor_pair {
-	floor_direction up;   /* client -> server */
-	floor_direction down; /* server -> client */
+	floor_direction up;          /* client -> server */
+	floor_direction down;        /* server -> client */
 	int client;
 	int server;
 	int in_flight; /* uring: SQEs not yet completed */

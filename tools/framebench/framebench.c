@@ -89,7 +89,7 @@ typedef struct bench_conn {
 	int refs;
 	coro *writer_wait;        /* writer parked on a full window */
 
-	inflight_frame *ring;      /* frames in flight, depth entries */
+	inflight_frame *ring;       /* frames in flight, depth entries */
 	uint64_t sent, received;    /* sequence numbers: next to send/expect */
 	uint64_t quota;             /* frames this connection may send */
 
@@ -117,7 +117,7 @@ typedef struct bench_totals {
 static bench_options opt;
 static bench_conn *conns;
 static hist latency;
-static hist send_lag;   /* open loop: how late each frame left its slot */
+static hist send_lag;     /* open loop: how late each frame left its slot */
 static bench_totals tot;
 static uint32_t connects_pending;
 static uint32_t conns_running;
@@ -136,7 +136,7 @@ static struct {
 	int64_t next_at;            /* on whole seconds from the start */
 	int64_t last_at;
 	uint64_t last_replies;
-	hist window;              /* latencies since the last line */
+	hist window;                /* latencies since the last line */
 } progress;
 
 static void progress_erase(void);

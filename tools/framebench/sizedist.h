@@ -24,8 +24,8 @@
 extern "C" {
 #endif
 
-#define SIZEDIST_MAX_ENTRIES 64u             /* entries in one SPEC */
-#define SIZEDIST_WEIGHT_MAX 1000000000u   /* keeps the total far below 2^64 */
+#define SIZEDIST_MAX_ENTRIES 64u         /* entries in one SPEC */
+#define SIZEDIST_WEIGHT_MAX 1000000000u  /* keeps the total far below 2^64 */
 /* Longest sizedist_format output, with its NUL ("MIN-MAX:WEIGHT," each). */
 #define SIZEDIST_TEXT_MAX (SIZEDIST_MAX_ENTRIES * 32u)
 

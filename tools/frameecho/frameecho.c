@@ -93,7 +93,7 @@ typedef struct echo_conn {
 } echo_conn;
 
 static echo_options opt;
-static echo_conn *conns;         /* live connections */
+static echo_conn *conns;           /* live connections */
 static uint64_t conns_live;
 static uint64_t next_conn_id;
 static poll_desc *listener;

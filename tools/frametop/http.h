@@ -14,7 +14,7 @@ extern "C" {
 #endif
 
 #define HTTP_TIMEOUT_MS 2000
-#define HTTP_MAX_RESPONSE (4u << 20)  /* head + body */
+#define HTTP_MAX_RESPONSE (4u << 20)     /* head + body */
 
 typedef struct http_reply {
 	char *data;           /* the whole response, NUL-terminated */

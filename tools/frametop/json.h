@@ -24,9 +24,9 @@
 extern "C" {
 #endif
 
-#define JSON_MAX_DEPTH 64          /* nesting (the parser recurses) */
+#define JSON_MAX_DEPTH 64        /* nesting (the parser recurses) */
 #define JSON_MAX_VALUES (1u << 20) /* values per document (bounds memory) */
-#define JSON_MAX_NUMBER 64         /* characters in one number literal */
+#define JSON_MAX_NUMBER 64       /* characters in one number literal */
 
 typedef enum json_type {
 	JSON_NULL,
@@ -53,7 +53,7 @@ typedef struct json_value {
 } json_value;
 
 typedef struct json_doc {
-	json_value *values;       /* values[0] is the root */
+	json_value *values;     /* values[0] is the root */
 	size_t count, cap;
 	char *strings;          /* decoded strings */
 	size_t strings_used;

@@ -19,14 +19,14 @@
 extern "C" {
 #endif
 
-#define STATS_TEXT_MAX 16           /* state and poller names, truncated */
+#define STATS_TEXT_MAX 16        /* state and poller names, truncated */
 #define STATS_IMBALANCE_RATIO 2.0   /* busiest > 2x idlest: mark both */
-#define STATS_IMBALANCE_MIN 1.0     /* frames/s below which nothing is marked */
+#define STATS_IMBALANCE_MIN 1.0  /* frames/s below which nothing is marked */
 
 typedef struct stats_shard {
 	int64_t index;
 	int64_t pid;                 /* 0: no live process */
-	char state[STATS_TEXT_MAX];     /* printable ASCII only */
+	char state[STATS_TEXT_MAX];  /* printable ASCII only */
 	char poller[STATS_TEXT_MAX];
 	uint64_t generation;
 	uint64_t active;             /* gauge */
