@@ -31,26 +31,12 @@
 
 namespace {
 
+using tooltest::Echo;
 using tooltest::Proc;
 using tooltest::exe;
 using tooltest::now_ms;
-
-// A frameecho on 127.0.0.1:0 and the port it reported.
-struct Echo {
-	std::unique_ptr<Proc> child;
-	int port = 0;
-};
-
-void start_echo(Echo &echo)
-{
-	echo.child.reset(new Proc({exe("FRAMEECHO"), "--listen", "127.0.0.1:0",
-				   "--quiet"}));
-	std::string line = echo.child->read_until("\n", 10000);
-	const std::string prefix = "listening on 127.0.0.1:";
-	REQUIRE(line.compare(0, prefix.size(), prefix) == 0);
-	echo.port = std::atoi(line.c_str() + prefix.size());
-	REQUIRE(echo.port > 0);
-}
+using tooltest::read_full;
+using tooltest::start_echo;
 
 struct Run {
 	int code;
@@ -100,18 +86,6 @@ size_t count(const std::string &text, const std::string &what)
 // --- an upstream that damages frame `target` ---------------------------------
 
 enum class Fault { flip, drop };
-
-bool read_full(int fd, uint8_t *buf, size_t n)
-{
-	while (n > 0) {
-		ssize_t r = read(fd, buf, n);
-		if (r <= 0)
-			return false;
-		buf += r;
-		n -= (size_t)r;
-	}
-	return true;
-}
 
 bool write_full(int fd, const uint8_t *buf, size_t n)
 {
@@ -268,7 +242,7 @@ TEST_CASE("framebench --size-dist sends the distribution, intact",
 	  "[e2e][sizedist]")
 {
 	Echo echo;
-	start_echo(echo);
+	REQUIRE(start_echo(echo));
 	const std::string spec = "64:90,1KiB-4KiB:9,64KiB:1";
 	auto r = bench(echo.port, {"--json", "-c", "3", "-d", "4", "--frames",
 				   "3000", "--seed", "9", "--size-dist", spec});
@@ -317,7 +291,7 @@ TEST_CASE("framebench --progress prints a line a second into a pipe",
 	  "[e2e][progress]")
 {
 	Echo echo;
-	start_echo(echo);
+	REQUIRE(start_echo(echo));
 	auto r = bench(echo.port, {"--json", "--progress", "--duration", "2.5s"});
 	INFO(r.out << r.err);
 	CHECK(r.code == 0);
@@ -346,7 +320,7 @@ TEST_CASE("framebench redraws progress in place on a terminal",
 	  "[e2e][progress]")
 {
 	Echo echo;
-	start_echo(echo);
+	REQUIRE(start_echo(echo));
 	auto r = bench_on_tty(echo.port, {"--duration", "2.5s"});
 	INFO(r.out << "tty: " << r.tty);
 	CHECK(r.code == 0);

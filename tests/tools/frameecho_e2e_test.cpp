@@ -29,29 +29,12 @@
 
 namespace {
 
+using tooltest::Echo;
 using tooltest::Proc;
 using tooltest::exe;
 using tooltest::now_ms;
-
-// A frameecho on 127.0.0.1:0 and the port it reported.
-struct Echo {
-	std::unique_ptr<Proc> child;
-	int port = 0;
-};
-
-bool start_echo(Echo &echo, std::vector<std::string> extra)
-{
-	std::vector<std::string> argv = {exe("FRAMEECHO"), "--listen",
-					 "127.0.0.1:0", "--quiet"};
-	argv.insert(argv.end(), extra.begin(), extra.end());
-	echo.child.reset(new Proc(argv));
-	std::string line = echo.child->read_until("\n", 10000);
-	const std::string prefix = "listening on 127.0.0.1:";
-	if (line.compare(0, prefix.size(), prefix) != 0)
-		return false;
-	echo.port = std::atoi(line.c_str() + prefix.size());
-	return echo.port > 0;
-}
+using tooltest::read_full;
+using tooltest::start_echo;
 
 struct BenchResult {
 	int exit_code;
@@ -99,18 +82,6 @@ int connect_to(int port)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	REQUIRE(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
 	return fd;
-}
-
-bool read_full(int fd, uint8_t *buf, size_t n)
-{
-	while (n > 0) {
-		ssize_t r = read(fd, buf, n);
-		if (r <= 0)
-			return false;
-		buf += r;
-		n -= (size_t)r;
-	}
-	return true;
 }
 
 struct Fd {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <fcntl.h>
+#include <memory>
 #include <poll.h>
 #include <signal.h>
 #include <string>
@@ -160,5 +161,39 @@ private:
 	pid_t pid_ = -1;
 	int in_ = -1, out_ = -1, err_ = -1;
 };
+
+// A frameecho ($FRAMEECHO) on 127.0.0.1:0 and the port it reported.
+struct Echo {
+	std::unique_ptr<Proc> child;
+	int port = 0;
+};
+
+// false when it did not report a port (e.g. --poller uring without io_uring).
+inline bool start_echo(Echo &echo, std::vector<std::string> extra = {})
+{
+	std::vector<std::string> argv = {exe("FRAMEECHO"), "--listen",
+					 "127.0.0.1:0", "--quiet"};
+	argv.insert(argv.end(), extra.begin(), extra.end());
+	echo.child.reset(new Proc(argv));
+	std::string line = echo.child->read_until("\n", 10000);
+	const std::string prefix = "listening on 127.0.0.1:";
+	if (line.compare(0, prefix.size(), prefix) != 0)
+		return false;
+	echo.port = std::atoi(line.c_str() + prefix.size());
+	return echo.port > 0;
+}
+
+// n bytes from fd; false on EOF or error first.
+inline bool read_full(int fd, uint8_t *buf, size_t n)
+{
+	while (n > 0) {
+		ssize_t r = read(fd, buf, n);
+		if (r <= 0)
+			return false;
+		buf += r;
+		n -= (size_t)r;
+	}
+	return true;
+}
 
 } // namespace tooltest
