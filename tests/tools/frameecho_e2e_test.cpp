@@ -1,6 +1,5 @@
-// frameecho + framebench end to end on loopback (and floorrelay between
-// them): the real executables (paths from $FRAMEECHO / $FRAMEBENCH /
-// $FLOORRELAY), started with fork+exec on port 0.
+// frameecho + framebench end to end on loopback: the real executables
+// (paths from $FRAMEECHO / $FRAMEBENCH), started with fork+exec on port 0.
 // Every child is owned by a Proc whose destructor kills it by PID, so a
 // failing assertion never leaves a process behind.
 #include <catch2/catch.hpp>
@@ -29,65 +28,18 @@
 
 namespace {
 
+using tooltest::BenchResult;
 using tooltest::Echo;
+using tooltest::Fd;
 using tooltest::Proc;
+using tooltest::connect_to;
 using tooltest::exe;
+using tooltest::json_number;
 using tooltest::now_ms;
 using tooltest::read_full;
+using tooltest::run_bench;
 using tooltest::start_echo;
-
-struct BenchResult {
-	int exit_code;
-	std::string out;
-};
-
-BenchResult run_bench(int port, std::vector<std::string> extra)
-{
-	std::vector<std::string> argv = {exe("FRAMEBENCH"), "--target",
-					 "127.0.0.1:" + std::to_string(port),
-					 "--json"};
-	argv.insert(argv.end(), extra.begin(), extra.end());
-	Proc bench(argv);
-	std::string out = bench.read_until(nullptr, 60000);
-	int code = bench.wait_exit(10000);
-	INFO("framebench said: " << out);
-	return {code, out};
-}
-
-// The number after "key": in framebench's one-line JSON object.
-double json_number(const std::string &json, const std::string &key)
-{
-	std::string needle = "\"" + key + "\":";
-	size_t at = json.find(needle);
-	if (at == std::string::npos)
-		FAIL("no key " << key << " in: " << json);
-	return std::strtod(json.c_str() + at + needle.size(), nullptr);
-}
-
-bool uring_usable()
-{
-	Echo probe;
-	return start_echo(probe, {"--poller", "uring"});
-}
-
-int connect_to(int port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	REQUIRE(fd >= 0);
-	struct sockaddr_in sin = {};
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	struct timeval tv = {10, 0};  // a hung server fails the test, not CI
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	REQUIRE(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
-	return fd;
-}
-
-struct Fd {
-	int fd;
-	~Fd() { close(fd); }
-};
+using tooltest::uring_usable;
 
 } // namespace
 
@@ -273,48 +225,3 @@ TEST_CASE("frameecho stops cleanly on SIGTERM", "[e2e]")
 // floorrelay (tools/compare's floor): both pollers carry every byte of
 // mixed-size frames unchanged, pass a half-close on so replies still in
 // flight arrive, and stop on SIGTERM.
-TEST_CASE("floorrelay relays frames intact and passes half-close on",
-	  "[e2e][floor]")
-{
-	std::vector<std::string> pollers = {"epoll"};
-	if (uring_usable())
-		pollers.push_back("uring");
-	else
-		WARN("io_uring is not usable here: uring cases skipped");
-	for (const auto &poller : pollers) {
-		CAPTURE(poller);
-		Echo echo;
-		REQUIRE(start_echo(echo, {}));
-		Proc relay({exe("FLOORRELAY"), "--listen", "127.0.0.1:0",
-			    "--server", "127.0.0.1:" + std::to_string(echo.port),
-			    "--poller", poller, "--buffer", "16KiB"});
-		std::string line = relay.read_until("\n", 10000);
-		const std::string prefix = "listening on 127.0.0.1:";
-		REQUIRE(line.compare(0, prefix.size(), prefix) == 0);
-		int port = std::atoi(line.c_str() + prefix.size());
-
-		// Frames up to 12x the relay's buffer, 4 in flight per
-		// connection; framebench half-closes at the end and waits.
-		auto r = run_bench(port, {"-c", "6", "-d", "4", "--size",
-					  "0-200K", "--frames", "600"});
-		CHECK(r.exit_code == 0);
-		CHECK(json_number(r.out, "frames") == 600);
-		CHECK(json_number(r.out, "mismatches") == 0);
-		CHECK(json_number(r.out, "lost") == 0);
-
-		Fd s{connect_to(port)};
-		uint8_t frame[4 + 5];
-		frame_write_length(frame, 5);
-		std::memcpy(frame + 4, "hello", 5);
-		REQUIRE(write(s.fd, frame, sizeof(frame)) == (ssize_t)sizeof(frame));
-		REQUIRE(shutdown(s.fd, SHUT_WR) == 0);
-		uint8_t back[sizeof(frame)];
-		REQUIRE(read_full(s.fd, back, sizeof(back)));
-		CHECK(std::memcmp(back, frame, sizeof(frame)) == 0);
-		uint8_t more;
-		CHECK(read(s.fd, &more, 1) == 0);  // the echo's EOF, passed back
-
-		REQUIRE(kill(relay.pid(), SIGTERM) == 0);
-		CHECK(relay.wait_exit(5000) == 0);
-	}
-}
