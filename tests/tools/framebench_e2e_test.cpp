@@ -24,33 +24,19 @@
 #include <vector>
 
 #include "proxy/frame.h"
-#include "tools/framebench_payload.h"
-#include "tools/framebench_sizedist.h"
+#include "tools/lib/payload.h"
+#include "tools/framebench/sizedist.h"
 
 #include "proc.hpp"
 
 namespace {
 
+using tooltest::Echo;
 using tooltest::Proc;
 using tooltest::exe;
 using tooltest::now_ms;
-
-// A frameecho on 127.0.0.1:0 and the port it reported.
-struct Echo {
-	std::unique_ptr<Proc> child;
-	int port = 0;
-};
-
-void start_echo(Echo &echo)
-{
-	echo.child.reset(new Proc({exe("FRAMEECHO"), "--listen", "127.0.0.1:0",
-				   "--quiet"}));
-	std::string line = echo.child->read_until("\n", 10000);
-	const std::string prefix = "listening on 127.0.0.1:";
-	REQUIRE(line.compare(0, prefix.size(), prefix) == 0);
-	echo.port = std::atoi(line.c_str() + prefix.size());
-	REQUIRE(echo.port > 0);
-}
+using tooltest::read_full;
+using tooltest::start_echo;
 
 struct Run {
 	int code;
@@ -100,18 +86,6 @@ size_t count(const std::string &text, const std::string &what)
 // --- an upstream that damages frame `target` ---------------------------------
 
 enum class Fault { flip, drop };
-
-bool read_full(int fd, uint8_t *buf, size_t n)
-{
-	while (n > 0) {
-		ssize_t r = read(fd, buf, n);
-		if (r <= 0)
-			return false;
-		buf += r;
-		n -= (size_t)r;
-	}
-	return true;
-}
 
 bool write_full(int fd, const uint8_t *buf, size_t n)
 {
@@ -268,7 +242,7 @@ TEST_CASE("framebench --size-dist sends the distribution, intact",
 	  "[e2e][sizedist]")
 {
 	Echo echo;
-	start_echo(echo);
+	REQUIRE(start_echo(echo));
 	const std::string spec = "64:90,1KiB-4KiB:9,64KiB:1";
 	auto r = bench(echo.port, {"--json", "-c", "3", "-d", "4", "--frames",
 				   "3000", "--seed", "9", "--size-dist", spec});
@@ -280,13 +254,13 @@ TEST_CASE("framebench --size-dist sends the distribution, intact",
 	CHECK(json_number(r.out, "errors") == 0);
 	CHECK(json_string(r.out, "size") == "dist 64:90,1024-4096:9,65536:1");
 	// The same draws, made here: 1000 frames on each of 3 connections.
-	fb_size_dist d;
+	sizedist d;
 	char why[128];
-	REQUIRE(fb_size_dist_parse(spec.c_str(), &d, why, sizeof(why)) == 0);
+	REQUIRE(sizedist_parse(spec.c_str(), &d, why, sizeof(why)) == 0);
 	uint64_t payload = 0;
 	for (uint32_t conn = 0; conn < 3; conn++)
 		for (uint64_t seq = 0; seq < 1000; seq++)
-			payload += fb_size_dist_pick(&d, 9, conn, seq);
+			payload += sizedist_pick(&d, 9, conn, seq);
 	CHECK(json_number(r.out, "mean_payload_bytes") ==
 	      Approx((double)payload / 3000).margin(0.06));
 	CHECK(json_number(r.out, "bytes") == (double)(payload + 3000 * 4));
@@ -317,7 +291,7 @@ TEST_CASE("framebench --progress prints a line a second into a pipe",
 	  "[e2e][progress]")
 {
 	Echo echo;
-	start_echo(echo);
+	REQUIRE(start_echo(echo));
 	auto r = bench(echo.port, {"--json", "--progress", "--duration", "2.5s"});
 	INFO(r.out << r.err);
 	CHECK(r.code == 0);
@@ -346,7 +320,7 @@ TEST_CASE("framebench redraws progress in place on a terminal",
 	  "[e2e][progress]")
 {
 	Echo echo;
-	start_echo(echo);
+	REQUIRE(start_echo(echo));
 	auto r = bench_on_tty(echo.port, {"--duration", "2.5s"});
 	INFO(r.out << "tty: " << r.tty);
 	CHECK(r.code == 0);

@@ -33,9 +33,11 @@
 
 namespace {
 
+using tooltest::Echo;
 using tooltest::Proc;
 using tooltest::exe;
 using tooltest::now_ms;
+using tooltest::start_echo;
 
 // The port after `key` (e.g. "address=127.0.0.1:") on the line holding
 // `line_mark`, or 0.
@@ -53,23 +55,6 @@ int port_after(const std::string &log, const std::string &line_mark,
 }
 
 // --- the processes under test -------------------------------------------
-
-struct Echo {
-	std::unique_ptr<Proc> child;
-	int port = 0;
-
-	bool start()
-	{
-		child.reset(new Proc({exe("FRAMEECHO"), "--listen",
-				      "127.0.0.1:0", "--quiet"}));
-		std::string line = child->read_until("\n", 10000);
-		const std::string prefix = "listening on 127.0.0.1:";
-		if (line.compare(0, prefix.size(), prefix) != 0)
-			return false;
-		port = std::atoi(line.c_str() + prefix.size());
-		return port > 0;
-	}
-};
 
 // frameproxy --shards 2, its stderr to a file: the shards log a line per
 // connection, and a pipe that nobody reads while frametop runs would fill
@@ -529,7 +514,7 @@ private:
 TEST_CASE("frametop: two shards of a live frameproxy", "[frametop][e2e]")
 {
 	Echo echo;
-	REQUIRE(echo.start());
+	REQUIRE(start_echo(echo));
 	Proxy proxy;
 	bool started = proxy.start(echo.port);
 	INFO("frameproxy said: " << proxy.log());

@@ -9,13 +9,13 @@
 #include <random>
 #include <vector>
 
-#include "tools/hist.h"
+#include "tools/lib/hist.h"
 
 namespace {
 
-std::unique_ptr<hist_t> make_hist()
+std::unique_ptr<hist> make_hist()
 {
-	std::unique_ptr<hist_t> h(new hist_t);
+	std::unique_ptr<hist> h(new hist);
 	hist_init(h.get());
 	return h;
 }
@@ -30,7 +30,7 @@ int64_t exact_percentile(std::vector<int64_t> sorted, double p)
 	return sorted[rank - 1];
 }
 
-void check_against_exact(hist_t *h, std::vector<int64_t> samples)
+void check_against_exact(hist *h, std::vector<int64_t> samples)
 {
 	for (int64_t v : samples)
 		hist_record(h, v);

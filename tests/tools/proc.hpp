@@ -1,15 +1,21 @@
 // A child process for the tools' end-to-end tests: argv[0] is a path, its
-// stdin, stdout and stderr are pipes, and it is killed when dropped.
+// stdin, stdout and stderr are pipes, and it is killed when dropped. Then
+// what several of those tests use: a frameecho, a framebench --json run, a
+// loopback connection.
 #pragma once
 
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
 #include <cstdint>
 #include <cstdlib>
 #include <fcntl.h>
+#include <memory>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <string>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -159,6 +165,97 @@ private:
 
 	pid_t pid_ = -1;
 	int in_ = -1, out_ = -1, err_ = -1;
+};
+
+// A frameecho ($FRAMEECHO) on 127.0.0.1:0 and the port it reported.
+struct Echo {
+	std::unique_ptr<Proc> child;
+	int port = 0;
+};
+
+// false when it did not report a port (e.g. --poller uring without io_uring).
+inline bool start_echo(Echo &echo, std::vector<std::string> extra = {})
+{
+	std::vector<std::string> argv = {exe("FRAMEECHO"), "--listen",
+					 "127.0.0.1:0", "--quiet"};
+	argv.insert(argv.end(), extra.begin(), extra.end());
+	echo.child.reset(new Proc(argv));
+	std::string line = echo.child->read_until("\n", 10000);
+	const std::string prefix = "listening on 127.0.0.1:";
+	if (line.compare(0, prefix.size(), prefix) != 0)
+		return false;
+	echo.port = std::atoi(line.c_str() + prefix.size());
+	return echo.port > 0;
+}
+
+// n bytes from fd; false on EOF or error first.
+inline bool read_full(int fd, uint8_t *buf, size_t n)
+{
+	while (n > 0) {
+		ssize_t r = read(fd, buf, n);
+		if (r <= 0)
+			return false;
+		buf += r;
+		n -= (size_t)r;
+	}
+	return true;
+}
+
+// framebench --json against 127.0.0.1:port: its exit code and stdout.
+struct BenchResult {
+	int exit_code;
+	std::string out;
+};
+
+inline BenchResult run_bench(int port, std::vector<std::string> extra)
+{
+	std::vector<std::string> argv = {exe("FRAMEBENCH"), "--target",
+					 "127.0.0.1:" + std::to_string(port),
+					 "--json"};
+	argv.insert(argv.end(), extra.begin(), extra.end());
+	Proc bench(argv);
+	std::string out = bench.read_until(nullptr, 60000);
+	int code = bench.wait_exit(10000);
+	INFO("framebench said: " << out);
+	return {code, out};
+}
+
+// The number after "key": in framebench's one-line JSON object.
+inline double json_number(const std::string &json, const std::string &key)
+{
+	std::string needle = "\"" + key + "\":";
+	size_t at = json.find(needle);
+	if (at == std::string::npos)
+		FAIL("no key " << key << " in: " << json);
+	return std::strtod(json.c_str() + at + needle.size(), nullptr);
+}
+
+// Whether frameecho starts with --poller uring (io_uring may be disabled).
+inline bool uring_usable()
+{
+	Echo probe;
+	return start_echo(probe, {"--poller", "uring"});
+}
+
+// A blocking connection to 127.0.0.1:port that gives up reading after 10 s.
+inline int connect_to(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	REQUIRE(fd >= 0);
+	struct sockaddr_in sin = {};
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = {10, 0};  // a hung server fails the test, not CI
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	REQUIRE(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	return fd;
+}
+
+// Closes fd when dropped.
+struct Fd {
+	int fd;
+	~Fd() { close(fd); }
 };
 
 } // namespace tooltest

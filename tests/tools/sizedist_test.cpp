@@ -7,14 +7,14 @@
 #include <map>
 #include <string>
 
-#include "tools/framebench_payload.h"
-#include "tools/framebench_sizedist.h"
+#include "tools/lib/payload.h"
+#include "tools/framebench/sizedist.h"
 
 namespace {
 
 struct Parsed {
 	int rc;
-	fb_size_dist dist;
+	sizedist dist;
 	std::string why;
 };
 
@@ -22,15 +22,15 @@ Parsed parse(const std::string &spec)
 {
 	Parsed p;
 	char why[256] = "";
-	p.rc = fb_size_dist_parse(spec.c_str(), &p.dist, why, sizeof(why));
+	p.rc = sizedist_parse(spec.c_str(), &p.dist, why, sizeof(why));
 	p.why = why;
 	return p;
 }
 
-std::string format(const fb_size_dist &d)
+std::string format(const sizedist &d)
 {
-	char buf[FB_SIZE_DIST_TEXT];
-	return fb_size_dist_format(&d, buf, sizeof(buf));
+	char buf[SIZEDIST_TEXT_MAX];
+	return sizedist_format(&d, buf, sizeof(buf));
 }
 
 // Five standard deviations of a share p over n draws: a correct sampler
@@ -43,11 +43,11 @@ double tolerance(double p, double n)
 const uint64_t kDraws = 100000;
 
 // Draws as framebench makes them: 4 connections, consecutive sequences.
-std::map<uint32_t, uint64_t> draw(const fb_size_dist &d, uint64_t seed)
+std::map<uint32_t, uint64_t> draw(const sizedist &d, uint64_t seed)
 {
 	std::map<uint32_t, uint64_t> seen;
 	for (uint64_t i = 0; i < kDraws; i++)
-		seen[fb_size_dist_pick(&d, seed, (uint32_t)(i % 4), i / 4)]++;
+		seen[sizedist_pick(&d, seed, (uint32_t)(i % 4), i / 4)]++;
 	return seen;
 }
 
@@ -66,10 +66,10 @@ TEST_CASE("size-dist parses sizes with weights", "[sizedist]")
 	CHECK(p.dist.entry[2].min == 65536);
 	CHECK(p.dist.entry[2].weight == 1);
 	CHECK(format(p.dist) == "64:90,1024:9,65536:1");
-	CHECK(fb_size_dist_min(&p.dist) == 64);
-	CHECK(fb_size_dist_max(&p.dist) == 65536);
-	CHECK(fb_size_dist_mean(&p.dist) == Approx(64 * 0.9 + 1024 * 0.09 +
-						   65536 * 0.01));
+	CHECK(sizedist_min(&p.dist) == 64);
+	CHECK(sizedist_max(&p.dist) == 65536);
+	CHECK(sizedist_mean(&p.dist) == Approx(64 * 0.9 + 1024 * 0.09 +
+					       65536 * 0.01));
 	// One entry, and zero-byte frames, are fine.
 	p = parse("0:1");
 	REQUIRE(p.rc == 0);
@@ -94,9 +94,9 @@ TEST_CASE("size-dist ranges", "[sizedist]")
 	CHECK(p.dist.entry[0].weight == 5);
 	// A one-value range is that size.
 	CHECK(format(p.dist) == "1024-4096:5,64:2,7:1");
-	CHECK(fb_size_dist_min(&p.dist) == 7);
-	CHECK(fb_size_dist_max(&p.dist) == 4096);
-	CHECK(fb_size_dist_mean(&p.dist) == Approx((2560.0 * 5 + 64 * 2 + 7) / 8));
+	CHECK(sizedist_min(&p.dist) == 7);
+	CHECK(sizedist_max(&p.dist) == 4096);
+	CHECK(sizedist_mean(&p.dist) == Approx((2560.0 * 5 + 64 * 2 + 7) / 8));
 }
 
 TEST_CASE("size-dist weights", "[sizedist]")
@@ -189,7 +189,7 @@ TEST_CASE("size-dist draws sizes in proportion to their weights",
 		sum += (double)w.first * (double)seen[w.first];
 	}
 	// And so the mean of what is sent is near the expected mean.
-	CHECK(sum / kDraws == Approx(fb_size_dist_mean(&p.dist)).epsilon(0.05));
+	CHECK(sum / kDraws == Approx(sizedist_mean(&p.dist)).epsilon(0.05));
 }
 
 TEST_CASE("size-dist ranges draw uniformly inside the range", "[sizedist]")
@@ -220,10 +220,10 @@ TEST_CASE("size-dist draws are repeatable with a seed", "[sizedist]")
 	REQUIRE(p.rc == 0);
 	uint64_t same = 0, differ = 0;
 	for (uint64_t seq = 0; seq < 1000; seq++) {
-		uint32_t a = fb_size_dist_pick(&p.dist, 3, 1, seq);
-		CHECK(a == fb_size_dist_pick(&p.dist, 3, 1, seq));
-		same += a == fb_size_dist_pick(&p.dist, 4, 1, seq);
-		differ += a != fb_size_dist_pick(&p.dist, 3, 2, seq);
+		uint32_t a = sizedist_pick(&p.dist, 3, 1, seq);
+		CHECK(a == sizedist_pick(&p.dist, 3, 1, seq));
+		same += a == sizedist_pick(&p.dist, 4, 1, seq);
+		differ += a != sizedist_pick(&p.dist, 3, 2, seq);
 	}
 	// Another seed or connection gives other sizes (half the draws land
 	// on 5000 either way, so about half agree by chance).

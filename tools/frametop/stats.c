@@ -1,24 +1,25 @@
 /*
- * frametop_stats — reading a /stats document into an ft_sample, and the
- * rates between two samples (see frametop_stats.h).
+ * stats — reading a /stats document into a stats_sample, and the rates
+ * between two samples (see stats.h).
  */
-#include "tools/frametop_stats.h"
+#include "tools/frametop/stats.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/frametop_json.h"
+#include "tools/frametop/json.h"
 
 /* Where a field is looked up, for the error message. */
-struct reader {
-	const fj_doc *doc;
+typedef struct stats_reader {
+	const json_doc *doc;
 	const char *path;            /* "" or "shards[3]." */
 	char *why;
 	size_t why_len;
-};
+} stats_reader;
 
-static int bad(struct reader *r, const char *key, const char *what)
+static int bad(stats_reader *r, const char *key, const char *what)
 {
 	/* "shards[2]." names an entry itself without its trailing dot. */
 	int plen = (int)strlen(r->path);
@@ -29,10 +30,10 @@ static int bad(struct reader *r, const char *key, const char *what)
 	return -EBADMSG;
 }
 
-static int get_typed(struct reader *r, const fj_value *obj, const char *key,
-		     fj_type type, const fj_value **out)
+static int get_typed(stats_reader *r, const json_value *obj, const char *key,
+		     json_type type, const json_value **out)
 {
-	*out = fj_get(r->doc, obj, key);
+	*out = json_get(r->doc, obj, key);
 	if (!*out)
 		return bad(r, key, "missing");
 	if ((*out)->type != type)
@@ -41,11 +42,11 @@ static int get_typed(struct reader *r, const fj_value *obj, const char *key,
 }
 
 /* A non-negative integer: counters, gauges, pids. */
-static int get_u64(struct reader *r, const fj_value *obj, const char *key,
+static int get_u64(stats_reader *r, const json_value *obj, const char *key,
 		   uint64_t *out)
 {
-	const fj_value *v;
-	int err = get_typed(r, obj, key, FJ_NUMBER, &v);
+	const json_value *v;
+	int err = get_typed(r, obj, key, JSON_NUMBER, &v);
 	if (err < 0)
 		return err;
 	if (!v->is_u64)
@@ -54,7 +55,7 @@ static int get_u64(struct reader *r, const fj_value *obj, const char *key,
 	return 0;
 }
 
-static int get_pid(struct reader *r, const fj_value *obj, const char *key,
+static int get_pid(stats_reader *r, const json_value *obj, const char *key,
 		   int64_t *out)
 {
 	uint64_t v;
@@ -65,11 +66,11 @@ static int get_pid(struct reader *r, const fj_value *obj, const char *key,
 	return err;
 }
 
-static int get_double(struct reader *r, const fj_value *obj, const char *key,
+static int get_double(stats_reader *r, const json_value *obj, const char *key,
 		      double *out)
 {
-	const fj_value *v;
-	int err = get_typed(r, obj, key, FJ_NUMBER, &v);
+	const json_value *v;
+	int err = get_typed(r, obj, key, JSON_NUMBER, &v);
 	if (err < 0)
 		return err;
 	if (v->num < 0)
@@ -83,11 +84,11 @@ static int get_double(struct reader *r, const fj_value *obj, const char *key,
  * goes straight to a terminal, and an endpoint must not be able to send
  * escape sequences there.
  */
-static int get_text(struct reader *r, const fj_value *obj, const char *key,
+static int get_text(stats_reader *r, const json_value *obj, const char *key,
 		    char *out, size_t cap)
 {
-	const fj_value *v;
-	int err = get_typed(r, obj, key, FJ_STRING, &v);
+	const json_value *v;
+	int err = get_typed(r, obj, key, JSON_STRING, &v);
 	if (err < 0)
 		return err;
 	size_t n = v->str_len < cap - 1 ? v->str_len : cap - 1;
@@ -99,31 +100,39 @@ static int get_text(struct reader *r, const fj_value *obj, const char *key,
 	return 0;
 }
 
-static int read_counters(struct reader *r, const fj_value *o, ft_shard *s)
+/* A shard's unsigned fields, in the order they are checked. */
+typedef struct u64_field {
+	const char *key;
+	size_t offset;          /* into stats_shard */
+} u64_field;
+
+static const u64_field shard_u64_fields[] = {
+	{"connections_active", offsetof(stats_shard, active)},
+	{"accepted", offsetof(stats_shard, accepted)},
+	{"frames_in", offsetof(stats_shard, frames_in)},
+	{"frames_out", offsetof(stats_shard, frames_out)},
+	{"bytes_in", offsetof(stats_shard, bytes_in)},
+	{"bytes_out", offsetof(stats_shard, bytes_out)},
+	{"rss_bytes", offsetof(stats_shard, rss_bytes)},
+	{"runq_length", offsetof(stats_shard, runq_length)},
+};
+
+static int read_counters(stats_reader *r, const json_value *o, stats_shard *s)
 {
-	int err = 0;
-	if (!err)
-		err = get_u64(r, o, "connections_active", &s->active);
-	if (!err)
-		err = get_u64(r, o, "accepted", &s->accepted);
-	if (!err)
-		err = get_u64(r, o, "frames_in", &s->frames_in);
-	if (!err)
-		err = get_u64(r, o, "frames_out", &s->frames_out);
-	if (!err)
-		err = get_u64(r, o, "bytes_in", &s->bytes_in);
-	if (!err)
-		err = get_u64(r, o, "bytes_out", &s->bytes_out);
-	if (!err)
-		err = get_u64(r, o, "rss_bytes", &s->rss_bytes);
-	if (!err)
-		err = get_u64(r, o, "runq_length", &s->runq_length);
-	return err;
+	size_t n = sizeof(shard_u64_fields) / sizeof(shard_u64_fields[0]);
+	for (size_t i = 0; i < n; i++) {
+		const u64_field *f = &shard_u64_fields[i];
+		int err = get_u64(r, o, f->key,
+				  (uint64_t *)((char *)s + f->offset));
+		if (err)
+			return err;
+	}
+	return 0;
 }
 
-static int read_shard(struct reader *r, const fj_value *o, ft_shard *s)
+static int read_shard(stats_reader *r, const json_value *o, stats_shard *s)
 {
-	if (o->type != FJ_OBJECT)
+	if (o->type != JSON_OBJECT)
 		return bad(r, "", "not an object");
 	uint64_t index;
 	double user = 0, sys = 0;
@@ -147,18 +156,18 @@ static int read_shard(struct reader *r, const fj_value *o, ft_shard *s)
 	return err;
 }
 
-static int read_shards(struct reader *r, const fj_value *root, ft_sample *s)
+static int read_shards(stats_reader *r, const json_value *root, stats_sample *s)
 {
-	const fj_value *arr;
-	int err = get_typed(r, root, "shards", FJ_ARRAY, &arr);
+	const json_value *arr;
+	int err = get_typed(r, root, "shards", JSON_ARRAY, &arr);
 	if (err < 0)
 		return err;
 	s->shards = calloc(arr->count ? arr->count : 1, sizeof(*s->shards));
 	if (!s->shards)
 		return -ENOMEM;
 	char path[32];
-	const fj_value *v = fj_first(r->doc, arr);
-	for (; v && err == 0; v = fj_next(r->doc, v)) {
+	const json_value *v = json_first(r->doc, arr);
+	for (; v && err == 0; v = json_next(r->doc, v)) {
 		snprintf(path, sizeof(path), "shards[%zu].", s->shard_count);
 		r->path = path;
 		err = read_shard(r, v, &s->shards[s->shard_count++]);
@@ -167,9 +176,9 @@ static int read_shards(struct reader *r, const fj_value *root, ft_sample *s)
 	return err;
 }
 
-static int read_sample(struct reader *r, const fj_value *root, ft_sample *s)
+static int read_sample(stats_reader *r, const json_value *root, stats_sample *s)
 {
-	if (!root || root->type != FJ_OBJECT)
+	if (!root || root->type != JSON_OBJECT)
 		return bad(r, "(root)", "not an object");
 	int err = get_pid(r, root, "pid", &s->pid);
 	if (!err)
@@ -188,12 +197,12 @@ static int read_sample(struct reader *r, const fj_value *root, ft_sample *s)
 	return err;
 }
 
-int ft_sample_parse(const char *text, size_t len, ft_sample *out, char *why,
-		    size_t why_len)
+int stats_sample_parse(const char *text, size_t len, stats_sample *out, char *why,
+		       size_t why_len)
 {
 	memset(out, 0, sizeof(*out));
-	fj_doc doc;
-	int err = fj_parse(&doc, text, len);
+	json_doc doc;
+	int err = json_parse(&doc, text, len);
 	if (err == -ENOMEM)
 		return err;
 	if (err < 0) {
@@ -201,15 +210,15 @@ int ft_sample_parse(const char *text, size_t len, ft_sample *out, char *why,
 			 doc.error_at, doc.error ? doc.error : "?");
 		return -EBADMSG;
 	}
-	struct reader r = {&doc, "", why, why_len};
-	err = read_sample(&r, fj_root(&doc), out);
-	fj_free(&doc);
+	stats_reader r = {&doc, "", why, why_len};
+	err = read_sample(&r, json_root(&doc), out);
+	json_free(&doc);
 	if (err < 0)
-		ft_sample_free(out);
+		stats_sample_free(out);
 	return err;
 }
 
-void ft_sample_free(ft_sample *s)
+void stats_sample_free(stats_sample *s)
 {
 	free(s->shards);
 	memset(s, 0, sizeof(*s));
@@ -217,21 +226,21 @@ void ft_sample_free(ft_sample *s)
 
 /* --- rates ---------------------------------------------------------------- */
 
-double ft_rate(uint64_t prev, uint64_t cur, double seconds)
+double stats_rate(uint64_t prev, uint64_t cur, double seconds)
 {
 	if (cur < prev || !(seconds > 0))
 		return 0;
 	return (double)(cur - prev) / seconds;
 }
 
-double ft_cpu_pct(double prev_s, double cur_s, double seconds)
+double stats_cpu_pct(double prev_s, double cur_s, double seconds)
 {
 	if (!(cur_s >= prev_s) || !(seconds > 0))
 		return 0;
 	return (cur_s - prev_s) / seconds * 100.0;
 }
 
-const ft_shard *ft_find_shard(const ft_sample *s, int64_t index)
+const stats_shard *stats_find_shard(const stats_sample *s, int64_t index)
 {
 	for (size_t i = 0; s && i < s->shard_count; i++)
 		if (s->shards[i].index == index)
@@ -239,27 +248,27 @@ const ft_shard *ft_find_shard(const ft_sample *s, int64_t index)
 	return NULL;
 }
 
-ft_rates ft_shard_rates(const ft_sample *prev, const ft_sample *cur,
-			const ft_shard *shard)
+stats_rates stats_shard_rates(const stats_sample *prev, const stats_sample *cur,
+			      const stats_shard *shard)
 {
-	ft_rates r = {0};
-	const ft_shard *p = ft_find_shard(prev, shard->index);
+	stats_rates r = {0};
+	const stats_shard *p = stats_find_shard(prev, shard->index);
 	if (!p || !cur)
 		return r;
 	double secs = (double)(cur->mono_ns - prev->mono_ns) / 1e9;
 	r.valid = secs > 0;
-	r.accepted = ft_rate(p->accepted, shard->accepted, secs);
-	r.frames_in = ft_rate(p->frames_in, shard->frames_in, secs);
-	r.frames_out = ft_rate(p->frames_out, shard->frames_out, secs);
+	r.accepted = stats_rate(p->accepted, shard->accepted, secs);
+	r.frames_in = stats_rate(p->frames_in, shard->frames_in, secs);
+	r.frames_out = stats_rate(p->frames_out, shard->frames_out, secs);
 	/* Each direction on its own, so one going backwards zeroes only it. */
-	r.bytes = ft_rate(p->bytes_in, shard->bytes_in, secs) +
-		  ft_rate(p->bytes_out, shard->bytes_out, secs);
-	r.cpu_pct = ft_cpu_pct(p->cpu_s, shard->cpu_s, secs);
+	r.bytes = stats_rate(p->bytes_in, shard->bytes_in, secs) +
+		  stats_rate(p->bytes_out, shard->bytes_out, secs);
+	r.cpu_pct = stats_cpu_pct(p->cpu_s, shard->cpu_s, secs);
 	return r;
 }
 
-void ft_imbalance(const ft_rates *rates, size_t n, long *busiest,
-		  long *idlest)
+void stats_imbalance(const stats_rates *rates, size_t n, long *busiest,
+		     long *idlest)
 {
 	long hi = -1, lo = -1;
 	size_t valid = 0;
@@ -278,7 +287,7 @@ void ft_imbalance(const ft_rates *rates, size_t n, long *busiest,
 		return;
 	double max = rates[hi].frames_in + rates[hi].frames_out;
 	double min = rates[lo].frames_in + rates[lo].frames_out;
-	if (max >= FT_IMBALANCE_MIN && max > FT_IMBALANCE_RATIO * min) {
+	if (max >= STATS_IMBALANCE_MIN && max > STATS_IMBALANCE_RATIO * min) {
 		*busiest = hi;
 		*idlest = lo;
 	}

@@ -1,20 +1,39 @@
 /*
- * frametop_table — the table frametop prints for one sample, and the human
- * units in it (see frametop_stats.h). Columns have fixed widths so that the
+ * table — the table frametop prints for one sample, and the human units
+ * in it (see table.h). Columns have fixed widths so that the
  * screen does not jump between samples and tests can split on blanks.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/frametop_stats.h"
+#include "tools/frametop/table.h"
 
 #define ROW_FMT "%c %5s %7s %-8s %-7s %4s %6s %7s %9s %9s %9s %6s %8s %5s%s"
 #define NUM_MAX 24
 
-const char *ft_human_count(double v, char *buf, size_t len)
+/*
+ * v (at least base) in the largest of unit[0..units) that keeps it at
+ * least 1 (unit[0] is base, each next one base times more), with two or
+ * three significant digits.
+ */
+static const char *scaled(double v, double base, const char *const *unit,
+			  size_t units, char *buf, size_t len)
 {
-	static const char suffix[] = "kMGTPE";
+	size_t i = 0;
+	v /= base;
+	while (v >= base && i + 1 < units) {
+		v /= base;
+		i++;
+	}
+	snprintf(buf, len, v < 10 ? "%.2f%s" : v < 100 ? "%.1f%s" : "%.0f%s",
+		 v, unit[i]);
+	return buf;
+}
+
+const char *table_human_count(double v, char *buf, size_t len)
+{
+	static const char *const suffix[] = {"k", "M", "G", "T", "P", "E"};
 	if (!(v > 0)) {
 		snprintf(buf, len, "0");
 		return buf;
@@ -23,36 +42,21 @@ const char *ft_human_count(double v, char *buf, size_t len)
 		snprintf(buf, len, v < 10 ? "%.1f" : "%.0f", v);
 		return buf;
 	}
-	size_t i = 0;
-	v /= 1000;
-	while (v >= 1000 && i + 1 < sizeof(suffix) - 1) {
-		v /= 1000;
-		i++;
-	}
-	snprintf(buf, len, v < 10 ? "%.2f%c" : v < 100 ? "%.1f%c" : "%.0f%c",
-		 v, suffix[i]);
-	return buf;
+	return scaled(v, 1000, suffix, sizeof(suffix) / sizeof(suffix[0]), buf,
+		      len);
 }
 
-const char *ft_human_bytes(double v, char *buf, size_t len)
+const char *table_human_bytes(double v, char *buf, size_t len)
 {
 	static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
 	if (!(v >= 1024)) {
 		snprintf(buf, len, "%.0fB", v > 0 ? v : 0);
 		return buf;
 	}
-	size_t i = 0;
-	v /= 1024;
-	while (v >= 1024 && i + 1 < sizeof(unit) / sizeof(unit[0])) {
-		v /= 1024;
-		i++;
-	}
-	snprintf(buf, len, v < 10 ? "%.2f%s" : v < 100 ? "%.1f%s" : "%.0f%s",
-		 v, unit[i]);
-	return buf;
+	return scaled(v, 1024, unit, sizeof(unit) / sizeof(unit[0]), buf, len);
 }
 
-const char *ft_human_duration(double seconds, char *buf, size_t len)
+const char *table_human_duration(double seconds, char *buf, size_t len)
 {
 	if (!(seconds >= 0))
 		seconds = 0;
@@ -73,12 +77,12 @@ const char *ft_human_duration(double seconds, char *buf, size_t len)
 /* --- rows ----------------------------------------------------------------- */
 
 /* The rate columns of a row: "-" each when there is nothing to compare. */
-struct rate_text {
+typedef struct rate_cells {
 	char acc[NUM_MAX], in[NUM_MAX], out[NUM_MAX], bytes[NUM_MAX];
 	char cpu[NUM_MAX];
-};
+} rate_cells;
 
-static void rate_text(const ft_rates *r, struct rate_text *t)
+static void rate_text(const stats_rates *r, rate_cells *t)
 {
 	if (!r->valid) {
 		strcpy(t->acc, "-");
@@ -88,10 +92,10 @@ static void rate_text(const ft_rates *r, struct rate_text *t)
 		strcpy(t->cpu, "-");
 		return;
 	}
-	ft_human_count(r->accepted, t->acc, NUM_MAX);
-	ft_human_count(r->frames_in, t->in, NUM_MAX);
-	ft_human_count(r->frames_out, t->out, NUM_MAX);
-	ft_human_bytes(r->bytes, t->bytes, NUM_MAX);
+	table_human_count(r->accepted, t->acc, NUM_MAX);
+	table_human_count(r->frames_in, t->in, NUM_MAX);
+	table_human_count(r->frames_out, t->out, NUM_MAX);
+	table_human_bytes(r->bytes, t->bytes, NUM_MAX);
 	snprintf(t->cpu, NUM_MAX, "%.1f", r->cpu_pct);
 }
 
@@ -102,12 +106,12 @@ static void print_columns(FILE *out, const char *eol)
 		"RSS", "RUNQ", eol);
 }
 
-static void print_shard(FILE *out, const ft_shard *s, const ft_rates *r,
+static void print_shard(FILE *out, const stats_shard *s, const stats_rates *r,
 			char mark, const char *eol)
 {
 	char idx[NUM_MAX], pid[NUM_MAX], gen[NUM_MAX], conns[NUM_MAX];
 	char rss[NUM_MAX], runq[NUM_MAX];
-	struct rate_text t;
+	rate_cells t;
 	rate_text(r, &t);
 	snprintf(idx, sizeof(idx), "%lld", (long long)s->index);
 	snprintf(pid, sizeof(pid), "%lld", (long long)s->pid);
@@ -115,17 +119,17 @@ static void print_shard(FILE *out, const ft_shard *s, const ft_rates *r,
 	snprintf(conns, sizeof(conns), "%llu", (unsigned long long)s->active);
 	snprintf(runq, sizeof(runq), "%llu",
 		 (unsigned long long)s->runq_length);
-	ft_human_bytes((double)s->rss_bytes, rss, sizeof(rss));
+	table_human_bytes((double)s->rss_bytes, rss, sizeof(rss));
 	fprintf(out, ROW_FMT, mark, idx, pid, s->state,
 		s->poller[0] ? s->poller : "-", gen, conns, t.acc, t.in, t.out,
 		t.bytes, t.cpu, rss, runq, eol);
 }
 
 /* Sums over the shards; rates only over those that have them. */
-static void print_totals(FILE *out, const ft_sample *cur,
-			 const ft_rates *rates, const char *eol)
+static void print_totals(FILE *out, const stats_sample *cur,
+			 const stats_rates *rates, const char *eol)
 {
-	ft_rates sum = {0};
+	stats_rates sum = {0};
 	uint64_t conns = 0, rss = 0, runq = 0;
 	for (size_t i = 0; i < cur->shard_count; i++) {
 		conns += cur->shards[i].active;
@@ -141,16 +145,16 @@ static void print_totals(FILE *out, const ft_sample *cur,
 		sum.cpu_pct += rates[i].cpu_pct;
 	}
 	char c[NUM_MAX], r[NUM_MAX], q[NUM_MAX];
-	struct rate_text t;
+	rate_cells t;
 	rate_text(&sum, &t);
 	snprintf(c, sizeof(c), "%llu", (unsigned long long)conns);
 	snprintf(q, sizeof(q), "%llu", (unsigned long long)runq);
-	ft_human_bytes((double)rss, r, sizeof(r));
+	table_human_bytes((double)rss, r, sizeof(r));
 	fprintf(out, ROW_FMT, ' ', "total", "", "", "", "", c, t.acc, t.in,
 		t.out, t.bytes, t.cpu, r, q, eol);
 }
 
-static void print_header(FILE *out, const ft_sample *cur, const char *admin,
+static void print_header(FILE *out, const stats_sample *cur, const char *admin,
 			 bool marked, const char *eol)
 {
 	char up[NUM_MAX];
@@ -161,7 +165,7 @@ static void print_header(FILE *out, const ft_sample *cur, const char *admin,
 		"frameproxy %s  pid %lld  up %s  shards %zu/%llu ready  "
 		"reloads %llu  restarts %llu  retiring %llu%s%s",
 		admin, (long long)cur->pid,
-		ft_human_duration(cur->uptime_s, up, sizeof(up)), ready,
+		table_human_duration(cur->uptime_s, up, sizeof(up)), ready,
 		(unsigned long long)cur->shards_configured,
 		(unsigned long long)cur->reloads,
 		(unsigned long long)cur->restarts,
@@ -169,17 +173,17 @@ static void print_header(FILE *out, const ft_sample *cur, const char *admin,
 		marked ? "  [^ busiest, v idlest by frames/s]" : "", eol);
 }
 
-int ft_render(FILE *out, const ft_sample *prev, const ft_sample *cur,
-	      const char *admin, const char *eol)
+int table_render(FILE *out, const stats_sample *prev, const stats_sample *cur,
+		 const char *admin, const char *eol)
 {
 	size_t n = cur->shard_count;
-	ft_rates *rates = calloc(n ? n : 1, sizeof(*rates));
+	stats_rates *rates = calloc(n ? n : 1, sizeof(*rates));
 	if (!rates)
 		return -ENOMEM;
 	for (size_t i = 0; i < n && prev; i++)
-		rates[i] = ft_shard_rates(prev, cur, &cur->shards[i]);
+		rates[i] = stats_shard_rates(prev, cur, &cur->shards[i]);
 	long busiest, idlest;
-	ft_imbalance(rates, n, &busiest, &idlest);
+	stats_imbalance(rates, n, &busiest, &idlest);
 	print_header(out, cur, admin, busiest >= 0, eol);
 	print_columns(out, eol);
 	for (size_t i = 0; i < n; i++) {

@@ -1,5 +1,5 @@
-// frametop's sample, rates, table and HTTP parsing (tools/frametop_stats.h,
-// tools/frametop_http.h): pure functions, no sockets.
+// frametop's sample, rates, table and HTTP parsing (tools/frametop/stats.h,
+// tools/frametop/http.h): pure functions, no sockets.
 #include <catch2/catch.hpp>
 
 #include <cerrno>
@@ -9,8 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "tools/frametop_http.h"
-#include "tools/frametop_stats.h"
+#include "tools/frametop/http.h"
+#include "tools/frametop/stats.h"
+#include "tools/frametop/table.h"
 
 namespace {
 
@@ -54,25 +55,25 @@ std::string stats_json(const std::vector<ShardSpec> &shards, double uptime)
 }
 
 struct Sample {
-	ft_sample s;
+	stats_sample s;
 	int err;
 	char why[200] = "";
 	Sample(const std::string &json, int64_t mono_ns)
 	{
-		err = ft_sample_parse(json.data(), json.size(), &s, why,
-				      sizeof(why));
+		err = stats_sample_parse(json.data(), json.size(), &s, why,
+					 sizeof(why));
 		s.mono_ns = mono_ns;
 	}
-	~Sample() { ft_sample_free(&s); }
+	~Sample() { stats_sample_free(&s); }
 };
 
-std::string render(const ft_sample *prev, const ft_sample *cur)
+std::string render(const stats_sample *prev, const stats_sample *cur)
 {
 	char *text = nullptr;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
 	REQUIRE(f);
-	CHECK(ft_render(f, prev, cur, "127.0.0.1:9100", "\n") == 0);
+	CHECK(table_render(f, prev, cur, "127.0.0.1:9100", "\n") == 0);
 	fclose(f);
 	std::string out(text, len);
 	free(text);
@@ -96,20 +97,20 @@ const int64_t SEC = 1000000000;
 
 TEST_CASE("frametop rates: deltas over the interval", "[frametop][rates]")
 {
-	CHECK(ft_rate(100, 300, 2.0) == Approx(100));
-	CHECK(ft_rate(0, 0, 1.0) == 0);
-	CHECK(ft_rate(5, 5, 1.0) == 0);
-	CHECK(ft_rate(500, 100, 1.0) == 0);         // went backwards
-	CHECK(ft_rate(UINT64_MAX, 0, 1.0) == 0);
-	CHECK(ft_rate(0, 10, 0.0) == 0);            // no time passed
-	CHECK(ft_rate(0, 10, -1.0) == 0);
-	CHECK(ft_rate(0, 1000, 0.2) == Approx(5000));
-	CHECK(ft_rate(1ull << 60, (1ull << 60) + 10, 1.0) == Approx(10));
+	CHECK(stats_rate(100, 300, 2.0) == Approx(100));
+	CHECK(stats_rate(0, 0, 1.0) == 0);
+	CHECK(stats_rate(5, 5, 1.0) == 0);
+	CHECK(stats_rate(500, 100, 1.0) == 0);         // went backwards
+	CHECK(stats_rate(UINT64_MAX, 0, 1.0) == 0);
+	CHECK(stats_rate(0, 10, 0.0) == 0);            // no time passed
+	CHECK(stats_rate(0, 10, -1.0) == 0);
+	CHECK(stats_rate(0, 1000, 0.2) == Approx(5000));
+	CHECK(stats_rate(1ull << 60, (1ull << 60) + 10, 1.0) == Approx(10));
 
-	CHECK(ft_cpu_pct(1.0, 1.5, 1.0) == Approx(50));
-	CHECK(ft_cpu_pct(1.0, 3.0, 1.0) == Approx(200));   // two cores' worth
-	CHECK(ft_cpu_pct(2.0, 1.0, 1.0) == 0);             // went backwards
-	CHECK(ft_cpu_pct(0.0, 1.0, 0.0) == 0);
+	CHECK(stats_cpu_pct(1.0, 1.5, 1.0) == Approx(50));
+	CHECK(stats_cpu_pct(1.0, 3.0, 1.0) == Approx(200));   // two cores' worth
+	CHECK(stats_cpu_pct(2.0, 1.0, 1.0) == 0);             // went backwards
+	CHECK(stats_cpu_pct(0.0, 1.0, 0.0) == 0);
 }
 
 TEST_CASE("frametop rates: between two samples, per shard index",
@@ -127,7 +128,7 @@ TEST_CASE("frametop rates: between two samples, per shard index",
 	REQUIRE(a.err == 0);
 	REQUIRE(b.err == 0);
 
-	ft_rates r0 = ft_shard_rates(&a.s, &b.s, &b.s.shards[0]);
+	stats_rates r0 = stats_shard_rates(&a.s, &b.s, &b.s.shards[0]);
 	CHECK(r0.valid);
 	CHECK(r0.accepted == Approx(5));
 	CHECK(r0.frames_in == Approx(1000));
@@ -135,7 +136,7 @@ TEST_CASE("frametop rates: between two samples, per shard index",
 	CHECK(r0.bytes == Approx(128000));          // both directions
 	CHECK(r0.cpu_pct == Approx(25));            // 0.5 s over 2 s
 
-	ft_rates r1 = ft_shard_rates(&a.s, &b.s, &b.s.shards[1]);
+	stats_rates r1 = stats_shard_rates(&a.s, &b.s, &b.s.shards[1]);
 	CHECK(r1.valid);
 	CHECK(r1.accepted == 0);
 	CHECK(r1.frames_in == 0);
@@ -144,20 +145,20 @@ TEST_CASE("frametop rates: between two samples, per shard index",
 	CHECK(r1.cpu_pct == 0);
 
 	// No previous sample, or no shard of that index in it: no rates.
-	CHECK_FALSE(ft_shard_rates(nullptr, &b.s, &b.s.shards[0]).valid);
+	CHECK_FALSE(stats_shard_rates(nullptr, &b.s, &b.s.shards[0]).valid);
 	Sample one(stats_json({{11, 0, 0, 0, 0, 0, "ready"}}, 1.0), 0);
 	REQUIRE(one.err == 0);
-	CHECK_FALSE(ft_shard_rates(&one.s, &b.s, &b.s.shards[1]).valid);
-	CHECK(ft_find_shard(&b.s, 1) == &b.s.shards[1]);
-	CHECK(ft_find_shard(&b.s, 7) == nullptr);
+	CHECK_FALSE(stats_shard_rates(&one.s, &b.s, &b.s.shards[1]).valid);
+	CHECK(stats_find_shard(&b.s, 1) == &b.s.shards[1]);
+	CHECK(stats_find_shard(&b.s, 7) == nullptr);
 }
 
 TEST_CASE("frametop rates: imbalance marks", "[frametop][rates]")
 {
 	auto rates = [](std::vector<double> frames, size_t invalid = 99) {
-		std::vector<ft_rates> r(frames.size());
+		std::vector<stats_rates> r(frames.size());
 		for (size_t i = 0; i < frames.size(); i++) {
-			r[i] = ft_rates{};
+			r[i] = stats_rates{};
 			r[i].valid = i != invalid;
 			r[i].frames_in = frames[i] / 2;
 			r[i].frames_out = frames[i] / 2;
@@ -166,35 +167,35 @@ TEST_CASE("frametop rates: imbalance marks", "[frametop][rates]")
 	};
 	long hi, lo;
 	auto r = rates({100, 10});
-	ft_imbalance(r.data(), r.size(), &hi, &lo);
+	stats_imbalance(r.data(), r.size(), &hi, &lo);
 	CHECK(hi == 0);
 	CHECK(lo == 1);
 	r = rates({30, 500, 200});
-	ft_imbalance(r.data(), r.size(), &hi, &lo);
+	stats_imbalance(r.data(), r.size(), &hi, &lo);
 	CHECK(hi == 1);
 	CHECK(lo == 0);
 	r = rates({100, 0});                        // an idle shard
-	ft_imbalance(r.data(), r.size(), &hi, &lo);
+	stats_imbalance(r.data(), r.size(), &hi, &lo);
 	CHECK(hi == 0);
 	CHECK(lo == 1);
 	r = rates({100, 60});                       // within 2x
-	ft_imbalance(r.data(), r.size(), &hi, &lo);
+	stats_imbalance(r.data(), r.size(), &hi, &lo);
 	CHECK(hi == -1);
 	CHECK(lo == -1);
 	r = rates({100, 50});                       // exactly 2x: not more
-	ft_imbalance(r.data(), r.size(), &hi, &lo);
+	stats_imbalance(r.data(), r.size(), &hi, &lo);
 	CHECK(hi == -1);
 	r = rates({0.5, 0});                        // too little to matter
-	ft_imbalance(r.data(), r.size(), &hi, &lo);
+	stats_imbalance(r.data(), r.size(), &hi, &lo);
 	CHECK(hi == -1);
 	r = rates({0, 0});
-	ft_imbalance(r.data(), r.size(), &hi, &lo);
+	stats_imbalance(r.data(), r.size(), &hi, &lo);
 	CHECK(hi == -1);
 	r = rates({100});
-	ft_imbalance(r.data(), r.size(), &hi, &lo);
+	stats_imbalance(r.data(), r.size(), &hi, &lo);
 	CHECK(hi == -1);
 	r = rates({100, 10}, 1);                    // only one has rates
-	ft_imbalance(r.data(), r.size(), &hi, &lo);
+	stats_imbalance(r.data(), r.size(), &hi, &lo);
 	CHECK(hi == -1);
 	CHECK(lo == -1);
 }
@@ -212,7 +213,7 @@ TEST_CASE("frametop sample: fields of /stats", "[frametop][sample]")
 	CHECK(a.s.restarts == 2);
 	CHECK(a.s.shards_configured == 2);
 	REQUIRE(a.s.shard_count == 2);
-	const ft_shard &s = a.s.shards[0];
+	const stats_shard &s = a.s.shards[0];
 	CHECK(s.index == 0);
 	CHECK(s.pid == 11);
 	CHECK(std::string(s.state) == "ready");
@@ -282,30 +283,30 @@ TEST_CASE("frametop sample: names cannot carry escape codes",
 		{{11, 1, 2, 3, 0, 0, "a-very-long-state-name-indeed"}}, 1.0);
 	Sample l(longer, 0);
 	REQUIRE(l.err == 0);
-	CHECK(strlen(l.s.shards[0].state) == FT_TEXT_MAX - 1);
+	CHECK(strlen(l.s.shards[0].state) == STATS_TEXT_MAX - 1);
 }
 
 TEST_CASE("frametop table: units", "[frametop][table]")
 {
 	char b[32];
-	CHECK(std::string(ft_human_count(0, b, sizeof(b))) == "0");
-	CHECK(std::string(ft_human_count(-3, b, sizeof(b))) == "0");
-	CHECK(std::string(ft_human_count(2.5, b, sizeof(b))) == "2.5");
-	CHECK(std::string(ft_human_count(950, b, sizeof(b))) == "950");
-	CHECK(std::string(ft_human_count(1234, b, sizeof(b))) == "1.23k");
-	CHECK(std::string(ft_human_count(12345, b, sizeof(b))) == "12.3k");
-	CHECK(std::string(ft_human_count(4.56e6, b, sizeof(b))) == "4.56M");
-	CHECK(std::string(ft_human_count(7e9, b, sizeof(b))) == "7.00G");
-	CHECK(std::string(ft_human_bytes(0, b, sizeof(b))) == "0B");
-	CHECK(std::string(ft_human_bytes(512, b, sizeof(b))) == "512B");
-	CHECK(std::string(ft_human_bytes(1536, b, sizeof(b))) == "1.50KiB");
-	CHECK(std::string(ft_human_bytes(3 << 20, b, sizeof(b))) == "3.00MiB");
-	CHECK(std::string(ft_human_bytes(200.0 * (1 << 30), b, sizeof(b))) ==
+	CHECK(std::string(table_human_count(0, b, sizeof(b))) == "0");
+	CHECK(std::string(table_human_count(-3, b, sizeof(b))) == "0");
+	CHECK(std::string(table_human_count(2.5, b, sizeof(b))) == "2.5");
+	CHECK(std::string(table_human_count(950, b, sizeof(b))) == "950");
+	CHECK(std::string(table_human_count(1234, b, sizeof(b))) == "1.23k");
+	CHECK(std::string(table_human_count(12345, b, sizeof(b))) == "12.3k");
+	CHECK(std::string(table_human_count(4.56e6, b, sizeof(b))) == "4.56M");
+	CHECK(std::string(table_human_count(7e9, b, sizeof(b))) == "7.00G");
+	CHECK(std::string(table_human_bytes(0, b, sizeof(b))) == "0B");
+	CHECK(std::string(table_human_bytes(512, b, sizeof(b))) == "512B");
+	CHECK(std::string(table_human_bytes(1536, b, sizeof(b))) == "1.50KiB");
+	CHECK(std::string(table_human_bytes(3 << 20, b, sizeof(b))) == "3.00MiB");
+	CHECK(std::string(table_human_bytes(200.0 * (1 << 30), b, sizeof(b))) ==
 	      "200GiB");
-	CHECK(std::string(ft_human_duration(3.24, b, sizeof(b))) == "3.2s");
-	CHECK(std::string(ft_human_duration(245, b, sizeof(b))) == "4m05s");
-	CHECK(std::string(ft_human_duration(7380, b, sizeof(b))) == "2h03m");
-	CHECK(std::string(ft_human_duration(273600, b, sizeof(b))) == "3d04h");
+	CHECK(std::string(table_human_duration(3.24, b, sizeof(b))) == "3.2s");
+	CHECK(std::string(table_human_duration(245, b, sizeof(b))) == "4m05s");
+	CHECK(std::string(table_human_duration(7380, b, sizeof(b))) == "2h03m");
+	CHECK(std::string(table_human_duration(273600, b, sizeof(b))) == "3d04h");
 }
 
 TEST_CASE("frametop table: first sample, then rates and marks",
@@ -356,18 +357,18 @@ TEST_CASE("frametop http: parsing a response", "[frametop][http]")
 	size_t len;
 	std::string ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json"
 			 "\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
-	REQUIRE(ft_http_parse(ok.data(), ok.size(), &status, &body, &len) == 0);
+	REQUIRE(http_parse(ok.data(), ok.size(), &status, &body, &len) == 0);
 	CHECK(status == 200);
 	CHECK(std::string(body, len) == "{}");
 
 	std::string lf = "HTTP/1.0 404 Not Found\ncontent-length:  3 \n\nnot";
-	REQUIRE(ft_http_parse(lf.data(), lf.size(), &status, &body, &len) == 0);
+	REQUIRE(http_parse(lf.data(), lf.size(), &status, &body, &len) == 0);
 	CHECK(status == 404);
 	CHECK(std::string(body, len) == "not");
 
 	std::string no_len = "HTTP/1.0 200 OK\r\n\r\nabc";
-	REQUIRE(ft_http_parse(no_len.data(), no_len.size(), &status, &body,
-			      &len) == 0);
+	REQUIRE(http_parse(no_len.data(), no_len.size(), &status, &body,
+			   &len) == 0);
 	CHECK(len == 3);
 
 	const char *bad[] = {
@@ -380,7 +381,7 @@ TEST_CASE("frametop http: parsing a response", "[frametop][http]")
 	};
 	for (const char *text : bad) {
 		INFO(text);
-		CHECK(ft_http_parse(text, strlen(text), &status, &body, &len) ==
+		CHECK(http_parse(text, strlen(text), &status, &body, &len) ==
 		      -EBADMSG);
 	}
 }
@@ -388,14 +389,14 @@ TEST_CASE("frametop http: parsing a response", "[frametop][http]")
 TEST_CASE("frametop http: error phrases", "[frametop][http]")
 {
 	char buf[128];
-	ft_http_reply reply = {};
+	http_reply reply = {};
 	reply.status = 503;
-	CHECK(std::string(ft_http_strerror(-ECONNREFUSED, &reply, buf,
-					   sizeof(buf)))
+	CHECK(std::string(http_strerror(-ECONNREFUSED, &reply, buf,
+					sizeof(buf)))
 		      .find("connection refused") == 0);
-	CHECK(std::string(ft_http_strerror(-EPROTO, &reply, buf, sizeof(buf))) ==
+	CHECK(std::string(http_strerror(-EPROTO, &reply, buf, sizeof(buf))) ==
 	      "HTTP status 503");
-	CHECK(std::string(ft_http_strerror(-ETIMEDOUT, &reply, buf,
-					   sizeof(buf))) ==
+	CHECK(std::string(http_strerror(-ETIMEDOUT, &reply, buf,
+					sizeof(buf))) ==
 	      "no complete response within 2000 ms");
 }

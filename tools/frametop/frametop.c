@@ -3,8 +3,8 @@
  * (GET /stats), one row per shard, so that imbalance between shards shows
  * at a glance.
  *
- * Every interval it fetches /stats, parses it (tools/frametop_json.h) and
- * prints one table (tools/frametop_stats.h). Rates are deltas between two
+ * Every interval it fetches /stats, parses it (tools/frametop/json.h) and
+ * prints one table (tools/frametop/stats.h). Rates are deltas between two
  * consecutive samples over the time between them, so the first table shows
  * "-" in the rate columns: it is printed at once rather than after an
  * interval, so that a wrong address fails immediately. --once is the
@@ -31,9 +31,10 @@
 #include <unistd.h>
 
 #include "sched/sched.h"
-#include "tools/framebench_util.h"
-#include "tools/frametop_http.h"
-#include "tools/frametop_stats.h"
+#include "tools/lib/cli.h"
+#include "tools/frametop/http.h"
+#include "tools/frametop/stats.h"
+#include "tools/frametop/table.h"
 
 #define DEFAULT_ADMIN "127.0.0.1:9100"
 #define DEFAULT_INTERVAL_NS 1000000000ll
@@ -42,14 +43,14 @@
 #define EXIT_UNREACHABLE 1
 #define EXIT_USAGE 2
 
-struct options {
+typedef struct top_options {
 	const char *admin;
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	int64_t interval_ns;
 	bool once;
 	uint64_t count;                  /* tables to print; 0: until quit */
-};
+} top_options;
 
 /* Set by SIGINT/SIGTERM; every wait is a poll(2) that the signal cuts. */
 static volatile sig_atomic_t stop_requested;
@@ -103,9 +104,9 @@ static int usage_error(const char *fmt, ...)
 
 /* --- options -------------------------------------------------------------- */
 
-static int set_interval(struct options *o, const char *text)
+static int set_interval(top_options *o, const char *text)
 {
-	if (fbu_parse_duration(text, &o->interval_ns) < 0 ||
+	if (cli_parse_duration(text, &o->interval_ns) < 0 ||
 	    o->interval_ns < MIN_INTERVAL_NS ||
 	    o->interval_ns > MAX_INTERVAL_NS)
 		return usage_error("--interval '%s': a duration from 10ms "
@@ -113,15 +114,15 @@ static int set_interval(struct options *o, const char *text)
 	return 0;
 }
 
-static int set_count(struct options *o, const char *text)
+static int set_count(top_options *o, const char *text)
 {
-	if (fbu_parse_u64(text, UINT32_MAX, &o->count) < 0 || o->count == 0)
+	if (cli_parse_u64(text, UINT32_MAX, &o->count) < 0 || o->count == 0)
 		return usage_error("--count '%s': a whole number >= 1", text);
 	return 0;
 }
 
 /* 0, 1 when --help was printed, or -EINVAL (usage error, reported). */
-static int parse_args(int argc, char **argv, struct options *o)
+static int parse_args(int argc, char **argv, top_options *o)
 {
 	static const struct option longs[] = {
 		{"admin", required_argument, NULL, 'a'},
@@ -157,9 +158,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 }
 
 /* Malformed is a usage error (2); a name that does not resolve is 1. */
-static int resolve_admin(struct options *o)
+static int resolve_admin(top_options *o)
 {
-	int err = fbu_parse_addr(o->admin, &o->addr, &o->addr_len);
+	int err = cli_parse_addr(o->admin, &o->addr, &o->addr_len);
 	if (err == -EINVAL) {
 		usage_error("--admin '%s': expected HOST:PORT or [V6]:PORT",
 			    o->admin);
@@ -255,23 +256,23 @@ static bool wait_until(int64_t due, bool *keys)
 /* --- sampling ------------------------------------------------------------- */
 
 /* 0; -EINTR when asked to stop; otherwise the error, with msg set. */
-static int fetch(const struct options *o, ft_sample *out, char *msg,
+static int fetch(const top_options *o, stats_sample *out, char *msg,
 		 size_t msg_len)
 {
-	ft_http_reply reply;
+	http_reply reply;
 	char why[160];
 	int err;
 	memset(out, 0, sizeof(*out));
 	do {
-		err = ft_http_get((const struct sockaddr *)&o->addr,
-				  o->addr_len, o->admin, "/stats",
-				  FT_HTTP_TIMEOUT_MS, &reply);
+		err = http_get((const struct sockaddr *)&o->addr,
+			       o->addr_len, o->admin, "/stats",
+			       HTTP_TIMEOUT_MS, &reply);
 		if (err == 0)
-			err = ft_sample_parse(reply.body, reply.body_len, out,
-					      why, sizeof(why));
+			err = stats_sample_parse(reply.body, reply.body_len, out,
+						 why, sizeof(why));
 		else
-			ft_http_strerror(err, &reply, why, sizeof(why));
-		ft_http_free(&reply);
+			http_strerror(err, &reply, why, sizeof(why));
+		http_free(&reply);
 	} while (err == -EINTR && !stop_requested);
 	if (err == -ENOMEM)
 		snprintf(why, sizeof(why), "out of memory");
@@ -282,13 +283,13 @@ static int fetch(const struct options *o, ft_sample *out, char *msg,
 }
 
 /* One table: in place on a terminal (one write, so it does not flicker). */
-static int show(const ft_sample *prev, const ft_sample *cur,
-		const struct options *o, bool screen, bool first)
+static int show(const stats_sample *prev, const stats_sample *cur,
+		const top_options *o, bool screen, bool first)
 {
 	if (!screen) {
 		if (!first)
 			fputc('\n', stdout);
-		int err = ft_render(stdout, prev, cur, o->admin, "\n");
+		int err = table_render(stdout, prev, cur, o->admin, "\n");
 		return fflush(stdout) == 0 ? err : -EIO;
 	}
 	char *text = NULL;
@@ -297,7 +298,7 @@ static int show(const ft_sample *prev, const ft_sample *cur,
 	if (!mem)
 		return -ENOMEM;
 	fputs("\033[H", mem);
-	int err = ft_render(mem, prev, cur, o->admin, "\033[K\n");
+	int err = table_render(mem, prev, cur, o->admin, "\033[K\n");
 	fputs("q: quit\033[K\033[J", mem);
 	if (fclose(mem) != 0 && err == 0)
 		err = -ENOMEM;
@@ -308,10 +309,10 @@ static int show(const ft_sample *prev, const ft_sample *cur,
 }
 
 /* The sampling loop: an exit status, with msg set when it is not 0. */
-static int loop(const struct options *o, bool screen, bool *keys, char *msg,
+static int loop(const top_options *o, bool screen, bool *keys, char *msg,
 		size_t msg_len)
 {
-	ft_sample prev = {0}, cur;
+	stats_sample prev = {0}, cur;
 	bool have_prev = false;
 	uint64_t shown = 0, want = o->once ? 1 : o->count;
 	int64_t due = sched_clock_ns(CLOCK_MONOTONIC);
@@ -333,7 +334,7 @@ static int loop(const struct options *o, bool screen, bool *keys, char *msg,
 			}
 			shown++;
 		}
-		ft_sample_free(&prev);
+		stats_sample_free(&prev);
 		prev = cur;
 		have_prev = true;
 		if (status || stop_requested || (want && shown >= want))
@@ -345,13 +346,13 @@ static int loop(const struct options *o, bool screen, bool *keys, char *msg,
 		if (wait_until(due, keys))
 			break;
 	}
-	ft_sample_free(&prev);
+	stats_sample_free(&prev);
 	return status;
 }
 
 int main(int argc, char **argv)
 {
-	struct options o = {.admin = DEFAULT_ADMIN,
+	top_options o = {.admin = DEFAULT_ADMIN,
 			    .interval_ns = DEFAULT_INTERVAL_NS};
 	int err = parse_args(argc, argv, &o);
 	if (err == 1) {

@@ -36,36 +36,38 @@
 #include <unistd.h>
 
 #include "poll/poll.h"
-#include "tools/framebench_util.h"
+#include "tools/lib/cli.h"
 
-enum floor_poller { FLOOR_EPOLL, FLOOR_URING };
+typedef enum floor_poller { FLOOR_EPOLL, FLOOR_URING } floor_poller;
 
-struct floor_options {
+typedef struct floor_options {
 	struct sockaddr_storage listen_addr;
 	socklen_t listen_len;
 	struct sockaddr_storage server_addr;
 	socklen_t server_len;
-	enum floor_poller poller;
+	floor_poller poller;
 	size_t buffer;
-};
+} floor_options;
+
+typedef struct floor_pair floor_pair;
 
 /*
  * One direction of a relayed connection: bytes read from `from` wait in
  * `buf` until written to `to`. A pair owns two directions and two fds.
  */
-struct floor_direction {
-	struct floor_pair *pair;
+typedef struct floor_direction {
+	floor_pair *pair;
 	int from;
 	int to;
 	char *buf;
 	size_t len; /* bytes in buf */
 	size_t off; /* bytes of buf already written */
 	bool ended; /* `from` reached end of stream, passed on to `to` */
-};
+} floor_direction;
 
 struct floor_pair {
-	struct floor_direction up;   /* client -> server */
-	struct floor_direction down; /* server -> client */
+	floor_direction up;          /* client -> server */
+	floor_direction down;        /* server -> client */
 	int client;
 	int server;
 	int in_flight; /* uring: SQEs not yet completed */
@@ -95,7 +97,7 @@ static int floor_set_nonblocking(int fd)
 }
 
 /* Blocking connect: on loopback the handshake completes inside connect(). */
-static int floor_connect(const struct floor_options *opt)
+static int floor_connect(const floor_options *opt)
 {
 	int fd = socket(opt->server_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC,
 			0);
@@ -111,9 +113,9 @@ static int floor_connect(const struct floor_options *opt)
 	return fd;
 }
 
-static struct floor_pair *floor_pair_new(int client, int server, size_t size)
+static floor_pair *floor_pair_new(int client, int server, size_t size)
 {
-	struct floor_pair *p = calloc(1, sizeof *p);
+	floor_pair *p = calloc(1, sizeof *p);
 	char *bufs = malloc(2 * size);
 	if (!p || !bufs) {
 		free(p);
@@ -122,14 +124,14 @@ static struct floor_pair *floor_pair_new(int client, int server, size_t size)
 	}
 	p->client = client;
 	p->server = server;
-	p->up = (struct floor_direction){.pair = p, .from = client,
+	p->up = (floor_direction){.pair = p, .from = client,
 					 .to = server, .buf = bufs};
-	p->down = (struct floor_direction){.pair = p, .from = server,
+	p->down = (floor_direction){.pair = p, .from = server,
 					   .to = client, .buf = bufs + size};
 	return p;
 }
 
-static void floor_pair_free(struct floor_pair *p)
+static void floor_pair_free(floor_pair *p)
 {
 	close(p->client);
 	close(p->server);
@@ -137,7 +139,7 @@ static void floor_pair_free(struct floor_pair *p)
 	free(p);
 }
 
-static int floor_listen(const struct floor_options *opt)
+static int floor_listen(const floor_options *opt)
 {
 	int fd = socket(opt->listen_addr.ss_family,
 			SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -159,9 +161,9 @@ static int floor_listen(const struct floor_options *opt)
  * Connect an accepted client's server and pair them: the pair, or NULL with
  * both closed. epoll wants non-blocking fds; io_uring does not need them.
  */
-static struct floor_pair *floor_pair_open(int client,
-					  const struct floor_options *opt,
-					  bool nonblocking)
+static floor_pair *floor_pair_open(int client,
+				   const floor_options *opt,
+				   bool nonblocking)
 {
 	int server = floor_connect(opt);
 	if (server < 0) {
@@ -170,7 +172,7 @@ static struct floor_pair *floor_pair_open(int client,
 		return NULL;
 	}
 	floor_nodelay(client);
-	struct floor_pair *p = NULL;
+	floor_pair *p = NULL;
 	if (!nonblocking || (floor_set_nonblocking(client) == 0 &&
 			     floor_set_nonblocking(server) == 0))
 		p = floor_pair_new(client, server, opt->buffer);
@@ -182,14 +184,14 @@ static struct floor_pair *floor_pair_open(int client,
 }
 
 /* Accept one client (epoll): its pair, or NULL when none is waiting. */
-static struct floor_pair *floor_accept(int listener,
-				       const struct floor_options *opt)
+static floor_pair *floor_accept(int listener,
+				const floor_options *opt)
 {
 	for (;;) {
 		int client = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 		if (client < 0)
 			return NULL;
-		struct floor_pair *p = floor_pair_open(client, opt, true);
+		floor_pair *p = floor_pair_open(client, opt, true);
 		if (p)
 			return p;
 	}
@@ -201,15 +203,15 @@ static struct floor_pair *floor_accept(int listener,
  * Epoll registers each fd with a tagged pointer to its pair: bit 0 says
  * which fd woke (0 client, 1 server). The listener's tag is NULL.
  */
-static void *floor_tag(struct floor_pair *p, int side)
+static void *floor_tag(floor_pair *p, int side)
 {
 	return (void *)((uintptr_t)p | (uintptr_t)side);
 }
 
 /* Pass an end of stream on: -1 once both directions have ended. */
-static int floor_end(struct floor_direction *d)
+static int floor_end(floor_direction *d)
 {
-	struct floor_pair *p = d->pair;
+	floor_pair *p = d->pair;
 	d->ended = true;
 	shutdown(d->to, SHUT_WR);
 	return p->up.ended && p->down.ended ? -1 : 0;
@@ -219,7 +221,7 @@ static int floor_end(struct floor_direction *d)
  * Write what is buffered, then read and write until the sender has no more
  * or the receiver is full. 0 to keep going, -1 when the pair must close.
  */
-static int floor_epoll_pump(struct floor_direction *d, size_t size)
+static int floor_epoll_pump(floor_direction *d, size_t size)
 {
 	for (;;) {
 		while (d->off < d->len) {
@@ -241,7 +243,7 @@ static int floor_epoll_pump(struct floor_direction *d, size_t size)
 	}
 }
 
-static int floor_epoll_add(int ep, struct floor_pair *p)
+static int floor_epoll_add(int ep, floor_pair *p)
 {
 	struct epoll_event ev = {
 		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
@@ -259,11 +261,11 @@ static int floor_epoll_add(int ep, struct floor_pair *p)
  * A pair closed in this batch may still have an event later in it; closed
  * pairs wait in `dead` until the batch is done.
  */
-static int floor_run_epoll(int listener, const struct floor_options *opt)
+static int floor_run_epoll(int listener, const floor_options *opt)
 {
 	enum { BATCH = 256 };
 	struct epoll_event events[BATCH];
-	struct floor_pair *dead[BATCH];
+	floor_pair *dead[BATCH];
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event lev = {.events = EPOLLIN, .data.ptr = NULL};
 	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, listener, &lev) < 0)
@@ -274,13 +276,13 @@ static int floor_run_epoll(int listener, const struct floor_options *opt)
 		for (int i = 0; i < n; i++) {
 			uintptr_t tag = (uintptr_t)events[i].data.ptr;
 			if (tag == 0) {
-				struct floor_pair *p;
+				floor_pair *p;
 				while ((p = floor_accept(listener, opt)))
 					if (floor_epoll_add(ep, p) < 0)
 						floor_pair_free(p);
 				continue;
 			}
-			struct floor_pair *p = (void *)(tag & ~(uintptr_t)1);
+			floor_pair *p = (void *)(tag & ~(uintptr_t)1);
 			if (p->closing)
 				continue;
 			/* Either fd's edge can unblock both directions. */
@@ -312,7 +314,7 @@ static struct io_uring_sqe *floor_sqe(struct io_uring *ring)
 	return sqe;
 }
 
-static void floor_uring_recv(struct io_uring *ring, struct floor_direction *d,
+static void floor_uring_recv(struct io_uring *ring, floor_direction *d,
 			     size_t size)
 {
 	struct io_uring_sqe *sqe = floor_sqe(ring);
@@ -321,7 +323,7 @@ static void floor_uring_recv(struct io_uring *ring, struct floor_direction *d,
 	d->pair->in_flight++;
 }
 
-static void floor_uring_send(struct io_uring *ring, struct floor_direction *d)
+static void floor_uring_send(struct io_uring *ring, floor_direction *d)
 {
 	struct io_uring_sqe *sqe = floor_sqe(ring);
 	io_uring_prep_send(sqe, d->to, d->buf + d->off, d->len - d->off,
@@ -334,7 +336,7 @@ static void floor_uring_send(struct io_uring *ring, struct floor_direction *d)
  * shutdown() ends the other direction's pending recv (it reads 0) or send
  * (EPIPE); the fds stay open, so not reused, until the pair's last CQE.
  */
-static void floor_uring_close(struct floor_pair *p)
+static void floor_uring_close(floor_pair *p)
 {
 	if (!p->closing) {
 		p->closing = true;
@@ -346,10 +348,10 @@ static void floor_uring_close(struct floor_pair *p)
 }
 
 /* A recv or send of `d` completed with `res`. */
-static void floor_uring_done(struct io_uring *ring, struct floor_direction *d,
+static void floor_uring_done(struct io_uring *ring, floor_direction *d,
 			     int res, size_t size)
 {
-	struct floor_pair *p = d->pair;
+	floor_pair *p = d->pair;
 	p->in_flight--;
 	if (p->closing || res < 0) {
 		floor_uring_close(p);
@@ -384,20 +386,20 @@ static void floor_uring_accept(struct io_uring *ring, int listener)
 
 static void floor_uring_accepted(struct io_uring *ring, int listener,
 				 const struct io_uring_cqe *cqe,
-				 const struct floor_options *opt)
+				 const floor_options *opt)
 {
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		floor_uring_accept(ring, listener);
 	if (cqe->res < 0)
 		return;
-	struct floor_pair *p = floor_pair_open(cqe->res, opt, false);
+	floor_pair *p = floor_pair_open(cqe->res, opt, false);
 	if (!p)
 		return;
 	floor_uring_recv(ring, &p->up, opt->buffer);
 	floor_uring_recv(ring, &p->down, opt->buffer);
 }
 
-static int floor_run_uring(int listener, const struct floor_options *opt)
+static int floor_run_uring(int listener, const floor_options *opt)
 {
 	struct io_uring ring;
 	struct io_uring_params params = {
@@ -449,7 +451,7 @@ static void floor_usage(FILE *out)
 	      out);
 }
 
-static int floor_parse(int argc, char **argv, struct floor_options *opt)
+static int floor_parse(int argc, char **argv, floor_options *opt)
 {
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'},
@@ -462,17 +464,17 @@ static int floor_parse(int argc, char **argv, struct floor_options *opt)
 	bool have_listen = false, have_server = false;
 	uint64_t size;
 	int c, index = 0;
-	*opt = (struct floor_options){.poller = FLOOR_EPOLL, .buffer = 65536};
+	*opt = (floor_options){.poller = FLOOR_EPOLL, .buffer = 65536};
 	while ((c = getopt_long(argc, argv, "h", longopts, &index)) != -1) {
 		int rc = 0;
 		switch (c) {
 		case 'l':
-			rc = fbu_parse_addr(optarg, &opt->listen_addr,
+			rc = cli_parse_addr(optarg, &opt->listen_addr,
 					    &opt->listen_len);
 			have_listen = rc == 0;
 			break;
 		case 's':
-			rc = fbu_parse_addr(optarg, &opt->server_addr,
+			rc = cli_parse_addr(optarg, &opt->server_addr,
 					    &opt->server_len);
 			have_server = rc == 0;
 			break;
@@ -485,7 +487,7 @@ static int floor_parse(int argc, char **argv, struct floor_options *opt)
 				rc = -EINVAL;
 			break;
 		case 'b':
-			rc = fbu_parse_size(optarg, &size);
+			rc = cli_parse_size(optarg, &size);
 			if (rc == 0 && (size == 0 || size > (1u << 30)))
 				rc = -EINVAL;
 			opt->buffer = (size_t)size;
@@ -512,7 +514,7 @@ static int floor_parse(int argc, char **argv, struct floor_options *opt)
 
 int main(int argc, char **argv)
 {
-	struct floor_options opt;
+	floor_options opt;
 	if (floor_parse(argc, argv, &opt) < 0)
 		return 2;
 	signal(SIGPIPE, SIG_IGN);

@@ -1,4 +1,4 @@
-// frametop's strict JSON reader (tools/frametop_json.h): what it accepts,
+// frametop's strict JSON reader (tools/frametop/json.h): what it accepts,
 // what it rejects and where, escapes, nesting, numbers.
 #include <catch2/catch.hpp>
 
@@ -7,30 +7,30 @@
 #include <string>
 #include <vector>
 
-#include "tools/frametop_json.h"
+#include "tools/frametop/json.h"
 
 namespace {
 
 // A parsed document that frees itself.
 struct Doc {
-	fj_doc d;
+	json_doc d;
 	int err;
 	explicit Doc(const std::string &text)
 	{
-		err = fj_parse(&d, text.data(), text.size());
+		err = json_parse(&d, text.data(), text.size());
 	}
-	~Doc() { fj_free(&d); }
-	const fj_value *root() const { return fj_root(&d); }
-	const fj_value *get(const fj_value *v, const char *key) const
+	~Doc() { json_free(&d); }
+	const json_value *root() const { return json_root(&d); }
+	const json_value *get(const json_value *v, const char *key) const
 	{
-		return fj_get(&d, v, key);
+		return json_get(&d, v, key);
 	}
 };
 
-std::string str_of(const fj_value *v)
+std::string str_of(const json_value *v)
 {
 	REQUIRE(v);
-	REQUIRE(v->type == FJ_STRING);
+	REQUIRE(v->type == JSON_STRING);
 	return std::string(v->str, v->str_len);
 }
 
@@ -49,19 +49,19 @@ TEST_CASE("frametop json: scalars at the root", "[frametop][json]")
 	{
 		Doc d("true");
 		REQUIRE(d.err == 0);
-		CHECK(d.root()->type == FJ_BOOL);
+		CHECK(d.root()->type == JSON_BOOL);
 		CHECK(d.root()->boolean);
 	}
 	{
 		Doc d(" false ");
 		REQUIRE(d.err == 0);
-		CHECK(d.root()->type == FJ_BOOL);
+		CHECK(d.root()->type == JSON_BOOL);
 		CHECK_FALSE(d.root()->boolean);
 	}
 	{
 		Doc d("\r\n\tnull\n");
 		REQUIRE(d.err == 0);
-		CHECK(d.root()->type == FJ_NULL);
+		CHECK(d.root()->type == JSON_NULL);
 	}
 	{
 		Doc d("\"hi\"");
@@ -71,7 +71,7 @@ TEST_CASE("frametop json: scalars at the root", "[frametop][json]")
 	{
 		Doc d("42");
 		REQUIRE(d.err == 0);
-		CHECK(d.root()->type == FJ_NUMBER);
+		CHECK(d.root()->type == JSON_NUMBER);
 		CHECK(d.root()->u64 == 42);
 	}
 }
@@ -82,47 +82,47 @@ TEST_CASE("frametop json: objects, arrays and nesting", "[frametop][json]")
 	      " \"o\": {\"a\": {\"b\": [true, null]}}, \"e\": [],"
 	      " \"pid\": 99}");
 	REQUIRE(d.err == 0);
-	const fj_value *root = d.root();
-	REQUIRE(root->type == FJ_OBJECT);
+	const json_value *root = d.root();
+	REQUIRE(root->type == JSON_OBJECT);
 	CHECK(root->count == 6);
 	CHECK(d.get(root, "pid")->u64 == 12);   // duplicate key: first wins
 	CHECK(str_of(d.get(root, "name")) == "x");
 	CHECK(d.get(root, "missing") == nullptr);
 	CHECK(d.get(d.get(root, "name"), "x") == nullptr);  // not an object
 
-	const fj_value *list = d.get(root, "list");
-	REQUIRE(list->type == FJ_ARRAY);
+	const json_value *list = d.get(root, "list");
+	REQUIRE(list->type == JSON_ARRAY);
 	REQUIRE(list->count == 3);
-	const fj_value *a = fj_first(&d.d, list);
+	const json_value *a = json_first(&d.d, list);
 	CHECK(a->u64 == 1);
-	const fj_value *b = fj_next(&d.d, a);
-	REQUIRE(b->type == FJ_ARRAY);
+	const json_value *b = json_next(&d.d, a);
+	REQUIRE(b->type == JSON_ARRAY);
 	CHECK(b->count == 2);
-	CHECK(fj_next(&d.d, fj_first(&d.d, b))->u64 == 3);
-	const fj_value *c = fj_next(&d.d, b);
-	CHECK(c->type == FJ_OBJECT);
+	CHECK(json_next(&d.d, json_first(&d.d, b))->u64 == 3);
+	const json_value *c = json_next(&d.d, b);
+	CHECK(c->type == JSON_OBJECT);
 	CHECK(c->count == 0);
-	CHECK(fj_first(&d.d, c) == nullptr);
-	CHECK(fj_next(&d.d, c) == nullptr);
+	CHECK(json_first(&d.d, c) == nullptr);
+	CHECK(json_next(&d.d, c) == nullptr);
 
-	const fj_value *inner = d.get(d.get(d.get(root, "o"), "a"), "b");
+	const json_value *inner = d.get(d.get(d.get(root, "o"), "a"), "b");
 	REQUIRE(inner);
 	CHECK(inner->count == 2);
-	CHECK(fj_first(&d.d, inner)->boolean);
-	CHECK(fj_next(&d.d, fj_first(&d.d, inner))->type == FJ_NULL);
+	CHECK(json_first(&d.d, inner)->boolean);
+	CHECK(json_next(&d.d, json_first(&d.d, inner))->type == JSON_NULL);
 	CHECK(d.get(root, "e")->count == 0);
 }
 
 TEST_CASE("frametop json: nesting is bounded", "[frametop][json]")
 {
-	std::string ok = std::string(FJ_MAX_DEPTH, '[') +
-			 std::string(FJ_MAX_DEPTH, ']');
+	std::string ok = std::string(JSON_MAX_DEPTH, '[') +
+			 std::string(JSON_MAX_DEPTH, ']');
 	CHECK(Doc(ok).err == 0);
-	std::string deep = std::string(FJ_MAX_DEPTH + 1, '[') +
-			   std::string(FJ_MAX_DEPTH + 1, ']');
+	std::string deep = std::string(JSON_MAX_DEPTH + 1, '[') +
+			   std::string(JSON_MAX_DEPTH + 1, ']');
 	Doc d(deep);
 	CHECK(d.err == -E2BIG);
-	CHECK(fj_root(&d.d) == nullptr);
+	CHECK(json_root(&d.d) == nullptr);
 	// Deep enough to overflow a stack if the depth were not checked.
 	CHECK(Doc(std::string(100000, '[')).err == -E2BIG);
 	CHECK(Doc(std::string(100000, '{')).err == -EINVAL);  // key expected
@@ -164,7 +164,7 @@ TEST_CASE("frametop json: numbers", "[frametop][json]")
 		INFO(c.text);
 		Doc d(c.text);
 		REQUIRE(d.err == 0);
-		CHECK(d.root()->type == FJ_NUMBER);
+		CHECK(d.root()->type == JSON_NUMBER);
 		CHECK(d.root()->num == Approx(c.num));
 		CHECK(d.root()->is_u64 == c.is_u64);
 	}
@@ -201,13 +201,13 @@ TEST_CASE("frametop json: invalid documents are rejected", "[frametop][json]")
 		Doc d(text);
 		CHECK(d.err == -EINVAL);
 		CHECK(d.d.error != nullptr);
-		CHECK(fj_root(&d.d) == nullptr);
+		CHECK(json_root(&d.d) == nullptr);
 	}
 	// A NUL byte inside the input is not the end of it.
 	CHECK(Doc(std::string("[1]\0", 4)).err == -EINVAL);
 	CHECK(Doc(std::string("\"a\0\"", 4)).err == -EINVAL);
-	// A number longer than FJ_MAX_NUMBER characters.
-	CHECK(Doc("1." + std::string(FJ_MAX_NUMBER, '1')).err == -EINVAL);
+	// A number longer than JSON_MAX_NUMBER characters.
+	CHECK(Doc("1." + std::string(JSON_MAX_NUMBER, '1')).err == -EINVAL);
 }
 
 TEST_CASE("frametop json: errors say where", "[frametop][json]")
@@ -244,10 +244,10 @@ TEST_CASE("frametop json: mangled input never reads out of bounds",
 			text[next() % text.size()] =
 				alphabet[next() % (sizeof(alphabet) - 1)];
 		std::vector<char> heap(text.begin(), text.end());
-		fj_doc d;
-		int err = fj_parse(&d, heap.data(), heap.size());
+		json_doc d;
+		int err = json_parse(&d, heap.data(), heap.size());
 		CHECK((err == 0 || err == -EINVAL || err == -E2BIG));
-		CHECK((err == 0) == (fj_root(&d) != nullptr));
-		fj_free(&d);
+		CHECK((err == 0) == (json_root(&d) != nullptr));
+		json_free(&d);
 	}
 }

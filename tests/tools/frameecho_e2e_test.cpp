@@ -22,100 +22,24 @@
 #include <vector>
 
 #include "proxy/frame.h"
-#include "tools/framebench_payload.h"
+#include "tools/lib/payload.h"
 
 #include "proc.hpp"
 
 namespace {
 
+using tooltest::BenchResult;
+using tooltest::Echo;
+using tooltest::Fd;
 using tooltest::Proc;
+using tooltest::connect_to;
 using tooltest::exe;
+using tooltest::json_number;
 using tooltest::now_ms;
-
-// A frameecho on 127.0.0.1:0 and the port it reported.
-struct Echo {
-	std::unique_ptr<Proc> child;
-	int port = 0;
-};
-
-bool start_echo(Echo &echo, std::vector<std::string> extra)
-{
-	std::vector<std::string> argv = {exe("FRAMEECHO"), "--listen",
-					 "127.0.0.1:0", "--quiet"};
-	argv.insert(argv.end(), extra.begin(), extra.end());
-	echo.child.reset(new Proc(argv));
-	std::string line = echo.child->read_until("\n", 10000);
-	const std::string prefix = "listening on 127.0.0.1:";
-	if (line.compare(0, prefix.size(), prefix) != 0)
-		return false;
-	echo.port = std::atoi(line.c_str() + prefix.size());
-	return echo.port > 0;
-}
-
-struct BenchResult {
-	int exit_code;
-	std::string out;
-};
-
-BenchResult run_bench(int port, std::vector<std::string> extra)
-{
-	std::vector<std::string> argv = {exe("FRAMEBENCH"), "--target",
-					 "127.0.0.1:" + std::to_string(port),
-					 "--json"};
-	argv.insert(argv.end(), extra.begin(), extra.end());
-	Proc bench(argv);
-	std::string out = bench.read_until(nullptr, 60000);
-	int code = bench.wait_exit(10000);
-	INFO("framebench said: " << out);
-	return {code, out};
-}
-
-// The number after "key": in framebench's one-line JSON object.
-double json_number(const std::string &json, const std::string &key)
-{
-	std::string needle = "\"" + key + "\":";
-	size_t at = json.find(needle);
-	if (at == std::string::npos)
-		FAIL("no key " << key << " in: " << json);
-	return std::strtod(json.c_str() + at + needle.size(), nullptr);
-}
-
-bool uring_usable()
-{
-	Echo probe;
-	return start_echo(probe, {"--poller", "uring"});
-}
-
-int connect_to(int port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	REQUIRE(fd >= 0);
-	struct sockaddr_in sin = {};
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	struct timeval tv = {10, 0};  // a hung server fails the test, not CI
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	REQUIRE(connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
-	return fd;
-}
-
-bool read_full(int fd, uint8_t *buf, size_t n)
-{
-	while (n > 0) {
-		ssize_t r = read(fd, buf, n);
-		if (r <= 0)
-			return false;
-		buf += r;
-		n -= (size_t)r;
-	}
-	return true;
-}
-
-struct Fd {
-	int fd;
-	~Fd() { close(fd); }
-};
+using tooltest::read_full;
+using tooltest::run_bench;
+using tooltest::start_echo;
+using tooltest::uring_usable;
 
 } // namespace
 
@@ -277,8 +201,8 @@ TEST_CASE("frameecho reply-size and half-close", "[e2e]")
 		uint8_t frame[304], want[300];
 		REQUIRE(read_full(s.fd, frame, sizeof(frame)));
 		CHECK(frame_read_length(frame) == 300);
-		uint64_t d = fb_fnv1a(FB_FNV_INIT, (const uint8_t *)q, std::strlen(q));
-		fb_reply_fill(want, sizeof(want), d, 0);
+		uint64_t d = payload_fnv1a(PAYLOAD_FNV_INIT, (const uint8_t *)q, std::strlen(q));
+		payload_reply_fill(want, sizeof(want), d, 0);
 		CHECK(std::memcmp(frame + 4, want, sizeof(want)) == 0);
 	}
 	// Replies finished, then our EOF came back as theirs.
@@ -301,48 +225,3 @@ TEST_CASE("frameecho stops cleanly on SIGTERM", "[e2e]")
 // floorrelay (tools/compare's floor): both pollers carry every byte of
 // mixed-size frames unchanged, pass a half-close on so replies still in
 // flight arrive, and stop on SIGTERM.
-TEST_CASE("floorrelay relays frames intact and passes half-close on",
-	  "[e2e][floor]")
-{
-	std::vector<std::string> pollers = {"epoll"};
-	if (uring_usable())
-		pollers.push_back("uring");
-	else
-		WARN("io_uring is not usable here: uring cases skipped");
-	for (const auto &poller : pollers) {
-		CAPTURE(poller);
-		Echo echo;
-		REQUIRE(start_echo(echo, {}));
-		Proc relay({exe("FLOORRELAY"), "--listen", "127.0.0.1:0",
-			    "--server", "127.0.0.1:" + std::to_string(echo.port),
-			    "--poller", poller, "--buffer", "16KiB"});
-		std::string line = relay.read_until("\n", 10000);
-		const std::string prefix = "listening on 127.0.0.1:";
-		REQUIRE(line.compare(0, prefix.size(), prefix) == 0);
-		int port = std::atoi(line.c_str() + prefix.size());
-
-		// Frames up to 12x the relay's buffer, 4 in flight per
-		// connection; framebench half-closes at the end and waits.
-		auto r = run_bench(port, {"-c", "6", "-d", "4", "--size",
-					  "0-200K", "--frames", "600"});
-		CHECK(r.exit_code == 0);
-		CHECK(json_number(r.out, "frames") == 600);
-		CHECK(json_number(r.out, "mismatches") == 0);
-		CHECK(json_number(r.out, "lost") == 0);
-
-		Fd s{connect_to(port)};
-		uint8_t frame[4 + 5];
-		frame_write_length(frame, 5);
-		std::memcpy(frame + 4, "hello", 5);
-		REQUIRE(write(s.fd, frame, sizeof(frame)) == (ssize_t)sizeof(frame));
-		REQUIRE(shutdown(s.fd, SHUT_WR) == 0);
-		uint8_t back[sizeof(frame)];
-		REQUIRE(read_full(s.fd, back, sizeof(back)));
-		CHECK(std::memcmp(back, frame, sizeof(frame)) == 0);
-		uint8_t more;
-		CHECK(read(s.fd, &more, 1) == 0);  // the echo's EOF, passed back
-
-		REQUIRE(kill(relay.pid(), SIGTERM) == 0);
-		CHECK(relay.wait_exit(5000) == 0);
-	}
-}

@@ -51,13 +51,13 @@
 #define MAX_BATCH 4096u
 #define DEFAULT_TIMEOUT_MS 10000
 
-enum state { CONNECTING, SENDING, RECEIVING, DONE };
+typedef enum conn_state { CONNECTING, SENDING, RECEIVING, DONE } conn_state;
 
-struct conn {
+typedef struct idle_conn {
 	int fd;
-	enum state state;
+	conn_state state;
 	uint32_t done;      /* bytes sent (SENDING) or received (RECEIVING) */
-};
+} idle_conn;
 
 static struct {
 	const char *target;
@@ -286,7 +286,7 @@ static void conn_fail(uint32_t idx, const char *fmt, ...)
 }
 
 /* One step for a connection poll says is ready. */
-static void conn_step(struct conn *c, uint32_t idx, short revents,
+static void conn_step(idle_conn *c, uint32_t idx, short revents,
 		      uint8_t *sendbuf, uint8_t *recvbuf)
 {
 	uint32_t frame_len = 4 + opt.size;
@@ -355,14 +355,14 @@ static void conn_step(struct conn *c, uint32_t idx, short revents,
 }
 
 /* Set up connections [first, first + count): connect, send, verify echo. */
-static void setup_batch(struct conn *conns, uint32_t first, uint32_t count,
+static void setup_batch(idle_conn *conns, uint32_t first, uint32_t count,
 			struct pollfd *pfds, uint32_t *map, uint8_t **bufs)
 {
 	int64_t deadline =
 		sched_clock_ns(CLOCK_MONOTONIC) / 1000000 + opt.timeout_ms;
 	for (uint32_t k = 0; k < count; k++) {
 		uint32_t idx = first + k;
-		struct conn *c = &conns[idx];
+		idle_conn *c = &conns[idx];
 		c->fd = socket(opt.addr.ss_family,
 			       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (c->fd < 0)
@@ -379,7 +379,7 @@ static void setup_batch(struct conn *conns, uint32_t first, uint32_t count,
 	while (left > 0) {
 		uint32_t np = 0;
 		for (uint32_t k = 0; k < count; k++) {
-			struct conn *c = &conns[first + k];
+			idle_conn *c = &conns[first + k];
 			if (c->state == DONE)
 				continue;
 			short ev = c->state == RECEIVING ? POLLIN
@@ -400,7 +400,7 @@ static void setup_batch(struct conn *conns, uint32_t first, uint32_t count,
 		if (r < 0)
 			fail("poll: %s", strerror(errno));
 		if (r == 0) {
-			struct conn *c = &conns[first + map[0]];
+			idle_conn *c = &conns[first + map[0]];
 			static const char *const what[] = {
 				[CONNECTING] = "connecting",
 				[SENDING] = "sending its frame",
@@ -439,7 +439,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct conn *conns = calloc(opt.n, sizeof(*conns));
+	idle_conn *conns = calloc(opt.n, sizeof(*conns));
 	struct pollfd *pfds = calloc((size_t)opt.n + 2, sizeof(*pfds));
 	uint32_t batch = opt.batch < opt.n ? opt.batch : opt.n;
 	uint8_t **bufs = calloc(2 * (size_t)batch, sizeof(*bufs));

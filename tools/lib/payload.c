@@ -1,11 +1,11 @@
-#include "tools/framebench_payload.h"
+#include "tools/lib/payload.h"
 
 #include <errno.h>
 #include <string.h>
 
 #include "proxy/frame.h"
 
-uint64_t fb_mix64(uint64_t x)
+uint64_t payload_mix64(uint64_t x)
 {
 	/* splitmix64's finaliser: every input bit flips about half the output. */
 	x += 0x9e3779b97f4a7c15ull;
@@ -14,9 +14,9 @@ uint64_t fb_mix64(uint64_t x)
 	return x ^ (x >> 31);
 }
 
-uint64_t fb_stream_key(uint64_t seed, uint32_t conn, uint64_t seq)
+uint64_t payload_stream_key(uint64_t seed, uint32_t conn, uint64_t seq)
 {
-	return fb_mix64(fb_mix64(seed ^ ((uint64_t)conn << 32)) ^ seq);
+	return payload_mix64(payload_mix64(seed ^ ((uint64_t)conn << 32)) ^ seq);
 }
 
 /*
@@ -49,7 +49,7 @@ static void put_be(uint8_t *dst, uint64_t v, int bytes)
 		dst[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
 }
 
-void fb_stream_fill(uint8_t *dst, size_t n, uint64_t key, uint64_t offset)
+void payload_stream_fill(uint8_t *dst, size_t n, uint64_t key, uint64_t offset)
 {
 	/* A partial first block, then whole blocks, then a partial last one. */
 	while (n > 0 && (offset & 7)) {
@@ -72,22 +72,22 @@ void fb_stream_fill(uint8_t *dst, size_t n, uint64_t key, uint64_t offset)
 		dst[i] = (uint8_t)(word >> (8 * i));
 }
 
-static void header_fill(uint8_t *dst, size_t n, const fb_frame_id *id,
+static void header_fill(uint8_t *dst, size_t n, const payload_frame_id *id,
 			uint32_t offset)
 {
-	uint8_t header[FB_HEADER_SIZE];
+	uint8_t header[PAYLOAD_HEADER_SIZE];
 	put_be(header, id->conn, 4);
 	put_be(header + 4, id->seq, 8);
 	put_be(header + 12, id->len, 4);
 	memcpy(dst, header + offset, n);
 }
 
-void fb_payload_fill(uint8_t *dst, size_t n, const fb_frame_id *id,
-		     uint32_t offset)
+void payload_fill(uint8_t *dst, size_t n, const payload_frame_id *id,
+		  uint32_t offset)
 {
-	uint64_t key = fb_stream_key(id->seed, id->conn, id->seq);
-	if (id->len >= FB_HEADER_SIZE && offset < FB_HEADER_SIZE) {
-		size_t head = FB_HEADER_SIZE - offset;
+	uint64_t key = payload_stream_key(id->seed, id->conn, id->seq);
+	if (id->len >= PAYLOAD_HEADER_SIZE && offset < PAYLOAD_HEADER_SIZE) {
+		size_t head = PAYLOAD_HEADER_SIZE - offset;
 		if (head > n)
 			head = n;
 		header_fill(dst, head, id, offset);
@@ -95,21 +95,21 @@ void fb_payload_fill(uint8_t *dst, size_t n, const fb_frame_id *id,
 		n -= head;
 		offset += (uint32_t)head;
 	}
-	fb_stream_fill(dst, n, key, offset);
+	payload_stream_fill(dst, n, key, offset);
 }
 
-uint32_t fb_pick_size(uint64_t seed, uint32_t conn, uint64_t seq,
-		      uint32_t min, uint32_t max)
+uint32_t payload_pick_size(uint64_t seed, uint32_t conn, uint64_t seq,
+			   uint32_t min, uint32_t max)
 {
 	if (max <= min)
 		return min;
 	uint64_t span = (uint64_t)max - min + 1;
 	/* A distinct salt so sizes do not correlate with payload bytes. */
-	uint64_t r = fb_mix64(fb_stream_key(seed, conn, seq) ^ 0x5349a3e1u);
+	uint64_t r = payload_mix64(payload_stream_key(seed, conn, seq) ^ 0x5349a3e1u);
 	return min + (uint32_t)(r % span);
 }
 
-void fbv_begin(fb_verifier *v, const fb_frame_id *id)
+void payload_verify_begin(payload_verifier *v, const payload_frame_id *id)
 {
 	v->id = *id;
 	v->reply = false;
@@ -118,7 +118,7 @@ void fbv_begin(fb_verifier *v, const fb_frame_id *id)
 	v->bad_offset = 0;
 }
 
-size_t fbv_feed(fb_verifier *v, const uint8_t *data, size_t n)
+size_t payload_verify_feed(payload_verifier *v, const uint8_t *data, size_t n)
 {
 	size_t left = v->id.len - v->offset;
 	if (n > left)
@@ -129,9 +129,9 @@ size_t fbv_feed(fb_verifier *v, const uint8_t *data, size_t n)
 		size_t chunk = n - done < sizeof(expect) ? n - done : sizeof(expect);
 		uint32_t at = v->offset + (uint32_t)done;
 		if (v->reply)
-			fb_reply_fill(expect, chunk, v->id.seq, at);
+			payload_reply_fill(expect, chunk, v->id.seq, at);
 		else
-			fb_payload_fill(expect, chunk, &v->id, at);
+			payload_fill(expect, chunk, &v->id, at);
 		if (memcmp(expect, data + done, chunk) != 0) {
 			size_t i = 0;
 			while (expect[i] == data[done + i])
@@ -145,19 +145,19 @@ size_t fbv_feed(fb_verifier *v, const uint8_t *data, size_t n)
 	return n;
 }
 
-void fbv_begin_reply(fb_verifier *v, uint64_t digest, uint32_t len)
+void payload_verify_begin_reply(payload_verifier *v, uint64_t digest, uint32_t len)
 {
-	fb_frame_id id = {0, 0, digest, len};
-	fbv_begin(v, &id);
+	payload_frame_id id = {0, 0, digest, len};
+	payload_verify_begin(v, &id);
 	v->reply = true;
 }
 
-bool fbv_done(const fb_verifier *v)
+bool payload_verify_done(const payload_verifier *v)
 {
 	return v->offset == v->id.len;
 }
 
-int fb_frame_check(const uint8_t *frame, size_t n, const fb_frame_id *id)
+int payload_frame_check(const uint8_t *frame, size_t n, const payload_frame_id *id)
 {
 	if (n < 4)
 		return -EPIPE;
@@ -167,13 +167,13 @@ int fb_frame_check(const uint8_t *frame, size_t n, const fb_frame_id *id)
 		return -EPIPE;
 	if (n - 4 > id->len)
 		return -E2BIG;
-	fb_verifier v;
-	fbv_begin(&v, id);
-	fbv_feed(&v, frame + 4, n - 4);
+	payload_verifier v;
+	payload_verify_begin(&v, id);
+	payload_verify_feed(&v, frame + 4, n - 4);
 	return v.bad ? -EBADMSG : 0;
 }
 
-uint64_t fb_fnv1a(uint64_t hash, const uint8_t *data, size_t n)
+uint64_t payload_fnv1a(uint64_t hash, const uint8_t *data, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		hash ^= data[i];
@@ -182,7 +182,7 @@ uint64_t fb_fnv1a(uint64_t hash, const uint8_t *data, size_t n)
 	return hash;
 }
 
-void fb_reply_fill(uint8_t *dst, size_t n, uint64_t digest, uint32_t offset)
+void payload_reply_fill(uint8_t *dst, size_t n, uint64_t digest, uint32_t offset)
 {
 	uint8_t head[8];
 	put_be(head, digest, 8);
@@ -190,5 +190,5 @@ void fb_reply_fill(uint8_t *dst, size_t n, uint64_t digest, uint32_t offset)
 		*dst++ = head[offset++];
 		n--;
 	}
-	fb_stream_fill(dst, n, fb_stream_key(0, 0, digest), offset);
+	payload_stream_fill(dst, n, payload_stream_key(0, 0, digest), offset);
 }

@@ -1,42 +1,42 @@
 /*
- * frametop_json — see frametop_json.h. A recursive-descent parser; every
+ * json — see json.h. A recursive-descent parser; every
  * function returns 0 or a negative errno and leaves the reason for a
  * syntax error in the doc.
  */
-#include "tools/frametop_json.h"
+#include "tools/frametop/json.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct parser {
-	fj_doc *doc;
+typedef struct json_parser {
+	json_doc *doc;
 	const unsigned char *s;
 	size_t len, pos;
 	unsigned depth;
-};
+} json_parser;
 
-static int parse_value(struct parser *p, uint32_t *idx);
+static int parse_value(json_parser *p, uint32_t *idx);
 
-static int fail(struct parser *p, const char *why)
+static int fail(json_parser *p, const char *why)
 {
 	p->doc->error = why;
 	p->doc->error_at = p->pos;
 	return -EINVAL;
 }
 
-static bool at_end(const struct parser *p)
+static bool at_end(const json_parser *p)
 {
 	return p->pos >= p->len;
 }
 
-static int peek(const struct parser *p)
+static int peek(const json_parser *p)
 {
 	return at_end(p) ? -1 : p->s[p->pos];
 }
 
-static void skip_ws(struct parser *p)
+static void skip_ws(json_parser *p)
 {
 	while (!at_end(p)) {
 		unsigned char c = p->s[p->pos];
@@ -47,14 +47,14 @@ static void skip_ws(struct parser *p)
 }
 
 /* A new zeroed value; its index, because the array may move. */
-static int new_value(struct parser *p, fj_type type, uint32_t *idx)
+static int new_value(json_parser *p, json_type type, uint32_t *idx)
 {
-	fj_doc *d = p->doc;
-	if (d->count >= FJ_MAX_VALUES)
+	json_doc *d = p->doc;
+	if (d->count >= JSON_MAX_VALUES)
 		return -E2BIG;
 	if (d->count == d->cap) {
 		size_t cap = d->cap ? d->cap * 2 : 64;
-		fj_value *v = realloc(d->values, cap * sizeof(*v));
+		json_value *v = realloc(d->values, cap * sizeof(*v));
 		if (!v)
 			return -ENOMEM;
 		d->values = v;
@@ -68,7 +68,7 @@ static int new_value(struct parser *p, fj_type type, uint32_t *idx)
 
 /* --- literals and numbers ------------------------------------------------ */
 
-static int parse_literal(struct parser *p, const char *word, fj_type type,
+static int parse_literal(json_parser *p, const char *word, json_type type,
 			 bool boolean, uint32_t *idx)
 {
 	size_t n = strlen(word);
@@ -81,7 +81,7 @@ static int parse_literal(struct parser *p, const char *word, fj_type type,
 	return err;
 }
 
-static size_t skip_digits(struct parser *p)
+static size_t skip_digits(json_parser *p)
 {
 	size_t start = p->pos;
 	while (!at_end(p) && p->s[p->pos] >= '0' && p->s[p->pos] <= '9')
@@ -90,7 +90,7 @@ static size_t skip_digits(struct parser *p)
 }
 
 /* Checks the grammar; *integer when there is no sign, fraction, exponent. */
-static int scan_number(struct parser *p, bool *integer)
+static int scan_number(json_parser *p, bool *integer)
 {
 	*integer = peek(p) != '-';
 	if (peek(p) == '-')
@@ -130,7 +130,7 @@ static bool digits_u64(const char *s, size_t n, uint64_t *out)
 	return true;
 }
 
-static int parse_number(struct parser *p, uint32_t *idx)
+static int parse_number(json_parser *p, uint32_t *idx)
 {
 	size_t start = p->pos;
 	bool integer;
@@ -138,18 +138,18 @@ static int parse_number(struct parser *p, uint32_t *idx)
 	if (err < 0)
 		return err;
 	size_t n = p->pos - start;
-	char buf[FJ_MAX_NUMBER + 1];
-	if (n > FJ_MAX_NUMBER)
+	char buf[JSON_MAX_NUMBER + 1];
+	if (n > JSON_MAX_NUMBER)
 		return fail(p, "number too long");
 	memcpy(buf, p->s + start, n);
 	buf[n] = '\0';
 	double num = strtod(buf, NULL);  /* the grammar is already checked */
 	if (!isfinite(num))
 		return fail(p, "number out of range");
-	err = new_value(p, FJ_NUMBER, idx);
+	err = new_value(p, JSON_NUMBER, idx);
 	if (err < 0)
 		return err;
-	fj_value *v = &p->doc->values[*idx];
+	json_value *v = &p->doc->values[*idx];
 	v->num = num;
 	v->is_u64 = integer && digits_u64(buf, n, &v->u64);
 	return 0;
@@ -212,7 +212,7 @@ static size_t put_utf8(char *out, uint32_t cp)
 }
 
 /* Four hex digits after "\u". */
-static int read_hex4(struct parser *p, uint32_t *out)
+static int read_hex4(json_parser *p, uint32_t *out)
 {
 	if (p->len - p->pos < 4)
 		return fail(p, "truncated \\u escape");
@@ -236,7 +236,7 @@ static int read_hex4(struct parser *p, uint32_t *out)
 }
 
 /* After "\u": one code point, joining a surrogate pair. */
-static int read_unicode(struct parser *p, uint32_t *cp)
+static int read_unicode(json_parser *p, uint32_t *cp)
 {
 	int err = read_hex4(p, cp);
 	if (err < 0)
@@ -260,7 +260,7 @@ static int read_unicode(struct parser *p, uint32_t *cp)
 }
 
 /* After the backslash: append the decoded escape to out, *n bytes. */
-static int read_escape(struct parser *p, char *out, size_t *n)
+static int read_escape(json_parser *p, char *out, size_t *n)
 {
 	static const char from[] = "\"\\/bfnrt";
 	static const char to[] = "\"\\/\b\f\n\r\t";
@@ -284,7 +284,7 @@ static int read_escape(struct parser *p, char *out, size_t *n)
 }
 
 /* At the opening quote: decode into the doc's string buffer. */
-static int parse_string_raw(struct parser *p, const char **str, size_t *len)
+static int parse_string_raw(json_parser *p, const char **str, size_t *len)
 {
 	char *out = p->doc->strings + p->doc->strings_used;
 	size_t n = 0;
@@ -320,13 +320,13 @@ static int parse_string_raw(struct parser *p, const char **str, size_t *len)
 	return 0;
 }
 
-static int parse_string(struct parser *p, uint32_t *idx)
+static int parse_string(json_parser *p, uint32_t *idx)
 {
 	const char *str;
 	size_t len;
 	int err = parse_string_raw(p, &str, &len);
 	if (err == 0)
-		err = new_value(p, FJ_STRING, idx);
+		err = new_value(p, JSON_STRING, idx);
 	if (err == 0) {
 		p->doc->values[*idx].str = str;
 		p->doc->values[*idx].str_len = len;
@@ -337,10 +337,10 @@ static int parse_string(struct parser *p, uint32_t *idx)
 /* --- containers ----------------------------------------------------------- */
 
 /* Link child after *last (or as the first child of parent). */
-static void append_child(struct parser *p, uint32_t parent, uint32_t *last,
+static void append_child(json_parser *p, uint32_t parent, uint32_t *last,
 			 uint32_t child)
 {
-	fj_value *v = p->doc->values;
+	json_value *v = p->doc->values;
 	if (v[parent].count++ == 0)
 		v[parent].first = child;
 	else
@@ -349,7 +349,7 @@ static void append_child(struct parser *p, uint32_t parent, uint32_t *last,
 }
 
 /* After a member or element: ',' (more follow) or the closing bracket. */
-static int after_item(struct parser *p, char close, bool *more)
+static int after_item(json_parser *p, char close, bool *more)
 {
 	skip_ws(p);
 	if (peek(p) == ',') {
@@ -367,17 +367,17 @@ static int after_item(struct parser *p, char close, bool *more)
 }
 
 /* At '[' or '{': the container's value, with an empty one already closed. */
-static int open_container(struct parser *p, fj_type type, uint32_t *idx,
+static int open_container(json_parser *p, json_type type, uint32_t *idx,
 			  bool *empty)
 {
-	if (++p->depth > FJ_MAX_DEPTH)
+	if (++p->depth > JSON_MAX_DEPTH)
 		return -E2BIG;
 	p->pos++;
 	int err = new_value(p, type, idx);
 	if (err < 0)
 		return err;
 	skip_ws(p);
-	*empty = peek(p) == (type == FJ_ARRAY ? ']' : '}');
+	*empty = peek(p) == (type == JSON_ARRAY ? ']' : '}');
 	if (*empty) {
 		p->pos++;
 		p->depth--;
@@ -385,10 +385,10 @@ static int open_container(struct parser *p, fj_type type, uint32_t *idx,
 	return 0;
 }
 
-static int parse_array(struct parser *p, uint32_t *idx)
+static int parse_array(json_parser *p, uint32_t *idx)
 {
 	bool empty, more;
-	int err = open_container(p, FJ_ARRAY, idx, &empty);
+	int err = open_container(p, JSON_ARRAY, idx, &empty);
 	if (err < 0 || empty)
 		return err;
 	uint32_t last = 0;
@@ -406,7 +406,7 @@ static int parse_array(struct parser *p, uint32_t *idx)
 }
 
 /* "key": value, linked into the object. */
-static int parse_member(struct parser *p, uint32_t obj, uint32_t *last)
+static int parse_member(json_parser *p, uint32_t obj, uint32_t *last)
 {
 	skip_ws(p);
 	if (peek(p) != '"')
@@ -431,10 +431,10 @@ static int parse_member(struct parser *p, uint32_t obj, uint32_t *last)
 	return 0;
 }
 
-static int parse_object(struct parser *p, uint32_t *idx)
+static int parse_object(json_parser *p, uint32_t *idx)
 {
 	bool empty, more;
-	int err = open_container(p, FJ_OBJECT, idx, &empty);
+	int err = open_container(p, JSON_OBJECT, idx, &empty);
 	if (err < 0 || empty)
 		return err;
 	uint32_t last = 0;
@@ -447,7 +447,7 @@ static int parse_object(struct parser *p, uint32_t *idx)
 	return err;
 }
 
-static int parse_value(struct parser *p, uint32_t *idx)
+static int parse_value(json_parser *p, uint32_t *idx)
 {
 	switch (peek(p)) {
 	case '{':
@@ -457,11 +457,11 @@ static int parse_value(struct parser *p, uint32_t *idx)
 	case '"':
 		return parse_string(p, idx);
 	case 't':
-		return parse_literal(p, "true", FJ_BOOL, true, idx);
+		return parse_literal(p, "true", JSON_BOOL, true, idx);
 	case 'f':
-		return parse_literal(p, "false", FJ_BOOL, false, idx);
+		return parse_literal(p, "false", JSON_BOOL, false, idx);
 	case 'n':
-		return parse_literal(p, "null", FJ_NULL, false, idx);
+		return parse_literal(p, "null", JSON_NULL, false, idx);
 	case -1:
 		return fail(p, "unexpected end of input");
 	default:
@@ -473,21 +473,21 @@ static int parse_value(struct parser *p, uint32_t *idx)
 
 /* --- public --------------------------------------------------------------- */
 
-void fj_free(fj_doc *doc)
+void json_free(json_doc *doc)
 {
 	free(doc->values);
 	free(doc->strings);
 	memset(doc, 0, sizeof(*doc));
 }
 
-int fj_parse(fj_doc *doc, const char *text, size_t len)
+int json_parse(json_doc *doc, const char *text, size_t len)
 {
 	memset(doc, 0, sizeof(*doc));
 	/* Decoded strings plus their NULs never exceed the input's length. */
 	doc->strings = malloc(len + 1);
 	if (!doc->strings)
 		return -ENOMEM;
-	struct parser p = {doc, (const unsigned char *)text, len, 0, 0};
+	json_parser p = {doc, (const unsigned char *)text, len, 0, 0};
 	uint32_t root;
 	skip_ws(&p);
 	int err = parse_value(&p, &root);
@@ -497,36 +497,36 @@ int fj_parse(fj_doc *doc, const char *text, size_t len)
 	if (err < 0) {
 		const char *why = doc->error;
 		size_t at = doc->error_at;
-		fj_free(doc);
+		json_free(doc);
 		doc->error = err == -E2BIG ? "too deep or too large" : why;
 		doc->error_at = err == -E2BIG ? p.pos : at;
 	}
 	return err;
 }
 
-const fj_value *fj_root(const fj_doc *doc)
+const json_value *json_root(const json_doc *doc)
 {
 	return doc->count ? &doc->values[0] : NULL;
 }
 
-const fj_value *fj_first(const fj_doc *doc, const fj_value *v)
+const json_value *json_first(const json_doc *doc, const json_value *v)
 {
-	if (!v || (v->type != FJ_ARRAY && v->type != FJ_OBJECT) || !v->count)
+	if (!v || (v->type != JSON_ARRAY && v->type != JSON_OBJECT) || !v->count)
 		return NULL;
 	return &doc->values[v->first];
 }
 
-const fj_value *fj_next(const fj_doc *doc, const fj_value *v)
+const json_value *json_next(const json_doc *doc, const json_value *v)
 {
 	return v && v->next ? &doc->values[v->next] : NULL;
 }
 
-const fj_value *fj_get(const fj_doc *doc, const fj_value *v, const char *key)
+const json_value *json_get(const json_doc *doc, const json_value *v, const char *key)
 {
-	if (!v || v->type != FJ_OBJECT)
+	if (!v || v->type != JSON_OBJECT)
 		return NULL;
 	size_t n = strlen(key);
-	for (const fj_value *m = fj_first(doc, v); m; m = fj_next(doc, m))
+	for (const json_value *m = json_first(doc, v); m; m = json_next(doc, m))
 		if (m->key_len == n && memcmp(m->key, key, n) == 0)
 			return m;
 	return NULL;

@@ -3,7 +3,7 @@
  *
  * Speaks the frame protocol (4-byte big-endian length, then the payload) and
  * answers every frame, in order: with the same frame, or with --reply-size N
- * with an N-byte frame derived from the request (see framebench_payload.h).
+ * with an N-byte frame derived from the request (see tools/lib/payload.h).
  *
  * Written in blocking style on our own stack: each connection is a reader
  * and a writer coroutine sharing a bounded byte ring. The reader copies each
@@ -28,16 +28,16 @@
 #include "poll/poll.h"
 #include "proxy/frame.h"
 #include "sched/sched.h"
-#include "tools/framebench_io.h"
-#include "tools/framebench_payload.h"
-#include "tools/framebench_util.h"
+#include "tools/lib/io.h"
+#include "tools/lib/payload.h"
+#include "tools/lib/cli.h"
 
 #define RING_SIZE (32u * 1024u)    /* replies queued per connection */
 #define IN_SIZE (16u * 1024u)      /* one read */
 #define MARKS_MAX 1024u            /* delayed frames queued per connection */
 #define STOP_GRACE_NS (2 * 1000000000ll)
 
-struct options {
+typedef struct echo_options {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	poll_kind poller;
@@ -47,23 +47,23 @@ struct options {
 	uint64_t close_after;      /* 0 = never */
 	uint32_t max_frame;
 	bool quiet;
-};
+} echo_options;
 
 /* Where a delayed reply starts in the ring, and when it may be written. */
-struct mark {
+typedef struct reply_mark {
 	uint64_t pos;
 	int64_t due;
-};
+} reply_mark;
 
-enum reader_end {
+typedef enum reader_end {
 	END_NONE,
 	END_EOF,          /* client half-closed: flush, then shut our write side */
 	END_LIMIT,        /* --close-after reached: same, so the peer sees a FIN */
 	END_CLOSE,        /* oversized frame or error: flush what we can, close */
-};
+} reader_end;
 
-struct conn {
-	struct conn *prev, *next;
+typedef struct echo_conn {
+	struct echo_conn *prev, *next;
 	poll_desc *pd;
 	bool closed;               /* pd_close done: nobody may touch pd */
 	int refs;                  /* reader + writer */
@@ -74,7 +74,7 @@ struct conn {
 	uint32_t mark_head, mark_tail;
 	coro *reader_wait;       /* reader parked for ring or mark space */
 	coro *writer_wait;       /* writer parked for data */
-	enum reader_end end;
+	reader_end end;
 
 	/* request parsing */
 	uint8_t prefix[4];
@@ -87,13 +87,13 @@ struct conn {
 	unsigned streak;           /* reads without parking (fairness) */
 
 	/* Not zeroed (see conn_start): pages are touched only when used. */
-	struct mark marks[MARKS_MAX];
+	reply_mark marks[MARKS_MAX];
 	uint8_t in[IN_SIZE];
 	uint8_t ring[RING_SIZE];
-};
+} echo_conn;
 
-static struct options opt;
-static struct conn *conns;         /* live connections */
+static echo_options opt;
+static echo_conn *conns;           /* live connections */
 static uint64_t conns_live;
 static uint64_t next_conn_id;
 static poll_desc *listener;
@@ -123,33 +123,19 @@ static void maybe_finish_stop(void)
 		sched_timer_cancel(&stop_timer);
 }
 
-static void wake(coro **slot)
+static void conn_abort(echo_conn *c)
 {
-	if (*slot) {
-		coro *co = *slot;
-		*slot = NULL;
-		coro_ready(co);
-	}
-}
-
-static void conn_abort(struct conn *c)
-{
-	if (c->closed)
+	if (!io_close_once(c->pd, &c->closed))
 		return;
-	c->closed = true;
-	pd_close(c->pd);
-	wake(&c->reader_wait);
-	wake(&c->writer_wait);
+	io_wake(&c->reader_wait);
+	io_wake(&c->writer_wait);
 }
 
-static void conn_release(struct conn *c)
+static void conn_release(echo_conn *c)
 {
 	if (--c->refs > 0)
 		return;
-	if (!c->closed) {
-		c->closed = true;
-		pd_close(c->pd);
-	}
+	io_close_once(c->pd, &c->closed);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -171,19 +157,19 @@ static void park_in(coro **slot, const char *why)
 
 /* --- the ring (reader side) ---------------------------------------------- */
 
-static size_t ring_space(const struct conn *c)
+static size_t ring_space(const echo_conn *c)
 {
 	return RING_SIZE - (size_t)(c->head - c->tail);
 }
 
-static int ring_push(struct conn *c, const uint8_t *data, size_t n)
+static int ring_push(echo_conn *c, const uint8_t *data, size_t n)
 {
 	while (n > 0) {
 		if (c->closed)
 			return -EBADF;
 		size_t space = ring_space(c);
 		if (space == 0) {
-			wake(&c->writer_wait);
+			io_wake(&c->writer_wait);
 			park_in(&c->reader_wait, "frameecho ring full");
 			continue;
 		}
@@ -199,24 +185,24 @@ static int ring_push(struct conn *c, const uint8_t *data, size_t n)
 	return 0;
 }
 
-static int push_mark(struct conn *c)
+static int push_mark(echo_conn *c)
 {
 	if (opt.delay_ns <= 0)
 		return 0;
 	while (c->mark_head - c->mark_tail == MARKS_MAX) {
 		if (c->closed)
 			return -EBADF;
-		wake(&c->writer_wait);
+		io_wake(&c->writer_wait);
 		park_in(&c->reader_wait, "frameecho marks full");
 	}
-	struct mark *m = &c->marks[c->mark_head % MARKS_MAX];
+	reply_mark *m = &c->marks[c->mark_head % MARKS_MAX];
 	m->pos = c->head;
 	m->due = sched_now() + opt.delay_ns;
 	c->mark_head++;
 	return 0;
 }
 
-static int push_reply(struct conn *c)
+static int push_reply(echo_conn *c)
 {
 	uint8_t chunk[4096];
 	frame_write_length(chunk, opt.reply_size);
@@ -225,7 +211,7 @@ static int push_reply(struct conn *c)
 		uint32_t k = opt.reply_size - off;
 		if (k > sizeof(chunk))
 			k = sizeof(chunk);
-		fb_reply_fill(chunk, k, c->digest, off);
+		payload_reply_fill(chunk, k, c->digest, off);
 		rc = ring_push(c, chunk, k);
 		off += k;
 	}
@@ -235,7 +221,7 @@ static int push_reply(struct conn *c)
 /* --- the reader ---------------------------------------------------------- */
 
 /* 1 when the connection should stop (close-after reached). */
-static int frame_done(struct conn *c)
+static int frame_done(echo_conn *c)
 {
 	c->in_payload = false;
 	c->prefix_have = 0;
@@ -255,7 +241,7 @@ static int frame_done(struct conn *c)
 	return 0;
 }
 
-static int frame_start(struct conn *c)
+static int frame_start(echo_conn *c)
 {
 	uint32_t len = frame_read_length(c->prefix);
 	if (len > opt.max_frame) {
@@ -266,7 +252,7 @@ static int frame_start(struct conn *c)
 	c->request_len = len;
 	c->remaining = len;
 	c->in_payload = true;
-	c->digest = FB_FNV_INIT;
+	c->digest = PAYLOAD_FNV_INIT;
 	if (!opt.reply_sized) {
 		int rc = push_mark(c);
 		if (rc == 0)
@@ -277,10 +263,10 @@ static int frame_start(struct conn *c)
 	return len == 0 ? frame_done(c) : 0;
 }
 
-static int take_payload(struct conn *c, const uint8_t *p, size_t k)
+static int take_payload(echo_conn *c, const uint8_t *p, size_t k)
 {
 	if (opt.reply_sized)
-		c->digest = fb_fnv1a(c->digest, p, k);
+		c->digest = payload_fnv1a(c->digest, p, k);
 	else if (ring_push(c, p, k) < 0)
 		return -EBADF;
 	c->remaining -= (uint32_t)k;
@@ -288,7 +274,7 @@ static int take_payload(struct conn *c, const uint8_t *p, size_t k)
 }
 
 /* Feed freshly read bytes through the parser. <0 or 1 ends the reader. */
-static int consume(struct conn *c, const uint8_t *p, size_t n)
+static int consume(echo_conn *c, const uint8_t *p, size_t n)
 {
 	while (n > 0) {
 		int rc;
@@ -297,11 +283,7 @@ static int consume(struct conn *c, const uint8_t *p, size_t n)
 			k = n < c->remaining ? n : c->remaining;
 			rc = take_payload(c, p, k);
 		} else {
-			k = 4 - c->prefix_have;
-			if (k > n)
-				k = n;
-			memcpy(c->prefix + c->prefix_have, p, k);
-			c->prefix_have += (uint32_t)k;
+			k = io_take_prefix(c->prefix, &c->prefix_have, p, n);
 			rc = c->prefix_have == 4 ? frame_start(c) : 0;
 		}
 		if (rc != 0)
@@ -312,12 +294,12 @@ static int consume(struct conn *c, const uint8_t *p, size_t n)
 	return 0;
 }
 
-static enum reader_end read_loop(struct conn *c)
+static reader_end read_loop(echo_conn *c)
 {
 	for (;;) {
 		if (c->closed)
 			return END_CLOSE;
-		ssize_t n = fbio_read(c->pd, c->in, sizeof(c->in), &c->streak);
+		ssize_t n = io_read(c->pd, c->in, sizeof(c->in), &c->streak);
 		if (c->closed)
 			return END_CLOSE;
 		if (n == 0) {
@@ -331,7 +313,7 @@ static enum reader_end read_loop(struct conn *c)
 			return END_CLOSE;
 		}
 		int rc = consume(c, c->in, (size_t)n);
-		wake(&c->writer_wait);
+		io_wake(&c->writer_wait);
 		if (rc != 0)
 			return rc == 1 ? END_LIMIT : END_CLOSE;
 	}
@@ -339,34 +321,34 @@ static enum reader_end read_loop(struct conn *c)
 
 static void reader_main(void *arg)
 {
-	struct conn *c = arg;
+	echo_conn *c = arg;
 	c->end = read_loop(c);
-	wake(&c->writer_wait);
+	io_wake(&c->writer_wait);
 	conn_release(c);
 }
 
 /* --- the writer ---------------------------------------------------------- */
 
 /* How far the writer may go now; sets *sleep_until when a reply waits. */
-static uint64_t write_limit(struct conn *c, int64_t *sleep_until)
+static uint64_t write_limit(echo_conn *c, int64_t *sleep_until)
 {
 	*sleep_until = 0;
 	if (opt.delay_ns <= 0)
 		return c->head;
 	int64_t now = sched_now();
 	while (c->mark_tail != c->mark_head) {
-		struct mark *m = &c->marks[c->mark_tail % MARKS_MAX];
+		reply_mark *m = &c->marks[c->mark_tail % MARKS_MAX];
 		if (m->due > now) {
 			*sleep_until = m->due;
 			return m->pos;
 		}
 		c->mark_tail++;
-		wake(&c->reader_wait);
+		io_wake(&c->reader_wait);
 	}
 	return c->head;
 }
 
-static int write_some(struct conn *c, uint64_t limit)
+static int write_some(echo_conn *c, uint64_t limit)
 {
 	size_t off = (size_t)(c->tail % RING_SIZE);
 	size_t n = (size_t)(limit - c->tail);
@@ -379,13 +361,13 @@ static int write_some(struct conn *c, uint64_t limit)
 	if (rc < 0)
 		return (int)rc;
 	c->tail += n;
-	wake(&c->reader_wait);
+	io_wake(&c->reader_wait);
 	return 0;
 }
 
 static void writer_main(void *arg)
 {
-	struct conn *c = arg;
+	echo_conn *c = arg;
 	while (!c->closed) {
 		int64_t sleep_until;
 		uint64_t limit = write_limit(c, &sleep_until);
@@ -414,9 +396,9 @@ static void writer_main(void *arg)
 
 static void conn_start(poll_desc *pd, const struct sockaddr_storage *peer)
 {
-	struct conn *c = malloc(sizeof(*c));
+	echo_conn *c = malloc(sizeof(*c));
 	if (c)
-		memset(c, 0, offsetof(struct conn, marks));
+		memset(c, 0, offsetof(echo_conn, marks));
 	if (!c) {
 		note("out of memory for a connection, dropping it");
 		pd_close(pd);
@@ -488,7 +470,7 @@ static void begin_stop(int signo)
 	sched_timer_init(&stop_timer, stop_timer_fired, NULL);
 	sched_timer_set(&stop_timer, sched_now() + STOP_GRACE_NS);
 	pd_close(listener);
-	for (struct conn *c = conns; c; c = c->next)
+	for (echo_conn *c = conns; c; c = c->next)
 		conn_abort(c);
 	maybe_finish_stop();
 }
@@ -547,7 +529,7 @@ static void usage(FILE *out)
 	      "  --delay DUR       hold each reply DUR after its request (e.g. 5ms)\n"
 	      "  --reply-size N    answer each frame with an N-byte frame whose\n"
 	      "                    payload is FNV-1a64(request) big-endian, then a\n"
-	      "                    stream keyed by it (tools/framebench_payload.h)\n"
+	      "                    stream keyed by it (tools/lib/payload.h)\n"
 	      "  --close-after N   close each connection after answering N frames\n"
 	      "  --max-frame SIZE  largest request accepted (default 16MiB);\n"
 	      "                    a larger one closes that connection\n"
@@ -570,7 +552,7 @@ static int parse_args(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	bool have_listen = false;
-	opt.max_frame = FB_MAX_FRAME;
+	opt.max_frame = PAYLOAD_MAX_FRAME;
 	opt.poller = POLL_AUTO;
 	int ch;
 	while ((ch = getopt_long(argc, argv, "l:qh", longs, NULL)) != -1) {
@@ -578,27 +560,27 @@ static int parse_args(int argc, char **argv)
 		int rc = 0;
 		switch (ch) {
 		case 'l':
-			rc = fbu_parse_addr(optarg, &opt.addr, &opt.addr_len);
+			rc = cli_parse_addr(optarg, &opt.addr, &opt.addr_len);
 			have_listen = rc == 0;
 			break;
 		case 'p':
 			rc = poll_kind_parse(optarg, &opt.poller);
 			break;
 		case 'D':
-			rc = fbu_parse_duration(optarg, &opt.delay_ns);
+			rc = cli_parse_duration(optarg, &opt.delay_ns);
 			break;
 		case 'r':
-			rc = fbu_parse_size(optarg, &v);
+			rc = cli_parse_size(optarg, &v);
 			if (rc == 0 && v > UINT32_MAX)
 				rc = -ERANGE;
 			opt.reply_sized = true;
 			opt.reply_size = (uint32_t)v;
 			break;
 		case 'C':
-			rc = fbu_parse_u64(optarg, UINT64_MAX, &opt.close_after);
+			rc = cli_parse_u64(optarg, UINT64_MAX, &opt.close_after);
 			break;
 		case 'm':
-			rc = fbu_parse_size(optarg, &v);
+			rc = cli_parse_size(optarg, &v);
 			if (rc == 0 && v > UINT32_MAX)
 				rc = -ERANGE;
 			opt.max_frame = (uint32_t)v;

@@ -1,5 +1,6 @@
 /*
  * hist — a latency histogram that never stores samples (HDR-style).
+ * Prefix hist_.
  *
  * Log-linear buckets over nanoseconds: values below 2^HIST_SUB_BITS are
  * exact; above, each power of two is split into 2^HIST_SUB_BITS linear
@@ -11,8 +12,8 @@
  * Fixed size (about 34 KiB), so one per connection or one per run is cheap;
  * merge adds them up.
  */
-#ifndef FRAMEPROXY_TOOLS_HIST_H
-#define FRAMEPROXY_TOOLS_HIST_H
+#ifndef FRAMEPROXY_TOOLS_LIB_HIST_H
+#define FRAMEPROXY_TOOLS_LIB_HIST_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -33,18 +34,18 @@ typedef struct hist {
 	int64_t max;
 	double sum;
 	uint64_t buckets[HIST_BUCKETS];
-} hist_t;
+} hist;
 
-void hist_init(hist_t *h);
+void hist_init(hist *h);
 /* Negative values are recorded as 0. */
-void hist_record(hist_t *h, int64_t value);
-void hist_merge(hist_t *dst, const hist_t *src);
+void hist_record(hist *h, int64_t value);
+void hist_merge(hist *dst, const hist *src);
 /*
  * The value below which `percentile` percent of samples fall (0..100).
  * 0 when the histogram is empty.
  */
-int64_t hist_percentile(const hist_t *h, double percentile);
-double hist_mean(const hist_t *h);
+int64_t hist_percentile(const hist *h, double percentile);
+double hist_mean(const hist *h);
 
 /* Bucket geometry, exposed for tests. */
 size_t hist_bucket_of(int64_t value);

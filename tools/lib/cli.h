@@ -1,9 +1,9 @@
 /*
- * framebench_util — command-line parsing shared by frameecho and framebench:
- * durations, sizes and socket addresses.
+ * cli — command-line parsing shared by the tools: durations, sizes and
+ * socket addresses. Prefix cli_.
  */
-#ifndef FRAMEPROXY_TOOLS_FRAMEBENCH_UTIL_H
-#define FRAMEPROXY_TOOLS_FRAMEBENCH_UTIL_H
+#ifndef FRAMEPROXY_TOOLS_LIB_CLI_H
+#define FRAMEPROXY_TOOLS_LIB_CLI_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -14,11 +14,11 @@ extern "C" {
 #endif
 
 /* "1.5s", "250ms", "100us", "10ns", "2m", "1h"; a bare number is seconds. */
-int fbu_parse_duration(const char *text, int64_t *ns_out);
+int cli_parse_duration(const char *text, int64_t *ns_out);
 /* "4096", "64K", "64KiB", "16M", "16MiB", "1G" (binary multiples). */
-int fbu_parse_size(const char *text, uint64_t *out);
+int cli_parse_size(const char *text, uint64_t *out);
 /* Plain unsigned decimal, rejecting junk and overflow past `max`. */
-int fbu_parse_u64(const char *text, uint64_t max, uint64_t *out);
+int cli_parse_u64(const char *text, uint64_t max, uint64_t *out);
 /*
  * The tools' addresses: poll_addr_parse (poll/poll.h) with port 0 allowed
  * and ":PORT" for all interfaces (IPv4): "HOST:PORT", "[V6]:PORT" or
@@ -26,7 +26,7 @@ int fbu_parse_u64(const char *text, uint64_t max, uint64_t *out);
  * of range included), -ENOENT when the name does not resolve. The tools
  * print addresses with poll_addr_format.
  */
-int fbu_parse_addr(const char *text, struct sockaddr_storage *out,
+int cli_parse_addr(const char *text, struct sockaddr_storage *out,
 		   socklen_t *len_out);
 
 #ifdef __cplusplus

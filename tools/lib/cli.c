@@ -1,4 +1,4 @@
-#include "tools/framebench_util.h"
+#include "tools/lib/cli.h"
 
 #include <errno.h>
 #include <math.h>
@@ -9,7 +9,7 @@
 
 #include "poll/poll.h"
 
-int fbu_parse_u64(const char *text, uint64_t max, uint64_t *out)
+int cli_parse_u64(const char *text, uint64_t max, uint64_t *out)
 {
 	if (!text || *text < '0' || *text > '9')
 		return -EINVAL;
@@ -22,12 +22,12 @@ int fbu_parse_u64(const char *text, uint64_t max, uint64_t *out)
 	return 0;
 }
 
-struct unit {
+typedef struct unit_scale {
 	const char *name;
 	double factor;
-};
+} unit_scale;
 
-static int scaled(const char *text, const struct unit *units, double *out)
+static int scaled(const char *text, const unit_scale *units, double *out)
 {
 	if (!text || !((*text >= '0' && *text <= '9') || *text == '.'))
 		return -EINVAL;
@@ -36,7 +36,7 @@ static int scaled(const char *text, const struct unit *units, double *out)
 	double v = strtod(text, &end);
 	if (errno || !isfinite(v) || v < 0)
 		return -EINVAL;
-	for (const struct unit *u = units; u->name; u++) {
+	for (const unit_scale *u = units; u->name; u++) {
 		if (strcasecmp(end, u->name) == 0) {
 			*out = v * u->factor;
 			return 0;
@@ -45,9 +45,9 @@ static int scaled(const char *text, const struct unit *units, double *out)
 	return -EINVAL;
 }
 
-int fbu_parse_duration(const char *text, int64_t *ns_out)
+int cli_parse_duration(const char *text, int64_t *ns_out)
 {
-	static const struct unit units[] = {
+	static const unit_scale units[] = {
 		{"", 1e9}, {"s", 1e9}, {"ms", 1e6}, {"us", 1e3},
 		{"ns", 1}, {"m", 60e9}, {"min", 60e9}, {"h", 3600e9},
 		{NULL, 0},
@@ -63,9 +63,9 @@ int fbu_parse_duration(const char *text, int64_t *ns_out)
 	return 0;
 }
 
-int fbu_parse_size(const char *text, uint64_t *out)
+int cli_parse_size(const char *text, uint64_t *out)
 {
-	static const struct unit units[] = {
+	static const unit_scale units[] = {
 		{"", 1}, {"b", 1}, {"k", 1024.0}, {"kib", 1024.0},
 		{"m", 1048576.0}, {"mib", 1048576.0},
 		{"g", 1073741824.0}, {"gib", 1073741824.0},
@@ -81,7 +81,7 @@ int fbu_parse_size(const char *text, uint64_t *out)
 	return 0;
 }
 
-int fbu_parse_addr(const char *text, struct sockaddr_storage *out,
+int cli_parse_addr(const char *text, struct sockaddr_storage *out,
 		   socklen_t *len_out)
 {
 	int rc = poll_addr_parse(text, POLL_ADDR_PORT0 | POLL_ADDR_ANY_HOST,

@@ -1,26 +1,26 @@
-#include "tools/framebench_sizedist.h"
+#include "tools/framebench/sizedist.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "tools/framebench_payload.h"
-#include "tools/framebench_util.h"
+#include "tools/lib/payload.h"
+#include "tools/lib/cli.h"
 
-/* Distinct from fb_pick_size's salt: a --size-dist run and a --size run with
+/* Distinct from payload_pick_size's salt: a --size-dist run and a --size run with
  * the same seed need not draw related sizes. */
 #define DIST_SALT 0x6a09e667f3bcc908ull
 
 /* SIZE or MIN-MAX (written in place: the dash becomes a NUL). */
-static int parse_sizes(char *text, fb_size_entry *e, const char **what)
+static int parse_sizes(char *text, sizedist_entry *e, const char **what)
 {
 	char *dash = strchr(text, '-');
 	uint64_t lo, hi;
 	if (dash)
 		*dash = '\0';
-	if (fbu_parse_size(text, &lo) < 0 ||
-	    (dash && fbu_parse_size(dash + 1, &hi) < 0)) {
+	if (cli_parse_size(text, &lo) < 0 ||
+	    (dash && cli_parse_size(dash + 1, &hi) < 0)) {
 		*what = "size must be a whole number of bytes, optionally with "
 			"a K, KiB, M or MiB suffix";
 		return -EINVAL;
@@ -31,7 +31,7 @@ static int parse_sizes(char *text, fb_size_entry *e, const char **what)
 		*what = "a range must be MIN-MAX with MIN <= MAX";
 		return -EINVAL;
 	}
-	if (hi > FB_MAX_FRAME) {
+	if (hi > PAYLOAD_MAX_FRAME) {
 		*what = "size above the 16 MiB frame limit";
 		return -ERANGE;
 	}
@@ -40,14 +40,14 @@ static int parse_sizes(char *text, fb_size_entry *e, const char **what)
 	return 0;
 }
 
-static int parse_weight(const char *text, fb_size_entry *e, const char **what)
+static int parse_weight(const char *text, sizedist_entry *e, const char **what)
 {
 	uint64_t w;
-	if (fbu_parse_u64(text, UINT64_MAX, &w) < 0 || w == 0) {
+	if (cli_parse_u64(text, UINT64_MAX, &w) < 0 || w == 0) {
 		*what = "weight must be a positive integer";
 		return -EINVAL;
 	}
-	if (w > FB_SIZE_WEIGHT_MAX) {
+	if (w > SIZEDIST_WEIGHT_MAX) {
 		*what = "weight above 1000000000";
 		return -ERANGE;
 	}
@@ -56,7 +56,7 @@ static int parse_weight(const char *text, fb_size_entry *e, const char **what)
 }
 
 /* One entry of `len` bytes at `text` (not NUL-terminated). */
-static int parse_entry(const char *text, size_t len, fb_size_entry *e,
+static int parse_entry(const char *text, size_t len, sizedist_entry *e,
 		       const char **what)
 {
 	char buf[80];
@@ -80,16 +80,16 @@ static int parse_entry(const char *text, size_t len, fb_size_entry *e,
 	return rc < 0 ? rc : parse_weight(colon + 1, e, what);
 }
 
-int fb_size_dist_parse(const char *spec, fb_size_dist *out, char *why,
-		       size_t why_len)
+int sizedist_parse(const char *spec, sizedist *out, char *why,
+		   size_t why_len)
 {
-	fb_size_dist d = {.count = 0};
+	sizedist d = {.count = 0};
 	const char *at = spec ? spec : "";
 	uint64_t total = 0;
 	for (uint32_t n = 1;; n++) {
 		size_t len = strcspn(at, ",");
 		const char *what = NULL;
-		int rc = n > FB_SIZE_DIST_MAX ? -ERANGE : 0;
+		int rc = n > SIZEDIST_MAX_ENTRIES ? -ERANGE : 0;
 		if (rc < 0)
 			what = "more than 64 entries";
 		else
@@ -111,7 +111,7 @@ int fb_size_dist_parse(const char *spec, fb_size_dist *out, char *why,
 }
 
 /* The entry whose cumulative-weight interval holds `r` (< total). */
-static uint32_t entry_at(const fb_size_dist *d, uint64_t r)
+static uint32_t entry_at(const sizedist *d, uint64_t r)
 {
 	uint32_t lo = 0, hi = d->count - 1;
 	while (lo < hi) {
@@ -124,23 +124,23 @@ static uint32_t entry_at(const fb_size_dist *d, uint64_t r)
 	return lo;
 }
 
-uint32_t fb_size_dist_pick(const fb_size_dist *d, uint64_t seed, uint32_t conn,
-			   uint64_t seq)
+uint32_t sizedist_pick(const sizedist *d, uint64_t seed, uint32_t conn,
+		       uint64_t seq)
 {
 	if (d->count == 0)
 		return 0;
 	/* The total is at most 64 * 10^9, so the modulo bias of a 64-bit
 	 * draw is below 4e-9: not measurable in any run. */
-	uint64_t r = fb_mix64(fb_stream_key(seed, conn, seq) ^ DIST_SALT);
-	const fb_size_entry *e = &d->entry[entry_at(d, r % d->upto[d->count - 1])];
+	uint64_t r = payload_mix64(payload_stream_key(seed, conn, seq) ^ DIST_SALT);
+	const sizedist_entry *e = &d->entry[entry_at(d, r % d->upto[d->count - 1])];
 	if (e->max == e->min)
 		return e->min;
 	/* A second, independent draw for the place within the range. */
 	uint64_t span = (uint64_t)e->max - e->min + 1;
-	return e->min + (uint32_t)(fb_mix64(r) % span);
+	return e->min + (uint32_t)(payload_mix64(r) % span);
 }
 
-uint32_t fb_size_dist_min(const fb_size_dist *d)
+uint32_t sizedist_min(const sizedist *d)
 {
 	uint32_t v = UINT32_MAX;
 	for (uint32_t i = 0; i < d->count; i++)
@@ -148,7 +148,7 @@ uint32_t fb_size_dist_min(const fb_size_dist *d)
 	return d->count ? v : 0;
 }
 
-uint32_t fb_size_dist_max(const fb_size_dist *d)
+uint32_t sizedist_max(const sizedist *d)
 {
 	uint32_t v = 0;
 	for (uint32_t i = 0; i < d->count; i++)
@@ -156,20 +156,20 @@ uint32_t fb_size_dist_max(const fb_size_dist *d)
 	return v;
 }
 
-double fb_size_dist_mean(const fb_size_dist *d)
+double sizedist_mean(const sizedist *d)
 {
 	if (d->count == 0)
 		return 0;
 	double sum = 0;
 	for (uint32_t i = 0; i < d->count; i++) {
-		const fb_size_entry *e = &d->entry[i];
+		const sizedist_entry *e = &d->entry[i];
 		sum += (double)e->weight * ((double)e->min + (double)e->max) / 2;
 	}
 	return sum / (double)d->upto[d->count - 1];
 }
 
 /* One entry as SIZE:WEIGHT or MIN-MAX:WEIGHT; snprintf's return. */
-static int format_entry(const fb_size_entry *e, char *buf, size_t len)
+static int format_entry(const sizedist_entry *e, char *buf, size_t len)
 {
 	if (e->min == e->max)
 		return snprintf(buf, len, "%" PRIu32 ":%" PRIu32, e->min,
@@ -178,7 +178,7 @@ static int format_entry(const fb_size_entry *e, char *buf, size_t len)
 			e->max, e->weight);
 }
 
-const char *fb_size_dist_format(const fb_size_dist *d, char *buf, size_t len)
+const char *sizedist_format(const sizedist *d, char *buf, size_t len)
 {
 	size_t used = 0;
 	if (len)

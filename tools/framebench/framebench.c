@@ -8,7 +8,7 @@
  * (full window, slow server) shows up in the latency instead of silently
  * delaying the schedule (no coordinated omission). The reader checks every
  * reply against the deterministic payload of the frame it answers (see
- * framebench_payload.h), so nothing sent is ever stored, only a ring of
+ * tools/lib/payload.h), so nothing sent is ever stored, only a ring of
  * (send time, length) per frame in flight.
  *
  * Every run is bounded: sending stops at --duration or --frames, then every
@@ -16,7 +16,7 @@
  * replies; what has not arrived by then is lost.
  *
  * Payload sizes are fixed, uniform in a range, or drawn from a weighted list
- * (--size-dist, framebench_sizedist.h), always as a pure function of (seed,
+ * (--size-dist, sizedist.h), always as a pure function of (seed,
  * connection, sequence), so a run is repeatable. A progress line on stderr
  * (each second, from a histogram reset every second) is for people: on by
  * default only on a terminal, so pipes, logs and tests see none.
@@ -36,11 +36,11 @@
 #include "poll/poll.h"
 #include "proxy/frame.h"
 #include "sched/sched.h"
-#include "tools/framebench_io.h"
-#include "tools/framebench_payload.h"
-#include "tools/framebench_sizedist.h"
-#include "tools/framebench_util.h"
-#include "tools/hist.h"
+#include "tools/lib/io.h"
+#include "tools/lib/payload.h"
+#include "tools/framebench/sizedist.h"
+#include "tools/lib/cli.h"
+#include "tools/lib/hist.h"
 
 #define NS_PER_SEC 1000000000ll
 #define BUF_MIN (4u * 1024u)
@@ -48,7 +48,7 @@
 #define CONNECT_WAVE 256u       /* connects in flight at once */
 #define OPEN_LOOP_DEPTH 1024u   /* default window with --rate */
 
-struct options {
+typedef struct bench_options {
 	struct sockaddr_storage target;
 	socklen_t target_len;
 	char target_text[96];
@@ -58,7 +58,7 @@ struct options {
 	uint32_t size_min, size_max;  /* with --size-dist: the extremes */
 	bool size_set;
 	bool dist_set;              /* sizes drawn from `dist` (--size-dist) */
-	fb_size_dist dist;
+	sizedist dist;
 	int64_t duration_ns;        /* 0 = until --frames */
 	uint64_t frames;            /* 0 = until --duration */
 	double rate;                /* frames/s over all connections; 0 = closed */
@@ -71,15 +71,15 @@ struct options {
 	bool reply_sized;           /* the target answers like frameecho --reply-size */
 	uint32_t reply_size;
 	enum { PROGRESS_AUTO, PROGRESS_ON, PROGRESS_OFF } progress;
-};
+} bench_options;
 
-struct inflight {
+typedef struct inflight_frame {
 	int64_t t0;                 /* send time (scheduled time when open-loop) */
 	uint64_t digest;            /* FNV-1a of the payload, with --reply-size */
 	uint32_t len;
-};
+} inflight_frame;
 
-struct bconn {
+typedef struct bench_conn {
 	uint32_t id;
 	poll_desc *pd;
 	int connect_error;          /* negative errno of a failed connect */
@@ -89,7 +89,7 @@ struct bconn {
 	int refs;
 	coro *writer_wait;        /* writer parked on a full window */
 
-	struct inflight *ring;      /* frames in flight, depth entries */
+	inflight_frame *ring;       /* frames in flight, depth entries */
 	uint64_t sent, received;    /* sequence numbers: next to send/expect */
 	uint64_t quota;             /* frames this connection may send */
 
@@ -97,14 +97,14 @@ struct bconn {
 	uint8_t prefix[4];
 	uint32_t prefix_have;
 	bool in_payload;
-	fb_verifier verifier;
+	payload_verifier verifier;
 	unsigned read_streak;       /* reads without parking (fairness) */
 
 	uint8_t *wbuf, *rbuf;
 	size_t buf_size;
-};
+} bench_conn;
 
-struct totals {
+typedef struct bench_totals {
 	uint64_t sent, received, bytes, errors, mismatches, lost;
 	uint64_t measured, measured_bytes;  /* frames sent after the warm-up */
 	uint64_t payload_sent;      /* payload bytes of every frame sent */
@@ -112,13 +112,13 @@ struct totals {
 	uint64_t connect_failures;
 	int first_connect_error;
 	int64_t t_start, t_send_end, t_last_reply;
-};
+} bench_totals;
 
-static struct options opt;
-static struct bconn *conns;
-static hist_t latency;
-static hist_t send_lag;   /* open loop: how late each frame left its slot */
-static struct totals tot;
+static bench_options opt;
+static bench_conn *conns;
+static hist latency;
+static hist send_lag;     /* open loop: how late each frame left its slot */
+static bench_totals tot;
 static uint32_t connects_pending;
 static uint32_t conns_running;
 static coro *controller;
@@ -136,7 +136,7 @@ static struct {
 	int64_t next_at;            /* on whole seconds from the start */
 	int64_t last_at;
 	uint64_t last_replies;
-	hist_t window;              /* latencies since the last line */
+	hist window;                /* latencies since the last line */
 } progress;
 
 static void progress_erase(void);
@@ -151,15 +151,6 @@ static void note(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
-}
-
-static void wake(coro **slot)
-{
-	if (*slot) {
-		coro *co = *slot;
-		*slot = NULL;
-		coro_ready(co);
-	}
 }
 
 /* The controller parks in one place at a time; ready it at most once. */
@@ -178,31 +169,26 @@ static void controller_wait(const char *why)
 	controller_parked = false;
 }
 
-static uint64_t in_flight(const struct bconn *c)
+static uint64_t in_flight(const bench_conn *c)
 {
 	return c->sent - c->received;
 }
 
 /* --- connection lifetime ------------------------------------------------- */
 
-static void conn_abort(struct bconn *c)
+static void conn_abort(bench_conn *c)
 {
 	c->dead = true;
-	if (c->closed)
+	if (!io_close_once(c->pd, &c->closed))
 		return;
-	c->closed = true;
-	pd_close(c->pd);
-	wake(&c->writer_wait);
+	io_wake(&c->writer_wait);
 }
 
-static void conn_release(struct bconn *c)
+static void conn_release(bench_conn *c)
 {
 	if (--c->refs > 0)
 		return;
-	if (!c->closed) {
-		c->closed = true;
-		pd_close(c->pd);
-	}
+	io_close_once(c->pd, &c->closed);
 	tot.sent += c->sent;
 	tot.received += c->received;
 	tot.lost += in_flight(c);
@@ -210,7 +196,7 @@ static void conn_release(struct bconn *c)
 		wake_controller();
 }
 
-static void conn_error(struct bconn *c, const char *what, int err)
+static void conn_error(bench_conn *c, const char *what, int err)
 {
 	if (c->dead)
 		return;
@@ -222,7 +208,7 @@ static void conn_error(struct bconn *c, const char *what, int err)
 
 /* --- the writer ----------------------------------------------------------- */
 
-static bool sending_over(const struct bconn *c, int64_t when)
+static bool sending_over(const bench_conn *c, int64_t when)
 {
 	if (c->dead || interrupted || c->sent >= c->quota)
 		return true;
@@ -230,21 +216,21 @@ static bool sending_over(const struct bconn *c, int64_t when)
 }
 
 /* Open loop: frame k of connection i is due at start + (i + k*conns)/rate. */
-static int64_t scheduled(const struct bconn *c)
+static int64_t scheduled(const bench_conn *c)
 {
 	double slot = (double)c->id + (double)c->sent * (double)opt.conns;
 	return tot.t_start + (int64_t)(slot * 1e9 / opt.rate);
 }
 
-static uint32_t next_size(const struct bconn *c)
+static uint32_t next_size(const bench_conn *c)
 {
 	if (opt.dist_set)
-		return fb_size_dist_pick(&opt.dist, opt.seed, c->id, c->sent);
-	return fb_pick_size(opt.seed, c->id, c->sent, opt.size_min,
-			    opt.size_max);
+		return sizedist_pick(&opt.dist, opt.seed, c->id, c->sent);
+	return payload_pick_size(opt.seed, c->id, c->sent, opt.size_min,
+				 opt.size_max);
 }
 
-static int flush(struct bconn *c, size_t *used)
+static int flush(bench_conn *c, size_t *used)
 {
 	if (*used == 0)
 		return 0;
@@ -259,16 +245,16 @@ static int flush(struct bconn *c, size_t *used)
 }
 
 /* Append frame `c->sent` to the write buffer, streaming it when too big. */
-static int put_frame(struct bconn *c, int64_t t0, size_t *used)
+static int put_frame(bench_conn *c, int64_t t0, size_t *used)
 {
 	uint32_t len = next_size(c);
-	fb_frame_id id = {opt.seed, c->id, c->sent, len};
-	struct inflight *slot = &c->ring[c->sent % opt.depth];
+	payload_frame_id id = {opt.seed, c->id, c->sent, len};
+	inflight_frame *slot = &c->ring[c->sent % opt.depth];
 	if (opt.rate > 0)
 		hist_record(&send_lag, sched_now() - t0);
 	slot->t0 = t0;
 	slot->len = len;
-	slot->digest = FB_FNV_INIT;
+	slot->digest = PAYLOAD_FNV_INIT;
 	c->sent++;
 	tot.payload_sent += len;
 	if (*used + 4 > c->buf_size && flush(c, used) < 0)
@@ -281,16 +267,16 @@ static int put_frame(struct bconn *c, int64_t t0, size_t *used)
 		size_t k = c->buf_size - *used;
 		if (k > len - off)
 			k = len - off;
-		fb_payload_fill(c->wbuf + *used, k, &id, off);
+		payload_fill(c->wbuf + *used, k, &id, off);
 		if (opt.reply_sized)
-			slot->digest = fb_fnv1a(slot->digest, c->wbuf + *used, k);
+			slot->digest = payload_fnv1a(slot->digest, c->wbuf + *used, k);
 		*used += k;
 		off += (uint32_t)k;
 	}
 	return 0;
 }
 
-static void wait_window(struct bconn *c)
+static void wait_window(bench_conn *c)
 {
 	c->writer_wait = coro_self();
 	coro_park("framebench window");
@@ -298,7 +284,7 @@ static void wait_window(struct bconn *c)
 }
 
 /* One batch: as many frames as the window (and schedule) allow. */
-static int send_batch(struct bconn *c)
+static int send_batch(bench_conn *c)
 {
 	size_t used = 0;
 	int64_t now = sched_now();
@@ -316,7 +302,7 @@ static int send_batch(struct bconn *c)
 	return flush(c, &used);
 }
 
-static void writer_loop(struct bconn *c)
+static void writer_loop(bench_conn *c)
 {
 	for (;;) {
 		int64_t now = sched_now();
@@ -340,7 +326,7 @@ static void writer_loop(struct bconn *c)
  * Coroutines, stacks and buffers are all set up before the clock starts:
  * their first-touch page faults are not part of what is measured.
  */
-static void await_start(struct bconn *c)
+static void await_start(bench_conn *c)
 {
 	if (--writers_unstarted == 0)
 		wake_controller();
@@ -350,7 +336,7 @@ static void await_start(struct bconn *c)
 
 static void writer_main(void *arg)
 {
-	struct bconn *c = arg;
+	bench_conn *c = arg;
 	await_start(c);
 	writer_loop(c);
 	c->writer_done = true;
@@ -370,9 +356,9 @@ static void writer_main(void *arg)
 
 /* --- the reader ----------------------------------------------------------- */
 
-static void frame_received(struct bconn *c, int64_t now)
+static void frame_received(bench_conn *c, int64_t now)
 {
-	struct inflight *slot = &c->ring[c->received % opt.depth];
+	inflight_frame *slot = &c->ring[c->received % opt.depth];
 	if (c->verifier.bad) {
 		tot.mismatches++;
 		if (tot.mismatches <= 10)
@@ -394,11 +380,11 @@ static void frame_received(struct bconn *c, int64_t now)
 	c->received++;
 	c->in_payload = false;
 	c->prefix_have = 0;
-	wake(&c->writer_wait);
+	io_wake(&c->writer_wait);
 }
 
 /* A complete length prefix: check it against the frame we expect next. */
-static int reply_start(struct bconn *c, int64_t now)
+static int reply_start(bench_conn *c, int64_t now)
 {
 	uint32_t len = frame_read_length(c->prefix);
 	if (in_flight(c) == 0) {
@@ -407,7 +393,7 @@ static int reply_start(struct bconn *c, int64_t now)
 		     c->id, len);
 		return -EPROTO;
 	}
-	struct inflight *slot = &c->ring[c->received % opt.depth];
+	inflight_frame *slot = &c->ring[c->received % opt.depth];
 	uint32_t want = opt.reply_sized ? opt.reply_size : slot->len;
 	if (len != want) {
 		/* After a wrong length the stream cannot be realigned. */
@@ -417,31 +403,27 @@ static int reply_start(struct bconn *c, int64_t now)
 		     "expected %u", c->id, c->received - 1, len, want);
 		return -EPROTO;
 	}
-	fb_frame_id id = {opt.seed, c->id, c->received, len};
+	payload_frame_id id = {opt.seed, c->id, c->received, len};
 	if (opt.reply_sized)
-		fbv_begin_reply(&c->verifier, slot->digest, len);
+		payload_verify_begin_reply(&c->verifier, slot->digest, len);
 	else
-		fbv_begin(&c->verifier, &id);
+		payload_verify_begin(&c->verifier, &id);
 	c->in_payload = true;
 	if (len == 0)
 		frame_received(c, now);
 	return 0;
 }
 
-static int consume(struct bconn *c, const uint8_t *p, size_t n, int64_t now)
+static int consume(bench_conn *c, const uint8_t *p, size_t n, int64_t now)
 {
 	while (n > 0) {
 		size_t k;
 		if (c->in_payload) {
-			k = fbv_feed(&c->verifier, p, n);
-			if (fbv_done(&c->verifier))
+			k = payload_verify_feed(&c->verifier, p, n);
+			if (payload_verify_done(&c->verifier))
 				frame_received(c, now);
 		} else {
-			k = 4 - c->prefix_have;
-			if (k > n)
-				k = n;
-			memcpy(c->prefix + c->prefix_have, p, k);
-			c->prefix_have += (uint32_t)k;
+			k = io_take_prefix(c->prefix, &c->prefix_have, p, n);
 			if (c->prefix_have == 4 && reply_start(c, now) < 0)
 				return -EPROTO;
 		}
@@ -452,11 +434,11 @@ static int consume(struct bconn *c, const uint8_t *p, size_t n, int64_t now)
 }
 
 /* 1 when the reader is finished normally, <0 on a failure, 0 to go on. */
-static int read_once(struct bconn *c)
+static int read_once(bench_conn *c)
 {
 	if (!c->writer_done)
 		pd_set_deadline(c->pd, PD_READ, sched_now() + opt.grace_ns);
-	ssize_t n = fbio_read(c->pd, c->rbuf, c->buf_size, &c->read_streak);
+	ssize_t n = io_read(c->pd, c->rbuf, c->buf_size, &c->read_streak);
 	if (c->closed)
 		return 1;
 	if (n == -ETIMEDOUT && in_flight(c) == 0)
@@ -487,7 +469,7 @@ static int read_once(struct bconn *c)
 
 static void reader_main(void *arg)
 {
-	struct bconn *c = arg;
+	bench_conn *c = arg;
 	while (read_once(c) == 0)
 		;
 	conn_abort(c);
@@ -572,7 +554,7 @@ static void on_interrupt(int signo)
 
 static void connect_main(void *arg)
 {
-	struct bconn *c = arg;
+	bench_conn *c = arg;
 	int rc = poll_connect((const struct sockaddr *)&opt.target,
 			      opt.target_len, opt.connect_timeout_ns, &c->pd);
 	if (rc < 0) {
@@ -606,7 +588,7 @@ static int connect_all(void)
 	return tot.connect_failures ? -ECONNREFUSED : 0;
 }
 
-static int conn_setup(struct bconn *c, uint32_t id)
+static int conn_setup(bench_conn *c, uint32_t id)
 {
 	uint32_t biggest = opt.reply_sized && opt.reply_size > opt.size_max
 				   ? opt.reply_size : opt.size_max;
@@ -623,7 +605,7 @@ static int conn_setup(struct bconn *c, uint32_t id)
 	return c->ring && c->wbuf && c->rbuf ? 0 : -ENOMEM;
 }
 
-static void start_conn(struct bconn *c)
+static void start_conn(bench_conn *c)
 {
 	coro_opts ro = {.name = "bench-read"}, wo = {.name = "bench-write"};
 	c->refs = 2;
@@ -670,7 +652,7 @@ static void controller_main(void *arg)
 	tot.t_start = sched_now();
 	started = true;
 	for (uint32_t i = 0; i < opt.conns; i++)
-		wake(&conns[i].writer_wait);
+		io_wake(&conns[i].writer_wait);
 	progress_start();
 	while (conns_running > 0)
 		controller_wait("framebench running");
@@ -696,10 +678,10 @@ static double us(double percentile)
 /* How sizes were chosen: "fixed 64", "uniform 0-5000", "dist 64:90,1024:9". */
 static const char *size_mode(char *buf, size_t len)
 {
-	char spec[FB_SIZE_DIST_TEXT];
+	char spec[SIZEDIST_TEXT_MAX];
 	if (opt.dist_set)
 		snprintf(buf, len, "dist %s",
-			 fb_size_dist_format(&opt.dist, spec, sizeof(spec)));
+			 sizedist_format(&opt.dist, spec, sizeof(spec)));
 	else if (opt.size_min == opt.size_max)
 		snprintf(buf, len, "fixed %" PRIu32, opt.size_min);
 	else
@@ -715,7 +697,7 @@ static double mean_payload(void)
 
 static void print_json(double secs)
 {
-	char size[FB_SIZE_DIST_TEXT + 16];
+	char size[SIZEDIST_TEXT_MAX + 16];
 	printf("{\"frames\": %" PRIu64 ", \"frames_sent\": %" PRIu64
 	       ", \"frames_per_sec\": %.1f, \"bytes\": %" PRIu64
 	       ", \"bytes_per_sec\": %.1f, \"p50_us\": %.2f, \"p90_us\": %.2f"
@@ -740,7 +722,7 @@ static void print_json(double secs)
 
 static void print_text(double secs)
 {
-	char size[FB_SIZE_DIST_TEXT + 16];
+	char size[SIZEDIST_TEXT_MAX + 16];
 	printf("framebench: %s, %u connections, depth %u, size %s", opt.target_text,
 	       opt.conns, opt.depth, size_mode(size, sizeof(size)));
 	if (opt.size_max != opt.size_min)
@@ -819,7 +801,7 @@ static int parse_size_range(const char *text)
 	const char *dash = strchr(text, '-');
 	uint64_t min, max;
 	if (!dash) {
-		if (fbu_parse_size(text, &min) < 0)
+		if (cli_parse_size(text, &min) < 0)
 			return -EINVAL;
 		max = min;
 	} else {
@@ -828,11 +810,11 @@ static int parse_size_range(const char *text)
 			return -EINVAL;
 		memcpy(lo, text, n);
 		lo[n] = '\0';
-		if (fbu_parse_size(lo, &min) < 0 ||
-		    fbu_parse_size(dash + 1, &max) < 0 || max < min)
+		if (cli_parse_size(lo, &min) < 0 ||
+		    cli_parse_size(dash + 1, &max) < 0 || max < min)
 			return -EINVAL;
 	}
-	if (max > FB_MAX_FRAME)
+	if (max > PAYLOAD_MAX_FRAME)
 		return -ERANGE;
 	opt.size_min = (uint32_t)min;
 	opt.size_max = (uint32_t)max;
@@ -845,14 +827,14 @@ static char bad_value_why[192];
 
 static int parse_size_dist(const char *text)
 {
-	int rc = fb_size_dist_parse(text, &opt.dist, bad_value_why,
-				    sizeof(bad_value_why));
+	int rc = sizedist_parse(text, &opt.dist, bad_value_why,
+				sizeof(bad_value_why));
 	if (rc < 0)
 		return rc;
 	opt.dist_set = true;
 	/* Buffers are sized for the largest frame, as with --size MIN-MAX. */
-	opt.size_min = fb_size_dist_min(&opt.dist);
-	opt.size_max = fb_size_dist_max(&opt.dist);
+	opt.size_min = sizedist_min(&opt.dist);
+	opt.size_max = sizedist_max(&opt.dist);
 	return 0;
 }
 
@@ -873,15 +855,15 @@ static int parse_one(int ch, const char *arg)
 	int rc;
 	switch (ch) {
 	case 't':
-		rc = fbu_parse_addr(arg, &opt.target, &opt.target_len);
+		rc = cli_parse_addr(arg, &opt.target, &opt.target_len);
 		snprintf(opt.target_text, sizeof(opt.target_text), "%s", arg);
 		return rc;
 	case 'c':
-		rc = fbu_parse_u64(arg, 1000000, &v);
+		rc = cli_parse_u64(arg, 1000000, &v);
 		opt.conns = (uint32_t)v;
 		return rc == 0 && v == 0 ? -EINVAL : rc;
 	case 'd':
-		rc = fbu_parse_u64(arg, 1u << 20, &v);
+		rc = cli_parse_u64(arg, 1u << 20, &v);
 		opt.depth = (uint32_t)v;
 		opt.depth_set = true;
 		return rc == 0 && v == 0 ? -EINVAL : rc;
@@ -891,24 +873,24 @@ static int parse_one(int ch, const char *arg)
 	case 'z':
 		return parse_size_dist(arg);
 	case 'D':
-		return fbu_parse_duration(arg, &opt.duration_ns);
+		return cli_parse_duration(arg, &opt.duration_ns);
 	case 'n':
-		return fbu_parse_u64(arg, UINT64_MAX, &opt.frames);
+		return cli_parse_u64(arg, UINT64_MAX, &opt.frames);
 	case 'r':
 		return parse_rate(arg);
 	case 'p':
 		return poll_kind_parse(arg, &opt.poller);
 	case 'S':
-		return fbu_parse_u64(arg, UINT64_MAX, &opt.seed);
+		return cli_parse_u64(arg, UINT64_MAX, &opt.seed);
 	case 'g':
-		return fbu_parse_duration(arg, &opt.grace_ns);
+		return cli_parse_duration(arg, &opt.grace_ns);
 	case 'T':
-		return fbu_parse_duration(arg, &opt.connect_timeout_ns);
+		return cli_parse_duration(arg, &opt.connect_timeout_ns);
 	case 'W':
-		return fbu_parse_duration(arg, &opt.warmup_ns);
+		return cli_parse_duration(arg, &opt.warmup_ns);
 	case 'R':
-		rc = fbu_parse_size(arg, &v);
-		if (rc == 0 && v > FB_MAX_FRAME)
+		rc = cli_parse_size(arg, &v);
+		if (rc == 0 && v > PAYLOAD_MAX_FRAME)
 			rc = -ERANGE;
 		opt.reply_sized = true;
 		opt.reply_size = (uint32_t)v;
@@ -967,7 +949,7 @@ static int parse_args(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	opt = (struct options){
+	opt = (bench_options){
 		.conns = 1, .depth = 1, .size_min = 64, .size_max = 64,
 		.poller = POLL_AUTO, .seed = 1, .grace_ns = 5 * NS_PER_SEC,
 		.connect_timeout_ns = 5 * NS_PER_SEC,

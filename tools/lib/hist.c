@@ -1,8 +1,8 @@
-#include "tools/hist.h"
+#include "tools/lib/hist.h"
 
 #include <string.h>
 
-void hist_init(hist_t *h)
+void hist_init(hist *h)
 {
 	memset(h, 0, sizeof(*h));
 	h->min = INT64_MAX;
@@ -42,7 +42,7 @@ int64_t hist_bucket_high(size_t index)
 	return hist_bucket_low(index + 1) - 1;
 }
 
-void hist_record(hist_t *h, int64_t value)
+void hist_record(hist *h, int64_t value)
 {
 	if (value < 0)
 		value = 0;
@@ -55,7 +55,7 @@ void hist_record(hist_t *h, int64_t value)
 		h->max = value;
 }
 
-void hist_merge(hist_t *dst, const hist_t *src)
+void hist_merge(hist *dst, const hist *src)
 {
 	if (src->count == 0)
 		return;
@@ -70,7 +70,7 @@ void hist_merge(hist_t *dst, const hist_t *src)
 }
 
 /* Midpoint of the bucket, kept inside what was actually observed. */
-static int64_t representative(const hist_t *h, size_t index)
+static int64_t representative(const hist *h, size_t index)
 {
 	int64_t low = hist_bucket_low(index);
 	int64_t high = hist_bucket_high(index);
@@ -82,7 +82,7 @@ static int64_t representative(const hist_t *h, size_t index)
 	return mid;
 }
 
-int64_t hist_percentile(const hist_t *h, double percentile)
+int64_t hist_percentile(const hist *h, double percentile)
 {
 	if (h->count == 0)
 		return 0;
@@ -104,7 +104,7 @@ int64_t hist_percentile(const hist_t *h, double percentile)
 	return h->max;
 }
 
-double hist_mean(const hist_t *h)
+double hist_mean(const hist *h)
 {
 	return h->count ? h->sum / (double)h->count : 0.0;
 }

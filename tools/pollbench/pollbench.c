@@ -40,31 +40,31 @@
 #define MAX_REPEAT 25
 
 /* A backend configuration: "uring-batch" is io_uring with write batching. */
-struct variant {
+typedef struct poller_variant {
 	poll_kind kind;
 	bool batch;
 	const char *name;
-};
+} poller_variant;
 
-static const struct variant variants[] = {
+static const poller_variant variants[] = {
 	{POLL_EPOLL, false, "epoll"},
 	{POLL_URING, false, "uring"},
 	{POLL_URING, true, "uring-batch"},
 	{POLL_AUTO, false, "auto"},
 };
 
-struct opts {
-	const struct variant *kinds[3];
+typedef struct pollbench_options {
+	const poller_variant *kinds[3];
 	int kind_count;
 	int conns;
 	size_t size;
 	double seconds;
 	int repeat;
 	bool json;
-};
+} pollbench_options;
 
 /* What one side measured during the timed window. */
-struct side {
+typedef struct side_result {
 	poll_stats stats;
 	int64_t cpu_ns;
 	uint64_t messages;
@@ -72,11 +72,11 @@ struct side {
 	uint64_t polls_blocking;    /* sched's view: hook calls that could block */
 	uint64_t polls_nonblocking;
 	int error;
-};
+} side_result;
 
-struct run {
-	const struct variant *v;
-	struct side server, client;
+typedef struct run_result {
+	const poller_variant *v;
+	side_result server, client;
 	double msgs_per_s;
 	double sys_per_msg;        /* client + server */
 	double server_sys_per_msg;
@@ -84,7 +84,7 @@ struct run {
 	double server_poll_sys_per_msg; /* epoll_wait / io_uring_enter only */
 	double server_cpu_us_per_msg;   /* user+sys CPU: steadier than msg/s */
 	double client_cpu_us_per_msg;   /* on a shared, noisy machine */
-};
+} run_result;
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -109,11 +109,11 @@ static void stats_sub(poll_stats *a, const poll_stats *b)
 	a->poll_syscalls -= b->poll_syscalls;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
+/* All len bytes through write(2) or read(2): 0, or -1 on error or EOF. */
+static int transfer_all(int fd, char *p, size_t len, bool writing)
 {
-	const char *p = buf;
 	while (len > 0) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = writing ? write(fd, p, len) : read(fd, p, len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -122,24 +122,19 @@ static int write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	return transfer_all(fd, (char *)buf, len, true);
 }
 
 static int read_all(int fd, void *buf, size_t len)
 {
-	char *p = buf;
-	while (len > 0) {
-		ssize_t n = read(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return transfer_all(fd, buf, len, false);
 }
 
-static int open_poller(const struct variant *v)
+static int open_poller(const poller_variant *v)
 {
 	char why[256];
 	if (sched_init(NULL) < 0)
@@ -161,19 +156,19 @@ static int open_poller(const struct variant *v)
 
 /* --- server ------------------------------------------------------------- */
 
-struct server {
+typedef struct echo_server {
 	poll_desc *listener;
 	poll_desc *control;        /* 'S' starts the window, 'E' ends it */
 	size_t size;
-	struct side result;
+	side_result result;
 	poll_stats start;
 	sched_stats sched_start;
 	int64_t cpu_start;
 	int64_t t_start;
 	bool stopping;
-};
+} echo_server;
 
-static struct server srv;
+static echo_server srv;
 
 static void echo_conn(void *arg)
 {
@@ -228,7 +223,7 @@ static void server_control(void *arg)
 	sched_stop();
 }
 
-static int server_main(const struct variant *kind, int listen_fd, int control_fd,
+static int server_main(const poller_variant *kind, int listen_fd, int control_fd,
 		       int result_fd)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -245,7 +240,7 @@ static int server_main(const struct variant *kind, int listen_fd, int control_fd
 
 /* --- client ------------------------------------------------------------- */
 
-struct client {
+typedef struct bench_client {
 	struct sockaddr_in addr;
 	int conns;
 	size_t size;
@@ -261,9 +256,9 @@ struct client {
 	uint64_t messages;
 	int control_fd;
 	int result_fd;
-};
+} bench_client;
 
-static struct client cli;
+static bench_client cli;
 
 static void client_conn(void *arg)
 {
@@ -303,7 +298,7 @@ done:
 static void client_main_coro(void *arg)
 {
 	(void)arg;
-	struct side *res = calloc(1, sizeof(*res));
+	side_result *res = calloc(1, sizeof(*res));
 
 	for (int i = 0; i < 30000 && cli.connected + cli.failed < cli.conns; i++)
 		coro_sleep(1000000);
@@ -335,7 +330,7 @@ static void client_main_coro(void *arg)
 	free(res);
 }
 
-static int client_main(const struct variant *kind, const struct opts *o, uint16_t port,
+static int client_main(const poller_variant *kind, const pollbench_options *o, uint16_t port,
 		       int control_fd, int result_fd)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -387,15 +382,15 @@ static pid_t spawn(int (*fn)(void *), void *arg)
 	return pid;
 }
 
-struct child_args {
-	const struct variant *kind;
-	const struct opts *o;
+typedef struct child_args {
+	const poller_variant *kind;
+	const pollbench_options *o;
 	uint16_t port;
 	int listen_fd, control_fd, result_fd;
 	int close_fds[4];
-};
+} child_args;
 
-static void close_others(const struct child_args *a)
+static void close_others(const child_args *a)
 {
 	for (int i = 0; i < 4; i++)
 		if (a->close_fds[i] >= 0)
@@ -404,14 +399,14 @@ static void close_others(const struct child_args *a)
 
 static int server_child(void *p)
 {
-	struct child_args *a = p;
+	child_args *a = p;
 	close_others(a);
 	return server_main(a->kind, a->listen_fd, a->control_fd, a->result_fd);
 }
 
 static int client_child(void *p)
 {
-	struct child_args *a = p;
+	child_args *a = p;
 	close_others(a);
 	close(a->listen_fd);
 	return client_main(a->kind, a->o, a->port, a->control_fd, a->result_fd);
@@ -428,17 +423,17 @@ static int wait_ok(pid_t pid, const char *who)
 	return -1;
 }
 
-static int run_once(const struct variant *kind, const struct opts *o,
-		    struct run *out)
+static int run_once(const poller_variant *kind, const pollbench_options *o,
+		    run_result *out)
 {
 	uint16_t port;
 	int lfd = make_listener(&port);
 	int ctl[2], sres[2], cres[2];
 	if (lfd < 0 || pipe(ctl) < 0 || pipe(sres) < 0 || pipe(cres) < 0)
 		return -1;
-	struct child_args s = {kind, o, port, lfd, ctl[0], sres[1],
+	child_args s = {kind, o, port, lfd, ctl[0], sres[1],
 			       {ctl[1], sres[0], cres[0], cres[1]}};
-	struct child_args c = {kind, o, port, lfd, ctl[1], cres[1],
+	child_args c = {kind, o, port, lfd, ctl[1], cres[1],
 			       {ctl[0], sres[0], sres[1], cres[0]}};
 	pid_t sp = spawn(server_child, &s);
 	pid_t cp = spawn(client_child, &c);
@@ -474,7 +469,7 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static double median_of(const struct run *runs, int n, size_t field)
+static double median_of(const run_result *runs, int n, size_t field)
 {
 	double v[MAX_REPEAT];
 	for (int i = 0; i < n; i++)
@@ -483,9 +478,9 @@ static double median_of(const struct run *runs, int n, size_t field)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-static void print_run(const struct opts *o, const struct run *r, int rep)
+static void print_run(const pollbench_options *o, const run_result *r, int rep)
 {
-	const struct side *s = &r->server, *c = &r->client;
+	const side_result *s = &r->server, *c = &r->client;
 	double msgs = (double)c->messages;
 	if (o->json) {
 		printf("{\"poller\":\"%s\",\"rep\":%d,\"conns\":%d,\"size\":%zu,"
@@ -514,10 +509,10 @@ static void print_run(const struct opts *o, const struct run *r, int rep)
 	       (double)s->polls_blocking / msgs, (double)s->cpu_ns / 1e3 / msgs, (double)c->cpu_ns / 1e3 / msgs);
 }
 
-#define MEDIAN(field) median_of(runs, n, offsetof(struct run, field))
+#define MEDIAN(field) median_of(runs, n, offsetof(run_result, field))
 
-static void print_median(const struct opts *o, const struct variant *kind,
-			 const struct run *runs, int n)
+static void print_median(const pollbench_options *o, const poller_variant *kind,
+			 const run_result *runs, int n)
 {
 	double mps = MEDIAN(msgs_per_s), spm = MEDIAN(sys_per_msg);
 	double sspm = MEDIAN(server_sys_per_msg), cspm = MEDIAN(client_sys_per_msg);
@@ -548,7 +543,7 @@ static void usage(void)
 	exit(2);
 }
 
-static void parse(int argc, char **argv, struct opts *o)
+static void parse(int argc, char **argv, pollbench_options *o)
 {
 	static const struct option longs[] = {
 		{"poller", required_argument, NULL, 'p'},
@@ -559,7 +554,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		{"json", no_argument, NULL, 'j'},
 		{NULL, 0, NULL, 0},
 	};
-	*o = (struct opts){.kinds = {&variants[3]}, .kind_count = 1, .conns = 100,
+	*o = (pollbench_options){.kinds = {&variants[3]}, .kind_count = 1, .conns = 100,
 			   .size = 64, .seconds = 3, .repeat = 1};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "p:c:s:t:r:j", longs, NULL)) != -1) {
@@ -594,14 +589,14 @@ static void parse(int argc, char **argv, struct opts *o)
 
 int main(int argc, char **argv)
 {
-	struct opts o;
+	pollbench_options o;
 	parse(argc, argv, &o);
-	static struct run runs[3][MAX_REPEAT];
+	static run_result runs[3][MAX_REPEAT];
 	int done[3] = {0, 0, 0};
 	/* Alternate backends so drift (thermal, noise) hits both alike. */
 	for (int rep = 0; rep < o.repeat; rep++) {
 		for (int k = 0; k < o.kind_count; k++) {
-			struct run *r = &runs[k][done[k]];
+			run_result *r = &runs[k][done[k]];
 			if (run_once(o.kinds[k], &o, r) < 0) {
 				fprintf(stderr, "pollbench: %s run %d failed\n",
 					o.kinds[k]->name, rep);

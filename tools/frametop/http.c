@@ -1,9 +1,9 @@
 /*
- * frametop_http — see frametop_http.h. Non-blocking socket + poll(2), so
+ * http — see http.h. Non-blocking socket + poll(2), so
  * that one deadline covers connect, send and receive, and a signal (q or
  * Ctrl-C in frametop) interrupts a slow endpoint at once.
  */
-#include "tools/frametop_http.h"
+#include "tools/frametop/http.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -74,13 +74,13 @@ static int send_all(int fd, const char *buf, size_t len, int64_t deadline)
 }
 
 /* Room for one more read, never past the limit (+1 to notice excess). */
-static int reserve(ft_http_reply *r, size_t *cap)
+static int reserve(http_reply *r, size_t *cap)
 {
 	if (r->len + READ_CHUNK + 1 <= *cap)
 		return 0;
 	size_t want = *cap ? *cap * 2 : 4 * READ_CHUNK;
-	if (want > FT_HTTP_MAX_RESPONSE + READ_CHUNK + 1)
-		want = FT_HTTP_MAX_RESPONSE + READ_CHUNK + 1;
+	if (want > HTTP_MAX_RESPONSE + READ_CHUNK + 1)
+		want = HTTP_MAX_RESPONSE + READ_CHUNK + 1;
 	char *data = realloc(r->data, want);
 	if (!data)
 		return -ENOMEM;
@@ -90,7 +90,7 @@ static int reserve(ft_http_reply *r, size_t *cap)
 }
 
 /* Until EOF: the server closes after the response (HTTP/1.0). */
-static int read_all(int fd, ft_http_reply *r, int64_t deadline)
+static int read_all(int fd, http_reply *r, int64_t deadline)
 {
 	size_t cap = 0;
 	for (;;) {
@@ -109,7 +109,7 @@ static int read_all(int fd, ft_http_reply *r, int64_t deadline)
 			continue;
 		}
 		r->len += (size_t)n;
-		if (r->len > FT_HTTP_MAX_RESPONSE)
+		if (r->len > HTTP_MAX_RESPONSE)
 			return -EFBIG;
 	}
 	r->data[r->len] = '\0';
@@ -117,7 +117,7 @@ static int read_all(int fd, ft_http_reply *r, int64_t deadline)
 }
 
 static int exchange(int fd, const char *host, const char *path,
-		    int64_t deadline, ft_http_reply *r)
+		    int64_t deadline, http_reply *r)
 {
 	char req[512];
 	int n = snprintf(req, sizeof(req),
@@ -131,16 +131,16 @@ static int exchange(int fd, const char *host, const char *path,
 	if (err == 0)
 		err = read_all(fd, r, deadline);
 	if (err == 0)
-		err = ft_http_parse(r->data, r->len, &r->status, &r->body,
-				    &r->body_len);
+		err = http_parse(r->data, r->len, &r->status, &r->body,
+				 &r->body_len);
 	if (err == 0 && r->status != 200)
 		err = -EPROTO;
 	return err;
 }
 
-int ft_http_get(const struct sockaddr *addr, socklen_t addr_len,
-		const char *host, const char *path, int timeout_ms,
-		ft_http_reply *reply)
+int http_get(const struct sockaddr *addr, socklen_t addr_len,
+	     const char *host, const char *path, int timeout_ms,
+	     http_reply *reply)
 {
 	memset(reply, 0, sizeof(*reply));
 	int64_t deadline = sched_clock_ns(CLOCK_MONOTONIC) / 1000000 + timeout_ms;
@@ -153,7 +153,7 @@ int ft_http_get(const struct sockaddr *addr, socklen_t addr_len,
 	return err;
 }
 
-void ft_http_free(ft_http_reply *reply)
+void http_free(http_reply *reply)
 {
 	free(reply->data);
 	memset(reply, 0, sizeof(*reply));
@@ -230,8 +230,8 @@ static long long content_length(const char *head, size_t len)
 	return -1;
 }
 
-int ft_http_parse(const char *data, size_t len, int *status,
-		  const char **body, size_t *body_len)
+int http_parse(const char *data, size_t len, int *status,
+	       const char **body, size_t *body_len)
 {
 	size_t head_len;
 	int err = parse_status(data, len, status);
@@ -249,8 +249,8 @@ int ft_http_parse(const char *data, size_t len, int *status,
 	return 0;
 }
 
-const char *ft_http_strerror(int err, const ft_http_reply *reply, char *buf,
-			     size_t len)
+const char *http_strerror(int err, const http_reply *reply, char *buf,
+			  size_t len)
 {
 	switch (err) {
 	case -ECONNREFUSED:
@@ -259,7 +259,7 @@ const char *ft_http_strerror(int err, const ft_http_reply *reply, char *buf,
 		return buf;
 	case -ETIMEDOUT:
 		snprintf(buf, len, "no complete response within %d ms",
-			 FT_HTTP_TIMEOUT_MS);
+			 HTTP_TIMEOUT_MS);
 		return buf;
 	case -EPROTO:
 		snprintf(buf, len, "HTTP status %d", reply ? reply->status : 0);
@@ -269,7 +269,7 @@ const char *ft_http_strerror(int err, const ft_http_reply *reply, char *buf,
 		return buf;
 	case -EFBIG:
 		snprintf(buf, len, "response larger than %u bytes",
-			 FT_HTTP_MAX_RESPONSE);
+			 HTTP_MAX_RESPONSE);
 		return buf;
 	default:
 		snprintf(buf, len, "%s", strerror(-err));
