@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -412,4 +413,22 @@ int pd_shutdown(poll_desc *pd, int how)
 		return -EBADF;
 	poll_g_stats.syscalls++;
 	return shutdown(pd->fd, how) < 0 ? -errno : 0;
+}
+
+int pd_ready_now(poll_desc *pd)
+{
+	struct pollfd p;
+	int mask = 0;
+
+	if (!pd || pd->closing)
+		return -EBADF;
+	p = (struct pollfd){.fd = pd->fd, .events = POLLIN | POLLOUT};
+	poll_g_stats.syscalls++;
+	if (poll(&p, 1, 0) < 0)
+		return -errno;
+	if (p.revents & (POLLIN | POLLHUP | POLLERR))
+		mask |= PD_READ;
+	if (p.revents & (POLLOUT | POLLHUP | POLLERR))
+		mask |= PD_WRITE;
+	return mask;
 }

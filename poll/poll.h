@@ -226,6 +226,13 @@ ssize_t pd_write_full(poll_desc *pd, const void *buf, size_t len);
 /* Write all of iov (modified in place as it goes); returns the total. */
 ssize_t pd_writev_full(poll_desc *pd, struct iovec *iov, int iov_count);
 int pd_shutdown(poll_desc *pd, int how);
+/*
+ * What the kernel says of the fd right now (poll(2), no wait), outside the
+ * backend and its slots: PD_READ and/or PD_WRITE, or a negative errno. One
+ * syscall, for rare checks (an expired idle timer asking whether input
+ * is only waiting for its turn), never for the data path.
+ */
+int pd_ready_now(poll_desc *pd);
 
 /* --- addresses ------------------------------------------------------------ */
 /*

@@ -193,6 +193,33 @@ static void relay_touch(relay_conn *r)
 	r->last_active = sched_now();
 }
 
+/*
+ * Input that could move now (readable source, writable destination) which
+ * no pump has read yet. After the shard was stalled (stopped, starved of
+ * CPU) timers run before the pumps the waiting bytes woke, so without this
+ * look a connection whose peer just spoke would be closed as idle. A
+ * direction held back by a full destination does not count: that is what
+ * the idle timeout is for.
+ */
+static bool input_waiting(relay_conn *r)
+{
+	int ready[2];
+
+	for (int side = 0; side < 2; side++)
+		if ((ready[side] = pd_ready_now(r->pd[side])) < 0)
+			return false;
+	for (int side = 0; side < 2; side++) {
+		const relay_dir *dir = &r->dir[side];
+		/* An ended or quiet side stays readable (its EOF, or what it
+		 * may not send while draining) and is no sign of life. */
+		if (dir->done || dir->quiet)
+			continue;
+		if ((ready[side] & PD_READ) && (ready[!side] & PD_WRITE))
+			return true;
+	}
+	return false;
+}
+
 static void idle_timer_fired(sched_timer *timer, void *arg)
 {
 	relay_conn *r = arg;
@@ -201,6 +228,10 @@ static void idle_timer_fired(sched_timer *timer, void *arg)
 	(void)timer;
 	if (r->closing)
 		return;
+	if (sched_now() >= expires && input_waiting(r)) {
+		relay_touch(r);
+		expires = r->last_active + r->params.idle_timeout_ns;
+	}
 	if (sched_now() >= expires) {
 		relay_close(r, REASON_idle_timeout);
 		return;

@@ -1008,7 +1008,7 @@ Proxy::Proxy(std::vector<std::string> args,
 	argv.insert(argv.end(), args.begin(), args.end());
 	// $FRAMEPROXY_WRAPPER: words put before the proxy's command line,
 	// the first an absolute path, e.g. "/usr/bin/valgrind -q
-	// --error-exitcode=9" (README: valgrind over the integration tests).
+	// --error-exitcode=9" (docs/TESTING.md: valgrind over the integration tests).
 	std::istringstream wrapper(env_or("FRAMEPROXY_WRAPPER", ""));
 	std::vector<std::string> words{std::istream_iterator<std::string>(wrapper),
 				       std::istream_iterator<std::string>()};

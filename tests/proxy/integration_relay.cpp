@@ -244,6 +244,43 @@ TEST_CASE("idle timeout closes a silent connection", "[relay][timeout]")
 	CHECK(access.get("reason") == "idle_timeout");
 }
 
+TEST_CASE("idle timeout: input that waited out a stalled shard is no idleness",
+	  "[relay][timeout]")
+{
+	Echo echo;
+	Proxy proxy({"--server", echo.addr(), "--idle-timeout", "1s", "--shards", "1"});
+	REQUIRE(proxy.wait_ready());
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	const std::string client = c.local_addr();
+	REQUIRE(c.roundtrip("before"));
+	auto pids = proxy.shard_pids();
+	REQUIRE(pids.size() == 1);
+	const pid_t shard = pids.begin()->second;
+	// The shard is stopped while the client speaks and stays stopped past
+	// the idle timeout; once it runs again, its idle timer fires before
+	// the pump the client's frame woke. The frame is still traffic.
+	struct Resume {
+		pid_t pid;
+		~Resume() { kill(pid, SIGCONT); }
+	} resume{shard};
+	REQUIRE(kill(shard, SIGSTOP) == 0);
+	REQUIRE(c.send_frame("during the stall") == Io::Ok);
+	std::this_thread::sleep_for(milliseconds(1600));
+	REQUIRE(kill(shard, SIGCONT) == 0);
+	std::string reply;
+	Io r = c.read_frame(reply);
+	INFO("access: " << proxy.log_tail(5));
+	REQUIRE(r == Io::Ok);
+	CHECK(reply == "during the stall");
+	// And the timeout still holds once it is really idle.
+	CHECK(c.wait_closed(milliseconds(3000)) != Io::Timeout);
+	LogRecord access;
+	REQUIRE(proxy.wait_access(client, T5, &access));
+	CHECK(access.get("reason") == "idle_timeout");
+	CHECK(access.get("client_frames") == "2");
+}
+
 TEST_CASE("idle timeout is reset by traffic", "[relay][timeout]")
 {
 	Echo echo;
