@@ -215,27 +215,34 @@ static double hrw_score(uint64_t client_hash, const balance_entry *s)
 	return -(double)s->weight / balance_ln(u);
 }
 
-static int pick_hash(balance_state *b, const struct sockaddr *client,
-		     const balance_tried *tried)
+/* The eligible server with the highest rendezvous score for key_hash. */
+static int pick_hash_of(balance_state *b, uint64_t key_hash,
+			const balance_tried *tried)
 {
-	unsigned char ip[16];
-	size_t n = client ? netaddr_ip_bytes(client, ip) : 0;
 	int best = -1;
 	double best_score = 0;
 
-	if (n == 0)
-		return pick_roundrobin(b, tried);
-	uint64_t ch = hash_bytes(ip, n);
 	for (size_t i = 0; i < b->count; i++) {
 		if (!eligible(b, i, tried))
 			continue;
-		double score = hrw_score(ch, &b->servers[i]);
+		double score = hrw_score(key_hash, &b->servers[i]);
 		if (best < 0 || score > best_score) {
 			best = (int)i;
 			best_score = score;
 		}
 	}
 	return best;
+}
+
+static int pick_hash(balance_state *b, const struct sockaddr *client,
+		     const balance_tried *tried)
+{
+	unsigned char ip[16];
+	size_t n = client ? netaddr_ip_bytes(client, ip) : 0;
+
+	if (n == 0)
+		return pick_roundrobin(b, tried);
+	return pick_hash_of(b, hash_bytes(ip, n), tried);
 }
 
 int balance_pick(balance_state *b, const struct sockaddr *client,
@@ -252,6 +259,19 @@ int balance_pick(balance_state *b, const struct sockaddr *client,
 	default:
 		return pick_roundrobin(b, tried);
 	}
+}
+
+int balance_pick_key(balance_state *b, const void *key, size_t len,
+		     const balance_tried *tried)
+{
+	if (b->kind != BALANCE_HASH)
+		return balance_pick(b, NULL, tried);
+	return pick_hash_of(b, hash_bytes(key, len), tried);
+}
+
+unsigned *balance_active(balance_state *b, size_t idx)
+{
+	return idx < b->count ? &b->servers[idx].active : NULL;
 }
 
 void balance_set_up(balance_state *b, size_t idx, bool up)

@@ -101,6 +101,17 @@ void balance_free(balance_state *b);
 int balance_pick(balance_state *b, const struct sockaddr *client,
 		 const balance_tried *tried);
 
+/* HASH on any bytes (a payload field, say) instead of the client address:
+ * the same key always picks the same server while the set is unchanged.
+ * Other policies ignore the key. -1 when every server is down or tried. */
+int balance_pick_key(balance_state *b, const void *key, size_t len,
+		     const balance_tried *tried);
+
+/* The count of server idx that leastconn and random2 compare. A caller
+ * that counts something other than connections (rpc mode: requests in
+ * flight) keeps it through this pointer instead of conn_begin/conn_end. */
+unsigned *balance_active(balance_state *b, size_t idx);
+
 void balance_set_up(balance_state *b, size_t idx, bool up);
 void balance_conn_begin(balance_state *b, size_t idx);
 void balance_conn_end(balance_state *b, size_t idx);

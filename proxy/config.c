@@ -174,6 +174,7 @@ static void listener_free(config_listener *l)
 	free(l->name);
 	acl_free(&l->acl);
 	free(l->check_frame);
+	free(l->rpc.set_flag);
 	config_servers_free(l);
 	memset(l, 0, sizeof(*l));
 }
@@ -598,6 +599,49 @@ static void listener_error(config *cfg, const config_listener *l,
 			     l->name, why);
 }
 
+/* An rpc field must lie within the largest frame, and its header and the
+ * field within one buffer (a reply is matched by it from the buffer). */
+static void check_rpc_field(config *cfg, const config_listener *l,
+			    const char *key, const rpc_field *f)
+{
+	char why[CONFIG_WHY_MAX];
+	uint64_t end = (uint64_t)f->offset + f->len;
+
+	if (f->len == 0)
+		return;
+	if (end > l->max_frame) {
+		snprintf(why, sizeof(why), "%s ends at byte %llu, past max_frame",
+			 key, (unsigned long long)end);
+		listener_error(cfg, l, why);
+	}
+	if (4 + end > l->buffer) {
+		snprintf(why, sizeof(why), "%s ends at byte %llu, past buffer",
+			 key, (unsigned long long)end);
+		listener_error(cfg, l, why);
+	}
+}
+
+static void check_rpc(config *cfg, const config_listener *l)
+{
+	const config_rpc *rpc = &l->rpc;
+
+	if (l->mode != CONFIG_MODE_RPC) {
+		if (!rpc->set_key)
+			return;
+		config_origin o = { cfg->path, rpc->set_line, rpc->set_key,
+				    rpc->set_flag };
+		if (!rpc->set_flag && (!cfg->path || rpc->set_line == 0))
+			o = (config_origin){ NULL, 0, NULL, rpc->set_key };
+		record_error(cfg, &o, "only for mode = rpc ([listener %s] is "
+			     "mode = stream)", l->name);
+		return;
+	}
+	check_rpc_field(cfg, l, "rpc_tag", &rpc->tag);
+	check_rpc_field(cfg, l, "hash_key", &rpc->hash_key);
+	if (rpc->hash_key.len && l->balance != BALANCE_HASH)
+		listener_error(cfg, l, "hash_key needs balance = hash");
+}
+
 static void check_listener(config *cfg, size_t i)
 {
 	const config_listener *l = &cfg->listeners[i];
@@ -612,6 +656,7 @@ static void check_listener(config *cfg, size_t i)
 	if (l->has_check_frame && l->health_interval == 0)
 		listener_error(cfg, l, "check_frame is set but health_interval "
 			       "is 0 (checks off)");
+	check_rpc(cfg, l);
 	if (!l->has_listen ||
 	    netaddr_port((const struct sockaddr *)&l->listen.ss) == 0)
 		return;

@@ -42,6 +42,7 @@
 #include "proxy/balance.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
+#include "proxy/rpc_field.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -66,6 +67,31 @@ typedef enum config_steer {
 			    * shard pinned on the CPU that received the
 			    * connection; needs pin */
 } config_steer;
+
+/* What a listener does with the frames of a client (docs/RPC.md). */
+typedef enum config_mode {
+	CONFIG_MODE_STREAM, /* one upstream connection per client, relayed */
+	CONFIG_MODE_RPC,    /* every frame a request, balanced on its own over
+			     * a pool of shared upstream connections */
+} config_mode;
+
+/* The keys that only rpc mode reads (docs/RPC.md, section 6). */
+typedef struct config_rpc {
+	unsigned pool_size;             /* connections per server per shard */
+	unsigned max_inflight;          /* requests per client */
+	uint64_t max_held;              /* held reply bytes per client */
+	unsigned upstream_max_inflight; /* requests per upstream connection */
+	int64_t request_timeout;        /* ns, 0 = none */
+	bool retry;                     /* resend a written request */
+	rpc_field tag;                  /* len 0: replies come in order */
+	rpc_field hash_key;             /* len 0: hash the client address */
+	/* Where the first of these keys was set (none for defaults), for
+	 * config_finish's "only in rpc mode": a line of the file in path
+	 * with its key, or a flag (owned). */
+	const char *set_key;
+	int set_line;
+	char *set_flag;
+} config_rpc;
 
 typedef struct config_listener {
 	char *name;
@@ -93,6 +119,9 @@ typedef struct config_listener {
 	bool has_check_frame;    /* "check_frame =" (empty) is a 0-byte frame */
 	uint8_t *check_frame;
 	size_t check_frame_len;
+
+	config_mode mode;
+	config_rpc rpc;
 
 	upstream_spec *servers; /* see proxy/balance.h */
 	size_t nservers;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/rpc_order.h"
 #include "proxy/units.h"
 
 #define USER_MAX 255 /* bytes in a user name (LOGIN_NAME_MAX - 1 on Linux) */
@@ -467,6 +468,86 @@ static int set_server(void *t, const config_key *k, const char *v,
 	return 0;
 }
 
+/* ---- rpc mode ---- */
+
+static int set_mode(void *t, const config_key *k, const char *v,
+		    const config_origin *o, char *why)
+{
+	config_listener *l = t;
+
+	(void)k, (void)o;
+	if (strcmp(v, "stream") == 0)
+		l->mode = CONFIG_MODE_STREAM;
+	else if (strcmp(v, "rpc") == 0)
+		l->mode = CONFIG_MODE_RPC;
+	else
+		return setter_fail(why, "invalid mode '%s' (expected stream or rpc)",
+				   v);
+	return 0;
+}
+
+/* The first rpc-only key given in a file or by a flag, remembered for
+ * config_finish: in stream mode it is an error that names it. */
+static int rpc_key_seen(config_listener *l, const config_key *k,
+			const config_origin *o, char *why)
+{
+	config_rpc *rpc = &l->rpc;
+
+	if (rpc->set_key || (!o->flag && o->line == 0))
+		return 0;
+	if (o->flag && !(rpc->set_flag = strdup(o->flag)))
+		return setter_fail(why, "out of memory");
+	rpc->set_key = k->name;
+	rpc->set_line = o->line;
+	return 0;
+}
+
+static int set_rpc_uint(void *t, const config_key *k, const char *v,
+			const config_origin *o, char *why)
+{
+	if (set_uint(t, k, v, o, why) < 0)
+		return -1;
+	return rpc_key_seen(t, k, o, why);
+}
+
+static int set_rpc_size(void *t, const config_key *k, const char *v,
+			const config_origin *o, char *why)
+{
+	if (set_size(t, k, v, o, why) < 0)
+		return -1;
+	return rpc_key_seen(t, k, o, why);
+}
+
+static int set_rpc_duration(void *t, const config_key *k, const char *v,
+			    const config_origin *o, char *why)
+{
+	if (set_duration(t, k, v, o, why) < 0)
+		return -1;
+	return rpc_key_seen(t, k, o, why);
+}
+
+static int set_retry(void *t, const config_key *k, const char *v,
+		     const config_origin *o, char *why)
+{
+	if (parse_bool(v, &((config_listener *)t)->rpc.retry) < 0)
+		return setter_fail(why, "invalid retry '%s' (expected on, off, true, "
+				   "false, yes, no, 1 or 0)", v);
+	return rpc_key_seen(t, k, o, why);
+}
+
+/* rpc_tag and hash_key: OFFSET:LEN, or "" for none. */
+static int set_rpc_field(void *t, const config_key *k, const char *v,
+			 const config_origin *o, char *why)
+{
+	rpc_field *field = (rpc_field *)((char *)t + k->off);
+	rpc_field parsed = {0, 0};
+
+	if (v[0] && rpc_field_parse(v, &parsed, why, CONFIG_WHY_MAX) < 0)
+		return -1;
+	*field = parsed;
+	return rpc_key_seen(t, k, o, why);
+}
+
 /* ---- the table ---- */
 
 #define G CONFIG_SCOPE_GLOBAL
@@ -572,6 +653,39 @@ const config_key config_keys[] = {
 	{ .name = "check_frame", .scope = L, .set = set_check_frame,
 	  .flag = "--check-frame", .arg = "HEX",
 	  .help = "payload a check sends (else: a connect)" },
+	{ .name = "mode", .scope = L, .set = set_mode, .def = "stream",
+	  .flag = "--mode", .arg = "stream|rpc",
+	  .help = "rpc: a request per frame" },
+	{ .name = "pool_size", .scope = L, .set = set_rpc_uint,
+	  .off = L_OFF(rpc.pool_size), .min = 1, .max = 64, .def = "2",
+	  .flag = "--pool-size", .arg = "N",
+	  .help = "rpc: conns per server per shard" },
+	{ .name = "max_inflight", .scope = L, .set = set_rpc_uint,
+	  .off = L_OFF(rpc.max_inflight), .min = 1,
+	  .max = RPC_ORDER_MAX_INFLIGHT, .def = "128",
+	  .flag = "--max-inflight", .arg = "N",
+	  .help = "rpc: requests per client" },
+	{ .name = "max_held", .scope = L, .set = set_rpc_size,
+	  .off = L_OFF(rpc.max_held), .min = 1, .max = UINT64_C(1) << 40,
+	  .def = "1MiB", .flag = "--max-held", .arg = "SIZE",
+	  .help = "rpc: reply bytes held per client" },
+	{ .name = "upstream_max_inflight", .scope = L, .set = set_rpc_uint,
+	  .off = L_OFF(rpc.upstream_max_inflight), .min = 1, .max = 1u << 20,
+	  .def = "1024", .flag = "--upstream-max-inflight", .arg = "N",
+	  .help = "rpc: requests per upstream conn" },
+	{ .name = "request_timeout", .scope = L, .set = set_rpc_duration,
+	  .off = L_OFF(rpc.request_timeout), .def = "30s",
+	  .flag = "--request-timeout", .arg = "DUR",
+	  .help = "rpc: wait for a reply; 0 = none" },
+	{ .name = "retry", .scope = L, .set = set_retry, .def = "off",
+	  .flag = "--retry", .arg = "on|off",
+	  .help = "rpc: resend what a lost conn had" },
+	{ .name = "rpc_tag", .scope = L, .set = set_rpc_field,
+	  .off = L_OFF(rpc.tag), .flag = "--rpc-tag", .arg = "OFFSET:LEN",
+	  .help = "rpc: request id; any reply order" },
+	{ .name = "hash_key", .scope = L, .set = set_rpc_field,
+	  .off = L_OFF(rpc.hash_key), .flag = "--hash-key",
+	  .arg = "OFFSET:LEN", .help = "rpc: hash this field (balance=hash)" },
 	{ .name = "server", .scope = L, .set = set_server, .repeat = true,
 	  .flag = "--server", .arg = "'ADDR [weight=N]'",
 	  .help = "an upstream (repeat for more)" },

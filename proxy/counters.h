@@ -43,7 +43,22 @@
 	X(COUNTER_CLOSED, REASON_COUNT, \
 	  .name = "connections_closed_total", \
 	  .help = "Client connections closed, by reason.", .label = "reason", \
-	  .label_value = counters_reason, .json = "closed")
+	  .label_value = counters_reason, .json = "closed") \
+	X(COUNTER_RPC_REQUESTS, 1, .name = "rpc_requests_total", \
+	  .help = "rpc mode: requests admitted.", .json = "rpc_requests") \
+	X(COUNTER_RPC_REPLIES, 1, .name = "rpc_replies_total", \
+	  .help = "rpc mode: replies delivered to clients.", \
+	  .json = "rpc_replies") \
+	X(COUNTER_RPC_REPLIES_DROPPED, 1, .name = "rpc_replies_dropped_total", \
+	  .help = "rpc mode: replies read whose client was gone.", \
+	  .json = "rpc_replies_dropped") \
+	X(COUNTER_RPC_LOST, 1, .name = "rpc_requests_lost_total", \
+	  .help = "rpc mode: requests failed (upstream_lost, no_upstream).", \
+	  .json = "rpc_lost") \
+	X(COUNTER_RPC_HELD_BYTES, 1, .name = "rpc_held_bytes", \
+	  .type = SHARD_GAUGE, \
+	  .help = "rpc mode: reply bytes held for clients, not written yet.", \
+	  .json = "rpc_held_bytes")
 
 #define COUNTERS_UPSTREAM(X) \
 	X(COUNTER_UP, 1, .name = "upstream_up", .type = SHARD_GAUGE, \
@@ -58,7 +73,28 @@
 	  .json = "connect_failures") \
 	X(COUNTER_EJECTIONS, 1, .name = "upstream_ejections_total", \
 	  .help = "Times the upstream was taken out of the balancing.", \
-	  .json = "ejections")
+	  .json = "ejections") \
+	X(COUNTER_RPC_SENT, 1, .name = "rpc_requests_sent_total", \
+	  .help = "rpc mode: requests written to the upstream.", \
+	  .json = "rpc_sent") \
+	X(COUNTER_RPC_RECEIVED, 1, .name = "rpc_replies_received_total", \
+	  .help = "rpc mode: replies read from the upstream and matched.", \
+	  .json = "rpc_received") \
+	X(COUNTER_RPC_INFLIGHT, 1, .name = "rpc_inflight", \
+	  .type = SHARD_GAUGE, \
+	  .help = "rpc mode: requests on the upstream's connections.", \
+	  .json = "rpc_inflight") \
+	X(COUNTER_RPC_RETRIES, 1, .name = "rpc_retries_total", \
+	  .help = "rpc mode: requests sent again after a connection was lost.", \
+	  .json = "rpc_retries") \
+	X(COUNTER_RPC_UNMATCHED, 1, .name = "rpc_unmatched_replies_total", \
+	  .help = "rpc mode: replies that matched no request (the connection " \
+		  "is closed).", \
+	  .json = "rpc_unmatched") \
+	X(COUNTER_RPC_POOL_OPEN, 1, .name = "rpc_pool_connections", \
+	  .type = SHARD_GAUGE, \
+	  .help = "rpc mode: pooled connections to the upstream that are up.", \
+	  .json = "rpc_pool_open")
 
 enum { COUNTERS_SHARD(SHARD_METRIC_ENUM) COUNTER_SHARD_VALUES };
 enum { COUNTERS_LISTENER(SHARD_METRIC_ENUM) COUNTER_LISTENER_VALUES };

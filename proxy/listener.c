@@ -44,6 +44,26 @@ static void access_log(session *s, reason_code reason,
 		 bytes[RELAY_UPSTREAM], reason_name(reason));
 }
 
+/* An rpc client's line: its requests (client_frames) and how each ended:
+ * replied (upstream_frames), lost (failed: upstream_lost, no_upstream) or
+ * dropped (unanswered when the client closed). */
+static void access_log_rpc(session *s, const rpc_summary *summary)
+{
+	listener *l = s->owner;
+	uint64_t dropped = summary->requests - summary->replied - summary->lost;
+
+	log_line(LOG_LEVEL_INFO, "access",
+		 "listener=%s client=%s upstream=- duration_ms=%.3f "
+		 "client_frames=%" PRIu64 " client_bytes=%" PRIu64 " "
+		 "upstream_frames=%" PRIu64 " upstream_bytes=%" PRIu64 " "
+		 "replied=%" PRIu64 " lost=%" PRIu64 " dropped=%" PRIu64 " reason=%s",
+		 l->params.name, s->peer_name,
+		 (double)(summary->ended_ns - s->accepted_ns) / 1e6,
+		 summary->requests, summary->request_bytes, summary->replied,
+		 summary->reply_bytes, summary->replied, summary->lost, dropped,
+		 reason_name(summary->reason));
+}
+
 /* Readied once: whoever wakes it clears the slot first. */
 static void listener_wake_acceptor(listener *l)
 {
@@ -57,11 +77,14 @@ static void listener_wake_acceptor(listener *l)
 
 /* Give back everything the session holds and count how it ended. */
 static void session_end(session *s, reason_code reason,
-			const relay_summary *summary)
+			const relay_summary *summary,
+			const rpc_summary *rpc)
 {
 	listener *l = s->owner;
 
-	if (l->params.access_log)
+	if (l->params.access_log && rpc)
+		access_log_rpc(s, rpc);
+	else if (l->params.access_log)
 		access_log(s, reason, summary);
 	l->counters[COUNTER_CLOSED + reason]++;
 	l->counters[COUNTER_ACTIVE]--;
@@ -91,7 +114,22 @@ static void session_relay_done(const relay_summary *summary, void *arg)
 			 summary->oversize_side == RELAY_CLIENT ? "client" : "upstream",
 			 summary->oversize_len, l->params.relay.max_frame);
 	}
-	session_end(s, summary->reason, summary);
+	session_end(s, summary->reason, summary, NULL);
+}
+
+static void session_rpc_done(const rpc_summary *summary, void *arg)
+{
+	session *s = arg;
+	listener *l = s->owner;
+
+	s->client = NULL; /* the rpc client closed it */
+	if (summary->reason == REASON_oversize && summary->oversize_len)
+		log_line(LOG_LEVEL_WARN, "frame too large",
+			 "listener=%s client=%s side=client length=%" PRIu32
+			 " max_frame=%" PRIu32,
+			 l->params.name, s->peer_name, summary->oversize_len,
+			 l->params.relay.max_frame);
+	session_end(s, summary->reason, NULL, summary);
 }
 
 /* --- a new connection ---------------------------------------------------- */
@@ -106,7 +144,7 @@ static void session_main(void *arg)
 				     &upstream);
 	if (index < 0) {
 		session_end(s, index == -EHOSTUNREACH ? REASON_no_upstream
-						      : REASON_connect_failed, NULL);
+						      : REASON_connect_failed, NULL, NULL);
 		return;
 	}
 	s->server = index;
@@ -114,7 +152,7 @@ static void session_main(void *arg)
 			     session_relay_done, s);
 	if (rc < 0) {
 		pd_close(upstream);
-		session_end(s, REASON_no_memory, NULL);
+		session_end(s, REASON_no_memory, NULL, NULL);
 	}
 }
 
@@ -125,7 +163,7 @@ static bool session_admit(session *s)
 	const struct sockaddr *peer = (const struct sockaddr *)&s->peer;
 
 	if (l->params.acl && !acl_check(l->params.acl, peer)) {
-		session_end(s, REASON_denied, NULL);
+		session_end(s, REASON_denied, NULL, NULL);
 		return false;
 	}
 	if (l->params.max_per_client == 0)
@@ -133,7 +171,7 @@ static bool session_admit(session *s)
 	if (peer_key_from_sockaddr(peer, &s->key) < 0)
 		return true;
 	if (peer_table_acquire(&l->peers, &s->key, l->params.max_per_client) < 0) {
-		session_end(s, REASON_client_limit, NULL);
+		session_end(s, REASON_client_limit, NULL, NULL);
 		return false;
 	}
 	s->peer_counted = true;
@@ -160,8 +198,15 @@ static void session_begin(listener *l, poll_desc *client,
 		       sizeof(s->peer_name));
 	if (!session_admit(s))
 		return;
+	if (l->rpc) {
+		/* No coroutine and no upstream connection of its own. */
+		if (rpc_client_start(l->rpc, client, (const struct sockaddr *)peer,
+				     session_rpc_done, s) < 0)
+			session_end(s, REASON_no_memory, NULL, NULL);
+		return;
+	}
 	if (!coro_spawn(session_main, s, &opts))
-		session_end(s, REASON_no_memory, NULL);
+		session_end(s, REASON_no_memory, NULL, NULL);
 }
 
 /* --- accepting ----------------------------------------------------------- */
@@ -224,9 +269,11 @@ int listener_open(listener *l, const listener_params *params,
 				params->server_count, params->seed);
 	if (rc < 0)
 		return rc;
+	if (params->rpc_mode && (rc = rpc_listener_open(l, &l->rpc)) < 0)
+		goto fail_pool;
 	if (params->max_per_client &&
 	    (rc = peer_table_init(&l->peers, 64)) < 0)
-		goto fail_pool;
+		goto fail_rpc;
 	if ((rc = pd_open(listen_fd, &l->pd)) < 0)
 		goto fail_peers;
 	l->bound_len = sizeof(l->bound);
@@ -239,6 +286,9 @@ int listener_open(listener *l, const listener_params *params,
 	return 0;
 fail_peers:
 	peer_table_free(&l->peers);
+fail_rpc:
+	rpc_listener_free(l->rpc);
+	l->rpc = NULL;
 fail_pool:
 	upstream_pool_free(&l->pool);
 	return rc;
@@ -250,6 +300,8 @@ int listener_start(listener *l)
 	int rc = upstream_pool_start(&l->pool);
 
 	if (rc < 0)
+		return rc;
+	if (l->rpc && (rc = rpc_listener_start(l->rpc)) < 0)
 		return rc;
 	l->acceptor = coro_spawn(acceptor_main, l, &opts);
 	return l->acceptor ? 0 : -ENOMEM;
@@ -268,8 +320,24 @@ void listener_stop(listener *l)
 	}
 }
 
+void listener_drain(listener *l)
+{
+	relay_drain(l->relays);
+	if (l->rpc)
+		rpc_listener_drain(l->rpc);
+}
+
+void listener_close_all(listener *l, reason_code reason)
+{
+	relay_close_all(l->relays, reason);
+	if (l->rpc)
+		rpc_listener_close_all(l->rpc, reason);
+}
+
 void listener_free(listener *l)
 {
+	rpc_listener_free(l->rpc);
+	l->rpc = NULL;
 	peer_table_free(&l->peers);
 	upstream_pool_free(&l->pool);
 }

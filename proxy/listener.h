@@ -20,6 +20,7 @@
 #include "proxy/peer_table.h"
 #include "proxy/log.h"
 #include "proxy/relay.h"
+#include "proxy/rpc_listener.h"
 #include "proxy/upstream.h"
 
 typedef struct listener_params {
@@ -39,6 +40,8 @@ typedef struct listener_params {
 	const upstream_spec *servers; /* the config's array */
 	uint32_t server_count;
 	uint64_t seed;                /* random2's choices */
+	bool rpc_mode;                /* mode = rpc: rpc_listener.h */
+	rpc_params rpc;
 } listener_params;
 
 
@@ -47,6 +50,7 @@ typedef struct listener {
 	poll_desc *pd;
 	upstream_pool pool;
 	relay_group *relays;
+	rpc_listener *rpc;            /* mode = rpc, else NULL */
 	peer_table peers;
 	/* COUNTERS_LISTENER of proxy/counters.h, by index; the relay group
 	 * adds its frames and bytes here */
@@ -71,6 +75,11 @@ int listener_open(listener *l, const listener_params *params,
 int listener_start(listener *l);
 /* Stop accepting and stop health checks; relays go on (see relay_drain). */
 void listener_stop(listener *l);
+/* Its connections finish what they started and close (relay_drain,
+ * rpc_listener_drain). */
+void listener_drain(listener *l);
+/* Close its connections now (drain timeout). */
+void listener_close_all(listener *l, reason_code reason);
 void listener_free(listener *l);
 
 #endif

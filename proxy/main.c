@@ -241,6 +241,17 @@ static void plan_listener(listener_params *p, const config_listener *cl)
 		.servers = cl->servers,
 		.server_count = (uint32_t)cl->nservers,
 		.seed = (uint64_t)time(NULL) ^ (uint64_t)getpid(),
+		.rpc_mode = cl->mode == CONFIG_MODE_RPC,
+		.rpc = {
+			.pool_size = cl->rpc.pool_size,
+			.max_inflight = cl->rpc.max_inflight,
+			.max_held = cl->rpc.max_held,
+			.upstream_max_inflight = cl->rpc.upstream_max_inflight,
+			.request_timeout_ns = cl->rpc.request_timeout,
+			.retry = cl->rpc.retry,
+			.tag = cl->rpc.tag,
+			.hash_key = cl->rpc.hash_key,
+		},
 	};
 	memcpy(&p->addr, &cl->listen.ss, cl->listen.len);
 }

@@ -13,7 +13,8 @@
 	X(idle_timeout) X(frame_timeout) X(connect_failed) X(no_upstream) \
 	X(denied) X(client_limit) X(client_reset) X(upstream_reset) \
 	X(client_truncated) X(upstream_truncated) X(drain) X(shutdown) \
-	X(no_memory) X(internal_error)
+	X(no_memory) X(internal_error) X(upstream_lost) X(request_timeout) \
+	X(bad_request)
 
 #define REASON_ENUM(name) REASON_##name,
 typedef enum reason_code {

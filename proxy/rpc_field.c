@@ -1,7 +1,6 @@
 #include "proxy/rpc_field.h"
 
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -82,20 +81,11 @@ int rpc_field_pick(balance_state *b, const rpc_field *field,
 		   const uint8_t *frame, size_t len,
 		   const balance_tried *tried, int *server)
 {
-	struct sockaddr_in6 key;
 	size_t at;
 	int rc = rpc_field_find(field, frame, len, &at);
 
 	if (rc < 0)
 		return rc;
-	/* balance.h hashes client addresses only (its byte hash is private
-	 * to balance.c), so the key travels as a made-up IPv6 address. A
-	 * first byte that is never zero keeps it from reading as an
-	 * IPv4-mapped address, which would hash only its last four bytes. */
-	memset(&key, 0, sizeof(key));
-	key.sin6_family = AF_INET6;
-	key.sin6_addr.s6_addr[0] = (uint8_t)(0x80 | field->len);
-	memcpy(&key.sin6_addr.s6_addr[1], frame + at, field->len);
-	*server = balance_pick(b, (const struct sockaddr *)&key, tried);
+	*server = balance_pick_key(b, frame + at, field->len, tried);
 	return 0;
 }

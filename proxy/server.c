@@ -53,8 +53,9 @@ static void publish_values(uint64_t *out, const uint64_t *values, uint32_t count
 }
 
 static void publish_upstreams(shard_slot *slot, uint32_t listener_index,
-			      const upstream_pool *pool, uint32_t *next)
+			      const listener *l, uint32_t *next)
 {
+	const upstream_pool *pool = &l->pool;
 	int64_t now = sched_now();
 
 	for (uint32_t i = 0; i < pool->count && *next < SHARD_MAX_UPSTREAMS; i++) {
@@ -69,6 +70,9 @@ static void publish_upstreams(shard_slot *slot, uint32_t listener_index,
 		/* A gauge of the moment, not kept between publishes. */
 		shard_slot_store(&v[COUNTER_UP],
 				 upstream_server_usable(pool, i, now) ? 1 : 0);
+		if (l->rpc)
+			shard_slot_store(&v[COUNTER_RPC_INFLIGHT],
+					 rpc_listener_inflight(l->rpc, i));
 	}
 }
 
@@ -83,9 +87,13 @@ static void server_publish(server *srv)
 		if (shard_slot_get_state(slot) == SHARD_STATE_STARTING)
 			shard_slot_name(slot->listeners[i].name,
 					srv->listeners[i].params.name);
-		publish_values(slot->listeners[i].values, srv->listeners[i].counters,
+		listener *l = &srv->listeners[i];
+		if (l->rpc)
+			l->counters[COUNTER_RPC_HELD_BYTES] =
+				rpc_listener_held_bytes(l->rpc);
+		publish_values(slot->listeners[i].values, l->counters,
 			       COUNTER_LISTENER_VALUES);
-		publish_upstreams(slot, i, &srv->listeners[i].pool, &upstreams);
+		publish_upstreams(slot, i, l, &upstreams);
 	}
 	slot->listener_count = srv->opened < SHARD_MAX_LISTENERS ? srv->opened
 								  : SHARD_MAX_LISTENERS;
@@ -131,7 +139,7 @@ static void drain_check_fired(sched_timer *timer, void *arg)
 		log_line(LOG_LEVEL_WARN, "drain timeout", "open=%llu",
 			 (unsigned long long)server_connections(srv));
 		for (uint32_t i = 0; i < srv->opened; i++)
-			relay_close_all(&srv->relays[i], REASON_shutdown);
+			listener_close_all(&srv->listeners[i], REASON_shutdown);
 	}
 	sched_timer_set(timer, now + SERVER_DRAIN_CHECK_NS);
 }
@@ -144,7 +152,7 @@ static void server_drain(server *srv, const char *why)
 		 (unsigned long long)server_connections(srv));
 	for (uint32_t i = 0; i < srv->opened; i++) {
 		listener_stop(&srv->listeners[i]);
-		relay_drain(&srv->relays[i]);
+		listener_drain(&srv->listeners[i]);
 	}
 	srv->drain_deadline = sched_now() + srv->settings->drain_timeout_ns;
 	sched_timer_set(&srv->drain_check, sched_now());

@@ -56,8 +56,7 @@ bool upstream_server_usable(const upstream_pool *pool, uint32_t index,
 	return server->check_up && now >= server->out_until;
 }
 
-/* Tell the balancer who may be picked, as of now. */
-static void pool_refresh(upstream_pool *pool)
+void upstream_pool_refresh(upstream_pool *pool)
 {
 	int64_t now = sched_now();
 
@@ -128,7 +127,7 @@ int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 	int last_error = -EHOSTUNREACH;
 
 	balance_tried_clear(&tried);
-	pool_refresh(pool);
+	upstream_pool_refresh(pool);
 	for (uint32_t attempt = 0; attempt <= pool->params.retries; attempt++) {
 		int index = balance_pick(&pool->balancer, client, &tried);
 		if (index < 0)
@@ -152,9 +151,41 @@ int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 			return rc;
 		}
 		server_connect_failed(pool, (uint32_t)index, rc, eject_count);
-		pool_refresh(pool);
+		upstream_pool_refresh(pool);
 	}
 	return last_error;
+}
+
+int upstream_connect_to(upstream_pool *pool, uint32_t index,
+			poll_desc **out)
+{
+	upstream_server *server = &pool->servers[index];
+	uint64_t eject_count = server->counters[COUNTER_EJECTIONS];
+	int rc = poll_connect((const struct sockaddr *)&server->addr,
+			      server->addr_len, pool->params.connect_timeout_ns,
+			      out);
+
+	if (rc == 0) {
+		server->counters[COUNTER_CONNECTS]++;
+		server->consecutive_failures = 0;
+		server->ejections = 0;
+		return 0;
+	}
+	if (connect_error_is_local(rc)) {
+		log_ratelimited(&pool->local_error_log, LOG_LEVEL_WARN,
+				"upstream connect failed: out of local resources",
+				"listener=%s upstream=%s error=%s", pool->listener_name,
+				server->name, strerror(-rc));
+		return rc;
+	}
+	server_connect_failed(pool, index, rc, eject_count);
+	return rc;
+}
+
+void upstream_server_failed(upstream_pool *pool, uint32_t index, int err)
+{
+	server_connect_failed(pool, index, err,
+			      pool->servers[index].counters[COUNTER_EJECTIONS]);
 }
 
 void upstream_release(upstream_pool *pool, int index)

@@ -107,6 +107,19 @@ void upstream_pool_free(upstream_pool *pool);
  */
 int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 		     poll_desc **out);
+/*
+ * Connect to server `index` itself (rpc mode keeps connections to every
+ * server), with connect_timeout and passive health applied as in
+ * upstream_connect: a failure counts toward ejecting it. Does not count a
+ * connection for the balancer. 0 with *out connected, or -errno.
+ */
+int upstream_connect_to(upstream_pool *pool, uint32_t index,
+			poll_desc **out);
+/* Server `index` broke the protocol on a connection that was up (rpc mode:
+ * a reply that matches no request): counts as a failed connect would. */
+void upstream_server_failed(upstream_pool *pool, uint32_t index, int err);
+/* Tell the balancer which servers are usable, as of now. */
+void upstream_pool_refresh(upstream_pool *pool);
 /* A connection made by upstream_connect to server `index` has closed. */
 void upstream_release(upstream_pool *pool, int index);
 /* Fit to be picked now: active checks say up and not ejected. */

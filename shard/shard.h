@@ -148,8 +148,8 @@ int shard_metrics_markdown(const shard_app_metrics *app, FILE *out);
 
 #define SHARD_MAX_RUNTIME_VALUES 16  /* shard/'s own table */
 #define SHARD_MAX_APP_VALUES 16      /* the application's, per shard */
-#define SHARD_MAX_LISTENER_VALUES 32
-#define SHARD_MAX_UPSTREAM_VALUES 8
+#define SHARD_MAX_LISTENER_VALUES 48
+#define SHARD_MAX_UPSTREAM_VALUES 16
 
 typedef enum shard_state {
 	SHARD_STATE_FREE = 0,     /* slot unused */

@@ -17,7 +17,8 @@ TEST_CASE("reason: names in counter order", "[reason]")
 		"idle_timeout", "frame_timeout", "connect_failed", "no_upstream",
 		"denied", "client_limit", "client_reset", "upstream_reset",
 		"client_truncated", "upstream_truncated", "drain", "shutdown",
-		"no_memory", "internal_error",
+		"no_memory", "internal_error", "upstream_lost", "request_timeout",
+		"bad_request",
 	};
 
 	REQUIRE(REASON_COUNT == sizeof(want) / sizeof(want[0]));
