@@ -1,0 +1,681 @@
+// Integration tests (issue 13): listeners with mode = rpc, through the
+// real frameproxy, frameecho and framebench. Every request is balanced on
+// its own over a pool of shared upstream connections; each client gets
+// its replies in request order.
+#include "tests/proxy/harness.hpp"
+
+#include <deque>
+
+using namespace itest;
+
+namespace {
+
+const milliseconds T5(5000);
+const milliseconds T10(10000);
+
+uint16_t admin_port(Proxy &proxy)
+{
+	LogRecord r;
+	if (!proxy.wait_record([](const LogRecord &l) {
+		    return l.is("msg", "admin listening");
+	    }, T5, &r))
+		return 0;
+	std::string a = r.get("address");
+	return (uint16_t)atoi(a.substr(a.rfind(':') + 1).c_str());
+}
+
+uint64_t metric(uint16_t admin, const std::string &family,
+		const std::string &having = "")
+{
+	return metric_sum(http_body(http_get(admin, "/metrics")), family, having);
+}
+
+// Waits until metric(...) == want; false on timeout.
+bool wait_metric(uint16_t admin, const std::string &family, uint64_t want,
+		 milliseconds timeout, const std::string &having = "")
+{
+	auto deadline = Clock::now() + timeout;
+	while (Clock::now() < deadline) {
+		if (metric(admin, family, having) == want)
+			return true;
+		std::this_thread::sleep_for(milliseconds(20));
+	}
+	return false;
+}
+
+// Established TCP connections whose local port is `port` (the server side
+// of connections to it), from /proc/net/tcp.
+size_t established_to(uint16_t port)
+{
+	size_t n = 0;
+	for (const char *path : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+		std::ifstream in(path);
+		std::string line;
+		std::getline(in, line);
+		while (std::getline(in, line)) {
+			std::istringstream ss(line);
+			std::string sl, local, remote, state;
+			ss >> sl >> local >> remote >> state;
+			auto colon = local.rfind(':');
+			if (colon == std::string::npos || state != "01")
+				continue;
+			if (strtoul(local.c_str() + colon + 1, nullptr, 16) == port)
+				n++;
+		}
+	}
+	return n;
+}
+
+bool wait_established(const std::vector<uint16_t> &ports, size_t want,
+		      milliseconds timeout)
+{
+	auto deadline = Clock::now() + timeout;
+	while (Clock::now() < deadline) {
+		size_t n = 0;
+		for (auto p : ports)
+			n += established_to(p);
+		if (n == want)
+			return true;
+		std::this_thread::sleep_for(milliseconds(20));
+	}
+	return false;
+}
+
+std::string servers_args(const std::vector<std::string> &addrs,
+			 std::vector<std::string> &args)
+{
+	for (auto &a : addrs) {
+		args.push_back("--server");
+		args.push_back(a);
+	}
+	return "";
+}
+
+std::vector<std::string> rpc_args(const std::vector<std::string> &servers,
+				  std::vector<std::string> extra = {})
+{
+	std::vector<std::string> args = {"--mode", "rpc"};
+	servers_args(servers, args);
+	args.insert(args.end(), extra.begin(), extra.end());
+	return args;
+}
+
+// The payload of request `seq` of client `seed`: its 8-byte number, then
+// bytes of its own, so every reply tells which request it belongs to.
+std::string request_payload(uint32_t seed, uint64_t seq, size_t size)
+{
+	std::string p(8, '\0');
+	for (int i = 0; i < 8; i++)
+		p[i] = (char)(seq >> (56 - 8 * i));
+	uint32_t s = seed * 2654435761u + (uint32_t)seq;
+	for (size_t i = 8; i < size; i++) {
+		s = s * 1103515245u + 12345u;
+		p.push_back((char)(s >> 16));
+	}
+	return p;
+}
+
+// One client: `count` requests with `depth` in flight, each reply checked
+// byte for byte against its request (an echo upstream), in order.
+struct Pipeliner {
+	uint32_t seed = 1;
+	size_t count = 100;
+	size_t depth = 1;
+	size_t size_min = 8, size_max = 200;
+	std::string src;          // source address, "" = any
+	// results
+	size_t sent = 0, replied = 0, mismatches = 0;
+	Io end = Io::Ok;          // how reading stopped (Ok: all replied)
+	std::string local;
+
+	size_t size_of(uint64_t seq) const
+	{
+		return size_min + (size_t)((seq * 7919u + seed) %
+					   (size_max - size_min + 1));
+	}
+
+	void run(uint16_t port)
+	{
+		Conn c = Conn::connect(port, src);
+		if (!c.valid()) {
+			end = Io::Error;
+			return;
+		}
+		local = c.local_addr();
+		std::deque<std::string> expect;
+		while (replied < count) {
+			while (sent < count && sent - replied < depth) {
+				std::string p = request_payload(seed, sent, size_of(sent));
+				if (c.send_frame(p) != Io::Ok) {
+					end = Io::Error;
+					break;
+				}
+				expect.push_back(p);
+				sent++;
+			}
+			std::string got;
+			Io r = c.read_frame(got, T10);
+			if (r != Io::Ok) {
+				end = r;
+				return;
+			}
+			if (expect.empty() || got != expect.front())
+				mismatches++;
+			if (!expect.empty())
+				expect.pop_front();
+			replied++;
+		}
+	}
+};
+
+// An upstream that answers the frames of each connection out of order:
+// it holds what it reads for up to `hold` and sends it back shuffled.
+class ShuffleEcho {
+public:
+	explicit ShuffleEcho(milliseconds hold = milliseconds(3)) : hold_(hold)
+	{
+		fd_ = socket(AF_INET, SOCK_STREAM, 0);
+		int one = 1;
+		setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		sockaddr_in a = inet_addr_port("127.0.0.1", 0);
+		REQUIRE(bind(fd_, (sockaddr *)&a, sizeof(a)) == 0);
+		REQUIRE(listen(fd_, 64) == 0);
+		socklen_t len = sizeof(a);
+		getsockname(fd_, (sockaddr *)&a, &len);
+		port_ = ntohs(a.sin_port);
+		thread_ = std::thread([this] { run(); });
+	}
+	~ShuffleEcho()
+	{
+		stop_ = true;
+		thread_.join();
+		for (auto &c : conns_)
+			::close(c.fd);
+		::close(fd_);
+	}
+	std::string addr() const { return "127.0.0.1:" + std::to_string(port_); }
+	std::atomic<size_t> reordered{0};
+
+private:
+	struct C {
+		int fd;
+		std::string in;
+		std::vector<std::string> held;
+		Clock::time_point first;
+	};
+
+	// The accepted sockets block: a plain loop writes it all.
+	static void write_all(int fd, const std::string &data)
+	{
+		for (size_t at = 0; at < data.size();) {
+			ssize_t n = ::send(fd, data.data() + at, data.size() - at,
+					   MSG_NOSIGNAL);
+			if (n <= 0)
+				return;
+			at += (size_t)n;
+		}
+	}
+
+	void run()
+	{
+		std::mt19937 rng(7);
+		while (!stop_) {
+			std::vector<pollfd> p = {{fd_, POLLIN, 0}};
+			for (auto &c : conns_)
+				p.push_back({c.fd, POLLIN, 0});
+			::poll(p.data(), p.size(), 1);
+			if (p[0].revents & POLLIN) {
+				int fd = accept(fd_, nullptr, nullptr);
+				if (fd >= 0)
+					conns_.push_back({fd, "", {}, Clock::now()});
+			}
+			for (size_t i = 0; i < conns_.size(); i++) {
+				C &c = conns_[i];
+				if (p[i + 1].revents & (POLLIN | POLLHUP)) {
+					char buf[65536];
+					ssize_t n = ::read(c.fd, buf, sizeof(buf));
+					if (n > 0)
+						c.in.append(buf, (size_t)n);
+				}
+				while (c.in.size() >= 4) {
+					uint32_t len = (uint8_t)c.in[0] << 24 | (uint8_t)c.in[1] << 16 |
+						       (uint8_t)c.in[2] << 8 | (uint8_t)c.in[3];
+					if (c.in.size() < 4 + (size_t)len)
+						break;
+					if (c.held.empty())
+						c.first = Clock::now();
+					c.held.push_back(c.in.substr(0, 4 + len));
+					c.in.erase(0, 4 + len);
+				}
+				if (!c.held.empty() && Clock::now() - c.first >= hold_) {
+					std::vector<std::string> out = c.held;
+					std::shuffle(out.begin(), out.end(), rng);
+					if (out != c.held)
+						reordered++;
+					std::string all;
+					for (auto &f : out)
+						all += f;
+					write_all(c.fd, all);
+					c.held.clear();
+				}
+			}
+		}
+	}
+
+	milliseconds hold_;
+	int fd_ = -1;
+	uint16_t port_ = 0;
+	std::atomic<bool> stop_{false};
+	std::vector<C> conns_;
+	std::thread thread_;
+};
+
+} // namespace
+
+TEST_CASE("rpc: shards x servers x pool_size upstream connections carry "
+	  "many clients, every reply verified in order", "[rpc]")
+{
+	Echo e1, e2, e3;
+	Proxy proxy(rpc_args({e1.addr(), e2.addr(), e3.addr()},
+			     {"--shards", "2", "--pool-size", "3"}));
+	REQUIRE(proxy.wait_ready());
+	std::vector<uint16_t> ports = {e1.port(), e2.port(), e3.port()};
+	INFO(proxy.log_tail());
+	REQUIRE(wait_established(ports, 2 * 3 * 3, T5));
+
+	long frames = env_long("FRAMEPROXY_RPC_FRAMES", 200000);
+	Process bench({binary("FRAMEBENCH"), "--target", proxy.addr(), "-c", "1000",
+		       "-d", "2", "--frames", std::to_string(frames), "--size",
+		       "0-600", "--json", "--no-progress"}, "framebench");
+	REQUIRE(run_to_exit(bench, milliseconds(60000)) == 0);
+	std::string json = bench.out();
+	INFO(json);
+	CHECK(json_number(json, "mismatches") == 0);
+	CHECK(json_number(json, "lost") == 0);
+	CHECK(json_number(json, "frames") == frames);
+	// The clients came and went; the pool is what it was.
+	CHECK(wait_established(ports, 2 * 3 * 3, T5));
+	REQUIRE(proxy.wait_access_count(1000, T10));
+	for (auto &r : proxy.records("access")) {
+		CHECK(r.get("upstream") == "-");
+		CHECK(r.get("reason") == "client_eof");
+		CHECK(r.get("client_frames") == r.get("replied"));
+	}
+}
+
+TEST_CASE("rpc: one client's requests are spread over the servers by weight",
+	  "[rpc]")
+{
+	std::vector<std::unique_ptr<TestUpstream>> ups;
+	for (int i = 0; i < 3; i++)
+		ups.emplace_back(new TestUpstream(TestUpstream::Mode::EchoFrames));
+	Proxy proxy(rpc_args({ups[0]->addr() + " weight=1", ups[1]->addr() + " weight=2",
+			      ups[2]->addr() + " weight=3"},
+			     {"--pool-size", "1"}));
+	REQUIRE(proxy.wait_ready());
+	for (auto &u : ups)
+		REQUIRE(u->wait_accepted(1, T5));
+	Pipeliner p;
+	p.count = 6000;
+	p.depth = 16;
+	p.run(proxy.port());
+	CHECK(p.mismatches == 0);
+	REQUIRE(p.replied == p.count);
+	size_t total = 0;
+	std::vector<size_t> got;
+	for (auto &u : ups) {
+		size_t n = 0;
+		for (auto &c : u->conns()) {
+			for (size_t at = 0; at + 4 <= c.data.size();) {
+				uint32_t len = (uint8_t)c.data[at] << 24 | (uint8_t)c.data[at + 1] << 16 |
+					       (uint8_t)c.data[at + 2] << 8 | (uint8_t)c.data[at + 3];
+				at += 4 + len;
+				n++;
+			}
+		}
+		got.push_back(n);
+		total += n;
+	}
+	REQUIRE(total == p.count);
+	for (size_t i = 0; i < 3; i++) {
+		double share = (double)got[i] / (double)total;
+		double want = (double)(i + 1) / 6.0;
+		INFO("server " << i << " took " << got[i]);
+		CHECK(share > want * 0.9);
+		CHECK(share < want * 1.1);
+	}
+	// One connection per server: the client never had one of its own.
+	for (auto &u : ups)
+		CHECK(u->accepted() == 1);
+}
+
+TEST_CASE("rpc: an out-of-order upstream is matched by rpc_tag; without it the "
+	  "checker sees mismatches", "[rpc]")
+{
+	ShuffleEcho s1, s2;
+	SECTION("rpc_tag") {
+		Proxy proxy(rpc_args({s1.addr(), s2.addr()},
+				     {"--rpc-tag", "0:4", "--pool-size", "1"}));
+		REQUIRE(proxy.wait_ready());
+		std::vector<Pipeliner> ps(8);
+		std::vector<std::thread> ts;
+		for (size_t i = 0; i < ps.size(); i++) {
+			ps[i].seed = (uint32_t)(i + 1);
+			ps[i].count = 1500;
+			ps[i].depth = 16;
+			ts.emplace_back([&, i] { ps[i].run(proxy.port()); });
+		}
+		for (auto &t : ts)
+			t.join();
+		for (auto &p : ps) {
+			CHECK(p.mismatches == 0);
+			CHECK(p.replied == p.count);
+		}
+		CHECK(s1.reordered + s2.reordered > 10);
+	}
+	SECTION("FIFO matching") {
+		Proxy proxy(rpc_args({s1.addr(), s2.addr()}, {"--pool-size", "1"}));
+		REQUIRE(proxy.wait_ready());
+		Pipeliner p;
+		p.count = 3000;
+		p.depth = 16;
+		p.run(proxy.port());
+		CHECK(s1.reordered + s2.reordered > 10);
+		CHECK(p.mismatches > 0);
+	}
+}
+
+TEST_CASE("rpc: an upstream killed with requests in flight", "[rpc]")
+{
+	bool retry = GENERATE(true, false);
+	INFO("retry " << retry);
+	std::vector<std::unique_ptr<Echo>> echoes;
+	for (int i = 0; i < 3; i++)
+		echoes.emplace_back(new Echo({"--delay", "20ms"}));
+	// hash on the client address: each client's requests go to one
+	// server, so only some clients are on the one that dies.
+	Proxy proxy(rpc_args({echoes[0]->addr(), echoes[1]->addr(), echoes[2]->addr()},
+			     {"--balance", "hash", "--retry", retry ? "on" : "off",
+			      "--pool-size", "2"}));
+	REQUIRE(proxy.wait_ready());
+	std::vector<Pipeliner> ps(24);
+	std::vector<std::thread> ts;
+	for (size_t i = 0; i < ps.size(); i++) {
+		ps[i].seed = (uint32_t)(i + 1);
+		ps[i].count = 150;
+		ps[i].depth = 8;
+		ps[i].src = "127.0.0." + std::to_string(10 + i);
+		ts.emplace_back([&, i] { ps[i].run(proxy.port()); });
+	}
+	std::this_thread::sleep_for(milliseconds(150));
+	echoes[1]->proc().signal(SIGKILL);
+	for (auto &t : ts)
+		t.join();
+	REQUIRE(proxy.wait_access_count(ps.size(), T10));
+	auto access = proxy.access_by_client();
+	size_t lost_clients = 0;
+	for (auto &p : ps) {
+		INFO("client " << p.local << " replied " << p.replied << " end " << p.end);
+		CHECK(p.mismatches == 0);
+		REQUIRE(access.count(p.local) == 1);
+		auto &r = access[p.local][0];
+		if (retry) {
+			CHECK(p.replied == p.count);
+			CHECK(r.get("reason") == "client_eof");
+			continue;
+		}
+		if (p.replied == p.count) {
+			CHECK(r.get("reason") == "client_eof");
+		} else {
+			lost_clients++;
+			CHECK(r.get("reason") == "upstream_lost");
+			CHECK(p.end == Io::Eof);
+			CHECK(r.num("replied") == p.replied);
+		}
+	}
+	if (!retry) {
+		CHECK(lost_clients > 0);
+		CHECK(lost_clients < ps.size());
+	}
+}
+
+TEST_CASE("rpc: max_inflight stops reading a client whose upstream does not "
+	  "read", "[rpc]")
+{
+	TestUpstream up(TestUpstream::Mode::NoRead);
+	Proxy proxy(rpc_args({up.addr()}, {"--max-inflight", "8", "--pool-size", "1",
+					   "--admin", "127.0.0.1:0"}));
+	REQUIRE(proxy.wait_ready());
+	uint16_t admin = admin_port(proxy);
+	REQUIRE(admin != 0);
+	REQUIRE(up.wait_accepted(1, T5));
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	std::string req = frame(std::string(1000, 'x'));
+	for (int i = 0; i < 100; i++)
+		REQUIRE(c.send_all(req) == Io::Ok);
+	INFO(proxy.log_tail());
+	CHECK(wait_metric(admin, "frameproxy_rpc_requests_total", 8, T5));
+	std::this_thread::sleep_for(milliseconds(300));
+	CHECK(metric(admin, "frameproxy_rpc_requests_total") == 8);
+	CHECK(metric(admin, "frameproxy_rpc_inflight") == 8);
+}
+
+TEST_CASE("rpc: request_timeout closes a client whose reply does not come",
+	  "[rpc]")
+{
+	TestUpstream up(TestUpstream::Mode::Hold);
+	Proxy proxy(rpc_args({up.addr()}, {"--request-timeout", "300ms"}));
+	REQUIRE(proxy.wait_ready());
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	std::string local = c.local_addr();
+	auto t0 = Clock::now();
+	REQUIRE(c.send_frame("anybody there?") == Io::Ok);
+	CHECK(c.wait_closed(T5) == Io::Eof);
+	CHECK(ms_since(t0) >= 250);
+	LogRecord r;
+	REQUIRE(proxy.wait_access(local, T5, &r));
+	CHECK(r.get("reason") == "request_timeout");
+	CHECK(r.num("dropped") == 1);
+}
+
+TEST_CASE("rpc: a client that leaves with requests in flight leaves the pool "
+	  "as it was", "[rpc]")
+{
+	Echo echo({"--delay", "200ms"});
+	Proxy proxy(rpc_args({echo.addr()}, {"--pool-size", "2", "--admin",
+					     "127.0.0.1:0"}));
+	REQUIRE(proxy.wait_ready());
+	uint16_t admin = admin_port(proxy);
+	REQUIRE(wait_established({echo.port()}, 2, T5));
+	{
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		for (int i = 0; i < 5; i++)
+			REQUIRE(c.send_frame("request " + std::to_string(i)) == Io::Ok);
+		CHECK(wait_metric(admin, "frameproxy_rpc_requests_total", 5, T5));
+		c.abort();
+	}
+	CHECK(wait_metric(admin, "frameproxy_rpc_replies_dropped_total", 5, T5));
+	CHECK(established_to(echo.port()) == 2);
+	CHECK(metric(admin, "frameproxy_upstream_connects_total") == 2);
+	Conn c = Conn::connect(proxy.port());
+	CHECK(c.roundtrip("still here"));
+}
+
+TEST_CASE("rpc: with every server down a request is refused at once", "[rpc]")
+{
+	RefusingPort a, b;
+	Proxy proxy(rpc_args({a.addr(), b.addr()}));
+	REQUIRE(proxy.wait_ready());
+	// Let the first connects fail.
+	REQUIRE(proxy.wait_record([](const LogRecord &r) {
+		return r.is("msg", "upstream connect failed");
+	}, T5));
+	std::this_thread::sleep_for(milliseconds(100));
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	std::string local = c.local_addr();
+	auto t0 = Clock::now();
+	REQUIRE(c.send_frame("hello") == Io::Ok);
+	CHECK(c.wait_closed(T5) == Io::Eof);
+	CHECK(ms_since(t0) < 1000);
+	LogRecord r;
+	REQUIRE(proxy.wait_access(local, T5, &r));
+	CHECK(r.get("reason") == "no_upstream");
+	CHECK(r.num("lost") == 1);
+}
+
+TEST_CASE("rpc: SIGTERM answers the requests in flight, then closes", "[rpc]")
+{
+	Echo echo({"--delay", "300ms"});
+	Proxy proxy(rpc_args({echo.addr()}));
+	REQUIRE(proxy.wait_ready());
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	std::string local = c.local_addr();
+	for (int i = 0; i < 3; i++)
+		REQUIRE(c.send_frame("drain " + std::to_string(i)) == Io::Ok);
+	std::this_thread::sleep_for(milliseconds(100));
+	proxy.proc().signal(SIGTERM);
+	for (int i = 0; i < 3; i++) {
+		std::string got;
+		REQUIRE(c.read_frame(got, T5) == Io::Ok);
+		CHECK(got == "drain " + std::to_string(i));
+	}
+	CHECK(c.wait_closed(T5) == Io::Eof);
+	LogRecord r;
+	REQUIRE(proxy.wait_access(local, T5, &r));
+	CHECK(r.get("reason") == "drain");
+	CHECK(r.num("replied") == 3);
+	CHECK(proxy.proc().wait_exit(T10));
+}
+
+TEST_CASE("rpc: a reload under load loses no request", "[rpc]")
+{
+	Echo e1, e2;
+	std::string path = tmp().file("rpc-reload.ini");
+	auto write = [&](int n) {
+		write_file(path, "[frameproxy]\nshards = 2\ndrain_timeout = 10s\n# " +
+				 std::to_string(n) +
+				 "\n[listener default]\nlisten = 127.0.0.1:0\nmode = rpc\n"
+				 "server = " + e1.addr() + "\nserver = " + e2.addr() + "\n");
+	};
+	write(0);
+	Proxy proxy({"-c", path, "--shards", "2"});
+	REQUIRE(proxy.wait_ready());
+	Process bench({binary("FRAMEBENCH"), "--target", proxy.addr(), "-c", "20",
+		       "-d", "8", "--duration", "2s", "--json", "--no-progress"},
+		      "framebench");
+	std::this_thread::sleep_for(milliseconds(500));
+	write(1);
+	proxy.proc().signal(SIGHUP);
+	REQUIRE(proxy.wait_record([](const LogRecord &r) {
+		return r.is("msg", "reload complete");
+	}, T10));
+	REQUIRE(run_to_exit(bench, milliseconds(30000)) == 0);
+	std::string json = bench.out();
+	INFO(json);
+	CHECK(json_number(json, "mismatches") == 0);
+	CHECK(json_number(json, "lost") == 0);
+	CHECK(json_number(json, "errors") == 0);
+	CHECK(json_number(json, "frames") > 0);
+}
+
+TEST_CASE("rpc: a frame too short for rpc_tag closes its client after the "
+	  "replies before it", "[rpc]")
+{
+	Echo echo;
+	Proxy proxy(rpc_args({echo.addr()}, {"--rpc-tag", "2:4"}));
+	REQUIRE(proxy.wait_ready());
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	std::string local = c.local_addr();
+	REQUIRE(c.send_frame("long enough") == Io::Ok);
+	REQUIRE(c.send_frame("short") == Io::Ok);
+	std::string got;
+	REQUIRE(c.read_frame(got, T5) == Io::Ok);
+	CHECK(got == "long enough");
+	CHECK(c.wait_closed(T5) == Io::Eof);
+	LogRecord r;
+	REQUIRE(proxy.wait_access(local, T5, &r));
+	CHECK(r.get("reason") == "bad_request");
+	CHECK(r.num("replied") == 1);
+}
+
+TEST_CASE("rpc: an oversize request closes its client after the replies "
+	  "before it", "[rpc]")
+{
+	Echo echo;
+	Proxy proxy(rpc_args({echo.addr()}, {"--max-frame", "100"}));
+	REQUIRE(proxy.wait_ready());
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	std::string local = c.local_addr();
+	REQUIRE(c.send_frame("fine") == Io::Ok);
+	REQUIRE(c.send_all(be32(1000)) == Io::Ok);
+	std::string got;
+	REQUIRE(c.read_frame(got, T5) == Io::Ok);
+	CHECK(got == "fine");
+	CHECK(c.wait_closed(T5) == Io::Eof);
+	LogRecord r;
+	REQUIRE(proxy.wait_access(local, T5, &r));
+	CHECK(r.get("reason") == "oversize");
+}
+
+TEST_CASE("rpc: frames larger than the buffer go through whole", "[rpc]")
+{
+	Echo echo;
+	Proxy proxy(rpc_args({echo.addr()}, {"--buffer", "4KiB"}));
+	REQUIRE(proxy.wait_ready());
+	Pipeliner p;
+	p.count = 200;
+	p.depth = 4;
+	p.size_min = 8;
+	p.size_max = 50000;
+	p.run(proxy.port());
+	CHECK(p.mismatches == 0);
+	CHECK(p.replied == p.count);
+}
+
+TEST_CASE("rpc: rpc keys are refused in stream mode and checked in rpc mode",
+	  "[rpc]")
+{
+	struct Case {
+		std::vector<std::string> args;
+		std::string want;
+	};
+	std::vector<Case> cases = {
+		{{"--pool-size", "2"}, "--pool-size: only for mode = rpc"},
+		{{"--mode", "rpc", "--pool-size", "0"}, "--pool-size: '0' must be between 1 and 64"},
+		{{"--mode", "rpc", "--max-inflight", "0"}, "--max-inflight: '0' must be between"},
+		{{"--mode", "rpc", "--max-held", "lots"}, "--max-held: invalid size"},
+		{{"--mode", "rpc", "--upstream-max-inflight", "0"},
+		 "--upstream-max-inflight: '0' must be between"},
+		{{"--mode", "rpc", "--request-timeout", "5"}, "--request-timeout: invalid duration"},
+		{{"--mode", "rpc", "--retry", "maybe"}, "--retry: invalid retry"},
+		{{"--mode", "rpc", "--rpc-tag", "4:9"}, "--rpc-tag: invalid field"},
+		{{"--mode", "rpc", "--hash-key", "0:4"}, "hash_key needs balance = hash"},
+		{{"--mode", "rpc", "--rpc-tag", "100:4", "--max-frame", "50"},
+		 "rpc_tag ends at byte 104, past max_frame"},
+		{{"--mode", "sideways"}, "--mode: invalid mode"},
+	};
+	for (auto &k : cases) {
+		std::vector<std::string> argv = {binary("FRAMEPROXY"), "--listen",
+						 "127.0.0.1:0", "--server", "127.0.0.1:1"};
+		argv.insert(argv.end(), k.args.begin(), k.args.end());
+		Process p(argv, "frameproxy");
+		INFO(p.command_line());
+		REQUIRE(run_to_exit(p, T5) == 1);
+		INFO(p.err());
+		CHECK(p.err().find(k.want) != std::string::npos);
+	}
+	std::string path = tmp().file("rpc-stream.ini");
+	write_file(path, "[listener a]\nlisten = 127.0.0.1:0\nserver = 127.0.0.1:1\n"
+			 "retry = on\n");
+	Process p({binary("FRAMEPROXY"), "-c", path}, "frameproxy");
+	REQUIRE(run_to_exit(p, T5) == 1);
+	CHECK(p.err().find(path + ":4: key 'retry': only for mode = rpc") !=
+	      std::string::npos);
+}
