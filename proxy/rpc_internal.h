@@ -42,6 +42,15 @@ typedef struct rpc_rbuf {
 	uint32_t end;
 } rpc_rbuf;
 
+/* A reply that came before its request's write was reported complete
+ * (the upstream was quicker than the writer's wake-up): kept aside, in
+ * order, and matched when the write completes. */
+typedef struct rpc_early {
+	struct rpc_early *next;
+	uint32_t len;
+	uint8_t bytes[];
+} rpc_early;
+
 /* One pooled connection to one server. */
 typedef struct rpc_conn {
 	rpc_listener *rl;
@@ -54,6 +63,9 @@ typedef struct rpc_conn {
 	coro *main;             /* connect, write, back off, again */
 	coro *reader;           /* while UP, and until it has left */
 	int64_t backoff_ns;
+	rpc_early *early;       /* oldest first */
+	rpc_early *early_tail;
+	uint32_t early_count;
 } rpc_conn;
 
 typedef struct rpc_client rpc_client;

@@ -200,6 +200,17 @@ static void conn_requeue(rpc_listener *rl, rpc_req_list *lost,
 	}
 }
 
+static void conn_early_free(rpc_conn *cn)
+{
+	while (cn->early) {
+		rpc_early *e = cn->early;
+		cn->early = e->next;
+		free(e);
+	}
+	cn->early_tail = NULL;
+	cn->early_count = 0;
+}
+
 static void conn_fail(rpc_conn *cn, const char *why, int err)
 {
 	rpc_listener *rl = cn->rl;
@@ -217,6 +228,7 @@ static void conn_fail(rpc_conn *cn, const char *why, int err)
 			"listener=%s upstream=%s why=%s error=%s in_flight=%u",
 			rl->l->params.name, server->name, why,
 			err ? strerror(-err) : "none", rpc_inflight_count(&cn->q));
+	conn_early_free(cn);
 	rpc_inflight_drain(&cn->q, &lost);
 	conn_requeue(rl, &lost, cn->server);
 	conn_wake_main(cn);
@@ -268,6 +280,71 @@ static bool conn_reply(rpc_conn *cn, uint8_t *frame, size_t len, int64_t now)
 	return true;
 }
 
+/*
+ * The reply is for a request of the write in progress: the kernel has
+ * sent it (the upstream answered), but the writer has not been told yet
+ * (it is parked for the rest of its writev, or for its io_uring
+ * completion). Matching now would take the record from under the writer.
+ */
+static bool reply_awaits_write(const rpc_conn *cn, const uint8_t *frame,
+			       size_t len)
+{
+	const rpc_inflight *q = &cn->q;
+	size_t at;
+
+	if (!q->writing)
+		return false;
+	if (!q->tag.len)
+		return q->list.head && q->list.head->state == RPC_REQ_WRITING;
+	if (rpc_field_find(&q->tag, frame, len, &at) < 0)
+		return false;
+	uint64_t id = rpc_field_get(frame + at, q->tag.len);
+	const rpc_req *req = q->slots[id & q->slot_mask];
+	return req && req->wire_id == id && req->state == RPC_REQ_WRITING;
+}
+
+/* Keep a reply for after the write; false when the connection died. At
+ * most one per request being written: more is a broken upstream. */
+static bool conn_defer(rpc_conn *cn, const uint8_t *frame, size_t len)
+{
+	rpc_early *e;
+
+	if (cn->early_count >= cn->q.writing_count)
+		return false;
+	if (!(e = malloc(sizeof(*e) + len))) {
+		conn_fail(cn, "no_memory", -ENOMEM);
+		return false;
+	}
+	e->next = NULL;
+	e->len = (uint32_t)len;
+	memcpy(e->bytes, frame, len);
+	if (cn->early_tail)
+		cn->early_tail->next = e;
+	else
+		cn->early = e;
+	cn->early_tail = e;
+	cn->early_count++;
+	return true;
+}
+
+/* The write completed: match the replies that came early. */
+static void conn_early_flush(rpc_conn *cn)
+{
+	int64_t now = sched_now();
+
+	while (cn->early && cn->state == RPC_CONN_UP) {
+		rpc_early *e = cn->early;
+		cn->early = e->next;
+		if (!cn->early)
+			cn->early_tail = NULL;
+		cn->early_count--;
+		bool ok = conn_reply(cn, e->bytes, e->len, now);
+		free(e);
+		if (!ok)
+			return;
+	}
+}
+
 /* The whole replies in rb; false when the connection died. */
 static bool conn_scan(rpc_conn *cn, rpc_rbuf *rb, int64_t now)
 {
@@ -293,8 +370,13 @@ static bool conn_scan(rpc_conn *cn, rpc_rbuf *rb, int64_t now)
 			}
 			return true;
 		}
-		if (!conn_reply(cn, p, total, now))
+		if (cn->early || reply_awaits_write(cn, p, total)) {
+			if (!conn_defer(cn, p, total) &&
+			    (cn->state != RPC_CONN_UP || !conn_reply(cn, p, total, now)))
+				return false;
+		} else if (!conn_reply(cn, p, total, now)) {
 			return false;
+		}
 		rb->start += (uint32_t)total;
 	}
 	if (rb->start == rb->end)
@@ -373,6 +455,7 @@ static void conn_write_loop(rpc_conn *cn)
 		}
 		rpc_inflight_wrote(&cn->q);
 		server->counters[COUNTER_RPC_SENT] += n;
+		conn_early_flush(cn);
 	}
 }
 
@@ -514,6 +597,7 @@ void rpc_listener_free(rpc_listener *rl)
 		/* The clients are gone (server.c stops the loop when none is
 		 * left): only ownerless records can be on a connection, and
 		 * those go back to the pool. */
+		conn_early_free(cn);
 		rpc_inflight_drain(&cn->q, &left);
 		while ((req = rpc_req_list_pop(&left)))
 			req->on = NULL; /* a client's still: it keeps it */
