@@ -420,3 +420,38 @@ TEST_CASE("balance_ln matches libm", "[balance]")
 		CHECK(balance_ln(x) == Approx(std::log(x)).margin(1e-12));
 	}
 }
+
+TEST_CASE("balance: pick_key hashes any bytes, skipping tried servers", "[balance]")
+{
+	Pool p(BALANCE_HASH, {1, 1, 1, 1});
+	std::vector<int> seen(4, 0);
+	for (uint32_t k = 0; k < 2000; k++) {
+		std::string key = "key-" + std::to_string(k) + std::string(20, 'x');
+		int s = balance_pick_key(&p.b, key.data(), key.size(), nullptr);
+		REQUIRE(s >= 0);
+		CHECK(balance_pick_key(&p.b, key.data(), key.size(), nullptr) == s);
+		seen[(size_t)s]++;
+		balance_tried tried;
+		balance_tried_clear(&tried);
+		balance_tried_add(&tried, (size_t)s);
+		int other = balance_pick_key(&p.b, key.data(), key.size(), &tried);
+		CHECK(other >= 0);
+		CHECK(other != s);
+	}
+	for (int n : seen)
+		CHECK(n > 350);
+}
+
+TEST_CASE("balance: active is the count leastconn compares", "[balance]")
+{
+	Pool p(BALANCE_LEASTCONN, {1, 1});
+	unsigned *a0 = balance_active(&p.b, 0);
+	REQUIRE(a0 != nullptr);
+	CHECK(balance_active(&p.b, 2) == nullptr);
+	*a0 = 5;
+	for (int i = 0; i < 4; i++)
+		CHECK(p.pick() == 1);
+	*a0 = 0;
+	*balance_active(&p.b, 1) = 3;
+	CHECK(p.pick() == 0);
+}

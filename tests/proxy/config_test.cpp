@@ -1101,3 +1101,99 @@ TEST_CASE("config: every flag sets a key, and --help fits 80 columns", "[config]
 	for (size_t at = 0, nl; (nl = help.find('\n', at)) != std::string::npos; at = nl + 1)
 		CHECK(nl - at < 80);
 }
+
+TEST_CASE("config: rpc keys land in the model, with their defaults", "[config][rpc]")
+{
+	Cfg def;
+	REQUIRE(def.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n") == 0);
+	REQUIRE(config_finish(&def.c) == 0);
+	const config_listener *d = def.l("a");
+	CHECK(d->mode == CONFIG_MODE_STREAM);
+	CHECK(d->rpc.pool_size == 2);
+	CHECK(d->rpc.max_inflight == 128);
+	CHECK(d->rpc.max_held == 1024 * 1024);
+	CHECK(d->rpc.upstream_max_inflight == 1024);
+	CHECK(d->rpc.request_timeout == 30ll * 1000 * 1000 * 1000);
+	CHECK_FALSE(d->rpc.retry);
+	CHECK(d->rpc.tag.len == 0);
+	CHECK(d->rpc.hash_key.len == 0);
+
+	Cfg cfg;
+	REQUIRE(cfg.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n"
+			 "mode = rpc\npool_size = 4\nmax_inflight = 16\nmax_held = 64KiB\n"
+			 "upstream_max_inflight = 100\nrequest_timeout = 2s\nretry = on\n"
+			 "rpc_tag = 4:2\nbalance = hash\nhash_key = 8:8\n") == 0);
+	INFO(cfg.errors());
+	REQUIRE(config_finish(&cfg.c) == 0);
+	const config_listener *l = cfg.l("a");
+	CHECK(l->mode == CONFIG_MODE_RPC);
+	CHECK(l->rpc.pool_size == 4);
+	CHECK(l->rpc.max_inflight == 16);
+	CHECK(l->rpc.max_held == 64 * 1024);
+	CHECK(l->rpc.upstream_max_inflight == 100);
+	CHECK(l->rpc.request_timeout == 2ll * 1000 * 1000 * 1000);
+	CHECK(l->rpc.retry);
+	CHECK(l->rpc.tag.offset == 4);
+	CHECK(l->rpc.tag.len == 2);
+	CHECK(l->rpc.hash_key.offset == 8);
+	CHECK(l->rpc.hash_key.len == 8);
+}
+
+TEST_CASE("config: rpc-only keys in stream mode name file, line and key",
+	  "[config][rpc]")
+{
+	Cfg cfg;
+	REQUIRE(cfg.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n"
+			 "max_inflight = 16\nretry = on\n") == 0);
+	CHECK(config_finish(&cfg.c) < 0);
+	INFO(cfg.errors());
+	CHECK(cfg.has("frameproxy.ini:4: key 'max_inflight': only for mode = rpc "
+		      "([listener a] is mode = stream)"));
+	CHECK(config_error_count(&cfg.c) == 1);
+
+	Cfg flag;
+	REQUIRE(flag.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n") == 0);
+	config_apply_override(&flag.c, "rpc_tag", "0:4", "--rpc-tag");
+	CHECK(config_finish(&flag.c) < 0);
+	INFO(flag.errors());
+	CHECK(flag.has("--rpc-tag: only for mode = rpc ([listener a] is mode = stream)"));
+}
+
+TEST_CASE("config: rpc value and cross-key errors", "[config][rpc]")
+{
+	Cfg cfg;
+	CHECK(cfg.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n" // 1-3
+		       "mode = both\n"                   // 4
+		       "pool_size = 65\n"                // 5
+		       "max_inflight = 70000\n"          // 6
+		       "max_held = 0\n"                  // 7
+		       "upstream_max_inflight = 0\n"     // 8
+		       "request_timeout = soon\n"        // 9
+		       "retry = sometimes\n"             // 10
+		       "rpc_tag = 1:9\n"                 // 11
+		       "hash_key = x\n") < 0);           // 12
+	INFO(cfg.errors());
+	CHECK(cfg.has("frameproxy.ini:4: key 'mode': invalid mode 'both' (expected stream or rpc)"));
+	CHECK(cfg.has("frameproxy.ini:5: key 'pool_size': '65' must be between 1 and 64"));
+	CHECK(cfg.has("frameproxy.ini:6: key 'max_inflight': '70000' must be between 1 and 65536"));
+	CHECK(cfg.errors().find("frameproxy.ini:7: key 'max_held': size '0' must be between") !=
+	      std::string::npos);
+	CHECK(cfg.has("frameproxy.ini:8: key 'upstream_max_inflight': '0' must be between 1 and 1048576"));
+	CHECK(cfg.errors().find("frameproxy.ini:9: key 'request_timeout': invalid duration") !=
+	      std::string::npos);
+	CHECK(cfg.errors().find("frameproxy.ini:10: key 'retry': invalid retry 'sometimes'") !=
+	      std::string::npos);
+	CHECK(cfg.has("frameproxy.ini:11: key 'rpc_tag': invalid field '1:9' (OFFSET:LEN, LEN 1..8)"));
+	CHECK(cfg.has("frameproxy.ini:12: key 'hash_key': invalid field 'x' (OFFSET:LEN, LEN 1..8)"));
+
+	Cfg cross;
+	REQUIRE(cross.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n"
+			   "mode = rpc\nmax_frame = 100\nbuffer = 1KiB\n"
+			   "rpc_tag = 98:4\nhash_key = 1020:2\n") == 0);
+	CHECK(config_finish(&cross.c) < 0);
+	INFO(cross.errors());
+	CHECK(cross.has("frameproxy.ini:1: section [listener a]: rpc_tag ends at byte 102, past max_frame"));
+	CHECK(cross.has("frameproxy.ini:1: section [listener a]: hash_key ends at byte 1022, past max_frame"));
+	CHECK(cross.has("frameproxy.ini:1: section [listener a]: hash_key ends at byte 1022, past buffer"));
+	CHECK(cross.has("frameproxy.ini:1: section [listener a]: hash_key needs balance = hash"));
+}
