@@ -7,9 +7,12 @@ using namespace itest::fault;
 
 TEST_CASE("fault: slowloris clients are cut by the frame timeout", "[fault]")
 {
+	// Both listener modes: rpc clients are read by rpc_client.c.
+	std::string mode = GENERATE(as<std::string>{}, "stream", "rpc");
+	INFO("mode " << mode);
 	Echo echo;
 	Proxy proxy({"--shards", "2", "--poller", "mixed", "--server", echo.addr(),
-		     "--frame-timeout", "1s"});
+		     "--frame-timeout", "1s", "--mode", mode});
 	REQUIRE(proxy.wait_ready());
 	warm_up(proxy.port(), 8, 5);
 	long rss0 = settled_rss_kib(proxy);
@@ -138,9 +141,11 @@ TEST_CASE("fault: slowloris clients are cut by the frame timeout", "[fault]")
 
 TEST_CASE("fault: 5000 connections send garbage headers", "[fault]")
 {
+	std::string mode = GENERATE(as<std::string>{}, "stream", "rpc");
+	INFO("mode " << mode);
 	Echo echo;
 	Proxy proxy({"--shards", "2", "--poller", "mixed", "--server", echo.addr(),
-		     "--max-frame", "1KiB", "--frame-timeout", "2s"});
+		     "--max-frame", "1KiB", "--frame-timeout", "2s", "--mode", mode});
 	REQUIRE(proxy.wait_ready());
 	warm_up(proxy.port(), 8, 6);
 

@@ -6,14 +6,18 @@ using namespace itest::fault;
 
 TEST_CASE("fault: a random shard is SIGKILLed every second under load", "[fault]")
 {
-	const long seconds = env_long("FRAMEPROXY_FAULT_SECONDS", sanitized() ? 15 : 30);
+	// rpc mode too, for a third of the time (the suite's budget).
+	std::string mode = GENERATE(as<std::string>{}, "stream", "rpc");
+	INFO("mode " << mode);
+	const long all = env_long("FRAMEPROXY_FAULT_SECONDS", sanitized() ? 15 : 30);
+	const long seconds = mode == "rpc" ? (all + 2) / 3 : all;
 	const unsigned shards = 4;
 	Echo echo;
 	// Four shards on two cores: killing one at a time leaves others
 	// serving while the supervisor's crash backoff (100 ms doubling to
 	// 10 s for repeated crashes within 10 s) keeps a victim down.
 	Proxy proxy({"--shards", std::to_string(shards), "--poller", "mixed",
-		     "--server", echo.addr()});
+		     "--server", echo.addr(), "--mode", mode});
 	REQUIRE(proxy.wait_ready());
 	warm_up(proxy.port(), 8, 1);
 	long rss0 = settled_rss_kib(proxy);
