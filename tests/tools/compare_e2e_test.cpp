@@ -391,3 +391,16 @@ TEST_CASE("compare: Ctrl-C stops every process it started, shards included",
 	closedir(d);
 	CHECK(entries == 0);
 }
+
+TEST_CASE("compare: --help names the rpc targets and the upstream connections column",
+	  "[compare]")
+{
+	tooltest::Proc help({exe("COMPARE"), "--help"});
+	const std::string &out = help.read_until(nullptr, 20000);
+	CHECK(help.wait_exit(10000) == 0);
+	for (const char *want : {"rpc-epoll, rpc-uring, rpc-uring-batch", "--mode rpc",
+				 "--pool-size 2", "upstream conns", "upstream_connections"}) {
+		INFO(want);
+		CHECK(out.find(want) != std::string::npos);
+	}
+}

@@ -415,6 +415,17 @@ TEST_CASE("frameecho --reorder-held bounds the replies held per connection",
 	CHECK(order.size() == 6);
 	CHECK(took >= 295);
 	CHECK(took < 5000);
+	// Stopped while it holds two replies and leaves requests unread: it
+	// exits at once and cleanly (under ASan: with nothing leaked).
+	report_line(echo, 1);  // "active" counts from here
+	write_all(s.fd, framed_requests(6, 5));
+	int64_t deadline = now_ms() + 10000;
+	for (int n = 2; report_field(report_line(echo, n), "active") == 0; n++) {
+		REQUIRE(now_ms() < deadline);  // it takes a request at some point
+		usleep(5000);  // between polls of the condition
+	}
+	REQUIRE(kill(echo.child->pid(), SIGTERM) == 0);
+	CHECK(echo.child->wait_exit(5000) == 0);
 }
 
 TEST_CASE("frameecho --reorder-held and --reorder reject bad values", "[e2e]")
