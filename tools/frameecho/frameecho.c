@@ -284,8 +284,9 @@ static bool held_room(const echo_conn *c, uint64_t len)
 
 /*
  * Start the reply to a request of `request_len` bytes. While the connection
- * holds all it may, the reader parks here and reads nothing more: the
- * client's further requests wait in the socket (backpressure).
+ * holds all it may, the reader parks here and reads nothing more: the rest
+ * of its last read waits in `in`, the client's further requests in the
+ * socket (backpressure).
  */
 static int held_begin(echo_conn *c, uint32_t request_len)
 {
