@@ -1,7 +1,8 @@
 // tools/compare end to end: the real script ($COMPARE) on the build it runs
-// in ($BUILD_ROOT), restricted to one workload, `direct` and `epoll`, and
-// a shard sweep over 1 and 2 shards; then the same run interrupted the way
-// Ctrl-C does it (SIGINT to its process group).
+// in ($BUILD_ROOT), restricted to one workload, `direct`, `epoll` and
+// `rpc-epoll` (run when that frameproxy has rpc mode, else reported as
+// skipped), and a shard sweep over 1 and 2 shards; then the same run
+// interrupted the way Ctrl-C does it (SIGINT to its process group).
 //
 // The test process makes itself a child subreaper: whatever compare
 // started and left running is reparented to it when compare exits, so it
@@ -220,6 +221,17 @@ double num(const std::string &s)
 	return std::strtod(s.c_str(), nullptr);
 }
 
+// Whether $BUILD_ROOT's frameproxy accepts the rpc targets' settings, asked
+// the way tools/compare is documented to ask it.
+bool frameproxy_has_rpc()
+{
+	tooltest::Proc check({exe("BUILD_ROOT") + "/proxy/frameproxy", "--check",
+			      "--mode", "rpc", "--pool-size", "2", "--listen",
+			      "127.0.0.1:0", "--server", "127.0.0.1:9"});
+	check.read_until(nullptr, 10000);
+	return check.wait_exit(10000) == 0;
+}
+
 const std::vector<std::string> kTiny = {
 	"--quick", "--duration", "2", "--rounds", "1", "--workloads", "small-d1",
 	"--targets", "direct,epoll", "--shards", "1,2"};
@@ -232,7 +244,11 @@ TEST_CASE("compare: a tiny run with the shard sweep writes CSV, summary, plots a
 	REQUIRE(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
 	TempDir dir;
 	std::string out = dir.path + "/out";
+	const bool rpc = frameproxy_has_rpc();
 	std::vector<std::string> args = kTiny;
+	for (size_t i = 0; i + 1 < args.size(); i++)
+		if (args[i] == "--targets")
+			args[i + 1] = "direct,epoll,rpc-epoll";
 	args.insert(args.end(), {"--idle", "100", "--out", out});
 	int code;
 	std::string err;
@@ -253,13 +269,14 @@ TEST_CASE("compare: a tiny run with the shard sweep writes CSV, summary, plots a
 	// The original twelve columns first, in their order; new ones after.
 	CHECK(lines[0] == "round,phase,workload,target,poller,shards,frames_per_s,"
 			  "p50_us,p99_us,cpu_us_per_frame,syscalls_per_frame,noisy,"
-			  "machine_cpu_us_per_frame,machine_cpu_us_per_frame_minus_direct");
+			  "machine_cpu_us_per_frame,machine_cpu_us_per_frame_minus_direct,"
+			  "upstream_connections");
 	std::map<std::string, std::vector<std::string>> rows;
 	for (size_t i = 1; i < lines.size(); i++) {
 		if (lines[i].empty())
 			continue;
 		std::vector<std::string> f = split(lines[i], ',');
-		REQUIRE(f.size() == 14);
+		REQUIRE(f.size() == 15);
 		INFO("row: " << lines[i]);
 		CHECK(f[0] == "1");
 		CHECK(f[2] == "small-d1");
@@ -268,6 +285,14 @@ TEST_CASE("compare: a tiny run with the shard sweep writes CSV, summary, plots a
 	std::vector<std::string> want = {"compare/direct/", "compare/epoll/1",
 					 "sweep/direct/", "sweep/epoll/1",
 					 "sweep/epoll/2"};
+	if (rpc) {
+		want.push_back("compare/rpc-epoll/1");
+	} else {
+		// One line says why, and the run goes on without it.
+		CHECK(err.find("rpc-epoll: ") != std::string::npos);
+		CHECK(err.find("has no rpc mode") != std::string::npos);
+		WARN("this frameproxy has no rpc mode: rpc-epoll was checked as skipped");
+	}
 	CHECK(rows.size() == want.size());
 	for (const auto &k : want) {
 		INFO("row " << k);
@@ -278,7 +303,16 @@ TEST_CASE("compare: a tiny run with the shard sweep writes CSV, summary, plots a
 		CHECK(num(f[8]) >= num(f[7]));  // p99
 		CHECK((f[11] == "0" || f[11] == "1"));
 		CHECK(num(f[12]) > 0);  // machine CPU us/frame
-		if (f[3] == "epoll") {
+		if (f[3] == "rpc-epoll") {
+			// A pool of 2 for one shard and one server, however many
+			// clients (small-d1: 50).
+			CHECK(num(f[14]) >= 1);
+			CHECK(num(f[14]) <= 2);
+		} else {
+			// One per client connection, through a proxy or not.
+			CHECK(num(f[14]) == 50);
+		}
+		if (f[3] == "epoll" || f[3] == "rpc-epoll") {
 			CHECK(f[4] == "epoll");
 			CHECK(num(f[9]) > 0);   // shard CPU us/frame
 			CHECK(num(f[10]) > 0);  // syscalls/frame
@@ -297,12 +331,14 @@ TEST_CASE("compare: a tiny run with the shard sweep writes CSV, summary, plots a
 	CHECK(summary.find("## Shard sweep") != std::string::npos);
 	CHECK(summary.find("#### small-d1") != std::string::npos);
 	CHECK(summary.find("| epoll | 2 |") != std::string::npos);
-	CHECK(summary.find("| machine CPU us/frame | machine CPU us/frame minus direct |") !=
-	      std::string::npos);
+	CHECK(summary.find("| machine CPU us/frame | machine CPU us/frame minus direct |"
+			   " upstream connections |") != std::string::npos);
+	CHECK((summary.find("| small-d1 | rpc-epoll |") != std::string::npos) == rpc);
 	CHECK(summary.find("## Failures") == std::string::npos);
 
 	std::string idle = slurp(out + "/idle.csv");
 	CHECK(idle.find("\nepoll,100,") != std::string::npos);
+	CHECK((idle.find("\nrpc-epoll,100,") != std::string::npos) == rpc);
 
 	if (on_path("gnuplot")) {
 		for (const char *png : {"/throughput.png", "/p99.png"}) {
@@ -354,4 +390,17 @@ TEST_CASE("compare: Ctrl-C stops every process it started, shards included",
 			entries++;
 	closedir(d);
 	CHECK(entries == 0);
+}
+
+TEST_CASE("compare: --help names the rpc targets and the upstream connections column",
+	  "[compare]")
+{
+	tooltest::Proc help({exe("COMPARE"), "--help"});
+	const std::string &out = help.read_until(nullptr, 20000);
+	CHECK(help.wait_exit(10000) == 0);
+	for (const char *want : {"rpc-epoll, rpc-uring, rpc-uring-batch", "--mode rpc",
+				 "--pool-size 2", "upstream conns", "upstream_connections"}) {
+		INFO(want);
+		CHECK(out.find(want) != std::string::npos);
+	}
 }

@@ -12,6 +12,17 @@
  * (backpressure); the writer drains the ring. With --delay each frame's
  * reply is held until DELAY after its length prefix arrived (after the
  * whole request with --reply-size), independently of the frames around it.
+ *
+ * --reorder MAX answers out of order: each reply is built whole in a buffer
+ * of its own (a held_reply) once its request is complete, is due a random
+ * 0..MAX (plus --delay) later, and the writer sends the due ones earliest
+ * first, so replies leave in another order than their requests. At most
+ * --reorder-held of them (and REORDER_BYTES_MAX bytes, one reply whatever
+ * its size) exist per connection; past that the reader stops reading.
+ *
+ * SIGUSR1 prints one line on stdout: the connections accepted since start,
+ * those open now, and those that sent a request since the previous line
+ * (tools/compare and the tests count upstream connections with it).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -36,6 +47,9 @@
 #define IN_SIZE (16u * 1024u)      /* one read */
 #define MARKS_MAX 1024u            /* delayed frames queued per connection */
 #define STOP_GRACE_NS (2 * 1000000000ll)
+#define REORDER_HELD_DEFAULT 64u   /* held replies per connection */
+#define REORDER_BYTES_MAX (4u * 1024u * 1024u)
+#define WRITE_IOV_MAX 64u          /* due replies sent in one writev */
 
 typedef struct echo_options {
 	struct sockaddr_storage addr;
@@ -46,6 +60,10 @@ typedef struct echo_options {
 	uint32_t reply_size;
 	uint64_t close_after;      /* 0 = never */
 	uint32_t max_frame;
+	int64_t reorder_ns;        /* 0 = replies in request order */
+	uint32_t reorder_held;
+	bool seeded;
+	uint64_t seed;
 	bool quiet;
 } echo_options;
 
@@ -54,6 +72,15 @@ typedef struct reply_mark {
 	uint64_t pos;
 	int64_t due;
 } reply_mark;
+
+/* One reply under --reorder, whole, waiting for its time. */
+typedef struct held_reply {
+	struct held_reply *next;   /* the connection's list, earliest due first */
+	int64_t due;
+	uint64_t len;              /* bytes in data: prefix + payload */
+	uint64_t have;             /* bytes filled in so far */
+	uint8_t data[];
+} held_reply;
 
 typedef enum reader_end {
 	END_NONE,
@@ -86,6 +113,15 @@ typedef struct echo_conn {
 	uint64_t frames;
 	unsigned streak;           /* reads without parking (fairness) */
 
+	/* --reorder: the replies held (filling included) and their bytes */
+	held_reply *held;          /* complete, sorted by due */
+	held_reply *filling;       /* the reply of the request being read */
+	uint32_t held_count;
+	uint64_t held_bytes;
+	uint64_t rng;              /* splitmix64 state of the random holds */
+	sched_timer due_timer;     /* wakes the writer when the first is due */
+	uint64_t report_round;     /* last report round this one sent a request in */
+
 	/* Not zeroed (see conn_start): pages are touched only when used. */
 	reply_mark marks[MARKS_MAX];
 	uint8_t in[IN_SIZE];
@@ -95,6 +131,9 @@ typedef struct echo_conn {
 static echo_options opt;
 static echo_conn *conns;           /* live connections */
 static uint64_t conns_live;
+static uint64_t conns_accepted;
+static uint64_t conns_active;      /* sent a request in this report round */
+static uint64_t report_round = 1;  /* the next SIGUSR1 line's number */
 static uint64_t next_conn_id;
 static poll_desc *listener;
 static bool stopping;
@@ -143,6 +182,13 @@ static void conn_release(echo_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	conns_live--;
+	sched_timer_cancel(&c->due_timer);
+	free(c->filling);
+	while (c->held) {
+		held_reply *h = c->held;
+		c->held = h->next;
+		free(h);
+	}
 	free(c);
 	maybe_finish_stop();
 }
@@ -218,14 +264,93 @@ static int push_reply(echo_conn *c)
 	return rc;
 }
 
+/* --- held replies (--reorder) ---------------------------------------------- */
+
+/* A hold drawn uniformly from 0..--reorder (splitmix64 on the conn's state). */
+static int64_t reorder_hold(echo_conn *c)
+{
+	c->rng += 0x9e3779b97f4a7c15ull;
+	return (int64_t)(payload_mix64(c->rng) % ((uint64_t)opt.reorder_ns + 1));
+}
+
+/* One more reply of `len` bytes fits (the first one always does). */
+static bool held_room(const echo_conn *c, uint64_t len)
+{
+	if (c->held_count == 0)
+		return true;
+	return c->held_count < opt.reorder_held &&
+	       c->held_bytes + len <= REORDER_BYTES_MAX;
+}
+
+/*
+ * Start the reply to a request of `request_len` bytes. While the connection
+ * holds all it may, the reader parks here and reads nothing more: the rest
+ * of its last read waits in `in`, the client's further requests in the
+ * socket (backpressure).
+ */
+static int held_begin(echo_conn *c, uint32_t request_len)
+{
+	uint64_t payload = opt.reply_sized ? opt.reply_size : request_len;
+	uint64_t len = 4 + payload;
+	while (!held_room(c, len)) {
+		if (c->closed)
+			return -EBADF;
+		io_wake(&c->writer_wait);
+		park_in(&c->reader_wait, "frameecho holding all it may");
+	}
+	if (c->closed)
+		return -EBADF;
+	held_reply *h = malloc(sizeof(*h) + len);
+	if (!h) {
+		note("%s: out of memory for a held reply of %llu bytes, closing",
+		     c->peer, (unsigned long long)len);
+		return -ENOMEM;
+	}
+	h->next = NULL;
+	h->due = 0;
+	h->len = len;
+	frame_write_length(h->data, (uint32_t)payload);
+	h->have = 4;
+	c->filling = h;
+	c->held_count++;
+	c->held_bytes += len;
+	return 0;
+}
+
+/* The request is whole: its reply gets its time and joins the list. */
+static void held_finish(echo_conn *c)
+{
+	held_reply *h = c->filling;
+	c->filling = NULL;
+	if (opt.reply_sized)
+		payload_reply_fill(h->data + 4, opt.reply_size, c->digest, 0);
+	h->due = sched_now() + opt.delay_ns + reorder_hold(c);
+	held_reply **at = &c->held;
+	while (*at && (*at)->due <= h->due)
+		at = &(*at)->next;
+	h->next = *at;
+	*at = h;
+}
+
 /* --- the reader ---------------------------------------------------------- */
+
+/* The first request of this connection since the last SIGUSR1 line. */
+static void count_active(echo_conn *c)
+{
+	if (c->report_round == report_round)
+		return;
+	c->report_round = report_round;
+	conns_active++;
+}
 
 /* 1 when the connection should stop (close-after reached). */
 static int frame_done(echo_conn *c)
 {
 	c->in_payload = false;
 	c->prefix_have = 0;
-	if (opt.reply_sized) {
+	if (opt.reorder_ns > 0) {
+		held_finish(c);
+	} else if (opt.reply_sized) {
 		int rc = push_mark(c);
 		if (rc == 0)
 			rc = push_reply(c);
@@ -253,7 +378,12 @@ static int frame_start(echo_conn *c)
 	c->remaining = len;
 	c->in_payload = true;
 	c->digest = PAYLOAD_FNV_INIT;
-	if (!opt.reply_sized) {
+	count_active(c);
+	if (opt.reorder_ns > 0) {
+		int rc = held_begin(c, len);
+		if (rc < 0)
+			return rc;
+	} else if (!opt.reply_sized) {
 		int rc = push_mark(c);
 		if (rc == 0)
 			rc = ring_push(c, c->prefix, 4);
@@ -265,9 +395,12 @@ static int frame_start(echo_conn *c)
 
 static int take_payload(echo_conn *c, const uint8_t *p, size_t k)
 {
-	if (opt.reply_sized)
+	if (opt.reply_sized) {
 		c->digest = payload_fnv1a(c->digest, p, k);
-	else if (ring_push(c, p, k) < 0)
+	} else if (opt.reorder_ns > 0) {
+		memcpy(c->filling->data + c->filling->have, p, k);
+		c->filling->have += k;
+	} else if (ring_push(c, p, k) < 0)
 		return -EBADF;
 	c->remaining -= (uint32_t)k;
 	return c->remaining == 0 ? frame_done(c) : 0;
@@ -365,9 +498,9 @@ static int write_some(echo_conn *c, uint64_t limit)
 	return 0;
 }
 
-static void writer_main(void *arg)
+/* In request order, from the ring (no --reorder). */
+static void ring_writer(echo_conn *c)
 {
-	echo_conn *c = arg;
 	while (!c->closed) {
 		int64_t sleep_until;
 		uint64_t limit = write_limit(c, &sleep_until);
@@ -387,6 +520,74 @@ static void writer_main(void *arg)
 			break;
 		park_in(&c->writer_wait, "frameecho idle");
 	}
+}
+
+static void due_timer_fired(sched_timer *t, void *arg)
+{
+	(void)t;
+	echo_conn *c = arg;
+	io_wake(&c->writer_wait);
+}
+
+/* Take the due replies off the list, earliest first, into iov. */
+static int held_take_due(echo_conn *c, held_reply **batch, struct iovec *iov)
+{
+	int64_t now = sched_now();
+	int n = 0;
+	while (c->held && c->held->due <= now && n < (int)WRITE_IOV_MAX) {
+		held_reply *h = c->held;
+		c->held = h->next;
+		batch[n] = h;
+		iov[n].iov_base = h->data;
+		iov[n].iov_len = h->len;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * --reorder: the replies that are due go out in one write; then the writer
+ * parks until the first held one is due (due_timer) or the reader adds one,
+ * which may be due earlier.
+ */
+static void reorder_writer(echo_conn *c)
+{
+	held_reply *batch[WRITE_IOV_MAX];
+	struct iovec iov[WRITE_IOV_MAX];
+	while (!c->closed) {
+		int n = held_take_due(c, batch, iov);
+		if (n > 0) {
+			ssize_t rc = pd_writev_full(c->pd, iov, n);
+			for (int i = 0; i < n; i++) {
+				c->held_count--;
+				c->held_bytes -= batch[i]->len;
+				free(batch[i]);
+			}
+			io_wake(&c->reader_wait);
+			if (rc < 0 && !c->closed) {
+				note("%s: write: %s", c->peer, strerror((int)-rc));
+				conn_abort(c);
+			}
+			continue;
+		}
+		if (c->held) {
+			sched_timer_set(&c->due_timer, c->held->due);
+			park_in(&c->writer_wait, "frameecho holding replies");
+			continue;
+		}
+		if (c->end != END_NONE)
+			break;
+		park_in(&c->writer_wait, "frameecho idle");
+	}
+}
+
+static void writer_main(void *arg)
+{
+	echo_conn *c = arg;
+	if (opt.reorder_ns > 0)
+		reorder_writer(c);
+	else
+		ring_writer(c);
 	if (!c->closed && (c->end == END_EOF || c->end == END_LIMIT))
 		pd_shutdown(c->pd, SHUT_WR);
 	conn_release(c);
@@ -407,6 +608,8 @@ static void conn_start(poll_desc *pd, const struct sockaddr_storage *peer)
 	c->pd = pd;
 	c->refs = 2;
 	c->id = next_conn_id++;
+	c->rng = payload_mix64(opt.seed ^ (c->id * 0xbf58476d1ce4e5b9ull));
+	sched_timer_init(&c->due_timer, due_timer_fired, c);
 	poll_addr_format((const struct sockaddr *)peer, c->peer, sizeof(c->peer));
 	coro_opts ro = {.name = "echo-read"}, wo = {.name = "echo-write"};
 	if (!coro_spawn(reader_main, c, &ro)) {
@@ -446,6 +649,7 @@ static void acceptor_main(void *arg)
 			coro_sleep(10 * 1000000ll);  /* never spin on a hard error */
 			continue;
 		}
+		conns_accepted++;
 		conn_start(pd, &peer);
 	}
 	acceptor_running = false;
@@ -475,16 +679,43 @@ static void begin_stop(int signo)
 	maybe_finish_stop();
 }
 
+/* SIGUSR1: one line on stdout; a new round of "active" starts. */
+static void report_connections(void)
+{
+	printf("connections report=%llu accepted=%llu open=%llu active=%llu\n",
+	       (unsigned long long)report_round,
+	       (unsigned long long)conns_accepted,
+	       (unsigned long long)conns_live,
+	       (unsigned long long)conns_active);
+	fflush(stdout);
+	report_round++;
+	conns_active = 0;
+}
+
 static void signal_main(void *arg)
 {
 	poll_desc *spd = arg;
-	struct signalfd_siginfo si;
-	ssize_t n;
-	do {
-		n = pd_read(spd, &si, sizeof(si));
-	} while (n == -EINTR || n == -EAGAIN);
+	int signo = 0;
+	for (;;) {
+		struct signalfd_siginfo si;
+		ssize_t n = pd_try_read(spd, &si, sizeof(si));
+		if (n == -EINTR)
+			continue;
+		if (n == -EAGAIN) {
+			if (pd_wait(spd, PD_READ) < 0)
+				break;
+			continue;
+		}
+		if (n == (ssize_t)sizeof(si) && si.ssi_signo == SIGUSR1) {
+			report_connections();
+			continue;
+		}
+		if (n == (ssize_t)sizeof(si))
+			signo = (int)si.ssi_signo;
+		break;
+	}
 	pd_close(spd);
-	begin_stop(n == (ssize_t)sizeof(si) ? (int)si.ssi_signo : 0);
+	begin_stop(signo);
 }
 
 static int open_signals(sigset_t *set)
@@ -492,6 +723,7 @@ static int open_signals(sigset_t *set)
 	sigemptyset(set);
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGINT);
+	sigaddset(set, SIGUSR1);
 	if (sigprocmask(SIG_BLOCK, set, NULL) < 0)
 		return -errno;
 	signal(SIGPIPE, SIG_IGN);
@@ -522,11 +754,29 @@ static int start_signal_coroutine(const sigset_t *set)
 static void usage(FILE *out)
 {
 	fputs("usage: frameecho --listen ADDR [--poller epoll|uring|auto]\n"
-	      "                 [--delay DUR] [--reply-size N] [--close-after N]\n"
+	      "                 [--delay DUR] [--reorder MAX [--reorder-held N]\n"
+	      "                 [--seed N]] [--reply-size N] [--close-after N]\n"
 	      "                 [--max-frame SIZE] [--quiet]\n"
+	      "\n"
+	      "An echo upstream: answers every frame (4-byte big-endian length,\n"
+	      "then the payload) with the same frame, in order, unless told\n"
+	      "otherwise.\n"
+	      "\n"
 	      "  --listen ADDR     HOST:PORT, [V6]:PORT or :PORT; port 0 picks one\n"
 	      "  --poller KIND     netpoller backend (default auto)\n"
 	      "  --delay DUR       hold each reply DUR after its request (e.g. 5ms)\n"
+	      "  --reorder MAX     answer out of order: hold each reply a random\n"
+	      "                    0..MAX (uniform; plus --delay) after its whole\n"
+	      "                    request arrived, and send replies as their time\n"
+	      "                    comes, so on one connection they leave in another\n"
+	      "                    order than the requests (e.g. 5ms; 0 = in order)\n"
+	      "  --reorder-held N  with --reorder, hold at most N replies per\n"
+	      "                    connection (default 64; and 4 MiB, though one\n"
+	      "                    reply of any size is always taken); at the limit\n"
+	      "                    the connection is not read until one has left\n"
+	      "  --seed N          the holds' random sequence: with the same N, the\n"
+	      "                    k-th connection accepted draws the same holds\n"
+	      "                    (default: from the clock)\n"
 	      "  --reply-size N    answer each frame with an N-byte frame whose\n"
 	      "                    payload is FNV-1a64(request) big-endian, then a\n"
 	      "                    stream keyed by it (tools/lib/payload.h)\n"
@@ -534,7 +784,15 @@ static void usage(FILE *out)
 	      "  --max-frame SIZE  largest request accepted (default 16MiB);\n"
 	      "                    a larger one closes that connection\n"
 	      "  --quiet           no log lines on stderr\n"
-	      "Prints 'listening on ADDR' first; SIGTERM/SIGINT stop it.\n",
+	      "\n"
+	      "Prints 'listening on ADDR' first. SIGTERM/SIGINT stop it. SIGUSR1\n"
+	      "prints one line on stdout:\n"
+	      "  connections report=R accepted=A open=O active=K\n"
+	      "R counts these lines from 1; A is the connections accepted since\n"
+	      "start, O those open now, K those that sent at least one request\n"
+	      "since the previous line (or since start), closed ones included.\n"
+	      "Signal, wait for line R, signal again after a run: K of the second\n"
+	      "line is how many connections carried that run's requests.\n",
 	      out);
 }
 
@@ -544,6 +802,9 @@ static int parse_args(int argc, char **argv)
 		{"listen", required_argument, NULL, 'l'},
 		{"poller", required_argument, NULL, 'p'},
 		{"delay", required_argument, NULL, 'D'},
+		{"reorder", required_argument, NULL, 'R'},
+		{"reorder-held", required_argument, NULL, 'H'},
+		{"seed", required_argument, NULL, 'S'},
 		{"reply-size", required_argument, NULL, 'r'},
 		{"close-after", required_argument, NULL, 'C'},
 		{"max-frame", required_argument, NULL, 'm'},
@@ -554,6 +815,7 @@ static int parse_args(int argc, char **argv)
 	bool have_listen = false;
 	opt.max_frame = PAYLOAD_MAX_FRAME;
 	opt.poller = POLL_AUTO;
+	opt.reorder_held = REORDER_HELD_DEFAULT;
 	int ch;
 	while ((ch = getopt_long(argc, argv, "l:qh", longs, NULL)) != -1) {
 		uint64_t v;
@@ -568,6 +830,19 @@ static int parse_args(int argc, char **argv)
 			break;
 		case 'D':
 			rc = cli_parse_duration(optarg, &opt.delay_ns);
+			break;
+		case 'R':
+			rc = cli_parse_duration(optarg, &opt.reorder_ns);
+			break;
+		case 'H':
+			rc = cli_parse_u64(optarg, UINT32_MAX, &v);
+			if (rc == 0 && v == 0)
+				rc = -ERANGE;
+			opt.reorder_held = (uint32_t)v;
+			break;
+		case 'S':
+			rc = cli_parse_u64(optarg, UINT64_MAX, &opt.seed);
+			opt.seeded = rc == 0;
 			break;
 		case 'r':
 			rc = cli_parse_size(optarg, &v);
@@ -606,6 +881,9 @@ static int parse_args(int argc, char **argv)
 		usage(stderr);
 		return -EINVAL;
 	}
+	if (!opt.seeded)
+		opt.seed = (uint64_t)sched_clock_ns(CLOCK_REALTIME) ^
+			   ((uint64_t)getpid() << 32);
 	return 0;
 }
 
