@@ -517,6 +517,12 @@ static void reader_pump(rpc_client *c)
 	rpc_listener *rl = c->rl;
 
 	while (!c->closing) {
+		if (c->pending && rpc_order_past_stop(&c->order, c->pending)) {
+			/* An earlier request failed: this one is never
+			 * delivered, so it is not sent (detach frees it). */
+			c->pending = NULL;
+			c->reading_done = true;
+		}
 		if (c->pending) {
 			if (request_dispatch(c, c->pending) == ADMIT_BLOCKED) {
 				waiter_add(c);

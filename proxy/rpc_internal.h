@@ -63,6 +63,8 @@ typedef struct rpc_conn {
 	coro *main;             /* connect, write, back off, again */
 	coro *reader;           /* while UP, and until it has left */
 	int64_t backoff_ns;
+	rpc_rbuf rb;            /* the reader's (here, so that a reader
+				 * parked when the shard stops leaks nothing) */
 	rpc_early *early;       /* oldest first */
 	rpc_early *early_tail;
 	uint32_t early_count;

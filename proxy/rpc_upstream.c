@@ -393,32 +393,32 @@ static void conn_reader_main(void *arg)
 	rpc_conn *cn = arg;
 	rpc_listener *rl = cn->rl;
 	poll_desc *pd = cn->pd;
-	rpc_rbuf rb = {0};
+	rpc_rbuf *rb = &cn->rb;
 
 	while (cn->state == RPC_CONN_UP && cn->pd == pd) {
-		if (!rb.buf && !(rb.buf = rpc_buffer_take(rl, &rb.cap))) {
+		if (!rb->buf && !(rb->buf = rpc_buffer_take(rl, &rb->cap))) {
 			conn_fail(cn, "no_memory", -ENOMEM);
 			break;
 		}
-		ssize_t n = pd_read(pd, rb.buf + rb.end, rb.cap - rb.end);
+		ssize_t n = pd_read(pd, rb->buf + rb->end, rb->cap - rb->end);
 		if (cn->state != RPC_CONN_UP || cn->pd != pd)
 			break;
 		if (n == 0) {
-			conn_fail(cn, rb.end > rb.start ? "upstream_truncated"
-							: "upstream_eof", 0);
+			conn_fail(cn, rb->end > rb->start ? "upstream_truncated"
+							  : "upstream_eof", 0);
 			break;
 		}
 		if (n < 0) {
 			conn_fail(cn, "read", (int)n);
 			break;
 		}
-		rb.end += (uint32_t)n;
-		if (!conn_scan(cn, &rb, sched_now()))
+		rb->end += (uint32_t)n;
+		if (!conn_scan(cn, rb, sched_now()))
 			break;
-		if (rb.end == 0)
-			rpc_buffer_give(rl, &rb); /* idle: nothing pending */
+		if (rb->end == 0)
+			rpc_buffer_give(rl, rb); /* idle: nothing pending */
 	}
-	rpc_buffer_give(rl, &rb);
+	rpc_buffer_give(rl, rb);
 	cn->reader = NULL;
 	conn_wake_main(cn);
 }
@@ -598,6 +598,7 @@ void rpc_listener_free(rpc_listener *rl)
 		 * left): only ownerless records can be on a connection, and
 		 * those go back to the pool. */
 		conn_early_free(cn);
+		rpc_buffer_give(rl, &cn->rb);
 		rpc_inflight_drain(&cn->q, &left);
 		while ((req = rpc_req_list_pop(&left)))
 			req->on = NULL; /* a client's still: it keeps it */

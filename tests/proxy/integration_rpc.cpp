@@ -170,8 +170,12 @@ struct Pipeliner {
 
 } // namespace
 
-TEST_CASE("rpc: shards x servers x pool_size upstream connections carry "
-	  "many clients, every reply verified in order", "[rpc]")
+namespace {
+
+// 2 shards x 3 frameecho x pool_size 3, 1000 clients sending `frames`
+// requests in all through framebench, which checks every reply byte for
+// byte and in order.
+void many_clients(long frames)
 {
 	Echo e1, e2, e3;
 	Proxy proxy(rpc_args({e1.addr(), e2.addr(), e3.addr()},
@@ -181,7 +185,6 @@ TEST_CASE("rpc: shards x servers x pool_size upstream connections carry "
 	INFO(proxy.log_tail());
 	REQUIRE(wait_established(ports, 2 * 3 * 3, T5));
 
-	long frames = env_long("FRAMEPROXY_RPC_FRAMES", 200000);
 	Process bench({binary("FRAMEBENCH"), "--target", proxy.addr(), "-c", "1000",
 		       "-d", "2", "--frames", std::to_string(frames), "--size",
 		       "0-600", "--json", "--no-progress"}, "framebench");
@@ -199,6 +202,21 @@ TEST_CASE("rpc: shards x servers x pool_size upstream connections carry "
 		CHECK(r.get("reason") == "client_eof");
 		CHECK(r.get("client_frames") == r.get("replied"));
 	}
+}
+
+} // namespace
+
+TEST_CASE("rpc: shards x servers x pool_size upstream connections carry "
+	  "many clients, every reply verified in order", "[rpc]")
+{
+	many_clients(env_long("FRAMEPROXY_RPC_FRAMES", 200000));
+}
+
+// The million requests from 1000 clients: in the volume suite
+// (proxy_volume_*), whose length does not hide the others' results.
+TEST_CASE("rpc: a million requests from 1000 clients", "[rpc][volume]")
+{
+	many_clients(env_long("FRAMEPROXY_VOLUME_FRAMES", 1000000));
 }
 
 TEST_CASE("rpc: one client's requests are spread over the servers by weight",
