@@ -79,7 +79,8 @@ extern "C" {
  * family's unit) and SHARD_HISTOGRAM_WIDTH(bound_count) values: for bound
  * k the observations in (bounds[k-1], bounds[k]] (not cumulative: one store
  * per observation), then those above the last bound, then the sum of all
- * of them; its count is the sum of its buckets, so the two always agree.
+ * of them; its count is the sum of its buckets, so count and the +Inf
+ * bucket always agree.
  * It adds up like a counter (retired totals included), and is rendered as a
  * Prometheus histogram (_bucket{le} cumulative with +Inf, _sum, _count) and
  * in /stats as {"count":N,"sum":S,"buckets":[[le,cumulative count],...]}
