@@ -502,18 +502,26 @@ static void delta_add(rpc_delta *d, const stats_histogram *prev,
 	d->count += cur->count - prev->count;
 }
 
-static stats_rpc_row *row_for(stats_rpc_row *rows, size_t *n,
-			      const stats_upstream *u)
+static stats_rpc_row *find_row(stats_rpc_row *rows, size_t n,
+			       const stats_upstream *u)
 {
-	for (size_t i = 0; i < *n; i++)
+	for (size_t i = 0; i < n; i++)
 		if (strcmp(rows[i].listener, u->listener) == 0 &&
 		    strcmp(rows[i].name, u->name) == 0)
 			return &rows[i];
+	return NULL;
+}
+
+/* A row for u's server, appended the first time (rows has room for one
+ * per upstream). */
+static void add_row(stats_rpc_row *rows, size_t *n, const stats_upstream *u)
+{
+	if (find_row(rows, *n, u))
+		return;
 	stats_rpc_row *r = &rows[(*n)++];
 	memset(r, 0, sizeof(*r));
 	memcpy(r->listener, u->listener, sizeof(r->listener));
 	memcpy(r->name, u->name, sizeof(r->name));
-	return r;
 }
 
 static int cmp_rows(const void *a, const void *b)
@@ -542,15 +550,12 @@ int stats_rpc_rows(const stats_sample *prev, const stats_sample *cur,
 	 * entry of those servers added in. */
 	for (size_t i = 0; i < total; i++)
 		if (upstream_does_rpc(&cur->upstreams[i]))
-			row_for(out, &n, &cur->upstreams[i]);
-	for (size_t i = 0; i < total && n; i++) {
+			add_row(out, &n, &cur->upstreams[i]);
+	for (size_t i = 0; i < total; i++) {
 		const stats_upstream *u = &cur->upstreams[i];
-		size_t before = n;
-		stats_rpc_row *r = row_for(out, &n, u);
-		if (n > before) {           /* not a server of the view */
-			n--;
+		stats_rpc_row *r = find_row(out, n, u);
+		if (!r)
 			continue;
-		}
 		const stats_upstream *p = find_upstream(prev, u);
 		rpc_delta *d = &deltas[r - out];
 		r->inflight += u->rpc_inflight;
