@@ -15,6 +15,17 @@ static const char *counters_reason(uint32_t k)
 	return reason_name((reason_code)k);
 }
 
+/* 1-2.5-5 steps, in ns. */
+static const uint64_t counters_rpc_latency_bounds[] = {
+	50000, 100000, 250000, 500000,
+	1000000, 2500000, 5000000, 10000000, 25000000, 50000000,
+	100000000, 250000000, 500000000,
+	1000000000, 2500000000, 5000000000, 10000000000,
+};
+_Static_assert(sizeof(counters_rpc_latency_bounds) /
+	       sizeof(counters_rpc_latency_bounds[0]) ==
+	       COUNTERS_RPC_LATENCY_BOUNDS, "one bound per bucket");
+
 static const char *const counters_frames_keys[] = { "frames_in", "frames_out" };
 static const char *const counters_bytes_keys[] = { "bytes_in", "bytes_out" };
 
@@ -35,3 +46,11 @@ const shard_app_metrics counters_metrics = {
 	.listener = COUNTERS_LIST(listener_table),
 	.upstream = COUNTERS_LIST(upstream_table),
 };
+
+void counters_observe_rpc_latency(uint64_t *upstream_counters, int64_t ns)
+{
+	shard_histogram_observe(upstream_counters + COUNTER_RPC_LATENCY,
+				counters_rpc_latency_bounds,
+				COUNTERS_RPC_LATENCY_BOUNDS,
+				ns > 0 ? (uint64_t)ns : 0);
+}

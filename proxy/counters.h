@@ -9,7 +9,9 @@
  * array the entry's scope keeps by these indexes (listener->counters,
  * upstream_server->counters; server.c publishes whole arrays); then
  * `ninja -C build metrics-doc`. Only a value computed when published (a
- * gauge of the moment such as COUNTER_UP) has its store in server.c.
+ * gauge of the moment such as COUNTER_UP) has its store in server.c. A
+ * histogram's values are filled by shard_histogram_observe, through a
+ * function here that knows its bounds (counters_observe_rpc_latency).
  * Entries are in /stats order.
  */
 #ifndef FRAMEPROXY_PROXY_COUNTERS_H
@@ -60,6 +62,9 @@
 	  .help = "rpc mode: reply bytes held for clients, not written yet.", \
 	  .json = "rpc_held_bytes")
 
+/* rpc latency: 50 us .. 10 s (counters_rpc_latency_bounds), and +Inf. */
+#define COUNTERS_RPC_LATENCY_BOUNDS 17
+
 #define COUNTERS_UPSTREAM(X) \
 	X(COUNTER_UP, 1, .name = "upstream_up", .type = SHARD_GAUGE, \
 	  .merge = SHARD_MERGE_NEWEST, \
@@ -94,7 +99,15 @@
 	X(COUNTER_RPC_POOL_OPEN, 1, .name = "rpc_pool_connections", \
 	  .type = SHARD_GAUGE, \
 	  .help = "rpc mode: pooled connections to the upstream that are up.", \
-	  .json = "rpc_pool_open")
+	  .json = "rpc_pool_open") \
+	X(COUNTER_RPC_LATENCY, \
+	  SHARD_HISTOGRAM_WIDTH(COUNTERS_RPC_LATENCY_BOUNDS), \
+	  .name = "rpc_request_duration_seconds", .type = SHARD_HISTOGRAM, \
+	  .unit = SHARD_UNIT_NS, .bounds = counters_rpc_latency_bounds, \
+	  .bound_count = COUNTERS_RPC_LATENCY_BOUNDS, \
+	  .help = "Time from a request's last byte read from the client to " \
+		  "its reply's first byte read from the upstream.", \
+	  .json = "rpc_latency")
 
 enum { COUNTERS_SHARD(SHARD_METRIC_ENUM) COUNTER_SHARD_VALUES };
 enum { COUNTERS_LISTENER(SHARD_METRIC_ENUM) COUNTER_LISTENER_VALUES };
@@ -102,5 +115,10 @@ enum { COUNTERS_UPSTREAM(SHARD_METRIC_ENUM) COUNTER_UPSTREAM_VALUES };
 
 /* For shard_settings.metrics. */
 extern const shard_app_metrics counters_metrics;
+
+/* One rpc reply's latency (ns; negative counts as 0) into an upstream's
+ * counters (upstream_server->counters): COUNTER_RPC_LATENCY's buckets and
+ * sum. Called once per reply. */
+void counters_observe_rpc_latency(uint64_t *upstream_counters, int64_t ns);
 
 #endif

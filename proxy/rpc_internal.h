@@ -47,6 +47,7 @@ typedef struct rpc_rbuf {
  * order, and matched when the write completes. */
 typedef struct rpc_early {
 	struct rpc_early *next;
+	int64_t first_ns;       /* its first byte read */
 	uint32_t len;
 	uint8_t bytes[];
 } rpc_early;
@@ -65,6 +66,7 @@ typedef struct rpc_conn {
 	int64_t backoff_ns;
 	rpc_rbuf rb;            /* the reader's (here, so that a reader
 				 * parked when the shard stops leaks nothing) */
+	int64_t partial_ns;     /* first byte of the reply pending in rb */
 	rpc_early *early;       /* oldest first */
 	rpc_early *early_tail;
 	uint32_t early_count;

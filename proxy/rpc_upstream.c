@@ -239,7 +239,8 @@ static void conn_fail(rpc_conn *cn, const char *why, int err)
 /* --- the reader ------------------------------------------------------------- */
 
 /* One whole reply frame; false when the connection died of it. */
-static bool conn_reply(rpc_conn *cn, uint8_t *frame, size_t len, int64_t now)
+static bool conn_reply(rpc_conn *cn, uint8_t *frame, size_t len,
+		       int64_t first_ns)
 {
 	rpc_listener *rl = cn->rl;
 	upstream_server *server = &rl->l->pool.servers[cn->server];
@@ -258,9 +259,7 @@ static bool conn_reply(rpc_conn *cn, uint8_t *frame, size_t len, int64_t now)
 		return false;
 	}
 	server->counters[COUNTER_RPC_RECEIVED]++;
-	/* The latency histogram (request read to reply's first byte) is
-	 * observed here once shard/ has histograms: now - req->read_ns. */
-	(void)now;
+	counters_observe_rpc_latency(server->counters, first_ns - req->read_ns);
 	rpc_order *o = req->owner;
 	int rc = rpc_order_answer(&rl->pool, req, frame, len);
 	if (rc == RPC_ANSWER_DROPPED) {
@@ -305,7 +304,8 @@ static bool reply_awaits_write(const rpc_conn *cn, const uint8_t *frame,
 
 /* Keep a reply for after the write; false when the connection died. At
  * most one per request being written: more is a broken upstream. */
-static bool conn_defer(rpc_conn *cn, const uint8_t *frame, size_t len)
+static bool conn_defer(rpc_conn *cn, const uint8_t *frame, size_t len,
+		       int64_t first_ns)
 {
 	rpc_early *e;
 
@@ -316,6 +316,7 @@ static bool conn_defer(rpc_conn *cn, const uint8_t *frame, size_t len)
 		return false;
 	}
 	e->next = NULL;
+	e->first_ns = first_ns;
 	e->len = (uint32_t)len;
 	memcpy(e->bytes, frame, len);
 	if (cn->early_tail)
@@ -330,25 +331,27 @@ static bool conn_defer(rpc_conn *cn, const uint8_t *frame, size_t len)
 /* The write completed: match the replies that came early. */
 static void conn_early_flush(rpc_conn *cn)
 {
-	int64_t now = sched_now();
-
 	while (cn->early && cn->state == RPC_CONN_UP) {
 		rpc_early *e = cn->early;
 		cn->early = e->next;
 		if (!cn->early)
 			cn->early_tail = NULL;
 		cn->early_count--;
-		bool ok = conn_reply(cn, e->bytes, e->len, now);
+		bool ok = conn_reply(cn, e->bytes, e->len, e->first_ns);
 		free(e);
 		if (!ok)
 			return;
 	}
 }
 
-/* The whole replies in rb; false when the connection died. */
-static bool conn_scan(rpc_conn *cn, rpc_rbuf *rb, int64_t now)
+/* The whole replies in rb, just read at `now`; false when the
+ * connection died. A reply begun by an earlier read dates from that one
+ * (the latency runs to a reply's first byte). */
+static bool conn_scan(rpc_conn *cn, rpc_rbuf *rb, int64_t now,
+		      bool continued)
 {
 	rpc_listener *rl = cn->rl;
+	int64_t first_ns = continued ? cn->partial_ns : now;
 
 	while (rb->end - rb->start >= FRAME_HEADER_SIZE) {
 		uint8_t *p = rb->buf + rb->start;
@@ -368,17 +371,21 @@ static bool conn_scan(rpc_conn *cn, rpc_rbuf *rb, int64_t now)
 				conn_fail(cn, "no_memory", -ENOMEM);
 				return false;
 			}
+			cn->partial_ns = first_ns;
 			return true;
 		}
 		if (cn->early || reply_awaits_write(cn, p, total)) {
-			if (!conn_defer(cn, p, total) &&
-			    (cn->state != RPC_CONN_UP || !conn_reply(cn, p, total, now)))
+			if (!conn_defer(cn, p, total, first_ns) &&
+			    (cn->state != RPC_CONN_UP ||
+			     !conn_reply(cn, p, total, first_ns)))
 				return false;
-		} else if (!conn_reply(cn, p, total, now)) {
+		} else if (!conn_reply(cn, p, total, first_ns)) {
 			return false;
 		}
 		rb->start += (uint32_t)total;
+		first_ns = now;
 	}
+	cn->partial_ns = first_ns;
 	if (rb->start == rb->end)
 		rb->start = rb->end = 0;
 	else if (rpc_rbuf_reserve(rb, FRAME_HEADER_SIZE) < 0) {
@@ -400,6 +407,7 @@ static void conn_reader_main(void *arg)
 			conn_fail(cn, "no_memory", -ENOMEM);
 			break;
 		}
+		bool continued = rb->end > rb->start;
 		ssize_t n = pd_read(pd, rb->buf + rb->end, rb->cap - rb->end);
 		if (cn->state != RPC_CONN_UP || cn->pd != pd)
 			break;
@@ -413,7 +421,7 @@ static void conn_reader_main(void *arg)
 			break;
 		}
 		rb->end += (uint32_t)n;
-		if (!conn_scan(cn, rb, sched_now()))
+		if (!conn_scan(cn, rb, sched_now(), continued))
 			break;
 		if (rb->end == 0)
 			rpc_buffer_give(rl, rb); /* idle: nothing pending */

@@ -4,6 +4,7 @@
 #include "shard/metrics.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "shard/runtime.h"
 
 _Static_assert(METRICS_APP_BASE + SHARD_MAX_APP_VALUES <= METRICS_SERIES_VALUES &&
+	       SHARD_MAX_LISTENER_VALUES <= METRICS_SERIES_VALUES &&
 	       SHARD_MAX_UPSTREAM_VALUES <= METRICS_SERIES_VALUES,
 	       "a series holds every value of its scope");
 
@@ -139,9 +141,35 @@ static bool ends_with(const char *s, const char *tail)
 	return n > t && strcmp(s + n - t, tail) == 0;
 }
 
+/* What is wrong with a histogram f, or NULL. */
+static const char *histogram_fault(const shard_metric *f)
+{
+	if (!f->bounds || f->bound_count == 0)
+		return "is a histogram without bounds";
+	if (f->bound_count > SHARD_HISTOGRAM_MAX_BOUNDS)
+		return "is a histogram with too many bounds";
+	if (f->width != SHARD_HISTOGRAM_WIDTH(f->bound_count))
+		return "is a histogram whose width is not its bounds + 2";
+	for (uint32_t k = 1; k < f->bound_count; k++)
+		if (f->bounds[k] <= f->bounds[k - 1])
+			return "is a histogram whose bounds do not increase";
+	if (f->label || f->json_each || f->json_total)
+		return "is a histogram with a label or flat /stats keys";
+	if (f->merge != SHARD_MERGE_SUM)
+		return "is a histogram that does not add up";
+	if (ends_with(f->name, "_total") || ends_with(f->name, "_bucket") ||
+	    ends_with(f->name, "_sum") || ends_with(f->name, "_count"))
+		return "is a histogram whose name ends in a sample's suffix";
+	return NULL;
+}
+
 /* What is wrong with f, or NULL. */
 static const char *metric_fault(const shard_metric *f)
 {
+	if (f->type == SHARD_HISTOGRAM)
+		return histogram_fault(f);
+	if (f->bounds || f->bound_count)
+		return "has bounds but is not a histogram";
 	if (f->width == 0)
 		return "has no values";
 	if (f->width > 1 && !f->label)
@@ -235,6 +263,32 @@ const char *metrics_label_value(const shard_metric *f, uint32_t k,
 		return name;
 	snprintf(buf, 32, "%s%u", f->label ? f->label : "", k);
 	return buf;
+}
+
+uint64_t metrics_histogram_count(const shard_metric *f, const uint64_t *v)
+{
+	uint64_t n = 0;
+
+	for (uint32_t k = 0; k <= f->bound_count; k++)
+		n += v[k];
+	return n;
+}
+
+void metrics_histogram_bound(strbuf *sb, const shard_metric *f, uint32_t k)
+{
+	uint64_t b = f->bounds[k];
+
+	if (f->unit != SHARD_UNIT_NS) {
+		strbuf_printf(sb, "%" PRIu64, b);
+		return;
+	}
+	/* Nine fraction digits, then the trailing zeros dropped. */
+	char frac[16];
+	int len = snprintf(frac, sizeof(frac), "%09" PRIu64, b % 1000000000u);
+	while (len > 0 && frac[len - 1] == '0')
+		len--;
+	strbuf_printf(sb, "%" PRIu64 "%s%.*s", b / 1000000000u, len ? "." : "",
+		      len, frac);
 }
 
 /* --- reading a slot ------------------------------------------------------- */
@@ -381,7 +435,7 @@ static void merge_part(const shard_metric_list *list, uint64_t *dst,
 	for (uint32_t i = 0; i < list->count; i++) {
 		const shard_metric *f = &list->metrics[i];
 		for (uint32_t end = at + f->width; at < end; at++) {
-			if (f->type == SHARD_COUNTER ||
+			if (f->type != SHARD_GAUGE ||
 			    (how == MERGE_LIVE && f->merge == SHARD_MERGE_SUM))
 				dst[at] += src[at];
 			else if (how == MERGE_LIVE && newer)
@@ -408,7 +462,8 @@ static void series_merge(metrics_series *d, const shard_app_metrics *app,
 	}
 }
 
-/* Retired totals keep every value; only their counters are read back. */
+/* Retired totals keep every value; only their counters and histograms are
+ * read back. */
 static void fold(uint64_t *dst, const uint64_t *src, size_t n)
 {
 	for (size_t k = 0; k < n; k++)

@@ -40,9 +40,10 @@ typedef enum metrics_scope {
 
 /* A shard index's values: the runtime table's, then the application's. */
 #define METRICS_APP_BASE SHARD_MAX_RUNTIME_VALUES
-#define METRICS_SERIES_VALUES (SHARD_MAX_LISTENER_VALUES > \
-	SHARD_MAX_RUNTIME_VALUES + SHARD_MAX_APP_VALUES ? \
-	SHARD_MAX_LISTENER_VALUES : SHARD_MAX_RUNTIME_VALUES + SHARD_MAX_APP_VALUES)
+#define METRICS_MAX2(a, b) ((a) > (b) ? (a) : (b))
+#define METRICS_SERIES_VALUES METRICS_MAX2(METRICS_MAX2( \
+	SHARD_MAX_LISTENER_VALUES, SHARD_MAX_UPSTREAM_VALUES), \
+	SHARD_MAX_RUNTIME_VALUES + SHARD_MAX_APP_VALUES)
 
 /* The values of a shard index, or of a listener or an upstream under one. */
 typedef struct metrics_series {
@@ -159,6 +160,11 @@ size_t metrics_families(const shard_app_metrics *app, metrics_scope scope,
 /* The k-th value of f's label; "<label><k>" in buf when it has no name. */
 const char *metrics_label_value(const shard_metric *f, uint32_t k,
 				char buf[32]);
+/* A histogram's count: the sum of its buckets (v is its first value). */
+uint64_t metrics_histogram_count(const shard_metric *f, const uint64_t *v);
+/* Its bound k as a decimal number: seconds for SHARD_UNIT_NS, exact and
+ * without trailing zeros ("0.00005", "2.5", "10"). */
+void metrics_histogram_bound(strbuf *sb, const shard_metric *f, uint32_t k);
 
 /* The supervisor's own families (their values come from the view and the
  * scrape), and the two it derives per index from the slots' states. */

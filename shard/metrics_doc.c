@@ -28,10 +28,24 @@ static void md_type(strbuf *sb, const shard_metric *f)
 {
 	if (f->type == SHARD_COUNTER)
 		strbuf_puts(sb, "counter");
+	else if (f->type == SHARD_HISTOGRAM)
+		strbuf_puts(sb, "histogram");
 	else if (f->merge == SHARD_MERGE_NEWEST)
 		strbuf_puts(sb, "gauge, newest");
 	else
 		strbuf_puts(sb, "gauge");
+}
+
+/* A histogram's le: its bounds, then +Inf. */
+static void md_bounds(strbuf *sb, const shard_metric *f)
+{
+	strbuf_puts(sb, "`le`:");
+	for (uint32_t k = 0; k < f->bound_count; k++) {
+		strbuf_puts(sb, k ? ", `" : " `");
+		metrics_histogram_bound(sb, f, k);
+		strbuf_puts(sb, "`");
+	}
+	strbuf_puts(sb, ", `+Inf`");
 }
 
 /* The label and, when it has them, its values. */
@@ -39,6 +53,10 @@ static void md_label(strbuf *sb, const shard_metric *f)
 {
 	char buf[32];
 
+	if (f->type == SHARD_HISTOGRAM) {
+		md_bounds(sb, f);
+		return;
+	}
 	if (!f->label)
 		return;
 	md_code(sb, f->label);
@@ -93,7 +111,8 @@ static void md_row(strbuf *sb, const shard_metric *f, bool totals)
 	md_json(sb, f, f->json);
 	strbuf_puts(sb, " | ");
 	/* The shard's sums over its listeners: the flat families. */
-	if (totals && (!f->label || f->json_each)) {
+	if (totals && f->type != SHARD_HISTOGRAM &&
+	    (!f->label || f->json_each)) {
 		md_json(sb, f, f->json_total ? f->json_total : f->json);
 		strbuf_puts(sb, " | ");
 	} else if (totals) {

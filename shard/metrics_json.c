@@ -25,11 +25,31 @@ static void json_value(strbuf *sb, const shard_metric *f, uint64_t value)
 
 static bool json_flat(const shard_metric *f)
 {
-	return !f->label || f->json_each;
+	return f->type != SHARD_HISTOGRAM && (!f->label || f->json_each);
 }
 
-/* f's values (v is the first) under `key`: one or one key per value, or
- * an object keyed by label value. */
+/* {"count":N,"sum":S,"buckets":[[le,cumulative],...]}: the finite bounds;
+ * what is above the last is count minus its bucket. */
+static void json_histogram(strbuf *sb, const shard_metric *f,
+			   const uint64_t *v)
+{
+	uint64_t cumulative = 0;
+
+	strbuf_printf(sb, "{\"count\":%" PRIu64 ",\"sum\":",
+		      metrics_histogram_count(f, v));
+	json_value(sb, f, v[f->bound_count + 1]);
+	strbuf_puts(sb, ",\"buckets\":[");
+	for (uint32_t k = 0; k < f->bound_count; k++) {
+		cumulative += v[k];
+		strbuf_puts(sb, k ? ",[" : "[");
+		metrics_histogram_bound(sb, f, k);
+		strbuf_printf(sb, ",%" PRIu64 "]", cumulative);
+	}
+	strbuf_puts(sb, "]}");
+}
+
+/* f's values (v is the first) under `key`: one or one key per value, an
+ * object keyed by label value, or a histogram's object. */
 static void json_family(strbuf *sb, const shard_metric *f, const uint64_t *v,
 			const char *key)
 {
@@ -45,6 +65,10 @@ static void json_family(strbuf *sb, const shard_metric *f, const uint64_t *v,
 	if (!key)
 		return;
 	json_key(sb, key);
+	if (f->type == SHARD_HISTOGRAM) {
+		json_histogram(sb, f, v);
+		return;
+	}
 	if (json_flat(f)) {
 		json_value(sb, f, v[0]);
 		return;

@@ -13,16 +13,24 @@ typedef struct prom_out {
 
 static void prom_family(prom_out *w, const shard_metric *f)
 {
-	const char *type = f->type == SHARD_COUNTER ? "counter" : "gauge";
+	const char *type = f->type == SHARD_COUNTER ? "counter" :
+			   f->type == SHARD_HISTOGRAM ? "histogram" : "gauge";
 
 	strbuf_printf(w->sb, "# HELP frameproxy_%s %s\n# TYPE frameproxy_%s %s\n",
 		      f->name, f->help, f->name, type);
 }
 
+/* A sample's name: the family's, and a histogram's suffix ("" for none). */
+static void prom_begin_suffixed(prom_out *w, const char *name,
+				const char *suffix)
+{
+	strbuf_printf(w->sb, "frameproxy_%s%s", name, suffix);
+	w->labels = 0;
+}
+
 static void prom_begin(prom_out *w, const char *name)
 {
-	strbuf_printf(w->sb, "frameproxy_%s", name);
-	w->labels = 0;
+	prom_begin_suffixed(w, name, "");
 }
 
 static void prom_label(prom_out *w, const char *key, const char *value)
@@ -35,6 +43,12 @@ static void prom_label(prom_out *w, const char *key, const char *value)
 static void prom_label_shard(prom_out *w, uint32_t shard)
 {
 	strbuf_printf(w->sb, "%sshard=\"%u\"", w->labels++ ? "," : "{", shard);
+}
+
+/* A count: never in seconds, whatever the family's unit. */
+static void prom_end_count(prom_out *w, uint64_t value)
+{
+	strbuf_printf(w->sb, "%s %" PRIu64 "\n", w->labels ? "}" : "", value);
 }
 
 static void prom_end(prom_out *w, const shard_metric *f, uint64_t value)
@@ -64,12 +78,44 @@ static void prom_series_labels(prom_out *w, metrics_scope scope,
 	}
 }
 
+/* A histogram's samples of one series: cumulative buckets, +Inf, _sum and
+ * _count; v is its first value. */
+static void prom_histogram(prom_out *w, const shard_metric *f,
+			   const uint64_t *v, metrics_scope scope,
+			   const metrics_series *s)
+{
+	uint64_t cumulative = 0;
+
+	for (uint32_t k = 0; k <= f->bound_count; k++) {
+		cumulative += v[k];
+		prom_begin_suffixed(w, f->name, "_bucket");
+		prom_series_labels(w, scope, s);
+		strbuf_printf(w->sb, "%sle=\"", w->labels++ ? "," : "{");
+		if (k < f->bound_count)
+			metrics_histogram_bound(w->sb, f, k);
+		else
+			strbuf_puts(w->sb, "+Inf");
+		strbuf_puts(w->sb, "\"");
+		prom_end_count(w, cumulative);
+	}
+	prom_begin_suffixed(w, f->name, "_sum");
+	prom_series_labels(w, scope, s);
+	prom_end(w, f, v[f->bound_count + 1]);
+	prom_begin_suffixed(w, f->name, "_count");
+	prom_series_labels(w, scope, s);
+	prom_end_count(w, cumulative);
+}
+
 /* f's samples of one series; v is f's first value. */
 static void prom_samples(prom_out *w, const shard_metric *f, const uint64_t *v,
 			 metrics_scope scope, const metrics_series *s)
 {
 	char buf[32];
 
+	if (f->type == SHARD_HISTOGRAM) {
+		prom_histogram(w, f, v, scope, s);
+		return;
+	}
 	for (uint32_t k = 0; k < f->width; k++) {
 		prom_begin(w, f->name);
 		prom_series_labels(w, scope, s);

@@ -65,9 +65,8 @@ extern "C" {
  *
  * A family owns `width` consecutive values of its scope, the first family's
  * from 0, each next family's right after the one before: one value, or one
- * per value of its label (a fixed-bucket histogram would own one per bucket,
- * its sum and its count). Adding a counter is one entry in a table and the
- * code that publishes it.
+ * per value of its label, or a histogram's (below). Adding a counter is one
+ * entry in a table and the code that publishes it.
  *
  * Across the processes that share a shard index (a reload, a restart) and
  * over time: a counter adds up and survives its processes (retired totals,
@@ -75,11 +74,26 @@ extern "C" {
  * (SHARD_MERGE_SUM) or the value of the newest generation that has it
  * (SHARD_MERGE_NEWEST; Prometheus then leaves the series out while no live
  * process has it, /stats shows 0).
+ *
+ * A histogram has fixed upper bounds (`bounds`, strictly increasing, in the
+ * family's unit) and SHARD_HISTOGRAM_WIDTH(bound_count) values: for bound
+ * k the observations in (bounds[k-1], bounds[k]] (not cumulative: one store
+ * per observation), then those above the last bound, then the sum of all
+ * of them; its count is the sum of its buckets, so count and the +Inf
+ * bucket always agree.
+ * It adds up like a counter (retired totals included), and is rendered as a
+ * Prometheus histogram (_bucket{le} cumulative with +Inf, _sum, _count) and
+ * in /stats as {"count":N,"sum":S,"buckets":[[le,cumulative count],...]}
+ * over the finite bounds. shard_histogram_observe records one observation.
  */
 typedef enum shard_metric_type {
 	SHARD_COUNTER = 0,            /* monotonic; the name ends in _total */
 	SHARD_GAUGE,
+	SHARD_HISTOGRAM,              /* no label; merged as a counter */
 } shard_metric_type;
+
+#define SHARD_HISTOGRAM_MAX_BOUNDS 30
+#define SHARD_HISTOGRAM_WIDTH(bound_count) ((bound_count) + 2)
 
 typedef enum shard_metric_merge {
 	SHARD_MERGE_SUM = 0,          /* the only one for counters */
@@ -110,6 +124,10 @@ typedef struct shard_metric {
 	 * shard's listeners into the shard's object, under this key (NULL: the
 	 * same key(s) as in the listener's). */
 	const char *json_total;
+	/* SHARD_HISTOGRAM only: its upper bounds, in its unit; width is
+	 * SHARD_HISTOGRAM_WIDTH(bound_count). */
+	const uint64_t *bounds;
+	uint32_t bound_count;
 } shard_metric;
 
 typedef struct shard_metric_list {
@@ -139,6 +157,23 @@ typedef struct shard_app_metrics {
  * an entry that breaks the rules above. NULL app: only shard/'s own table. */
 int shard_metrics_check(const shard_app_metrics *app, char *why, size_t why_len);
 
+/*
+ * One observation of `value` (in the family's unit) into a histogram's
+ * values (its first at `values`), by its bounds: a count of the bounds
+ * below the value, without branches, picks the bucket.
+ */
+static inline void shard_histogram_observe(uint64_t *values,
+					   const uint64_t *bounds,
+					   uint32_t bound_count, uint64_t value)
+{
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; i < bound_count; i++)
+		k += value > bounds[i];
+	values[k]++;
+	values[bound_count + 1] += value;
+}
+
 /* docs/METRICS.md's generated part: every family of /metrics, shard/'s
  * and the application's, with its type, label, /stats key(s) and help, as
  * Markdown tables. 0, -EINVAL (shard_metrics_check) or -EIO. */
@@ -148,8 +183,10 @@ int shard_metrics_markdown(const shard_app_metrics *app, FILE *out);
 
 #define SHARD_MAX_RUNTIME_VALUES 16  /* shard/'s own table */
 #define SHARD_MAX_APP_VALUES 16      /* the application's, per shard */
+/* The listener table: its counters and a close count per reason. */
 #define SHARD_MAX_LISTENER_VALUES 48
-#define SHARD_MAX_UPSTREAM_VALUES 16
+/* A latency histogram (SHARD_HISTOGRAM_WIDTH(17)) and a dozen counters. */
+#define SHARD_MAX_UPSTREAM_VALUES 40
 
 typedef enum shard_state {
 	SHARD_STATE_FREE = 0,     /* slot unused */

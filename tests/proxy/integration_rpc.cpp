@@ -416,6 +416,15 @@ TEST_CASE("rpc: a client that leaves with requests in flight leaves the pool "
 		c.abort();
 	}
 	CHECK(wait_metric(admin, "frameproxy_rpc_replies_dropped_total", 5, T5));
+	// Read, matched and timed all the same: at least the echo's 200 ms.
+	CHECK(metric(admin, "frameproxy_rpc_replies_received_total") == 5);
+	CHECK(metric(admin, "frameproxy_rpc_request_duration_seconds_count") == 5);
+	std::string body = http_body(http_get(admin, "/metrics"));
+	CHECK(body.find("le=\"0.1\"") != std::string::npos);
+	CHECK(metric_sum(body, "frameproxy_rpc_request_duration_seconds_bucket",
+			 "le=\"0.1\"") == 0);
+	CHECK(metric_sum(body, "frameproxy_rpc_request_duration_seconds_bucket",
+			 "le=\"+Inf\"") == 5);
 	CHECK(established_to(echo.port()) == 2);
 	CHECK(metric(admin, "frameproxy_upstream_connects_total") == 2);
 	Conn c = Conn::connect(proxy.port());

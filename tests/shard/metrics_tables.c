@@ -44,6 +44,10 @@ static shard_metric listener_table[] = {
 	  .label_value = test_reason, .json = "closed" },
 };
 
+const uint64_t test_latency_bounds[TEST_LATENCY_BOUNDS] = {
+	1000000, 10000000, 1500000000,
+};
+
 static const shard_metric upstream_table[] = {
 	{ .name = "upstream_up", .type = SHARD_GAUGE, .width = 1,
 	  .merge = SHARD_MERGE_NEWEST,
@@ -57,6 +61,11 @@ static const shard_metric upstream_table[] = {
 	{ .name = "upstream_ejections_total", .width = 1,
 	  .help = "Times the upstream was taken out of the balancing.",
 	  .json = "ejections" },
+	{ .name = "request_duration_seconds", .type = SHARD_HISTOGRAM,
+	  .unit = SHARD_UNIT_NS,
+	  .width = SHARD_HISTOGRAM_WIDTH(TEST_LATENCY_BOUNDS),
+	  .bounds = test_latency_bounds, .bound_count = TEST_LATENCY_BOUNDS,
+	  .help = "Time from a request to its reply.", .json = "latency" },
 };
 
 #define LIST(t) { t, sizeof(t) / sizeof(t[0]) }

@@ -16,8 +16,11 @@ extern "C" {
 #define TEST_LISTENER_METRICS(X) \
 	X(T_ACTIVE, 1) X(T_ACCEPTED, 1) X(T_ACCEPT_ERRORS, 1) \
 	X(T_FRAMES, 2) X(T_BYTES, 2) X(T_CLOSED, TEST_MAX_REASONS)
+// The latency histogram's bounds: 1 ms, 10 ms, 1.5 s (in ns).
+#define TEST_LATENCY_BOUNDS 3
 #define TEST_UPSTREAM_METRICS(X) \
-	X(T_UP, 1) X(T_CONNECTS, 1) X(T_CONNECT_FAILURES, 1) X(T_EJECTIONS, 1)
+	X(T_UP, 1) X(T_CONNECTS, 1) X(T_CONNECT_FAILURES, 1) X(T_EJECTIONS, 1) \
+	X(T_LATENCY, SHARD_HISTOGRAM_WIDTH(TEST_LATENCY_BOUNDS))
 
 enum { TEST_SHARD_METRICS(SHARD_METRIC_ENUM) T_SHARD_VALUES };
 enum { TEST_LISTENER_METRICS(SHARD_METRIC_ENUM) T_LISTENER_VALUES };
@@ -28,6 +31,8 @@ enum { TEST_UPSTREAM_METRICS(SHARD_METRIC_ENUM) T_UPSTREAM_VALUES };
 // per process: each call replaces the last one's reasons.
 const shard_app_metrics *test_metrics(const char *const *reasons,
 				      uint32_t count);
+
+extern const uint64_t test_latency_bounds[TEST_LATENCY_BOUNDS];
 
 #ifdef __cplusplus
 }

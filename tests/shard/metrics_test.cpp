@@ -96,6 +96,12 @@ void set_upstream(shard_slot *s, uint32_t k, uint32_t listener,
 	u->values[T_CONNECTS] = connects;
 	u->values[T_CONNECT_FAILURES] = connects / 10;
 	u->values[T_EJECTIONS] = 1;
+	// Latencies: `connects` of 0.5 ms, two of 5 ms, one above 1.5 s.
+	u->values[T_LATENCY] = connects;
+	u->values[T_LATENCY + 1] = 2;
+	u->values[T_LATENCY + 2] = 0;
+	u->values[T_LATENCY + 3] = 1;
+	u->values[T_LATENCY + 4] = connects * 500000 + 2 * 5000000 + 2000000000;
 	if (s->upstream_count <= k)
 		s->upstream_count = k + 1;
 }
@@ -128,6 +134,7 @@ std::map<std::string, std::string> samples(const std::string &text)
 	std::map<std::string, std::string> out;
 	std::set<std::string> families;
 	std::string current;
+	bool histogram = false;
 	std::istringstream in(text);
 	std::string line;
 	std::string last_help;
@@ -144,6 +151,7 @@ std::map<std::string, std::string> samples(const std::string &text)
 			REQUIRE(families.insert(current).second);
 			REQUIRE(current.rfind("frameproxy_", 0) == 0);
 			std::string type = line.substr(8 + current.size());
+			histogram = type == "histogram";
 			if (type == "counter")
 				REQUIRE(current.size() > 6);
 			if (type == "counter")
@@ -155,7 +163,12 @@ std::map<std::string, std::string> samples(const std::string &text)
 		size_t space = line.rfind(' ');
 		REQUIRE(space != std::string::npos);
 		std::string name = line.substr(0, std::min(brace, space));
-		REQUIRE(name == current);
+		if (histogram)
+			REQUIRE((name == current + "_bucket" ||
+				 name == current + "_sum" ||
+				 name == current + "_count"));
+		else
+			REQUIRE(name == current);
 		std::string series = line.substr(0, space);
 		REQUIRE(out.count(series) == 0);
 		out[series] = line.substr(space + 1);
@@ -782,7 +795,8 @@ TEST_CASE("families: /stats in table order, Prometheus plain counters first",
 		"connections_closed_total@7");
 	REQUIRE(names(METRICS_UPSTREAM, METRICS_PROM_ORDER) ==
 		"upstream_connects_total@1 upstream_connect_failures_total@2 "
-		"upstream_ejections_total@3 upstream_up@0");
+		"upstream_ejections_total@3 upstream_up@0 "
+		"request_duration_seconds@4");
 	// Per shard: shard/'s runtime table, then the application's, whose
 	// values start at METRICS_APP_BASE.
 	std::string shard = names(METRICS_SHARD, METRICS_PROM_ORDER);
@@ -893,6 +907,10 @@ TEST_CASE("the Markdown tables list every family /metrics has, with its type",
 	REQUIRE(md.find("`reason`: `client_eof`, `upstream_eof`, `x\\|y`") != std::string::npos);
 	REQUIRE(md.find("| `frameproxy_upstream_up` | gauge, newest |") != std::string::npos);
 	REQUIRE(md.find("`closed.<reason>`") != std::string::npos);
+	// A histogram's row: its type and its bounds as le values.
+	REQUIRE(md.find("| `frameproxy_request_duration_seconds` | histogram | "
+			"`le`: `0.001`, `0.01`, `1.5`, `+Inf` | `latency` |") !=
+		std::string::npos);
 
 	// Tables that do not fit are refused, not half written.
 	shard_metric wide = entry("wide_total", SHARD_COUNTER, SHARD_MAX_LISTENER_VALUES + 1);
@@ -906,4 +924,181 @@ TEST_CASE("the Markdown tables list every family /metrics has, with its type",
 	fclose(mem);
 	REQUIRE(len == 0);
 	free(text);
+}
+
+TEST_CASE("histogram observations land in the bucket of the first bound "
+	  "not below them", "[metrics]")
+{
+	uint64_t v[SHARD_HISTOGRAM_WIDTH(TEST_LATENCY_BOUNDS)] = {0};
+	const uint64_t ms = 1000000;
+	const uint64_t seen[] = { 0, ms, ms + 1, 10 * ms, 1500 * ms,
+				  1500 * ms + 1, 60000 * ms };
+	uint64_t sum = 0;
+
+	for (uint64_t x : seen) {
+		shard_histogram_observe(v, test_latency_bounds,
+					TEST_LATENCY_BOUNDS, x);
+		sum += x;
+	}
+	REQUIRE(v[0] == 2);   // 0 and exactly 1 ms
+	REQUIRE(v[1] == 2);   // just above 1 ms, exactly 10 ms
+	REQUIRE(v[2] == 1);   // exactly 1.5 s
+	REQUIRE(v[3] == 2);   // above the last bound
+	REQUIRE(v[4] == sum);
+	const shard_app_metrics *app = test_metrics(g_reasons, 3);
+	const shard_metric *f = &app->upstream.metrics[4];
+	REQUIRE(f->type == SHARD_HISTOGRAM);
+	REQUIRE(metrics_histogram_count(f, v) == 7);
+
+	// Bounds as text: exact seconds without trailing zeros, or integers.
+	strbuf sb;
+	strbuf_init(&sb);
+	for (uint32_t k = 0; k < TEST_LATENCY_BOUNDS; k++) {
+		metrics_histogram_bound(&sb, f, k);
+		strbuf_puts(&sb, " ");
+	}
+	const uint64_t odd[] = { 50000, 1000000000, 10000000000, 7, 123456789 };
+	shard_metric g = *f;
+	g.bounds = odd;
+	g.bound_count = 5;
+	for (uint32_t k = 0; k < 5; k++) {
+		metrics_histogram_bound(&sb, &g, k);
+		strbuf_puts(&sb, " ");
+	}
+	g.unit = SHARD_UNIT_NONE;
+	metrics_histogram_bound(&sb, &g, 0);
+	REQUIRE(std::string(sb.data, sb.len) ==
+		"0.001 0.01 1.5 0.00005 1 10 0.000000007 0.123456789 50000");
+	strbuf_free(&sb);
+}
+
+TEST_CASE("a histogram is a Prometheus histogram and a /stats object, "
+	  "and adds up across a restart", "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(1);
+	const uint64_t ms = 1000000;
+
+	auto observe = [&](shard_slot *s, uint64_t x) {
+		shard_histogram_observe(s->upstreams[0].values + T_LATENCY,
+					test_latency_bounds,
+					TEST_LATENCY_BOUNDS, x);
+	};
+	auto start = [&](uint32_t generation) {
+		shard_slot *s = metrics_claim(&t.m, 0, generation);
+		REQUIRE(s != nullptr);
+		set_listener(s, 0, "api", 10);
+		shard_slot_name(s->upstreams[0].name, "10.0.0.1:9000");
+		s->upstreams[0].listener = 0;
+		s->upstream_count = 1;
+		shard_slot_set_state(s, SHARD_STATE_READY);
+		return s;
+	};
+	shard_slot *first = start(1);
+	observe(first, ms / 2);
+	observe(first, 5 * ms);
+	observe(first, 3000 * ms);
+	metrics_release(&t.m, first);   // died; its counts are retired
+	shard_slot *second = start(2);
+	observe(second, ms / 4);
+	observe(second, 1500 * ms);
+
+	const std::string series = "{shard=\"0\",listener=\"api\","
+				   "upstream=\"10.0.0.1:9000\"";
+	const std::string fam = "frameproxy_request_duration_seconds";
+	std::string text = t.prom(v);
+	auto p = samples(text);
+	REQUIRE(text.find("# TYPE " + fam + " histogram\n") != std::string::npos);
+	REQUIRE(value(p, fam + "_bucket" + series + ",le=\"0.001\"}") == "2");
+	REQUIRE(value(p, fam + "_bucket" + series + ",le=\"0.01\"}") == "3");
+	REQUIRE(value(p, fam + "_bucket" + series + ",le=\"1.5\"}") == "4");
+	REQUIRE(value(p, fam + "_bucket" + series + ",le=\"+Inf\"}") == "5");
+	REQUIRE(value(p, fam + "_count" + series + "}") == "5");
+	REQUIRE(value(p, fam + "_sum" + series + "}") == "4.505750000");
+	// The buckets come in increasing le, +Inf last.
+	size_t a = text.find(fam + "_bucket" + series + ",le=\"0.001\"}");
+	size_t b = text.find(fam + "_bucket" + series + ",le=\"1.5\"}");
+	size_t c = text.find(fam + "_bucket" + series + ",le=\"+Inf\"}");
+	size_t d = text.find(fam + "_sum" + series);
+	REQUIRE((a < b && b < c && c < d));
+	promtool_check(text);
+
+	Json j = t.json(v);
+	const Json &h = j["shards"][0]["upstreams"][0]["latency"];
+	REQUIRE(h["count"].u64() == 5);
+	REQUIRE(h["sum"].num() == Approx(4.50575));
+	REQUIRE(h["buckets"].arr.size() == TEST_LATENCY_BOUNDS);
+	REQUIRE(h["buckets"][0][0].num() == Approx(0.001));
+	REQUIRE(h["buckets"][0][1].u64() == 2);
+	REQUIRE(h["buckets"][1][1].u64() == 3);
+	REQUIRE(h["buckets"][2][0].num() == Approx(1.5));
+	REQUIRE(h["buckets"][2][1].u64() == 4);
+	// Not summed into the shard's object with the listeners' flat ones.
+	REQUIRE_FALSE(j["shards"][0].has("latency"));
+}
+
+TEST_CASE("histogram entries are checked", "[metrics]")
+{
+	const uint64_t good[] = { 1, 2, 3 };
+	auto hist = [&](const uint64_t *bounds, uint32_t n) {
+		shard_metric f = entry("h_seconds", SHARD_HISTOGRAM,
+				       SHARD_HISTOGRAM_WIDTH(n));
+		f.bounds = bounds;
+		f.bound_count = n;
+		return f;
+	};
+	std::string msg;
+	REQUIRE(check_one(hist(good, 3)) == 0);
+	REQUIRE(check_one(hist(good, 1)) == 0);
+
+	const uint64_t unsorted[] = { 1, 3, 2 };
+	REQUIRE(check_one(hist(unsorted, 3), &msg) == -EINVAL);
+	REQUIRE(msg == "per-listener metric h_seconds is a histogram whose bounds do not increase");
+	const uint64_t twice[] = { 1, 2, 2 };
+	REQUIRE(check_one(hist(twice, 3)) == -EINVAL);
+	REQUIRE(check_one(hist(nullptr, 3), &msg) == -EINVAL);
+	REQUIRE(msg == "per-listener metric h_seconds is a histogram without bounds");
+	REQUIRE(check_one(hist(good, 0)) == -EINVAL);
+
+	uint64_t many[SHARD_HISTOGRAM_MAX_BOUNDS + 1];
+	for (uint32_t k = 0; k <= SHARD_HISTOGRAM_MAX_BOUNDS; k++)
+		many[k] = k + 1;
+	REQUIRE(check_one(hist(many, SHARD_HISTOGRAM_MAX_BOUNDS)) == 0);
+	REQUIRE(check_one(hist(many, SHARD_HISTOGRAM_MAX_BOUNDS + 1), &msg) == -EINVAL);
+	REQUIRE(msg == "per-listener metric h_seconds is a histogram with too many bounds");
+
+	shard_metric f = hist(good, 3);
+	f.width = 4;
+	REQUIRE(check_one(f, &msg) == -EINVAL);
+	REQUIRE(msg == "per-listener metric h_seconds is a histogram whose width is not its bounds + 2");
+	f = hist(good, 3);
+	f.label = "k";
+	REQUIRE(check_one(f) == -EINVAL);
+	f = hist(good, 3);
+	f.merge = SHARD_MERGE_NEWEST;
+	REQUIRE(check_one(f) == -EINVAL);
+	for (const char *name : { "h_total", "h_bucket", "h_sum", "h_count" }) {
+		f = hist(good, 3);
+		f.name = name;
+		INFO(name);
+		REQUIRE(check_one(f) == -EINVAL);
+	}
+	// Bounds belong to histograms only.
+	shard_metric counter = entry("c_total", SHARD_COUNTER, 1);
+	counter.bounds = good;
+	counter.bound_count = 3;
+	REQUIRE(check_one(counter, &msg) == -EINVAL);
+	REQUIRE(msg == "per-listener metric c_total has bounds but is not a histogram");
+
+	// Too wide for the slot: the room check counts a histogram's values.
+	shard_app_metrics app;
+	memset(&app, 0, sizeof(app));
+	shard_metric wide[2] = { hist(many, SHARD_HISTOGRAM_MAX_BOUNDS),
+				 hist(many, SHARD_HISTOGRAM_MAX_BOUNDS) };
+	wide[1].name = "h2_seconds";
+	app.upstream.metrics = wide;
+	app.upstream.count = 2;
+	char why[160];
+	REQUIRE(shard_metrics_check(&app, why, sizeof(why)) == -EINVAL);
+	REQUIRE(std::string(why).find("per-upstream metrics need 64 values") == 0);
 }

@@ -295,6 +295,50 @@ std::string http_ok(const std::string &body)
 	       "\r\nConnection: close\r\n\r\n" + body;
 }
 
+// The body of GET `path` from 127.0.0.1:port ("" when it fails).
+std::string admin_get(int port, const char *path)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return "";
+	struct timeval tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	struct sockaddr_in sin = {};
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	std::string req = std::string("GET ") + path +
+			  " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	std::string got;
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    write(fd, req.data(), req.size()) == (ssize_t)req.size()) {
+		char buf[4096];
+		ssize_t n;
+		while ((n = read(fd, buf, sizeof(buf))) > 0)
+			got.append(buf, (size_t)n);
+	}
+	close(fd);
+	size_t body = got.find("\r\n\r\n");
+	return body == std::string::npos ? "" : got.substr(body + 4);
+}
+
+// One shard with an rpc server and a stream listener's upstream.
+const char *const RPC_STATS_BODY =
+	"{\"pid\":7,\"started_unix_s\":1.5,\"uptime_s\":2.5,"
+	"\"shards_configured\":1,\"reloads\":0,\"restarts\":0,\"retiring\":0,"
+	"\"shards\":[{\"shard\":0,\"pid\":8,\"state\":\"ready\","
+	"\"generation\":0,\"poller\":\"epoll\",\"connections_active\":0,"
+	"\"accepted\":0,\"frames_in\":0,\"frames_out\":0,\"bytes_in\":0,"
+	"\"bytes_out\":0,\"cpu_user_s\":0,\"cpu_system_s\":0,"
+	"\"rss_bytes\":4096,\"runq_length\":0,\"upstreams\":["
+	"{\"listener\":\"pay\",\"name\":\"127.0.0.1:7001\",\"up\":1,"
+	"\"rpc_sent\":900,\"rpc_inflight\":3,\"rpc_pool_open\":2,"
+	"\"rpc_latency\":{\"count\":897,\"sum\":0.5,\"buckets\":"
+	"[[0.00005,0],[0.0001,800],[10,897]]}},"
+	"{\"listener\":\"web\",\"name\":\"127.0.0.1:80\",\"up\":1,"
+	"\"rpc_latency\":{\"count\":0,\"sum\":0,\"buckets\":"
+	"[[0.00005,0],[0.0001,0],[10,0]]}}]}]}";
+
 const char *const STATS_BODY =
 	"{\"pid\":7,\"started_unix_s\":1.5,\"uptime_s\":2.5,"
 	"\"shards_configured\":1,\"reloads\":0,\"restarts\":0,\"retiring\":0,"
@@ -545,6 +589,11 @@ TEST_CASE("frametop: two shards of a live frameproxy", "[frametop][e2e]")
 	REQUIRE(once_code == 0);
 	CHECK(top.err.empty());
 	CHECK(top.out.find('\033') == std::string::npos);  // not a terminal
+	// A stream listener's upstreams carry the (empty) rpc latency
+	// histogram, and the table stays the shards' alone.
+	CHECK(top.out.find("rpc per server") == std::string::npos);
+	CHECK(admin_get(proxy.admin, "/stats").find("\"rpc_latency\":{\"count\":0,") !=
+	      std::string::npos);
 
 	std::vector<Table> tables = parse_tables(top.out);
 	REQUIRE(tables.size() == 3);
@@ -670,6 +719,30 @@ TEST_CASE("frametop: usage errors exit 2", "[frametop][e2e]")
 	help.read_until(nullptr, 10000);
 	CHECK(help.wait_exit(5000) == 0);
 	CHECK(help.out.find("busiest") != std::string::npos);
+}
+
+TEST_CASE("frametop: an rpc server gets a row of the rpc view",
+	  "[frametop][e2e]")
+{
+	FakeAdmin fake(http_ok(RPC_STATS_BODY));
+	Proc top({exe("FRAMETOP"), "--admin", fake.addr(), "--interval",
+		  "50ms", "--once"});
+	top.read_until(nullptr, 10000);
+	int code = top.wait_exit(5000);
+	INFO("frametop printed:\n" << top.out << "\nand said: " << top.err);
+	REQUIRE(code == 0);
+	size_t view = top.out.find("\nrpc per server");
+	REQUIRE(view != std::string::npos);
+	CHECK(top.out.find("LISTENER", view) != std::string::npos);
+	// The same document twice: nothing sent in between, no p99.
+	CHECK(top.out.find("  pay          127.0.0.1:7001                   0 "
+			   "       3     2         -\n", view) != std::string::npos);
+	CHECK(top.out.find("127.0.0.1:80 ") == std::string::npos);
+
+	Proc help({exe("FRAMETOP"), "--help"});
+	help.read_until(nullptr, 5000);
+	CHECK(help.wait_exit(5000) == 0);
+	CHECK(help.out.find("histogram_quantile") != std::string::npos);
 }
 
 TEST_CASE("frametop: on a terminal, redraws in place and restores it",

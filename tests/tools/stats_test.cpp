@@ -400,3 +400,308 @@ TEST_CASE("frametop http: error phrases", "[frametop][http]")
 					sizeof(buf))) ==
 	      "no complete response within 2000 ms");
 }
+
+// --- the rpc view -----------------------------------------------------------
+
+namespace {
+
+// An upstream object as shard/ renders it with rpc mode's figures; bounds
+// 1 ms, 10 ms, 100 ms.
+std::string rpc_upstream(const char *listener, const char *name,
+			 unsigned long long sent, unsigned inflight,
+			 unsigned pool, std::vector<unsigned long long> cum,
+			 unsigned long long count)
+{
+	char buf[1024];
+	snprintf(buf, sizeof(buf),
+		 "{\"listener\":\"%s\",\"name\":\"%s\",\"up\":1,\"connects\":2,"
+		 "\"connect_failures\":0,\"ejections\":0,\"rpc_sent\":%llu,"
+		 "\"rpc_received\":%llu,\"rpc_inflight\":%u,\"rpc_retries\":0,"
+		 "\"rpc_unmatched\":0,\"rpc_pool_open\":%u,\"rpc_latency\":"
+		 "{\"count\":%llu,\"sum\":1.5,\"buckets\":[[0.001,%llu],"
+		 "[0.01,%llu],[0.1,%llu]]}}",
+		 listener, name, sent, sent, inflight, pool, count, cum[0],
+		 cum[1], cum[2]);
+	return buf;
+}
+
+// A stream listener's upstream: the histogram is there (every upstream
+// has the family) but empty, and nothing else of rpc.
+std::string stream_upstream(const char *listener, const char *name)
+{
+	return std::string("{\"listener\":\"") + listener + "\",\"name\":\"" +
+	       name + "\",\"up\":1,\"connects\":7,\"connect_failures\":0,"
+	       "\"ejections\":0,\"rpc_latency\":{\"count\":0,\"sum\":0.000000000,"
+	       "\"buckets\":[[0.001,0],[0.01,0],[0.1,0]]}}";
+}
+
+// stats_json with shard i's "upstreams" holding ups[i].
+std::string with_upstreams(std::string json,
+			   const std::vector<std::vector<std::string>> &ups)
+{
+	size_t at = 0;
+	for (const auto &list : ups) {
+		const std::string empty = "\"upstreams\":[]";
+		at = json.find(empty, at);
+		REQUIRE(at != std::string::npos);
+		std::string body;
+		for (size_t k = 0; k < list.size(); k++)
+			body += (k ? "," : "") + list[k];
+		std::string full = "\"upstreams\":[" + body + "]";
+		json.replace(at, empty.size(), full);
+		at += full.size();
+	}
+	return json;
+}
+
+const std::vector<ShardSpec> TWO = {{11, 10, 1000, 64000, 1.0, 1.0, "ready"},
+				    {12, 10, 1000, 64000, 1.0, 1.0, "ready"}};
+
+std::string rpc_prev()
+{
+	return with_upstreams(stats_json(TWO, 10.0), {
+		{rpc_upstream("api", "10.0.0.1:9000", 1000, 3, 2, {100, 150, 160}, 160),
+		 rpc_upstream("api", "10.0.0.2:9000", 10, 0, 2, {5, 5, 5}, 5),
+		 rpc_upstream("api", "10.0.0.4:9000", 7, 0, 2, {1, 1, 1}, 1),
+		 stream_upstream("web", "10.0.0.3:80")},
+		{rpc_upstream("api", "10.0.0.1:9000", 500, 0, 2, {50, 60, 60}, 60)}});
+}
+
+// Two seconds later: 10.0.0.1 took 3000 requests (2000 of them answered,
+// in buckets 1000/800/200), 10.0.0.2 nothing, 10.0.0.4 three answers all
+// above 100 ms.
+std::string rpc_cur()
+{
+	return with_upstreams(stats_json(TWO, 12.0), {
+		{rpc_upstream("api", "10.0.0.1:9000", 3000, 5, 2, {1100, 1950, 2160}, 2160),
+		 rpc_upstream("api", "10.0.0.2:9000", 10, 0, 2, {5, 5, 5}, 5),
+		 rpc_upstream("api", "10.0.0.4:9000", 10, 0, 2, {1, 1, 1}, 4),
+		 stream_upstream("web", "10.0.0.3:80")},
+		{rpc_upstream("api", "10.0.0.1:9000", 1500, 1, 2, {50, 60, 60}, 60)}});
+}
+
+} // namespace
+
+TEST_CASE("frametop rpc: quantiles from histogram buckets",
+	  "[frametop][rpc]")
+{
+	const double le[] = {0.001, 0.01, 0.1};
+	double q;
+	const uint64_t spread[] = {50, 95, 100};
+	CHECK(stats_quantile(le, spread, 3, 100, 0.99, &q) == STATS_QUANTILE_VALUE);
+	CHECK(q == Approx(0.01 + 0.09 * 4 / 5));     // 4 of 5 into (10, 100] ms
+	CHECK(stats_quantile(le, spread, 3, 100, 0.5, &q) == STATS_QUANTILE_VALUE);
+	CHECK(q == Approx(0.001));                   // the first bucket's top
+	CHECK(stats_quantile(le, spread, 3, 100, 0.25, &q) == STATS_QUANTILE_VALUE);
+	CHECK(q == Approx(0.0005));                  // from 0 up
+	const uint64_t late[] = {0, 0, 10};
+	CHECK(stats_quantile(le, late, 3, 10, 0.99, &q) == STATS_QUANTILE_VALUE);
+	CHECK(q == Approx(0.01 + 0.09 * 9.9 / 10));  // empty buckets skipped
+	const uint64_t slow[] = {10, 20, 30};
+	CHECK(stats_quantile(le, slow, 3, 100, 0.99, &q) == STATS_QUANTILE_ABOVE);
+	CHECK(q == Approx(0.1));                     // the last bound
+	CHECK(stats_quantile(le, slow, 3, 0, 0.99, &q) == STATS_QUANTILE_NONE);
+	CHECK(stats_quantile(le, slow, 0, 5, 0.99, &q) == STATS_QUANTILE_NONE);
+}
+
+TEST_CASE("frametop rpc: upstream objects of /stats", "[frametop][rpc]")
+{
+	Sample a(rpc_prev(), 0);
+	INFO(a.why);
+	REQUIRE(a.err == 0);
+	REQUIRE(a.s.upstream_count == 5);
+	const stats_upstream &u = a.s.upstreams[0];
+	CHECK(u.shard == 0);
+	CHECK(std::string(u.listener) == "api");
+	CHECK(std::string(u.name) == "10.0.0.1:9000");
+	CHECK(u.has_sent);
+	CHECK(u.rpc_sent == 1000);
+	CHECK(u.rpc_inflight == 3);
+	CHECK(u.rpc_pool_open == 2);
+	REQUIRE(u.latency.present);
+	CHECK(u.latency.count == 160);
+	CHECK(u.latency.sum == Approx(1.5));
+	REQUIRE(u.latency.bucket_count == 3);
+	CHECK(u.latency.le[1] == Approx(0.01));
+	CHECK(u.latency.cumulative[2] == 160);
+	const stats_upstream &web = a.s.upstreams[3];
+	CHECK_FALSE(web.has_sent);
+	CHECK(web.latency.present);
+	CHECK(a.s.upstreams[4].shard == 1);
+
+	// Without rpc figures at all (frameproxy before rpc mode): nothing.
+	Sample plain(with_upstreams(stats_json(TWO, 1.0),
+		{{"{\"listener\":\"api\",\"name\":\"x:1\",\"up\":1}"}, {}}), 0);
+	REQUIRE(plain.err == 0);
+	REQUIRE(plain.s.upstream_count == 1);
+	CHECK_FALSE(plain.s.upstreams[0].has_sent);
+	CHECK_FALSE(plain.s.upstreams[0].latency.present);
+
+	std::string good = rpc_prev();
+	auto replace = [&](const std::string &from, const std::string &to) {
+		std::string s = good;
+		size_t at = s.find(from);
+		REQUIRE(at != std::string::npos);
+		return s.replace(at, from.size(), to);
+	};
+	struct Case {
+		std::string json;
+		const char *why;
+	};
+	const Case cases[] = {
+		{replace("[[0.001,100],[0.01,150]", "[[0.01,100],[0.001,150]"),
+		 "shards[0].upstreams[0].rpc_latency: bounds do not increase"},
+		{replace("[[0.001,100],[0.01,150]", "[[0.001,100],[0.01,90]"),
+		 "shards[0].upstreams[0].rpc_latency: counts are not cumulative"},
+		{replace("[0.1,160]]}", "[0.1,161]]}"),
+		 "shards[0].upstreams[0].rpc_latency: counts are not cumulative"},
+		{replace("[[0.001,100],", "[[0.001],"),
+		 "shards[0].upstreams[0].rpc_latency: a bucket is not [le, count]"},
+		{replace("\"rpc_latency\":{\"count\":160", "\"rpc_latency\":{\"count\":-1"),
+		 "shards[0].upstreams[0].count: not a non-negative integer"},
+		{replace("\"rpc_sent\":1000", "\"rpc_sent\":\"1000\""),
+		 "shards[0].upstreams[0].rpc_sent: wrong type"},
+		{replace("{\"listener\":\"api\",\"name\":\"10.0.0.1:9000\"",
+			 "{\"name\":\"10.0.0.1:9000\""),
+		 "shards[0].upstreams[0].listener: missing"},
+		{replace("\"upstreams\":[{", "\"upstreams\":[7,{"),
+		 "shards[0].upstreams[0]: not an object"},
+		{replace("\"upstreams\":[{", "\"upstreams\":{\"x\":[{"),
+		 "invalid JSON"},
+	};
+	for (const Case &c : cases) {
+		INFO(c.json);
+		Sample s(c.json, 0);
+		CHECK(s.err == -EBADMSG);
+		CHECK(std::string(s.why).find(c.why) != std::string::npos);
+		CHECK(s.s.upstreams == nullptr);
+	}
+	// More buckets than frametop keeps.
+	std::string many = "[[1,0]";
+	for (int k = 2; k <= STATS_MAX_BUCKETS + 1; k++)
+		many += ",[" + std::to_string(k) + ",0]";
+	Sample wide(replace("[[0.001,100],[0.01,150],[0.1,160]]",
+			    many + "]").c_str(), 0);
+	CHECK(wide.err == -EBADMSG);
+	CHECK(std::string(wide.why).find("too many buckets") != std::string::npos);
+}
+
+TEST_CASE("frametop rpc: per server over the shards and the interval",
+	  "[frametop][rpc]")
+{
+	Sample a(rpc_prev(), 1 * SEC);
+	Sample b(rpc_cur(), 3 * SEC);
+	REQUIRE(a.err == 0);
+	REQUIRE(b.err == 0);
+
+	stats_rpc_row *rows;
+	size_t n;
+	REQUIRE(stats_rpc_rows(&a.s, &b.s, &rows, &n) == 0);
+	REQUIRE(n == 3);                 // web's stream upstream is not one
+	CHECK(std::string(rows[0].listener) == "api");
+	CHECK(std::string(rows[0].name) == "10.0.0.1:9000");
+	CHECK(rows[0].rates);
+	CHECK(rows[0].requests == Approx(1500));  // (2000 + 1000) / 2 s
+	CHECK(rows[0].inflight == 6);
+	CHECK(rows[0].pool_open == 4);
+	REQUIRE(rows[0].p99 == STATS_QUANTILE_VALUE);
+	// 2000 answers, 1800 up to 10 ms: rank 1980 is 180 of 200 into (10, 100].
+	CHECK(rows[0].p99_s == Approx(0.01 + 0.09 * 180 / 200));
+	CHECK(std::string(rows[1].name) == "10.0.0.2:9000");
+	CHECK(rows[1].requests == 0);
+	CHECK(rows[1].p99 == STATS_QUANTILE_NONE);   // nothing answered
+	CHECK(std::string(rows[2].name) == "10.0.0.4:9000");
+	CHECK(rows[2].requests == Approx(1.5));
+	CHECK(rows[2].p99 == STATS_QUANTILE_ABOVE);
+	CHECK(rows[2].p99_s == Approx(0.1));
+	free(rows);
+
+	// The first sample: the servers, no rates.
+	REQUIRE(stats_rpc_rows(nullptr, &a.s, &rows, &n) == 0);
+	REQUIRE(n == 3);
+	CHECK_FALSE(rows[0].rates);
+	CHECK(rows[0].p99 == STATS_QUANTILE_NONE);
+	CHECK(rows[0].inflight == 3);
+	free(rows);
+
+	// Counters that went backwards (a new supervisor): no negative rates
+	// and no p99 from a histogram that shrank.
+	REQUIRE(stats_rpc_rows(&b.s, &a.s, &rows, &n) == 0);
+	REQUIRE(n == 3);
+	CHECK(rows[0].requests == 0);
+	CHECK(rows[0].p99 == STATS_QUANTILE_NONE);
+	free(rows);
+
+	// Stream listeners only: no rows at all.
+	Sample s(with_upstreams(stats_json(TWO, 1.0),
+		{{stream_upstream("web", "10.0.0.3:80")},
+		 {stream_upstream("web", "10.0.0.3:80")}}), 2 * SEC);
+	REQUIRE(s.err == 0);
+	REQUIRE(stats_rpc_rows(&s.s, &s.s, &rows, &n) == 0);
+	CHECK(n == 0);
+	CHECK(rows == nullptr);
+}
+
+TEST_CASE("frametop table: the rpc view under the shards", "[frametop][table]")
+{
+	Sample a(rpc_prev(), 1 * SEC);
+	Sample b(rpc_cur(), 3 * SEC);
+	REQUIRE(a.err == 0);
+	REQUIRE(b.err == 0);
+
+	std::vector<std::string> first = lines_of(render(nullptr, &a.s));
+	REQUIRE(first.size() == 10);
+	CHECK(first[5].find("rpc per server") == 0);
+	CHECK(first[6].find("LISTENER") != std::string::npos);
+	CHECK(first[6].find("P99") != std::string::npos);
+	CHECK(first[7].find("  api          10.0.0.1:9000 ") == 0);
+	CHECK(first[7].find(" - ") != std::string::npos);   // no rate yet
+
+	std::vector<std::string> t = lines_of(render(&a.s, &b.s));
+	REQUIRE(t.size() == 10);
+	INFO(t[7] << "\n" << t[8] << "\n" << t[9]);
+	std::vector<std::string> cols;
+	{
+		std::string c;
+		for (char ch : t[7] + " ") {
+			if (ch != ' ') {
+				c += ch;
+			} else if (!c.empty()) {
+				cols.push_back(c);
+				c.clear();
+			}
+		}
+	}
+	REQUIRE(cols.size() == 6);
+	CHECK(cols[0] == "api");
+	CHECK(cols[1] == "10.0.0.1:9000");
+	CHECK(cols[2] == "1.50k");
+	CHECK(cols[3] == "6");
+	CHECK(cols[4] == "4");
+	CHECK(cols[5] == "91.0ms");
+	CHECK(t[8].find("10.0.0.2:9000") != std::string::npos);
+	CHECK(t[8].substr(t[8].size() - 2) == " -");     // no p99: no replies
+	CHECK(t[9].substr(t[9].size() - 7) == " >100ms");
+	for (size_t i = 7; i < t.size(); i++)
+		CHECK(t[i].size() == t[6].size());
+
+	// Stream only: the table is the shards' alone, as before.
+	Sample s(with_upstreams(stats_json(TWO, 1.0),
+		{{stream_upstream("web", "10.0.0.3:80")}, {}}), 2 * SEC);
+	REQUIRE(s.err == 0);
+	std::string plain = render(&s.s, &s.s);
+	CHECK(lines_of(plain).size() == 5);
+	CHECK(plain.find("rpc") == std::string::npos);
+}
+
+TEST_CASE("frametop table: latencies", "[frametop][table]")
+{
+	char b[32];
+	CHECK(std::string(table_human_latency(0, b, sizeof(b))) == "0.00us");
+	CHECK(std::string(table_human_latency(75e-6, b, sizeof(b))) == "75.0us");
+	CHECK(std::string(table_human_latency(250e-6, b, sizeof(b))) == "250us");
+	CHECK(std::string(table_human_latency(1.25e-3, b, sizeof(b))) == "1.25ms");
+	CHECK(std::string(table_human_latency(0.48, b, sizeof(b))) == "480ms");
+	CHECK(std::string(table_human_latency(2.5, b, sizeof(b))) == "2.50s");
+	CHECK(std::string(table_human_latency(10, b, sizeof(b))) == "10.0s");
+}

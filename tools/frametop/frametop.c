@@ -1,7 +1,8 @@
 /*
  * frametop — a live view of a frameproxy supervisor's admin endpoint
  * (GET /stats), one row per shard, so that imbalance between shards shows
- * at a glance.
+ * at a glance; with rpc listeners, also one row per server (requests/s,
+ * in flight, p99 latency).
  *
  * Every interval it fetches /stats, parses it (tools/frametop/json.h) and
  * prints one table (tools/frametop/stats.h). Rates are deltas between two
@@ -86,6 +87,18 @@ static const char usage_text[] =
 	"  BYTES/s    bytes per second, both directions\n"
 	"  CPU%       user + system CPU time over wall time (100 = 1 core)\n"
 	"  RSS RUNQ   resident memory, scheduler run-queue length\n"
+	"When some server does rpc (its rpc figures in /stats are not all 0;\n"
+	"never with stream listeners only), an rpc view follows, one row per\n"
+	"server (listener, address), summed over the shards:\n"
+	"  REQ/s      requests sent to it per second (rpc_sent)\n"
+	"  INFLIGHT   requests sent and not yet answered\n"
+	"  POOL       pool connections open to it\n"
+	"  P99        99th percentile of the latency of the replies of the\n"
+	"             interval, estimated from how much each bucket of the\n"
+	"             latency histogram grew between the two samples: the\n"
+	"             bucket holding the 99% rank, linearly interpolated between\n"
+	"             its bounds (as Prometheus' histogram_quantile); '>10.0s'\n"
+	"             when above the last bound, '-' with no replies\n"
 	"Exit status: 0; 1 when the endpoint cannot be reached or answers\n"
 	"something that is not its /stats JSON; 2 on a usage error.\n";
 

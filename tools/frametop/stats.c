@@ -130,6 +130,120 @@ static int read_counters(stats_reader *r, const json_value *o, stats_shard *s)
 	return 0;
 }
 
+/* --- upstreams: the rpc figures -------------------------------------------- */
+
+/* An optional unsigned field: 0 and *present false when missing. */
+static int get_u64_opt(stats_reader *r, const json_value *obj, const char *key,
+		       uint64_t *out, bool *present)
+{
+	*out = 0;
+	*present = json_get(r->doc, obj, key) != NULL;
+	return *present ? get_u64(r, obj, key, out) : 0;
+}
+
+/* One [le, cumulative] pair of a histogram's buckets, k-th. */
+static int read_bucket(stats_reader *r, const json_value *pair,
+		       stats_histogram *h, uint32_t k)
+{
+	const json_value *le = json_first(r->doc, pair);
+	const json_value *n = le ? json_next(r->doc, le) : NULL;
+
+	if (pair->type != JSON_ARRAY || pair->count != 2 ||
+	    le->type != JSON_NUMBER || n->type != JSON_NUMBER || !n->is_u64)
+		return bad(r, "rpc_latency", "a bucket is not [le, count]");
+	if (!(le->num >= 0) || (k > 0 && !(le->num > h->le[k - 1])))
+		return bad(r, "rpc_latency", "bounds do not increase");
+	if ((k > 0 && n->u64 < h->cumulative[k - 1]) || n->u64 > h->count)
+		return bad(r, "rpc_latency", "counts are not cumulative");
+	h->le[k] = le->num;
+	h->cumulative[k] = n->u64;
+	return 0;
+}
+
+static int read_histogram(stats_reader *r, const json_value *o,
+			  stats_histogram *h)
+{
+	const json_value *obj = json_get(r->doc, o, "rpc_latency");
+	const json_value *arr;
+
+	if (!obj)
+		return 0;
+	if (obj->type != JSON_OBJECT)
+		return bad(r, "rpc_latency", "wrong type");
+	int err = get_u64(r, obj, "count", &h->count);
+	if (!err)
+		err = get_double(r, obj, "sum", &h->sum);
+	if (!err)
+		err = get_typed(r, obj, "buckets", JSON_ARRAY, &arr);
+	if (err)
+		return err;
+	if (arr->count > STATS_MAX_BUCKETS)
+		return bad(r, "rpc_latency", "too many buckets");
+	const json_value *b = json_first(r->doc, arr);
+	for (uint32_t k = 0; b && !err; b = json_next(r->doc, b), k++)
+		err = read_bucket(r, b, h, k);
+	h->bucket_count = arr->count;
+	h->present = err == 0;
+	return err;
+}
+
+static int read_upstream(stats_reader *r, const json_value *o,
+			 stats_upstream *u)
+{
+	bool present;
+
+	if (o->type != JSON_OBJECT)
+		return bad(r, "", "not an object");
+	int err = get_text(r, o, "listener", u->listener, sizeof(u->listener));
+	if (!err)
+		err = get_text(r, o, "name", u->name, sizeof(u->name));
+	if (!err)
+		err = get_u64_opt(r, o, "rpc_sent", &u->rpc_sent, &u->has_sent);
+	if (!err)
+		err = get_u64_opt(r, o, "rpc_inflight", &u->rpc_inflight,
+				  &present);
+	if (!err)
+		err = get_u64_opt(r, o, "rpc_pool_open", &u->rpc_pool_open,
+				  &present);
+	if (!err)
+		err = read_histogram(r, o, &u->latency);
+	return err;
+}
+
+/* A shard's "upstreams", when it has them, appended to s->upstreams. */
+static int read_upstreams(stats_reader *r, const json_value *o, int64_t shard,
+			  stats_sample *s)
+{
+	const json_value *arr = json_get(r->doc, o, "upstreams");
+	if (!arr)
+		return 0;
+	if (arr->type != JSON_ARRAY)
+		return bad(r, "upstreams", "wrong type");
+	if (arr->count == 0)
+		return 0;
+	stats_upstream *grown = realloc(s->upstreams,
+		(s->upstream_count + arr->count) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	s->upstreams = grown;
+
+	const char *outer = r->path;
+	char path[64];
+	int err = 0;
+	size_t k = 0;
+	for (const json_value *v = json_first(r->doc, arr); v && !err;
+	     v = json_next(r->doc, v), k++) {
+		snprintf(path, sizeof(path), "%supstreams[%zu].", outer, k);
+		r->path = path;
+		stats_upstream *u = &s->upstreams[s->upstream_count++];
+		memset(u, 0, sizeof(*u));
+		u->shard = shard;
+		err = read_upstream(r, v, u);
+	}
+	r->path = outer;
+	return err;
+}
+
 static int read_shard(stats_reader *r, const json_value *o, stats_shard *s)
 {
 	if (o->type != JSON_OBJECT)
@@ -170,7 +284,10 @@ static int read_shards(stats_reader *r, const json_value *root, stats_sample *s)
 	for (; v && err == 0; v = json_next(r->doc, v)) {
 		snprintf(path, sizeof(path), "shards[%zu].", s->shard_count);
 		r->path = path;
-		err = read_shard(r, v, &s->shards[s->shard_count++]);
+		stats_shard *sh = &s->shards[s->shard_count++];
+		err = read_shard(r, v, sh);
+		if (!err)
+			err = read_upstreams(r, v, sh->index, s);
 	}
 	r->path = "";
 	return err;
@@ -221,6 +338,7 @@ int stats_sample_parse(const char *text, size_t len, stats_sample *out, char *wh
 void stats_sample_free(stats_sample *s)
 {
 	free(s->shards);
+	free(s->upstreams);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -291,4 +409,178 @@ void stats_imbalance(const stats_rates *rates, size_t n, long *busiest,
 		*busiest = hi;
 		*idlest = lo;
 	}
+}
+
+/* --- the rpc view ---------------------------------------------------------- */
+
+stats_quantile_kind stats_quantile(const double *le, const uint64_t *cumulative,
+				   size_t n, uint64_t count, double q,
+				   double *out)
+{
+	*out = 0;
+	if (count == 0 || !(q > 0))
+		return STATS_QUANTILE_NONE;
+	double rank = q * (double)count;
+	for (size_t k = 0; k < n; k++) {
+		if ((double)cumulative[k] < rank)
+			continue;
+		double lower = k ? le[k - 1] : 0;
+		uint64_t below = k ? cumulative[k - 1] : 0;
+		uint64_t in = cumulative[k] - below;
+		/* in > 0: rank > below, or an earlier bucket had it. */
+		*out = lower + (le[k] - lower) * (rank - (double)below) /
+			       (double)(in ? in : 1);
+		return STATS_QUANTILE_VALUE;
+	}
+	if (n == 0)
+		return STATS_QUANTILE_NONE;
+	*out = le[n - 1];
+	return STATS_QUANTILE_ABOVE;
+}
+
+static bool upstream_does_rpc(const stats_upstream *u)
+{
+	return u->rpc_sent || u->rpc_inflight || u->rpc_pool_open ||
+	       (u->latency.present && u->latency.count);
+}
+
+static const stats_upstream *find_upstream(const stats_sample *s,
+					   const stats_upstream *like)
+{
+	for (size_t i = 0; s && i < s->upstream_count; i++) {
+		const stats_upstream *u = &s->upstreams[i];
+		if (u->shard == like->shard &&
+		    strcmp(u->listener, like->listener) == 0 &&
+		    strcmp(u->name, like->name) == 0)
+			return u;
+	}
+	return NULL;
+}
+
+/* A row's latencies over the interval: per-bucket deltas summed over its
+ * shards' entries; `broken` once one went backwards or has other bounds. */
+typedef struct rpc_delta {
+	bool started, broken;
+	uint64_t count;
+	uint32_t n;
+	double le[STATS_MAX_BUCKETS];
+	uint64_t cumulative[STATS_MAX_BUCKETS];
+} rpc_delta;
+
+static bool same_bounds(const stats_histogram *a, uint32_t n, const double *le)
+{
+	return a->bucket_count == n &&
+	       memcmp(a->le, le, n * sizeof(le[0])) == 0;
+}
+
+/* An entry new since prev adds nothing: what it counted before the
+ * interval is unknown. */
+static void delta_add(rpc_delta *d, const stats_histogram *prev,
+		      const stats_histogram *cur)
+{
+	if (d->broken || !cur->present || !prev || !prev->present)
+		return;
+	if (!same_bounds(prev, cur->bucket_count, cur->le) ||
+	    (d->started && !same_bounds(cur, d->n, d->le)) ||
+	    cur->count < prev->count) {
+		d->broken = true;
+		return;
+	}
+	for (uint32_t k = 0; k < cur->bucket_count; k++) {
+		if (cur->cumulative[k] < prev->cumulative[k]) {
+			d->broken = true;
+			return;
+		}
+	}
+	if (!d->started) {
+		d->started = true;
+		d->n = cur->bucket_count;
+		memcpy(d->le, cur->le, sizeof(d->le));
+	}
+	for (uint32_t k = 0; k < d->n; k++)
+		d->cumulative[k] += cur->cumulative[k] - prev->cumulative[k];
+	d->count += cur->count - prev->count;
+}
+
+static stats_rpc_row *find_row(stats_rpc_row *rows, size_t n,
+			       const stats_upstream *u)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(rows[i].listener, u->listener) == 0 &&
+		    strcmp(rows[i].name, u->name) == 0)
+			return &rows[i];
+	return NULL;
+}
+
+/* A row for u's server, appended the first time (rows has room for one
+ * per upstream). */
+static void add_row(stats_rpc_row *rows, size_t *n, const stats_upstream *u)
+{
+	if (find_row(rows, *n, u))
+		return;
+	stats_rpc_row *r = &rows[(*n)++];
+	memset(r, 0, sizeof(*r));
+	memcpy(r->listener, u->listener, sizeof(r->listener));
+	memcpy(r->name, u->name, sizeof(r->name));
+}
+
+static int cmp_rows(const void *a, const void *b)
+{
+	const stats_rpc_row *x = a, *y = b;
+	int d = strcmp(x->listener, y->listener);
+	return d ? d : strcmp(x->name, y->name);
+}
+
+int stats_rpc_rows(const stats_sample *prev, const stats_sample *cur,
+		   stats_rpc_row **rows, size_t *count)
+{
+	size_t n = 0, total = cur->upstream_count;
+
+	*rows = NULL;
+	*count = 0;
+	stats_rpc_row *out = calloc(total ? total : 1, sizeof(*out));
+	rpc_delta *deltas = calloc(total ? total : 1, sizeof(*deltas));
+	if (!out || !deltas) {
+		free(out);
+		free(deltas);
+		return -ENOMEM;
+	}
+	double secs = prev ? (double)(cur->mono_ns - prev->mono_ns) / 1e9 : 0;
+	/* Rows of the servers that do rpc on some shard, then every shard's
+	 * entry of those servers added in. */
+	for (size_t i = 0; i < total; i++)
+		if (upstream_does_rpc(&cur->upstreams[i]))
+			add_row(out, &n, &cur->upstreams[i]);
+	for (size_t i = 0; i < total; i++) {
+		const stats_upstream *u = &cur->upstreams[i];
+		stats_rpc_row *r = find_row(out, n, u);
+		if (!r)
+			continue;
+		const stats_upstream *p = find_upstream(prev, u);
+		rpc_delta *d = &deltas[r - out];
+		r->inflight += u->rpc_inflight;
+		r->pool_open += u->rpc_pool_open;
+		r->has_sent = r->has_sent || u->has_sent;
+		r->rates = secs > 0;
+		if (p)
+			r->requests += stats_rate(p->rpc_sent, u->rpc_sent, secs);
+		delta_add(d, p ? &p->latency : NULL, &u->latency);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const rpc_delta *d = &deltas[i];
+		out[i].p99 = STATS_QUANTILE_NONE;
+		if (out[i].rates && d->started && !d->broken)
+			out[i].p99 = stats_quantile(d->le, d->cumulative, d->n,
+						    d->count, STATS_RPC_QUANTILE,
+						    &out[i].p99_s);
+	}
+	free(deltas);
+	qsort(out, n, sizeof(*out), cmp_rows);
+	if (n == 0) {
+		free(out);
+		out = NULL;
+	}
+	*rows = out;
+	*count = n;
+	return 0;
 }

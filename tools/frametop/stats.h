@@ -3,6 +3,10 @@
  * documented at the top of shard/metrics.h) and the rates between two
  * samples; the table frametop prints of them is in table.h. Prefix stats_.
  *
+ * The rpc view (stats_rpc_rows) reads each shard's upstream objects:
+ * requests sent (rpc_sent), in flight (rpc_inflight), pool connections
+ * (rpc_pool_open) and the latency histogram (rpc_latency).
+ *
  * Counters in /stats are monotonic per shard index (the supervisor folds a
  * dead shard's counts into retired totals). Should one still go backwards
  * (an older supervisor, or one restarted under the same address), the rate
@@ -22,6 +26,9 @@ extern "C" {
 #define STATS_TEXT_MAX 16        /* state and poller names, truncated */
 #define STATS_IMBALANCE_RATIO 2.0   /* busiest > 2x idlest: mark both */
 #define STATS_IMBALANCE_MIN 1.0  /* frames/s below which nothing is marked */
+#define STATS_NAME_MAX 64        /* listener and server names, truncated */
+#define STATS_MAX_BUCKETS 32     /* finite bounds of one histogram */
+#define STATS_RPC_QUANTILE 0.99  /* the latency column of the rpc view */
 
 typedef struct stats_shard {
 	int64_t index;
@@ -38,6 +45,33 @@ typedef struct stats_shard {
 	uint64_t runq_length;
 } stats_shard;
 
+/*
+ * A histogram of /stats ({"count","sum","buckets":[[le,cumulative],...]}):
+ * finite upper bounds, increasing, each with the observations up to it;
+ * what is above the last is count minus its bucket.
+ */
+typedef struct stats_histogram {
+	bool present;
+	uint64_t count;
+	double sum;
+	uint32_t bucket_count;
+	double le[STATS_MAX_BUCKETS];
+	uint64_t cumulative[STATS_MAX_BUCKETS];
+} stats_histogram;
+
+/* One upstream object of a shard: its rpc figures, each optional (a
+ * stream-only frameproxy, or one before rpc mode, has none of them). */
+typedef struct stats_upstream {
+	int64_t shard;               /* the shard index it is under */
+	char listener[STATS_NAME_MAX]; /* printable ASCII only */
+	char name[STATS_NAME_MAX];
+	bool has_sent;               /* rpc_sent was there */
+	uint64_t rpc_sent;           /* counter */
+	uint64_t rpc_inflight;       /* gauges */
+	uint64_t rpc_pool_open;
+	stats_histogram latency;     /* rpc_latency, in seconds */
+} stats_upstream;
+
 typedef struct stats_sample {
 	int64_t pid;                 /* the supervisor's */
 	double uptime_s;
@@ -45,6 +79,8 @@ typedef struct stats_sample {
 	uint64_t reloads, restarts, retiring;
 	stats_shard *shards;
 	size_t shard_count;
+	stats_upstream *upstreams;   /* every shard's, in document order */
+	size_t upstream_count;
 	int64_t mono_ns;             /* CLOCK_MONOTONIC when it arrived */
 } stats_sample;
 
@@ -82,6 +118,50 @@ stats_rates stats_shard_rates(const stats_sample *prev, const stats_sample *cur,
  */
 void stats_imbalance(const stats_rates *rates, size_t n, long *busiest,
 		     long *idlest);
+
+/* --- the rpc view: per server, summed over the shards --------------------- */
+
+typedef enum stats_quantile_kind {
+	STATS_QUANTILE_NONE,         /* no observation in the interval */
+	STATS_QUANTILE_VALUE,        /* estimated: *out */
+	STATS_QUANTILE_ABOVE,        /* above the last bound: *out is it */
+} stats_quantile_kind;
+
+/*
+ * The q-quantile (0 < q <= 1) of `count` observations in buckets with
+ * upper bounds le[0..n) and cumulative counts cumulative[0..n) (the rest
+ * above le[n-1]): the bucket holding the rank q * count, and within it a
+ * straight line from its lower bound (0 for the first) to its upper one,
+ * as if its observations were spread evenly.
+ */
+stats_quantile_kind stats_quantile(const double *le, const uint64_t *cumulative,
+				   size_t n, uint64_t count, double q,
+				   double *out);
+
+/* One row of the rpc view: a server (listener, name) over all shards. */
+typedef struct stats_rpc_row {
+	char listener[STATS_NAME_MAX];
+	char name[STATS_NAME_MAX];
+	uint64_t inflight;           /* gauges, summed over the shards */
+	uint64_t pool_open;
+	bool has_sent;               /* some shard publishes rpc_sent */
+	bool rates;                  /* false: nothing to compare with */
+	double requests;             /* rpc_sent per second */
+	stats_quantile_kind p99;     /* of the interval's latencies */
+	double p99_s;
+} stats_rpc_row;
+
+/*
+ * The servers of cur that do rpc (an rpc figure nonzero: requests sent or
+ * in flight, pool connections open, latencies observed), sorted by listener
+ * and name, malloc'd in *rows (NULL when none). Rates and p99 are over the
+ * interval since prev (NULL: none), from the deltas of each shard's entry
+ * against the same shard's entry in prev; a counter that went backwards
+ * counts 0, a histogram that did (or changed bounds) gives no p99.
+ * 0 or -ENOMEM.
+ */
+int stats_rpc_rows(const stats_sample *prev, const stats_sample *cur,
+		   stats_rpc_row **rows, size_t *count);
 
 #ifdef __cplusplus
 }

@@ -74,6 +74,22 @@ const char *table_human_duration(double seconds, char *buf, size_t len)
 	return buf;
 }
 
+const char *table_human_latency(double seconds, char *buf, size_t len)
+{
+	const char *unit = "s";
+	double v = seconds > 0 ? seconds : 0;
+	if (v < 1e-3) {
+		v *= 1e6;
+		unit = "us";
+	} else if (v < 1) {
+		v *= 1e3;
+		unit = "ms";
+	}
+	snprintf(buf, len, v < 10 ? "%.2f%s" : v < 100 ? "%.1f%s" : "%.0f%s",
+		 v, unit);
+	return buf;
+}
+
 /* --- rows ----------------------------------------------------------------- */
 
 /* The rate columns of a row: "-" each when there is nothing to compare. */
@@ -173,6 +189,48 @@ static void print_header(FILE *out, const stats_sample *cur, const char *admin,
 		marked ? "  [^ busiest, v idlest by frames/s]" : "", eol);
 }
 
+/* --- the rpc view --------------------------------------------------------- */
+
+#define RPC_FMT "  %-12.12s %-24.24s %9s %8s %5s %9s%s"
+
+static void print_rpc_row(FILE *out, const stats_rpc_row *r, const char *eol)
+{
+	char req[NUM_MAX] = "-", inflight[NUM_MAX], pool[NUM_MAX];
+	char p99[NUM_MAX + 1] = "-", lat[NUM_MAX];
+	if (r->rates && r->has_sent)
+		table_human_count(r->requests, req, sizeof(req));
+	if (r->p99 == STATS_QUANTILE_VALUE)
+		table_human_latency(r->p99_s, p99, sizeof(p99));
+	else if (r->p99 == STATS_QUANTILE_ABOVE)
+		snprintf(p99, sizeof(p99), ">%s",
+			 table_human_latency(r->p99_s, lat, sizeof(lat)));
+	snprintf(inflight, sizeof(inflight), "%llu",
+		 (unsigned long long)r->inflight);
+	snprintf(pool, sizeof(pool), "%llu", (unsigned long long)r->pool_open);
+	fprintf(out, RPC_FMT, r->listener, r->name, req, inflight, pool, p99,
+		eol);
+}
+
+/* Nothing at all when no server does rpc: a stream-only table is as it
+ * always was. */
+static int print_rpc(FILE *out, const stats_sample *prev,
+		     const stats_sample *cur, const char *eol)
+{
+	stats_rpc_row *rows;
+	size_t n;
+	int err = stats_rpc_rows(prev, cur, &rows, &n);
+	if (err < 0 || n == 0)
+		return err;
+	fprintf(out, "rpc per server, over all shards (p99 of the interval)%s",
+		eol);
+	fprintf(out, RPC_FMT, "LISTENER", "SERVER", "REQ/s", "INFLIGHT",
+		"POOL", "P99", eol);
+	for (size_t i = 0; i < n; i++)
+		print_rpc_row(out, &rows[i], eol);
+	free(rows);
+	return 0;
+}
+
 int table_render(FILE *out, const stats_sample *prev, const stats_sample *cur,
 		 const char *admin, const char *eol)
 {
@@ -193,5 +251,8 @@ int table_render(FILE *out, const stats_sample *prev, const stats_sample *cur,
 	}
 	print_totals(out, cur, rates, eol);
 	free(rates);
+	int err = print_rpc(out, prev, cur, eol);
+	if (err < 0)
+		return err;
 	return ferror(out) ? -EIO : 0;
 }

@@ -20,12 +20,16 @@ const char *table_human_count(double v, char *buf, size_t len);
 const char *table_human_bytes(double v, char *buf, size_t len);
 /* "3.2s", "4m05s", "2h03m", "3d04h". */
 const char *table_human_duration(double seconds, char *buf, size_t len);
+/* A latency, three significant digits: "75.0us", "1.25ms", "480ms", "2.50s". */
+const char *table_human_latency(double seconds, char *buf, size_t len);
 
 /*
  * Print one table: the header line, the column names, one row per shard of
- * cur, and a totals line. Rates need prev (NULL: they show as "-"). Every
+ * cur, and a totals line; then, when some server does rpc
+ * (stats_rpc_rows), a line naming the rpc view, its column names and one
+ * row per server. Rates need prev (NULL: they show as "-"). Every
  * line ends with eol ("\n", or "\033[K\n" to clear what a longer earlier
- * screen left). 0 or -EIO.
+ * screen left). 0, -ENOMEM or -EIO.
  */
 int table_render(FILE *out, const stats_sample *prev, const stats_sample *cur,
 		 const char *admin, const char *eol);
