@@ -360,18 +360,6 @@ int serve_failures(uint16_t port, int n, uint32_t seed,
 	return failures;
 }
 
-bool wait_until(const std::function<bool()> &pred, milliseconds timeout)
-{
-	auto deadline = Clock::now() + timeout;
-	for (;;) {
-		if (pred())
-			return true;
-		if (Clock::now() >= deadline)
-			return false;
-		std::this_thread::sleep_for(milliseconds(50));
-	}
-}
-
 PortHolder::PortHolder(uint16_t port)
 {
 	fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

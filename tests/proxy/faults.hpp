@@ -205,8 +205,6 @@ void check_latency(Ledger &ledger);
 int serve_failures(uint16_t port, int n, uint32_t seed,
 		   std::vector<std::string> *addrs = nullptr);
 
-// Polls pred every 50 ms until it holds; false at the timeout.
-bool wait_until(const std::function<bool()> &pred, milliseconds timeout);
 
 // Keeps 127.0.0.1:port bound (SO_REUSEADDR, not listening: connects are
 // refused) so that no ephemeral connect takes it while its server is down;

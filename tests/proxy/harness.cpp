@@ -4,6 +4,18 @@
 
 namespace itest {
 
+bool wait_until(const std::function<bool()> &pred, milliseconds timeout)
+{
+	auto deadline = Clock::now() + timeout;
+	for (;;) {
+		if (pred())
+			return true;
+		if (Clock::now() >= deadline)
+			return false;
+		std::this_thread::sleep_for(milliseconds(50));
+	}
+}
+
 long long ms_since(Clock::time_point t0)
 {
 	return std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();

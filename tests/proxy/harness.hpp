@@ -73,6 +73,9 @@ namespace itest {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+// Polls pred every 50 ms until it holds; false at the timeout.
+bool wait_until(const std::function<bool()> &pred, milliseconds timeout);
+
 long long ms_since(Clock::time_point t0);
 
 // --- environment -------------------------------------------------------------

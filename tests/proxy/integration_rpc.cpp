@@ -2,6 +2,7 @@
 // real frameproxy, frameecho and framebench. Every request is balanced on
 // its own over a pool of shared upstream connections; each client gets
 // its replies in request order.
+#include <atomic>
 #include "tests/proxy/harness.hpp"
 
 #include <deque>
@@ -127,6 +128,9 @@ struct Pipeliner {
 	size_t sent = 0, replied = 0, mismatches = 0;
 	Io end = Io::Ok;          // how reading stopped (Ok: all replied)
 	std::string local;
+	// Counted up once, at this client's first reply (shared by a test's
+	// clients, read by the test's thread while they run).
+	std::atomic<size_t> *first_replies = nullptr;
 
 	size_t size_of(uint64_t seq) const
 	{
@@ -163,7 +167,8 @@ struct Pipeliner {
 				mismatches++;
 			if (!expect.empty())
 				expect.pop_front();
-			replied++;
+			if (++replied == 1 && first_replies)
+				first_replies->fetch_add(1);
 		}
 	}
 };
@@ -318,15 +323,21 @@ TEST_CASE("rpc: an upstream killed with requests in flight", "[rpc]")
 	REQUIRE(proxy.wait_ready());
 	std::vector<Pipeliner> ps(24);
 	std::vector<std::thread> ts;
+	std::atomic<size_t> first_replies{0};
 	for (size_t i = 0; i < ps.size(); i++) {
 		ps[i].seed = (uint32_t)(i + 1);
 		ps[i].count = 150;
 		ps[i].depth = 8;
 		ps[i].src = "127.0.0." + std::to_string(10 + i);
+		ps[i].first_replies = &first_replies;
 		ts.emplace_back([&, i] { ps[i].run(proxy.port()); });
 	}
-	std::this_thread::sleep_for(milliseconds(150));
+	// Every client is mid-stream (each takes >= 150 / 8 x 20 ms) when the
+	// server dies: a client that had not started yet on a loaded machine
+	// would only ever see the two live servers.
+	bool all_started = wait_until([&] { return first_replies.load() == ps.size(); }, T10);
 	echoes[1]->proc().signal(SIGKILL);
+	REQUIRE(all_started);
 	for (auto &t : ts)
 		t.join();
 	REQUIRE(proxy.wait_access_count(ps.size(), T10));
