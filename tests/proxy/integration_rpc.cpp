@@ -606,3 +606,25 @@ TEST_CASE("rpc: rpc keys are refused in stream mode and checked in rpc mode",
 	CHECK(p.err().find(path + ":4: key 'retry': only for mode = rpc") !=
 	      std::string::npos);
 }
+
+TEST_CASE("rpc: a reply that matches no request closes its connection, which "
+	  "is opened again", "[rpc]")
+{
+	// Sends a frame nobody asked for on every connection it accepts.
+	TestUpstream up(TestUpstream::Mode::SendThenShutWr, {"unsolicited"});
+	Proxy proxy(rpc_args({up.addr()}, {"--pool-size", "1", "--admin", "127.0.0.1:0"}));
+	REQUIRE(proxy.wait_ready());
+	uint16_t admin = admin_port(proxy);
+	LogRecord r;
+	REQUIRE(proxy.wait_record([](const LogRecord &l) {
+		return l.is("msg", "rpc reply matches no request");
+	}, T5, &r));
+	CHECK(r.get("upstream") == up.addr());
+	CHECK(r.num("len") == 4 + std::string("unsolicited").size());
+	REQUIRE(proxy.wait_record([](const LogRecord &l) {
+		return l.is("msg", "rpc upstream connection lost") &&
+		       l.is("why", "unmatched_reply");
+	}, T5));
+	CHECK(up.wait_accepted(2, T5)); // reconnected after the backoff
+	CHECK(metric(admin, "frameproxy_rpc_unmatched_replies_total") >= 1);
+}
