@@ -246,11 +246,9 @@ static void writer_main(void *arg)
 
 void rpc_client_kick(rpc_client *c)
 {
-	if (c->closing)
+	/* A running writer takes what became deliverable on its next turn. */
+	if (c->closing || c->writer_running)
 		return;
-	if (c->writer_running) {
-		return;
-	}
 	if (rpc_order_deliverable(&c->order)) {
 		coro_opts opts = {.name = "rpc-client-write"};
 		c->writer_running = true;

@@ -81,21 +81,15 @@ bool wait_established(const std::vector<uint16_t> &ports, size_t want,
 	return false;
 }
 
-std::string servers_args(const std::vector<std::string> &addrs,
-			 std::vector<std::string> &args)
-{
-	for (auto &a : addrs) {
-		args.push_back("--server");
-		args.push_back(a);
-	}
-	return "";
-}
-
+// frameproxy's arguments for an rpc listener over `servers`, then `extra`.
 std::vector<std::string> rpc_args(const std::vector<std::string> &servers,
 				  std::vector<std::string> extra = {})
 {
 	std::vector<std::string> args = {"--mode", "rpc"};
-	servers_args(servers, args);
+	for (auto &a : servers) {
+		args.push_back("--server");
+		args.push_back(a);
+	}
 	args.insert(args.end(), extra.begin(), extra.end());
 	return args;
 }
