@@ -622,3 +622,34 @@ TEST_CASE("rpc: a reply that matches no request closes its connection, which "
 	CHECK(up.wait_accepted(2, T5)); // reconnected after the backoff
 	CHECK(metric(admin, "frameproxy_rpc_unmatched_replies_total") >= 1);
 }
+
+TEST_CASE("rpc: idle_timeout closes a quiet client, never one that waits "
+	  "for a reply", "[rpc]")
+{
+	TestUpstream hold(TestUpstream::Mode::Hold);
+	Echo echo;
+	SECTION("quiet") {
+		Proxy proxy(rpc_args({echo.addr()}, {"--idle-timeout", "300ms"}));
+		REQUIRE(proxy.wait_ready());
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		std::string local = c.local_addr();
+		REQUIRE(c.roundtrip("one"));
+		auto t0 = Clock::now();
+		CHECK(c.wait_closed(T5) == Io::Eof);
+		CHECK(ms_since(t0) >= 250);
+		LogRecord r;
+		REQUIRE(proxy.wait_access(local, T5, &r));
+		CHECK(r.get("reason") == "idle_timeout");
+		CHECK(r.num("replied") == 1);
+	}
+	SECTION("waiting") {
+		Proxy proxy(rpc_args({hold.addr()}, {"--idle-timeout", "200ms",
+						     "--request-timeout", "0"}));
+		REQUIRE(proxy.wait_ready());
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		REQUIRE(c.send_frame("no reply will come") == Io::Ok);
+		CHECK(c.wait_closed(milliseconds(1000)) == Io::Timeout);
+	}
+}
