@@ -653,3 +653,48 @@ TEST_CASE("rpc: idle_timeout closes a quiet client, never one that waits "
 		CHECK(c.wait_closed(milliseconds(1000)) == Io::Timeout);
 	}
 }
+
+TEST_CASE("rpc: hash_key sends every request with the same key to the same "
+	  "server", "[rpc]")
+{
+	std::vector<std::unique_ptr<TestUpstream>> ups;
+	for (int i = 0; i < 3; i++)
+		ups.emplace_back(new TestUpstream(TestUpstream::Mode::EchoFrames));
+	Proxy proxy(rpc_args({ups[0]->addr(), ups[1]->addr(), ups[2]->addr()},
+			     {"--balance", "hash", "--hash-key", "2:6", "--pool-size", "1"}));
+	REQUIRE(proxy.wait_ready());
+	for (auto &u : ups)
+		REQUIRE(u->wait_accepted(1, T5));
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	const int keys = 40, rounds = 5;
+	for (int r = 0; r < rounds; r++)
+		for (int k = 0; k < keys; k++) {
+			char key[7];
+			snprintf(key, sizeof(key), "k%05d", k);
+			// Bytes before and after the key differ every time.
+			std::string p = std::to_string(r % 10) + std::to_string(k % 10) +
+					key + random_bytes(10, (uint32_t)(r * keys + k));
+			REQUIRE(c.roundtrip(p));
+		}
+	std::map<std::string, std::set<size_t>> servers_of;
+	size_t total = 0;
+	for (size_t i = 0; i < ups.size(); i++)
+		for (auto &conn : ups[i]->conns())
+			for (size_t at = 0; at + 4 <= conn.data.size();) {
+				uint32_t len = (uint8_t)conn.data[at] << 24 | (uint8_t)conn.data[at + 1] << 16 |
+					       (uint8_t)conn.data[at + 2] << 8 | (uint8_t)conn.data[at + 3];
+				servers_of[conn.data.substr(at + 4 + 2, 6)].insert(i);
+				at += 4 + len;
+				total++;
+			}
+	CHECK(total == (size_t)(keys * rounds));
+	CHECK(servers_of.size() == (size_t)keys);
+	std::set<size_t> used;
+	for (auto &kv : servers_of) {
+		INFO("key " << kv.first);
+		CHECK(kv.second.size() == 1);
+		used.insert(*kv.second.begin());
+	}
+	CHECK(used.size() == 3);
+}
