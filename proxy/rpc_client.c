@@ -246,11 +246,9 @@ static void writer_main(void *arg)
 
 void rpc_client_kick(rpc_client *c)
 {
-	if (c->closing)
+	/* A running writer takes what became deliverable on its next turn. */
+	if (c->closing || c->writer_running)
 		return;
-	if (c->writer_running) {
-		return;
-	}
 	if (rpc_order_deliverable(&c->order)) {
 		coro_opts opts = {.name = "rpc-client-write"};
 		c->writer_running = true;
@@ -318,6 +316,16 @@ static void timer_fired(sched_timer *timer, void *arg)
 		int64_t due = c->last_active + rl->idle_timeout_ns;
 		bool quiet = rpc_order_outstanding(&c->order) == 0 &&
 			     !c->writer_running && c->frame_started == 0;
+		/* After a stalled shard, timers run before the readers the
+		 * waiting bytes woke: a client that just spoke is not idle
+		 * (as in the relay). */
+		if (quiet && now >= due && !c->reading_done) {
+			int ready = pd_ready_now(c->pd);
+			if (ready > 0 && (ready & PD_READ)) {
+				client_touch(c);
+				due = c->last_active + rl->idle_timeout_ns;
+			}
+		}
 		if (quiet && now >= due) {
 			client_close(c, REASON_idle_timeout);
 			return;

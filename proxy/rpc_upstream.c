@@ -254,7 +254,7 @@ static bool conn_reply(rpc_conn *cn, uint8_t *frame, size_t len,
 				"listener=%s upstream=%s len=%zu short=%s",
 				rl->l->params.name, server->name, len,
 				m == RPC_MATCH_SHORT ? "true" : "false");
-		upstream_server_failed(&rl->l->pool, cn->server, -EPROTO);
+		upstream_server_failed(&rl->l->pool, cn->server);
 		conn_fail(cn, "unmatched_reply", -EPROTO);
 		return false;
 	}

@@ -67,17 +67,14 @@ void upstream_pool_refresh(upstream_pool *pool)
 
 /* --- passive health ------------------------------------------------------ */
 
-/* `eject_count_at_start`: the server's COUNTER_EJECTIONS when this connect began. */
-static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
-				  uint64_t eject_count_at_start)
+/* One failure toward ejecting the server (passive health);
+ * `eject_count_at_start`: its COUNTER_EJECTIONS when the attempt began. */
+static void server_failure(upstream_pool *pool, uint32_t index,
+			   uint64_t eject_count_at_start, const char *why)
 {
 	upstream_server *server = &pool->servers[index];
 	uint32_t threshold = pool->params.fail_threshold;
 
-	server->counters[COUNTER_CONNECT_FAILURES]++;
-	log_ratelimited(&pool->connect_error_log, LOG_LEVEL_WARN, "upstream connect failed",
-			"listener=%s upstream=%s error=%s", pool->listener_name,
-			server->name, strerror(-err));
 	/* Connects that were in flight when it went out fail too: they are the
 	 * same outage, not a reason to eject it again and double the time out.
 	 * Whether the server went out since the connect began is what tells
@@ -96,9 +93,22 @@ static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
 	server->consecutive_failures = 0;
 	server->out_until = sched_now() + out_for;
 	log_line(LOG_LEVEL_WARN, "upstream out",
-		 "listener=%s upstream=%s reason=connect_failures for_ms=%lld ejections=%u",
-		 pool->listener_name, server->name, (long long)(out_for / 1000000),
+		 "listener=%s upstream=%s reason=%s for_ms=%lld ejections=%u",
+		 pool->listener_name, server->name, why, (long long)(out_for / 1000000),
 		 server->ejections);
+}
+
+/* `eject_count_at_start`: the server's COUNTER_EJECTIONS when this connect began. */
+static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
+				  uint64_t eject_count_at_start)
+{
+	upstream_server *server = &pool->servers[index];
+
+	server->counters[COUNTER_CONNECT_FAILURES]++;
+	log_ratelimited(&pool->connect_error_log, LOG_LEVEL_WARN, "upstream connect failed",
+			"listener=%s upstream=%s error=%s", pool->listener_name,
+			server->name, strerror(-err));
+	server_failure(pool, index, eject_count_at_start, "connect_failures");
 }
 
 static void server_connect_succeeded(upstream_pool *pool, uint32_t index)
@@ -182,10 +192,10 @@ int upstream_connect_to(upstream_pool *pool, uint32_t index,
 	return rc;
 }
 
-void upstream_server_failed(upstream_pool *pool, uint32_t index, int err)
+void upstream_server_failed(upstream_pool *pool, uint32_t index)
 {
-	server_connect_failed(pool, index, err,
-			      pool->servers[index].counters[COUNTER_EJECTIONS]);
+	server_failure(pool, index, pool->servers[index].counters[COUNTER_EJECTIONS],
+		       "protocol_errors");
 }
 
 void upstream_release(upstream_pool *pool, int index)

@@ -116,8 +116,9 @@ int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 int upstream_connect_to(upstream_pool *pool, uint32_t index,
 			poll_desc **out);
 /* Server `index` broke the protocol on a connection that was up (rpc mode:
- * a reply that matches no request): counts as a failed connect would. */
-void upstream_server_failed(upstream_pool *pool, uint32_t index, int err);
+ * a reply that matches no request): one failure toward fail_threshold, as
+ * a failed connect is (the caller logs and counts it as what it was). */
+void upstream_server_failed(upstream_pool *pool, uint32_t index);
 /* Tell the balancer which servers are usable, as of now. */
 void upstream_pool_refresh(upstream_pool *pool);
 /* A connection made by upstream_connect to server `index` has closed. */

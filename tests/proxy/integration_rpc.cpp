@@ -82,21 +82,15 @@ bool wait_established(const std::vector<uint16_t> &ports, size_t want,
 	return false;
 }
 
-std::string servers_args(const std::vector<std::string> &addrs,
-			 std::vector<std::string> &args)
-{
-	for (auto &a : addrs) {
-		args.push_back("--server");
-		args.push_back(a);
-	}
-	return "";
-}
-
+// frameproxy's arguments for an rpc listener over `servers`, then `extra`.
 std::vector<std::string> rpc_args(const std::vector<std::string> &servers,
 				  std::vector<std::string> extra = {})
 {
 	std::vector<std::string> args = {"--mode", "rpc"};
-	servers_args(servers, args);
+	for (auto &a : servers) {
+		args.push_back("--server");
+		args.push_back(a);
+	}
 	args.insert(args.end(), extra.begin(), extra.end());
 	return args;
 }
@@ -616,4 +610,102 @@ TEST_CASE("rpc: rpc keys are refused in stream mode and checked in rpc mode",
 	REQUIRE(run_to_exit(p, T5) == 1);
 	CHECK(p.err().find(path + ":4: key 'retry': only for mode = rpc") !=
 	      std::string::npos);
+}
+
+TEST_CASE("rpc: a reply that matches no request closes its connection, which "
+	  "is opened again", "[rpc]")
+{
+	// Sends a frame nobody asked for on every connection it accepts.
+	TestUpstream up(TestUpstream::Mode::SendThenShutWr, {"unsolicited"});
+	Proxy proxy(rpc_args({up.addr()}, {"--pool-size", "1", "--admin", "127.0.0.1:0"}));
+	REQUIRE(proxy.wait_ready());
+	uint16_t admin = admin_port(proxy);
+	LogRecord r;
+	REQUIRE(proxy.wait_record([](const LogRecord &l) {
+		return l.is("msg", "rpc reply matches no request");
+	}, T5, &r));
+	CHECK(r.get("upstream") == up.addr());
+	CHECK(r.num("len") == 4 + std::string("unsolicited").size());
+	REQUIRE(proxy.wait_record([](const LogRecord &l) {
+		return l.is("msg", "rpc upstream connection lost") &&
+		       l.is("why", "unmatched_reply");
+	}, T5));
+	CHECK(up.wait_accepted(2, T5)); // reconnected after the backoff
+	CHECK(metric(admin, "frameproxy_rpc_unmatched_replies_total") >= 1);
+}
+
+TEST_CASE("rpc: idle_timeout closes a quiet client, never one that waits "
+	  "for a reply", "[rpc]")
+{
+	TestUpstream hold(TestUpstream::Mode::Hold);
+	Echo echo;
+	SECTION("quiet") {
+		Proxy proxy(rpc_args({echo.addr()}, {"--idle-timeout", "300ms"}));
+		REQUIRE(proxy.wait_ready());
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		std::string local = c.local_addr();
+		REQUIRE(c.roundtrip("one"));
+		auto t0 = Clock::now();
+		CHECK(c.wait_closed(T5) == Io::Eof);
+		CHECK(ms_since(t0) >= 250);
+		LogRecord r;
+		REQUIRE(proxy.wait_access(local, T5, &r));
+		CHECK(r.get("reason") == "idle_timeout");
+		CHECK(r.num("replied") == 1);
+	}
+	SECTION("waiting") {
+		Proxy proxy(rpc_args({hold.addr()}, {"--idle-timeout", "200ms",
+						     "--request-timeout", "0"}));
+		REQUIRE(proxy.wait_ready());
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		REQUIRE(c.send_frame("no reply will come") == Io::Ok);
+		CHECK(c.wait_closed(milliseconds(1000)) == Io::Timeout);
+	}
+}
+
+TEST_CASE("rpc: hash_key sends every request with the same key to the same "
+	  "server", "[rpc]")
+{
+	std::vector<std::unique_ptr<TestUpstream>> ups;
+	for (int i = 0; i < 3; i++)
+		ups.emplace_back(new TestUpstream(TestUpstream::Mode::EchoFrames));
+	Proxy proxy(rpc_args({ups[0]->addr(), ups[1]->addr(), ups[2]->addr()},
+			     {"--balance", "hash", "--hash-key", "2:6", "--pool-size", "1"}));
+	REQUIRE(proxy.wait_ready());
+	for (auto &u : ups)
+		REQUIRE(u->wait_accepted(1, T5));
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	const int keys = 40, rounds = 5;
+	for (int r = 0; r < rounds; r++)
+		for (int k = 0; k < keys; k++) {
+			char key[7];
+			snprintf(key, sizeof(key), "k%05d", k);
+			// Bytes before and after the key differ every time.
+			std::string p = std::to_string(r % 10) + std::to_string(k % 10) +
+					key + random_bytes(10, (uint32_t)(r * keys + k));
+			REQUIRE(c.roundtrip(p));
+		}
+	std::map<std::string, std::set<size_t>> servers_of;
+	size_t total = 0;
+	for (size_t i = 0; i < ups.size(); i++)
+		for (auto &conn : ups[i]->conns())
+			for (size_t at = 0; at + 4 <= conn.data.size();) {
+				uint32_t len = (uint8_t)conn.data[at] << 24 | (uint8_t)conn.data[at + 1] << 16 |
+					       (uint8_t)conn.data[at + 2] << 8 | (uint8_t)conn.data[at + 3];
+				servers_of[conn.data.substr(at + 4 + 2, 6)].insert(i);
+				at += 4 + len;
+				total++;
+			}
+	CHECK(total == (size_t)(keys * rounds));
+	CHECK(servers_of.size() == (size_t)keys);
+	std::set<size_t> used;
+	for (auto &kv : servers_of) {
+		INFO("key " << kv.first);
+		CHECK(kv.second.size() == 1);
+		used.insert(*kv.second.begin());
+	}
+	CHECK(used.size() == 3);
 }
