@@ -1,5 +1,8 @@
 // poll/ tests. The same binary runs once per backend: POLL_TEST_BACKEND=
-// epoll|uring (tests/poll/meson.build registers both). Coroutines never
+// epoll|uring (tests/poll/meson.build registers both), and io_uring also
+// with write batching (POLL_TEST_URING_BATCH=1) and with completion I/O
+// (POLL_TEST_URING_IO=completion; every test then also audits the buffer
+// ring at its end). Coroutines never
 // REQUIRE (an exception must not unwind across a coroutine switch): they
 // record what they saw and the test body asserts after sched_run().
 #include <catch2/catch.hpp>
@@ -44,6 +47,12 @@ poll_kind test_kind()
 
 const int64_t MS = 1000000;
 
+bool test_completion()
+{
+	const char *env = getenv("POLL_TEST_URING_IO");
+	return env && strcmp(env, "completion") == 0;
+}
+
 // Setup failures inside coroutines are counted here (no REQUIRE there).
 int g_setup_failures;
 #define SETUP(expr)                                  \
@@ -68,11 +77,25 @@ struct Loop {
 			REQUIRE(poll_set_uring_write_batching(true) == 0);
 		else if (test_kind() == POLL_EPOLL)
 			REQUIRE(poll_set_uring_write_batching(true) == -ENOTSUP);
+		if (test_completion()) {
+			poll_uring_io_config cfg = {};
+			cfg.mode = POLL_URING_IO_COMPLETION;
+			rc = poll_set_uring_io(&cfg, why, sizeof(why));
+			INFO("poll_set_uring_io: " << rc << " " << why);
+			REQUIRE(rc == 0);
+			REQUIRE(poll_uring_io_mode() == POLL_URING_IO_COMPLETION);
+		}
 		g_setup_failures = 0;
 	}
 	~Loop()
 	{
 		CHECK(g_setup_failures == 0);
+		if (test_completion()) {
+			// No buffer handed out twice or lost, whatever the test did.
+			uint32_t in_ring = 0, queued = 0;
+			CHECK(poll_uring_audit_buffers(&in_ring, &queued) == 0);
+			CHECK(in_ring + queued == 2048);
+		}
 		poll_close();
 		sched_shutdown();
 	}
