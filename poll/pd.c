@@ -351,6 +351,7 @@ int pd_open_nonblock(int fd, poll_desc **out)
 	pd->not_socket = false;
 	pd->rd_drained = false;
 	pd->rd_hup = false;
+	pd->rd_queued = false;
 	pd->streak = 0;
 	int rc = poll_g_backend->add(pd);
 	if (rc < 0) {

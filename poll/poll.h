@@ -76,6 +76,9 @@
  *   completion queues its buffers on the pollDesc and raises read
  *   readiness, and reads copy out of that queue, giving a buffer back to
  *   the ring as soon as it is empty. An idle socket's recv holds no buffer.
+ *   The ring holds only part of the buffers (64 at first, the rest spares
+ *   reused LIFO), doubled whenever a recv finds it empty, so a light load
+ *   keeps reusing a few hot buffers instead of touching all of them.
  *   A queue of 64 KiB cancels the recv (the rest stays in the socket: TCP
  *   backpressure), re-armed once the reader has emptied it. A recv that
  *   ends with -ENOBUFS (ring empty) waits, oldest first, for a buffer to
@@ -199,7 +202,7 @@ bool poll_uring_bundles(void);
  * pd's queue. 0 when each buffer is in exactly one place and the counts
  * agree (`in_ring` + `queued` = all of them, `queued` = bufs_in_use), -EIO
  * when a buffer was handed out twice or lost, -ENOTSUP without completion
- * I/O.
+ * I/O. `in_ring` counts the free buffers: in the ring or its spares.
  */
 int poll_uring_audit_buffers(uint32_t *in_ring, uint32_t *queued);
 

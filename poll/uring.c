@@ -61,6 +61,11 @@ static uint64_t submit_epoch;
  * stays a zombie until its last CQE, so the index alone names it. */
 #define UR_TOKEN_RECV (1ull << 61)
 #define UR_TOKEN_RECV_CANCEL (1ull << 60)
+/* With POLL_TOKEN_INTERNAL: a request whose result does not matter. */
+#define UR_TOKEN_IGNORE (1ull << 59)
+/* The poll of a pd that reads through its recv: no POLLIN (see
+ * narrow_poll). */
+#define POLL_MASK_RECV (POLLOUT | POLLRDHUP)
 
 /* Newer than liburing 2.3's headers; the kernel is probed at run time. */
 #ifndef IORING_RECVSEND_BUNDLE
@@ -79,6 +84,12 @@ static uint64_t submit_epoch;
  * the queue is empty. */
 #define UR_QUEUE_CAP (64 * 1024)
 #define UR_NONE 0u /* list links are index + 1 */
+/* Buffers the ring starts with; the rest wait on a LIFO spare stack. The
+ * kernel takes ring entries in order, so a ring holding every buffer would
+ * cycle through (and make resident) all of them even under a light load;
+ * a short ring reuses the same few hot ones. Doubled, from the spares,
+ * each time a recv finds it empty. */
+#define UR_RING_START 64
 
 /* A send in flight: lives on the parked writer's stack. */
 typedef struct uring_op {
@@ -96,6 +107,7 @@ typedef struct ur_slot {
 	bool armed;              /* a multishot poll for `armed_gen` is in flight */
 	/* Completion I/O only. */
 	bool recv_on;            /* reads go through the ring (first read seen) */
+	bool narrowed;           /* the poll's mask is POLL_MASK_RECV */
 	bool recv_armed;         /* a multishot recv is in flight */
 	bool recv_cancel;        /* ... and a cancel of it was queued */
 	bool recv_eof;           /* its last CQE said EOF */
@@ -118,6 +130,7 @@ static unsigned ring_features;
 typedef enum ur_buf_where {
 	UR_BUF_RING = 0,   /* in the ring, the kernel may pick it */
 	UR_BUF_OUT,        /* handed out by a CQE, queued on a slot */
+	UR_BUF_SPARE,      /* on the spare stack, not in the ring */
 } ur_buf_where;
 
 typedef struct ur_bufs {
@@ -129,6 +142,9 @@ typedef struct ur_bufs {
 	uint32_t count;           /* ring entries = buffers, a power of two */
 	uint32_t size;
 	uint32_t in_ring;
+	uint32_t target;          /* buffers the ring is topped up to */
+	uint32_t spare_n;
+	uint16_t *spare;          /* LIFO of UR_BUF_SPARE bids */
 	uint32_t violations;      /* a CQE named a buffer that was not in the ring */
 	uint16_t *pos_bid;        /* ring position & mask -> bid placed there */
 	uint16_t *bid_pos;        /* bid -> ring position it was placed at */
@@ -232,6 +248,7 @@ static void bufs_free(void)
 	free(bufs.bid_next);
 	free(bufs.bid_len);
 	free(bufs.bid_where);
+	free(bufs.spare);
 	memset(&bufs, 0, sizeof(bufs));
 }
 
@@ -278,8 +295,9 @@ static int bufs_alloc(uint32_t count, uint32_t size)
 	bufs.bid_next = calloc(count, sizeof(*bufs.bid_next));
 	bufs.bid_len = calloc(count, sizeof(*bufs.bid_len));
 	bufs.bid_where = calloc(count, sizeof(*bufs.bid_where));
+	bufs.spare = calloc(count, sizeof(*bufs.spare));
 	if (!bufs.mem || !bufs.pos_bid || !bufs.bid_pos || !bufs.bid_next ||
-	    !bufs.bid_len || !bufs.bid_where)
+	    !bufs.bid_len || !bufs.bid_where || !bufs.spare)
 		return -ENOMEM;
 	return 0;
 }
@@ -298,6 +316,19 @@ static void buf_to_ring(uint16_t bid)
 	io_uring_buf_ring_advance(bufs.br, 1);
 }
 
+static void buf_to_spare(uint16_t bid)
+{
+	bufs.bid_where[bid] = UR_BUF_SPARE;
+	bufs.spare[bufs.spare_n++] = bid;
+}
+
+/* Top the ring up to its target from the spares, hottest first. */
+static void ring_refill(void)
+{
+	while (bufs.in_ring < bufs.target && bufs.spare_n)
+		buf_to_ring(bufs.spare[--bufs.spare_n]);
+}
+
 static int bufs_register(void)
 {
 	struct io_uring_buf_reg reg;
@@ -310,8 +341,10 @@ static int bufs_register(void)
 	if (rc < 0)
 		return rc;
 	io_uring_buf_ring_init(bufs.br);
-	for (uint32_t i = 0; i < bufs.count; i++)
-		buf_to_ring((uint16_t)i);
+	bufs.target = bufs.count < UR_RING_START ? bufs.count : UR_RING_START;
+	for (uint32_t i = bufs.count; i-- > 0;)
+		buf_to_spare((uint16_t)i);
+	ring_refill();
 	return 0;
 }
 
@@ -531,9 +564,10 @@ static int arm(poll_desc *pd)
 	struct io_uring_sqe *sqe = sqe_get();
 	if (!sqe)
 		return -EBUSY;
-	io_uring_prep_poll_multishot(sqe, pd->fd, POLL_MASK);
-	io_uring_sqe_set_data64(sqe, pd_token(pd));
 	ur_slot *s = slot_of(pd);
+	io_uring_prep_poll_multishot(sqe, pd->fd,
+				     s->narrowed ? POLL_MASK_RECV : POLL_MASK);
+	io_uring_sqe_set_data64(sqe, pd_token(pd));
 	s->armed = true;
 	s->armed_gen = pd->gen & POLL_GEN_MASK;
 	return 0;
@@ -623,12 +657,37 @@ static void wait_append(uint32_t index)
 
 static void recv_arm(poll_desc *pd);
 
+/* A pd whose data comes through its recv needs no POLLIN wake-ups: each
+ * would be one more CQE per arrival, dropped in handle_cqe. Narrow its
+ * poll in place (an update, no new request); `wide` undoes it for a
+ * non-socket. Should the update fail the poll keeps its mask and
+ * handle_cqe still drops what the recv carries. */
+static void narrow_poll(poll_desc *pd, bool wide)
+{
+	ur_slot *s = slot_of(pd);
+	if (s->narrowed == !wide || !s->armed)
+		return;
+	struct io_uring_sqe *sqe = sqe_get();
+	if (!sqe)
+		return;
+	uint64_t token = ((uint64_t)s->armed_gen << 32) | pd->index;
+	io_uring_prep_poll_update(sqe, token, token,
+				  wide ? POLL_MASK : POLL_MASK_RECV,
+				  IORING_POLL_UPDATE_EVENTS |
+				  IORING_POLL_ADD_MULTI);
+	io_uring_sqe_set_data64(sqe, POLL_TOKEN_INTERNAL | UR_TOKEN_IGNORE);
+	s->narrowed = !wide;
+}
+
 /* A buffer is back: the oldest slot waiting for one may receive again.
  * One waiter per returned buffer, so a ring that stays short never
  * re-arms more recvs than it could feed (no -ENOBUFS loop). */
 static void buf_give_back(uint16_t bid)
 {
-	buf_to_ring(bid);
+	if (bufs.in_ring < bufs.target)
+		buf_to_ring(bid);
+	else
+		buf_to_spare(bid);
 	poll_g_stats.bufs_in_use--;
 	if (!bufs.wait_head)
 		return;
@@ -687,6 +746,7 @@ static void recv_arm(poll_desc *pd)
 	if (!s->recv_on || s->recv_armed || s->recv_eof || s->recv_err ||
 	    s->nobuf_wait || s->q_count || pd->not_socket || !slot_live(pd))
 		return;
+	ring_refill();
 	if (bufs.in_ring == 0) {
 		wait_append(pd->index);
 		return;
@@ -700,6 +760,13 @@ static void recv_arm(poll_desc *pd)
 	s->send_epoch = submit_epoch + 1; /* names the fd: see ur_del */
 	s->recv_armed = true;
 	s->recv_cancel = false;
+	narrow_poll(pd, false);
+}
+
+/* What pd_ready_now reports beside the socket's own state. */
+static void note_queued(poll_desc *pd, const ur_slot *s)
+{
+	pd->rd_queued = s->q_count || s->recv_eof || s->recv_err;
 }
 
 /* The recv op: copy out of the queue; -EAGAIN (and arm) when it is empty. */
@@ -737,6 +804,7 @@ static ssize_t ur_recv(poll_desc *pd, void *buf, size_t len)
 		}
 	}
 	recv_arm(pd);
+	note_queued(pd, s);
 	if (done > 0 || len == 0)
 		return (ssize_t)done;
 	if (s->recv_err)
@@ -793,6 +861,8 @@ static int recv_done(uint32_t index, int res, unsigned cflags)
 		if (live && s->q_bytes >= UR_QUEUE_CAP)
 			recv_cancel(pd);
 	}
+	if (live)
+		note_queued(pd, s);
 	if (cflags & IORING_CQE_F_MORE)
 		return ev ? pd_deliver(pd_token(pd), ev) : 0;
 
@@ -807,12 +877,22 @@ static int recv_done(uint32_t index, int res, unsigned cflags)
 		return 0;
 	if (res == -ENOBUFS) {
 		poll_g_stats.recv_nobufs++;
-		wait_append(index);
+		/* The ring was too short for this round: grow it from the
+		 * spares and go on; only with none left wait for a buffer. */
+		if (bufs.spare_n) {
+			if (bufs.target < bufs.count)
+				bufs.target *= 2;
+			ring_refill();
+			recv_arm(pd);
+		} else {
+			wait_append(index);
+		}
 	} else if (res == 0) {
 		s->recv_eof = true;
 		ev |= EV_READ | EV_HUP;
 	} else if (res == -ENOTSOCK) {
 		pd->not_socket = true; /* read(2) from now on */
+		narrow_poll(pd, true);
 		ev |= EV_READ;
 	} else if (res < 0 && res != -ECANCELED) {
 		s->recv_err = -res;
@@ -822,6 +902,7 @@ static int recv_done(uint32_t index, int res, unsigned cflags)
 		 * once the reader has room. */
 		recv_arm(pd);
 	}
+	note_queued(pd, s);
 	return ev ? pd_deliver(pd_token(pd), ev) : 0;
 }
 
@@ -875,6 +956,11 @@ int poll_uring_audit_buffers(uint32_t *in_ring, uint32_t *queued)
 		}
 		bad |= slots[i].q_count &&
 		       bytes - slots[i].q_off != slots[i].q_bytes;
+	}
+	for (uint32_t i = 0; i < bufs.spare_n; i++) {
+		uint16_t b = bufs.spare[i];
+		bad |= seen[b]++ || bufs.bid_where[b] != UR_BUF_SPARE;
+		ring_n++;
 	}
 	free(seen);
 	bad |= ring_n + queue_n != bufs.count ||
@@ -973,6 +1059,8 @@ static int handle_cqe(uint64_t data, int res, unsigned cflags)
 			recv_cancel_done((uint32_t)data, res);
 			return 0;
 		}
+		if (data & UR_TOKEN_IGNORE)
+			return 0;
 		if (!(data & POLL_TOKEN_OP)) {
 			remove_done(data & ~POLL_TOKEN_INTERNAL, res);
 			return 0;
@@ -1078,6 +1166,8 @@ static void poll_wait(bool pending, int64_t delay_ns)
 
 static int ur_poll(int64_t delay_ns)
 {
+	if (bufs.on)
+		ring_refill();
 	bool pending = io_uring_sq_ready(&ring) > 0;
 
 	if (delay_ns == 0 || io_uring_cq_ready(&ring) > 0)
