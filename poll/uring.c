@@ -61,11 +61,6 @@ static uint64_t submit_epoch;
  * stays a zombie until its last CQE, so the index alone names it. */
 #define UR_TOKEN_RECV (1ull << 61)
 #define UR_TOKEN_RECV_CANCEL (1ull << 60)
-/* With POLL_TOKEN_INTERNAL: a request whose result does not matter. */
-#define UR_TOKEN_IGNORE (1ull << 59)
-/* The poll of a pd that reads through its recv: no POLLIN (see
- * narrow_poll). */
-#define POLL_MASK_RECV (POLLOUT | POLLRDHUP)
 
 /* Newer than liburing 2.3's headers; the kernel is probed at run time. */
 #ifndef IORING_RECVSEND_BUNDLE
@@ -107,7 +102,6 @@ typedef struct ur_slot {
 	bool armed;              /* a multishot poll for `armed_gen` is in flight */
 	/* Completion I/O only. */
 	bool recv_on;            /* reads go through the ring (first read seen) */
-	bool narrowed;           /* the poll's mask is POLL_MASK_RECV */
 	bool recv_armed;         /* a multishot recv is in flight */
 	bool recv_cancel;        /* ... and a cancel of it was queued */
 	bool recv_eof;           /* its last CQE said EOF */
@@ -564,10 +558,9 @@ static int arm(poll_desc *pd)
 	struct io_uring_sqe *sqe = sqe_get();
 	if (!sqe)
 		return -EBUSY;
-	ur_slot *s = slot_of(pd);
-	io_uring_prep_poll_multishot(sqe, pd->fd,
-				     s->narrowed ? POLL_MASK_RECV : POLL_MASK);
+	io_uring_prep_poll_multishot(sqe, pd->fd, POLL_MASK);
 	io_uring_sqe_set_data64(sqe, pd_token(pd));
+	ur_slot *s = slot_of(pd);
 	s->armed = true;
 	s->armed_gen = pd->gen & POLL_GEN_MASK;
 	return 0;
@@ -657,28 +650,6 @@ static void wait_append(uint32_t index)
 
 static void recv_arm(poll_desc *pd);
 
-/* A pd whose data comes through its recv needs no POLLIN wake-ups: each
- * would be one more CQE per arrival, dropped in handle_cqe. Narrow its
- * poll in place (an update, no new request); `wide` undoes it for a
- * non-socket. Should the update fail the poll keeps its mask and
- * handle_cqe still drops what the recv carries. */
-static void narrow_poll(poll_desc *pd, bool wide)
-{
-	ur_slot *s = slot_of(pd);
-	if (s->narrowed == !wide || !s->armed)
-		return;
-	struct io_uring_sqe *sqe = sqe_get();
-	if (!sqe)
-		return;
-	uint64_t token = ((uint64_t)s->armed_gen << 32) | pd->index;
-	io_uring_prep_poll_update(sqe, token, token,
-				  wide ? POLL_MASK : POLL_MASK_RECV,
-				  IORING_POLL_UPDATE_EVENTS |
-				  IORING_POLL_ADD_MULTI);
-	io_uring_sqe_set_data64(sqe, POLL_TOKEN_INTERNAL | UR_TOKEN_IGNORE);
-	s->narrowed = !wide;
-}
-
 /* A buffer is back: the oldest slot waiting for one may receive again.
  * One waiter per returned buffer, so a ring that stays short never
  * re-arms more recvs than it could feed (no -ENOBUFS loop). */
@@ -760,7 +731,6 @@ static void recv_arm(poll_desc *pd)
 	s->send_epoch = submit_epoch + 1; /* names the fd: see ur_del */
 	s->recv_armed = true;
 	s->recv_cancel = false;
-	narrow_poll(pd, false);
 }
 
 /* What pd_ready_now reports beside the socket's own state. */
@@ -892,7 +862,6 @@ static int recv_done(uint32_t index, int res, unsigned cflags)
 		ev |= EV_READ | EV_HUP;
 	} else if (res == -ENOTSOCK) {
 		pd->not_socket = true; /* read(2) from now on */
-		narrow_poll(pd, true);
 		ev |= EV_READ;
 	} else if (res < 0 && res != -ECANCELED) {
 		s->recv_err = -res;
@@ -1059,8 +1028,6 @@ static int handle_cqe(uint64_t data, int res, unsigned cflags)
 			recv_cancel_done((uint32_t)data, res);
 			return 0;
 		}
-		if (data & UR_TOKEN_IGNORE)
-			return 0;
 		if (!(data & POLL_TOKEN_OP)) {
 			remove_done(data & ~POLL_TOKEN_INTERNAL, res);
 			return 0;
