@@ -57,6 +57,7 @@ struct poll_desc {
 	bool not_socket;         /* sendmsg(2) said ENOTSOCK: use writev(2) */
 	bool rd_drained;         /* last read was short: the socket was empty */
 	bool rd_hup;             /* EV_HUP seen: reads never skip to a park */
+	bool rd_queued;          /* the backend holds input for it (completion I/O) */
 	uint32_t streak;         /* ops completed without parking (fairness) */
 	pd_dir_state rd, wr;
 	poll_desc *next_free;

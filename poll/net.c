@@ -426,7 +426,9 @@ int pd_ready_now(poll_desc *pd)
 	poll_g_stats.syscalls++;
 	if (poll(&p, 1, 0) < 0)
 		return -errno;
-	if (p.revents & (POLLIN | POLLHUP | POLLERR))
+	/* With completion I/O the socket may be empty because its data
+	 * already waits in the backend's queue. */
+	if ((p.revents & (POLLIN | POLLHUP | POLLERR)) || pd->rd_queued)
 		mask |= PD_READ;
 	if (p.revents & (POLLOUT | POLLHUP | POLLERR))
 		mask |= PD_WRITE;

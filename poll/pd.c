@@ -51,6 +51,31 @@ int poll_kind_parse(const char *name, poll_kind *out)
 	return -EINVAL;
 }
 
+int poll_uring_io_parse(const char *name, poll_uring_io *out)
+{
+	static const char *const names[] = {"poll", "completion", "auto"};
+
+	if (!name || !out)
+		return -EINVAL;
+	for (int i = 0; i < 3; i++) {
+		if (strcmp(name, names[i]) == 0) {
+			*out = (poll_uring_io)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const char *poll_uring_io_name(poll_uring_io mode)
+{
+	switch (mode) {
+	case POLL_URING_IO_POLL: return "poll";
+	case POLL_URING_IO_COMPLETION: return "completion";
+	case POLL_URING_IO_AUTO: return "auto";
+	}
+	return "?";
+}
+
 const char *poll_kind_name(poll_kind kind)
 {
 	switch (kind) {
@@ -326,6 +351,7 @@ int pd_open_nonblock(int fd, poll_desc **out)
 	pd->not_socket = false;
 	pd->rd_drained = false;
 	pd->rd_hup = false;
+	pd->rd_queued = false;
 	pd->streak = 0;
 	int rc = poll_g_backend->add(pd);
 	if (rc < 0) {

@@ -69,6 +69,25 @@
  *   With write batching on (poll_set_uring_write_batching), writes go out
  *   as SENDMSG SQEs of that same enter.
  *
+ * io_uring completion I/O. Chosen once, before the first pd_open
+ *   (poll_set_uring_io). Reads no longer make a read(2): a socket's first
+ *   read arms one multishot RECV that takes buffers from the shard's
+ *   provided-buffer ring (receive bundles where the kernel has them); each
+ *   completion queues its buffers on the pollDesc and raises read
+ *   readiness, and reads copy out of that queue, giving a buffer back to
+ *   the ring as soon as it is empty. An idle socket's recv holds no buffer.
+ *   The ring holds only part of the buffers (64 at first, the rest spares
+ *   reused LIFO), doubled whenever a recv finds it empty, so a light load
+ *   keeps reusing a few hot buffers instead of touching all of them.
+ *   A queue of 64 KiB cancels the recv (the rest stays in the socket: TCP
+ *   backpressure), re-armed once the reader has emptied it. A recv that
+ *   ends with -ENOBUFS (ring empty) waits, oldest first, for a buffer to
+ *   come back, one waiter per buffer (no retry loop). EOF and errors are
+ *   kept and returned once the queue is empty. Writes go through the ring
+ *   as with write batching. The poll registration stays for write
+ *   readiness, accept, connect and hang-ups; close cancels the recv too and
+ *   the slot stays a zombie until both requests have ended.
+ *
  * Errors. All functions return a count or 0 on success and a negative
  * errno on error.
  */
@@ -114,6 +133,10 @@ typedef struct poll_stats {
 	/* The part of `syscalls` the backend spent polling/submitting
 	 * (epoll_wait, io_uring_enter), as opposed to the fd operations. */
 	uint64_t poll_syscalls;
+	uint64_t enters;         /* io_uring_enter calls (0 for epoll) */
+	uint64_t completions;    /* io_uring CQEs handled (0 for epoll) */
+	uint64_t recv_nobufs;    /* completion I/O: recvs ended by an empty ring */
+	uint64_t bufs_in_use;    /* completion I/O: ring buffers queued on pds (gauge) */
 } poll_stats;
 
 /* Parse "epoll" / "uring" / "auto". -EINVAL otherwise. */
@@ -142,6 +165,46 @@ void poll_get_stats(poll_stats *out);
  * 0, or -ENOTSUP when the backend is not io_uring.
  */
 int poll_set_uring_write_batching(bool on);
+
+/* io_uring's I/O mode ('io_uring completion I/O' above). */
+typedef enum poll_uring_io {
+	POLL_URING_IO_POLL = 0,        /* readiness, then read(2)/sendmsg(2) */
+	POLL_URING_IO_COMPLETION = 1,  /* multishot recv, sends in the ring */
+	POLL_URING_IO_AUTO = 2,        /* completion where it works, else poll */
+} poll_uring_io;
+
+typedef struct poll_uring_io_config {
+	poll_uring_io mode;
+	uint32_t buffers;       /* ring entries, a power of two <= 32768; 0: 2048 */
+	uint32_t buffer_size;   /* bytes each, 64..1 MiB; 0: 4096 */
+	bool no_bundles;        /* one buffer per recv even where bundles work */
+} poll_uring_io_config;
+
+/* "poll" / "completion" / "auto". -EINVAL otherwise. */
+int poll_uring_io_parse(const char *name, poll_uring_io *out);
+const char *poll_uring_io_name(poll_uring_io mode);
+/*
+ * Choose the io_uring I/O mode, after poll_open and before any pd_open.
+ * COMPLETION probes the kernel (buffer ring, multishot recv, bundles) and
+ * fails with -EOPNOTSUPP and one line in `why` naming what is missing;
+ * AUTO takes completion where it works, else poll, returns 0 and says in
+ * `why` which it took. -ENOTSUP when the backend is not io_uring, -EBUSY
+ * after a pd_open, -EINVAL for a bad configuration.
+ */
+int poll_set_uring_io(const poll_uring_io_config *cfg, char *why,
+		      size_t why_len);
+/* POLL_URING_IO_POLL or _COMPLETION: the mode in use. */
+poll_uring_io poll_uring_io_mode(void);
+/* Completion I/O receives bundles (the kernel has them, not turned off). */
+bool poll_uring_bundles(void);
+/*
+ * Completion I/O bookkeeping, for tests: walks the buffer ring and every
+ * pd's queue. 0 when each buffer is in exactly one place and the counts
+ * agree (`in_ring` + `queued` = all of them, `queued` = bufs_in_use), -EIO
+ * when a buffer was handed out twice or lost, -ENOTSUP without completion
+ * I/O. `in_ring` counts the free buffers: in the ring or its spares.
+ */
+int poll_uring_audit_buffers(uint32_t *in_ring, uint32_t *queued);
 
 /* --- pollDescs ---------------------------------------------------------- */
 

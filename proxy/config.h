@@ -3,7 +3,8 @@
  * proxy/config_keys.c holds the table of keys (name, section, setter,
  * default, flag, help).
  *
- *   [frameproxy]            log_level poller uring_write_batching shards pin
+ *   [frameproxy]            log_level poller uring_write_batching uring_io
+ *                           shards pin
  *                           steer user admin drain_timeout
  *   [listener NAME]         listen, limits, timeouts, allow/deny, balance,
  *                           health, and repeated `server = ADDR [weight=N]`
@@ -58,6 +59,13 @@ typedef enum config_poller {
 	CONFIG_POLLER_MIXED, /* even shards epoll, odd shards io_uring: both
 			      * pollers side by side on the same traffic */
 } config_poller;
+
+/* io_uring's I/O mode (poll/poll.h's poll_uring_io). */
+typedef enum config_uring_io {
+	CONFIG_URING_IO_POLL = 0,
+	CONFIG_URING_IO_COMPLETION,
+	CONFIG_URING_IO_AUTO,
+} config_uring_io;
 
 /* How the kernel spreads new connections over the shards' SO_REUSEPORT
  * sockets. */
@@ -137,6 +145,7 @@ typedef struct config {
 	log_severity log_level;
 	config_poller poller;
 	bool uring_write_batching; /* io_uring: sends go in with the round's enter */
+	config_uring_io uring_io;  /* io_uring: readiness or completion I/O */
 	unsigned shards; /* 0 = auto: one per online CPU */
 	bool pin;        /* shard i runs pinned on CPU i (wrapping) */
 	config_steer steer;

@@ -224,6 +224,24 @@ static int set_uring_write_batching(void *t, const config_key *k,
 	return 0;
 }
 
+static int set_uring_io(void *t, const config_key *k, const char *v,
+			const config_origin *o, char *why)
+{
+	config *c = t;
+
+	(void)k, (void)o;
+	if (strcmp(v, "poll") == 0)
+		c->uring_io = CONFIG_URING_IO_POLL;
+	else if (strcmp(v, "completion") == 0)
+		c->uring_io = CONFIG_URING_IO_COMPLETION;
+	else if (strcmp(v, "auto") == 0)
+		c->uring_io = CONFIG_URING_IO_AUTO;
+	else
+		return setter_fail(why, "invalid uring_io '%s' (expected poll, "
+				   "completion or auto)", v);
+	return 0;
+}
+
 static int set_shards(void *t, const config_key *k, const char *v,
 		      const config_origin *o, char *why)
 {
@@ -566,6 +584,9 @@ const config_key config_keys[] = {
 	  .set = set_uring_write_batching, .def = "off",
 	  .flag = "--uring-write-batching", .arg = "on|off",
 	  .help = "io_uring: sends go in one enter" },
+	{ .name = "uring_io", .scope = G, .set = set_uring_io, .def = "poll",
+	  .flag = "--uring-io", .arg = "poll|completion|auto",
+	  .help = "io_uring: completion-based I/O" },
 	{ .name = "shards", .scope = G, .set = set_shards, .def = "auto",
 	  .flag = "--shards", .arg = "N|auto",
 	  .help = "processes; auto: one per CPU" },

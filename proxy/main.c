@@ -302,8 +302,21 @@ static void app_settings(const proxy_app *app, shard_settings *s)
 	memcpy(&s->admin, &cfg->admin.ss, cfg->admin.len);
 }
 
+static poll_uring_io uring_io_from_config(config_uring_io mode)
+{
+	switch (mode) {
+	case CONFIG_URING_IO_COMPLETION:
+		return POLL_URING_IO_COMPLETION;
+	case CONFIG_URING_IO_AUTO:
+		return POLL_URING_IO_AUTO;
+	default:
+		return POLL_URING_IO_POLL;
+	}
+}
+
 /* `mixed` runs both pollers side by side on the same traffic: even shards
- * epoll, odd shards io_uring. */
+ * epoll, odd shards io_uring (in the uring_io mode; server_start applies
+ * it to io_uring shards only). */
 static poll_kind app_poller(void *ctx, uint32_t index)
 {
 	const proxy_app *app = ctx;
@@ -336,6 +349,7 @@ static int app_run_shard(void *ctx, const shard_context *shard)
 	server_settings settings = {
 		.poller = shard->poller,
 		.uring_write_batching = app->cfg.uring_write_batching,
+		.uring_io = uring_io_from_config(app->cfg.uring_io),
 		.drain_timeout_ns = app->cfg.drain_timeout,
 		.listeners = app->plan.listeners,
 		.listener_count = (uint32_t)app->plan.count,

@@ -254,6 +254,27 @@ static int listeners_open(server *srv)
 	return 0;
 }
 
+/* uring_io: completion that cannot work fails the start in one line; auto
+ * says which mode it took. An epoll shard (mixed, auto fallback) has none. */
+static int server_uring_io(const server_settings *settings)
+{
+	char why[256] = "";
+	poll_uring_io_config cfg = {.mode = settings->uring_io};
+
+	if (settings->uring_io == POLL_URING_IO_POLL || poll_backend() != POLL_URING)
+		return 0;
+	int rc = poll_set_uring_io(&cfg, why, sizeof(why));
+	if (rc < 0) {
+		log_line(LOG_LEVEL_ERROR, "cannot use io_uring completion I/O",
+			 "reason=%s", why[0] ? why : strerror(-rc));
+		return rc;
+	}
+	if (settings->uring_io == POLL_URING_IO_AUTO)
+		log_line(LOG_LEVEL_INFO, "uring_io auto", "choice=%s note=%s",
+			 poll_uring_io_name(poll_uring_io_mode()), why);
+	return 0;
+}
+
 static int server_start(server *srv)
 {
 	char why[256] = "";
@@ -270,14 +291,20 @@ static int server_start(server *srv)
 	}
 	if (why[0])
 		log_line(LOG_LEVEL_WARN, "poller fallback", "reason=%s", why);
+	if ((rc = server_uring_io(settings)) < 0)
+		return rc;
 	bool batching = settings->uring_write_batching &&
 			poll_set_uring_write_batching(true) == 0;
 	if (settings->uring_write_batching && !batching)
 		log_line(LOG_LEVEL_WARN, "uring_write_batching needs the io_uring backend: off",
 			 "backend=%s", poll_kind_name(poll_backend()));
-	log_line(LOG_LEVEL_INFO, "poller", "backend=%s write_batching=%s switch=%s",
-		 poll_kind_name(poll_backend()), batching ? "on" : "off",
-		 sched_switch_name());
+	log_line(LOG_LEVEL_INFO, "poller", "backend=%s io=%s bundles=%s "
+		 "write_batching=%s switch=%s",
+		 poll_kind_name(poll_backend()),
+		 poll_backend() == POLL_URING
+			 ? poll_uring_io_name(poll_uring_io_mode()) : "readiness",
+		 poll_uring_bundles() ? "on" : "off",
+		 batching ? "on" : "off", sched_switch_name());
 	srv->listeners = calloc(settings->listener_count, sizeof(*srv->listeners));
 	srv->relays = calloc(settings->listener_count, sizeof(*srv->relays));
 	if (!srv->listeners || !srv->relays)

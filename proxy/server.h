@@ -21,6 +21,7 @@
 typedef struct server_settings {
 	poll_kind poller;
 	bool uring_write_batching;    /* only with the io_uring backend */
+	poll_uring_io uring_io;       /* io_uring shards only (mixed: the odd ones) */
 	int64_t drain_timeout_ns;
 	const listener_params *listeners;
 	uint32_t listener_count;

@@ -46,7 +46,22 @@ extern "C" {
 	  .json = "poller_polls") \
 	X(RUNTIME_SUBMITS, 1, .name = "poller_submits_total", \
 	  .help = "io_uring submissions (0 with epoll).", \
-	  .json = "poller_submits")
+	  .json = "poller_submits") \
+	X(RUNTIME_ENTERS, 1, .name = "poller_enters_total", \
+	  .help = "io_uring_enter calls (0 with epoll).", \
+	  .json = "poller_enters") \
+	X(RUNTIME_COMPLETIONS, 1, .name = "poller_completions_total", \
+	  .help = "io_uring completions handled (0 with epoll).", \
+	  .json = "poller_completions") \
+	X(RUNTIME_RECV_NOBUFS, 1, .name = "poller_recv_nobufs_total", \
+	  .help = "io_uring completion I/O: receives stopped by an empty " \
+		  "buffer ring (ENOBUFS).", \
+	  .json = "poller_recv_nobufs") \
+	X(RUNTIME_BUFS_IN_USE, 1, .name = "poller_buffers_in_use", \
+	  .type = SHARD_GAUGE, \
+	  .help = "io_uring completion I/O: ring buffers holding received " \
+		  "data not yet read.", \
+	  .json = "poller_buffers_in_use")
 
 enum { RUNTIME_METRICS(SHARD_METRIC_ENUM) RUNTIME_VALUES };
 

@@ -131,6 +131,10 @@ void shard_slot_publish_runtime(shard_slot *slot)
 	shard_slot_store(&v[RUNTIME_SYSCALLS], ps.syscalls);
 	shard_slot_store(&v[RUNTIME_POLLS], ps.netpoll_calls);
 	shard_slot_store(&v[RUNTIME_SUBMITS], ps.submits);
+	shard_slot_store(&v[RUNTIME_ENTERS], ps.enters);
+	shard_slot_store(&v[RUNTIME_COMPLETIONS], ps.completions);
+	shard_slot_store(&v[RUNTIME_RECV_NOBUFS], ps.recv_nobufs);
+	shard_slot_store(&v[RUNTIME_BUFS_IN_USE], ps.bufs_in_use);
 	publish_poller_name(slot);
 
 	if (getrusage(RUSAGE_SELF, &ru) == 0) {

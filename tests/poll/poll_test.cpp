@@ -1,5 +1,8 @@
 // poll/ tests. The same binary runs once per backend: POLL_TEST_BACKEND=
-// epoll|uring (tests/poll/meson.build registers both). Coroutines never
+// epoll|uring (tests/poll/meson.build registers both), and io_uring also
+// with write batching (POLL_TEST_URING_BATCH=1) and with completion I/O
+// (POLL_TEST_URING_IO=completion; every test then also audits the buffer
+// ring at its end). Coroutines never
 // REQUIRE (an exception must not unwind across a coroutine switch): they
 // record what they saw and the test body asserts after sched_run().
 #include <catch2/catch.hpp>
@@ -44,6 +47,12 @@ poll_kind test_kind()
 
 const int64_t MS = 1000000;
 
+bool test_completion()
+{
+	const char *env = getenv("POLL_TEST_URING_IO");
+	return env && strcmp(env, "completion") == 0;
+}
+
 // Setup failures inside coroutines are counted here (no REQUIRE there).
 int g_setup_failures;
 #define SETUP(expr)                                  \
@@ -68,11 +77,25 @@ struct Loop {
 			REQUIRE(poll_set_uring_write_batching(true) == 0);
 		else if (test_kind() == POLL_EPOLL)
 			REQUIRE(poll_set_uring_write_batching(true) == -ENOTSUP);
+		if (test_completion()) {
+			poll_uring_io_config cfg = {};
+			cfg.mode = POLL_URING_IO_COMPLETION;
+			rc = poll_set_uring_io(&cfg, why, sizeof(why));
+			INFO("poll_set_uring_io: " << rc << " " << why);
+			REQUIRE(rc == 0);
+			REQUIRE(poll_uring_io_mode() == POLL_URING_IO_COMPLETION);
+		}
 		g_setup_failures = 0;
 	}
 	~Loop()
 	{
 		CHECK(g_setup_failures == 0);
+		if (test_completion()) {
+			// No buffer handed out twice or lost, whatever the test did.
+			uint32_t in_ring = 0, queued = 0;
+			CHECK(poll_uring_audit_buffers(&in_ring, &queued) == 0);
+			CHECK(in_ring + queued == 2048);
+		}
 		poll_close();
 		sched_shutdown();
 	}
@@ -1209,4 +1232,387 @@ TEST_CASE("no io_uring in the kernel: uring names ENOSYS, auto falls back", "[po
 	CHECK(out.find("ENOSYS") != std::string::npos);
 	CHECK(out.find("|0|" + std::to_string((int)POLL_EPOLL) + "|") != std::string::npos);
 	CHECK(out.find("using epoll") != std::string::npos);
+}
+
+// --- io_uring completion I/O ([completion]: run by 'poll uring-completion'
+// only; each opens its own ring with the buffers it needs) -----------------
+
+namespace {
+struct CompletionLoop {
+	explicit CompletionLoop(uint32_t buffers = 0, uint32_t size = 0,
+				bool no_bundles = false)
+	{
+		REQUIRE(sched_init(nullptr) == 0);
+		char why[256] = "";
+		REQUIRE(poll_open(POLL_URING, why, sizeof(why)) == 0);
+		poll_uring_io_config cfg = {};
+		cfg.mode = POLL_URING_IO_COMPLETION;
+		cfg.buffers = buffers;
+		cfg.buffer_size = size;
+		cfg.no_bundles = no_bundles;
+		int rc = poll_set_uring_io(&cfg, why, sizeof(why));
+		INFO("poll_set_uring_io: " << rc << " " << why);
+		REQUIRE(rc == 0);
+		total = buffers ? buffers : 2048;
+		g_setup_failures = 0;
+	}
+	~CompletionLoop()
+	{
+		CHECK(g_setup_failures == 0);
+		audit_all_back();
+		poll_close();
+		sched_shutdown();
+	}
+	// Every buffer is in exactly one place, and none is held.
+	void audit_all_back()
+	{
+		uint32_t in_ring = 0, queued = 0;
+		CHECK(poll_uring_audit_buffers(&in_ring, &queued) == 0);
+		CHECK(in_ring == total);
+		CHECK(queued == 0);
+		CHECK(stats().bufs_in_use == 0);
+	}
+	uint32_t total = 0;
+	CompletionLoop(const CompletionLoop &) = delete;
+	CompletionLoop &operator=(const CompletionLoop &) = delete;
+};
+
+std::string pattern(size_t len, unsigned seed)
+{
+	std::string s(len, '\0');
+	for (size_t i = 0; i < len; i++)
+		s[i] = (char)('a' + (i * 7 + seed) % 26);
+	return s;
+}
+
+// write(2) on the peer, outside the ring, so its sends add no CQE.
+bool raw_write(poll_desc *pd, const std::string &data)
+{
+	return write(pd_fd(pd), data.data(), data.size()) == (ssize_t)data.size();
+}
+} // namespace
+
+TEST_CASE("completion: the mode is chosen once, before any pd", "[poll][completion]")
+{
+	REQUIRE(sched_init(nullptr) == 0);
+	char why[256] = "";
+	REQUIRE(poll_open(POLL_URING, why, sizeof(why)) == 0);
+	poll_uring_io_config bad = {};
+	bad.mode = POLL_URING_IO_COMPLETION;
+	bad.buffers = 1000; // not a power of two
+	CHECK(poll_set_uring_io(&bad, why, sizeof(why)) == -EINVAL);
+	CHECK(std::string(why).find("power of two") != std::string::npos);
+	poll_uring_io_config cfg = {};
+	cfg.mode = POLL_URING_IO_AUTO;
+	CHECK(poll_set_uring_io(&cfg, why, sizeof(why)) == 0);
+	CHECK(poll_uring_io_mode() == POLL_URING_IO_COMPLETION);
+	CHECK(std::string(why).find("using completion") != std::string::npos);
+	CHECK(poll_set_uring_io(&cfg, why, sizeof(why)) == -EBUSY);
+	poll_close();
+	sched_shutdown();
+
+	REQUIRE(sched_init(nullptr) == 0);
+	REQUIRE(poll_open(POLL_EPOLL, why, sizeof(why)) == 0);
+	cfg.mode = POLL_URING_IO_COMPLETION;
+	CHECK(poll_set_uring_io(&cfg, why, sizeof(why)) == -ENOTSUP);
+	CHECK(poll_uring_io_mode() == POLL_URING_IO_POLL);
+	poll_close();
+	sched_shutdown();
+
+	poll_uring_io parsed = POLL_URING_IO_POLL;
+	CHECK(poll_uring_io_parse("completion", &parsed) == 0);
+	CHECK(parsed == POLL_URING_IO_COMPLETION);
+	CHECK(poll_uring_io_parse("ring", &parsed) == -EINVAL);
+	CHECK(std::string(poll_uring_io_name(POLL_URING_IO_AUTO)) == "auto");
+}
+
+TEST_CASE("completion: reads copy out of ring buffers; an idle socket holds none", "[poll][completion]")
+{
+	CompletionLoop loop;
+	poll_desc *a = nullptr, *b = nullptr;
+	std::string got, sent = pattern(10000, 1);
+	uint64_t held_while_idle = 1, held_before_read = 0;
+	uint64_t read_syscalls = 1;
+	ssize_t first = 0;
+	go([&] {
+		SETUP(tcp_pair(&a, &b));
+		char buf[4096];
+		// The first read is read(2) and arms the recv.
+		first = pd_try_read(a, buf, sizeof(buf));
+		coro_sleep(10 * MS);
+		held_while_idle = stats().bufs_in_use; // recv armed, no data
+		if (!raw_write(b, sent))
+			g_setup_failures++;
+		coro_sleep(20 * MS); // the data is in a's queue now
+		held_before_read = stats().bufs_in_use;
+		uint64_t before = stats().syscalls;
+		while (got.size() < sent.size()) {
+			ssize_t n = pd_read(a, buf, sizeof(buf));
+			if (n <= 0)
+				break;
+			got.append(buf, (size_t)n);
+		}
+		read_syscalls = stats().syscalls - before;
+		pd_close(a);
+		pd_close(b);
+	});
+	sched_run();
+	CHECK(first == -EAGAIN);
+	CHECK(held_while_idle == 0);
+	CHECK(held_before_read >= 3); // 10000 bytes in 4096-byte buffers
+	CHECK(got == sent);
+	CHECK(read_syscalls == 0);    // all copied out of the queue
+	CHECK(stats().completions > 0);
+}
+
+TEST_CASE("completion: EOF and a reset come after the queued data", "[poll][completion]")
+{
+	CompletionLoop loop;
+	std::string got;
+	ssize_t end = 1, again = 1;
+	go([&] {
+		poll_desc *a, *b;
+		SETUP(tcp_pair(&a, &b));
+		char buf[64];
+		pd_try_read(a, buf, sizeof(buf)); // arms the recv
+		if (!raw_write(b, "tail"))
+			g_setup_failures++;
+		pd_shutdown(b, SHUT_WR);
+		coro_sleep(20 * MS);
+		ssize_t n;
+		while ((n = pd_read(a, buf, sizeof(buf))) > 0)
+			got.append(buf, (size_t)n);
+		end = n;
+		again = pd_read(a, buf, sizeof(buf));
+		pd_close(a);
+		pd_close(b);
+	});
+	sched_run();
+	CHECK(got == "tail");
+	CHECK(end == 0);
+	CHECK(again == 0);
+}
+
+namespace {
+// Read 32 KiB sent in one write(2) through 1 KiB buffers; returns the
+// CQEs it took.
+uint64_t read_32k_cqes(bool no_bundles, std::string &got)
+{
+	CompletionLoop loop(64, 1024, no_bundles);
+	std::string sent = pattern(32768, 3);
+	uint64_t cqes = 0;
+	go([&] {
+		poll_desc *a, *b;
+		SETUP(tcp_pair(&a, &b));
+		char buf[1024];
+		pd_try_read(a, buf, sizeof(buf)); // arms the recv
+		coro_sleep(10 * MS);
+		uint64_t before = stats().completions;
+		if (!raw_write(b, sent))
+			g_setup_failures++;
+		coro_sleep(20 * MS);
+		cqes = stats().completions - before;
+		char big[40000];
+		ssize_t n;
+		while (got.size() < sent.size() &&
+		       (n = pd_read(a, big, sizeof(big))) > 0)
+			got.append(big, (size_t)n);
+		pd_close(a);
+		pd_close(b);
+	});
+	sched_run();
+	CHECK(got == sent);
+	return cqes;
+}
+} // namespace
+
+TEST_CASE("completion: bundles take many buffers per completion", "[poll][completion][bundle]")
+{
+	std::string one, many;
+	uint64_t single = read_32k_cqes(true, one);
+	CHECK(single >= 32); // one CQE per buffer
+	bool bundles = false;
+	{
+		CompletionLoop probe;
+		bundles = poll_uring_bundles();
+	}
+	uint64_t bundled = read_32k_cqes(false, many);
+	INFO("bundles " << bundles << ": " << single << " CQEs without, "
+			<< bundled << " with");
+	if (bundles)
+		CHECK(bundled < 16);
+	else
+		CHECK(bundled >= 32);
+	CHECK(one == many);
+}
+
+TEST_CASE("completion: an empty ring (-ENOBUFS) waits for buffers, no busy loop", "[poll][completion][nobufs]")
+{
+	CompletionLoop loop(4, 64); // 256 bytes of buffers in all
+	std::string sent_a = pattern(1000, 5), sent_b = pattern(1000, 9);
+	std::string got_a, got_b;
+	uint64_t nobufs = 0, enters_while_stuck = 1000;
+	uint32_t stuck_in_ring = 99;
+	go([&] {
+		poll_desc *a, *ap, *b, *bp;
+		SETUP(tcp_pair(&a, &ap));
+		SETUP(tcp_pair(&b, &bp));
+		char buf[64];
+		pd_try_read(a, buf, sizeof(buf)); // both recvs armed
+		pd_try_read(b, buf, sizeof(buf));
+		coro_sleep(10 * MS);
+		if (!raw_write(ap, sent_a) || !raw_write(bp, sent_b))
+			g_setup_failures++;
+		coro_sleep(10 * MS); // the ring runs dry: nobody reads yet
+		uint64_t enters = stats().enters;
+		coro_sleep(30 * MS);
+		enters_while_stuck = stats().enters - enters;
+		nobufs = stats().recv_nobufs;
+		poll_uring_audit_buffers(&stuck_in_ring, nullptr);
+		go([&] {
+			char rb[100];
+			while (got_b.size() < sent_b.size()) {
+				ssize_t n = pd_read(b, rb, sizeof(rb));
+				if (n <= 0)
+					break;
+				got_b.append(rb, (size_t)n);
+			}
+		});
+		char ra[100];
+		while (got_a.size() < sent_a.size()) {
+			ssize_t n = pd_read(a, ra, sizeof(ra));
+			if (n <= 0)
+				break;
+			got_a.append(ra, (size_t)n);
+		}
+		coro_sleep(20 * MS);
+		pd_close(a);
+		pd_close(ap);
+		pd_close(b);
+		pd_close(bp);
+	});
+	sched_run();
+	CHECK(nobufs >= 1);
+	CHECK(stuck_in_ring == 0);
+	CHECK(enters_while_stuck <= 5); // the sleep's timer, not a retry loop
+	CHECK(got_a == sent_a);
+	CHECK(got_b == sent_b);
+}
+
+TEST_CASE("completion: a reader that stops reading stops its recv", "[poll][completion]")
+{
+	CompletionLoop loop;
+	std::string sent = pattern(24 << 20, 11), got;
+	uint64_t held = 0, held_later = 0, nobufs = 1;
+	go([&] {
+		poll_desc *a, *b;
+		SETUP(tcp_pair(&a, &b));
+		char buf[4096];
+		pd_try_read(a, buf, sizeof(buf)); // arms the recv
+		coro_sleep(5 * MS);
+		go([&] { pd_write_full(b, sent.data(), sent.size()); });
+		coro_sleep(50 * MS); // a reads nothing meanwhile
+		held = stats().bufs_in_use;
+		coro_sleep(50 * MS);
+		held_later = stats().bufs_in_use;
+		nobufs = stats().recv_nobufs;
+		static char big[1 << 16];
+		while (got.size() < sent.size()) {
+			ssize_t n = pd_read(a, big, sizeof(big));
+			if (n <= 0)
+				break;
+			got.append(big, (size_t)n);
+		}
+		pd_close(a);
+		pd_close(b);
+	});
+	sched_run();
+	INFO("held " << held << " then " << held_later << " buffers");
+	// Its queue went past the cap, the recv was cancelled and the rest
+	// of the 24 MiB waits in the sockets: the 2048 buffers never ran out.
+	CHECK(held >= 16);
+	CHECK(held_later == held);
+	CHECK(held < 2048);
+	CHECK(nobufs == 0);
+	CHECK(got.size() == sent.size());
+	CHECK(got == sent);
+}
+
+TEST_CASE("completion: close with a recv and a send in flight", "[poll][completion][close]")
+{
+	CompletionLoop loop;
+	ssize_t read_rc = 1, write_rc = 1, peer_rc = 1;
+	uint64_t held_before_close = 0;
+	go([&] {
+		poll_desc *x, *xp;
+		SETUP(tcp_pair(&x, &xp));
+		char c;
+		pd_try_read(x, &c, 1); // the recv is armed
+		// Data queued on x that nobody will read: close gives it back.
+		if (!raw_write(xp, pattern(8000, 2)))
+			g_setup_failures++;
+		coro_sleep(20 * MS);
+		held_before_close = stats().bufs_in_use;
+		// A send in flight: its SQE is queued for this round's enter.
+		go([&] { write_rc = pd_write_full(x, "pending send", 12); });
+		// A reader parked on x... that has data: take it all first.
+		go([&] {
+			char buf[16384];
+			while ((read_rc = pd_read(x, buf, sizeof(buf))) > 0) {
+			}
+		});
+		coro_yield();
+		coro_yield();
+		pd_close(x);
+		pd_set_deadline(xp, PD_READ, sched_now() + 2000 * MS);
+		char buf[64];
+		do
+			peer_rc = pd_read(xp, buf, sizeof(buf));
+		while (peer_rc > 0);
+		pd_close(xp);
+	});
+	sched_run();
+	CHECK(held_before_close >= 1);
+	CHECK(read_rc == -EBADF);
+	CHECK((write_rc == 12 || write_rc == -EBADF));
+	// The socket really closed: EOF (or a reset), never -ETIMEDOUT.
+	CHECK((peer_rc == 0 || peer_rc == -ECONNRESET));
+}
+
+TEST_CASE("completion: slots closed with requests in flight are reused cleanly", "[poll][completion][close]")
+{
+	CompletionLoop loop(16, 256);
+	int ok = 0, rounds = 200;
+	go([&] {
+		for (int i = 0; i < rounds; i++) {
+			poll_desc *x, *xp;
+			if (tcp_pair(&x, &xp) != 0) {
+				g_setup_failures++;
+				return;
+			}
+			char buf[512];
+			pd_try_read(x, buf, sizeof(buf));
+			std::string msg = pattern(300 + (size_t)i, (unsigned)i);
+			raw_write(xp, msg);
+			if (i % 2)
+				coro_sleep(1 * MS); // sometimes the data is queued
+			if (i % 3 == 0) {
+				std::string got;
+				while (got.size() < msg.size()) {
+					ssize_t n = pd_read(x, buf, sizeof(buf));
+					if (n <= 0)
+						break;
+					got.append(buf, (size_t)n);
+				}
+				ok += got == msg;
+			} else {
+				ok++;
+			}
+			pd_close(x);
+			pd_close(xp);
+		}
+		coro_sleep(10 * MS); // the last cancels complete
+	});
+	sched_run();
+	CHECK(ok == rounds);
 }

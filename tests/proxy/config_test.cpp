@@ -183,6 +183,7 @@ TEST_CASE("config: global defaults", "[config]")
 	CHECK(cfg.c.drain_timeout == 10000000000);
 	CHECK(std::string(config_poller_name(cfg.c.poller)) == "auto");
 	CHECK_FALSE(cfg.c.uring_write_batching);
+	CHECK(cfg.c.uring_io == CONFIG_URING_IO_POLL);
 	CHECK_FALSE(cfg.c.pin);
 	CHECK(cfg.c.steer == CONFIG_STEER_HASH);
 	CHECK(std::string(config_steer_name(cfg.c.steer)) == "hash");
@@ -200,6 +201,19 @@ TEST_CASE("config: uring_write_batching is on or off", "[config]")
 		       "[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n") == -EINVAL);
 	INFO(bad.errors());
 	CHECK(bad.has("frameproxy.ini:2: key 'uring_write_batching': invalid uring_write_batching 'yes' (expected on or off)"));
+}
+
+TEST_CASE("config: uring_io is poll, completion or auto", "[config]")
+{
+	Cfg on;
+	REQUIRE(on.load("[frameproxy]\nuring_io = completion\n"
+			"[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n") == 0);
+	CHECK(on.c.uring_io == CONFIG_URING_IO_COMPLETION);
+	Cfg bad;
+	CHECK(bad.load("[frameproxy]\nuring_io = ring\n"
+		       "[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n") == -EINVAL);
+	INFO(bad.errors());
+	CHECK(bad.has("frameproxy.ini:2: key 'uring_io': invalid uring_io 'ring' (expected poll, completion or auto)"));
 }
 
 TEST_CASE("config: each value error names file, line and key", "[config]")
@@ -1084,7 +1098,7 @@ TEST_CASE("config: every flag sets a key, and --help fits 80 columns", "[config]
 		CHECK(cfg.errors().find("unknown key") == std::string::npos);
 		CHECK(f.takes_arg == (std::string(f.flag) != "--pin"));
 	}
-	CHECK(n == 38);
+	CHECK(n == 39);
 	CHECK_FALSE(config_flag_get(n, &f));
 
 	char *buf = nullptr;

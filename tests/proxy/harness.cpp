@@ -1006,6 +1006,10 @@ Proxy::Proxy(std::vector<std::string> args,
 		argv.push_back("uring");
 		argv.push_back("--uring-write-batching");
 		argv.push_back("on");
+	} else if (poller() == "uring-completion") {
+		argv.push_back("uring");
+		argv.push_back("--uring-io");
+		argv.push_back("completion");
 	} else {
 		argv.push_back(poller());
 	}

@@ -87,8 +87,9 @@ long env_long(const char *name, long fallback);
 // The executable named by an env var; fails the test when it is not set.
 std::string binary(const char *env);
 
-// The configuration under test: epoll, uring, or uring-batch (io_uring
-// with --uring-write-batching on).
+// The configuration under test: epoll, uring, uring-batch (io_uring
+// with --uring-write-batching on) or uring-completion (--uring-io
+// completion).
 std::string poller();
 
 // --- files -------------------------------------------------------------------

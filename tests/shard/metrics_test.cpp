@@ -802,7 +802,7 @@ TEST_CASE("families: /stats in table order, Prometheus plain counters first",
 	std::string shard = names(METRICS_SHARD, METRICS_PROM_ORDER);
 	INFO(shard);
 	REQUIRE(shard.rfind("sched_rounds_total@" + std::to_string(RUNTIME_ROUNDS) + " ", 0) == 0);
-	REQUIRE(shard.find("poller_submits_total@" + std::to_string(RUNTIME_SUBMITS) +
+	REQUIRE(shard.find("poller_recv_nobufs_total@" + std::to_string(RUNTIME_RECV_NOBUFS) +
 			   " log_lines_dropped_total@" + std::to_string(METRICS_APP_BASE) +
 			   " shard_cpu_seconds_total@0 ") != std::string::npos);
 	REQUIRE(names(METRICS_SHARD, METRICS_TABLE_ORDER).rfind(

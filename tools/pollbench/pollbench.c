@@ -1,11 +1,14 @@
 /*
  * pollbench — ping-pong echo over loopback, to compare the poller backends.
  *
- *   pollbench --poller epoll|uring|uring-batch|auto|both|all [-c CONNS]
- *             [-s SIZE] [-t SECONDS] [-r REPEAT] [--json]
+ *   pollbench --poller epoll|uring|uring-batch|uring-completion|auto|both|
+ *             modes|all [-c CONNS] [-s SIZE] [-t SECONDS] [-r REPEAT]
+ *             [--json]
  *
- * "uring-batch" is io_uring with poll_set_uring_write_batching(true); "both"
- * runs epoll and uring, "all" adds uring-batch.
+ * "uring-batch" is io_uring with poll_set_uring_write_batching(true),
+ * "uring-completion" io_uring with completion I/O (poll_set_uring_io);
+ * "both" runs epoll and uring, "modes" the three I/O modes side by side
+ * (epoll, uring, uring-completion), "all" every configuration.
  *
  * Each connection sends SIZE bytes and waits for the echo, again and again,
  * for SECONDS. The client and the server are two fork()ed processes, each
@@ -39,22 +42,40 @@
 
 #define MAX_REPEAT 25
 
-/* A backend configuration: "uring-batch" is io_uring with write batching. */
+/* A backend configuration: "uring-batch" is io_uring with write batching,
+ * "uring-completion" io_uring with completion I/O. */
 typedef struct poller_variant {
 	poll_kind kind;
 	bool batch;
+	bool completion;
 	const char *name;
 } poller_variant;
 
+#define MAX_VARIANTS 4
+
 static const poller_variant variants[] = {
-	{POLL_EPOLL, false, "epoll"},
-	{POLL_URING, false, "uring"},
-	{POLL_URING, true, "uring-batch"},
-	{POLL_AUTO, false, "auto"},
+	{POLL_EPOLL, false, false, "epoll"},
+	{POLL_URING, false, false, "uring"},
+	{POLL_URING, true, false, "uring-batch"},
+	{POLL_URING, false, true, "uring-completion"},
+	{POLL_AUTO, false, false, "auto"},
+};
+
+/* --poller groups, as indexes into variants. */
+typedef struct poller_group {
+	const char *name;
+	int count;
+	int index[MAX_VARIANTS];
+} poller_group;
+
+static const poller_group groups[] = {
+	{"both", 2, {0, 1}},
+	{"modes", 3, {0, 1, 3}},
+	{"all", 4, {0, 1, 2, 3}},
 };
 
 typedef struct pollbench_options {
-	const poller_variant *kinds[3];
+	const poller_variant *kinds[MAX_VARIANTS];
 	int kind_count;
 	int conns;
 	size_t size;
@@ -107,6 +128,10 @@ static void stats_sub(poll_stats *a, const poll_stats *b)
 	a->accept_pauses -= b->accept_pauses;
 	a->timeouts -= b->timeouts;
 	a->poll_syscalls -= b->poll_syscalls;
+	a->enters -= b->enters;
+	a->completions -= b->completions;
+	a->recv_nobufs -= b->recv_nobufs;
+	/* bufs_in_use is a gauge: kept as it was at the end */
 }
 
 /* All len bytes through write(2) or read(2): 0, or -1 on error or EOF. */
@@ -150,6 +175,15 @@ static int open_poller(const poller_variant *v)
 		fprintf(stderr, "pollbench: %s: write batching needs io_uring\n",
 			v->name);
 		return rc;
+	}
+	if (v->completion) {
+		poll_uring_io_config cfg = {.mode = POLL_URING_IO_COMPLETION};
+		rc = poll_set_uring_io(&cfg, why, sizeof(why));
+		if (rc < 0) {
+			fprintf(stderr, "pollbench: %s: %s\n", v->name,
+				why[0] ? why : strerror(-rc));
+			return rc;
+		}
 	}
 	return 0;
 }
@@ -490,6 +524,9 @@ static void print_run(const pollbench_options *o, const run_result *r, int rep)
 		       "\"server_poll_syscalls_per_msg\":%.4f,"
 		       "\"server_polls_per_msg\":%.4f,\"server_submits_per_msg\":%.4f,"
 		       "\"server_events_per_msg\":%.3f,"
+		       "\"server_enters_per_msg\":%.4f,"
+		       "\"server_completions_per_msg\":%.3f,"
+		       "\"server_recv_nobufs\":%llu,"
 		       "\"server_cpu_us_per_msg\":%.3f,\"client_cpu_us_per_msg\":%.3f}\n",
 		       r->v->name, rep, o->conns, o->size,
 		       (double)c->window_ns / 1e9, (unsigned long long)c->messages,
@@ -497,16 +534,23 @@ static void print_run(const pollbench_options *o, const run_result *r, int rep)
 		       r->client_sys_per_msg, r->server_poll_sys_per_msg,
 		       (double)s->stats.netpoll_calls / msgs,
 		       (double)s->stats.submits / msgs, (double)s->stats.events / msgs,
+		       (double)s->stats.enters / msgs,
+		       (double)s->stats.completions / msgs,
+		       (unsigned long long)s->stats.recv_nobufs,
 		       (double)s->cpu_ns / 1e3 / msgs, (double)c->cpu_ns / 1e3 / msgs);
 		return;
 	}
-	printf("%-5s rep %-2d c %-5d s %-5zu %8.0f msg/s  sys/msg %.3f "
+	printf("%-16s rep %-2d c %-5d s %-5zu %8.0f msg/s  sys/msg %.3f "
 	       "(server %.3f [poller %.4f] client %.3f)  server polls/msg %.3f "
-	       "(blocking %.3f) cpu us/msg server %.2f client %.2f\n",
+	       "(blocking %.3f) enters/msg %.3f cqes/msg %.2f nobufs %llu "
+	       "cpu us/msg server %.2f client %.2f\n",
 	       r->v->name, rep, o->conns, o->size, r->msgs_per_s,
 	       r->sys_per_msg, r->server_sys_per_msg, r->server_poll_sys_per_msg,
 	       r->client_sys_per_msg, (double)s->stats.netpoll_calls / msgs,
-	       (double)s->polls_blocking / msgs, (double)s->cpu_ns / 1e3 / msgs, (double)c->cpu_ns / 1e3 / msgs);
+	       (double)s->polls_blocking / msgs,
+	       (double)s->stats.enters / msgs, (double)s->stats.completions / msgs,
+	       (unsigned long long)s->stats.recv_nobufs,
+	       (double)s->cpu_ns / 1e3 / msgs, (double)c->cpu_ns / 1e3 / msgs);
 }
 
 #define MEDIAN(field) median_of(runs, n, offsetof(run_result, field))
@@ -528,7 +572,7 @@ static void print_median(const pollbench_options *o, const poller_variant *kind,
 		       cspm, pspm, scpu, ccpu);
 		return;
 	}
-	printf("median %-5s of %d  c %-5d s %-5zu %8.0f msg/s  sys/msg %.3f "
+	printf("median %-16s of %d  c %-5d s %-5zu %8.0f msg/s  sys/msg %.3f "
 	       "(server %.3f [poller %.4f] client %.3f)  cpu us/msg server %.2f "
 	       "client %.2f\n",
 	       kind->name, n, o->conns, o->size, mps, spm, sspm, pspm,
@@ -537,9 +581,12 @@ static void print_median(const pollbench_options *o, const poller_variant *kind,
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: pollbench --poller epoll|uring|uring-batch|auto|"
-		"both|all [-c CONNS] [-s SIZE] [-t SECONDS] [-r REPEAT] [--json]\n"
-		"  both = epoll and uring; all = epoll, uring and uring-batch\n");
+	fprintf(stderr, "usage: pollbench --poller epoll|uring|uring-batch|"
+		"uring-completion|auto|both|modes|all [-c CONNS] [-s SIZE]\n"
+		"                 [-t SECONDS] [-r REPEAT] [--json]\n"
+		"  both = epoll and uring; modes = epoll, uring and "
+		"uring-completion;\n  all = epoll, uring, uring-batch and "
+		"uring-completion\n");
 	exit(2);
 }
 
@@ -560,13 +607,16 @@ static void parse(int argc, char **argv, pollbench_options *o)
 	while ((ch = getopt_long(argc, argv, "p:c:s:t:r:j", longs, NULL)) != -1) {
 		switch (ch) {
 		case 'p':
-			if (strcmp(optarg, "both") == 0 || strcmp(optarg, "all") == 0) {
-				o->kind_count = optarg[0] == 'b' ? 2 : 3;
-				for (int i = 0; i < o->kind_count; i++)
-					o->kinds[i] = &variants[i];
-				break;
-			}
 			o->kind_count = 0;
+			for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++) {
+				if (strcmp(optarg, groups[g].name) != 0)
+					continue;
+				o->kind_count = groups[g].count;
+				for (int i = 0; i < o->kind_count; i++)
+					o->kinds[i] = &variants[groups[g].index[i]];
+			}
+			if (o->kind_count)
+				break;
 			for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++)
 				if (strcmp(optarg, variants[i].name) == 0)
 					o->kinds[o->kind_count++] = &variants[i];
@@ -591,8 +641,8 @@ int main(int argc, char **argv)
 {
 	pollbench_options o;
 	parse(argc, argv, &o);
-	static run_result runs[3][MAX_REPEAT];
-	int done[3] = {0, 0, 0};
+	static run_result runs[MAX_VARIANTS][MAX_REPEAT];
+	int done[MAX_VARIANTS] = {0};
 	/* Alternate backends so drift (thermal, noise) hits both alike. */
 	for (int rep = 0; rep < o.repeat; rep++) {
 		for (int k = 0; k < o.kind_count; k++) {
