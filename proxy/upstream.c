@@ -111,16 +111,6 @@ static void server_connect_failed(upstream_pool *pool, uint32_t index, int err,
 	server_failure(pool, index, eject_count_at_start, "connect_failures");
 }
 
-static void server_connect_succeeded(upstream_pool *pool, uint32_t index)
-{
-	upstream_server *server = &pool->servers[index];
-
-	server->counters[COUNTER_CONNECTS]++;
-	server->consecutive_failures = 0;
-	server->ejections = 0;
-	balance_conn_begin(&pool->balancer, index);
-}
-
 /* Errors that say this process is out of something (descriptors, memory,
  * local ports), not that the server is unwell: they must not eject a
  * healthy server, and the next server would fail the same way. */
@@ -128,42 +118,6 @@ static bool connect_error_is_local(int err)
 {
 	return err == -EMFILE || err == -ENFILE || err == -ENOBUFS ||
 	       err == -ENOMEM || err == -EADDRNOTAVAIL;
-}
-
-int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
-		     poll_desc **out)
-{
-	balance_tried tried;
-	int last_error = -EHOSTUNREACH;
-
-	balance_tried_clear(&tried);
-	upstream_pool_refresh(pool);
-	for (uint32_t attempt = 0; attempt <= pool->params.retries; attempt++) {
-		int index = balance_pick(&pool->balancer, client, &tried);
-		if (index < 0)
-			break;
-		balance_tried_add(&tried, (uint32_t)index);
-		upstream_server *server = &pool->servers[index];
-		uint64_t eject_count = server->counters[COUNTER_EJECTIONS];
-		int rc = poll_connect((const struct sockaddr *)&server->addr,
-				      server->addr_len,
-				      pool->params.connect_timeout_ns, out);
-		if (rc == 0) {
-			server_connect_succeeded(pool, (uint32_t)index);
-			return index;
-		}
-		last_error = rc;
-		if (connect_error_is_local(rc)) {
-			log_ratelimited(&pool->local_error_log, LOG_LEVEL_WARN,
-					"upstream connect failed: out of local resources",
-					"listener=%s upstream=%s error=%s", pool->listener_name,
-					server->name, strerror(-rc));
-			return rc;
-		}
-		server_connect_failed(pool, (uint32_t)index, rc, eject_count);
-		upstream_pool_refresh(pool);
-	}
-	return last_error;
 }
 
 int upstream_connect_to(upstream_pool *pool, uint32_t index,
@@ -190,6 +144,32 @@ int upstream_connect_to(upstream_pool *pool, uint32_t index,
 	}
 	server_connect_failed(pool, index, rc, eject_count);
 	return rc;
+}
+
+int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
+		     poll_desc **out)
+{
+	balance_tried tried;
+	int last_error = -EHOSTUNREACH;
+
+	balance_tried_clear(&tried);
+	upstream_pool_refresh(pool);
+	for (uint32_t attempt = 0; attempt <= pool->params.retries; attempt++) {
+		int index = balance_pick(&pool->balancer, client, &tried);
+		if (index < 0)
+			break;
+		balance_tried_add(&tried, (uint32_t)index);
+		int rc = upstream_connect_to(pool, (uint32_t)index, out);
+		if (rc == 0) {
+			balance_conn_begin(&pool->balancer, (uint32_t)index);
+			return index;
+		}
+		last_error = rc;
+		if (connect_error_is_local(rc))
+			return rc;
+		upstream_pool_refresh(pool);
+	}
+	return last_error;
 }
 
 void upstream_server_failed(upstream_pool *pool, uint32_t index)
