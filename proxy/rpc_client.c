@@ -210,24 +210,28 @@ void rpc_client_resend_later(rpc_client *c, rpc_req *req)
 }
 
 /*
- * Send the client's lost requests again, oldest first. False when one
- * still finds every connection full (it stays first). One that finds no
+ * Send the client's lost requests again, oldest first: how many went out,
+ * or -EAGAIN when one still finds every connection full (it stays first,
+ * and those before it went out). One that finds no
  * server fit fails the client (upstream_lost, as a request lost and not
  * retried); the ones after it are past that stop and are let go (the
  * close's detach frees them). The client is looked at later
  * (rpc_kicks_flush): a close now could free a waiter still to be served.
  */
-static bool resends_flush(rpc_client *c)
+static int resends_flush(rpc_client *c)
 {
 	rpc_listener *rl = c->rl;
 	rpc_req *req;
+	int sent = 0;
 
 	while ((req = rpc_req_list_pop(&c->resends))) {
 		if (rpc_order_past_stop(&c->order, req))
 			continue;
 		int rc = rpc_resend(rl, req, rpc_client_peer(c), NULL);
-		if (rc == 0)
+		if (rc == 0) {
+			sent++;
 			continue;
+		}
 		if (rc == -EAGAIN) {
 			rpc_req_list rest = c->resends;
 			rpc_req *more;
@@ -235,35 +239,45 @@ static bool resends_flush(rpc_client *c)
 			rpc_req_list_append(&c->resends, req);
 			while ((more = rpc_req_list_pop(&rest)))
 				rpc_req_list_append(&c->resends, more);
-			return false;
+			return -EAGAIN;
 		}
 		c->lost++;
 		rl->l->counters[COUNTER_RPC_LOST]++;
 		rpc_order_fail(&c->order, req, REASON_upstream_lost);
 		rpc_client_kick_later(c);
 	}
-	return true;
+	return sent;
 }
 
 /* A waiter's turn: its resends go first, then its reader tries its next
- * request. False when it still waits. */
-static bool waiter_serve(rpc_client *c)
+ * request. -EAGAIN when it still waits; 1 when it took room (a resend went
+ * out, or its reader was woken to try); 0 when it had nothing left to send
+ * (everything past a stop). */
+static int waiter_serve(rpc_client *c)
 {
-	if (!resends_flush(c))
-		return false;
-	if (c->pending)
+	int sent = resends_flush(c);
+
+	if (sent < 0)
+		return sent;
+	if (c->pending) {
 		reader_wake(c); /* it joins again if there is no room */
-	return true;
+		return 1;
+	}
+	return sent > 0;
 }
 
+/* Room for one more: the oldest waiter that can use it gets it. */
 void rpc_waiters_wake_one(rpc_listener *rl)
 {
-	rpc_client *c = waiter_pop(rl);
+	rpc_client *c;
 
-	if (!c)
-		return;
-	if (!waiter_serve(c))
-		waiter_add_front(c);
+	while ((c = waiter_pop(rl))) {
+		int rc = waiter_serve(c);
+		if (rc < 0)
+			waiter_add_front(c);
+		if (rc != 0)
+			break;
+	}
 	rpc_kicks_flush(rl);
 }
 
@@ -276,7 +290,7 @@ void rpc_waiters_wake_all(rpc_listener *rl)
 	while (c) {
 		rpc_client *next = c->wait_next;
 		c->waiting = false;
-		if (!waiter_serve(c))
+		if (waiter_serve(c) < 0)
 			waiter_add(c);
 		c = next;
 	}
