@@ -898,3 +898,54 @@ TEST_CASE("rpc: a server that answers every request with a tag nobody sent "
 	CHECK(metric(admin, "frameproxy_rpc_unmatched_replies_total") == unmatched);
 	CHECK(metric(admin, "frameproxy_rpc_requests_lost_total") == 0);
 }
+
+TEST_CASE("rpc: a lost request waiting for room is still bounded by "
+	  "request_timeout, and fails when no server is left", "[rpc]")
+{
+	// Two servers that hold every reply, one connection each with room
+	// for one request: the request on the server killed comes back to
+	// find the other full, and waits.
+	bool timeout = GENERATE(true, false);
+	INFO("timeout " << timeout);
+	std::vector<std::unique_ptr<Echo>> echoes;
+	for (int i = 0; i < 2; i++)
+		echoes.emplace_back(new Echo({"--delay", "60s"}));
+	Proxy proxy(rpc_args({echoes[0]->addr(), echoes[1]->addr()},
+			     {"--retry", "on", "--pool-size", "1",
+			      "--upstream-max-inflight", "1", "--request-timeout",
+			      timeout ? "800ms" : "20s", "--admin", "127.0.0.1:0"}));
+	REQUIRE(proxy.wait_ready());
+	uint16_t admin = admin_port(proxy);
+	REQUIRE(admin != 0);
+	REQUIRE(wait_established({echoes[0]->port(), echoes[1]->port()}, 2, T5));
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	std::string local = c.local_addr();
+	auto t0 = Clock::now();
+	REQUIRE(c.send_frame("first") == Io::Ok);
+	REQUIRE(c.send_frame("second") == Io::Ok);
+	REQUIRE(wait_metric(admin, "frameproxy_rpc_inflight", 2, T5));
+	echoes[0]->proc().signal(SIGKILL);
+	INFO(proxy.log_tail());
+	REQUIRE(proxy.wait_record([](const LogRecord &l) {
+		return l.is("msg", "rpc upstream connection lost");
+	}, T5));
+	// Not failed at the death: it waits.
+	CHECK(c.wait_closed(milliseconds(300)) == Io::Timeout);
+	if (!timeout) {
+		// The last server dies too: nothing left to wait for.
+		echoes[1]->proc().signal(SIGKILL);
+	}
+	CHECK(c.wait_closed(T5) == Io::Eof);
+	LogRecord r;
+	REQUIRE(proxy.wait_access(local, T5, &r));
+	CHECK(r.num("replied") == 0);
+	if (timeout) {
+		CHECK(ms_since(t0) >= 750);
+		CHECK(r.get("reason") == "request_timeout");
+	} else {
+		CHECK(ms_since(t0) < 5000);
+		CHECK(r.get("reason") == "upstream_lost");
+		CHECK(r.num("lost") >= 1);
+	}
+}
