@@ -14,7 +14,8 @@
  * A connection dies on EOF, a read or write error, an oversize reply or a
  * reply that matches nothing: the pd is closed first (a parked writer wakes
  * with -EBADF before any record it points at can go), then its requests
- * come off it and are sent again or failed, and it reconnects after a
+ * come off it and are sent again (waiting for room on their client when
+ * every other connection is full) or failed, and it reconnects after a
  * backoff that doubles from RPC_BACKOFF_MIN_NS up to fail_timeout.
  */
 #include <errno.h>
