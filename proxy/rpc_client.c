@@ -7,7 +7,10 @@
  * and queues it on a connection (rpc_dispatch). At max_inflight or
  * max_held it parks, leaving the rest unread in the kernel
  * (backpressure), until the writer releases replies; when every
- * connection is full it parks on the listener's waiter list.
+ * connection is full it parks on the listener's waiter list. A request
+ * lost with its connection that may be sent again but finds every
+ * connection full waits on that list too, in the client's resends, and is
+ * sent by whoever wakes the client (a match or a connection's change).
  *
  * Writer: a coroutine spawned when a reply becomes deliverable. It writes
  * every reply deliverable by then in one writev, in request order, and
@@ -45,6 +48,8 @@ struct rpc_client {
 	void *done_arg;
 	rpc_rbuf rb;
 	rpc_req *pending;          /* admitted, waiting for a connection */
+	rpc_req_list resends;      /* lost, to be sent again when there is
+				    * room (retry), oldest first */
 	coro *reader_parked;       /* parked at a bound or for room */
 	sched_timer timer;         /* request_timeout and idle_timeout */
 	int64_t timer_due;
@@ -57,7 +62,7 @@ struct rpc_client {
 	bool watching;             /* the read watch is armed */
 	bool reading_done;         /* no more reading: stopped or ended */
 	bool writer_running;
-	bool waiting;              /* on the waiter list */
+	bool waiting;              /* on the waiter list: pending or resends */
 	bool kick_queued;
 	bool closing;
 	bool draining;
@@ -139,10 +144,13 @@ static void reader_wake(rpc_client *c)
 
 /* --- waiting for room on the connections ------------------------------------- */
 
+/* Once: a client whose reader and resends both wait keeps one place. */
 static void waiter_add(rpc_client *c)
 {
 	rpc_listener *rl = c->rl;
 
+	if (c->waiting)
+		return;
 	c->waiting = true;
 	c->wait_next = NULL;
 	if (rl->waiters_tail)
@@ -183,20 +191,110 @@ static rpc_client *waiter_pop(rpc_listener *rl)
 	return c;
 }
 
+/* Still the oldest: back in front. */
+static void waiter_add_front(rpc_client *c)
+{
+	rpc_listener *rl = c->rl;
+
+	c->waiting = true;
+	c->wait_next = rl->waiters;
+	rl->waiters = c;
+	if (!rl->waiters_tail)
+		rl->waiters_tail = c;
+}
+
+void rpc_client_resend_later(rpc_client *c, rpc_req *req)
+{
+	rpc_req_list_append(&c->resends, req);
+	waiter_add(c);
+}
+
+/*
+ * Send the client's lost requests again, oldest first: how many went out,
+ * or -EAGAIN when one still finds every connection full (it stays first,
+ * and those before it went out). One that finds no
+ * server fit fails the client (upstream_lost, as a request lost and not
+ * retried); the ones after it are past that stop and are let go (the
+ * close's detach frees them). The client is looked at later
+ * (rpc_kicks_flush): a close now could free a waiter still to be served.
+ */
+static int resends_flush(rpc_client *c)
+{
+	rpc_listener *rl = c->rl;
+	rpc_req *req;
+	int sent = 0;
+
+	while ((req = rpc_req_list_pop(&c->resends))) {
+		if (rpc_order_past_stop(&c->order, req))
+			continue;
+		int rc = rpc_resend(rl, req, rpc_client_peer(c), NULL);
+		if (rc == 0) {
+			sent++;
+			continue;
+		}
+		if (rc == -EAGAIN) {
+			rpc_req_list rest = c->resends;
+			rpc_req *more;
+			c->resends = (rpc_req_list){0};
+			rpc_req_list_append(&c->resends, req);
+			while ((more = rpc_req_list_pop(&rest)))
+				rpc_req_list_append(&c->resends, more);
+			return -EAGAIN;
+		}
+		c->lost++;
+		rl->l->counters[COUNTER_RPC_LOST]++;
+		rpc_order_fail(&c->order, req, REASON_upstream_lost);
+		rpc_client_kick_later(c);
+	}
+	return sent;
+}
+
+/* A waiter's turn: its resends go first, then its reader tries its next
+ * request. -EAGAIN when it still waits; 1 when it took room (a resend went
+ * out, or its reader was woken to try); 0 when it had nothing left to send
+ * (everything past a stop). */
+static int waiter_serve(rpc_client *c)
+{
+	int sent = resends_flush(c);
+
+	if (sent < 0)
+		return sent;
+	if (c->pending) {
+		reader_wake(c); /* it joins again if there is no room */
+		return 1;
+	}
+	return sent > 0;
+}
+
+/* Room for one more: the oldest waiter that can use it gets it. */
 void rpc_waiters_wake_one(rpc_listener *rl)
 {
-	rpc_client *c = waiter_pop(rl);
+	rpc_client *c;
 
-	if (c)
-		reader_wake(c);
+	while ((c = waiter_pop(rl))) {
+		int rc = waiter_serve(c);
+		if (rc < 0)
+			waiter_add_front(c);
+		if (rc != 0)
+			break;
+	}
+	rpc_kicks_flush(rl);
 }
 
 void rpc_waiters_wake_all(rpc_listener *rl)
 {
-	rpc_client *c;
+	rpc_client *c = rl->waiters;
 
-	while ((c = waiter_pop(rl)))
-		reader_wake(c);
+	/* Taken off first: those that still wait join again, in order. */
+	rl->waiters = rl->waiters_tail = NULL;
+	while (c) {
+		rpc_client *next = c->wait_next;
+		c->waiting = false;
+		if (waiter_serve(c) < 0)
+			waiter_add(c);
+		c = next;
+	}
+	rpc_kicks_flush(rl);
 }
 
 /* --- the writer ---------------------------------------------------------------- */
@@ -235,7 +333,7 @@ static void writer_main(void *arg)
 		rl->l->counters[COUNTER_FRAMES + 1] += n;
 		rl->l->counters[COUNTER_BYTES + 1] += bytes;
 		client_touch(c);
-		if (c->reader_parked && !c->waiting &&
+		if (c->reader_parked && !c->pending &&
 		    rpc_order_can_push(&c->order))
 			reader_wake(c);
 	}
@@ -652,7 +750,8 @@ static void client_close(rpc_client *c, reason_code reason)
 	c->closing = true;
 	c->reason = reason;
 	waiter_remove(c);
-	c->pending = NULL; /* detach lets go of it */
+	c->pending = NULL; /* detach lets go of them */
+	c->resends = (rpc_req_list){0};
 	reader_wake(c);
 	sched_timer_cancel(&c->timer);
 	if (reason != REASON_client_reset)
@@ -711,7 +810,7 @@ static void client_drain(rpc_client *c)
 		client_settle(c);
 		return;
 	}
-	if (c->reader_parked && !c->waiting && !c->pending) {
+	if (c->reader_parked && !c->pending) {
 		/* At a bound: what it holds unread stays unread. */
 		reader_stop(c, REASON_drain);
 		reader_wake(c);

@@ -107,6 +107,11 @@ struct rpc_listener {
  */
 int rpc_dispatch(rpc_listener *rl, rpc_req *req, const struct sockaddr *peer,
 		 const balance_tried *tried);
+/* rpc_dispatch for a request that came off a dead connection: the same
+ * results, and a request that may have been written counts as a retry of
+ * the server it goes to. */
+int rpc_resend(rpc_listener *rl, rpc_req *req, const struct sockaddr *peer,
+	       const balance_tried *tried);
 
 /* Read buffers of the listener's size, pooled. */
 uint8_t *rpc_buffer_take(rpc_listener *rl, uint32_t *cap);
@@ -126,11 +131,18 @@ void rpc_client_kick(rpc_client *c);
  * gone through, and a close now would free records still on that list. */
 void rpc_client_kick_later(rpc_client *c);
 void rpc_kicks_flush(rpc_listener *rl);
+/* A request of the client's that came off a dead connection may be sent
+ * again but every connection is full: it waits on the client, which joins
+ * the waiter list (rpc_waiters_wake_* send it when there is room). */
+void rpc_client_resend_later(rpc_client *c, rpc_req *req);
 /* The client's peer address, for balancing. */
 const struct sockaddr *rpc_client_peer(const rpc_client *c);
 /* Counts a request lost (no_upstream or upstream_lost) for the access line. */
 void rpc_client_count_lost(rpc_client *c);
-/* Readers parked for room on the connections: wake the oldest one, or all. */
+/* Clients waiting for room on the connections (a reader parked with its
+ * next request, or lost requests to send again): serve the oldest one, or
+ * all, in order. A resend that finds no server at all fails its client
+ * with upstream_lost. */
 void rpc_waiters_wake_one(rpc_listener *rl);
 void rpc_waiters_wake_all(rpc_listener *rl);
 

@@ -14,7 +14,8 @@
  * A connection dies on EOF, a read or write error, an oversize reply or a
  * reply that matches nothing: the pd is closed first (a parked writer wakes
  * with -EBADF before any record it points at can go), then its requests
- * come off it and are sent again or failed, and it reconnects after a
+ * come off it and are sent again (waiting for room on their client when
+ * every other connection is full) or failed, and it reconnects after a
  * backoff that doubles from RPC_BACKOFF_MIN_NS up to fail_timeout.
  */
 #include <errno.h>
@@ -159,35 +160,49 @@ int rpc_dispatch(rpc_listener *rl, rpc_req *req, const struct sockaddr *peer,
 	return 0;
 }
 
+int rpc_resend(rpc_listener *rl, rpc_req *req, const struct sockaddr *peer,
+	       const balance_tried *tried)
+{
+	bool was_sent = req->sent;
+	int rc = rpc_dispatch(rl, req, peer, tried);
+
+	if (rc == 0 && was_sent)
+		rl->l->pool.servers[req->server].counters[COUNTER_RPC_RETRIES]++;
+	return rc;
+}
+
 /* --- a connection dies ------------------------------------------------------ */
 
 /*
  * Its requests came off it: each is sent again elsewhere when that is safe
- * and allowed, or fails its client (which then gets every reply before it
- * and is closed with upstream_lost). The clients are looked at only after
- * the whole list is gone through: a close frees that client's records.
+ * and allowed (waiting for room when every other connection is full), or
+ * fails its client (which then gets every reply before it and is closed
+ * with upstream_lost). The clients are looked at only after the whole list
+ * is gone through: a close frees that client's records.
  */
 static void conn_requeue(rpc_listener *rl, rpc_req_list *lost,
 			 uint32_t server)
 {
-	upstream_pool *pool = &rl->l->pool;
 	rpc_req *req;
 
 	while ((req = rpc_req_list_pop(lost))) {
 		rpc_order *o = req->owner;
 		rpc_client *c = rpc_client_of(o);
-		bool was_sent = req->sent;
 		bool may = !rpc_order_past_stop(o, req) &&
-			   (!was_sent || rl->params.retry) &&
+			   (!req->sent || rl->params.retry) &&
 			   req->attempts <= rl->retries;
 
 		if (may) {
 			balance_tried tried;
 			balance_tried_clear(&tried);
 			balance_tried_add(&tried, server);
-			if (rpc_dispatch(rl, req, rpc_client_peer(c), &tried) == 0) {
-				if (was_sent)
-					pool->servers[req->server].counters[COUNTER_RPC_RETRIES]++;
+			int rc = rpc_resend(rl, req, rpc_client_peer(c), &tried);
+			if (rc == 0)
+				continue;
+			if (rc == -EAGAIN) {
+				/* Servers are up but full: it waits its turn
+				 * with the clients parked at a full pool. */
+				rpc_client_resend_later(c, req);
 				continue;
 			}
 		}
@@ -259,6 +274,7 @@ static bool conn_reply(rpc_conn *cn, uint8_t *frame, size_t len,
 		return false;
 	}
 	server->counters[COUNTER_RPC_RECEIVED]++;
+	upstream_server_answered(&rl->l->pool, cn->server);
 	counters_observe_rpc_latency(server->counters, first_ns - req->read_ns);
 	rpc_order *o = req->owner;
 	int rc = rpc_order_answer(&rl->pool, req, frame, len);

@@ -131,8 +131,12 @@ int upstream_connect_to(upstream_pool *pool, uint32_t index,
 
 	if (rc == 0) {
 		server->counters[COUNTER_CONNECTS]++;
-		server->consecutive_failures = 0;
-		server->ejections = 0;
+		/* A server that accepts and then answers garbage is not
+		 * healthy: only an answer ends that streak. */
+		if (!server->protocol_streak) {
+			server->consecutive_failures = 0;
+			server->ejections = 0;
+		}
 		return 0;
 	}
 	if (connect_error_is_local(rc)) {
@@ -174,8 +178,22 @@ int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 
 void upstream_server_failed(upstream_pool *pool, uint32_t index)
 {
-	server_failure(pool, index, pool->servers[index].counters[COUNTER_EJECTIONS],
+	upstream_server *server = &pool->servers[index];
+
+	server->protocol_streak = true;
+	server_failure(pool, index, server->counters[COUNTER_EJECTIONS],
 		       "protocol_errors");
+}
+
+void upstream_server_answered(upstream_pool *pool, uint32_t index)
+{
+	upstream_server *server = &pool->servers[index];
+
+	if (!server->protocol_streak)
+		return;
+	server->protocol_streak = false;
+	server->consecutive_failures = 0;
+	server->ejections = 0;
 }
 
 void upstream_release(upstream_pool *pool, int index)

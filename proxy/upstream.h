@@ -5,7 +5,10 @@
  * Passive health counts consecutive connect failures; at fail_threshold the
  * server is out for fail_timeout, doubled on each ejection in a row (capped
  * at 32x) and reset by a success; failures of connects that were in flight
- * when it went out do not count. Active health, when health_interval is
+ * when it went out do not count. Protocol errors on a connection that was
+ * up (rpc mode) count too, and a streak that has one is ended only by an
+ * answer (upstream_server_answered), not by a connect that succeeds: a
+ * server that accepts connections and answers garbage is still ejected. Active health, when health_interval is
  * set, runs one checker coroutine per server: a TCP connect, or check_frame
  * sent and any frame expected back, with rise/fall counts. With several
  * shards, only a server's owner shard checks it and publishes the result on
@@ -59,6 +62,7 @@ typedef struct upstream_server {
 	/* passive health */
 	uint32_t consecutive_failures;
 	uint32_t ejections;
+	bool protocol_streak;      /* protocol errors since the last answer */
 	int64_t out_until;
 	/* active health */
 	upstream_pool *pool;       /* the checker's way back, set at start */
@@ -117,8 +121,13 @@ int upstream_connect_to(upstream_pool *pool, uint32_t index,
 			poll_desc **out);
 /* Server `index` broke the protocol on a connection that was up (rpc mode:
  * a reply that matches no request): one failure toward fail_threshold, as
- * a failed connect is (the caller logs and counts it as what it was). */
+ * a failed connect is (the caller logs and counts it as what it was), and
+ * until the server answers, reconnecting to it resets neither the failures
+ * in a row nor the ejections in a row. The ejection says protocol_errors. */
 void upstream_server_failed(upstream_pool *pool, uint32_t index);
+/* Server `index` answered a request properly (rpc mode: a matched reply):
+ * the end of a streak of protocol errors. */
+void upstream_server_answered(upstream_pool *pool, uint32_t index);
 /* Tell the balancer which servers are usable, as of now. */
 void upstream_pool_refresh(upstream_pool *pool);
 /* A connection made by upstream_connect to server `index` has closed. */

@@ -167,6 +167,104 @@ struct Pipeliner {
 	}
 };
 
+// An upstream that answers every request with its own bytes but the
+// 4-byte tag at offset 0 inverted: a reply that matches no request, on
+// every connection, while accepting connections as a healthy server does.
+class BogusTagUpstream {
+public:
+	BogusTagUpstream()
+	{
+		sockaddr_in sa{};
+		socklen_t len = sizeof(sa);
+		sa.sin_family = AF_INET;
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		REQUIRE(fd_ >= 0);
+		REQUIRE(bind(fd_, (sockaddr *)&sa, sizeof(sa)) == 0);
+		REQUIRE(listen(fd_, 64) == 0);
+		REQUIRE(getsockname(fd_, (sockaddr *)&sa, &len) == 0);
+		port_ = ntohs(sa.sin_port);
+		thread_ = std::thread([this] { run(); });
+	}
+	~BogusTagUpstream()
+	{
+		stop_ = true;
+		thread_.join();
+		::close(fd_);
+	}
+	BogusTagUpstream(const BogusTagUpstream &) = delete;
+	BogusTagUpstream &operator=(const BogusTagUpstream &) = delete;
+	std::string addr() const { return "127.0.0.1:" + std::to_string(port_); }
+	size_t accepted() const { return accepted_; }
+
+private:
+	// One thread: accepts, and answers every whole frame on every
+	// connection, polling so that the destructor's stop is seen.
+	void run()
+	{
+		struct Peer {
+			int fd;
+			std::string in;
+		};
+		std::vector<Peer> peers;
+		while (!stop_) {
+			std::vector<pollfd> pfds = {{fd_, POLLIN, 0}};
+			for (auto &p : peers)
+				pfds.push_back({p.fd, POLLIN, 0});
+			if (poll(pfds.data(), pfds.size(), 50) <= 0)
+				continue;
+			if (pfds[0].revents & POLLIN) {
+				int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+				if (c >= 0) {
+					peers.push_back({c, ""});
+					accepted_++;
+				}
+			}
+			for (size_t i = 1; i < pfds.size(); i++) {
+				if (!pfds[i].revents)
+					continue;
+				Peer &p = peers[i - 1];
+				char buf[4096];
+				ssize_t n = recv(p.fd, buf, sizeof(buf), 0);
+				if (n <= 0) {
+					::close(p.fd);
+					p.fd = -1;
+					continue;
+				}
+				p.in.append(buf, (size_t)n);
+				answer(p.fd, p.in);
+			}
+			std::vector<Peer> open;
+			for (auto &p : peers)
+				if (p.fd >= 0)
+					open.push_back(p);
+			peers.swap(open);
+		}
+		for (auto &p : peers)
+			::close(p.fd);
+	}
+	static void answer(int fd, std::string &in)
+	{
+		while (in.size() >= 4) {
+			uint32_t len = (uint8_t)in[0] << 24 | (uint8_t)in[1] << 16 |
+				       (uint8_t)in[2] << 8 | (uint8_t)in[3];
+			if (in.size() < 4 + (size_t)len)
+				return;
+			std::string reply = in.substr(0, 4 + len);
+			in.erase(0, 4 + len);
+			for (size_t i = 4; i < 8 && i < reply.size(); i++)
+				reply[i] = (char)~reply[i];
+			(void)!send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
+		}
+	}
+
+	int fd_ = -1;
+	uint16_t port_ = 0;
+	std::atomic<bool> stop_{false};
+	std::atomic<size_t> accepted_{0};
+	std::thread thread_;
+};
+
 } // namespace
 
 namespace {
@@ -708,4 +806,146 @@ TEST_CASE("rpc: hash_key sends every request with the same key to the same "
 		used.insert(*kv.second.begin());
 	}
 	CHECK(used.size() == 3);
+}
+
+TEST_CASE("rpc: with retry on, a request lost while every other connection "
+	  "is full waits for room and is answered", "[rpc]")
+{
+	// Two servers, one connection each with room for 2: with 16 requests
+	// in flight both connections are full and the rest wait. The server
+	// killed takes 2 written requests with it; the survivor is full when
+	// they come back, so they wait with the others and go to it.
+	std::vector<std::unique_ptr<Echo>> echoes;
+	for (int i = 0; i < 2; i++)
+		echoes.emplace_back(new Echo({"--delay", "10ms"}));
+	Proxy proxy(rpc_args({echoes[0]->addr(), echoes[1]->addr()},
+			     {"--retry", "on", "--pool-size", "1",
+			      "--upstream-max-inflight", "2", "--admin", "127.0.0.1:0"}));
+	REQUIRE(proxy.wait_ready());
+	uint16_t admin = admin_port(proxy);
+	REQUIRE(admin != 0);
+	REQUIRE(wait_established({echoes[0]->port(), echoes[1]->port()}, 2, T5));
+	std::vector<Pipeliner> ps(4);
+	std::vector<std::thread> ts;
+	std::atomic<size_t> first_replies{0};
+	for (size_t i = 0; i < ps.size(); i++) {
+		ps[i].seed = (uint32_t)(i + 1);
+		ps[i].count = 150;
+		ps[i].depth = 4;
+		ps[i].first_replies = &first_replies;
+		ts.emplace_back([&, i] { ps[i].run(proxy.port()); });
+	}
+	bool all_started = wait_until([&] { return first_replies.load() == ps.size(); }, T10);
+	echoes[0]->proc().signal(SIGKILL);
+	REQUIRE(all_started);
+	for (auto &t : ts)
+		t.join();
+	INFO(proxy.log_tail());
+	REQUIRE(proxy.wait_access_count(ps.size(), T10));
+	auto access = proxy.access_by_client();
+	for (auto &p : ps) {
+		INFO("client " << p.local << " replied " << p.replied << " end " << p.end);
+		CHECK(p.mismatches == 0);
+		CHECK(p.replied == p.count);
+		REQUIRE(access.count(p.local) == 1);
+		CHECK(access[p.local][0].get("reason") == "client_eof");
+		CHECK(access[p.local][0].num("lost") == 0);
+	}
+	// The lost requests were sent again, not failed.
+	CHECK(metric(admin, "frameproxy_rpc_retries_total") >= 1);
+	CHECK(metric(admin, "frameproxy_rpc_requests_lost_total") == 0);
+}
+
+TEST_CASE("rpc: a server that answers every request with a tag nobody sent "
+	  "is ejected after fail_threshold, though it accepts every reconnect",
+	  "[rpc]")
+{
+	BogusTagUpstream bad;
+	Echo good;
+	Proxy proxy(rpc_args({bad.addr(), good.addr()},
+			     {"--rpc-tag", "0:4", "--retry", "on", "--pool-size", "1",
+			      "--fail-threshold", "3", "--fail-timeout", "30s",
+			      "--admin", "127.0.0.1:0"}));
+	REQUIRE(proxy.wait_ready());
+	uint16_t admin = admin_port(proxy);
+	REQUIRE(admin != 0);
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	std::string local = c.local_addr();
+	std::string bad_label = "upstream=\"" + bad.addr() + "\"";
+	// One request at a time: each that goes to the bad server kills its
+	// connection and is answered by the good one (retry on); the bad
+	// server's connection comes back after each backoff.
+	uint64_t seq = 0;
+	auto deadline = Clock::now() + T10;
+	while (metric(admin, "frameproxy_upstream_ejections_total", bad_label) == 0 &&
+	       Clock::now() < deadline)
+		REQUIRE(c.roundtrip(request_payload(1, seq++, 32)));
+	INFO(proxy.log_tail());
+	REQUIRE(metric(admin, "frameproxy_upstream_ejections_total", bad_label) == 1);
+	// Reconnected in between: the streak was not reset by a connect.
+	CHECK(bad.accepted() >= 3);
+	CHECK(metric(admin, "frameproxy_rpc_unmatched_replies_total", bad_label) == 3);
+	auto outs = proxy.records("upstream out");
+	REQUIRE(outs.size() == 1);
+	CHECK(outs[0].get("upstream") == bad.addr());
+	CHECK(outs[0].get("reason") == "protocol_errors");
+	// Out: the good server answers everything, and the bad one sees no
+	// further request.
+	uint64_t unmatched = metric(admin, "frameproxy_rpc_unmatched_replies_total");
+	for (int i = 0; i < 50; i++)
+		REQUIRE(c.roundtrip(request_payload(1, seq++, 32)));
+	CHECK(metric(admin, "frameproxy_rpc_unmatched_replies_total") == unmatched);
+	CHECK(metric(admin, "frameproxy_rpc_requests_lost_total") == 0);
+}
+
+TEST_CASE("rpc: a lost request waiting for room is still bounded by "
+	  "request_timeout, and fails when no server is left", "[rpc]")
+{
+	// Two servers that hold every reply, one connection each with room
+	// for one request: the request on the server killed comes back to
+	// find the other full, and waits.
+	bool timeout = GENERATE(true, false);
+	INFO("timeout " << timeout);
+	std::vector<std::unique_ptr<Echo>> echoes;
+	for (int i = 0; i < 2; i++)
+		echoes.emplace_back(new Echo({"--delay", "60s"}));
+	Proxy proxy(rpc_args({echoes[0]->addr(), echoes[1]->addr()},
+			     {"--retry", "on", "--pool-size", "1",
+			      "--upstream-max-inflight", "1", "--request-timeout",
+			      timeout ? "800ms" : "20s", "--admin", "127.0.0.1:0"}));
+	REQUIRE(proxy.wait_ready());
+	uint16_t admin = admin_port(proxy);
+	REQUIRE(admin != 0);
+	REQUIRE(wait_established({echoes[0]->port(), echoes[1]->port()}, 2, T5));
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	std::string local = c.local_addr();
+	auto t0 = Clock::now();
+	REQUIRE(c.send_frame("first") == Io::Ok);
+	REQUIRE(c.send_frame("second") == Io::Ok);
+	REQUIRE(wait_metric(admin, "frameproxy_rpc_inflight", 2, T5));
+	echoes[0]->proc().signal(SIGKILL);
+	INFO(proxy.log_tail());
+	REQUIRE(proxy.wait_record([](const LogRecord &l) {
+		return l.is("msg", "rpc upstream connection lost");
+	}, T5));
+	// Not failed at the death: it waits.
+	CHECK(c.wait_closed(milliseconds(300)) == Io::Timeout);
+	if (!timeout) {
+		// The last server dies too: nothing left to wait for.
+		echoes[1]->proc().signal(SIGKILL);
+	}
+	CHECK(c.wait_closed(T5) == Io::Eof);
+	LogRecord r;
+	REQUIRE(proxy.wait_access(local, T5, &r));
+	CHECK(r.num("replied") == 0);
+	if (timeout) {
+		CHECK(ms_since(t0) >= 750);
+		CHECK(r.get("reason") == "request_timeout");
+	} else {
+		CHECK(ms_since(t0) < 5000);
+		CHECK(r.get("reason") == "upstream_lost");
+		CHECK(r.num("lost") >= 1);
+	}
 }
