@@ -406,7 +406,7 @@ TEST_CASE("rpc: an upstream killed with requests in flight", "[rpc]")
 	INFO("retry " << retry);
 	std::vector<std::unique_ptr<Echo>> echoes;
 	for (int i = 0; i < 3; i++)
-		echoes.emplace_back(new Echo({"--delay", "20ms"}));
+		echoes.emplace_back(new Echo({"--delay", "50ms"}));
 	// hash on the client address: each client's requests go to one
 	// server, so only some clients are on the one that dies.
 	Proxy proxy(rpc_args({echoes[0]->addr(), echoes[1]->addr(), echoes[2]->addr()},
@@ -424,7 +424,7 @@ TEST_CASE("rpc: an upstream killed with requests in flight", "[rpc]")
 		ps[i].first_replies = &first_replies;
 		ts.emplace_back([&, i] { ps[i].run(proxy.port()); });
 	}
-	// Every client is mid-stream (each takes >= 150 / 8 x 20 ms) when the
+	// Every client is mid-stream (each takes >= 150 / 8 x 50 ms) when the
 	// server dies: a client that had not started yet on a loaded machine
 	// would only ever see the two live servers.
 	bool all_started = wait_until([&] { return first_replies.load() == ps.size(); }, T10);
