@@ -313,7 +313,7 @@ TEST_CASE("rpc: shards x servers x pool_size upstream connections carry "
 // (proxy_volume_*), whose length does not hide the others' results.
 TEST_CASE("rpc: a million requests from 1000 clients", "[rpc][volume]")
 {
-	many_clients(env_long("FRAMEPROXY_VOLUME_FRAMES", 1000000));
+	many_clients(env_long("FRAMEPROXY_RPC_VOLUME_REQUESTS", 1000000));
 }
 
 TEST_CASE("rpc: one client's requests are spread over the servers by weight",

@@ -3,7 +3,8 @@
 // frameecho and verifies every reply byte for byte, in order.
 //
 // FRAMEPROXY_VOLUME_FRAMES sets the frame count (default 1,000,000; meson
-// passes a smaller count to sanitizer builds), FRAMEPROXY_VOLUME_TIMEOUT_S
+// passes smaller counts to sanitizer builds and to the uring-batch and
+// uring-completion configurations), FRAMEPROXY_VOLUME_TIMEOUT_S
 // bounds the run (default 1500 s).
 //
 // Measured 2026-11-22 on the 2-core dev VM (meson test --suite proxy):
