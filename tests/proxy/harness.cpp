@@ -1116,6 +1116,16 @@ bool Proxy::wait_access(const std::string &client, milliseconds timeout,
 	}, timeout, out);
 }
 
+uint16_t Proxy::admin_port()
+{
+	LogRecord r;
+	if (!wait_record([](const LogRecord &l) { return l.is("msg", "admin listening"); },
+			 milliseconds(5000), &r))
+		return 0;
+	std::string a = r.get("address");
+	return (uint16_t)atoi(a.substr(a.rfind(':') + 1).c_str());
+}
+
 bool Proxy::wait_access_count(size_t n, milliseconds timeout)
 {
 	auto deadline = Clock::now() + timeout;

@@ -492,6 +492,10 @@ public:
 	// The newest pid logged for each shard index ("shard started").
 	std::map<unsigned, pid_t> shard_pids() const;
 
+	// The admin endpoint's port, from its "admin listening" line (--admin
+	// 127.0.0.1:0); 0 when none is logged within 5 s.
+	uint16_t admin_port();
+
 	// The port of a named listener, from the supervisor's "listening"
 	// line; 0 when there is none.
 	uint16_t listener_port(const std::string &name) const;

@@ -14,17 +14,6 @@ namespace {
 const milliseconds T5(5000);
 const milliseconds T10(10000);
 
-uint16_t admin_port(Proxy &proxy)
-{
-	LogRecord r;
-	if (!proxy.wait_record([](const LogRecord &l) {
-		    return l.is("msg", "admin listening");
-	    }, T5, &r))
-		return 0;
-	std::string a = r.get("address");
-	return (uint16_t)atoi(a.substr(a.rfind(':') + 1).c_str());
-}
-
 uint64_t metric(uint16_t admin, const std::string &family,
 		const std::string &having = "")
 {
@@ -467,7 +456,7 @@ TEST_CASE("rpc: max_inflight stops reading a client whose upstream does not "
 	Proxy proxy(rpc_args({up.addr()}, {"--max-inflight", "8", "--pool-size", "1",
 					   "--admin", "127.0.0.1:0"}));
 	REQUIRE(proxy.wait_ready());
-	uint16_t admin = admin_port(proxy);
+	uint16_t admin = proxy.admin_port();
 	REQUIRE(admin != 0);
 	REQUIRE(up.wait_accepted(1, T5));
 	Conn c = Conn::connect(proxy.port());
@@ -508,7 +497,7 @@ TEST_CASE("rpc: a client that leaves with requests in flight leaves the pool "
 	Proxy proxy(rpc_args({echo.addr()}, {"--pool-size", "2", "--admin",
 					     "127.0.0.1:0"}));
 	REQUIRE(proxy.wait_ready());
-	uint16_t admin = admin_port(proxy);
+	uint16_t admin = proxy.admin_port();
 	REQUIRE(wait_established({echo.port()}, 2, T5));
 	{
 		Conn c = Conn::connect(proxy.port());
@@ -717,7 +706,7 @@ TEST_CASE("rpc: a reply that matches no request closes its connection, which "
 	TestUpstream up(TestUpstream::Mode::SendThenShutWr, {"unsolicited"});
 	Proxy proxy(rpc_args({up.addr()}, {"--pool-size", "1", "--admin", "127.0.0.1:0"}));
 	REQUIRE(proxy.wait_ready());
-	uint16_t admin = admin_port(proxy);
+	uint16_t admin = proxy.admin_port();
 	LogRecord r;
 	REQUIRE(proxy.wait_record([](const LogRecord &l) {
 		return l.is("msg", "rpc reply matches no request");
@@ -822,7 +811,7 @@ TEST_CASE("rpc: with retry on, a request lost while every other connection "
 			     {"--retry", "on", "--pool-size", "1",
 			      "--upstream-max-inflight", "2", "--admin", "127.0.0.1:0"}));
 	REQUIRE(proxy.wait_ready());
-	uint16_t admin = admin_port(proxy);
+	uint16_t admin = proxy.admin_port();
 	REQUIRE(admin != 0);
 	REQUIRE(wait_established({echoes[0]->port(), echoes[1]->port()}, 2, T5));
 	std::vector<Pipeliner> ps(4);
@@ -867,7 +856,7 @@ TEST_CASE("rpc: a server that answers every request with a tag nobody sent "
 			      "--fail-threshold", "3", "--fail-timeout", "30s",
 			      "--admin", "127.0.0.1:0"}));
 	REQUIRE(proxy.wait_ready());
-	uint16_t admin = admin_port(proxy);
+	uint16_t admin = proxy.admin_port();
 	REQUIRE(admin != 0);
 	Conn c = Conn::connect(proxy.port());
 	REQUIRE(c.valid());
@@ -915,7 +904,7 @@ TEST_CASE("rpc: a lost request waiting for room is still bounded by "
 			      "--upstream-max-inflight", "1", "--request-timeout",
 			      timeout ? "800ms" : "20s", "--admin", "127.0.0.1:0"}));
 	REQUIRE(proxy.wait_ready());
-	uint16_t admin = admin_port(proxy);
+	uint16_t admin = proxy.admin_port();
 	REQUIRE(admin != 0);
 	REQUIRE(wait_established({echoes[0]->port(), echoes[1]->port()}, 2, T5));
 	Conn c = Conn::connect(proxy.port());

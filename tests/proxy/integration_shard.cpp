@@ -11,17 +11,6 @@ namespace {
 
 const milliseconds T5(5000);
 
-uint16_t admin_port(Proxy &proxy)
-{
-	LogRecord r;
-	if (!proxy.wait_record([](const LogRecord &l) {
-		    return l.is("msg", "admin listening");
-	    }, T5, &r))
-		return 0;
-	std::string a = r.get("address");
-	return (uint16_t)atoi(a.substr(a.rfind(':') + 1).c_str());
-}
-
 size_t count_records(Proxy &proxy, const std::string &msg,
 		     const std::string &key = "", const std::string &value = "")
 {
@@ -168,7 +157,7 @@ TEST_CASE("shards: each shard has its own process and poller; mixed alternates",
 	CHECK(shards == std::set<std::string>{"0", "1"});
 
 	// The supervisor reports each shard's real backend.
-	uint16_t admin = admin_port(proxy);
+	uint16_t admin = proxy.admin_port();
 	REQUIRE(admin != 0);
 	std::this_thread::sleep_for(milliseconds(300)); // one publish period
 	std::string stats = http_body(http_get(admin, "/stats"));
@@ -467,7 +456,7 @@ TEST_CASE("shards: the admin endpoint serves metrics and stats, nothing else",
 	Echo echo;
 	Proxy proxy({"--shards", "2", "--admin", "127.0.0.1:0", "--server", echo.addr()});
 	REQUIRE(proxy.wait_ready());
-	uint16_t admin = admin_port(proxy);
+	uint16_t admin = proxy.admin_port();
 	REQUIRE(admin != 0);
 	for (int i = 0; i < 10; i++) {
 		Conn c = Conn::connect(proxy.port());
@@ -693,7 +682,7 @@ TEST_CASE("shards: frame counters move while connections stay open", "[shard]")
 {
 	Echo echo;
 	Proxy proxy({"--shards", "1", "--admin", "127.0.0.1:0", "--server", echo.addr()});
-	uint16_t admin = admin_port(proxy);
+	uint16_t admin = proxy.admin_port();
 	REQUIRE(admin != 0);
 	Conn c = Conn::connect(proxy.port());
 	REQUIRE(c.valid());
