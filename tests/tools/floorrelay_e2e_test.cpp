@@ -27,19 +27,14 @@ using tooltest::json_number;
 using tooltest::read_full;
 using tooltest::run_bench;
 using tooltest::start_echo;
-using tooltest::uring_usable;
+using tooltest::usable_pollers;
 
 } // namespace
 
 TEST_CASE("floorrelay relays frames intact and passes half-close on",
 	  "[e2e][floor]")
 {
-	std::vector<std::string> pollers = {"epoll"};
-	if (uring_usable())
-		pollers.push_back("uring");
-	else
-		WARN("io_uring is not usable here: uring cases skipped");
-	for (const auto &poller : pollers) {
+	for (const auto &poller : usable_pollers()) {
 		CAPTURE(poller);
 		Echo echo;
 		REQUIRE(start_echo(echo, {}));

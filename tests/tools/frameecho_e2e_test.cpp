@@ -41,7 +41,7 @@ using tooltest::now_ms;
 using tooltest::read_full;
 using tooltest::run_bench;
 using tooltest::start_echo;
-using tooltest::uring_usable;
+using tooltest::usable_pollers;
 
 // Request i of the reorder tests: its index big-endian, then 0..49 bytes
 // that depend on it, so every request differs from every other.
@@ -160,12 +160,7 @@ void round_trip(int fd, uint64_t i)
 
 TEST_CASE("framebench against frameecho verifies every frame", "[e2e]")
 {
-	std::vector<std::string> pollers = {"epoll"};
-	if (uring_usable())
-		pollers.push_back("uring");
-	else
-		WARN("io_uring is not usable here: uring cases skipped");
-	for (const auto &poller : pollers) {
+	for (const auto &poller : usable_pollers()) {
 		Echo echo;
 		REQUIRE(start_echo(echo, {"--poller", poller}));
 		CAPTURE(poller);
@@ -340,12 +335,7 @@ TEST_CASE("frameecho stops cleanly on SIGTERM", "[e2e]")
 TEST_CASE("frameecho --reorder answers every request once, byte-identical, out of order",
 	  "[e2e]")
 {
-	std::vector<std::string> pollers = {"epoll"};
-	if (uring_usable())
-		pollers.push_back("uring");
-	else
-		WARN("io_uring is not usable here: uring cases skipped");
-	for (const auto &poller : pollers) {
+	for (const auto &poller : usable_pollers()) {
 		CAPTURE(poller);
 		Echo echo;
 		REQUIRE(start_echo(echo, {"--reorder", "20ms", "--seed", "7",

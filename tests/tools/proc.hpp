@@ -237,6 +237,17 @@ inline bool uring_usable()
 	return start_echo(probe, {"--poller", "uring"});
 }
 
+// The --poller values a test runs on: epoll, and uring where it works here.
+inline std::vector<std::string> usable_pollers()
+{
+	std::vector<std::string> pollers = {"epoll"};
+	if (uring_usable())
+		pollers.push_back("uring");
+	else
+		WARN("io_uring is not usable here: uring cases skipped");
+	return pollers;
+}
+
 // A blocking connection to 127.0.0.1:port that gives up reading after 10 s.
 inline int connect_to(int port)
 {
