@@ -555,15 +555,28 @@ static int set_retry(void *t, const config_key *k, const char *v,
 
 /* rpc_tag and hash_key: OFFSET:LEN, or "" for none. */
 static int set_rpc_field(void *t, const config_key *k, const char *v,
-			 const config_origin *o, char *why)
+			 const config_origin *o, char *why, uint32_t max_len)
 {
 	rpc_field *field = (rpc_field *)((char *)t + k->off);
 	rpc_field parsed = {0, 0};
 
-	if (v[0] && rpc_field_parse(v, &parsed, why, CONFIG_WHY_MAX) < 0)
+	if (v[0] &&
+	    rpc_field_parse(v, max_len, &parsed, why, CONFIG_WHY_MAX) < 0)
 		return -1;
 	*field = parsed;
 	return rpc_key_seen(t, k, o, why);
+}
+
+static int set_rpc_tag(void *t, const config_key *k, const char *v,
+		       const config_origin *o, char *why)
+{
+	return set_rpc_field(t, k, v, o, why, RPC_TAG_MAX_LEN);
+}
+
+static int set_hash_key(void *t, const config_key *k, const char *v,
+			const config_origin *o, char *why)
+{
+	return set_rpc_field(t, k, v, o, why, RPC_HASH_KEY_MAX_LEN);
 }
 
 /* ---- the table ---- */
@@ -701,10 +714,10 @@ const config_key config_keys[] = {
 	{ .name = "retry", .scope = L, .set = set_retry, .def = "off",
 	  .flag = "--retry", .arg = "on|off",
 	  .help = "rpc: resend what a lost conn had" },
-	{ .name = "rpc_tag", .scope = L, .set = set_rpc_field,
+	{ .name = "rpc_tag", .scope = L, .set = set_rpc_tag,
 	  .off = L_OFF(rpc.tag), .flag = "--rpc-tag", .arg = "OFFSET:LEN",
 	  .help = "rpc: request id; any reply order" },
-	{ .name = "hash_key", .scope = L, .set = set_rpc_field,
+	{ .name = "hash_key", .scope = L, .set = set_hash_key,
 	  .off = L_OFF(rpc.hash_key), .flag = "--hash-key",
 	  .arg = "OFFSET:LEN", .help = "rpc: hash this field (balance=hash)" },
 	{ .name = "server", .scope = L, .set = set_server, .repeat = true,

@@ -1185,7 +1185,7 @@ TEST_CASE("config: rpc value and cross-key errors", "[config][rpc]")
 		       "request_timeout = soon\n"        // 9
 		       "retry = sometimes\n"             // 10
 		       "rpc_tag = 1:9\n"                 // 11
-		       "hash_key = x\n") < 0);           // 12
+		       "hash_key = 0:300\n") < 0);       // 12
 	INFO(cfg.errors());
 	CHECK(cfg.has("frameproxy.ini:4: key 'mode': invalid mode 'both' (expected stream or rpc)"));
 	CHECK(cfg.has("frameproxy.ini:5: key 'pool_size': '65' must be between 1 and 64"));
@@ -1198,7 +1198,7 @@ TEST_CASE("config: rpc value and cross-key errors", "[config][rpc]")
 	CHECK(cfg.errors().find("frameproxy.ini:10: key 'retry': invalid retry 'sometimes'") !=
 	      std::string::npos);
 	CHECK(cfg.has("frameproxy.ini:11: key 'rpc_tag': invalid field '1:9' (OFFSET:LEN, LEN 1..8)"));
-	CHECK(cfg.has("frameproxy.ini:12: key 'hash_key': invalid field 'x' (OFFSET:LEN, LEN 1..8)"));
+	CHECK(cfg.has("frameproxy.ini:12: key 'hash_key': invalid field '0:300' (OFFSET:LEN, LEN 1..256)"));
 
 	Cfg cross;
 	REQUIRE(cross.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n"
