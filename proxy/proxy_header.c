@@ -346,39 +346,44 @@ uint32_t proxy_header_need(const proxy_header_parser *p)
 
 /* --- writing ------------------------------------------------------------ */
 
-/* An IPv4-mapped IPv6 address as the IPv4 one it is; anything else as is. */
+/* An IPv4-mapped IPv6 address as the IPv4 one it is; anything else as is.
+ * Built in locals and copied, so no store goes through a cast pointer. */
 static void unmap(const struct sockaddr *sa, struct sockaddr_storage *out)
 {
-	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+	struct sockaddr_in6 in6;
+	struct sockaddr_in in = { .sin_family = AF_INET };
 
 	memset(out, 0, sizeof(*out));
-	if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-		struct sockaddr_in *in = (struct sockaddr_in *)out;
-		in->sin_family = AF_INET;
-		in->sin_port = in6->sin6_port;
-		memcpy(&in->sin_addr, in6->sin6_addr.s6_addr + 12, 4);
+	if (sa->sa_family == AF_INET) {
+		memcpy(out, sa, sizeof(struct sockaddr_in));
 		return;
 	}
-	if (sa->sa_family == AF_INET)
-		memcpy(out, sa, sizeof(struct sockaddr_in));
-	else if (sa->sa_family == AF_INET6)
-		memcpy(out, sa, sizeof(struct sockaddr_in6));
-	else
+	if (sa->sa_family != AF_INET6) {
 		out->ss_family = sa->sa_family;
+		return;
+	}
+	memcpy(&in6, sa, sizeof(in6));
+	if (!IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr)) {
+		memcpy(out, &in6, sizeof(in6));
+		return;
+	}
+	in.sin_port = in6.sin6_port;
+	memcpy(&in.sin_addr, in6.sin6_addr.s6_addr + 12, 4);
+	memcpy(out, &in, sizeof(in));
 }
 
 static void map_to_v6(struct sockaddr_storage *ss)
 {
 	struct sockaddr_in in;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	struct sockaddr_in6 in6 = { .sin6_family = AF_INET6 };
 
 	memcpy(&in, ss, sizeof(in));
+	in6.sin6_port = in.sin_port;
+	in6.sin6_addr.s6_addr[10] = 0xff;
+	in6.sin6_addr.s6_addr[11] = 0xff;
+	memcpy(in6.sin6_addr.s6_addr + 12, &in.sin_addr, 4);
 	memset(ss, 0, sizeof(*ss));
-	in6->sin6_family = AF_INET6;
-	in6->sin6_port = in.sin_port;
-	in6->sin6_addr.s6_addr[10] = 0xff;
-	in6->sin6_addr.s6_addr[11] = 0xff;
-	memcpy(in6->sin6_addr.s6_addr + 12, &in.sin_addr, 4);
+	memcpy(ss, &in6, sizeof(in6));
 }
 
 /* Both INET, or both INET6, or AF_UNSPEC when they cannot be named. */
