@@ -40,12 +40,14 @@ static void access_log(session *s, reason_code reason,
 		memcpy(frames, summary->frames, sizeof(frames));
 		memcpy(bytes, summary->bytes, sizeof(bytes));
 	}
+/* peer= (the TCP peer) only with accept_proxy, where client= may differ. */
+#define ACCESS_FMT(peer) \
+	"listener=%s client=%s" peer " upstream=%s duration_ms=%.3f " \
+	"client_frames=%" PRIu64 " client_bytes=%" PRIu64 " " \
+	"upstream_frames=%" PRIu64 " upstream_bytes=%" PRIu64 " reason=%s"
 	log_line(LOG_LEVEL_INFO, "access",
-		 "listener=%s client=%s%s%s upstream=%s duration_ms=%.3f "
-		 "client_frames=%" PRIu64 " client_bytes=%" PRIu64 " "
-		 "upstream_frames=%" PRIu64 " upstream_bytes=%" PRIu64 " reason=%s",
-		 l->params.name, s->peer_name, s->via_name[0] ? " peer=" : "",
-		 s->via_name, upstream,
+		 s->via_name[0] ? ACCESS_FMT(" peer=%s") : ACCESS_FMT("%s"),
+		 l->params.name, s->peer_name, s->via_name, upstream,
 		 (double)(ended - s->accepted_ns) / 1e6, frames[RELAY_CLIENT],
 		 bytes[RELAY_CLIENT], frames[RELAY_UPSTREAM],
 		 bytes[RELAY_UPSTREAM], reason_name(reason));
@@ -59,13 +61,14 @@ static void access_log_rpc(session *s, const rpc_summary *summary)
 	listener *l = s->owner;
 	uint64_t dropped = summary->requests - summary->replied - summary->lost;
 
+#define ACCESS_RPC_FMT(peer) \
+	"listener=%s client=%s" peer " upstream=- duration_ms=%.3f " \
+	"client_frames=%" PRIu64 " client_bytes=%" PRIu64 " " \
+	"upstream_frames=%" PRIu64 " upstream_bytes=%" PRIu64 " " \
+	"replied=%" PRIu64 " lost=%" PRIu64 " dropped=%" PRIu64 " reason=%s"
 	log_line(LOG_LEVEL_INFO, "access",
-		 "listener=%s client=%s%s%s upstream=- duration_ms=%.3f "
-		 "client_frames=%" PRIu64 " client_bytes=%" PRIu64 " "
-		 "upstream_frames=%" PRIu64 " upstream_bytes=%" PRIu64 " "
-		 "replied=%" PRIu64 " lost=%" PRIu64 " dropped=%" PRIu64 " reason=%s",
-		 l->params.name, s->peer_name, s->via_name[0] ? " peer=" : "",
-		 s->via_name,
+		 s->via_name[0] ? ACCESS_RPC_FMT(" peer=%s") : ACCESS_RPC_FMT("%s"),
+		 l->params.name, s->peer_name, s->via_name,
 		 (double)(summary->ended_ns - s->accepted_ns) / 1e6,
 		 summary->requests, summary->request_bytes, summary->replied,
 		 summary->reply_bytes, summary->replied, summary->lost, dropped,
