@@ -143,8 +143,6 @@ static void session_rpc_done(const rpc_summary *summary, void *arg)
 	session_end(s, summary->reason, NULL, summary);
 }
 
-/* --- a new connection ---------------------------------------------------- */
-
 /* --- the PROXY protocol (proxy/proxy_header.h) --------------------------- */
 
 static void proxy_header_rejected(session *s, const char *error)
@@ -159,47 +157,54 @@ static void proxy_header_rejected(session *s, const char *error)
 }
 
 /*
- * Read the header within connect_timeout, asking for no more bytes than
- * proxy_header_need says are its own: the first frame stays in the socket
- * (or, with io_uring completion I/O, in the pd's queue) for the relay.
- * false when the session was ended.
+ * Feed p from the client within connect_timeout, asking for no more bytes
+ * than proxy_header_need says are the header's: the first frame stays in
+ * the socket (or, with io_uring completion I/O, in the pd's queue) for the
+ * relay. The last read's result: > 0 once p has finished, 0 at EOF, -errno.
  */
+static ssize_t read_header(session *s, proxy_header_parser *p)
+{
+	listener *l = s->owner;
+	uint8_t buf[256];
+	ssize_t n = 1;
+	size_t used;
+
+	pd_set_deadline(s->client, PD_READ,
+			sched_now() + l->params.upstream.connect_timeout_ns);
+	while (p->status == PROXY_HEADER_MORE) {
+		uint32_t need = proxy_header_need(p);
+		n = pd_read(s->client, buf, need < sizeof(buf) ? need : sizeof(buf));
+		if (n <= 0)
+			break;
+		proxy_header_feed(p, buf, (size_t)n, &used);
+	}
+	pd_set_deadline(s->client, PD_READ, 0);
+	return n;
+}
+
+/* The header, and the client it names; false when the session was ended. */
 static bool session_read_header(session *s)
 {
 	listener *l = s->owner;
 	proxy_header_parser p;
-	proxy_header_status st = PROXY_HEADER_MORE;
-	uint8_t buf[256];
-	ssize_t n = 1;
 
 	proxy_header_init(&p, l->params.accept_proxy);
-	pd_set_deadline(s->client, PD_READ,
-			sched_now() + l->params.upstream.connect_timeout_ns);
-	while (st == PROXY_HEADER_MORE) {
-		uint32_t need = proxy_header_need(&p);
-		size_t used;
-		n = pd_read(s->client, buf, need < sizeof(buf) ? need : sizeof(buf));
-		if (n <= 0)
-			break;
-		st = proxy_header_feed(&p, buf, (size_t)n, &used);
-	}
-	pd_set_deadline(s->client, PD_READ, 0);
-	if (n == 0)
-		st = PROXY_HEADER_ERR_TRUNCATED;
+	ssize_t n = read_header(s, &p);
 	if (n < 0) {
 		proxy_header_rejected(s, n == -ETIMEDOUT ? "timeout"
 							 : strerror((int)-n));
 		return false;
 	}
-	if (st != PROXY_HEADER_DONE) {
-		proxy_header_rejected(s, proxy_header_status_name(st));
+	if (n == 0 || p.status != PROXY_HEADER_DONE) {
+		proxy_header_rejected(s, proxy_header_status_name(
+			n == 0 ? PROXY_HEADER_ERR_TRUNCATED : p.status));
 		return false;
 	}
 	l->counters[COUNTER_PROXY_HEADERS_ACCEPTED]++;
 	const proxy_header_info *info = proxy_header_result(&p);
 	if (info->has_addr) {
-		memcpy(&s->peer, &info->src, info->addr_len);
-		memcpy(&s->local, &info->dst, info->addr_len);
+		s->peer = info->src;
+		s->local = info->dst;
 		s->has_local = true;
 		netaddr_format((const struct sockaddr *)&s->peer, s->peer_name,
 			       sizeof(s->peer_name));
@@ -229,6 +234,8 @@ static int session_send_header(session *s, poll_desc *upstream)
 	pd_set_deadline(upstream, PD_WRITE, 0);
 	return rc < 0 ? (int)rc : 0;
 }
+
+/* --- a new connection ---------------------------------------------------- */
 
 static void session_main(void *arg)
 {
