@@ -480,3 +480,34 @@ TEST_CASE("proxy_header: what the writers write, the parser reads",
 		}
 	}
 }
+
+TEST_CASE("proxy_header: reading by need never passes the end of any v1 line",
+	  "[proxy_header]")
+{
+	// The shortest and longest fields of each kind, mixed: the bound is
+	// tightest where every field is at its minimum.
+	const char *v4[] = {"0.0.0.0", "1.2.3.4", "10.20.30.40", "255.255.255.255"};
+	const char *v6[] = {"::", "::1", "2001:db8::7", "fe80::1:2:3:4",
+			    "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "::ffff:1.2.3.4"};
+	const char *ports[] = {"0", "9", "80", "443", "65535"};
+	size_t checked = 0;
+
+	for (int six = 0; six < 2; six++) {
+		size_t n = six ? 6 : 4;
+		for (size_t a = 0; a < n; a++)
+			for (size_t b = 0; b < n; b++)
+				for (const char *sp : ports)
+					for (const char *dp : ports) {
+						std::string line = std::string("PROXY ") +
+							(six ? "TCP6 " : "TCP4 ") +
+							(six ? v6[a] : v4[a]) + " " +
+							(six ? v6[b] : v4[b]) + " " + sp + " " +
+							dp + "\r\n";
+						INFO(line);
+						REQUIRE(check_all_ways(PROXY_HEADER_ANY, of(line))
+								.status == PROXY_HEADER_DONE);
+						checked++;
+					}
+	}
+	CHECK(checked == (16 + 36) * 25);
+}
