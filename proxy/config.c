@@ -676,6 +676,9 @@ static void check_listener(config *cfg, size_t i)
 			       "is 0 (checks off)");
 	check_rpc(cfg, l);
 	check_send_proxy(cfg, l);
+	if (l->accept_proxy_from.allow.count && l->accept_proxy == PROXY_HEADER_OFF)
+		listener_error(cfg, l, "accept_proxy_from is set but accept_proxy "
+			       "is off (no header is read)");
 	if (!l->has_listen ||
 	    netaddr_port((const struct sockaddr *)&l->listen.ss) == 0)
 		return;

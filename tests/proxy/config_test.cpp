@@ -1242,6 +1242,15 @@ TEST_CASE("config: accept_proxy, accept_proxy_from, send_proxy", "[config]")
 		      "'any' (expected off, v1 or v2)"));
 	CHECK(bad.errors().find("frameproxy.ini:6: key 'accept_proxy_from': invalid "
 				"CIDR '10.0.0.1/8'") != std::string::npos);
+
+	// A list of trusted peers with no header to trust them for.
+	Cfg useless;
+	REQUIRE(useless.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n"
+			     "accept_proxy_from = 10.0.0.0/8\n") == 0);
+	CHECK(config_finish(&useless.c) < 0);
+	INFO(useless.errors());
+	CHECK(useless.has("frameproxy.ini:1: section [listener a]: accept_proxy_from "
+			  "is set but accept_proxy is off (no header is read)"));
 }
 
 TEST_CASE("config: send_proxy is refused in rpc mode, naming file, line and key",
