@@ -386,6 +386,143 @@ TEST_CASE("send_proxy v1 and v2: each upstream connection starts with the client
 	}
 }
 
+namespace {
+
+// An upstream that expects a PROXY header: it reads one (v1 up to its
+// CRLF, v2 by its length, a byte at a time so nothing after it is taken),
+// keeps it, then echoes every byte until EOF. One connection at a time.
+class HeaderEcho {
+public:
+	HeaderEcho()
+	{
+		listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		sockaddr_in sa = inet_addr_port("127.0.0.1", 0);
+		socklen_t len = sizeof(sa);
+		REQUIRE(bind(listen_fd_, (sockaddr *)&sa, sizeof(sa)) == 0);
+		REQUIRE(listen(listen_fd_, 16) == 0);
+		REQUIRE(getsockname(listen_fd_, (sockaddr *)&sa, &len) == 0);
+		port_ = ntohs(sa.sin_port);
+		thread_ = std::thread([this] { run(); });
+	}
+	~HeaderEcho()
+	{
+		stop_ = true;
+		thread_.join();
+		::close(listen_fd_);
+	}
+	HeaderEcho(const HeaderEcho &) = delete;
+	HeaderEcho &operator=(const HeaderEcho &) = delete;
+
+	std::string addr() const { return "127.0.0.1:" + std::to_string(port_); }
+
+	std::vector<std::string> headers()
+	{
+		std::lock_guard<std::mutex> lock(mu_);
+		return headers_;
+	}
+
+private:
+	bool readable(int fd)
+	{
+		pollfd p{fd, POLLIN, 0};
+		return ::poll(&p, 1, 100) > 0;
+	}
+
+	// One byte, waiting in 100 ms steps while the test runs; false at EOF.
+	bool read_byte(int fd, char *c)
+	{
+		while (!stop_) {
+			if (!readable(fd))
+				continue;
+			return ::read(fd, c, 1) == 1;
+		}
+		return false;
+	}
+
+	bool read_header(int fd, std::string &h)
+	{
+		char c;
+		while (read_byte(fd, &c)) {
+			h += c;
+			if (h[0] != '\r' && h.size() >= 2 &&
+			    h.compare(h.size() - 2, 2, "\r\n") == 0)
+				return true;
+			if (h[0] == '\r' && h.size() >= 16 &&
+			    h.size() == 16 + ((size_t)(uint8_t)h[14] << 8 | (uint8_t)h[15]))
+				return true;
+			if (h.size() > 4096)
+				return false;
+		}
+		return false;
+	}
+
+	void serve(int fd)
+	{
+		std::string h;
+		if (!read_header(fd, h))
+			return;
+		{
+			std::lock_guard<std::mutex> lock(mu_);
+			headers_.push_back(h);
+		}
+		char buf[4096];
+		while (!stop_) {
+			if (!readable(fd))
+				continue;
+			ssize_t n = ::read(fd, buf, sizeof(buf));
+			if (n <= 0 || ::send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
+				return;
+		}
+	}
+
+	void run()
+	{
+		while (!stop_) {
+			if (!readable(listen_fd_))
+				continue;
+			int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+			if (fd < 0)
+				continue;
+			serve(fd);
+			::close(fd);
+		}
+	}
+
+	int listen_fd_ = -1;
+	uint16_t port_ = 0;
+	std::thread thread_;
+	std::atomic<bool> stop_{false};
+	std::mutex mu_;
+	std::vector<std::string> headers_;
+};
+
+} // namespace
+
+TEST_CASE("send_proxy: an upstream that reads the header first then serves the "
+	  "client", "[proxyproto]")
+{
+	for (const char *version : {"v1", "v2"}) {
+		INFO(version);
+		HeaderEcho up;
+		Proxy proxy({"--server", up.addr(), "--send-proxy", version});
+		for (int i = 0; i < 3; i++) {
+			std::string src = "127.0.0." + std::to_string(90 + i);
+			Conn c = Conn::connect(proxy.port(), src);
+			REQUIRE(c.valid());
+			REQUIRE(c.roundtrip("first frame " + std::to_string(i)));
+			REQUIRE(c.roundtrip(std::string(70000, 'q')));
+			int cport = port_of(c.local_addr());
+			c.close();
+			REQUIRE(wait_until([&] { return up.headers().size() == (size_t)i + 1; },
+					   T5));
+			std::string want = version[1] == '1'
+				? v1(src, cport, "127.0.0.1", proxy.port())
+				: v2(src, cport, "127.0.0.1", proxy.port());
+			CHECK(up.headers()[(size_t)i] == want);
+		}
+	}
+}
+
 TEST_CASE("send_proxy in rpc mode is refused at start", "[proxyproto]")
 {
 	Process p({binary("FRAMEPROXY"), "--check", "--listen", "127.0.0.1:0",
