@@ -257,6 +257,8 @@ static void plan_listener(listener_params *p, const config_listener *cl)
 					     ? &cl->accept_proxy_from : NULL,
 		.send_proxy = cl->send_proxy,
 	};
+	p->upstream.check_prefix = proxy_header_local(cl->send_proxy,
+						      &p->upstream.check_prefix_len);
 	memcpy(&p->addr, &cl->listen.ss, cl->listen.len);
 }
 

@@ -473,3 +473,23 @@ int proxy_header_write(proxy_header_mode version, const struct sockaddr *src,
 		return write_v2(family, &s, &d, buf, len);
 	return -EINVAL;
 }
+
+const uint8_t *proxy_header_local(proxy_header_mode version, uint32_t *len)
+{
+	static const uint8_t v1_unknown[] = "PROXY UNKNOWN\r\n";
+	static const uint8_t v2_local[PROXY_HEADER_V2_FIXED] = {
+		0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54,
+		0x0a, 0x20 | V2_CMD_LOCAL, V2_FAM_UNSPEC, 0x00, 0x00,
+	};
+
+	if (version == PROXY_HEADER_V1) {
+		*len = sizeof(v1_unknown) - 1;
+		return v1_unknown;
+	}
+	if (version == PROXY_HEADER_V2) {
+		*len = sizeof(v2_local);
+		return v2_local;
+	}
+	*len = 0;
+	return NULL;
+}

@@ -125,6 +125,12 @@ const proxy_header_info *proxy_header_result(const proxy_header_parser *p);
 int proxy_header_write(proxy_header_mode version, const struct sockaddr *src,
 		       const struct sockaddr *dst, void *buf, size_t len);
 
+/*
+ * The header that names no client, for connections of the proxy's own
+ * (health checks): v1 "PROXY UNKNOWN\r\n", v2 LOCAL. NULL for other modes.
+ */
+const uint8_t *proxy_header_local(proxy_header_mode version, uint32_t *len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -523,6 +523,28 @@ TEST_CASE("send_proxy: an upstream that reads the header first then serves the "
 	}
 }
 
+TEST_CASE("send_proxy: health checks with check_frame start with a header naming "
+	  "no client", "[proxyproto]")
+{
+	for (const char *version : {"v1", "v2"}) {
+		INFO(version);
+		HeaderEcho up;
+		Proxy proxy({"--server", up.addr(), "--send-proxy", version,
+			     "--health-interval", "100ms", "--check-frame", "70696e67"});
+		// An upstream that insists on a header answers the checks, so
+		// the server stays up and serves.
+		const std::string local = version[1] == '1' ? "PROXY UNKNOWN\r\n" : v2_local;
+		REQUIRE(wait_until([&] {
+			auto h = up.headers();
+			return std::count(h.begin(), h.end(), local) >= 3;
+		}, T5));
+		Conn c = Conn::connect(proxy.port(), "127.0.0.95");
+		REQUIRE(c.valid());
+		REQUIRE(c.roundtrip("after the checks"));
+		CHECK(proxy.records("upstream down").empty());
+	}
+}
+
 TEST_CASE("send_proxy in rpc mode is refused at start", "[proxyproto]")
 {
 	Process p({binary("FRAMEPROXY"), "--check", "--listen", "127.0.0.1:0",

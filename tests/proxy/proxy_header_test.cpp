@@ -511,3 +511,22 @@ TEST_CASE("proxy_header: reading by need never passes the end of any v1 line",
 	}
 	CHECK(checked == (16 + 36) * 25);
 }
+
+TEST_CASE("proxy_header: the headers naming no client", "[proxy_header]")
+{
+	uint32_t len = 99;
+	CHECK(proxy_header_local(PROXY_HEADER_OFF, &len) == nullptr);
+	CHECK(len == 0);
+	const uint8_t *h1 = proxy_header_local(PROXY_HEADER_V1, &len);
+	REQUIRE(h1);
+	CHECK(std::string((const char *)h1, len) == "PROXY UNKNOWN\r\n");
+	outcome o = check_all_ways(PROXY_HEADER_ANY, bytes(h1, h1 + len));
+	REQUIRE(o.status == PROXY_HEADER_DONE);
+	CHECK_FALSE(o.info.has_addr);
+	const uint8_t *h2 = proxy_header_local(PROXY_HEADER_V2, &len);
+	REQUIRE(h2);
+	CHECK(bytes(h2, h2 + len) == v2(0x20, 0x00, {}));
+	o = check_all_ways(PROXY_HEADER_ANY, bytes(h2, h2 + len));
+	REQUIRE(o.status == PROXY_HEADER_DONE);
+	CHECK(o.info.local);
+}
