@@ -404,6 +404,62 @@ static int set_acl(void *t, const config_key *k, const char *v,
 	return 0;
 }
 
+static int set_accept_proxy(void *t, const config_key *k, const char *v,
+			    const config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	if (proxy_header_mode_parse(v, &((config_listener *)t)->accept_proxy) < 0)
+		return setter_fail(why, "invalid accept_proxy '%s' (expected off, "
+				   "v1, v2 or any)", v);
+	return 0;
+}
+
+/* Replaces the list: the last accept_proxy_from given is the one. */
+static int set_accept_proxy_from(void *t, const config_key *k, const char *v,
+				 const config_origin *o, char *why)
+{
+	config_listener *l = t;
+	acl_set fresh;
+	char bad[64];
+
+	(void)k, (void)o;
+	acl_init(&fresh);
+	int rc = acl_add_list(&fresh, ACL_ALLOW, v, bad, sizeof(bad));
+	if (rc < 0) {
+		acl_free(&fresh);
+		if (rc == -ENOMEM)
+			return setter_fail(why, "out of memory");
+		if (bad[0] == '\0')
+			return setter_fail(why, "empty list (give one or more CIDRs)");
+		return setter_fail(why, "invalid CIDR '%s' (e.g. 10.0.0.0/8, "
+				   "2001:db8::/32; no host bits past the prefix)",
+				   bad);
+	}
+	acl_free(&l->accept_proxy_from);
+	l->accept_proxy_from = fresh;
+	return 0;
+}
+
+static int set_send_proxy(void *t, const config_key *k, const char *v,
+			  const config_origin *o, char *why)
+{
+	config_listener *l = t;
+	proxy_header_mode mode;
+	char *flag = NULL;
+
+	(void)k;
+	if (proxy_header_mode_parse(v, &mode) < 0 || mode == PROXY_HEADER_ANY)
+		return setter_fail(why, "invalid send_proxy '%s' (expected off, "
+				   "v1 or v2)", v);
+	if (o->flag && !(flag = strdup(o->flag)))
+		return setter_fail(why, "out of memory");
+	free(l->send_proxy_flag);
+	l->send_proxy_flag = flag;
+	l->send_proxy_line = o->line;
+	l->send_proxy = mode;
+	return 0;
+}
+
 static int set_check_frame(void *t, const config_key *k, const char *v,
 			   const config_origin *o, char *why)
 {
@@ -720,6 +776,15 @@ const config_key config_keys[] = {
 	{ .name = "hash_key", .scope = L, .set = set_hash_key,
 	  .off = L_OFF(rpc.hash_key), .flag = "--hash-key",
 	  .arg = "OFFSET:LEN", .help = "rpc: hash this field (balance=hash)" },
+	{ .name = "accept_proxy", .scope = L, .set = set_accept_proxy,
+	  .def = "off", .flag = "--accept-proxy", .arg = "off|v1|v2|any",
+	  .help = "PROXY header before a client's data" },
+	{ .name = "accept_proxy_from", .scope = L,
+	  .set = set_accept_proxy_from, .flag = "--accept-proxy-from",
+	  .arg = "CIDR,...", .help = "only these peers may send it" },
+	{ .name = "send_proxy", .scope = L, .set = set_send_proxy,
+	  .def = "off", .flag = "--send-proxy", .arg = "off|v1|v2",
+	  .help = "PROXY header to each upstream conn" },
 	{ .name = "server", .scope = L, .set = set_server, .repeat = true,
 	  .flag = "--server", .arg = "'ADDR [weight=N]'",
 	  .help = "an upstream (repeat for more)" },

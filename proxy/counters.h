@@ -60,7 +60,16 @@
 	X(COUNTER_RPC_HELD_BYTES, 1, .name = "rpc_held_bytes", \
 	  .type = SHARD_GAUGE, \
 	  .help = "rpc mode: reply bytes held for clients, not written yet.", \
-	  .json = "rpc_held_bytes")
+	  .json = "rpc_held_bytes") \
+	X(COUNTER_PROXY_HEADERS_ACCEPTED, 1, \
+	  .name = "proxy_headers_accepted_total", \
+	  .help = "accept_proxy: PROXY headers read and accepted.", \
+	  .json = "proxy_headers_accepted") \
+	X(COUNTER_PROXY_HEADERS_REJECTED, 1, \
+	  .name = "proxy_headers_rejected_total", \
+	  .help = "accept_proxy: connections closed for a missing, malformed, " \
+		  "truncated or slow PROXY header (bad_proxy_header).", \
+	  .json = "proxy_headers_rejected")
 
 /* rpc latency: 50 us .. 10 s (counters_rpc_latency_bounds), and +Inf. */
 #define COUNTERS_RPC_LATENCY_BOUNDS 17
