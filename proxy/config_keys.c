@@ -604,6 +604,10 @@ const config_key config_keys[] = {
 	  .off = G_OFF(drain_timeout), .def = "10s",
 	  .flag = "--drain-timeout", .arg = "DUR",
 	  .help = "time to finish frames in flight" },
+	{ .name = "linger_timeout", .scope = G, .set = set_duration,
+	  .off = G_OFF(linger_timeout), .def = "2s",
+	  .flag = "--linger-timeout", .arg = "DUR",
+	  .help = "a drained client's EOF after our FIN; 0 = off" },
 
 	{ .name = "listen", .scope = L, .set = set_listen, .flag = "--listen",
 	  .arg = "ADDR", .help = "where clients connect; port 0 picks one" },

@@ -351,6 +351,7 @@ static int app_run_shard(void *ctx, const shard_context *shard)
 		.uring_write_batching = app->cfg.uring_write_batching,
 		.uring_io = uring_io_from_config(app->cfg.uring_io),
 		.drain_timeout_ns = app->cfg.drain_timeout,
+		.linger_timeout_ns = app->cfg.linger_timeout,
 		.listeners = app->plan.listeners,
 		.listener_count = (uint32_t)app->plan.count,
 		.listen_fds = shard->listen_fds,

@@ -57,6 +57,13 @@ typedef struct relay_conn {
 	uint32_t refs;
 	bool closing;
 	bool draining;
+	/*
+	 * The close is a drain's, with both directions at a frame boundary
+	 * and no pump parked on the client: it lingers (proxy/linger.h), so a
+	 * client that still sends (its requests are no longer read) sees a
+	 * FIN after its last reply, never an RST.
+	 */
+	bool linger;
 } relay_conn;
 
 static void pump_spawn(relay_dir *dir);
@@ -152,19 +159,18 @@ static void relay_release(relay_conn *r)
 		relay_finish(r);
 }
 
-/*
- * A draining client side stopped reading; what the client sent since is read
- * and dropped before the close. Closing with unread input makes the kernel
- * answer with RST and throw away what is still queued to send (the last
- * replies); without it, the close is a FIN after them. Bounded.
- */
-static void relay_discard_unread(poll_desc *pd)
+/* The relay lets go of the pd at once, as with pd_close: a parked pump or
+ * a watch must not stay on a socket the linger now owns. */
+static void close_lingering(relay_conn *r, poll_desc *pd)
 {
-	static char scratch[16384]; /* one shard, one thread */
+	relay_dir *dir = &r->dir[RELAY_CLIENT];
 
-	for (int i = 0; i < 64; i++)
-		if (pd_try_read(pd, scratch, sizeof(scratch)) <= 0)
-			return;
+	if (dir->watching) {
+		dir->watching = false;
+		pd_unwatch(pd, PD_READ);
+		relay_release(r);
+	}
+	linger_close(&r->group->linger, pd);
 }
 
 /* Close both connections now; parked pumps wake and watches fire. */
@@ -176,13 +182,14 @@ static void relay_close(relay_conn *r, reason_code reason)
 	if (r->reason == REASON_NONE)
 		r->reason = reason;
 	r->refs++; /* closing fires watches that release: stay alive until done */
-	if (r->dir[RELAY_CLIENT].quiet && r->pd[RELAY_CLIENT])
-		relay_discard_unread(r->pd[RELAY_CLIENT]);
 	for (int side = 0; side < 2; side++) {
 		if (r->pd[side]) {
 			poll_desc *pd = r->pd[side];
 			r->pd[side] = NULL;
-			pd_close(pd);
+			if (side == RELAY_CLIENT && r->linger)
+				close_lingering(r, pd);
+			else
+				pd_close(pd);
 		}
 	}
 	relay_release(r);
@@ -278,6 +285,7 @@ static bool drain_settle(relay_dir *dir)
 		return true;
 	if (replies_owed(r) || !dir_at_rest(&r->dir[!dir->side]))
 		return false;
+	r->linger = true;
 	relay_close(r, r->first_eof != REASON_NONE ? r->first_eof
 						   : REASON_drain);
 	return true;
@@ -651,6 +659,8 @@ void relay_close_all(relay_group *group, reason_code reason)
 
 	while (r) {
 		relay_conn *next = r->next; /* closing may free r */
+		r->linger = r->draining && dir_at_rest(&r->dir[RELAY_CLIENT]) &&
+			    dir_at_rest(&r->dir[RELAY_UPSTREAM]);
 		relay_close(r, reason);
 		r = next;
 	}

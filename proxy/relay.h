@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "poll/poll.h"
+#include "proxy/linger.h"
 #include "proxy/reason.h"
 
 typedef enum relay_side {
@@ -54,6 +55,9 @@ typedef struct relay_group {
 	uint32_t free_max;
 	uint32_t buffer_size;    /* the size pooled buffers have */
 	bool draining;           /* relays started from now on drain too */
+	/* Client sockets closed by a drain linger here (proxy/linger.h); the
+	 * listener's rpc clients use it too. */
+	linger_set linger;
 	/* The listener's COUNTERS_LISTENER (proxy/counters.h): every relay
 	 * of the group adds COUNTER_FRAMES and COUNTER_BYTES + the side read
 	 * from as frames go out, so metrics move while long connections are

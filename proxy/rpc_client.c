@@ -729,18 +729,15 @@ static void reader_spawn(rpc_client *c)
 /* --- close ------------------------------------------------------------------------ */
 
 /*
- * What the client sent and was not read (drain, a stop) is read and
- * dropped before the close: closing with unread input makes the kernel
- * answer with RST and throw away the last replies still queued to send.
- * Bounded.
+ * A drain's close with nobody parked on the socket (no writer, no frame
+ * being read) lingers (proxy/linger.h): a client that still sends (its
+ * requests are no longer read) sees a FIN after its last reply, not an
+ * RST that would throw that reply away.
  */
-static void client_discard_unread(poll_desc *pd)
+static bool client_lingers(const rpc_client *c, reason_code reason)
 {
-	uint8_t scratch[4096];
-
-	for (int i = 0; i < 64; i++)
-		if (pd_try_read(pd, scratch, sizeof(scratch)) <= 0)
-			return;
+	return c->draining && !c->writer_running && c->frame_started == 0 &&
+	       reason != REASON_client_reset && reason != REASON_client_truncated;
 }
 
 static void client_close(rpc_client *c, reason_code reason)
@@ -754,10 +751,18 @@ static void client_close(rpc_client *c, reason_code reason)
 	c->resends = (rpc_req_list){0};
 	reader_wake(c);
 	sched_timer_cancel(&c->timer);
-	if (reason != REASON_client_reset)
-		client_discard_unread(c->pd);
 	poll_desc *pd = c->pd;
-	pd_close(pd);
+	if (client_lingers(c, reason)) {
+		if (c->watching && pd_unwatch(pd, PD_READ) == 0) {
+			c->watching = false;
+			c->refs--; /* the watch's; the client's own keeps c */
+		}
+		linger_close(&c->rl->l->relays->linger, pd);
+	} else if (reason == REASON_client_reset) {
+		pd_close(pd);
+	} else {
+		linger_close(&(linger_set){0}, pd); /* drops what came, closes */
+	}
 	rpc_order_detach(&c->order);
 	client_release(c); /* the open client's own reference */
 }

@@ -17,6 +17,9 @@
 /* How often a shard copies its counters into its slot: fresh enough for a
  * once-a-second scrape, rare enough to cost nothing. */
 #define SERVER_PUBLISH_NS (100 * 1000 * 1000)
+/* How long past drain_timeout a lingering close may last (below the
+ * supervisor's 2 s before SIGKILL). */
+#define SERVER_LINGER_GRACE_NS (1000 * 1000 * 1000)
 /* Idle relay buffers each listener keeps for connections that wake up. */
 #define SERVER_BUFFER_POOL_MAX 256
 
@@ -42,6 +45,16 @@ static uint64_t server_connections(const server *srv)
 	for (uint32_t i = 0; i < srv->opened; i++)
 		active += srv->listeners[i].counters[COUNTER_ACTIVE];
 	return active;
+}
+
+/* Client sockets still lingering after their close (proxy/linger.h). */
+static uint64_t server_lingering(const server *srv)
+{
+	uint64_t lingering = 0;
+
+	for (uint32_t i = 0; i < srv->opened; i++)
+		lingering += srv->relays[i].linger.active;
+	return lingering;
 }
 
 /* --- counters for the supervisor (proxy/counters.h) ------------------------ */
@@ -125,7 +138,7 @@ static void drain_check_fired(sched_timer *timer, void *arg)
 	server *srv = arg;
 	int64_t now = sched_now();
 
-	if (server_connections(srv) == 0) {
+	if (server_connections(srv) == 0 && server_lingering(srv) == 0) {
 		server_publish(srv);
 		sched_stop();
 		return;
@@ -155,6 +168,11 @@ static void server_drain(server *srv, const char *why)
 		listener_drain(&srv->listeners[i]);
 	}
 	srv->drain_deadline = sched_now() + srv->settings->drain_timeout_ns;
+	/* The supervisor kills a shard SUPERVISOR_KILL_GRACE_NS (2 s) past
+	 * drain_timeout: a linger must end before. */
+	for (uint32_t i = 0; i < srv->opened; i++)
+		srv->relays[i].linger.not_after_ns =
+			srv->drain_deadline + SERVER_LINGER_GRACE_NS;
 	sched_timer_set(&srv->drain_check, sched_now());
 }
 
@@ -314,6 +332,8 @@ static int server_start(server *srv)
 				 settings->listeners[i].relay.buffer_size,
 				 SERVER_BUFFER_POOL_MAX,
 				 srv->listeners[i].counters);
+	for (uint32_t i = 0; i < settings->listener_count; i++)
+		srv->relays[i].linger.timeout_ns = settings->linger_timeout_ns;
 	if ((rc = signals_open(srv)) < 0)
 		return rc;
 	sched_timer_init(&srv->drain_check, drain_check_fired, srv);
