@@ -60,7 +60,10 @@
 	X(COUNTER_RPC_HELD_BYTES, 1, .name = "rpc_held_bytes", \
 	  .type = SHARD_GAUGE, \
 	  .help = "rpc mode: reply bytes held for clients, not written yet.", \
-	  .json = "rpc_held_bytes")
+	  .json = "rpc_held_bytes") \
+	X(COUNTER_HANDOFFS, 1, .name = "connections_handed_off_total", \
+	  .help = "Client connections handed live to the next shard on reload.", \
+	  .json = "handed_off")
 
 /* rpc latency: 50 us .. 10 s (counters_rpc_latency_bounds), and +Inf. */
 #define COUNTERS_RPC_LATENCY_BOUNDS 17

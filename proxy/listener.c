@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,6 +20,7 @@ typedef struct session {
 	bool peer_counted;
 	int server;                  /* upstream index, -1 before connect */
 	int64_t accepted_ns;
+	uint32_t handoffs;           /* times it came from another shard */
 } session;
 
 /* --- the end of a connection --------------------------------------------- */
@@ -82,11 +85,17 @@ static void session_end(session *s, reason_code reason,
 {
 	listener *l = s->owner;
 
-	if (l->params.access_log && rpc)
-		access_log_rpc(s, rpc);
-	else if (l->params.access_log)
-		access_log(s, reason, summary);
-	l->counters[COUNTER_CLOSED + reason]++;
+	if (summary && summary->handed_off) {
+		/* It lives on in the next shard, which logs and counts it
+		 * when it ends. */
+		l->counters[COUNTER_HANDOFFS]++;
+	} else {
+		if (l->params.access_log && rpc)
+			access_log_rpc(s, rpc);
+		else if (l->params.access_log)
+			access_log(s, reason, summary);
+		l->counters[COUNTER_CLOSED + reason]++;
+	}
 	l->counters[COUNTER_ACTIVE]--;
 	if (s->peer_counted)
 		peer_table_release(&l->peers, &s->key);
@@ -340,4 +349,150 @@ void listener_free(listener *l)
 	l->rpc = NULL;
 	peer_table_free(&l->peers);
 	upstream_pool_free(&l->pool);
+}
+
+/* --- handoff (proxy/handoff.h) ------------------------------------------- */
+
+static socklen_t peer_length(const struct sockaddr_storage *peer)
+{
+	return peer->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+					   : sizeof(struct sockaddr_in);
+}
+
+static void handoff_record(const session *s, const relay_state *st,
+			   handoff_conn *rec)
+{
+	const listener *l = s->owner;
+
+	memset(rec, 0, sizeof(*rec));
+	snprintf(rec->listener, sizeof(rec->listener), "%s", l->params.name);
+	if (s->server >= 0)
+		snprintf(rec->upstream, sizeof(rec->upstream), "%s",
+			 l->pool.servers[s->server].name);
+	rec->peer = s->peer;
+	rec->peer_len = peer_length(&s->peer);
+	for (int side = 0; side < 2; side++) {
+		rec->done[side] = st->done[side];
+		rec->frames[side] = st->frames[side];
+		rec->bytes[side] = st->bytes[side];
+	}
+	rec->first_eof = (uint16_t)st->first_eof;
+	rec->accepted_ns = s->accepted_ns;
+	rec->started_ns = st->started_ns;
+	rec->last_active_ns = st->last_active_ns;
+	rec->handoffs = s->handoffs + 1;
+}
+
+/* on_rest: send the connection on; on -EAGAIN (the channel is full) it
+ * stays and the next sweep tries again. */
+static void session_offer(relay_conn *r, void *done_arg, void *arg)
+{
+	session *s = done_arg;
+	listener_handoff *h = arg;
+	relay_state st;
+	handoff_conn rec;
+	int fds[2];
+
+	if (h->failed || relay_export(r, &st, &fds[0], &fds[1]) < 0)
+		return;
+	handoff_record(s, &st, &rec);
+	int rc = handoff_send_conn(h->fd, &rec, fds[0], fds[1]);
+	close(fds[0]);
+	close(fds[1]);
+	if (rc == -EAGAIN)
+		return;
+	if (rc < 0) {
+		h->failed = true;
+		log_line(LOG_LEVEL_WARN, "handoff stopped: keeping the rest",
+			 "listener=%s error=%s", s->owner->params.name,
+			 strerror(-rc));
+		return;
+	}
+	log_line(LOG_LEVEL_DEBUG, "handed off", "listener=%s client=%s",
+		 s->owner->params.name, s->peer_name);
+	relay_handed_off(r);
+}
+
+void listener_handoff_begin(listener *l, listener_handoff *h)
+{
+	if (l->rpc)
+		return;
+	l->relays->on_rest = session_offer;
+	l->relays->on_rest_arg = h;
+	relay_offer_all(l->relays);
+}
+
+void listener_handoff_sweep(listener *l)
+{
+	if (l->relays->on_rest)
+		relay_offer_all(l->relays);
+}
+
+void listener_handoff_end(listener *l)
+{
+	l->relays->on_rest = NULL;
+	l->relays->on_rest_arg = NULL;
+}
+
+static int server_by_name(const listener *l, const char *name)
+{
+	for (uint32_t i = 0; name[0] && i < l->pool.count; i++)
+		if (strcmp(l->pool.servers[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static relay_state state_of(const handoff_conn *rec)
+{
+	relay_state st = {.first_eof = rec->first_eof < REASON_COUNT
+					       ? (reason_code)rec->first_eof
+					       : REASON_NONE,
+			  .started_ns = rec->started_ns,
+			  .last_active_ns = rec->last_active_ns};
+
+	for (int side = 0; side < 2; side++) {
+		st.done[side] = rec->done[side] != 0;
+		st.frames[side] = rec->frames[side];
+		st.bytes[side] = rec->bytes[side];
+	}
+	return st;
+}
+
+void listener_adopt(listener *l, const handoff_conn *rec, const int fds[2])
+{
+	session *s = calloc(1, sizeof(*s));
+	poll_desc *client = NULL, *upstream = NULL;
+
+	if (!s || pd_open(fds[0], &client) < 0) {
+		free(s);
+		close(fds[0]);
+		close(fds[1]);
+		return;
+	}
+	if (pd_open(fds[1], &upstream) < 0) {
+		free(s);
+		pd_close(client);
+		close(fds[1]);
+		return;
+	}
+	/* Accepted (and counted so) by the shard before: only active here. */
+	l->counters[COUNTER_ACTIVE]++;
+	*s = (session){.owner = l, .client = client, .peer = rec->peer,
+		       .server = server_by_name(l, rec->upstream),
+		       .accepted_ns = rec->accepted_ns, .handoffs = rec->handoffs};
+	netaddr_format((const struct sockaddr *)&s->peer, s->peer_name,
+		       sizeof(s->peer_name));
+	/* Counted against max_per_client as before, never refused now. */
+	if (l->params.max_per_client &&
+	    peer_key_from_sockaddr((const struct sockaddr *)&s->peer, &s->key) == 0 &&
+	    peer_table_acquire(&l->peers, &s->key, UINT32_MAX) == 0)
+		s->peer_counted = true;
+	if (s->server >= 0)
+		upstream_adopt(&l->pool, s->server);
+	relay_state st = state_of(rec);
+	if (relay_adopt(l->relays, client, upstream, &l->params.relay, &st,
+			session_relay_done, s) < 0) {
+		pd_close(upstream);
+		session_end(s, REASON_no_memory, NULL, NULL);
+	}
 }

@@ -17,6 +17,7 @@
 #include "proxy/acl.h"
 #include "proxy/balance.h"
 #include "proxy/counters.h"
+#include "proxy/handoff.h"
 #include "proxy/peer_table.h"
 #include "proxy/log.h"
 #include "proxy/relay.h"
@@ -81,5 +82,24 @@ void listener_drain(listener *l);
 /* Close its connections now (drain timeout). */
 void listener_close_all(listener *l, reason_code reason);
 void listener_free(listener *l);
+
+/*
+ * Handoff on reload (proxy/handoff.h). The retiring side: from now on each
+ * stream connection that comes to rest (relay_at_rest) goes over `h`, its
+ * session ending without an access line (the next shard writes it when the
+ * connection really ends) and counted in COUNTER_HANDOFFS. rpc listeners
+ * are not handed over. listener_handoff_sweep offers the ones at rest now.
+ */
+typedef struct listener_handoff {
+	int fd;                       /* the channel, or -1 */
+	bool failed;                  /* the new shard is gone: stop */
+} listener_handoff;
+
+void listener_handoff_begin(listener *l, listener_handoff *h);
+void listener_handoff_sweep(listener *l);
+void listener_handoff_end(listener *l);
+/* The adopting side: serve a connection handed over (fds[0] client,
+ * fds[1] upstream; taken, closed on failure). */
+void listener_adopt(listener *l, const handoff_conn *rec, const int fds[2]);
 
 #endif

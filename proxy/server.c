@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "proxy/counters.h"
+#include "proxy/handoff.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
 
@@ -33,6 +34,8 @@ typedef struct server {
 	sched_timer publish;
 	int64_t drain_deadline;
 	int64_t retire_deadline;
+	listener_handoff handoff; /* retiring: the channel to the successor */
+	poll_desc *adopt;  /* the channel from the shard this one replaces */
 	bool retiring;     /* reload: no accepting, connections go on */
 	bool draining;
 	bool forced;
@@ -143,6 +146,9 @@ static void drain_check_fired(sched_timer *timer, void *arg)
 		sched_stop();
 		return;
 	}
+	if (srv->handoff.fd >= 0 && !srv->draining)
+		for (uint32_t i = 0; i < srv->opened; i++)
+			listener_handoff_sweep(&srv->listeners[i]);
 	if (!srv->draining && now >= srv->retire_deadline) {
 		server_drain(srv, "retire_timeout");
 		return;
@@ -160,6 +166,8 @@ static void drain_check_fired(sched_timer *timer, void *arg)
 static void server_drain(server *srv, const char *why)
 {
 	srv->draining = true;
+	for (uint32_t i = 0; i < srv->opened; i++)
+		listener_handoff_end(&srv->listeners[i]);
 	server_set_state(srv, SHARD_STATE_DRAINING);
 	log_line(LOG_LEVEL_INFO, "draining", "signal=%s open=%llu", why,
 		 (unsigned long long)server_connections(srv));
@@ -176,8 +184,52 @@ static void server_drain(server *srv, const char *why)
 	sched_timer_set(&srv->drain_check, sched_now());
 }
 
-/* Replaced by a reload: the connections there are may run to their end,
- * which for long-lived clients means drain_timeout, then a drain. */
+/*
+ * The channel to the shard that replaces this one, if the supervisor sent
+ * one and the successor speaks our version (its HELLO came before it said
+ * READY). Not with io_uring completion I/O: a connection's multishot
+ * receive may take bytes into this shard's ring until its cancel
+ * completes, and those would be lost; such a shard retires as without
+ * handoff.
+ */
+static int handoff_channel(const server *srv)
+{
+	int fd = shard_take_channel(srv->settings->control_fd);
+
+	if (fd < 0)
+		return -1;
+	if (poll_backend() == POLL_URING &&
+	    poll_uring_io_mode() == POLL_URING_IO_COMPLETION) {
+		log_line(LOG_LEVEL_INFO, "no handoff with completion I/O: retiring",
+			 "open=%llu", (unsigned long long)server_connections(srv));
+		close(fd);
+		return -1;
+	}
+	int version = handoff_recv_hello(fd);
+	if (version != HANDOFF_VERSION) {
+		log_line(LOG_LEVEL_WARN, "handoff protocol mismatch: retiring",
+			 "ours=%d theirs=%d", HANDOFF_VERSION, version);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void handoff_begin(server *srv)
+{
+	srv->handoff.fd = handoff_channel(srv);
+	if (srv->handoff.fd < 0)
+		return;
+	log_line(LOG_LEVEL_INFO, "handing off", "open=%llu",
+		 (unsigned long long)server_connections(srv));
+	for (uint32_t i = 0; i < srv->opened; i++)
+		listener_handoff_begin(&srv->listeners[i], &srv->handoff);
+}
+
+/* Replaced by a reload: with handoff, each connection goes to the new
+ * shard as it comes to rest; the others (and all without handoff) may run
+ * to their end, which for long-lived clients means drain_timeout, then a
+ * drain. */
 static void server_retire(server *srv)
 {
 	if (srv->retiring || srv->draining)
@@ -188,6 +240,7 @@ static void server_retire(server *srv)
 		 (unsigned long long)server_connections(srv));
 	for (uint32_t i = 0; i < srv->opened; i++)
 		listener_stop(&srv->listeners[i]);
+	handoff_begin(srv);
 	srv->retire_deadline = sched_now() + srv->settings->drain_timeout_ns;
 	sched_timer_set(&srv->drain_check, sched_now());
 }
@@ -237,6 +290,81 @@ static int signals_open(server *srv)
 	}
 	coro_opts opts = {.name = "signals"};
 	return coro_spawn(signals_main, srv, &opts) ? 0 : -ENOMEM;
+}
+
+/* --- adopting what the shard before hands over ------------------------------ */
+
+static listener *listener_named(server *srv, const char *name)
+{
+	for (uint32_t i = 0; i < srv->opened; i++)
+		if (strcmp(srv->listeners[i].params.name, name) == 0)
+			return &srv->listeners[i];
+	return NULL;
+}
+
+static void adopt_one(server *srv, const handoff_conn *rec, const int fds[2])
+{
+	listener *l = listener_named(srv, rec->listener);
+
+	if (!l || l->rpc || srv->draining) {
+		log_line(LOG_LEVEL_WARN, "handed-over connection closed",
+			 "listener=%s reason=%s", rec->listener,
+			 !l ? "no such listener" : l->rpc ? "rpc listener" : "draining");
+		close(fds[0]);
+		close(fds[1]);
+		return;
+	}
+	listener_adopt(l, rec, fds);
+}
+
+/* Until the shard before closes its end (it exits): each connection it
+ * sends becomes an idle relay here. Reads with recvmsg, never through the
+ * pollDesc's read path, so io_uring completion I/O never arms a receive
+ * that would take the records without their fds. */
+static void adopter_main(void *arg)
+{
+	server *srv = arg;
+	handoff_conn rec;
+	int fds[2];
+
+	for (;;) {
+		int rc = handoff_recv_conn(pd_fd(srv->adopt), &rec, fds);
+		if (rc == -EAGAIN) {
+			if (pd_wait(srv->adopt, PD_READ) < 0)
+				break;
+			continue;
+		}
+		if (rc == -EPROTO) {
+			log_line(LOG_LEVEL_WARN, "handoff record not understood: dropped", NULL);
+			continue;
+		}
+		if (rc <= 0)
+			break;
+		adopt_one(srv, &rec, fds);
+	}
+	pd_close(srv->adopt);
+	srv->adopt = NULL;
+}
+
+/* Say our version first (the shard before reads it when it retires, after
+ * we are READY), then adopt. */
+static int adopter_open(server *srv)
+{
+	int fd = srv->settings->handoff_fd;
+
+	if (fd < 0)
+		return 0;
+	int rc = handoff_send_hello(fd);
+	if (rc == 0)
+		rc = pd_open(fd, &srv->adopt);
+	if (rc < 0) {
+		log_line(LOG_LEVEL_WARN, "no handoff from the shard before",
+			 "error=%s", strerror(-rc));
+		close(fd);
+		return 0;
+	}
+	coro_opts opts = {.name = "adopter"};
+	return coro_spawn(adopter_main, srv, &opts) ? 0 : -ENOMEM;
 }
 
 static int listeners_open(server *srv)
@@ -341,6 +469,8 @@ static int server_start(server *srv)
 	srv->retire_deadline = INT64_MAX;
 	if ((rc = listeners_open(srv)) < 0)
 		return rc;
+	if ((rc = adopter_open(srv)) < 0)
+		return rc;
 	if (settings->slot) {
 		snprintf(settings->slot->poller, sizeof(settings->slot->poller), "%s",
 			 poll_kind_name(poll_backend()));
@@ -359,6 +489,10 @@ static void server_cleanup(server *srv)
 	free(srv->listeners);
 	if (srv->signals)
 		pd_close(srv->signals);
+	if (srv->adopt)
+		pd_close(srv->adopt);
+	if (srv->handoff.fd >= 0)
+		close(srv->handoff.fd);
 	for (uint32_t i = 0; srv->relays && i < srv->settings->listener_count; i++)
 		relay_group_free(&srv->relays[i]);
 	free(srv->relays);
@@ -368,7 +502,7 @@ static void server_cleanup(server *srv)
 
 int server_run(const server_settings *settings)
 {
-	server srv = {.settings = settings};
+	server srv = {.settings = settings, .handoff = {.fd = -1}};
 	int rc = server_start(&srv);
 
 	if (rc == 0) {

@@ -28,6 +28,11 @@ typedef struct server_settings {
 	uint32_t listener_count;
 	const int *listen_fds;        /* per listener, made by the supervisor */
 	shard_slot *slot;             /* counters for the supervisor, or NULL */
+	/* Handoff on reload (proxy/handoff.h): where the retire signal's
+	 * channel comes (shard_take_channel), and the channel from the shard
+	 * this one replaces (-1: none). */
+	int control_fd;
+	int handoff_fd;
 } server_settings;
 
 /* Runs until drained. 0 after a clean shutdown, -errno when start-up
