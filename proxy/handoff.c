@@ -37,6 +37,31 @@ int handoff_recv_hello(int fd)
 	return h.version;
 }
 
+int handoff_send_ack(int fd)
+{
+	handoff_header h = header_of(HANDOFF_ACK, sizeof(h));
+
+	return send(fd, &h, sizeof(h), MSG_DONTWAIT | MSG_NOSIGNAL) ==
+			       (ssize_t)sizeof(h) ? 0 : -errno;
+}
+
+int handoff_recv_acks(int fd)
+{
+	handoff_header h;
+	int acks = 0;
+
+	for (;;) {
+		ssize_t n = recv(fd, &h, sizeof(h), MSG_DONTWAIT);
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0)
+			return errno == EWOULDBLOCK || errno == EINTR ? acks : -EPIPE;
+		if (n == (ssize_t)sizeof(h) && h.magic == HANDOFF_MAGIC &&
+		    h.type == HANDOFF_ACK)
+			acks++;
+	}
+}
+
 int handoff_send_conn(int fd, const handoff_conn *rec, int client_fd,
 		      int upstream_fd)
 {

@@ -10,7 +10,9 @@
  * its version; the old one hands over only when the version is its own (a
  * mismatch, or no HELLO, and it drains as without handoff, with a log
  * line). Then one CONN per connection: the client and upstream fds and a
- * handoff_conn record. Both ends run on one host from one build, or two
+ * handoff_conn record; the new shard answers each with an ACK once the
+ * connection is its own, and the old one keeps at most HANDOFF_WINDOW
+ * unanswered. Both ends run on one host from one build, or two
  * builds of one source: native byte order, fixed-width fields, and a
  * `size` that a later version may grow (a reader takes what it knows).
  */
@@ -27,7 +29,12 @@
 typedef enum handoff_type {
 	HANDOFF_HELLO = 1,           /* new -> old: its version */
 	HANDOFF_CONN = 2,            /* old -> new: a connection, 2 fds */
+	HANDOFF_ACK = 3,             /* new -> old: one CONN adopted */
 } handoff_type;
+
+/* CONNs the old shard sends before their ACKs: if the new shard dies, at
+ * most these are lost with it; the rest stay with the old shard. */
+#define HANDOFF_WINDOW 16
 
 typedef struct handoff_header {
 	uint32_t magic;
@@ -61,6 +68,11 @@ int handoff_send_hello(int fd);
 /* The HELLO the new shard sent, if it is there: its version, or -EAGAIN
  * (none yet), -EPROTO (not a hello), -errno. */
 int handoff_recv_hello(int fd);
+/* An ACK for one adopted CONN. 0 or -errno. */
+int handoff_send_ack(int fd);
+/* The ACKs that came (without waiting): how many, or -EPIPE when the new
+ * shard's end is closed (it died or exited). */
+int handoff_recv_acks(int fd);
 /* A CONN with its two fds (dup'd by the kernel: the caller still closes
  * its own). 0, -EAGAIN when the channel is full, or -errno (EPIPE: the
  * new shard is gone). */

@@ -393,7 +393,8 @@ static void session_offer(relay_conn *r, void *done_arg, void *arg)
 	handoff_conn rec;
 	int fds[2];
 
-	if (h->failed || relay_export(r, &st, &fds[0], &fds[1]) < 0)
+	if (h->failed || h->unacked >= HANDOFF_WINDOW ||
+	    relay_export(r, &st, &fds[0], &fds[1]) < 0)
 		return;
 	handoff_record(s, &st, &rec);
 	int rc = handoff_send_conn(h->fd, &rec, fds[0], fds[1]);
@@ -403,14 +404,30 @@ static void session_offer(relay_conn *r, void *done_arg, void *arg)
 		return;
 	if (rc < 0) {
 		h->failed = true;
-		log_line(LOG_LEVEL_WARN, "handoff stopped: keeping the rest",
-			 "listener=%s error=%s", s->owner->params.name,
-			 strerror(-rc));
+		log_line(LOG_LEVEL_WARN, "handoff stopped: the new shard is gone, keeping the rest",
+			 "listener=%s error=%s lost=%u", s->owner->params.name,
+			 strerror(-rc), h->unacked);
 		return;
 	}
+	h->unacked++;
 	log_line(LOG_LEVEL_DEBUG, "handed off", "listener=%s client=%s",
 		 s->owner->params.name, s->peer_name);
 	relay_handed_off(r);
+}
+
+bool listener_handoff_acks(listener_handoff *h)
+{
+	if (h->failed)
+		return false;
+	int acks = handoff_recv_acks(h->fd);
+	if (acks >= 0) {
+		h->unacked -= (uint32_t)acks < h->unacked ? (uint32_t)acks : h->unacked;
+		return true;
+	}
+	h->failed = true;
+	log_line(LOG_LEVEL_WARN, "handoff stopped: the new shard is gone, keeping the rest",
+		 "lost=%u", h->unacked);
+	return false;
 }
 
 void listener_handoff_begin(listener *l, listener_handoff *h)
@@ -464,12 +481,16 @@ void listener_adopt(listener *l, const handoff_conn *rec, const int fds[2])
 	poll_desc *client = NULL, *upstream = NULL;
 
 	if (!s || pd_open(fds[0], &client) < 0) {
+		log_line(LOG_LEVEL_WARN, "handed-over connection closed",
+			 "listener=%s reason=%s", l->params.name, "no memory");
 		free(s);
 		close(fds[0]);
 		close(fds[1]);
 		return;
 	}
 	if (pd_open(fds[1], &upstream) < 0) {
+		log_line(LOG_LEVEL_WARN, "handed-over connection closed",
+			 "listener=%s reason=%s", l->params.name, "no memory");
 		free(s);
 		pd_close(client);
 		close(fds[1]);

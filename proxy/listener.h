@@ -93,9 +93,13 @@ void listener_free(listener *l);
 typedef struct listener_handoff {
 	int fd;                       /* the channel, or -1 */
 	bool failed;                  /* the new shard is gone: stop */
+	uint32_t unacked;             /* sent, not adopted yet (HANDOFF_WINDOW) */
 } listener_handoff;
 
 void listener_handoff_begin(listener *l, listener_handoff *h);
+/* Take the ACKs that came; false when the new shard is gone (then
+ * nothing more is handed over, and it is logged). */
+bool listener_handoff_acks(listener_handoff *h);
 void listener_handoff_sweep(listener *l);
 void listener_handoff_end(listener *l);
 /* The adopting side: serve a connection handed over (fds[0] client,

@@ -36,6 +36,8 @@ typedef struct server {
 	int64_t retire_deadline;
 	listener_handoff handoff; /* retiring: the channel to the successor */
 	poll_desc *adopt;  /* the channel from the shard this one replaces */
+	uint64_t adopted;
+	poll_desc *handoff_pd; /* handoff.fd's, for the ACKs' readiness */
 	bool retiring;     /* reload: no accepting, connections go on */
 	bool draining;
 	bool forced;
@@ -135,20 +137,23 @@ static void server_set_state(server *srv, shard_state state)
 /* --- drain and retire ------------------------------------------------------ */
 
 static void server_drain(server *srv, const char *why);
+static void handoff_sweep(server *srv);
 
 static void drain_check_fired(sched_timer *timer, void *arg)
 {
 	server *srv = arg;
 	int64_t now = sched_now();
 
-	if (server_connections(srv) == 0 && server_lingering(srv) == 0) {
+	/* A shard that is still adopting from the one before waits for
+	 * that one to finish: the connections still on their way in the
+	 * channel would die with this process. */
+	if (server_connections(srv) == 0 && server_lingering(srv) == 0 &&
+	    !srv->adopt) {
 		server_publish(srv);
 		sched_stop();
 		return;
 	}
-	if (srv->handoff.fd >= 0 && !srv->draining)
-		for (uint32_t i = 0; i < srv->opened; i++)
-			listener_handoff_sweep(&srv->listeners[i]);
+	handoff_sweep(srv);
 	if (!srv->draining && now >= srv->retire_deadline) {
 		server_drain(srv, "retire_timeout");
 		return;
@@ -215,11 +220,36 @@ static int handoff_channel(const server *srv)
 	return fd;
 }
 
+static void handoff_sweep(server *srv)
+{
+	if (srv->handoff.fd < 0 || srv->draining ||
+	    !listener_handoff_acks(&srv->handoff))
+		return;
+	for (uint32_t i = 0; i < srv->opened; i++)
+		listener_handoff_sweep(&srv->listeners[i]);
+}
+
+/* ACKs free the window: offer the next connections as soon as they come
+ * (drain_check also sweeps, every SERVER_DRAIN_CHECK_NS). */
+static void acks_main(void *arg)
+{
+	server *srv = arg;
+
+	while (!srv->handoff.failed && !srv->draining) {
+		if (pd_wait(srv->handoff_pd, PD_READ) < 0)
+			break;
+		handoff_sweep(srv);
+	}
+}
+
 static void handoff_begin(server *srv)
 {
 	srv->handoff.fd = handoff_channel(srv);
 	if (srv->handoff.fd < 0)
 		return;
+	coro_opts opts = {.name = "handoff-acks"};
+	if (pd_open(srv->handoff.fd, &srv->handoff_pd) == 0)
+		coro_spawn(acks_main, srv, &opts);
 	log_line(LOG_LEVEL_INFO, "handing off", "open=%llu",
 		 (unsigned long long)server_connections(srv));
 	for (uint32_t i = 0; i < srv->opened; i++)
@@ -317,6 +347,19 @@ static void adopt_one(server *srv, const handoff_conn *rec, const int fds[2])
 	listener_adopt(l, rec, fds);
 }
 
+/*
+ * Fault injection for the tests (tests/proxy/integration_handoff.cpp): with
+ * FRAMEPROXY_FAULT_ADOPT_EXIT=N in its environment a shard dies by SIGKILL
+ * after adopting N connections, as a new shard that crashes mid-handoff.
+ */
+static void adopt_fault(server *srv)
+{
+	const char *n = getenv("FRAMEPROXY_FAULT_ADOPT_EXIT");
+
+	if (n && ++srv->adopted >= strtoull(n, NULL, 10))
+		raise(SIGKILL);
+}
+
 /* Until the shard before closes its end (it exits): each connection it
  * sends becomes an idle relay here. Reads with recvmsg, never through the
  * pollDesc's read path, so io_uring completion I/O never arms a receive
@@ -325,12 +368,12 @@ static void adopter_main(void *arg)
 {
 	server *srv = arg;
 	handoff_conn rec;
-	int fds[2];
+	int fds[2], rc;
 
 	for (;;) {
-		int rc = handoff_recv_conn(pd_fd(srv->adopt), &rec, fds);
+		rc = handoff_recv_conn(pd_fd(srv->adopt), &rec, fds);
 		if (rc == -EAGAIN) {
-			if (pd_wait(srv->adopt, PD_READ) < 0)
+			if ((rc = pd_wait(srv->adopt, PD_READ)) < 0)
 				break;
 			continue;
 		}
@@ -341,7 +384,15 @@ static void adopter_main(void *arg)
 		if (rc <= 0)
 			break;
 		adopt_one(srv, &rec, fds);
+		adopt_fault(srv);
+		/* Adopted (or closed): the shard before may send the next.
+		 * It may have sent its last and exited: what it sent is still
+		 * queued here, read on to the end. */
+		handoff_send_ack(pd_fd(srv->adopt));
 	}
+	if (rc < 0)
+		log_line(LOG_LEVEL_WARN, "handoff channel failed", "error=%s",
+			 strerror(-rc));
 	pd_close(srv->adopt);
 	srv->adopt = NULL;
 }
@@ -491,7 +542,9 @@ static void server_cleanup(server *srv)
 		pd_close(srv->signals);
 	if (srv->adopt)
 		pd_close(srv->adopt);
-	if (srv->handoff.fd >= 0)
+	if (srv->handoff_pd)
+		pd_close(srv->handoff_pd); /* closes handoff.fd */
+	else if (srv->handoff.fd >= 0)
 		close(srv->handoff.fd);
 	for (uint32_t i = 0; srv->relays && i < srv->settings->listener_count; i++)
 		relay_group_free(&srv->relays[i]);
