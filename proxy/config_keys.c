@@ -617,10 +617,10 @@ const config_key config_keys[] = {
 	{ .name = "linger_timeout", .scope = G, .set = set_duration,
 	  .off = G_OFF(linger_timeout), .def = "2s",
 	  .flag = "--linger-timeout", .arg = "DUR",
-	  .help = "a drained client's EOF after our FIN; 0 = off" },
+	  .help = "drain: await client EOF; 0 = off" },
 	{ .name = "reload_handoff", .scope = G, .set = set_reload_handoff,
 	  .def = "on", .flag = "--reload-handoff", .arg = "on|off",
-	  .help = "reload: live connections go to the new shards" },
+	  .help = "reload: pass connections on live" },
 
 	{ .name = "listen", .scope = L, .set = set_listen, .flag = "--listen",
 	  .arg = "ADDR", .help = "where clients connect; port 0 picks one" },
