@@ -60,8 +60,14 @@ typedef struct handoff_conn {
 	int64_t started_ns;
 	int64_t last_active_ns;             /* the idle timeout runs on */
 	uint32_t handoffs;                  /* times handed over before */
-	uint32_t reserved;
+	uint32_t mode;                      /* HANDOFF_MODE_* */
+	uint64_t lost;                      /* rpc: requests failed */
 } handoff_conn;
+
+/* A stream connection carries both fds; an rpc client only its own (the
+ * second fd is a copy of it, and the counts are requests and replies). */
+#define HANDOFF_MODE_STREAM 0
+#define HANDOFF_MODE_RPC 1
 
 /* A HELLO on `fd` (non-blocking). 0 or -errno. */
 int handoff_send_hello(int fd);

@@ -85,7 +85,7 @@ static void session_end(session *s, reason_code reason,
 {
 	listener *l = s->owner;
 
-	if (summary && summary->handed_off) {
+	if ((summary && summary->handed_off) || (rpc && rpc->handed_off)) {
 		/* It lives on in the next shard, which logs and counts it
 		 * when it ends. */
 		l->counters[COUNTER_HANDOFFS]++;
@@ -430,23 +430,68 @@ bool listener_handoff_acks(listener_handoff *h)
 	return false;
 }
 
+/* The same for an rpc client with nothing in flight. The record carries
+ * its socket twice (the format has two fds). */
+static void session_offer_rpc(rpc_client *c, void *done_arg, void *arg)
+{
+	session *s = done_arg;
+	listener_handoff *h = arg;
+	rpc_summary so_far;
+	handoff_conn rec;
+	int fd;
+
+	if (h->failed || h->unacked >= HANDOFF_WINDOW ||
+	    rpc_client_export(c, &so_far, &fd) < 0)
+		return;
+	relay_state st = {.frames = {so_far.requests, so_far.replied},
+			  .bytes = {so_far.request_bytes, so_far.reply_bytes},
+			  .started_ns = s->accepted_ns,
+			  .last_active_ns = sched_now()};
+	handoff_record(s, &st, &rec);
+	rec.mode = HANDOFF_MODE_RPC;
+	rec.lost = so_far.lost;
+	int rc = handoff_send_conn(h->fd, &rec, fd, fd);
+	close(fd);
+	if (rc == -EAGAIN)
+		return;
+	if (rc < 0) {
+		h->failed = true;
+		log_line(LOG_LEVEL_WARN, "handoff stopped: the new shard is gone, keeping the rest",
+			 "listener=%s error=%s lost=%u", s->owner->params.name,
+			 strerror(-rc), h->unacked);
+		return;
+	}
+	h->unacked++;
+	rpc_client_handed_off(c);
+}
+
 void listener_handoff_begin(listener *l, listener_handoff *h)
 {
-	if (l->rpc)
-		return;
-	l->relays->on_rest = session_offer;
-	l->relays->on_rest_arg = h;
-	relay_offer_all(l->relays);
+	l->handoff = h;
+	if (l->rpc) {
+		rpc_listener_set_rest_hook(l->rpc, session_offer_rpc, h);
+	} else {
+		l->relays->on_rest = session_offer;
+		l->relays->on_rest_arg = h;
+	}
+	listener_handoff_sweep(l);
 }
 
 void listener_handoff_sweep(listener *l)
 {
-	if (l->relays->on_rest)
+	if (!l->handoff)
+		return;
+	if (l->rpc)
+		rpc_listener_offer_all(l->rpc, session_offer_rpc, l->handoff);
+	else
 		relay_offer_all(l->relays);
 }
 
 void listener_handoff_end(listener *l)
 {
+	l->handoff = NULL;
+	if (l->rpc)
+		rpc_listener_set_rest_hook(l->rpc, NULL, NULL);
 	l->relays->on_rest = NULL;
 	l->relays->on_rest_arg = NULL;
 }
@@ -475,8 +520,45 @@ static relay_state state_of(const handoff_conn *rec)
 	return st;
 }
 
+/* An rpc client handed over: fds[0] and fds[1] are the same socket. */
+static void listener_adopt_rpc(listener *l, const handoff_conn *rec,
+			       const int fds[2])
+{
+	session *s = calloc(1, sizeof(*s));
+	poll_desc *client = NULL;
+
+	close(fds[1]);
+	if (!s || pd_open(fds[0], &client) < 0) {
+		log_line(LOG_LEVEL_WARN, "handed-over connection closed",
+			 "listener=%s reason=%s", l->params.name, "no memory");
+		free(s);
+		close(fds[0]);
+		return;
+	}
+	l->counters[COUNTER_ACTIVE]++;
+	*s = (session){.owner = l, .client = client, .peer = rec->peer,
+		       .server = -1, .accepted_ns = rec->accepted_ns,
+		       .handoffs = rec->handoffs};
+	netaddr_format((const struct sockaddr *)&s->peer, s->peer_name,
+		       sizeof(s->peer_name));
+	if (l->params.max_per_client &&
+	    peer_key_from_sockaddr((const struct sockaddr *)&s->peer, &s->key) == 0 &&
+	    peer_table_acquire(&l->peers, &s->key, UINT32_MAX) == 0)
+		s->peer_counted = true;
+	rpc_summary so_far = {.requests = rec->frames[0], .replied = rec->frames[1],
+			      .lost = rec->lost, .request_bytes = rec->bytes[0],
+			      .reply_bytes = rec->bytes[1]};
+	if (rpc_client_adopt(l->rpc, client, (const struct sockaddr *)&s->peer,
+			     &so_far, session_rpc_done, s) < 0)
+		session_end(s, REASON_no_memory, NULL, NULL);
+}
+
 void listener_adopt(listener *l, const handoff_conn *rec, const int fds[2])
 {
+	if (rec->mode == HANDOFF_MODE_RPC) {
+		listener_adopt_rpc(l, rec, fds);
+		return;
+	}
 	session *s = calloc(1, sizeof(*s));
 	poll_desc *client = NULL, *upstream = NULL;
 

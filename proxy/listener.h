@@ -65,6 +65,7 @@ typedef struct listener {
 	log_ratelimit accept_error_log;
 	log_ratelimit full_log;
 	bool stopping;
+	struct listener_handoff *handoff; /* retiring with handoff, else NULL */
 } listener;
 
 /*
@@ -87,8 +88,10 @@ void listener_free(listener *l);
  * Handoff on reload (proxy/handoff.h). The retiring side: from now on each
  * stream connection that comes to rest (relay_at_rest) goes over `h`, its
  * session ending without an access line (the next shard writes it when the
- * connection really ends) and counted in COUNTER_HANDOFFS. rpc listeners
- * are not handed over. listener_handoff_sweep offers the ones at rest now.
+ * connection really ends) and counted in COUNTER_HANDOFFS. rpc
+ * clients with nothing in flight go the same way (the old shard's pool
+ * connections close when it exits, with nothing left on them).
+ * listener_handoff_sweep offers the ones at rest now.
  */
 typedef struct listener_handoff {
 	int fd;                       /* the channel, or -1 */

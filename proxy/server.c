@@ -336,10 +336,13 @@ static void adopt_one(server *srv, const handoff_conn *rec, const int fds[2])
 {
 	listener *l = listener_named(srv, rec->listener);
 
-	if (!l || l->rpc || srv->draining) {
+	bool rpc = rec->mode == HANDOFF_MODE_RPC;
+
+	if (!l || (l->rpc != NULL) != rpc || srv->draining) {
 		log_line(LOG_LEVEL_WARN, "handed-over connection closed",
 			 "listener=%s reason=%s", rec->listener,
-			 !l ? "no such listener" : l->rpc ? "rpc listener" : "draining");
+			 !l ? "no such listener" : srv->draining ? "draining"
+							       : "listener mode changed");
 		close(fds[0]);
 		close(fds[1]);
 		return;
@@ -390,7 +393,9 @@ static void adopter_main(void *arg)
 		 * queued here, read on to the end. */
 		handoff_send_ack(pd_fd(srv->adopt));
 	}
-	if (rc < 0)
+	/* ECONNRESET: the shard before exited with ACKs unread, after
+	 * everything it sent was read: the end, as EOF. */
+	if (rc < 0 && rc != -ECONNRESET)
 		log_line(LOG_LEVEL_WARN, "handoff channel failed", "error=%s",
 			 strerror(-rc));
 	pd_close(srv->adopt);

@@ -190,6 +190,60 @@ TEST_CASE("handoff: a new shard that dies while adopting leaves the rest with th
 	}, T5));
 }
 
+TEST_CASE("handoff: rpc clients with nothing in flight move on every reload",
+	  "[handoff]")
+{
+	REQUIRE_FALSE(completion_io());
+	Echo echo;
+	Proxy proxy({"--server", echo.addr(), "--shards", "2", "--mode", "rpc",
+		     "--admin", "127.0.0.1:0"});
+	REQUIRE(proxy.wait_ready());
+	// Request-response clients: at rest between a reply and the next
+	// request, which is when they are handed over.
+	Pipeline load(proxy.port(), 50, 1, 512);
+	REQUIRE(load.stats().connected == 50);
+	std::vector<Conn> idle = idle_conns(proxy.port(), 50);
+	const int reloads = 6;
+	for (int i = 1; i <= reloads; i++) {
+		auto t0 = Clock::now();
+		load.run([&] { return ms_since(t0) > 500; });
+		proxy.proc().signal(SIGHUP);
+		t0 = Clock::now();
+		load.run([&] { return ms_since(t0) > 500; });
+		REQUIRE(wait_generation(proxy, i));
+		REQUIRE(roundtrips_ok(idle, "rpc after " + std::to_string(i)) == idle.size());
+	}
+	bool stop = true;
+	auto t1 = Clock::now();
+	load.run([&] { return load.in_flight() == 0 || ms_since(t1) > 10000; }, &stop);
+	const PipelineStats &st = load.stats();
+	INFO("sent " << st.sent << " replied " << st.replied << " eofs " << st.eofs
+		     << " resets " << st.resets << "\n" << proxy.log_tail(30));
+	CHECK(load.live() == 50);
+	CHECK(st.resets == 0);
+	CHECK(st.eofs == 0);
+	CHECK(st.mismatched == 0);
+	CHECK(st.replied == st.sent);
+	CHECK(count_records(proxy, "shard died") == 0);
+	CHECK(proxy.wait_record([&](const LogRecord &) {
+		return count_records(proxy, "shard exited") == size_t(2 * reloads);
+	}, T5));
+	CHECK(metric_sum(http_get(proxy.admin_port(), "/metrics"),
+			 "frameproxy_connections_handed_off_total") >= uint64_t(100 * reloads));
+	CHECK(count_records(proxy, "access") == 0);
+	load.close_all();
+	idle.clear();
+	CHECK(proxy.wait_access_count(100, milliseconds(10000)));
+	std::this_thread::sleep_for(milliseconds(300));
+	auto lines = proxy.records("access");
+	CHECK(lines.size() == 100);
+	uint64_t replied = 0;
+	for (auto &r : lines)
+		replied += uint64_t(r.num("replied"));
+	// Each line counts the whole life of its client, over every shard.
+	CHECK(replied == st.replied + 50 + 50 * reloads);
+}
+
 TEST_CASE("handoff: with completion I/O a shard retires without handing off",
 	  "[handoff-completion]")
 {
