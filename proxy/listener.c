@@ -462,6 +462,8 @@ static void session_offer_rpc(rpc_client *c, void *done_arg, void *arg)
 		return;
 	}
 	h->unacked++;
+	log_line(LOG_LEVEL_DEBUG, "handed off", "listener=%s client=%s",
+		 s->owner->params.name, s->peer_name);
 	rpc_client_handed_off(c);
 }
 
@@ -541,6 +543,8 @@ static void listener_adopt_rpc(listener *l, const handoff_conn *rec,
 		       .handoffs = rec->handoffs};
 	netaddr_format((const struct sockaddr *)&s->peer, s->peer_name,
 		       sizeof(s->peer_name));
+	log_line(LOG_LEVEL_DEBUG, "adopted", "listener=%s client=%s",
+		 l->params.name, s->peer_name);
 	if (l->params.max_per_client &&
 	    peer_key_from_sockaddr((const struct sockaddr *)&s->peer, &s->key) == 0 &&
 	    peer_table_acquire(&l->peers, &s->key, UINT32_MAX) == 0)

@@ -380,6 +380,10 @@ static void adopter_main(void *arg)
 				break;
 			continue;
 		}
+		/* The shard before exited with ACKs unread: the kernel
+		 * reports that once, ahead of the records still queued. */
+		if (rc == -ECONNRESET)
+			continue;
 		if (rc == -EPROTO) {
 			log_line(LOG_LEVEL_WARN, "handoff record not understood: dropped", NULL);
 			continue;
@@ -393,9 +397,7 @@ static void adopter_main(void *arg)
 		 * queued here, read on to the end. */
 		handoff_send_ack(pd_fd(srv->adopt));
 	}
-	/* ECONNRESET: the shard before exited with ACKs unread, after
-	 * everything it sent was read: the end, as EOF. */
-	if (rc < 0 && rc != -ECONNRESET)
+	if (rc < 0)
 		log_line(LOG_LEVEL_WARN, "handoff channel failed", "error=%s",
 			 strerror(-rc));
 	pd_close(srv->adopt);
