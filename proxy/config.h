@@ -164,6 +164,8 @@ typedef struct config {
 	bool has_admin;
 	netaddr admin;
 	int64_t drain_timeout;
+	int64_t linger_timeout; /* a draining close waits this for the client's EOF */
+	bool reload_handoff;    /* reload: hand live connections to the new shards */
 
 	/* Loader bookkeeping: where steer was last set, for config_finish's
 	 * message: the flag (owned) or else the line of the file in path. */

@@ -268,6 +268,16 @@ static int set_pin(void *t, const config_key *k, const char *v,
 	return 0;
 }
 
+static int set_reload_handoff(void *t, const config_key *k, const char *v,
+			      const config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	if (parse_bool(v, &((config *)t)->reload_handoff) < 0)
+		return setter_fail(why, "invalid reload_handoff '%s' (expected on, "
+				   "off, true, false, yes, no, 1 or 0)", v);
+	return 0;
+}
+
 static int set_steer(void *t, const config_key *k, const char *v,
 		     const config_origin *o, char *why)
 {
@@ -673,6 +683,13 @@ const config_key config_keys[] = {
 	  .off = G_OFF(drain_timeout), .def = "10s",
 	  .flag = "--drain-timeout", .arg = "DUR",
 	  .help = "time to finish frames in flight" },
+	{ .name = "linger_timeout", .scope = G, .set = set_duration,
+	  .off = G_OFF(linger_timeout), .def = "2s",
+	  .flag = "--linger-timeout", .arg = "DUR",
+	  .help = "drain: await client EOF; 0 = off" },
+	{ .name = "reload_handoff", .scope = G, .set = set_reload_handoff,
+	  .def = "on", .flag = "--reload-handoff", .arg = "on|off",
+	  .help = "reload: pass connections on live" },
 
 	{ .name = "listen", .scope = L, .set = set_listen, .flag = "--listen",
 	  .arg = "ADDR", .help = "where clients connect; port 0 picks one" },

@@ -69,7 +69,10 @@
 	  .name = "proxy_headers_rejected_total", \
 	  .help = "accept_proxy: connections closed for a missing, malformed, " \
 		  "truncated or slow PROXY header (bad_proxy_header).", \
-	  .json = "proxy_headers_rejected")
+	  .json = "proxy_headers_rejected") \
+	X(COUNTER_HANDOFFS, 1, .name = "connections_handed_off_total", \
+	  .help = "Client connections handed live to the next shard on reload.", \
+	  .json = "handed_off")
 
 /* rpc latency: 50 us .. 10 s (counters_rpc_latency_bounds), and +Inf. */
 #define COUNTERS_RPC_LATENCY_BOUNDS 17

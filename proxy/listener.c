@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,6 +26,7 @@ typedef struct session {
 	bool peer_counted;
 	int server;                  /* upstream index, -1 before connect */
 	int64_t accepted_ns;
+	uint32_t handoffs;           /* times it came from another shard */
 } session;
 
 /* --- the end of a connection --------------------------------------------- */
@@ -93,11 +96,17 @@ static void session_end(session *s, reason_code reason,
 {
 	listener *l = s->owner;
 
-	if (l->params.access_log && rpc)
-		access_log_rpc(s, rpc);
-	else if (l->params.access_log)
-		access_log(s, reason, summary);
-	l->counters[COUNTER_CLOSED + reason]++;
+	if ((summary && summary->handed_off) || (rpc && rpc->handed_off)) {
+		/* It lives on in the next shard, which logs and counts it
+		 * when it ends. */
+		l->counters[COUNTER_HANDOFFS]++;
+	} else {
+		if (l->params.access_log && rpc)
+			access_log_rpc(s, rpc);
+		else if (l->params.access_log)
+			access_log(s, reason, summary);
+		l->counters[COUNTER_CLOSED + reason]++;
+	}
 	l->counters[COUNTER_ACTIVE]--;
 	if (s->peer_counted)
 		peer_table_release(&l->peers, &s->key);
@@ -490,4 +499,257 @@ void listener_free(listener *l)
 	l->rpc = NULL;
 	peer_table_free(&l->peers);
 	upstream_pool_free(&l->pool);
+}
+
+/* --- handoff (proxy/handoff.h) ------------------------------------------- */
+
+static socklen_t peer_length(const struct sockaddr_storage *peer)
+{
+	return peer->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+					   : sizeof(struct sockaddr_in);
+}
+
+static void handoff_record(const session *s, const relay_state *st,
+			   handoff_conn *rec)
+{
+	const listener *l = s->owner;
+
+	memset(rec, 0, sizeof(*rec));
+	snprintf(rec->listener, sizeof(rec->listener), "%s", l->params.name);
+	if (s->server >= 0)
+		snprintf(rec->upstream, sizeof(rec->upstream), "%s",
+			 l->pool.servers[s->server].name);
+	rec->peer = s->peer;
+	rec->peer_len = peer_length(&s->peer);
+	for (int side = 0; side < 2; side++) {
+		rec->done[side] = st->done[side];
+		rec->frames[side] = st->frames[side];
+		rec->bytes[side] = st->bytes[side];
+	}
+	rec->first_eof = (uint16_t)st->first_eof;
+	rec->accepted_ns = s->accepted_ns;
+	rec->started_ns = st->started_ns;
+	rec->last_active_ns = st->last_active_ns;
+	rec->handoffs = s->handoffs + 1;
+}
+
+/* on_rest: send the connection on; on -EAGAIN (the channel is full) it
+ * stays and the next sweep tries again. */
+static void session_offer(relay_conn *r, void *done_arg, void *arg)
+{
+	session *s = done_arg;
+	listener_handoff *h = arg;
+	relay_state st;
+	handoff_conn rec;
+	int fds[2];
+
+	if (h->failed || h->unacked >= HANDOFF_WINDOW ||
+	    relay_export(r, &st, &fds[0], &fds[1]) < 0)
+		return;
+	handoff_record(s, &st, &rec);
+	int rc = handoff_send_conn(h->fd, &rec, fds[0], fds[1]);
+	close(fds[0]);
+	close(fds[1]);
+	if (rc == -EAGAIN)
+		return;
+	if (rc < 0) {
+		h->failed = true;
+		log_line(LOG_LEVEL_WARN, "handoff stopped: the new shard is gone, keeping the rest",
+			 "listener=%s error=%s lost=%u", s->owner->params.name,
+			 strerror(-rc), h->unacked);
+		return;
+	}
+	h->unacked++;
+	log_line(LOG_LEVEL_DEBUG, "handed off", "listener=%s client=%s",
+		 s->owner->params.name, s->peer_name);
+	relay_handed_off(r);
+}
+
+bool listener_handoff_acks(listener_handoff *h)
+{
+	if (h->failed)
+		return false;
+	int acks = handoff_recv_acks(h->fd);
+	if (acks >= 0) {
+		h->unacked -= (uint32_t)acks < h->unacked ? (uint32_t)acks : h->unacked;
+		return true;
+	}
+	h->failed = true;
+	log_line(LOG_LEVEL_WARN, "handoff stopped: the new shard is gone, keeping the rest",
+		 "lost=%u", h->unacked);
+	return false;
+}
+
+/* The same for an rpc client with nothing in flight. The record carries
+ * its socket twice (the format has two fds). */
+static void session_offer_rpc(rpc_client *c, void *done_arg, void *arg)
+{
+	session *s = done_arg;
+	listener_handoff *h = arg;
+	rpc_summary so_far;
+	handoff_conn rec;
+	int fd;
+
+	if (h->failed || h->unacked >= HANDOFF_WINDOW ||
+	    rpc_client_export(c, &so_far, &fd) < 0)
+		return;
+	relay_state st = {.frames = {so_far.requests, so_far.replied},
+			  .bytes = {so_far.request_bytes, so_far.reply_bytes},
+			  .started_ns = s->accepted_ns,
+			  .last_active_ns = sched_now()};
+	handoff_record(s, &st, &rec);
+	rec.mode = HANDOFF_MODE_RPC;
+	rec.lost = so_far.lost;
+	int rc = handoff_send_conn(h->fd, &rec, fd, fd);
+	close(fd);
+	if (rc == -EAGAIN)
+		return;
+	if (rc < 0) {
+		h->failed = true;
+		log_line(LOG_LEVEL_WARN, "handoff stopped: the new shard is gone, keeping the rest",
+			 "listener=%s error=%s lost=%u", s->owner->params.name,
+			 strerror(-rc), h->unacked);
+		return;
+	}
+	h->unacked++;
+	log_line(LOG_LEVEL_DEBUG, "handed off", "listener=%s client=%s",
+		 s->owner->params.name, s->peer_name);
+	rpc_client_handed_off(c);
+}
+
+void listener_handoff_begin(listener *l, listener_handoff *h)
+{
+	l->handoff = h;
+	if (l->rpc) {
+		rpc_listener_set_rest_hook(l->rpc, session_offer_rpc, h);
+	} else {
+		l->relays->on_rest = session_offer;
+		l->relays->on_rest_arg = h;
+	}
+	listener_handoff_sweep(l);
+}
+
+void listener_handoff_sweep(listener *l)
+{
+	if (!l->handoff)
+		return;
+	if (l->rpc)
+		rpc_listener_offer_all(l->rpc, session_offer_rpc, l->handoff);
+	else
+		relay_offer_all(l->relays);
+}
+
+void listener_handoff_end(listener *l)
+{
+	l->handoff = NULL;
+	if (l->rpc)
+		rpc_listener_set_rest_hook(l->rpc, NULL, NULL);
+	l->relays->on_rest = NULL;
+	l->relays->on_rest_arg = NULL;
+}
+
+static int server_by_name(const listener *l, const char *name)
+{
+	for (uint32_t i = 0; name[0] && i < l->pool.count; i++)
+		if (strcmp(l->pool.servers[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static relay_state state_of(const handoff_conn *rec)
+{
+	relay_state st = {.first_eof = rec->first_eof < REASON_COUNT
+					       ? (reason_code)rec->first_eof
+					       : REASON_NONE,
+			  .started_ns = rec->started_ns,
+			  .last_active_ns = rec->last_active_ns};
+
+	for (int side = 0; side < 2; side++) {
+		st.done[side] = rec->done[side] != 0;
+		st.frames[side] = rec->frames[side];
+		st.bytes[side] = rec->bytes[side];
+	}
+	return st;
+}
+
+/* An rpc client handed over: fds[0] and fds[1] are the same socket. */
+static void listener_adopt_rpc(listener *l, const handoff_conn *rec,
+			       const int fds[2])
+{
+	session *s = calloc(1, sizeof(*s));
+	poll_desc *client = NULL;
+
+	close(fds[1]);
+	if (!s || pd_open(fds[0], &client) < 0) {
+		log_line(LOG_LEVEL_WARN, "handed-over connection closed",
+			 "listener=%s reason=%s", l->params.name, "no memory");
+		free(s);
+		close(fds[0]);
+		return;
+	}
+	l->counters[COUNTER_ACTIVE]++;
+	*s = (session){.owner = l, .client = client, .peer = rec->peer,
+		       .server = -1, .accepted_ns = rec->accepted_ns,
+		       .handoffs = rec->handoffs};
+	netaddr_format((const struct sockaddr *)&s->peer, s->peer_name,
+		       sizeof(s->peer_name));
+	log_line(LOG_LEVEL_DEBUG, "adopted", "listener=%s client=%s",
+		 l->params.name, s->peer_name);
+	if (l->params.max_per_client &&
+	    peer_key_from_sockaddr((const struct sockaddr *)&s->peer, &s->key) == 0 &&
+	    peer_table_acquire(&l->peers, &s->key, UINT32_MAX) == 0)
+		s->peer_counted = true;
+	rpc_summary so_far = {.requests = rec->frames[0], .replied = rec->frames[1],
+			      .lost = rec->lost, .request_bytes = rec->bytes[0],
+			      .reply_bytes = rec->bytes[1]};
+	if (rpc_client_adopt(l->rpc, client, (const struct sockaddr *)&s->peer,
+			     &so_far, session_rpc_done, s) < 0)
+		session_end(s, REASON_no_memory, NULL, NULL);
+}
+
+void listener_adopt(listener *l, const handoff_conn *rec, const int fds[2])
+{
+	if (rec->mode == HANDOFF_MODE_RPC) {
+		listener_adopt_rpc(l, rec, fds);
+		return;
+	}
+	session *s = calloc(1, sizeof(*s));
+	poll_desc *client = NULL, *upstream = NULL;
+
+	if (!s || pd_open(fds[0], &client) < 0) {
+		log_line(LOG_LEVEL_WARN, "handed-over connection closed",
+			 "listener=%s reason=%s", l->params.name, "no memory");
+		free(s);
+		close(fds[0]);
+		close(fds[1]);
+		return;
+	}
+	if (pd_open(fds[1], &upstream) < 0) {
+		log_line(LOG_LEVEL_WARN, "handed-over connection closed",
+			 "listener=%s reason=%s", l->params.name, "no memory");
+		free(s);
+		pd_close(client);
+		close(fds[1]);
+		return;
+	}
+	/* Accepted (and counted so) by the shard before: only active here. */
+	l->counters[COUNTER_ACTIVE]++;
+	*s = (session){.owner = l, .client = client, .peer = rec->peer,
+		       .server = server_by_name(l, rec->upstream),
+		       .accepted_ns = rec->accepted_ns, .handoffs = rec->handoffs};
+	netaddr_format((const struct sockaddr *)&s->peer, s->peer_name,
+		       sizeof(s->peer_name));
+	/* Counted against max_per_client as before, never refused now. */
+	if (l->params.max_per_client &&
+	    peer_key_from_sockaddr((const struct sockaddr *)&s->peer, &s->key) == 0 &&
+	    peer_table_acquire(&l->peers, &s->key, UINT32_MAX) == 0)
+		s->peer_counted = true;
+	if (s->server >= 0)
+		upstream_adopt(&l->pool, s->server);
+	relay_state st = state_of(rec);
+	if (relay_adopt(l->relays, client, upstream, &l->params.relay, &st,
+			session_relay_done, s) < 0) {
+		pd_close(upstream);
+		session_end(s, REASON_no_memory, NULL, NULL);
+	}
 }

@@ -21,6 +21,7 @@
 #include "proxy/acl.h"
 #include "proxy/balance.h"
 #include "proxy/counters.h"
+#include "proxy/handoff.h"
 #include "proxy/peer_table.h"
 #include "proxy/log.h"
 #include "proxy/proxy_header.h"
@@ -76,6 +77,7 @@ typedef struct listener {
 	log_ratelimit full_log;
 	log_ratelimit proxy_header_log;
 	bool stopping;
+	struct listener_handoff *handoff; /* retiring with handoff, else NULL */
 } listener;
 
 /*
@@ -93,5 +95,30 @@ void listener_drain(listener *l);
 /* Close its connections now (drain timeout). */
 void listener_close_all(listener *l, reason_code reason);
 void listener_free(listener *l);
+
+/*
+ * Handoff on reload (proxy/handoff.h). The retiring side: from now on each
+ * stream connection that comes to rest (relay_at_rest) goes over `h`, its
+ * session ending without an access line (the next shard writes it when the
+ * connection really ends) and counted in COUNTER_HANDOFFS. rpc
+ * clients with nothing in flight go the same way (the old shard's pool
+ * connections close when it exits, with nothing left on them).
+ * listener_handoff_sweep offers the ones at rest now.
+ */
+typedef struct listener_handoff {
+	int fd;                       /* the channel, or -1 */
+	bool failed;                  /* the new shard is gone: stop */
+	uint32_t unacked;             /* sent, not adopted yet (HANDOFF_WINDOW) */
+} listener_handoff;
+
+void listener_handoff_begin(listener *l, listener_handoff *h);
+/* Take the ACKs that came; false when the new shard is gone (then
+ * nothing more is handed over, and it is logged). */
+bool listener_handoff_acks(listener_handoff *h);
+void listener_handoff_sweep(listener *l);
+void listener_handoff_end(listener *l);
+/* The adopting side: serve a connection handed over (fds[0] client,
+ * fds[1] upstream; taken, closed on failure). */
+void listener_adopt(listener *l, const handoff_conn *rec, const int fds[2]);
 
 #endif

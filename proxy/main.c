@@ -304,6 +304,7 @@ static void app_settings(const proxy_app *app, shard_settings *s)
 		.listeners = app->plan.sockets,
 		.listener_count = (uint32_t)app->plan.count,
 		.metrics = &counters_metrics,
+		.handoff = cfg->reload_handoff,
 	};
 	memcpy(&s->admin, &cfg->admin.ss, cfg->admin.len);
 }
@@ -357,6 +358,9 @@ static int app_run_shard(void *ctx, const shard_context *shard)
 		.uring_write_batching = app->cfg.uring_write_batching,
 		.uring_io = uring_io_from_config(app->cfg.uring_io),
 		.drain_timeout_ns = app->cfg.drain_timeout,
+		.linger_timeout_ns = app->cfg.linger_timeout,
+		.control_fd = shard->control_fd,
+		.handoff_fd = shard->handoff_fd,
 		.listeners = app->plan.listeners,
 		.listener_count = (uint32_t)app->plan.count,
 		.listen_fds = shard->listen_fds,

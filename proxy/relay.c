@@ -17,8 +17,10 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "proxy/counters.h"
 #include "proxy/frame.h"
@@ -57,6 +59,14 @@ typedef struct relay_conn {
 	uint32_t refs;
 	bool closing;
 	bool draining;
+	/*
+	 * The close is a drain's, with both directions at a frame boundary
+	 * and no pump parked on the client: it lingers (proxy/linger.h), so a
+	 * client that still sends (its requests are no longer read) sees a
+	 * FIN after its last reply, never an RST.
+	 */
+	bool linger;
+	bool handed_off;       /* relay_handed_off: the sockets live on elsewhere */
 } relay_conn;
 
 static void pump_spawn(relay_dir *dir);
@@ -127,6 +137,7 @@ static void relay_finish(relay_conn *r)
 						   : REASON_internal_error,
 		.started_ns = r->started,
 		.ended_ns = sched_now(),
+		.handed_off = r->handed_off,
 	};
 
 	for (int side = 0; side < 2; side++) {
@@ -152,19 +163,18 @@ static void relay_release(relay_conn *r)
 		relay_finish(r);
 }
 
-/*
- * A draining client side stopped reading; what the client sent since is read
- * and dropped before the close. Closing with unread input makes the kernel
- * answer with RST and throw away what is still queued to send (the last
- * replies); without it, the close is a FIN after them. Bounded.
- */
-static void relay_discard_unread(poll_desc *pd)
+/* The relay lets go of the pd at once, as with pd_close: a parked pump or
+ * a watch must not stay on a socket the linger now owns. */
+static void close_lingering(relay_conn *r, poll_desc *pd)
 {
-	static char scratch[16384]; /* one shard, one thread */
+	relay_dir *dir = &r->dir[RELAY_CLIENT];
 
-	for (int i = 0; i < 64; i++)
-		if (pd_try_read(pd, scratch, sizeof(scratch)) <= 0)
-			return;
+	if (dir->watching) {
+		dir->watching = false;
+		pd_unwatch(pd, PD_READ);
+		relay_release(r);
+	}
+	linger_close(&r->group->linger, pd);
 }
 
 /* Close both connections now; parked pumps wake and watches fire. */
@@ -176,13 +186,14 @@ static void relay_close(relay_conn *r, reason_code reason)
 	if (r->reason == REASON_NONE)
 		r->reason = reason;
 	r->refs++; /* closing fires watches that release: stay alive until done */
-	if (r->dir[RELAY_CLIENT].quiet && r->pd[RELAY_CLIENT])
-		relay_discard_unread(r->pd[RELAY_CLIENT]);
 	for (int side = 0; side < 2; side++) {
 		if (r->pd[side]) {
 			poll_desc *pd = r->pd[side];
 			r->pd[side] = NULL;
-			pd_close(pd);
+			if (side == RELAY_CLIENT && r->linger)
+				close_lingering(r, pd);
+			else
+				pd_close(pd);
 		}
 	}
 	relay_release(r);
@@ -278,6 +289,7 @@ static bool drain_settle(relay_dir *dir)
 		return true;
 	if (replies_owed(r) || !dir_at_rest(&r->dir[!dir->side]))
 		return false;
+	r->linger = true;
 	relay_close(r, r->first_eof != REASON_NONE ? r->first_eof
 						   : REASON_drain);
 	return true;
@@ -367,6 +379,9 @@ static bool dir_go_idle(relay_dir *dir)
 	}
 	dir->watching = true;
 	r->refs++; /* the watch's; the pump's own is released on exit */
+	/* The pump's reference keeps r valid through the call. */
+	if (r->group->on_rest && relay_at_rest(r))
+		r->group->on_rest(r, r->done_arg, r->group->on_rest_arg);
 	return true;
 }
 
@@ -651,7 +666,131 @@ void relay_close_all(relay_group *group, reason_code reason)
 
 	while (r) {
 		relay_conn *next = r->next; /* closing may free r */
+		r->linger = r->draining && dir_at_rest(&r->dir[RELAY_CLIENT]) &&
+			    dir_at_rest(&r->dir[RELAY_UPSTREAM]);
 		relay_close(r, reason);
 		r = next;
 	}
+}
+
+/* --- handoff ---------------------------------------------------------------- */
+
+static bool dir_at_rest_for_handoff(const relay_dir *dir)
+{
+	return (dir->watching || dir->done) && !dir->buf && !dir->quiet &&
+	       !dir->scanner.oversize && dir->scanner.stream_left == 0 &&
+	       dir->frame_started == 0;
+}
+
+bool relay_at_rest(const relay_conn *r)
+{
+	return !r->closing && !r->draining &&
+	       !(r->dir[RELAY_CLIENT].done && r->dir[RELAY_UPSTREAM].done) &&
+	       dir_at_rest_for_handoff(&r->dir[RELAY_CLIENT]) &&
+	       dir_at_rest_for_handoff(&r->dir[RELAY_UPSTREAM]);
+}
+
+int relay_export(const relay_conn *r, relay_state *state, int *client_fd,
+		 int *upstream_fd)
+{
+	if (!relay_at_rest(r))
+		return -EBUSY;
+	*state = (relay_state){.first_eof = r->first_eof,
+			       .started_ns = r->started,
+			       .last_active_ns = r->last_active};
+	for (int side = 0; side < 2; side++) {
+		state->done[side] = r->dir[side].done;
+		state->frames[side] = r->dir[side].scanner.frames;
+		state->bytes[side] = r->dir[side].bytes;
+	}
+	*client_fd = fcntl(pd_fd(r->pd[RELAY_CLIENT]), F_DUPFD_CLOEXEC, 0);
+	if (*client_fd < 0)
+		return -errno;
+	*upstream_fd = fcntl(pd_fd(r->pd[RELAY_UPSTREAM]), F_DUPFD_CLOEXEC, 0);
+	if (*upstream_fd < 0) {
+		int err = -errno;
+		close(*client_fd);
+		return err;
+	}
+	return 0;
+}
+
+void relay_handed_off(relay_conn *r)
+{
+	r->handed_off = true;
+	r->linger = false;
+	relay_close(r, REASON_drain);
+}
+
+void relay_offer_all(relay_group *group)
+{
+	relay_conn *r = group->head;
+
+	while (r && group->on_rest) {
+		relay_conn *next = r->next; /* the hook may free r */
+		if (relay_at_rest(r))
+			group->on_rest(r, r->done_arg, group->on_rest_arg);
+		r = next;
+	}
+}
+
+/* One open side of an adopted relay: its watch, or at once a pump when
+ * input is already there. */
+static void adopt_side(relay_conn *r, relay_dir *dir)
+{
+	int rc = pd_watch(r->pd[dir->side], PD_READ, on_source_readable, dir);
+
+	r->refs++;
+	if (rc == 0) {
+		dir->watching = true;
+		return;
+	}
+	if (rc == 1) {
+		pump_spawn(dir);
+		return;
+	}
+	relay_close(r, REASON_internal_error);
+	relay_release(r);
+}
+
+int relay_adopt(relay_group *group, poll_desc *client, poll_desc *upstream,
+		const relay_params *params, const relay_state *state,
+		relay_done_fn done, void *done_arg)
+{
+	relay_conn *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	r->group = group;
+	r->pd[RELAY_CLIENT] = client;
+	r->pd[RELAY_UPSTREAM] = upstream;
+	r->params = *params;
+	r->done = done;
+	r->done_arg = done_arg;
+	r->draining = group->draining;
+	r->started = state->started_ns;
+	r->last_active = state->last_active_ns;
+	r->reason = REASON_NONE;
+	r->first_eof = state->first_eof;
+	for (int side = 0; side < 2; side++) {
+		dir_init(r, (relay_side)side);
+		r->dir[side].scanner.frames = state->frames[side];
+		r->dir[side].bytes = state->bytes[side];
+		r->dir[side].done = state->done[side];
+	}
+	r->next = group->head;
+	if (group->head)
+		group->head->prev = r;
+	group->head = r;
+	group->active++;
+	sched_timer_init(&r->idle_timer, idle_timer_fired, r);
+	if (params->idle_timeout_ns > 0)
+		sched_timer_set(&r->idle_timer,
+				r->last_active + params->idle_timeout_ns);
+	r->refs = 1; /* ours while the sides are set up */
+	for (int side = 0; side < 2 && !r->closing; side++)
+		if (!r->dir[side].done)
+			adopt_side(r, &r->dir[side]);
+	relay_release(r);
+	return 0;
 }

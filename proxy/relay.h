@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "poll/poll.h"
+#include "proxy/linger.h"
 #include "proxy/reason.h"
 
 typedef enum relay_side {
@@ -35,11 +36,25 @@ typedef struct relay_summary {
 	uint64_t bytes[2];
 	int64_t started_ns;
 	int64_t ended_ns;
+	bool handed_off;         /* its sockets went to the next shard */
 } relay_summary;
 
 typedef void (*relay_done_fn)(const relay_summary *summary, void *arg);
 
 typedef struct relay_conn relay_conn;
+
+/* What a relay at rest carries to another shard (proxy/handoff.h). */
+typedef struct relay_state {
+	bool done[2];            /* by side: ended, EOF passed on */
+	reason_code first_eof;
+	uint64_t frames[2];
+	uint64_t bytes[2];
+	int64_t started_ns;
+	int64_t last_active_ns;
+} relay_state;
+
+/* A relay of a group that hands off came to rest (relay_at_rest). */
+typedef void (*relay_rest_fn)(relay_conn *r, void *done_arg, void *arg);
 
 /*
  * The relays of one listener: their list (for drain) and a pool of idle
@@ -54,11 +69,19 @@ typedef struct relay_group {
 	uint32_t free_max;
 	uint32_t buffer_size;    /* the size pooled buffers have */
 	bool draining;           /* relays started from now on drain too */
+	/* Client sockets closed by a drain linger here (proxy/linger.h); the
+	 * listener's rpc clients use it too. */
+	linger_set linger;
 	/* The listener's COUNTERS_LISTENER (proxy/counters.h): every relay
 	 * of the group adds COUNTER_FRAMES and COUNTER_BYTES + the side read
 	 * from as frames go out, so metrics move while long connections are
 	 * open (the access log has the per-connection numbers). */
 	uint64_t *counters;
+	/* Set while the shard hands its connections on: called when a relay
+	 * comes to rest, from its pump (the relay stays valid until the call
+	 * returns). NULL: never. */
+	relay_rest_fn on_rest;
+	void *on_rest_arg;
 } relay_group;
 
 void relay_group_init(relay_group *group, uint32_t buffer_size,
@@ -87,5 +110,28 @@ int relay_start(relay_group *group, poll_desc *client, poll_desc *upstream,
 void relay_drain(relay_group *group);
 /* Close every relay now (drain timeout, shutdown). */
 void relay_close_all(relay_group *group, reason_code reason);
+
+/*
+ * Handoff. A relay is at rest when both directions are at a frame boundary
+ * with nothing read and not forwarded: each idle on its watch (no pump, no
+ * buffer) or ended; every byte in flight is in the kernel's buffers.
+ */
+bool relay_at_rest(const relay_conn *r);
+/* A relay at rest: its state and a dup of each socket. 0 or -errno. */
+int relay_export(const relay_conn *r, relay_state *state, int *client_fd,
+		 int *upstream_fd);
+/* Its sockets were handed on: close its pollDescs here; `done` runs with
+ * handed_off set. */
+void relay_handed_off(relay_conn *r);
+/* on_rest for every relay at rest now (it may close them). */
+void relay_offer_all(relay_group *group);
+/*
+ * A relay handed over by another shard: idle from the start (a watch per
+ * open side, no pump, no buffer), its counts and times from `state`.
+ * Takes both pollDescs, as relay_start. 0 or -errno (nothing taken).
+ */
+int relay_adopt(relay_group *group, poll_desc *client, poll_desc *upstream,
+		const relay_params *params, const relay_state *state,
+		relay_done_fn done, void *done_arg);
 
 #endif

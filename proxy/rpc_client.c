@@ -26,6 +26,7 @@
  * writer) one; the last one out reports and frees.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,7 @@ struct rpc_client {
 	bool kick_queued;
 	bool closing;
 	bool draining;
+	bool handed_off;           /* rpc_client_handed_off */
 	uint64_t requests;
 	uint64_t replied;
 	uint64_t lost;
@@ -75,6 +77,7 @@ struct rpc_client {
 
 static void reader_spawn(rpc_client *c);
 static void client_close(rpc_client *c, reason_code reason);
+static void offer_if_at_rest(rpc_client *c);
 
 rpc_client *rpc_client_of(rpc_order *o)
 {
@@ -106,6 +109,7 @@ static void client_finish(rpc_client *c)
 		.request_bytes = c->request_bytes,
 		.reply_bytes = c->reply_bytes,
 		.ended_ns = sched_now(),
+		.handed_off = c->handed_off,
 	};
 
 	rpc_buffer_give(rl, &c->rb);
@@ -339,6 +343,7 @@ static void writer_main(void *arg)
 	}
 	c->writer_running = false;
 	client_settle(c);
+	offer_if_at_rest(c);
 	client_release(c);
 }
 
@@ -710,6 +715,7 @@ static void reader_main(void *arg)
 	c->reader_parked = NULL;
 	if (c->reading_done || c->closing)
 		rpc_buffer_give(c->rl, &c->rb);
+	offer_if_at_rest(c); /* our reference keeps c through it */
 	client_release(c);
 }
 
@@ -729,18 +735,15 @@ static void reader_spawn(rpc_client *c)
 /* --- close ------------------------------------------------------------------------ */
 
 /*
- * What the client sent and was not read (drain, a stop) is read and
- * dropped before the close: closing with unread input makes the kernel
- * answer with RST and throw away the last replies still queued to send.
- * Bounded.
+ * A drain's close with nobody parked on the socket (no writer, no frame
+ * being read) lingers (proxy/linger.h): a client that still sends (its
+ * requests are no longer read) sees a FIN after its last reply, not an
+ * RST that would throw that reply away.
  */
-static void client_discard_unread(poll_desc *pd)
+static bool client_lingers(const rpc_client *c, reason_code reason)
 {
-	uint8_t scratch[4096];
-
-	for (int i = 0; i < 64; i++)
-		if (pd_try_read(pd, scratch, sizeof(scratch)) <= 0)
-			return;
+	return c->draining && !c->writer_running && c->frame_started == 0 &&
+	       reason != REASON_client_reset && reason != REASON_client_truncated;
 }
 
 static void client_close(rpc_client *c, reason_code reason)
@@ -754,10 +757,20 @@ static void client_close(rpc_client *c, reason_code reason)
 	c->resends = (rpc_req_list){0};
 	reader_wake(c);
 	sched_timer_cancel(&c->timer);
-	if (reason != REASON_client_reset)
-		client_discard_unread(c->pd);
 	poll_desc *pd = c->pd;
-	pd_close(pd);
+	if (c->handed_off) {
+		pd_close(pd);
+	} else if (client_lingers(c, reason)) {
+		if (c->watching && pd_unwatch(pd, PD_READ) == 0) {
+			c->watching = false;
+			c->refs--; /* the watch's; the client's own keeps c */
+		}
+		linger_close(&c->rl->l->relays->linger, pd);
+	} else if (reason == REASON_client_reset) {
+		pd_close(pd);
+	} else {
+		linger_close(&(linger_set){0}, pd); /* drops what came, closes */
+	}
 	rpc_order_detach(&c->order);
 	client_release(c); /* the open client's own reference */
 }
@@ -847,4 +860,78 @@ uint64_t rpc_listener_held_bytes(const rpc_listener *rl)
 	for (const rpc_client *c = rl->clients; c; c = c->next)
 		held += c->order.held;
 	return held;
+}
+
+/* --- handoff ----------------------------------------------------------------------- */
+
+static bool client_at_rest(const rpc_client *c)
+{
+	return !c->closing && !c->draining && !c->reading_done && c->watching &&
+	       !c->reader_running && !c->writer_running && !c->pending &&
+	       !c->waiting && c->resends.count == 0 && !c->kick_queued &&
+	       rpc_order_outstanding(&c->order) == 0 && c->rb.start == c->rb.end &&
+	       c->frame_started == 0;
+}
+
+/* A retiring shard's hook (rpc_listener_set_rest_hook): a client that
+ * has just come to rest goes at once, not at the next sweep. */
+static void offer_if_at_rest(rpc_client *c)
+{
+	rpc_listener *rl = c->rl;
+
+	if (rl->on_rest && client_at_rest(c))
+		rl->on_rest(c, c->done_arg, rl->on_rest_arg);
+}
+
+void rpc_listener_set_rest_hook(rpc_listener *rl, rpc_rest_fn fn, void *arg)
+{
+	rl->on_rest = fn;
+	rl->on_rest_arg = arg;
+}
+
+void rpc_listener_offer_all(rpc_listener *rl, rpc_rest_fn fn, void *arg)
+{
+	rpc_client *c = rl->clients;
+
+	while (c) {
+		rpc_client *next = c->next; /* fn may free c */
+		if (client_at_rest(c))
+			fn(c, c->done_arg, arg);
+		c = next;
+	}
+}
+
+int rpc_client_export(const rpc_client *c, rpc_summary *so_far, int *fd)
+{
+	if (!client_at_rest(c))
+		return -EBUSY;
+	*so_far = (rpc_summary){.requests = c->requests, .replied = c->replied,
+				.lost = c->lost, .request_bytes = c->request_bytes,
+				.reply_bytes = c->reply_bytes};
+	*fd = fcntl(pd_fd(c->pd), F_DUPFD_CLOEXEC, 0);
+	return *fd < 0 ? -errno : 0;
+}
+
+void rpc_client_handed_off(rpc_client *c)
+{
+	c->handed_off = true;
+	client_close(c, REASON_drain);
+}
+
+int rpc_client_adopt(rpc_listener *rl, poll_desc *client,
+		     const struct sockaddr *peer, const rpc_summary *so_far,
+		     rpc_done_fn done, void *arg)
+{
+	int rc = rpc_client_start(rl, client, peer, done, arg);
+
+	if (rc < 0)
+		return rc;
+	/* The newest client is first on the list. */
+	rpc_client *c = rl->clients;
+	c->requests = so_far->requests;
+	c->replied = so_far->replied;
+	c->lost = so_far->lost;
+	c->request_bytes = so_far->request_bytes;
+	c->reply_bytes = so_far->reply_bytes;
+	return 0;
 }

@@ -95,6 +95,8 @@ struct rpc_listener {
 	bool draining;
 	bool stopping;
 	log_ratelimit conn_log; /* connection lost / unmatched reply lines */
+	rpc_rest_fn on_rest;    /* retiring with handoff, else NULL */
+	void *on_rest_arg;
 };
 
 /* --- rpc_upstream.c, for the clients ------------------------------------ */

@@ -43,6 +43,7 @@ typedef struct rpc_summary {
 	uint64_t request_bytes;
 	uint64_t reply_bytes;
 	int64_t ended_ns;
+	bool handed_off;                /* its socket went to the next shard */
 } rpc_summary;
 
 typedef void (*rpc_done_fn)(const rpc_summary *summary, void *arg);
@@ -68,6 +69,27 @@ void rpc_listener_close_all(rpc_listener *rl, reason_code reason);
 uint64_t rpc_listener_held_bytes(const rpc_listener *rl);
 /* Requests on server `index`'s connections (the rpc_inflight gauge). */
 uint64_t rpc_listener_inflight(const rpc_listener *rl, uint32_t index);
+/*
+ * Handoff on reload (proxy/handoff.h). A client is at rest when it has
+ * nothing in flight: no request read and not answered, nothing buffered,
+ * idle on its read watch. fn runs for each client at rest now (its `done`
+ * argument, as given to rpc_client_start); it may hand it over.
+ */
+typedef struct rpc_client rpc_client;
+typedef void (*rpc_rest_fn)(rpc_client *c, void *done_arg, void *arg);
+void rpc_listener_offer_all(rpc_listener *rl, rpc_rest_fn fn, void *arg);
+/* fn also runs for a client the moment it comes to rest (NULL: never). */
+void rpc_listener_set_rest_hook(rpc_listener *rl, rpc_rest_fn fn, void *arg);
+/* A client at rest: its counts so far and a dup of its socket. 0, -errno. */
+int rpc_client_export(const rpc_client *c, rpc_summary *so_far, int *fd);
+/* Its socket was handed on: close it here; `done` runs with handed_off. */
+void rpc_client_handed_off(rpc_client *c);
+/* A client handed over by another shard, its counts from `so_far`: as
+ * rpc_client_start. */
+int rpc_client_adopt(rpc_listener *rl, poll_desc *client,
+		     const struct sockaddr *peer, const rpc_summary *so_far,
+		     rpc_done_fn done, void *arg);
+
 /* After sched_run: closes the connections, frees every record. */
 void rpc_listener_free(rpc_listener *rl);
 

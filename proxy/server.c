@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "proxy/counters.h"
+#include "proxy/handoff.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
 
@@ -17,6 +18,9 @@
 /* How often a shard copies its counters into its slot: fresh enough for a
  * once-a-second scrape, rare enough to cost nothing. */
 #define SERVER_PUBLISH_NS (100 * 1000 * 1000)
+/* How long past drain_timeout a lingering close may last (below the
+ * supervisor's 2 s before SIGKILL). */
+#define SERVER_LINGER_GRACE_NS (1000 * 1000 * 1000)
 /* Idle relay buffers each listener keeps for connections that wake up. */
 #define SERVER_BUFFER_POOL_MAX 256
 
@@ -30,6 +34,10 @@ typedef struct server {
 	sched_timer publish;
 	int64_t drain_deadline;
 	int64_t retire_deadline;
+	listener_handoff handoff; /* retiring: the channel to the successor */
+	poll_desc *adopt;  /* the channel from the shard this one replaces */
+	uint64_t adopted;
+	poll_desc *handoff_pd; /* handoff.fd's, for the ACKs' readiness */
 	bool retiring;     /* reload: no accepting, connections go on */
 	bool draining;
 	bool forced;
@@ -42,6 +50,16 @@ static uint64_t server_connections(const server *srv)
 	for (uint32_t i = 0; i < srv->opened; i++)
 		active += srv->listeners[i].counters[COUNTER_ACTIVE];
 	return active;
+}
+
+/* Client sockets still lingering after their close (proxy/linger.h). */
+static uint64_t server_lingering(const server *srv)
+{
+	uint64_t lingering = 0;
+
+	for (uint32_t i = 0; i < srv->opened; i++)
+		lingering += srv->relays[i].linger.active;
+	return lingering;
 }
 
 /* --- counters for the supervisor (proxy/counters.h) ------------------------ */
@@ -119,17 +137,23 @@ static void server_set_state(server *srv, shard_state state)
 /* --- drain and retire ------------------------------------------------------ */
 
 static void server_drain(server *srv, const char *why);
+static void handoff_sweep(server *srv);
 
 static void drain_check_fired(sched_timer *timer, void *arg)
 {
 	server *srv = arg;
 	int64_t now = sched_now();
 
-	if (server_connections(srv) == 0) {
+	/* A shard that is still adopting from the one before waits for
+	 * that one to finish: the connections still on their way in the
+	 * channel would die with this process. */
+	if (server_connections(srv) == 0 && server_lingering(srv) == 0 &&
+	    !srv->adopt) {
 		server_publish(srv);
 		sched_stop();
 		return;
 	}
+	handoff_sweep(srv);
 	if (!srv->draining && now >= srv->retire_deadline) {
 		server_drain(srv, "retire_timeout");
 		return;
@@ -147,6 +171,8 @@ static void drain_check_fired(sched_timer *timer, void *arg)
 static void server_drain(server *srv, const char *why)
 {
 	srv->draining = true;
+	for (uint32_t i = 0; i < srv->opened; i++)
+		listener_handoff_end(&srv->listeners[i]);
 	server_set_state(srv, SHARD_STATE_DRAINING);
 	log_line(LOG_LEVEL_INFO, "draining", "signal=%s open=%llu", why,
 		 (unsigned long long)server_connections(srv));
@@ -155,11 +181,85 @@ static void server_drain(server *srv, const char *why)
 		listener_drain(&srv->listeners[i]);
 	}
 	srv->drain_deadline = sched_now() + srv->settings->drain_timeout_ns;
+	/* The supervisor kills a shard SUPERVISOR_KILL_GRACE_NS (2 s) past
+	 * drain_timeout: a linger must end before. */
+	for (uint32_t i = 0; i < srv->opened; i++)
+		srv->relays[i].linger.not_after_ns =
+			srv->drain_deadline + SERVER_LINGER_GRACE_NS;
 	sched_timer_set(&srv->drain_check, sched_now());
 }
 
-/* Replaced by a reload: the connections there are may run to their end,
- * which for long-lived clients means drain_timeout, then a drain. */
+/*
+ * The channel to the shard that replaces this one, if the supervisor sent
+ * one and the successor speaks our version (its HELLO came before it said
+ * READY). Not with io_uring completion I/O: a connection's multishot
+ * receive may take bytes into this shard's ring until its cancel
+ * completes, and those would be lost; such a shard retires as without
+ * handoff.
+ */
+static int handoff_channel(const server *srv)
+{
+	int fd = shard_take_channel(srv->settings->control_fd);
+
+	if (fd < 0)
+		return -1;
+	if (poll_backend() == POLL_URING &&
+	    poll_uring_io_mode() == POLL_URING_IO_COMPLETION) {
+		log_line(LOG_LEVEL_INFO, "no handoff with completion I/O: retiring",
+			 "open=%llu", (unsigned long long)server_connections(srv));
+		close(fd);
+		return -1;
+	}
+	int version = handoff_recv_hello(fd);
+	if (version != HANDOFF_VERSION) {
+		log_line(LOG_LEVEL_WARN, "handoff protocol mismatch: retiring",
+			 "ours=%d theirs=%d", HANDOFF_VERSION, version);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void handoff_sweep(server *srv)
+{
+	if (srv->handoff.fd < 0 || srv->draining ||
+	    !listener_handoff_acks(&srv->handoff))
+		return;
+	for (uint32_t i = 0; i < srv->opened; i++)
+		listener_handoff_sweep(&srv->listeners[i]);
+}
+
+/* ACKs free the window: offer the next connections as soon as they come
+ * (drain_check also sweeps, every SERVER_DRAIN_CHECK_NS). */
+static void acks_main(void *arg)
+{
+	server *srv = arg;
+
+	while (!srv->handoff.failed && !srv->draining) {
+		if (pd_wait(srv->handoff_pd, PD_READ) < 0)
+			break;
+		handoff_sweep(srv);
+	}
+}
+
+static void handoff_begin(server *srv)
+{
+	srv->handoff.fd = handoff_channel(srv);
+	if (srv->handoff.fd < 0)
+		return;
+	coro_opts opts = {.name = "handoff-acks"};
+	if (pd_open(srv->handoff.fd, &srv->handoff_pd) == 0)
+		coro_spawn(acks_main, srv, &opts);
+	log_line(LOG_LEVEL_INFO, "handing off", "open=%llu",
+		 (unsigned long long)server_connections(srv));
+	for (uint32_t i = 0; i < srv->opened; i++)
+		listener_handoff_begin(&srv->listeners[i], &srv->handoff);
+}
+
+/* Replaced by a reload: with handoff, each connection goes to the new
+ * shard as it comes to rest; the others (and all without handoff) may run
+ * to their end, which for long-lived clients means drain_timeout, then a
+ * drain. */
 static void server_retire(server *srv)
 {
 	if (srv->retiring || srv->draining)
@@ -170,6 +270,7 @@ static void server_retire(server *srv)
 		 (unsigned long long)server_connections(srv));
 	for (uint32_t i = 0; i < srv->opened; i++)
 		listener_stop(&srv->listeners[i]);
+	handoff_begin(srv);
 	srv->retire_deadline = sched_now() + srv->settings->drain_timeout_ns;
 	sched_timer_set(&srv->drain_check, sched_now());
 }
@@ -219,6 +320,109 @@ static int signals_open(server *srv)
 	}
 	coro_opts opts = {.name = "signals"};
 	return coro_spawn(signals_main, srv, &opts) ? 0 : -ENOMEM;
+}
+
+/* --- adopting what the shard before hands over ------------------------------ */
+
+static listener *listener_named(server *srv, const char *name)
+{
+	for (uint32_t i = 0; i < srv->opened; i++)
+		if (strcmp(srv->listeners[i].params.name, name) == 0)
+			return &srv->listeners[i];
+	return NULL;
+}
+
+static void adopt_one(server *srv, const handoff_conn *rec, const int fds[2])
+{
+	listener *l = listener_named(srv, rec->listener);
+
+	bool rpc = rec->mode == HANDOFF_MODE_RPC;
+
+	if (!l || (l->rpc != NULL) != rpc || srv->draining) {
+		log_line(LOG_LEVEL_WARN, "handed-over connection closed",
+			 "listener=%s reason=%s", rec->listener,
+			 !l ? "no such listener" : srv->draining ? "draining"
+							       : "listener mode changed");
+		close(fds[0]);
+		close(fds[1]);
+		return;
+	}
+	listener_adopt(l, rec, fds);
+}
+
+/*
+ * Fault injection for the tests (tests/proxy/integration_handoff.cpp): with
+ * FRAMEPROXY_FAULT_ADOPT_EXIT=N in its environment a shard dies by SIGKILL
+ * after adopting N connections, as a new shard that crashes mid-handoff.
+ */
+static void adopt_fault(server *srv)
+{
+	const char *n = getenv("FRAMEPROXY_FAULT_ADOPT_EXIT");
+
+	if (n && ++srv->adopted >= strtoull(n, NULL, 10))
+		raise(SIGKILL);
+}
+
+/* Until the shard before closes its end (it exits): each connection it
+ * sends becomes an idle relay here. Reads with recvmsg, never through the
+ * pollDesc's read path, so io_uring completion I/O never arms a receive
+ * that would take the records without their fds. */
+static void adopter_main(void *arg)
+{
+	server *srv = arg;
+	handoff_conn rec;
+	int fds[2], rc;
+
+	for (;;) {
+		rc = handoff_recv_conn(pd_fd(srv->adopt), &rec, fds);
+		if (rc == -EAGAIN) {
+			if ((rc = pd_wait(srv->adopt, PD_READ)) < 0)
+				break;
+			continue;
+		}
+		/* The shard before exited with ACKs unread: the kernel
+		 * reports that once, ahead of the records still queued. */
+		if (rc == -ECONNRESET)
+			continue;
+		if (rc == -EPROTO) {
+			log_line(LOG_LEVEL_WARN, "handoff record not understood: dropped", NULL);
+			continue;
+		}
+		if (rc <= 0)
+			break;
+		adopt_one(srv, &rec, fds);
+		adopt_fault(srv);
+		/* Adopted (or closed): the shard before may send the next.
+		 * It may have sent its last and exited: what it sent is still
+		 * queued here, read on to the end. */
+		handoff_send_ack(pd_fd(srv->adopt));
+	}
+	if (rc < 0)
+		log_line(LOG_LEVEL_WARN, "handoff channel failed", "error=%s",
+			 strerror(-rc));
+	pd_close(srv->adopt);
+	srv->adopt = NULL;
+}
+
+/* Say our version first (the shard before reads it when it retires, after
+ * we are READY), then adopt. */
+static int adopter_open(server *srv)
+{
+	int fd = srv->settings->handoff_fd;
+
+	if (fd < 0)
+		return 0;
+	int rc = handoff_send_hello(fd);
+	if (rc == 0)
+		rc = pd_open(fd, &srv->adopt);
+	if (rc < 0) {
+		log_line(LOG_LEVEL_WARN, "no handoff from the shard before",
+			 "error=%s", strerror(-rc));
+		close(fd);
+		return 0;
+	}
+	coro_opts opts = {.name = "adopter"};
+	return coro_spawn(adopter_main, srv, &opts) ? 0 : -ENOMEM;
 }
 
 static int listeners_open(server *srv)
@@ -315,12 +519,16 @@ static int server_start(server *srv)
 				 settings->listeners[i].relay.buffer_size,
 				 SERVER_BUFFER_POOL_MAX,
 				 srv->listeners[i].counters);
+	for (uint32_t i = 0; i < settings->listener_count; i++)
+		srv->relays[i].linger.timeout_ns = settings->linger_timeout_ns;
 	if ((rc = signals_open(srv)) < 0)
 		return rc;
 	sched_timer_init(&srv->drain_check, drain_check_fired, srv);
 	sched_timer_init(&srv->publish, publish_fired, srv);
 	srv->retire_deadline = INT64_MAX;
 	if ((rc = listeners_open(srv)) < 0)
+		return rc;
+	if ((rc = adopter_open(srv)) < 0)
 		return rc;
 	if (settings->slot) {
 		snprintf(settings->slot->poller, sizeof(settings->slot->poller), "%s",
@@ -340,6 +548,12 @@ static void server_cleanup(server *srv)
 	free(srv->listeners);
 	if (srv->signals)
 		pd_close(srv->signals);
+	if (srv->adopt)
+		pd_close(srv->adopt);
+	if (srv->handoff_pd)
+		pd_close(srv->handoff_pd); /* closes handoff.fd */
+	else if (srv->handoff.fd >= 0)
+		close(srv->handoff.fd);
 	for (uint32_t i = 0; srv->relays && i < srv->settings->listener_count; i++)
 		relay_group_free(&srv->relays[i]);
 	free(srv->relays);
@@ -349,7 +563,7 @@ static void server_cleanup(server *srv)
 
 int server_run(const server_settings *settings)
 {
-	server srv = {.settings = settings};
+	server srv = {.settings = settings, .handoff = {.fd = -1}};
 	int rc = server_start(&srv);
 
 	if (rc == 0) {

@@ -23,10 +23,16 @@ typedef struct server_settings {
 	bool uring_write_batching;    /* only with the io_uring backend */
 	poll_uring_io uring_io;       /* io_uring shards only (mixed: the odd ones) */
 	int64_t drain_timeout_ns;
+	int64_t linger_timeout_ns;    /* proxy/linger.h; 0 = close at once */
 	const listener_params *listeners;
 	uint32_t listener_count;
 	const int *listen_fds;        /* per listener, made by the supervisor */
 	shard_slot *slot;             /* counters for the supervisor, or NULL */
+	/* Handoff on reload (proxy/handoff.h): where the retire signal's
+	 * channel comes (shard_take_channel), and the channel from the shard
+	 * this one replaces (-1: none). */
+	int control_fd;
+	int handoff_fd;
 } server_settings;
 
 /* Runs until drained. 0 after a clean shutdown, -errno when start-up

@@ -196,6 +196,12 @@ void upstream_server_answered(upstream_pool *pool, uint32_t index)
 	server->ejections = 0;
 }
 
+void upstream_adopt(upstream_pool *pool, int index)
+{
+	if (index >= 0 && (uint32_t)index < pool->count)
+		balance_conn_begin(&pool->balancer, (uint32_t)index);
+}
+
 void upstream_release(upstream_pool *pool, int index)
 {
 	if (index >= 0 && (uint32_t)index < pool->count)

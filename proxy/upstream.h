@@ -136,6 +136,9 @@ void upstream_server_answered(upstream_pool *pool, uint32_t index);
 void upstream_pool_refresh(upstream_pool *pool);
 /* A connection made by upstream_connect to server `index` has closed. */
 void upstream_release(upstream_pool *pool, int index);
+/* A connection to server `index` made elsewhere (handed over on reload)
+ * is now this pool's: counted as upstream_connect counts one. */
+void upstream_adopt(upstream_pool *pool, int index);
 /* Fit to be picked now: active checks say up and not ejected. */
 bool upstream_server_usable(const upstream_pool *pool, uint32_t index,
 			    int64_t now);

@@ -22,6 +22,9 @@
  *            boundaries, exit within drain_timeout.
  *   SIGUSR1  retire (reload): stop accepting, keep serving the connections it
  *            has until they end; at drain_timeout drain as for SIGTERM.
+ *            With handoff on, the supervisor first sends it (on its control
+ *            socket) a channel to its successor, made when that one was
+ *            forked, over which it may hand its connections on.
  */
 #ifndef FRAMEPROXY_SHARD_SHARD_H
 #define FRAMEPROXY_SHARD_SHARD_H
@@ -293,7 +296,23 @@ typedef struct shard_context {
 	uint32_t listener_count;
 	shard_slot *slot;
 	shard_health_board *health;   /* shared active-health results */
+	/* The supervisor's messages to this shard (shard_take_channel). */
+	int control_fd;
+	/* Reload with handoff: this shard's end of the channel from the shard
+	 * it replaces (same index), or -1. What goes over it is the
+	 * application's business; shard/ only makes and passes it. */
+	int handoff_fd;
 } shard_context;
+
+/*
+ * In a shard told to retire (SHARD_RETIRE_SIGNAL): its end of the handoff
+ * channel to the shard that replaces it, which the supervisor sent on
+ * `control_fd` before the signal. The fd (the caller owns it), or -ENOENT
+ * when there is none (handoff off, no successor).
+ */
+int shard_take_channel(int control_fd);
+/* The supervisor's side: pass `fd` on a control socket. 0 or -errno. */
+int shard_send_channel(int control_fd, int fd);
 
 /* --- the supervisor ------------------------------------------------------- */
 
@@ -317,6 +336,9 @@ typedef struct shard_settings {
 	const shard_listen_spec *listeners;
 	uint32_t listener_count;
 	const shard_app_metrics *metrics; /* the application's tables, or NULL */
+	/* Reload: the new shard i and the one it replaces get a channel
+	 * (shard_context.handoff_fd, shard_take_channel). */
+	bool handoff;
 } shard_settings;
 
 typedef enum shard_log_level {

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -55,6 +56,10 @@ typedef struct shard_proc {
 	shard_slot *slot;
 	int64_t started_ns;
 	int64_t kill_at;             /* 0 = none */
+	int control;                 /* our end of its control socket, or -1 */
+	/* Incoming with handoff: the other end of its channel, for the shard
+	 * it replaces (sent when that one retires), or -1. */
+	int handoff_peer;
 } shard_proc;
 
 /* What the supervisor knows about one shard index across its processes. */
@@ -120,12 +125,21 @@ static shard_proc *proc_add(supervisor *sup)
 		sup->proc_cap = cap;
 	}
 	shard_proc *p = &sup->procs[sup->proc_count++];
-	*p = (shard_proc){0};
+	*p = (shard_proc){.control = -1, .handoff_peer = -1};
 	return p;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
 }
 
 static void proc_remove(supervisor *sup, shard_proc *p)
 {
+	close_fd(&p->control);
+	close_fd(&p->handoff_peer);
 	*p = sup->procs[--sup->proc_count];
 }
 
@@ -176,6 +190,11 @@ static void child_prepare(supervisor *sup, uint32_t index, pid_t parent)
 	sigaddset(&all, SIGHUP);
 	sigprocmask(SIG_UNBLOCK, &all, NULL);
 	close(sup->signal_fd);
+	/* The other shards' control sockets and channels are not its own. */
+	for (uint32_t i = 0; i < sup->proc_count; i++) {
+		close_fd(&sup->procs[i].control);
+		close_fd(&sup->procs[i].handoff_peer);
+	}
 	if (sup->admin_open)
 		admin_close(&sup->admin);
 	sockets_close_others(&sup->sockets, index);
@@ -184,8 +203,14 @@ static void child_prepare(supervisor *sup, uint32_t index, pid_t parent)
 		process_pin(cpu);
 }
 
+/* The child's ends of its control socket and handoff channel. */
+typedef struct child_fds {
+	int control;
+	int handoff;
+} child_fds;
+
 static void child_run(supervisor *sup, uint32_t index, shard_slot *slot,
-		      pid_t parent)
+		      pid_t parent, child_fds fds)
 {
 	child_prepare(sup, index, parent);
 	slot->pid = getpid();
@@ -198,15 +223,44 @@ static void child_run(supervisor *sup, uint32_t index, shard_slot *slot,
 		.listener_count = sup->sockets.listener_count,
 		.slot = slot,
 		.health = sup->health,
+		.control_fd = fds.control,
+		.handoff_fd = fds.handoff,
 	};
 	/* exit(), not _exit(): LeakSanitizer and stdio run at exit. */
 	exit(sup->ops->run(sup->ctx, &context));
+}
+
+/*
+ * Its control socket, and with `handoff` the channel between it and the
+ * shard it replaces: one end each, ours kept in `p`. Datagrams, so that a
+ * message and its fds arrive together and apart from the next. 0 or -errno.
+ */
+static int child_sockets(shard_proc *p, bool handoff, child_fds *child)
+{
+	int ctl[2], ho[2] = {-1, -1};
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
+		return -errno;
+	if (handoff && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ho) < 0) {
+		int err = -errno;
+		close(ctl[0]);
+		close(ctl[1]);
+		return err;
+	}
+	p->control = ctl[0];
+	p->handoff_peer = ho[0];
+	*child = (child_fds){.control = ctl[1], .handoff = ho[1]};
+	return 0;
 }
 
 static shard_proc *spawn(supervisor *sup, uint32_t index, proc_role role)
 {
 	shard_slot *slot = metrics_claim(&sup->metrics, index, sup->generation);
 	shard_proc *p = slot ? proc_add(sup) : NULL;
+	child_fds fds = {-1, -1};
+	/* A channel only to a shard that will retire for this one. */
+	bool handoff = sup->settings.handoff && role == PROC_INCOMING &&
+		       proc_in_role(sup, index, PROC_SERVING);
 
 	if (!p) {
 		if (slot)
@@ -215,8 +269,23 @@ static shard_proc *spawn(supervisor *sup, uint32_t index, proc_role role)
 			index, slot ? "out of memory" : "no free metrics slot");
 		return NULL;
 	}
+	int rc = child_sockets(p, handoff, &fds);
+	if (rc < 0) {
+		proc_remove(sup, p);
+		metrics_release(&sup->metrics, slot);
+		sup_log(sup, SHARD_LOG_ERROR, "cannot start shard", "shard=%u error=%s",
+			index, strerror(-rc));
+		return NULL;
+	}
 	pid_t parent = getpid();
 	pid_t pid = fork();
+	if (pid == 0) {
+		close_fd(&p->control);
+		close_fd(&p->handoff_peer);
+		child_run(sup, index, slot, parent, fds);
+	}
+	close_fd(&fds.control);
+	close_fd(&fds.handoff);
 	if (pid < 0) {
 		int err = errno;
 		proc_remove(sup, p);
@@ -225,10 +294,9 @@ static shard_proc *spawn(supervisor *sup, uint32_t index, proc_role role)
 			index, strerror(err));
 		return NULL;
 	}
-	if (pid == 0)
-		child_run(sup, index, slot, parent);
 	*p = (shard_proc){.pid = pid, .index = index, .generation = sup->generation,
-			  .role = role, .slot = slot, .started_ns = sched_clock_ns(CLOCK_MONOTONIC)};
+			  .role = role, .slot = slot, .started_ns = sched_clock_ns(CLOCK_MONOTONIC),
+			  .control = p->control, .handoff_peer = p->handoff_peer};
 	sup_log(sup, SHARD_LOG_INFO, "shard started",
 		"shard=%u pid=%d generation=%u poller=%s cpu=%d", index, (int)pid,
 		sup->generation, poll_kind_name(poller_for(sup, index)),
@@ -395,6 +463,19 @@ static void kill_all(supervisor *sup)
 		kill(sup->procs[i].pid, SIGKILL);
 }
 
+/* The retiring shard's end of the channel its successor got at fork: sent
+ * before the retire signal, so the shard finds it when the signal comes.
+ * Without it the old shard retires as without handoff. */
+static void pass_channel(supervisor *sup, shard_proc *old, shard_proc *incoming)
+{
+	if (incoming->handoff_peer < 0 || old->control < 0)
+		return;
+	int rc = shard_send_channel(old->control, incoming->handoff_peer);
+	if (rc < 0)
+		sup_log(sup, SHARD_LOG_WARN, "cannot pass the handoff channel",
+			"shard=%u error=%s", old->index, strerror(-rc));
+}
+
 static void roll_step(supervisor *sup)
 {
 	if (!sup->rolling || sup->stopping)
@@ -415,8 +496,10 @@ static void roll_step(supervisor *sup)
 		/* Retiring shards serve what they have until drain_timeout,
 		 * then drain; the grace covers both. */
 		int64_t grace = 2 * sup->settings.drain_timeout_ns + SUPERVISOR_KILL_GRACE_NS;
+		pass_channel(sup, old, incoming);
 		proc_signal(sup, old, SHARD_RETIRE_SIGNAL, PROC_RETIRING, grace);
 	}
+	close_fd(&incoming->handoff_peer);
 	if (++sup->roll_next < sup->shards)
 		return;
 	sup->rolling = false;
@@ -445,6 +528,7 @@ static void reload(supervisor *sup)
 	/* Sockets, admin and user stay: the reload hook refuses changes. */
 	sup->settings.drain_timeout_ns = next.drain_timeout_ns;
 	sup->settings.pin = next.pin;
+	sup->settings.handoff = next.handoff;
 	sup->generation++;
 	sup->reloads++;
 	sup->rolling = true;
@@ -746,6 +830,10 @@ static void supervisor_free(supervisor *sup)
 	shard_health_board_unmap(sup->health);
 	if (sup->signal_fd >= 0)
 		close(sup->signal_fd);
+	for (uint32_t i = 0; i < sup->proc_count; i++) {
+		close_fd(&sup->procs[i].control);
+		close_fd(&sup->procs[i].handoff_peer);
+	}
 	free(sup->procs);
 	free(sup->seats);
 }

@@ -1,0 +1,263 @@
+// Integration tests: live handoff on reload (proxy/handoff.h). A retiring
+// shard hands each connection at a frame boundary to the new shard with
+// the same index, so reloads cut nothing however long a connection lives.
+// Registered per poller (tests/proxy/meson.build, proxy_handoff_*); with
+// io_uring completion I/O a shard retires without handing off, which the
+// last case shows.
+#include <cstdlib>
+
+#include "tests/proxy/harness.hpp"
+#include "tests/proxy/pipeline.hpp"
+
+using namespace itest;
+
+namespace {
+
+const milliseconds T5(5000);
+
+bool completion_io()
+{
+	return poller() == "uring-completion";
+}
+
+bool wait_generation(Proxy &proxy, int generation)
+{
+	return proxy.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "reload complete") &&
+		       r.is("generation", std::to_string(generation));
+	}, milliseconds(10000));
+}
+
+size_t count_records(const Proxy &proxy, const std::string &msg)
+{
+	return proxy.records(msg).size();
+}
+
+// Idle connections that each prove themselves alive with one round trip.
+std::vector<Conn> idle_conns(uint16_t port, size_t n)
+{
+	std::vector<Conn> conns;
+	for (size_t i = 0; i < n; i++) {
+		Conn c = Conn::connect(port);
+		REQUIRE(c.valid());
+		REQUIRE(c.roundtrip("idle " + std::to_string(i)));
+		conns.push_back(std::move(c));
+	}
+	return conns;
+}
+
+size_t roundtrips_ok(std::vector<Conn> &conns, const std::string &tag)
+{
+	size_t ok = 0;
+	for (size_t i = 0; i < conns.size(); i++)
+		ok += conns[i].roundtrip(tag + " " + std::to_string(i), T5);
+	return ok;
+}
+
+} // namespace
+
+TEST_CASE("handoff: a SIGHUP every second under pipelining load cuts nothing",
+	  "[handoff]")
+{
+	REQUIRE_FALSE(completion_io());
+	Echo echo;
+	// The default drain_timeout (10 s): without handoff the old shards
+	// would cut every connection still open 10 s after its reload.
+	Proxy proxy({"--server", echo.addr(), "--shards", "2", "--admin", "127.0.0.1:0",
+		     "--idle-timeout", "60s"});
+	REQUIRE(proxy.wait_ready());
+	Pipeline load(proxy.port(), 100, 8, 512);
+	REQUIRE(load.stats().connected == 100);
+	std::vector<Conn> idle = idle_conns(proxy.port(), 200);
+
+	const int reloads = 12;
+	for (int i = 1; i <= reloads; i++) {
+		auto t0 = Clock::now();
+		load.run([&] { return ms_since(t0) > 500; });
+		proxy.proc().signal(SIGHUP);
+		t0 = Clock::now();
+		load.run([&] { return ms_since(t0) > 500; });
+		REQUIRE(wait_generation(proxy, i));
+		INFO("reload " << i << "\n" << proxy.log_tail(20));
+		REQUIRE(roundtrips_ok(idle, "after reload " + std::to_string(i)) == idle.size());
+	}
+	bool stop = true;
+	auto t1 = Clock::now();
+	load.run([&] { return load.in_flight() == 0 || ms_since(t1) > 10000; }, &stop);
+	const PipelineStats &st = load.stats();
+	INFO("sent " << st.sent << " replied " << st.replied << " eofs " << st.eofs
+		     << " resets " << st.resets << " mismatched " << st.mismatched
+		     << " errors " << st.errors << "\n" << proxy.log_tail(30));
+	CHECK(load.live() == 100);
+	CHECK(st.resets == 0);
+	CHECK(st.eofs == 0);
+	CHECK(st.errors == 0);
+	CHECK(st.mismatched == 0);
+	CHECK(st.replied == st.sent);
+	CHECK(st.sent > 100 * 8 * reloads);
+	// Every old shard handed over and exited; none died.
+	CHECK(count_records(proxy, "shard died") == 0);
+	CHECK(proxy.wait_record([&](const LogRecord &) {
+		return count_records(proxy, "shard exited") == size_t(2 * reloads);
+	}, T5));
+	std::string metrics = http_get(proxy.admin_port(), "/metrics");
+	CHECK(metric_sum(metrics, "frameproxy_connections_handed_off_total") >=
+	      uint64_t(300 * reloads));
+	// Counted once each, when they really end: no access line yet...
+	CHECK(count_records(proxy, "access") == 0);
+	load.close_all();
+	idle.clear();
+	// ...and one per connection after.
+	CHECK(proxy.wait_access_count(300, milliseconds(10000)));
+	std::this_thread::sleep_for(milliseconds(300));
+	CHECK(count_records(proxy, "access") == 300);
+	for (auto &r : proxy.records("access"))
+		CHECK(r.get("reason") == "client_eof");
+	metrics = http_get(proxy.admin_port(), "/metrics");
+	CHECK(metric_sum(metrics, "frameproxy_connections_accepted_total") == 300);
+	CHECK(metric_sum(metrics, "frameproxy_connections_closed_total") == 300);
+}
+
+TEST_CASE("handoff: a connection stuck mid-frame closes at frame_timeout, the others move",
+	  "[handoff]")
+{
+	REQUIRE_FALSE(completion_io());
+	Echo echo;
+	Proxy proxy({"--server", echo.addr(), "--shards", "1", "--frame-timeout", "1s",
+		     "--admin", "127.0.0.1:0"});
+	REQUIRE(proxy.wait_ready());
+	std::vector<Conn> idle = idle_conns(proxy.port(), 5);
+	Conn stuck = Conn::connect(proxy.port());
+	REQUIRE(stuck.valid());
+	REQUIRE(stuck.roundtrip("before"));
+	const std::string stuck_addr = stuck.local_addr();
+	// A header announcing 100 bytes and only 10 of them.
+	REQUIRE(stuck.send_all(be32(100) + std::string(10, 'x')) == Io::Ok);
+	std::this_thread::sleep_for(milliseconds(100));
+
+	auto t0 = Clock::now();
+	proxy.proc().signal(SIGHUP);
+	REQUIRE(wait_generation(proxy, 1));
+	CHECK(roundtrips_ok(idle, "moved") == idle.size());
+	Io r = stuck.wait_closed(milliseconds(4000));
+	CHECK((r == Io::Eof || r == Io::Reset));
+	LogRecord access;
+	REQUIRE(proxy.wait_access(stuck_addr, T5, &access));
+	CHECK(access.get("reason") == "frame_timeout");
+	CHECK(ms_since(t0) < 3000);
+	// The old shard had nothing left after it and exited.
+	CHECK(proxy.wait_record([](const LogRecord &rec) {
+		return rec.is("msg", "shard exited");
+	}, T5));
+	CHECK(metric_sum(http_get(proxy.admin_port(), "/metrics"),
+			 "frameproxy_connections_handed_off_total") == 5);
+	CHECK(roundtrips_ok(idle, "still") == idle.size());
+	CHECK(count_records(proxy, "access") == 1);
+}
+
+TEST_CASE("handoff: a new shard that dies while adopting leaves the rest with the old one",
+	  "[handoff]")
+{
+	REQUIRE_FALSE(completion_io());
+	Echo echo;
+	// Every shard started from here on dies after adopting 3 connections;
+	// only the reload's new shard adopts any.
+	setenv("FRAMEPROXY_FAULT_ADOPT_EXIT", "3", 1);
+	Proxy proxy({"--server", echo.addr(), "--shards", "1"});
+	unsetenv("FRAMEPROXY_FAULT_ADOPT_EXIT");
+	REQUIRE(proxy.wait_ready());
+	std::vector<Conn> conns = idle_conns(proxy.port(), 40);
+
+	proxy.proc().signal(SIGHUP);
+	REQUIRE(proxy.wait_record([](const LogRecord &r) {
+		return r.is("msg", "shard died");
+	}, milliseconds(10000)));
+	LogRecord stopped;
+	REQUIRE(proxy.wait_record([](const LogRecord &r) {
+		return r.is("msg", "handoff stopped: the new shard is gone, keeping the rest");
+	}, T5, &stopped));
+	// At most a window's worth went with the dead shard; the rest are
+	// served by the old one, which keeps running.
+	size_t ok = roundtrips_ok(conns, "after the crash");
+	INFO(proxy.log_tail(30));
+	CHECK(ok >= conns.size() - 16 - 3); // a window and the 3 it adopted
+	CHECK(ok < conns.size());
+	// The seat is refilled and new connections are served.
+	Conn fresh;
+	REQUIRE(wait_until([&] {
+		fresh = Conn::connect(proxy.port());
+		return fresh.valid() && fresh.roundtrip("fresh");
+	}, T5));
+}
+
+TEST_CASE("handoff: rpc clients with nothing in flight move on every reload",
+	  "[handoff]")
+{
+	REQUIRE_FALSE(completion_io());
+	Echo echo;
+	Proxy proxy({"--server", echo.addr(), "--shards", "2", "--mode", "rpc",
+		     "--admin", "127.0.0.1:0"});
+	REQUIRE(proxy.wait_ready());
+	// Request-response clients: at rest between a reply and the next
+	// request, which is when they are handed over.
+	Pipeline load(proxy.port(), 50, 1, 512);
+	REQUIRE(load.stats().connected == 50);
+	std::vector<Conn> idle = idle_conns(proxy.port(), 50);
+	const int reloads = 6;
+	for (int i = 1; i <= reloads; i++) {
+		auto t0 = Clock::now();
+		load.run([&] { return ms_since(t0) > 500; });
+		proxy.proc().signal(SIGHUP);
+		t0 = Clock::now();
+		load.run([&] { return ms_since(t0) > 500; });
+		REQUIRE(wait_generation(proxy, i));
+		REQUIRE(roundtrips_ok(idle, "rpc after " + std::to_string(i)) == idle.size());
+	}
+	bool stop = true;
+	auto t1 = Clock::now();
+	load.run([&] { return load.in_flight() == 0 || ms_since(t1) > 10000; }, &stop);
+	const PipelineStats &st = load.stats();
+	INFO("sent " << st.sent << " replied " << st.replied << " eofs " << st.eofs
+		     << " resets " << st.resets << "\n" << proxy.log_tail(30));
+	CHECK(load.live() == 50);
+	CHECK(st.resets == 0);
+	CHECK(st.eofs == 0);
+	CHECK(st.mismatched == 0);
+	CHECK(st.replied == st.sent);
+	CHECK(count_records(proxy, "shard died") == 0);
+	CHECK(proxy.wait_record([&](const LogRecord &) {
+		return count_records(proxy, "shard exited") == size_t(2 * reloads);
+	}, T5));
+	CHECK(metric_sum(http_get(proxy.admin_port(), "/metrics"),
+			 "frameproxy_connections_handed_off_total") >= uint64_t(100 * reloads));
+	CHECK(count_records(proxy, "access") == 0);
+	load.close_all();
+	idle.clear();
+	CHECK(proxy.wait_access_count(100, milliseconds(10000)));
+	std::this_thread::sleep_for(milliseconds(300));
+	auto lines = proxy.records("access");
+	CHECK(lines.size() == 100);
+	uint64_t replied = 0;
+	for (auto &r : lines)
+		replied += uint64_t(r.num("replied"));
+	// Each line counts the whole life of its client, over every shard.
+	CHECK(replied == st.replied + 50 + 50 * reloads);
+}
+
+TEST_CASE("handoff: with completion I/O a shard retires without handing off",
+	  "[handoff-completion]")
+{
+	REQUIRE(completion_io());
+	Echo echo;
+	Proxy proxy({"--server", echo.addr(), "--shards", "1", "--drain-timeout", "10s"});
+	REQUIRE(proxy.wait_ready());
+	std::vector<Conn> conns = idle_conns(proxy.port(), 5);
+	proxy.proc().signal(SIGHUP);
+	REQUIRE(wait_generation(proxy, 1));
+	REQUIRE(proxy.wait_record([](const LogRecord &r) {
+		return r.is("msg", "no handoff with completion I/O: retiring");
+	}, T5));
+	// The old shard still serves them, until drain_timeout.
+	CHECK(roundtrips_ok(conns, "still served") == conns.size());
+	CHECK(count_records(proxy, "handing off") == 0);
+}
