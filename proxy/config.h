@@ -51,6 +51,8 @@ extern "C" {
 
 #define CONFIG_MAX_ERRORS 32
 #define CONFIG_NAME_MAX 32 /* listener names: [A-Za-z0-9_-]{1,32} */
+#define CONFIG_RESOLVERS_MAX 512 /* the resolvers list, as kept */
+
 
 typedef enum config_poller {
 	CONFIG_POLLER_AUTO, /* io_uring when it works, else epoll */
@@ -133,6 +135,8 @@ typedef struct config_listener {
 
 	upstream_spec *servers; /* see proxy/balance.h */
 	size_t nservers;
+	upstream_name *names;   /* server lines naming a host (proxy/resolve.h) */
+	size_t nnames;
 
 	/* Loader bookkeeping: a flag's first server/allow/deny replaces the
 	 * file's list, later ones add to it. */
@@ -153,6 +157,12 @@ typedef struct config {
 	bool has_admin;
 	netaddr admin;
 	int64_t drain_timeout;
+	/* Server names (proxy/resolve.h): the DNS servers ("IP:PORT,...";
+	 * NULL: /etc/resolv.conf), the bounds on a TTL, and whether a name
+	 * that does not resolve at start stops the start. */
+	char *resolvers;
+	int64_t resolve_min, resolve_max;
+	bool resolve_required;
 
 	/* Loader bookkeeping: where steer was last set, for config_finish's
 	 * message: the flag (owned) or else the line of the file in path. */

@@ -266,7 +266,8 @@ int listener_open(listener *l, const listener_params *params,
 			.full_log = LOG_RATELIMIT_INIT(1)};
 	rc = upstream_pool_init(&l->pool, params->name, &params->upstream,
 				params->balance, params->servers,
-				params->server_count, params->seed);
+				params->server_count, params->names,
+				params->name_count, params->seed);
 	if (rc < 0)
 		return rc;
 	if (params->rpc_mode && (rc = rpc_listener_open(l, &l->rpc)) < 0)

@@ -16,6 +16,7 @@
 
 #include "poll/poll.h"
 #include "proxy/listener.h"
+#include "proxy/resolve.h"
 #include "shard/shard.h"
 
 typedef struct server_settings {
@@ -27,6 +28,8 @@ typedef struct server_settings {
 	uint32_t listener_count;
 	const int *listen_fds;        /* per listener, made by the supervisor */
 	shard_slot *slot;             /* counters for the supervisor, or NULL */
+	resolve_params resolve;       /* server names (proxy/resolve.h) */
+	bool resolve_required;        /* start only once every name resolved */
 } server_settings;
 
 /* Runs until drained. 0 after a clean shutdown, -errno when start-up
