@@ -272,6 +272,9 @@ int listener_open(listener *l, const listener_params *params,
 		return rc;
 	if (params->rpc_mode && (rc = rpc_listener_open(l, &l->rpc)) < 0)
 		goto fail_pool;
+	if (l->rpc)
+		l->pool.hooks = (upstream_hooks){rpc_listener_server_added,
+						 rpc_listener_server_removed, l->rpc};
 	if (params->max_per_client &&
 	    (rc = peer_table_init(&l->peers, 64)) < 0)
 		goto fail_rpc;
