@@ -354,7 +354,9 @@ static int set_resolvers(void *t, const config_key *k, const char *v,
 
 	(void)k, (void)o;
 	while (*p) {
-		size_t n = strcspn(p, ",");
+		while (*p == ' ' || *p == '\t')
+			p++;
+		size_t n = strcspn(p, ", \t");
 		netaddr a;
 		char text[NETADDR_STRLEN];
 		if (n == 0 || n >= NETADDR_STRLEN)
@@ -376,6 +378,8 @@ static int set_resolvers(void *t, const config_key *k, const char *v,
 			strcat(list, ",");
 		strcat(list, text);
 		p += n;
+		while (*p == ' ' || *p == '\t')
+			p++;
 		if (*p == ',')
 			p++;
 	}
@@ -749,7 +753,7 @@ const config_key config_keys[] = {
 	{ .name = "resolve_max", .scope = G, .set = set_duration,
 	  .off = G_OFF(resolve_max), .min = 100 * UNITS_NS_PER_MS, .def = "5m",
 	  .flag = "--resolve-max", .arg = "DUR",
-	  .help = "most time a name's answer is kept" },
+	  .help = "most time between a name's queries" },
 	{ .name = "resolve_required", .scope = G, .set = set_resolve_required,
 	  .def = "off", .flag = "--resolve-required", .arg = "on|off",
 	  .help = "a name that fails at start is fatal" },
