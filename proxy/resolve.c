@@ -29,6 +29,8 @@
  * in pieces; UDP is read until empty by c-ares itself). */
 #define RESOLVE_MAX_ROUNDS 16
 #define DNS_CLASS_IN 1
+_Static_assert(SHARD_NAME_BOARD_ENTRIES >= UPSTREAM_NAME_MAX_SERVERS,
+	       "the name board must hold a whole answer");
 #define DNS_TYPE_SRV 33
 
 typedef struct resolver resolver;
@@ -304,8 +306,10 @@ static void found_add(resolve_name *name, const struct sockaddr *sa,
 {
 	upstream_spec spec = {.weight = weight};
 
-	if (name->found_count >= UPSTREAM_NAME_MAX_SERVERS)
+	if (name->found_count >= RESOLVE_FOUND_MAX) {
+		name->truncated = true;
 		return;
+	}
 	if (sa->sa_family == AF_INET) {
 		struct sockaddr_in in = *(const struct sockaddr_in *)sa;
 		in.sin_port = htons((uint16_t)port);
@@ -357,7 +361,8 @@ static void board_publish(resolve_name *name, int64_t next_ns)
 	const resolve_params *p = &name->res->params;
 	shard_name_answer a = {.generation = p->generation,
 			       .count = name->good_count,
-			       .version = name->resolutions,
+			       /* a restarted owner must not repeat a version */
+			       .version = (uint64_t)getpid() << 32 | name->resolutions,
 			       .next_ms = next_ns / 1000000,
 			       .ttl_s = name->ttl_s,
 			       .answered = name->answered};
@@ -395,6 +400,14 @@ static void name_done(resolve_name *name, const char *error)
 		name->resolutions++;
 		name->answered = true;
 		qsort(name->found, name->found_count, sizeof(name->found[0]), spec_cmp);
+		if (name->found_count > UPSTREAM_NAME_MAX_SERVERS) {
+			name->truncated = true;
+			name->found_count = UPSTREAM_NAME_MAX_SERVERS;
+		}
+		if (name->truncated && !name->said_truncated)
+			log_line(LOG_LEVEL_WARN, "server name has more addresses than used",
+				 "name=%s used=%u", name->spec->host, name->found_count);
+		name->said_truncated = name->truncated;
 		memcpy(name->good, name->found, name->found_count * sizeof(name->found[0]));
 		name->good_count = name->found_count;
 		r.servers = name->good;
@@ -539,7 +552,7 @@ static void srv_answered(void *arg, int status, int timeouts,
 	name->waiting = 1;
 	uint32_t started = 0;
 	for (struct ares_srv_reply *r = list; r; r = r->next) {
-		if (r->priority != best || started == UPSTREAM_NAME_MAX_SERVERS)
+		if (r->priority != best || started == RESOLVE_FOUND_MAX)
 			continue;
 		srv_target *t = malloc(sizeof(*t));
 		if (!t)
@@ -559,6 +572,7 @@ static void srv_answered(void *arg, int status, int timeouts,
 static void name_query(resolve_name *name)
 {
 	name->busy = true;
+	name->truncated = false;
 	name->found_count = 0;
 	name->waiting = 0;
 	name->ttl_s = UINT32_MAX;

@@ -38,6 +38,11 @@
 
 typedef struct resolver resolver;
 
+/* Addresses an answer may bring before it is sorted and cut to
+ * UPSTREAM_NAME_MAX_SERVERS: a DNS server that rotates a long answer must
+ * not change which servers are used. */
+#define RESOLVE_FOUND_MAX (4 * UPSTREAM_NAME_MAX_SERVERS)
+
 typedef struct resolve_params {
 	const char *servers;     /* "IP:PORT,..." or NULL: /etc/resolv.conf */
 	int64_t min_ns, max_ns;  /* bounds on the time between queries */
@@ -75,8 +80,10 @@ typedef struct resolve_name {
 	/* an answer being put together (SRV: one lookup per target) */
 	uint32_t waiting;
 	uint32_t found_count;
+	bool truncated;          /* more addresses than UPSTREAM_NAME_MAX_SERVERS */
+	bool said_truncated;     /* logged for the last answer */
 	uint32_t ttl_s;
-	upstream_spec found[UPSTREAM_NAME_MAX_SERVERS];
+	upstream_spec found[RESOLVE_FOUND_MAX];
 	/* the last good answer, kept through failures (and published) */
 	uint32_t good_count;
 	upstream_spec good[UPSTREAM_NAME_MAX_SERVERS];

@@ -59,9 +59,12 @@ int upstream_pool_init(upstream_pool *pool, const char *listener_name,
 			server_fill(server, &servers[i]);
 		}
 	}
-	for (uint32_t i = 0; i < name_count; i++)
+	for (uint32_t i = 0; i < name_count; i++) {
 		pool->lines[i] = (upstream_line){.pool = pool, .index = i,
 						 .fail_log = LOG_RATELIMIT_INIT(1)};
+		/* Not pending until upstream_pool_resolve: freeing may cancel. */
+		sched_timer_init(&pool->lines[i].name.timer, NULL, NULL);
+	}
 	rc = balance_init(&pool->balancer, kind, specs, cap, seed);
 	free(specs);
 	specs = NULL;
@@ -171,9 +174,13 @@ int upstream_connect_to(upstream_pool *pool, uint32_t index,
 {
 	upstream_server *server = &pool->servers[index];
 	uint64_t eject_count = server->counters[COUNTER_EJECTIONS];
+	/* A connect in flight holds the index: a server from a name that
+	 * leaves meanwhile must not have its index taken by another. */
+	server->attached++;
 	int rc = poll_connect((const struct sockaddr *)&server->addr,
 			      server->addr_len, pool->params.connect_timeout_ns,
 			      out);
+	server->attached--;
 
 	if (rc == 0) {
 		server->counters[COUNTER_CONNECTS]++;
@@ -530,18 +537,23 @@ static void server_remove(upstream_pool *pool, uint32_t index)
 		pool->hooks.removed(pool->hooks.arg, index);
 }
 
-/* A free index for a new server of `line`, or -1 (all in use). */
+/* A free index for a new server of `line`, or -1 (all in use): an EMPTY
+ * one first, so that a removed server keeps its state (health, counters)
+ * for as long as there is room, in case it comes back. */
 static int server_take(upstream_pool *pool, uint32_t line,
 		       const upstream_spec *spec)
 {
-	for (uint32_t i = pool->static_count; i < pool->count; i++) {
-		upstream_server *server = &pool->servers[i];
-		if (!upstream_server_unused(pool, i))
-			continue;
-		*server = (upstream_server){.line = (int32_t)line};
-		sched_timer_init(&server->check_timer, check_timer_fired, server);
-		server_fill(server, spec);
-		return (int)i;
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t i = pool->static_count; i < pool->count; i++) {
+			upstream_server *server = &pool->servers[i];
+			if (pass == 0 ? server->slot != UPSTREAM_SLOT_EMPTY
+				      : !upstream_server_unused(pool, i))
+				continue;
+			*server = (upstream_server){.line = (int32_t)line};
+			sched_timer_init(&server->check_timer, check_timer_fired, server);
+			server_fill(server, spec);
+			return (int)i;
+		}
 	}
 	return -1;
 }

@@ -78,7 +78,7 @@ typedef struct upstream_pool upstream_pool;
 typedef struct upstream_server {
 	upstream_slot slot;
 	int32_t line;              /* its name's index, -1 for STATIC */
-	uint32_t attached;         /* rpc pool coroutines for it */
+	uint32_t attached;         /* rpc pool coroutines, connects in flight */
 	bool checker_alive;
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
