@@ -345,3 +345,16 @@ TEST_CASE("dns: one query per name per interval across shards", "[dns]")
 	CHECK(metric_sum(m, "frameproxy_dns_resolutions_total", "shard=\"1\"") == 0);
 	CHECK(roundtrips(proxy, 6) == 6);
 }
+
+TEST_CASE("dns: --check takes a name's syntax, no DNS asked", "[dns]")
+{
+	RefusingPort nobody; // a resolver that would refuse: never asked
+	Process check({binary("FRAMEPROXY"), "--check", "--listen", "127.0.0.1:0",
+		       "--resolvers", nobody.addr(), "--server", "db.nowhere.invalid:5432",
+		       "--server", "_db._tcp.nowhere.invalid srv weight=2"}, "frameproxy");
+	CHECK(run_to_exit(check, T5) == 0);
+	Process bad({binary("FRAMEPROXY"), "--check", "--listen", "127.0.0.1:0",
+		     "--server", "_db._tcp.nowhere.invalid:53 srv"}, "frameproxy");
+	CHECK(run_to_exit(bad, T5) == 1);
+	CHECK(bad.err().find("an srv name takes no port") != std::string::npos);
+}
