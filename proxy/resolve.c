@@ -22,6 +22,9 @@
 /* The longest a query can take: a board answer older than its owner's
  * next look by more than this and two resolve_min is from a gone owner. */
 #define RESOLVE_QUERY_NS (INT64_C(4) * 1000 * 1000 * 1000)
+/* How often a shard that does not own a name looks at the board while it
+ * waits for the owner's first answer (for at most RESOLVE_QUERY_NS). */
+#define RESOLVE_BOARD_POLL_NS (INT64_C(20) * 1000 * 1000)
 /* Sockets c-ares may have open at once (one UDP per DNS server, TCP for
  * truncated answers). */
 #define RESOLVE_MAX_SOCKS 32
@@ -392,6 +395,7 @@ static void name_done(resolve_name *name, const char *error)
 	resolve_result r = {.error = error};
 
 	name->busy = false;
+	name->settled = true;
 	if (!error && name->found_count == 0)
 		r.error = error = "no addresses";
 	if (error) {
@@ -596,6 +600,7 @@ static bool board_take(resolve_name *name)
 	if (shard_name_read(p->board, name->board_row, &a) < 0 ||
 	    a.generation != p->generation || now > a.next_ms * 1000000 + grace)
 		return false;
+	name->settled = true;
 	if (a.version == name->board_seq || !a.answered || a.count == 0)
 		return true;
 	name->board_seq = a.version;
@@ -630,9 +635,17 @@ static void name_timer_fired(sched_timer *timer, void *arg)
 	(void)timer;
 	if (name->res->closing || name->busy)
 		return;
-	if (!name_is_mine(name) && board_take(name)) {
-		sched_timer_set(&name->timer, sched_now() + name->res->params.min_ns);
-		return;
+	if (!name_is_mine(name)) {
+		int64_t now = sched_now();
+		if (board_take(name)) {
+			sched_timer_set(&name->timer, now + name->res->params.min_ns);
+			return;
+		}
+		/* At start the owner is still asking: look again soon. */
+		if (!name->settled && now - name->started_ns < RESOLVE_QUERY_NS) {
+			sched_timer_set(&name->timer, now + RESOLVE_BOARD_POLL_NS);
+			return;
+		}
 	}
 	name_query(name);
 }
@@ -644,9 +657,8 @@ void resolve_name_start(resolver *res, resolve_name *name,
 	*name = (resolve_name){.res = res, .spec = spec, .board_row = board_row,
 			       .fn = fn, .arg = arg};
 	sched_timer_init(&name->timer, name_timer_fired, name);
-	/* A reader gives the owner one query time to publish first. */
-	int64_t first = name_is_mine(name) ? 0 : RESOLVE_QUERY_NS / 4;
-	sched_timer_set(&name->timer, sched_now() + first);
+	name->started_ns = sched_now();
+	sched_timer_set(&name->timer, name->started_ns);
 }
 
 void resolve_name_stop(resolve_name *name)

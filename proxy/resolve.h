@@ -76,6 +76,9 @@ typedef struct resolve_name {
 	sched_timer timer;       /* the next look */
 	bool busy;               /* a query is in flight */
 	bool answered;           /* has had a good answer (or a board one) */
+	bool settled;            /* the first look is over: answered, failed,
+				  * or the owner's board row says so */
+	int64_t started_ns;
 	uint64_t board_seq;      /* the board answer last taken */
 	/* an answer being put together (SRV: one lookup per target) */
 	uint32_t waiting;

@@ -27,7 +27,7 @@ typedef struct server {
 	relay_group *relays;   /* one per listener: each pools its own buffer size */
 	resolver *resolver;    /* NULL when no listener has server names */
 	uint64_t published_changes; /* the pools' changes when names were written */
-	coro *boot;            /* resolve_required: waits for the names */
+	coro *boot;            /* waits for the names' first looks */
 	int boot_rc;
 	poll_desc *signals;
 	sched_timer drain_check;
@@ -323,29 +323,29 @@ static int names_start(server *srv)
 	return 0;
 }
 
-/* resolve_required: -EAGAIN while a name has had no answer yet, -ENOENT
- * when one failed before its first answer, 0 when all have one. */
-static int names_state(const server *srv, const char **failed)
+/* -EAGAIN while a name's first look is not over; then -ENOENT when
+ * `required` and a name has no answer, else 0. */
+static int names_state(const server *srv, bool required, const char **failed)
 {
-	int rc = 0;
-
 	for (uint32_t i = 0; i < srv->opened; i++) {
 		const upstream_pool *pool = &srv->listeners[i].pool;
+		for (uint32_t k = 0; k < pool->line_count; k++)
+			if (!pool->lines[k].name.settled)
+				return -EAGAIN;
+	}
+	for (uint32_t i = 0; i < srv->opened && required; i++) {
+		const upstream_pool *pool = &srv->listeners[i].pool;
 		for (uint32_t k = 0; k < pool->line_count; k++) {
-			const resolve_name *n = &pool->lines[k].name;
-			if (n->answered)
-				continue;
-			if (n->failures) {
+			if (!pool->lines[k].name.answered) {
 				*failed = pool->names[k].host;
 				return -ENOENT;
 			}
-			rc = -EAGAIN;
 		}
 	}
-	return rc;
+	return 0;
 }
 
-#define SERVER_BOOT_POLL_NS (20 * 1000 * 1000)
+#define SERVER_BOOT_POLL_NS (5 * 1000 * 1000)
 
 static void boot_main(void *arg)
 {
@@ -353,9 +353,12 @@ static void boot_main(void *arg)
 	const char *failed = NULL;
 	int rc;
 
-	while ((rc = names_state(srv, &failed)) == -EAGAIN && !srv->draining)
+	while ((rc = names_state(srv, srv->settings->resolve_required, &failed)) ==
+		       -EAGAIN && !srv->draining)
 		coro_sleep(SERVER_BOOT_POLL_NS);
 	srv->boot = NULL;
+	if (srv->draining)
+		return; /* stopped before it started: the drain ends the loop */
 	if (rc == 0)
 		rc = listeners_start(srv);
 	if (rc == 0) {
@@ -436,7 +439,10 @@ static int server_start(server *srv)
 	srv->retire_deadline = INT64_MAX;
 	if ((rc = listeners_open(srv)) < 0 || (rc = names_start(srv)) < 0)
 		return rc;
-	if (settings->resolve_required && srv->resolver) {
+	/* A shard with server names accepts (and says it is ready, which a
+	 * reload waits for) once each name's first look is over, so that it
+	 * does not start with an empty pool while DNS is answering. */
+	if (srv->resolver) {
 		coro_opts opts = {.name = "boot"};
 		srv->boot = coro_spawn(boot_main, srv, &opts);
 		return srv->boot ? 0 : -ENOMEM;

@@ -358,3 +358,46 @@ TEST_CASE("dns: --check takes a name's syntax, no DNS asked", "[dns]")
 	CHECK(run_to_exit(bad, T5) == 1);
 	CHECK(bad.err().find("an srv name takes no port") != std::string::npos);
 }
+
+TEST_CASE("dns: a reload's shards resolve their own names", "[dns]")
+{
+	DnsServer dns;
+	Trio t;
+	dns.set_a("one.fp.test", {"127.0.0.1"}, 1);
+	dns.set_a("two.fp.test", {"127.0.0.2"}, 1);
+	std::string path = tmp().file("dns-reload.ini");
+	auto config = [&](const std::string &name) {
+		write_file(path, "[frameproxy]\nresolvers = " + dns.addr() +
+			   "\n[listener default]\nlisten = 127.0.0.1:0\nserver = " +
+			   name + ":" + t.port() + "\n");
+	};
+	config("one.fp.test");
+	Proxy proxy({"-c", path, "--shards", "2"});
+	REQUIRE(proxy.wait_ready());
+	INFO(proxy.log_tail());
+	REQUIRE(changed(proxy, t.addr(0), "-", T5));
+	CHECK(roundtrips(proxy, 4) == 4);
+
+	config("two.fp.test");
+	proxy.proc().signal(SIGHUP);
+	REQUIRE(proxy.wait_record([](const LogRecord &r) {
+		return r.is("msg", "reload complete") && r.is("generation", "1");
+	}, T10));
+	// Both new shards have the new name's server (one resolved it, one
+	// took it from the board of the new generation).
+	CHECK(wait_until([&] {
+		size_t n = 0;
+		for (auto &r : proxy.records("servers changed"))
+			n += r.is("name", "two.fp.test");
+		return n >= 2;
+	}, T5));
+	auto before = t.accepted();
+	CHECK(roundtrips(proxy, 6) == 6);
+	auto after = t.accepted();
+	CHECK(after[0] == before[0]);
+	CHECK(after[1] == before[1] + 6);
+	// The old name is not asked for any more.
+	unsigned asked = dns.queries("one.fp.test", "A");
+	std::this_thread::sleep_for(milliseconds(2500));
+	CHECK(dns.queries("one.fp.test", "A") == asked);
+}
