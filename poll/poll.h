@@ -14,7 +14,8 @@
  * One registration. The fd is registered with the backend once, for its
  *   whole life, edge-triggered: epoll with IN|OUT|RDHUP|ET, io_uring with
  *   one multishot POLL_ADD (re-armed only when the kernel ends it). Waiting
- *   never costs an epoll_ctl or a new SQE.
+ *   never costs an epoll_ctl or a new SQE (completion I/O's sockets trade
+ *   it for their recv: see below).
  *
  * Parking. An fd operation tries its syscall first; on EAGAIN the coroutine
  *   parks on the direction's slot until the backend reports readiness, then
@@ -84,9 +85,15 @@
  *   ends with -ENOBUFS (ring empty) waits, oldest first, for a buffer to
  *   come back, one waiter per buffer (no retry loop). EOF and errors are
  *   kept and returned once the queue is empty. Writes go through the ring
- *   as with write batching. The poll registration stays for write
- *   readiness, accept, connect and hang-ups; close cancels the recv too and
- *   the slot stays a zombie until both requests have ended.
+ *   as with write batching. The multishot poll of 'One registration' stays
+ *   until the socket's recv has brought data (so accept, connect, and
+ *   non-sockets, whose recv fails, keep it); then it is removed, since it
+ *   would only add a completion to every arrival and every ACK, and a send
+ *   that finds the socket full arms a one-shot POLLOUT instead (armed too
+ *   for a writer already parked when the poll goes). Close cancels the
+ *   recv and that POLLOUT, and the slot stays a zombie until every request
+ *   has ended. The ring's own fd is registered where the kernel allows
+ *   (io_uring_register_ring_fd), so an enter needs no fd lookup.
  *
  * Errors. All functions return a count or 0 on success and a negative
  * errno on error.
@@ -197,6 +204,8 @@ int poll_set_uring_io(const poll_uring_io_config *cfg, char *why,
 poll_uring_io poll_uring_io_mode(void);
 /* Completion I/O receives bundles (the kernel has them, not turned off). */
 bool poll_uring_bundles(void);
+/* The io_uring ring's own fd is registered (enters skip an fd lookup). */
+bool poll_uring_ring_registered(void);
 /*
  * Completion I/O bookkeeping, for tests: walks the buffer ring and every
  * pd's queue. 0 when each buffer is in exactly one place and the counts

@@ -48,6 +48,9 @@
 static struct io_uring ring;
 static bool ring_open;
 static unsigned ring_flags;
+/* io_uring_register_ring_fd took: enters name the ring by its registered
+ * index, which spares the kernel an fd lookup per enter (5.18+). */
+static bool ring_fd_registered;
 /* poll_set_uring_write_batching: sends go through the ring. */
 static bool batch_writes;
 /* Counts submissions: an SQE queued while it equals e goes in with submit
@@ -61,6 +64,16 @@ static uint64_t submit_epoch;
  * stays a zombie until its last CQE, so the index alone names it. */
 #define UR_TOKEN_RECV (1ull << 61)
 #define UR_TOKEN_RECV_CANCEL (1ull << 60)
+/* With POLL_TOKEN_INTERNAL: the one-shot POLLOUT of slot (low 32 bits)
+ * that a ring reader's full socket arms (see 'io_uring completion I/O'). */
+#define UR_TOKEN_WPOLL (1ull << 59)
+/* With POLL_TOKEN_INTERNAL: the result of removing that POLLOUT (ignored:
+ * a one-shot poll always ends with a CQE of its own). */
+#define UR_TOKEN_WPOLL_REMOVE (1ull << 58)
+/* With POLL_TOKEN_INTERNAL: the result of removing slot's multishot poll.
+ * Flag bits and index only: a generation in the high half would reach
+ * these flags once a busy slot had been reused 2^26 times. */
+#define UR_TOKEN_POLL_REMOVE (1ull << 57)
 
 /* Newer than liburing 2.3's headers; the kernel is probed at run time. */
 #ifndef IORING_RECVSEND_BUNDLE
@@ -102,6 +115,8 @@ typedef struct ur_slot {
 	bool armed;              /* a multishot poll for `armed_gen` is in flight */
 	/* Completion I/O only. */
 	bool recv_on;            /* reads go through the ring (first read seen) */
+	bool poll_off;           /* ... so the multishot poll was removed */
+	bool wpoll_armed;        /* a one-shot POLLOUT is in flight */
 	bool recv_armed;         /* a multishot recv is in flight */
 	bool recv_cancel;        /* ... and a cancel of it was queued */
 	bool recv_eof;           /* its last CQE said EOF */
@@ -229,7 +244,14 @@ static int ur_open(char *why, size_t why_len)
 	}
 	ring_open = true;
 	ring_flags = flags;
+	poll_g_stats.syscalls++;
+	ring_fd_registered = io_uring_register_ring_fd(&ring) == 1;
 	return 0;
+}
+
+bool poll_uring_ring_registered(void)
+{
+	return ring_open && ring_fd_registered;
 }
 
 static void bufs_free(void)
@@ -251,6 +273,7 @@ static void ur_close(void)
 	if (ring_open)
 		io_uring_queue_exit(&ring); /* drops the buffer ring too */
 	ring_open = false;
+	ring_fd_registered = false;
 	batch_writes = false;
 	any_added = false;
 	bufs_free();
@@ -576,6 +599,53 @@ static int ur_add(poll_desc *pd)
 	return arm(pd);
 }
 
+static bool slot_live(const poll_desc *pd);
+
+/* The slot still has a request in the kernel: a zombie waits for it. */
+static bool slot_busy(const ur_slot *s)
+{
+	return s->armed || s->recv_armed || s->wpoll_armed;
+}
+
+/* A ring reader has no multishot poll (poll_drop), so a writer that found
+ * its socket full asks for one POLLOUT. */
+static void wpoll_arm(poll_desc *pd)
+{
+	ur_slot *s = slot_of(pd);
+	if (!s->poll_off || s->wpoll_armed || !slot_live(pd))
+		return;
+	struct io_uring_sqe *sqe = sqe_get();
+	if (!sqe)
+		return;
+	io_uring_prep_poll_add(sqe, pd->fd, POLLOUT);
+	io_uring_sqe_set_data64(sqe, POLL_TOKEN_INTERNAL | UR_TOKEN_WPOLL |
+				     pd->index);
+	s->send_epoch = submit_epoch + 1; /* names the fd: see ur_del */
+	s->wpoll_armed = true;
+}
+
+static int wpoll_done(uint32_t index, int res)
+{
+	poll_desc *pd = pd_slot(index);
+	if (!pd || index >= slot_cap)
+		return 0;
+	ur_slot *s = &slots[index];
+	if (!s->wpoll_armed)
+		return 0;
+	s->wpoll_armed = false;
+	if (pd->state == PD_ZOMBIE) {
+		if (!slot_busy(s))
+			pd_slot_release(pd);
+		return 0;
+	}
+	if (!slot_live(pd) || res == -ECANCELED)
+		return 0;
+	/* Input is the recv's to report; an error or hang-up wakes the writer,
+	 * whose send will say what it is. */
+	unsigned ev = res < 0 ? EV_WRITE : pd_events_from_mask((uint32_t)res);
+	return pd_deliver(pd_token(pd), EV_WRITE | (ev & EV_HUP));
+}
+
 /* Send through the ring and park until done: n, or -errno (-EAGAIN when
  * the socket is full, -ENOTSOCK for non-sockets, -ENOBUFS without an SQE). */
 static ssize_t ring_sendmsg(poll_desc *pd, struct iovec *iov, int iov_count)
@@ -599,14 +669,19 @@ static ssize_t ring_sendmsg(poll_desc *pd, struct iovec *iov, int iov_count)
  * cannot take, and outside a coroutine, which cannot park) the syscall. */
 static ssize_t ur_sendmsg(poll_desc *pd, struct iovec *iov, int iov_count)
 {
-	if (!(batch_writes || bufs.on) || pd->not_socket || !coro_self())
-		return pd_sys_sendmsg(pd, iov, iov_count);
-	ssize_t n = ring_sendmsg(pd, iov, iov_count);
-	if (n != -ENOTSOCK && n != -ENOBUFS)
-		return n;
-	if (n == -ENOTSOCK)
-		pd->not_socket = true;
-	return pd_sys_sendmsg(pd, iov, iov_count);
+	ssize_t n;
+	if (!(batch_writes || bufs.on) || pd->not_socket || !coro_self()) {
+		n = pd_sys_sendmsg(pd, iov, iov_count);
+	} else {
+		n = ring_sendmsg(pd, iov, iov_count);
+		if (n == -ENOTSOCK)
+			pd->not_socket = true;
+		if (n == -ENOTSOCK || n == -ENOBUFS)
+			n = pd_sys_sendmsg(pd, iov, iov_count);
+	}
+	if (n == -EAGAIN)
+		wpoll_arm(pd); /* the caller parks for write next */
+	return n;
 }
 
 /* --- completion I/O: receives ------------------------------------------- */
@@ -649,6 +724,24 @@ static void wait_append(uint32_t index)
 }
 
 static void recv_arm(poll_desc *pd);
+static void queue_remove(poll_desc *pd);
+
+/* The slot's recv works (it brought data) and reports input, EOF and
+ * errors from now on: the multishot poll
+ * would only add a CQE to every arrival and every ACK that frees send
+ * space. From here write readiness comes from wpoll_arm. A writer parked
+ * on the poll right now gets its POLLOUT that way too. */
+static void poll_drop(poll_desc *pd)
+{
+	ur_slot *s = slot_of(pd);
+	if (s->poll_off)
+		return;
+	s->poll_off = true;
+	if (s->armed)
+		queue_remove(pd);
+	if (pd->wr.slot == SLOT_WAIT || pd->wr.slot == SLOT_WATCH)
+		wpoll_arm(pd);
+}
 
 /* A buffer is back: the oldest slot waiting for one may receive again.
  * One waiter per returned buffer, so a ring that stays short never
@@ -828,6 +921,10 @@ static int recv_done(uint32_t index, int res, unsigned cflags)
 		recv_take(s, live, cflags, res);
 		if (live)
 			ev |= EV_READ;
+		/* Only a socket's recv brings data: a non-socket's ends with
+		 * -ENOTSOCK and keeps its poll. */
+		if (live)
+			poll_drop(pd);
 		if (live && s->q_bytes >= UR_QUEUE_CAP)
 			recv_cancel(pd);
 	}
@@ -839,7 +936,7 @@ static int recv_done(uint32_t index, int res, unsigned cflags)
 	s->recv_armed = false;
 	s->recv_cancel = false;
 	if (pd->state == PD_ZOMBIE) {
-		if (!s->armed)
+		if (!slot_busy(s))
 			pd_slot_release(pd);
 		return 0;
 	}
@@ -948,7 +1045,8 @@ static void queue_remove(poll_desc *pd)
 		return; /* cannot happen after a flush; the slot stays a zombie */
 	uint64_t token = ((uint64_t)slot_of(pd)->armed_gen << 32) | pd->index;
 	io_uring_prep_poll_remove(sqe, token);
-	io_uring_sqe_set_data64(sqe, POLL_TOKEN_INTERNAL | token);
+	io_uring_sqe_set_data64(sqe, POLL_TOKEN_INTERNAL | UR_TOKEN_POLL_REMOVE |
+				     pd->index);
 }
 
 /*
@@ -957,17 +1055,31 @@ static void queue_remove(poll_desc *pd)
  * The multishot poll then simply goes on, holding the file open, so the
  * peer never sees our close: ask again with the next round's submit.
  */
-static void remove_done(uint64_t token, int res)
+static void remove_done(uint32_t index, int res)
 {
 	if (res != -EALREADY && res != -EBUSY)
 		return;
-	uint32_t gen = (uint32_t)(token >> 32) & POLL_GEN_MASK;
-	poll_desc *pd = pd_slot((uint32_t)token);
-	if (!pd || pd->state != PD_ZOMBIE)
+	poll_desc *pd = pd_slot(index);
+	if (!pd || index >= slot_cap)
 		return;
-	const ur_slot *s = slot_of(pd);
-	if (s->armed && s->armed_gen == gen)
+	/* A zombie or a pd dropping its poll: the slot cannot have been
+	 * reused meanwhile, so the poll still armed is the one to remove. A
+	 * live pd that is not dropping it was recycled: nothing to do. */
+	if (pd->state != PD_ZOMBIE && !slot_of(pd)->poll_off)
+		return;
+	if (slot_of(pd)->armed)
 		queue_remove(pd);
+}
+
+static void wpoll_remove(poll_desc *pd)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+	if (!sqe)
+		return; /* the poll still ends when the socket closes */
+	io_uring_prep_poll_remove(sqe, POLL_TOKEN_INTERNAL | UR_TOKEN_WPOLL |
+				       pd->index);
+	io_uring_sqe_set_data64(sqe, POLL_TOKEN_INTERNAL |
+				     UR_TOKEN_WPOLL_REMOVE | pd->index);
 }
 
 static bool ur_del(poll_desc *pd)
@@ -989,7 +1101,9 @@ static bool ur_del(poll_desc *pd)
 	}
 	if (s->armed)
 		queue_remove(pd);
-	return s->armed || s->recv_armed;
+	if (s->wpoll_armed)
+		wpoll_remove(pd);
+	return slot_busy(s);
 }
 
 /* --- completion --------------------------------------------------------- */
@@ -1003,12 +1117,12 @@ static bool request_ended(poll_desc *pd, uint32_t gen, int res)
 		return false;
 	s->armed = false;
 	if (pd->state == PD_ZOMBIE) {
-		if (!s->recv_armed)
+		if (!slot_busy(s))
 			pd_slot_release(pd);
 		return true;
 	}
 	if (pd->state != PD_OPEN || pd->closing ||
-	    (pd->gen & POLL_GEN_MASK) != gen)
+	    (pd->gen & POLL_GEN_MASK) != gen || s->poll_off)
 		return false;
 	s->arm_errors = res < 0 ? s->arm_errors + 1 : 0;
 	/* A poll that keeps failing at once would spin; after a few tries
@@ -1028,10 +1142,16 @@ static int handle_cqe(uint64_t data, int res, unsigned cflags)
 			recv_cancel_done((uint32_t)data, res);
 			return 0;
 		}
-		if (!(data & POLL_TOKEN_OP)) {
-			remove_done(data & ~POLL_TOKEN_INTERNAL, res);
+		if (data & UR_TOKEN_WPOLL_REMOVE)
+			return 0;
+		if (data & UR_TOKEN_WPOLL)
+			return wpoll_done((uint32_t)data, res);
+		if (data & UR_TOKEN_POLL_REMOVE) {
+			remove_done((uint32_t)data, res);
 			return 0;
 		}
+		if (!(data & POLL_TOKEN_OP))
+			return 0;
 		uring_op *op = (uring_op *)(uintptr_t)
 			(data & ~(POLL_TOKEN_INTERNAL | POLL_TOKEN_OP));
 		op->res = res;

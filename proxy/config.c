@@ -166,6 +166,7 @@ static void listener_init(config_listener *l)
 {
 	memset(l, 0, sizeof(*l));
 	acl_init(&l->acl);
+	acl_init(&l->accept_proxy_from);
 	config_keys_defaults(l, CONFIG_SCOPE_LISTENER);
 }
 
@@ -173,8 +174,10 @@ static void listener_free(config_listener *l)
 {
 	free(l->name);
 	acl_free(&l->acl);
+	acl_free(&l->accept_proxy_from);
 	free(l->check_frame);
 	free(l->rpc.set_flag);
+	free(l->send_proxy_flag);
 	config_servers_free(l);
 	memset(l, 0, sizeof(*l));
 }
@@ -643,6 +646,21 @@ static void check_rpc(config *cfg, const config_listener *l)
 		listener_error(cfg, l, "hash_key needs balance = hash");
 }
 
+/* rpc mode shares upstream connections among clients: no one client can
+ * be named at their start. */
+static void check_send_proxy(config *cfg, const config_listener *l)
+{
+	if (l->mode != CONFIG_MODE_RPC || l->send_proxy == PROXY_HEADER_OFF)
+		return;
+	config_origin o = { cfg->path, l->send_proxy_line, "send_proxy",
+			    l->send_proxy_flag };
+	if (!l->send_proxy_flag && (!cfg->path || l->send_proxy_line == 0))
+		o = (config_origin){ NULL, 0, NULL, "send_proxy" };
+	record_error(cfg, &o, "not available in mode = rpc ([listener %s]): "
+		     "its upstream connections are shared by many clients",
+		     l->name);
+}
+
 static void check_listener(config *cfg, size_t i)
 {
 	const config_listener *l = &cfg->listeners[i];
@@ -665,6 +683,10 @@ static void check_listener(config *cfg, size_t i)
 		listener_error(cfg, l, "check_frame is set but health_interval "
 			       "is 0 (checks off)");
 	check_rpc(cfg, l);
+	check_send_proxy(cfg, l);
+	if (l->accept_proxy_from.allow.count && l->accept_proxy == PROXY_HEADER_OFF)
+		listener_error(cfg, l, "accept_proxy_from is set but accept_proxy "
+			       "is off (no header is read)");
 	if (!l->has_listen ||
 	    netaddr_port((const struct sockaddr *)&l->listen.ss) == 0)
 		return;

@@ -43,6 +43,7 @@
 #include "proxy/balance.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
+#include "proxy/proxy_header.h"
 #include "proxy/rpc_field.h"
 
 #ifdef __cplusplus
@@ -132,6 +133,16 @@ typedef struct config_listener {
 
 	config_mode mode;
 	config_rpc rpc;
+
+	/* PROXY protocol (proxy/proxy_header.h): the header expected from
+	 * clients, the peers allowed to send it (no rule: any peer), the
+	 * header written to upstreams. send_proxy's line or flag is kept for
+	 * the rpc-mode refusal (flag owned). */
+	proxy_header_mode accept_proxy;
+	acl_set accept_proxy_from;
+	proxy_header_mode send_proxy;
+	int send_proxy_line;
+	char *send_proxy_flag;
 
 	upstream_spec *servers; /* see proxy/balance.h */
 	size_t nservers;

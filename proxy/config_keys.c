@@ -459,6 +459,62 @@ static int set_acl(void *t, const config_key *k, const char *v,
 	return 0;
 }
 
+static int set_accept_proxy(void *t, const config_key *k, const char *v,
+			    const config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	if (proxy_header_mode_parse(v, &((config_listener *)t)->accept_proxy) < 0)
+		return setter_fail(why, "invalid accept_proxy '%s' (expected off, "
+				   "v1, v2 or any)", v);
+	return 0;
+}
+
+/* Replaces the list: the last accept_proxy_from given is the one. */
+static int set_accept_proxy_from(void *t, const config_key *k, const char *v,
+				 const config_origin *o, char *why)
+{
+	config_listener *l = t;
+	acl_set fresh;
+	char bad[64];
+
+	(void)k, (void)o;
+	acl_init(&fresh);
+	int rc = acl_add_list(&fresh, ACL_ALLOW, v, bad, sizeof(bad));
+	if (rc < 0) {
+		acl_free(&fresh);
+		if (rc == -ENOMEM)
+			return setter_fail(why, "out of memory");
+		if (bad[0] == '\0')
+			return setter_fail(why, "empty list (give one or more CIDRs)");
+		return setter_fail(why, "invalid CIDR '%s' (e.g. 10.0.0.0/8, "
+				   "2001:db8::/32; no host bits past the prefix)",
+				   bad);
+	}
+	acl_free(&l->accept_proxy_from);
+	l->accept_proxy_from = fresh;
+	return 0;
+}
+
+static int set_send_proxy(void *t, const config_key *k, const char *v,
+			  const config_origin *o, char *why)
+{
+	config_listener *l = t;
+	proxy_header_mode mode;
+	char *flag = NULL;
+
+	(void)k;
+	if (proxy_header_mode_parse(v, &mode) < 0 || mode == PROXY_HEADER_ANY)
+		return setter_fail(why, "invalid send_proxy '%s' (expected off, "
+				   "v1 or v2)", v);
+	if (o->flag && !(flag = strdup(o->flag)))
+		return setter_fail(why, "out of memory");
+	free(l->send_proxy_flag);
+	l->send_proxy_flag = flag;
+	l->send_proxy_line = o->line;
+	l->send_proxy = mode;
+	return 0;
+}
+
 static int set_check_frame(void *t, const config_key *k, const char *v,
 			   const config_origin *o, char *why)
 {
@@ -693,15 +749,28 @@ static int set_retry(void *t, const config_key *k, const char *v,
 
 /* rpc_tag and hash_key: OFFSET:LEN, or "" for none. */
 static int set_rpc_field(void *t, const config_key *k, const char *v,
-			 const config_origin *o, char *why)
+			 const config_origin *o, char *why, uint32_t max_len)
 {
 	rpc_field *field = (rpc_field *)((char *)t + k->off);
 	rpc_field parsed = {0, 0};
 
-	if (v[0] && rpc_field_parse(v, &parsed, why, CONFIG_WHY_MAX) < 0)
+	if (v[0] &&
+	    rpc_field_parse(v, max_len, &parsed, why, CONFIG_WHY_MAX) < 0)
 		return -1;
 	*field = parsed;
 	return rpc_key_seen(t, k, o, why);
+}
+
+static int set_rpc_tag(void *t, const config_key *k, const char *v,
+		       const config_origin *o, char *why)
+{
+	return set_rpc_field(t, k, v, o, why, RPC_TAG_MAX_LEN);
+}
+
+static int set_hash_key(void *t, const config_key *k, const char *v,
+			const config_origin *o, char *why)
+{
+	return set_rpc_field(t, k, v, o, why, RPC_HASH_KEY_MAX_LEN);
 }
 
 /* ---- the table ---- */
@@ -854,12 +923,21 @@ const config_key config_keys[] = {
 	{ .name = "retry", .scope = L, .set = set_retry, .def = "off",
 	  .flag = "--retry", .arg = "on|off",
 	  .help = "rpc: resend what a lost conn had" },
-	{ .name = "rpc_tag", .scope = L, .set = set_rpc_field,
+	{ .name = "rpc_tag", .scope = L, .set = set_rpc_tag,
 	  .off = L_OFF(rpc.tag), .flag = "--rpc-tag", .arg = "OFFSET:LEN",
 	  .help = "rpc: request id; any reply order" },
-	{ .name = "hash_key", .scope = L, .set = set_rpc_field,
+	{ .name = "hash_key", .scope = L, .set = set_hash_key,
 	  .off = L_OFF(rpc.hash_key), .flag = "--hash-key",
 	  .arg = "OFFSET:LEN", .help = "rpc: hash this field (balance=hash)" },
+	{ .name = "accept_proxy", .scope = L, .set = set_accept_proxy,
+	  .def = "off", .flag = "--accept-proxy", .arg = "off|v1|v2|any",
+	  .help = "PROXY header before a client's data" },
+	{ .name = "accept_proxy_from", .scope = L,
+	  .set = set_accept_proxy_from, .flag = "--accept-proxy-from",
+	  .arg = "CIDR,...", .help = "only these peers may send it" },
+	{ .name = "send_proxy", .scope = L, .set = set_send_proxy,
+	  .def = "off", .flag = "--send-proxy", .arg = "off|v1|v2",
+	  .help = "PROXY header to each upstream conn" },
 	{ .name = "server", .scope = L, .set = set_server, .repeat = true,
 	  .flag = "--server", .arg = "'ADDR|HOST:PORT|NAME srv [weight=N]'",
 	  .help = "an upstream (repeat for more)" },

@@ -61,6 +61,15 @@
 	  .type = SHARD_GAUGE, \
 	  .help = "rpc mode: reply bytes held for clients, not written yet.", \
 	  .json = "rpc_held_bytes") \
+	X(COUNTER_PROXY_HEADERS_ACCEPTED, 1, \
+	  .name = "proxy_headers_accepted_total", \
+	  .help = "accept_proxy: PROXY headers read and accepted.", \
+	  .json = "proxy_headers_accepted") \
+	X(COUNTER_PROXY_HEADERS_REJECTED, 1, \
+	  .name = "proxy_headers_rejected_total", \
+	  .help = "accept_proxy: connections closed for a missing, malformed, " \
+		  "truncated or slow PROXY header (bad_proxy_header).", \
+	  .json = "proxy_headers_rejected") \
 	X(COUNTER_DNS_RESOLUTIONS, 1, .name = "dns_resolutions_total", \
 	  .help = "Server names resolved by this shard (answers taken from " \
 		  "the owner shard not counted).", \

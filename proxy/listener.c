@@ -12,8 +12,14 @@
 typedef struct session {
 	listener *owner;
 	poll_desc *client;
+	/* The client: the TCP peer, or the one its PROXY header named. */
 	struct sockaddr_storage peer;
 	char peer_name[NETADDR_STRLEN];
+	/* With accept_proxy: the TCP peer (the balancer), and the address the
+	 * client reached when the header named it (else unset). */
+	char via_name[NETADDR_STRLEN];
+	struct sockaddr_storage local;
+	bool has_local;
 	peer_key key;
 	bool peer_counted;
 	int server;                  /* upstream index, -1 before connect */
@@ -34,11 +40,14 @@ static void access_log(session *s, reason_code reason,
 		memcpy(frames, summary->frames, sizeof(frames));
 		memcpy(bytes, summary->bytes, sizeof(bytes));
 	}
+/* peer= (the TCP peer) only with accept_proxy, where client= may differ. */
+#define ACCESS_FMT(peer) \
+	"listener=%s client=%s" peer " upstream=%s duration_ms=%.3f " \
+	"client_frames=%" PRIu64 " client_bytes=%" PRIu64 " " \
+	"upstream_frames=%" PRIu64 " upstream_bytes=%" PRIu64 " reason=%s"
 	log_line(LOG_LEVEL_INFO, "access",
-		 "listener=%s client=%s upstream=%s duration_ms=%.3f "
-		 "client_frames=%" PRIu64 " client_bytes=%" PRIu64 " "
-		 "upstream_frames=%" PRIu64 " upstream_bytes=%" PRIu64 " reason=%s",
-		 l->params.name, s->peer_name, upstream,
+		 s->via_name[0] ? ACCESS_FMT(" peer=%s") : ACCESS_FMT("%s"),
+		 l->params.name, s->peer_name, s->via_name, upstream,
 		 (double)(ended - s->accepted_ns) / 1e6, frames[RELAY_CLIENT],
 		 bytes[RELAY_CLIENT], frames[RELAY_UPSTREAM],
 		 bytes[RELAY_UPSTREAM], reason_name(reason));
@@ -52,12 +61,14 @@ static void access_log_rpc(session *s, const rpc_summary *summary)
 	listener *l = s->owner;
 	uint64_t dropped = summary->requests - summary->replied - summary->lost;
 
+#define ACCESS_RPC_FMT(peer) \
+	"listener=%s client=%s" peer " upstream=- duration_ms=%.3f " \
+	"client_frames=%" PRIu64 " client_bytes=%" PRIu64 " " \
+	"upstream_frames=%" PRIu64 " upstream_bytes=%" PRIu64 " " \
+	"replied=%" PRIu64 " lost=%" PRIu64 " dropped=%" PRIu64 " reason=%s"
 	log_line(LOG_LEVEL_INFO, "access",
-		 "listener=%s client=%s upstream=- duration_ms=%.3f "
-		 "client_frames=%" PRIu64 " client_bytes=%" PRIu64 " "
-		 "upstream_frames=%" PRIu64 " upstream_bytes=%" PRIu64 " "
-		 "replied=%" PRIu64 " lost=%" PRIu64 " dropped=%" PRIu64 " reason=%s",
-		 l->params.name, s->peer_name,
+		 s->via_name[0] ? ACCESS_RPC_FMT(" peer=%s") : ACCESS_RPC_FMT("%s"),
+		 l->params.name, s->peer_name, s->via_name,
 		 (double)(summary->ended_ns - s->accepted_ns) / 1e6,
 		 summary->requests, summary->request_bytes, summary->replied,
 		 summary->reply_bytes, summary->replied, summary->lost, dropped,
@@ -132,6 +143,98 @@ static void session_rpc_done(const rpc_summary *summary, void *arg)
 	session_end(s, summary->reason, NULL, summary);
 }
 
+/* --- the PROXY protocol (proxy/proxy_header.h) --------------------------- */
+
+static void proxy_header_rejected(session *s, const char *error)
+{
+	listener *l = s->owner;
+
+	l->counters[COUNTER_PROXY_HEADERS_REJECTED]++;
+	log_ratelimited(&l->proxy_header_log, LOG_LEVEL_WARN,
+			"bad proxy header", "listener=%s peer=%s error=%s",
+			l->params.name, s->via_name, error);
+	session_end(s, REASON_bad_proxy_header, NULL, NULL);
+}
+
+/*
+ * Feed p from the client within connect_timeout, asking for no more bytes
+ * than proxy_header_need says are the header's: the first frame stays in
+ * the socket (or, with io_uring completion I/O, in the pd's queue) for the
+ * relay. The last read's result: > 0 once p has finished, 0 at EOF, -errno.
+ */
+static ssize_t read_header(session *s, proxy_header_parser *p)
+{
+	listener *l = s->owner;
+	uint8_t buf[256];
+	ssize_t n = 1;
+	size_t used;
+
+	pd_set_deadline(s->client, PD_READ,
+			sched_now() + l->params.upstream.connect_timeout_ns);
+	while (p->status == PROXY_HEADER_MORE) {
+		uint32_t need = proxy_header_need(p);
+		n = pd_read(s->client, buf, need < sizeof(buf) ? need : sizeof(buf));
+		if (n <= 0)
+			break;
+		proxy_header_feed(p, buf, (size_t)n, &used);
+	}
+	pd_set_deadline(s->client, PD_READ, 0);
+	return n;
+}
+
+/* The header, and the client it names; false when the session was ended. */
+static bool session_read_header(session *s)
+{
+	listener *l = s->owner;
+	proxy_header_parser p;
+
+	proxy_header_init(&p, l->params.accept_proxy);
+	ssize_t n = read_header(s, &p);
+	if (n < 0) {
+		proxy_header_rejected(s, n == -ETIMEDOUT ? "timeout"
+							 : strerror((int)-n));
+		return false;
+	}
+	if (n == 0 || p.status != PROXY_HEADER_DONE) {
+		proxy_header_rejected(s, proxy_header_status_name(
+			n == 0 ? PROXY_HEADER_ERR_TRUNCATED : p.status));
+		return false;
+	}
+	l->counters[COUNTER_PROXY_HEADERS_ACCEPTED]++;
+	const proxy_header_info *info = proxy_header_result(&p);
+	if (info->has_addr) {
+		s->peer = info->src;
+		s->local = info->dst;
+		s->has_local = true;
+		netaddr_format((const struct sockaddr *)&s->peer, s->peer_name,
+			       sizeof(s->peer_name));
+	}
+	return true;
+}
+
+/* The header naming the client, first on a new upstream connection. */
+static int session_send_header(session *s, poll_desc *upstream)
+{
+	listener *l = s->owner;
+	uint8_t buf[PROXY_HEADER_WRITE_MAX];
+	socklen_t len = sizeof(s->local);
+
+	if (!s->has_local &&
+	    getsockname(pd_fd(s->client), (struct sockaddr *)&s->local, &len) < 0)
+		return -errno;
+	int n = proxy_header_write(l->params.send_proxy,
+				   (const struct sockaddr *)&s->peer,
+				   (const struct sockaddr *)&s->local, buf,
+				   sizeof(buf));
+	if (n < 0)
+		return n;
+	pd_set_deadline(upstream, PD_WRITE,
+			sched_now() + l->params.upstream.connect_timeout_ns);
+	ssize_t rc = pd_write_full(upstream, buf, (size_t)n);
+	pd_set_deadline(upstream, PD_WRITE, 0);
+	return rc < 0 ? (int)rc : 0;
+}
+
 /* --- a new connection ---------------------------------------------------- */
 
 static void session_main(void *arg)
@@ -148,6 +251,11 @@ static void session_main(void *arg)
 		return;
 	}
 	s->server = index;
+	if (l->params.send_proxy && session_send_header(s, upstream) < 0) {
+		pd_close(upstream);
+		session_end(s, REASON_connect_failed, NULL, NULL);
+		return;
+	}
 	int rc = relay_start(l->relays, s->client, upstream, &l->params.relay,
 			     session_relay_done, s);
 	if (rc < 0) {
@@ -178,11 +286,58 @@ static bool session_admit(session *s)
 	return true;
 }
 
+/* Admitted: an rpc client, or connect (in this coroutine, or a new one). */
+static void session_proceed(session *s, bool in_coroutine)
+{
+	listener *l = s->owner;
+	coro_opts opts = {.name = "session"};
+
+	if (!session_admit(s))
+		return;
+	if (l->rpc) {
+		/* No coroutine and no upstream connection of its own. */
+		if (rpc_client_start(l->rpc, s->client,
+				     (const struct sockaddr *)&s->peer,
+				     session_rpc_done, s) < 0)
+			session_end(s, REASON_no_memory, NULL, NULL);
+		return;
+	}
+	if (in_coroutine)
+		session_main(s);
+	else if (!coro_spawn(session_main, s, &opts))
+		session_end(s, REASON_no_memory, NULL, NULL);
+}
+
+static void session_header_main(void *arg)
+{
+	session *s = arg;
+
+	if (session_read_header(s))
+		session_proceed(s, true);
+}
+
+/* accept_proxy: only a trusted peer may name a client; the header is read
+ * in a coroutine of the session's own. */
+static void session_expect_header(session *s)
+{
+	listener *l = s->owner;
+	coro_opts opts = {.name = "session"};
+
+	memcpy(s->via_name, s->peer_name, sizeof(s->via_name));
+	if (l->params.accept_proxy_from &&
+	    !acl_check(l->params.accept_proxy_from,
+		       (const struct sockaddr *)&s->peer)) {
+		session_end(s, REASON_denied, NULL, NULL);
+		return;
+	}
+	if (!coro_spawn(session_header_main, s, &opts))
+		session_end(s, REASON_no_memory, NULL, NULL);
+}
+
 static void session_begin(listener *l, poll_desc *client,
 			  const struct sockaddr_storage *peer)
 {
 	session *s = calloc(1, sizeof(*s));
-	coro_opts opts = {.name = "session"};
 
 	l->counters[COUNTER_ACCEPTED]++;
 	l->counters[COUNTER_ACTIVE]++;
@@ -196,17 +351,11 @@ static void session_begin(listener *l, poll_desc *client,
 		       .server = -1, .accepted_ns = sched_now()};
 	netaddr_format((const struct sockaddr *)peer, s->peer_name,
 		       sizeof(s->peer_name));
-	if (!session_admit(s))
-		return;
-	if (l->rpc) {
-		/* No coroutine and no upstream connection of its own. */
-		if (rpc_client_start(l->rpc, client, (const struct sockaddr *)peer,
-				     session_rpc_done, s) < 0)
-			session_end(s, REASON_no_memory, NULL, NULL);
+	if (l->params.accept_proxy != PROXY_HEADER_OFF) {
+		session_expect_header(s);
 		return;
 	}
-	if (!coro_spawn(session_main, s, &opts))
-		session_end(s, REASON_no_memory, NULL, NULL);
+	session_proceed(s, false);
 }
 
 /* --- accepting ----------------------------------------------------------- */
@@ -263,7 +412,8 @@ int listener_open(listener *l, const listener_params *params,
 
 	*l = (listener){.params = *params, .relays = relays,
 			.accept_error_log = LOG_RATELIMIT_INIT(5),
-			.full_log = LOG_RATELIMIT_INIT(1)};
+			.full_log = LOG_RATELIMIT_INIT(1),
+			.proxy_header_log = LOG_RATELIMIT_INIT(5)};
 	rc = upstream_pool_init(&l->pool, params->name, &params->upstream,
 				params->balance, params->servers,
 				params->server_count, params->names,

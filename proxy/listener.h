@@ -3,7 +3,11 @@
  *
  * The acceptor coroutine takes connections; the checks that need no I/O
  * (ACL, per-client count) run right there, so a denied client costs no
- * coroutine. A session coroutine then connects upstream (with retries) and
+ * coroutine. With accept_proxy, the session coroutine first reads the
+ * PROXY header (exactly its bytes: the first frame stays in the socket),
+ * and the checks then run on the client address it names. A session
+ * coroutine then connects upstream (with retries), writes the PROXY header
+ * there with send_proxy, and
  * hands both sockets to the relay, whose completion writes the access-log
  * line and gives back the connection's slots.
  */
@@ -19,6 +23,7 @@
 #include "proxy/counters.h"
 #include "proxy/peer_table.h"
 #include "proxy/log.h"
+#include "proxy/proxy_header.h"
 #include "proxy/relay.h"
 #include "proxy/rpc_listener.h"
 #include "proxy/upstream.h"
@@ -44,6 +49,12 @@ typedef struct listener_params {
 	uint64_t seed;                /* random2's choices */
 	bool rpc_mode;                /* mode = rpc: rpc_listener.h */
 	rpc_params rpc;
+	/* PROXY protocol: a header read from each client before anything
+	 * else (within upstream.connect_timeout_ns), only from these peers
+	 * (NULL = any), and one written to each upstream connection. */
+	proxy_header_mode accept_proxy;
+	const acl_set *accept_proxy_from;
+	proxy_header_mode send_proxy;
 } listener_params;
 
 
@@ -65,6 +76,7 @@ typedef struct listener {
 	 * listener does not silence another's. */
 	log_ratelimit accept_error_log;
 	log_ratelimit full_log;
+	log_ratelimit proxy_header_log;
 	bool stopping;
 } listener;
 

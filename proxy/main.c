@@ -254,7 +254,13 @@ static void plan_listener(listener_params *p, const config_listener *cl)
 			.tag = cl->rpc.tag,
 			.hash_key = cl->rpc.hash_key,
 		},
+		.accept_proxy = cl->accept_proxy,
+		.accept_proxy_from = cl->accept_proxy_from.allow.count
+					     ? &cl->accept_proxy_from : NULL,
+		.send_proxy = cl->send_proxy,
 	};
+	p->upstream.check_prefix = proxy_header_local(cl->send_proxy,
+						      &p->upstream.check_prefix_len);
 	memcpy(&p->addr, &cl->listen.ss, cl->listen.len);
 }
 

@@ -24,20 +24,20 @@ static const char *parse_decimal(const char *p, uint64_t max, uint64_t *out)
 	return p;
 }
 
-int rpc_field_parse(const char *text, rpc_field *out, char *why,
-		    size_t why_len)
+int rpc_field_parse(const char *text, uint32_t max_len, rpc_field *out,
+		    char *why, size_t why_len)
 {
 	uint64_t offset = 0, len = 0;
 	const char *p = parse_decimal(text, UINT32_MAX, &offset);
 
 	if (p && *p == ':')
-		p = parse_decimal(p + 1, RPC_FIELD_MAX_LEN, &len);
+		p = parse_decimal(p + 1, max_len, &len);
 	else
 		p = NULL;
 	if (!p || *p != '\0' || len < 1 || offset + len > UINT32_MAX) {
 		snprintf(why, why_len,
 			 "invalid field '%s' (OFFSET:LEN, LEN 1..%u)", text,
-			 RPC_FIELD_MAX_LEN);
+			 max_len);
 		return -EINVAL;
 	}
 	out->offset = (uint32_t)offset;

@@ -1,8 +1,9 @@
 /*
  * rpc_field — a fixed field of a frame's payload, named OFFSET:LEN in the
  * config (`rpc_tag`, `hash_key`): LEN bytes starting OFFSET bytes after the
- * 4-byte length header. LEN is 1..RPC_FIELD_MAX_LEN; a field's value is
- * read and written big-endian.
+ * 4-byte length header. A tag's LEN is 1..RPC_TAG_MAX_LEN (its value is
+ * read and written big-endian, as an integer); a hash key's is
+ * 1..RPC_HASH_KEY_MAX_LEN (its bytes are hashed as they are).
  *
  * A frame too short to contain the field is an error (-EBADMSG) which the
  * caller turns into a close: of the client for a request, of the upstream
@@ -20,7 +21,8 @@
 extern "C" {
 #endif
 
-#define RPC_FIELD_MAX_LEN 8u
+#define RPC_TAG_MAX_LEN 8u
+#define RPC_HASH_KEY_MAX_LEN 256u
 
 typedef struct rpc_field {
 	uint32_t offset; /* from the start of the payload */
@@ -28,12 +30,12 @@ typedef struct rpc_field {
 } rpc_field;
 
 /*
- * "OFFSET:LEN", both decimal, LEN 1..RPC_FIELD_MAX_LEN and OFFSET + LEN at
- * most UINT32_MAX (the config also checks it against max_frame). -EINVAL
- * with `why` set to "invalid field 'TEXT' (OFFSET:LEN, LEN 1..8)".
+ * "OFFSET:LEN", both decimal, LEN 1..max_len and OFFSET + LEN at most
+ * UINT32_MAX (the config also checks it against max_frame). -EINVAL with
+ * `why` set to "invalid field 'TEXT' (OFFSET:LEN, LEN 1..MAX)".
  */
-int rpc_field_parse(const char *text, rpc_field *out, char *why,
-		    size_t why_len);
+int rpc_field_parse(const char *text, uint32_t max_len, rpc_field *out,
+		    char *why, size_t why_len);
 
 /*
  * Where the field starts in `frame` (header included, `len` bytes of it

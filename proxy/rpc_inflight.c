@@ -39,7 +39,7 @@ int rpc_inflight_init(rpc_inflight *q, rpc_pool *pool,
 		      const rpc_inflight_params *params)
 {
 	memset(q, 0, sizeof(*q));
-	if (params->max == 0 || params->tag.len > RPC_FIELD_MAX_LEN)
+	if (params->max == 0 || params->tag.len > RPC_TAG_MAX_LEN)
 		return -EINVAL;
 	q->pool = pool;
 	q->max = params->max;

@@ -74,7 +74,7 @@ typedef struct rpc_inflight {
 	uint64_t id_next;
 } rpc_inflight;
 
-/* -EINVAL (max 0, tag longer than RPC_FIELD_MAX_LEN), -ENOMEM. */
+/* -EINVAL (max 0, tag longer than RPC_TAG_MAX_LEN), -ENOMEM. */
 int rpc_inflight_init(rpc_inflight *q, rpc_pool *pool,
 		      const rpc_inflight_params *params);
 /* The connection must be empty (drained). */

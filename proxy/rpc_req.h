@@ -66,7 +66,7 @@ typedef struct rpc_req {
 	bool sent;                  /* may have reached a server: resent
 				     * elsewhere only when retry is on */
 	bool tag_saved;             /* orig_tag holds the client's bytes */
-	uint8_t orig_tag[RPC_FIELD_MAX_LEN];
+	uint8_t orig_tag[RPC_TAG_MAX_LEN];
 } rpc_req;
 
 /* A list of records through prev/next, in order; O(1) unlink. */

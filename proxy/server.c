@@ -417,11 +417,12 @@ static int server_start(server *srv)
 		log_line(LOG_LEVEL_WARN, "uring_write_batching needs the io_uring backend: off",
 			 "backend=%s", poll_kind_name(poll_backend()));
 	log_line(LOG_LEVEL_INFO, "poller", "backend=%s io=%s bundles=%s "
-		 "write_batching=%s switch=%s",
+		 "ring_fd=%s write_batching=%s switch=%s",
 		 poll_kind_name(poll_backend()),
 		 poll_backend() == POLL_URING
 			 ? poll_uring_io_name(poll_uring_io_mode()) : "readiness",
 		 poll_uring_bundles() ? "on" : "off",
+		 poll_uring_ring_registered() ? "registered" : "plain",
 		 batching ? "on" : "off", sched_switch_name());
 	srv->listeners = calloc(settings->listener_count, sizeof(*srv->listeners));
 	srv->relays = calloc(settings->listener_count, sizeof(*srv->relays));

@@ -266,12 +266,14 @@ static int check_exchange(upstream_pool *pool, poll_desc *pd, int64_t deadline)
 
 	pd_set_deadline(pd, PD_BOTH, deadline);
 	frame_write_length(header, params->check_frame_len);
-	struct iovec iov[2] = {
+	struct iovec iov[3] = {
+		{.iov_base = (void *)params->check_prefix,
+		 .iov_len = params->check_prefix_len},
 		{.iov_base = header, .iov_len = sizeof(header)},
 		{.iov_base = (void *)params->check_frame,
 		 .iov_len = params->check_frame_len},
 	};
-	ssize_t n = pd_writev_full(pd, iov, 2);
+	ssize_t n = pd_writev_full(pd, iov, 3);
 	if (n < 0)
 		return (int)n;
 	n = pd_read_full(pd, header, sizeof(header));

@@ -62,6 +62,10 @@ typedef struct upstream_params {
 	uint32_t health_fall;
 	const uint8_t *check_frame;/* payload; NULL = plain TCP connect check */
 	uint32_t check_frame_len;
+	/* Written before check_frame (send_proxy: a PROXY header naming no
+	 * client, proxy_header_local); NULL = nothing. */
+	const uint8_t *check_prefix;
+	uint32_t check_prefix_len;
 	uint32_t max_frame;        /* bound for the check's reply */
 	/* Shared checks; health_board NULL: this process checks every server. */
 	shard_health_board *health_board;

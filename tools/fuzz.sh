@@ -20,10 +20,11 @@ if [ -f "$builddir/build.ninja" ]; then
 else
 	CC=clang CXX=clang++ meson setup "$builddir" "${setup_args[@]}" >/dev/null
 fi
-ninja -C "$builddir" tests/fuzz/fuzz_frame tests/fuzz/fuzz_config tests/fuzz/fuzz_admin >/dev/null
+ninja -C "$builddir" tests/fuzz/fuzz_frame tests/fuzz/fuzz_config tests/fuzz/fuzz_admin \
+	tests/fuzz/fuzz_proxy_header >/dev/null
 
 status=0
-for target in fuzz_frame fuzz_config fuzz_admin; do
+for target in fuzz_frame fuzz_config fuzz_admin fuzz_proxy_header; do
 	name=${target#fuzz_}
 	work=$(mktemp -d /tmp/frameproxy-fuzz.XXXXXX)
 	out=bench-out/fuzz/$name

@@ -1102,7 +1102,7 @@ TEST_CASE("config: every flag sets a key, and --help fits 80 columns", "[config]
 		CHECK(cfg.errors().find("unknown key") == std::string::npos);
 		CHECK(f.takes_arg == (std::string(f.flag) != "--pin"));
 	}
-	CHECK(n == 43);
+	CHECK(n == 46);
 	CHECK_FALSE(config_flag_get(n, &f));
 
 	char *buf = nullptr;
@@ -1248,7 +1248,7 @@ TEST_CASE("config: rpc value and cross-key errors", "[config][rpc]")
 		       "request_timeout = soon\n"        // 9
 		       "retry = sometimes\n"             // 10
 		       "rpc_tag = 1:9\n"                 // 11
-		       "hash_key = x\n") < 0);           // 12
+		       "hash_key = 0:300\n") < 0);       // 12
 	INFO(cfg.errors());
 	CHECK(cfg.has("frameproxy.ini:4: key 'mode': invalid mode 'both' (expected stream or rpc)"));
 	CHECK(cfg.has("frameproxy.ini:5: key 'pool_size': '65' must be between 1 and 64"));
@@ -1261,7 +1261,7 @@ TEST_CASE("config: rpc value and cross-key errors", "[config][rpc]")
 	CHECK(cfg.errors().find("frameproxy.ini:10: key 'retry': invalid retry 'sometimes'") !=
 	      std::string::npos);
 	CHECK(cfg.has("frameproxy.ini:11: key 'rpc_tag': invalid field '1:9' (OFFSET:LEN, LEN 1..8)"));
-	CHECK(cfg.has("frameproxy.ini:12: key 'hash_key': invalid field 'x' (OFFSET:LEN, LEN 1..8)"));
+	CHECK(cfg.has("frameproxy.ini:12: key 'hash_key': invalid field '0:300' (OFFSET:LEN, LEN 1..256)"));
 
 	Cfg cross;
 	REQUIRE(cross.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n"
@@ -1273,4 +1273,74 @@ TEST_CASE("config: rpc value and cross-key errors", "[config][rpc]")
 	CHECK(cross.has("frameproxy.ini:1: section [listener a]: hash_key ends at byte 1022, past max_frame"));
 	CHECK(cross.has("frameproxy.ini:1: section [listener a]: hash_key ends at byte 1022, past buffer"));
 	CHECK(cross.has("frameproxy.ini:1: section [listener a]: hash_key needs balance = hash"));
+}
+
+TEST_CASE("config: accept_proxy, accept_proxy_from, send_proxy", "[config]")
+{
+	Cfg cfg;
+	REQUIRE(cfg.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n"
+			 "accept_proxy = any\naccept_proxy_from = 10.0.0.0/8, ::1\n"
+			 "send_proxy = v2\n") == 0);
+	REQUIRE(config_finish(&cfg.c) == 0);
+	const config_listener *l = &cfg.c.listeners[0];
+	CHECK(l->accept_proxy == PROXY_HEADER_ANY);
+	CHECK(l->accept_proxy_from.allow.count == 2);
+	CHECK(l->send_proxy == PROXY_HEADER_V2);
+
+	Cfg def;
+	REQUIRE(def.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n") == 0);
+	REQUIRE(config_finish(&def.c) == 0);
+	CHECK(def.c.listeners[0].accept_proxy == PROXY_HEADER_OFF);
+	CHECK(def.c.listeners[0].accept_proxy_from.allow.count == 0);
+	CHECK(def.c.listeners[0].send_proxy == PROXY_HEADER_OFF);
+
+	Cfg bad;
+	CHECK(bad.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n"
+		       "accept_proxy = v3\nsend_proxy = any\n"
+		       "accept_proxy_from = 10.0.0.1/8\n") < 0);
+	INFO(bad.errors());
+	CHECK(bad.has("frameproxy.ini:4: key 'accept_proxy': invalid accept_proxy "
+		      "'v3' (expected off, v1, v2 or any)"));
+	CHECK(bad.has("frameproxy.ini:5: key 'send_proxy': invalid send_proxy "
+		      "'any' (expected off, v1 or v2)"));
+	CHECK(bad.errors().find("frameproxy.ini:6: key 'accept_proxy_from': invalid "
+				"CIDR '10.0.0.1/8'") != std::string::npos);
+
+	// A list of trusted peers with no header to trust them for.
+	Cfg useless;
+	REQUIRE(useless.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n"
+			     "accept_proxy_from = 10.0.0.0/8\n") == 0);
+	CHECK(config_finish(&useless.c) < 0);
+	INFO(useless.errors());
+	CHECK(useless.has("frameproxy.ini:1: section [listener a]: accept_proxy_from "
+			  "is set but accept_proxy is off (no header is read)"));
+}
+
+TEST_CASE("config: send_proxy is refused in rpc mode, naming file, line and key",
+	  "[config][rpc]")
+{
+	Cfg cfg;
+	REQUIRE(cfg.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n"
+			 "mode = rpc\nsend_proxy = v1\n") == 0);
+	CHECK(config_finish(&cfg.c) < 0);
+	INFO(cfg.errors());
+	CHECK(cfg.has("frameproxy.ini:5: key 'send_proxy': not available in mode = "
+		      "rpc ([listener a]): its upstream connections are shared by "
+		      "many clients"));
+	CHECK(config_error_count(&cfg.c) == 1);
+
+	Cfg flag;
+	REQUIRE(flag.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n"
+			  "mode = rpc\n") == 0);
+	config_apply_override(&flag.c, "send_proxy", "v2", "--send-proxy");
+	CHECK(config_finish(&flag.c) < 0);
+	INFO(flag.errors());
+	CHECK(flag.errors().find("--send-proxy: not available in mode = rpc") !=
+	      std::string::npos);
+
+	// accept_proxy is fine in rpc mode, and send_proxy = off too.
+	Cfg ok;
+	REQUIRE(ok.load("[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n"
+			"mode = rpc\naccept_proxy = v2\nsend_proxy = off\n") == 0);
+	CHECK(config_finish(&ok.c) == 0);
 }

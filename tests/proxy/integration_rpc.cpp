@@ -759,7 +759,7 @@ TEST_CASE("rpc: hash_key sends every request with the same key to the same "
 	for (int i = 0; i < 3; i++)
 		ups.emplace_back(new TestUpstream(TestUpstream::Mode::EchoFrames));
 	Proxy proxy(rpc_args({ups[0]->addr(), ups[1]->addr(), ups[2]->addr()},
-			     {"--balance", "hash", "--hash-key", "2:6", "--pool-size", "1"}));
+			     {"--balance", "hash", "--hash-key", "2:16", "--pool-size", "1"}));
 	REQUIRE(proxy.wait_ready());
 	for (auto &u : ups)
 		REQUIRE(u->wait_accepted(1, T5));
@@ -768,8 +768,10 @@ TEST_CASE("rpc: hash_key sends every request with the same key to the same "
 	const int keys = 40, rounds = 5;
 	for (int r = 0; r < rounds; r++)
 		for (int k = 0; k < keys; k++) {
-			char key[7];
-			snprintf(key, sizeof(key), "k%05d", k);
+			// 16 bytes, the first 10 the same for every key: only
+			// a key hashed past its 8th byte spreads over servers.
+			char key[17];
+			snprintf(key, sizeof(key), "tenant-aaak%05d", k);
 			// Bytes before and after the key differ every time.
 			std::string p = std::to_string(r % 10) + std::to_string(k % 10) +
 					key + random_bytes(10, (uint32_t)(r * keys + k));
@@ -782,7 +784,7 @@ TEST_CASE("rpc: hash_key sends every request with the same key to the same "
 			for (size_t at = 0; at + 4 <= conn.data.size();) {
 				uint32_t len = (uint8_t)conn.data[at] << 24 | (uint8_t)conn.data[at + 1] << 16 |
 					       (uint8_t)conn.data[at + 2] << 8 | (uint8_t)conn.data[at + 3];
-				servers_of[conn.data.substr(at + 4 + 2, 6)].insert(i);
+				servers_of[conn.data.substr(at + 4 + 2, 16)].insert(i);
 				at += 4 + len;
 				total++;
 			}

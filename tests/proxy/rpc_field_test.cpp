@@ -9,11 +9,11 @@ using namespace rpctest;
 
 namespace {
 
-std::string parse_error(const char *text)
+std::string parse_error(const char *text, uint32_t max_len = RPC_TAG_MAX_LEN)
 {
 	rpc_field f = { 99, 99 };
 	char why[160] = "";
-	REQUIRE(rpc_field_parse(text, &f, why, sizeof(why)) == -EINVAL);
+	REQUIRE(rpc_field_parse(text, max_len, &f, why, sizeof(why)) == -EINVAL);
 	CHECK(f.offset == 99); // untouched on error
 	return why;
 }
@@ -24,14 +24,21 @@ TEST_CASE("rpc field: parse OFFSET:LEN", "[rpc]")
 {
 	rpc_field f;
 	char why[160];
-	REQUIRE(rpc_field_parse("0:4", &f, why, sizeof(why)) == 0);
+	REQUIRE(rpc_field_parse("0:4", RPC_TAG_MAX_LEN, &f, why, sizeof(why)) == 0);
 	CHECK(f.offset == 0);
 	CHECK(f.len == 4);
-	REQUIRE(rpc_field_parse("12:8", &f, why, sizeof(why)) == 0);
+	REQUIRE(rpc_field_parse("12:8", RPC_TAG_MAX_LEN, &f, why, sizeof(why)) == 0);
 	CHECK(f.offset == 12);
 	CHECK(f.len == 8);
-	REQUIRE(rpc_field_parse("4294967294:1", &f, why, sizeof(why)) == 0);
+	REQUIRE(rpc_field_parse("4294967294:1", RPC_TAG_MAX_LEN, &f, why, sizeof(why)) == 0);
 	CHECK(f.offset == 4294967294u);
+	// A hash key may be longer than a tag: its bytes are hashed, not read
+	// as an integer.
+	REQUIRE(rpc_field_parse("2:256", RPC_HASH_KEY_MAX_LEN, &f, why, sizeof(why)) == 0);
+	CHECK(f.len == 256);
+	CHECK(parse_error("2:257", RPC_HASH_KEY_MAX_LEN) ==
+	      "invalid field '2:257' (OFFSET:LEN, LEN 1..256)");
+	CHECK(parse_error("2:16") == "invalid field '2:16' (OFFSET:LEN, LEN 1..8)");
 }
 
 TEST_CASE("rpc field: parse errors say what is expected", "[rpc]")
