@@ -4,10 +4,12 @@
  * default, flag, help).
  *
  *   [frameproxy]            log_level poller uring_write_batching uring_io
- *                           shards pin
+ *                           shards pin resolvers resolve_min resolve_max
+ *                           resolve_required
  *                           steer user admin drain_timeout
  *   [listener NAME]         listen, limits, timeouts, allow/deny, balance,
  *                           health, and repeated `server = ADDR [weight=N]`
+ *                           (or HOST:PORT, or NAME srv: upstream_name)
  *
  * Use:
  *   config cfg;

@@ -15,6 +15,11 @@
  * the shared health board; the others take the result from there each
  * interval and check the server themselves only while the board has no
  * fresh result for it (owner gone or restarting).
+ *
+ * Servers from names (docs/DNS.md) come after the literal ones, at indexes
+ * the pool reserves for them (upstream_slot below); each answer of a name
+ * adds and removes them (upstream_pool_answer). Their checks are not
+ * shared between shards.
  */
 #ifndef FRAMEPROXY_PROXY_UPSTREAM_H
 #define FRAMEPROXY_PROXY_UPSTREAM_H
