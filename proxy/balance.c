@@ -55,15 +55,21 @@ int balance_init(balance_state *b, balance_kind kind,
 	b->count = count;
 	b->rng = seed;
 	for (size_t i = 0; i < count; i++) {
-		balance_entry *s = &b->servers[i];
-		s->weight = servers[i].weight;
-		s->up = true;
-		char id[NETADDR_STRLEN];
-		netaddr_format((const struct sockaddr *)&servers[i].addr.ss, id,
-			       sizeof(id));
-		s->id_hash = hash_bytes(id, strlen(id));
+		b->servers[i].up = true;
+		balance_set_server(b, i, &servers[i]);
 	}
 	return 0;
+}
+
+void balance_set_server(balance_state *b, size_t idx, const upstream_spec *spec)
+{
+	balance_entry *s = &b->servers[idx];
+	char id[NETADDR_STRLEN];
+
+	s->weight = spec->weight;
+	s->current = 0;
+	netaddr_format((const struct sockaddr *)&spec->addr.ss, id, sizeof(id));
+	s->id_hash = hash_bytes(id, strlen(id));
 }
 
 void balance_free(balance_state *b)

@@ -63,6 +63,22 @@ typedef struct upstream_spec {
 	unsigned weight; /* 1..BALANCE_MAX_WEIGHT, default 1 */
 } upstream_spec;
 
+/* A `server` line that names a host instead of an address: resolved in
+ * every shard's loop (proxy/resolve.h) and re-resolved as its TTL says;
+ * each answer becomes up to UPSTREAM_NAME_MAX_SERVERS servers with the
+ * line's weight (srv: the records' ports and weights). */
+#define UPSTREAM_NAME_MAX 254
+/* Server names per listener; each takes up to UPSTREAM_NAME_MAX_SERVERS
+ * of the pool's BALANCE_MAX_SERVERS. */
+#define UPSTREAM_NAMES_MAX 8
+#define UPSTREAM_NAME_MAX_SERVERS 16
+typedef struct upstream_name {
+	char host[UPSTREAM_NAME_MAX + 1];
+	unsigned port;   /* 0 with srv: the records say */
+	unsigned weight; /* the line's weight=N (srv: unless the records say) */
+	bool srv;        /* `server = _svc._tcp.name srv`: SRV records */
+} upstream_name;
+
 /* The balancer's runtime state of one server. */
 typedef struct balance_entry {
 	unsigned weight;
@@ -94,6 +110,10 @@ int balance_init(balance_state *b, balance_kind kind,
 		 const upstream_spec *servers, size_t count,
 		 uint64_t seed);
 void balance_free(balance_state *b);
+/* Server idx becomes `spec` (a server from DNS taking a free index, or a
+ * weight that changed): its weight and HASH identity; the up flag and the
+ * count are left as they are. The weight must be in 1..BALANCE_MAX_WEIGHT. */
+void balance_set_server(balance_state *b, size_t idx, const upstream_spec *spec);
 
 /* Index of the chosen server, or -1 when every server is down or tried.
  * client may be NULL; tried may be NULL. Does not count a connection:

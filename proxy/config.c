@@ -198,6 +198,7 @@ void config_free(config *cfg)
 	free(cfg->path);
 	free(cfg->user);
 	free(cfg->steer_flag);
+	free(cfg->resolvers);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -667,8 +668,15 @@ static void check_listener(config *cfg, size_t i)
 
 	if (!l->has_listen)
 		listener_error(cfg, l, "missing key 'listen'");
-	if (l->nservers == 0)
+	if (l->nservers == 0 && l->nnames == 0)
 		listener_error(cfg, l, "no 'server' lines");
+	if (l->nservers + l->nnames * UPSTREAM_NAME_MAX_SERVERS > BALANCE_MAX_SERVERS) {
+		snprintf(why, sizeof(why), "too many servers: %zu addresses and "
+			 "%zu names of up to %d servers each, more than %d",
+			 l->nservers, l->nnames, UPSTREAM_NAME_MAX_SERVERS,
+			 BALANCE_MAX_SERVERS);
+		listener_error(cfg, l, why);
+	}
 	if (l->has_check_frame && l->check_frame_len > l->max_frame)
 		listener_error(cfg, l, "check_frame is larger than max_frame");
 	if (l->has_check_frame && l->health_interval == 0)
@@ -719,6 +727,10 @@ int config_finish(config *cfg)
 				   "--listen and --server");
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		check_listener(cfg, i);
+	if (cfg->resolve_min > cfg->resolve_max) {
+		static const config_origin nowhere;
+		record_error(cfg, &nowhere, "resolve_min is longer than resolve_max");
+	}
 	if (cfg->steer == CONFIG_STEER_CPU && !cfg->pin) {
 		config_origin o = steer_origin(cfg);
 		record_error(cfg, &o, "steer = cpu needs pin = on");

@@ -4,10 +4,12 @@
  * default, flag, help).
  *
  *   [frameproxy]            log_level poller uring_write_batching uring_io
- *                           shards pin
+ *                           shards pin resolvers resolve_min resolve_max
+ *                           resolve_required
  *                           steer user admin drain_timeout
  *   [listener NAME]         listen, limits, timeouts, allow/deny, balance,
  *                           health, and repeated `server = ADDR [weight=N]`
+ *                           (or HOST:PORT, or NAME srv: upstream_name)
  *
  * Use:
  *   config cfg;
@@ -52,6 +54,8 @@ extern "C" {
 
 #define CONFIG_MAX_ERRORS 32
 #define CONFIG_NAME_MAX 32 /* listener names: [A-Za-z0-9_-]{1,32} */
+#define CONFIG_RESOLVERS_MAX 512 /* the resolvers list, as kept */
+
 
 typedef enum config_poller {
 	CONFIG_POLLER_AUTO, /* io_uring when it works, else epoll */
@@ -144,6 +148,8 @@ typedef struct config_listener {
 
 	upstream_spec *servers; /* see proxy/balance.h */
 	size_t nservers;
+	upstream_name *names;   /* server lines naming a host (proxy/resolve.h) */
+	size_t nnames;
 
 	/* Loader bookkeeping: a flag's first server/allow/deny replaces the
 	 * file's list, later ones add to it. */
@@ -166,6 +172,12 @@ typedef struct config {
 	int64_t drain_timeout;
 	int64_t linger_timeout; /* a draining close waits this for the client's EOF */
 	bool reload_handoff;    /* reload: hand live connections to the new shards */
+	/* Server names (proxy/resolve.h): the DNS servers ("IP:PORT,...";
+	 * NULL: /etc/resolv.conf), the bounds on a TTL, and whether a name
+	 * that does not resolve at start stops the start. */
+	char *resolvers;
+	int64_t resolve_min, resolve_max;
+	bool resolve_required;
 
 	/* Loader bookkeeping: where steer was last set, for config_finish's
 	 * message: the flag (owned) or else the line of the file in path. */

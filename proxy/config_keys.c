@@ -354,6 +354,61 @@ static int set_admin(void *t, const config_key *k, const char *v,
 	return 0;
 }
 
+/* "IP[:PORT],..." (port 53 when left out), kept as c-ares's list. */
+static int set_resolvers(void *t, const config_key *k, const char *v,
+			 const config_origin *o, char *why)
+{
+	config *c = t;
+	char list[CONFIG_RESOLVERS_MAX] = "", item[NETADDR_STRLEN + 8];
+	const char *p = v;
+
+	(void)k, (void)o;
+	while (*p) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		size_t n = strcspn(p, ", \t");
+		netaddr a;
+		char text[NETADDR_STRLEN];
+		if (n == 0 || n >= NETADDR_STRLEN)
+			return setter_fail(why, "invalid resolver list '%s'", v);
+		snprintf(item, sizeof(item), "%.*s", (int)n, p);
+		if (netaddr_parse(&a, item, NETADDR_NUMERIC) < 0) {
+			snprintf(item, sizeof(item), strchr(item, ':') ? "[%.*s]:53"
+								 : "%.*s:53",
+				 (int)n, p);
+			if (netaddr_parse(&a, item, NETADDR_NUMERIC) < 0)
+				return setter_fail(why, "invalid resolver '%.*s' "
+						   "(expected IP or IP:PORT)",
+						   (int)n, p);
+		}
+		netaddr_format((const struct sockaddr *)&a.ss, text, sizeof(text));
+		if (strlen(list) + strlen(text) + 2 > sizeof(list))
+			return setter_fail(why, "resolver list too long");
+		if (list[0])
+			strcat(list, ",");
+		strcat(list, text);
+		p += n;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == ',')
+			p++;
+	}
+	if (!list[0])
+		return setter_fail(why, "empty resolver list");
+	free(c->resolvers);
+	c->resolvers = strdup(list);
+	return c->resolvers ? 0 : setter_fail(why, "out of memory");
+}
+
+static int set_resolve_required(void *t, const config_key *k, const char *v,
+				const config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	if (parse_bool(v, &((config *)t)->resolve_required) < 0)
+		return setter_fail(why, "expected on or off, got '%s'", v);
+	return 0;
+}
+
 /* ---- [listener NAME] setters: t is the config_listener ---- */
 
 static int set_listen(void *t, const config_key *k, const char *v,
@@ -498,11 +553,65 @@ static int parse_server_option(const char *opt, unsigned *weight, char *why)
 	return 0;
 }
 
-/* "ADDR [weight=N]" */
-static int parse_server(const char *v, upstream_spec *s, char *why)
+/* A DNS name: labels of letters, digits, '-' and '_' (SRV's _svc._tcp),
+ * dot-separated, at most UPSTREAM_NAME_MAX bytes. */
+static bool host_name_valid(const char *h)
+{
+	size_t n = strlen(h), label = 0;
+
+	if (n == 0 || n > UPSTREAM_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)h[i];
+		if (c == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!isalnum(c) && c != '-' && c != '_')
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return true;
+}
+
+/* "NAME:PORT" (A and AAAA) or "NAME" with srv (SRV records). */
+static int parse_server_name(const char *addr, bool srv, upstream_name *n,
+			     char *why)
+{
+	const char *colon = strrchr(addr, ':');
+	size_t len = srv || !colon ? strlen(addr) : (size_t)(colon - addr);
+
+	if (srv && colon)
+		return setter_fail(why, "'%s': an srv name takes no port (the "
+				   "records give it)", addr);
+	if (!srv && !colon)
+		return setter_fail(why, "invalid address '%s' (expected host:port, "
+				   "IPv6 as [addr]:port, or NAME srv)", addr);
+	if (len > UPSTREAM_NAME_MAX)
+		return setter_fail(why, "host name longer than %d bytes",
+				   UPSTREAM_NAME_MAX);
+	memcpy(n->host, addr, len);
+	n->host[len] = '\0';
+	if (!host_name_valid(n->host))
+		return setter_fail(why, "invalid host name '%s'", n->host);
+	n->port = 0;
+	if (!srv && parse_uint(colon + 1, 1, 65535, &n->port, why) < 0)
+		return setter_fail(why, "port out of range in '%s'", addr);
+	n->srv = srv;
+	return 0;
+}
+
+/* "ADDR [weight=N]", "HOST:PORT [weight=N]" or "NAME srv [weight=N]": a
+ * literal address fills *s (1 returned), a name fills *n (0 returned). */
+static int parse_server(const char *v, upstream_spec *s, upstream_name *n,
+			char *why)
 {
 	char buf[512];
 	char *save = NULL;
+	bool srv = false;
 
 	if (strlen(v) >= sizeof(buf))
 		return setter_fail(why, "server line too long");
@@ -513,10 +622,18 @@ static int parse_server(const char *v, upstream_spec *s, char *why)
 				   "[weight=N])");
 	s->weight = 1;
 	for (char *opt; (opt = strtok_r(NULL, " \t", &save));) {
-		if (parse_server_option(opt, &s->weight, why) < 0)
+		if (strcmp(opt, "srv") == 0)
+			srv = true;
+		else if (parse_server_option(opt, &s->weight, why) < 0)
 			return -1;
 	}
-	return parse_addr(addr, 0, &s->addr, why) < 0 ? -1 : 0;
+	n->weight = s->weight;
+	int rc = srv ? -ENOENT : netaddr_parse(&s->addr, addr, NETADDR_NUMERIC);
+	if (rc == 0)
+		return 1;
+	if (rc != -ENOENT)
+		return parse_addr(addr, NETADDR_NUMERIC, &s->addr, why);
+	return parse_server_name(addr, srv, n, why);
 }
 
 void config_servers_free(config_listener *l)
@@ -524,6 +641,23 @@ void config_servers_free(config_listener *l)
 	free(l->servers);
 	l->servers = NULL;
 	l->nservers = 0;
+	free(l->names);
+	l->names = NULL;
+	l->nnames = 0;
+}
+
+static int add_server_name(config_listener *l, const upstream_name *n,
+			   char *why)
+{
+	if (l->nnames == UPSTREAM_NAMES_MAX)
+		return setter_fail(why, "too many server names (at most %d)",
+				   UPSTREAM_NAMES_MAX);
+	upstream_name *p = realloc(l->names, (l->nnames + 1) * sizeof(*p));
+	if (!p)
+		return setter_fail(why, "out of memory");
+	l->names = p;
+	l->names[l->nnames++] = *n;
+	return 0;
 }
 
 /* A flag's first server replaces the file's list, later ones add. */
@@ -532,6 +666,7 @@ static int set_server(void *t, const config_key *k, const char *v,
 {
 	config_listener *l = t;
 	upstream_spec s;
+	upstream_name name;
 
 	(void)k;
 	if (o->flag && !l->flag_servers) {
@@ -541,8 +676,11 @@ static int set_server(void *t, const config_key *k, const char *v,
 	if (l->nservers == BALANCE_MAX_SERVERS)
 		return setter_fail(why, "too many servers (at most %d)",
 				   BALANCE_MAX_SERVERS);
-	if (parse_server(v, &s, why) < 0)
+	int kind = parse_server(v, &s, &name, why);
+	if (kind < 0)
 		return -1;
+	if (kind == 0)
+		return add_server_name(l, &name, why);
 	upstream_spec *p =
 		realloc(l->servers, (l->nservers + 1) * sizeof(*p));
 	if (!p)
@@ -691,6 +829,21 @@ const config_key config_keys[] = {
 	  .def = "on", .flag = "--reload-handoff", .arg = "on|off",
 	  .help = "reload: pass connections on live" },
 
+	{ .name = "resolvers", .scope = G, .set = set_resolvers,
+	  .flag = "--resolvers", .arg = "IP[:PORT],...",
+	  .help = "DNS servers for names (else resolv.conf)" },
+	{ .name = "resolve_min", .scope = G, .set = set_duration,
+	  .off = G_OFF(resolve_min), .min = 100 * UNITS_NS_PER_MS, .def = "1s",
+	  .flag = "--resolve-min", .arg = "DUR",
+	  .help = "least time between a name's queries" },
+	{ .name = "resolve_max", .scope = G, .set = set_duration,
+	  .off = G_OFF(resolve_max), .min = 100 * UNITS_NS_PER_MS, .def = "5m",
+	  .flag = "--resolve-max", .arg = "DUR",
+	  .help = "most time between a name's queries" },
+	{ .name = "resolve_required", .scope = G, .set = set_resolve_required,
+	  .def = "off", .flag = "--resolve-required", .arg = "on|off",
+	  .help = "a name that fails at start is fatal" },
+
 	{ .name = "listen", .scope = L, .set = set_listen, .flag = "--listen",
 	  .arg = "ADDR", .help = "where clients connect; port 0 picks one" },
 	{ .name = "max_frame", .scope = L, .set = set_size,
@@ -803,7 +956,7 @@ const config_key config_keys[] = {
 	  .def = "off", .flag = "--send-proxy", .arg = "off|v1|v2",
 	  .help = "PROXY header to each upstream conn" },
 	{ .name = "server", .scope = L, .set = set_server, .repeat = true,
-	  .flag = "--server", .arg = "'ADDR [weight=N]'",
+	  .flag = "--server", .arg = "'ADDR|HOST:PORT|NAME srv [weight=N]'",
 	  .help = "an upstream (repeat for more)" },
 };
 

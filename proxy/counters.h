@@ -72,7 +72,18 @@
 	  .json = "proxy_headers_rejected") \
 	X(COUNTER_HANDOFFS, 1, .name = "connections_handed_off_total", \
 	  .help = "Client connections handed live to the next shard on reload.", \
-	  .json = "handed_off")
+	  .json = "handed_off") \
+	X(COUNTER_DNS_RESOLUTIONS, 1, .name = "dns_resolutions_total", \
+	  .help = "Server names resolved by this shard (answers taken from " \
+		  "the owner shard not counted).", \
+	  .json = "dns_resolutions") \
+	X(COUNTER_DNS_FAILURES, 1, .name = "dns_failures_total", \
+	  .help = "Server name lookups by this shard that failed (the last " \
+		  "answer is kept).", \
+	  .json = "dns_failures") \
+	X(COUNTER_DNS_SERVERS, 1, .name = "dns_servers", .type = SHARD_GAUGE, \
+	  .help = "Servers the listener's server names resolve to now.", \
+	  .json = "dns_servers")
 
 /* rpc latency: 50 us .. 10 s (counters_rpc_latency_bounds), and +Inf. */
 #define COUNTERS_RPC_LATENCY_BOUNDS 17

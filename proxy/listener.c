@@ -425,11 +425,15 @@ int listener_open(listener *l, const listener_params *params,
 			.proxy_header_log = LOG_RATELIMIT_INIT(5)};
 	rc = upstream_pool_init(&l->pool, params->name, &params->upstream,
 				params->balance, params->servers,
-				params->server_count, params->seed);
+				params->server_count, params->names,
+				params->name_count, params->seed);
 	if (rc < 0)
 		return rc;
 	if (params->rpc_mode && (rc = rpc_listener_open(l, &l->rpc)) < 0)
 		goto fail_pool;
+	if (l->rpc)
+		l->pool.hooks = (upstream_hooks){rpc_listener_server_added,
+						 rpc_listener_server_removed, l->rpc};
 	if (params->max_per_client &&
 	    (rc = peer_table_init(&l->peers, 64)) < 0)
 		goto fail_rpc;

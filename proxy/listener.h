@@ -45,6 +45,8 @@ typedef struct listener_params {
 	balance_kind balance;
 	const upstream_spec *servers; /* the config's array */
 	uint32_t server_count;
+	const upstream_name *names;   /* the config's, resolved (resolve.h) */
+	uint32_t name_count;
 	uint64_t seed;                /* random2's choices */
 	bool rpc_mode;                /* mode = rpc: rpc_listener.h */
 	rpc_params rpc;

@@ -240,6 +240,8 @@ static void plan_listener(listener_params *p, const config_listener *cl)
 		.balance = cl->balance,
 		.servers = cl->servers,
 		.server_count = (uint32_t)cl->nservers,
+		.names = cl->names,
+		.name_count = (uint32_t)cl->nnames,
 		.seed = (uint64_t)time(NULL) ^ (uint64_t)getpid(),
 		.rpc_mode = cl->mode == CONFIG_MODE_RPC,
 		.rpc = {
@@ -365,6 +367,16 @@ static int app_run_shard(void *ctx, const shard_context *shard)
 		.listener_count = (uint32_t)app->plan.count,
 		.listen_fds = shard->listen_fds,
 		.slot = shard->slot,
+		.resolve = {
+			.servers = app->cfg.resolvers,
+			.min_ns = app->cfg.resolve_min,
+			.max_ns = app->cfg.resolve_max,
+			.board = shard->names,
+			.shard_index = shard->index,
+			.shard_count = shard->shards,
+			.generation = shard->generation,
+		},
+		.resolve_required = app->cfg.resolve_required,
 	};
 	int rc = server_run(&settings);
 	log_set_context(NULL);

@@ -56,6 +56,11 @@ typedef struct rpc_listener rpc_listener;
 int rpc_listener_open(listener *l, rpc_listener **out);
 /* Open the upstream connections. */
 int rpc_listener_start(rpc_listener *rl);
+/* A server from a name joined the pool: its pool_size connections start.
+ * One left: each of its connections closes once it has nothing in flight
+ * (new requests never go to it). For upstream_hooks. */
+void rpc_listener_server_added(void *rl, uint32_t index);
+void rpc_listener_server_removed(void *rl, uint32_t index);
 /* Serve a client. Takes the pd; `done` runs once when it is closed.
  * -errno (then nothing was taken). */
 int rpc_client_start(rpc_listener *rl, poll_desc *client,

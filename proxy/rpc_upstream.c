@@ -275,6 +275,9 @@ static bool conn_reply(rpc_conn *cn, uint8_t *frame, size_t len,
 	}
 	server->counters[COUNTER_RPC_RECEIVED]++;
 	upstream_server_answered(&rl->l->pool, cn->server);
+	if (rpc_inflight_count(&cn->q) == 0 &&
+	    !upstream_server_in_set(&rl->l->pool, cn->server))
+		conn_wake_main(cn); /* removed: it may close now */
 	counters_observe_rpc_latency(server->counters, first_ns - req->read_ns);
 	rpc_order *o = req->owner;
 	int rc = rpc_order_answer(&rl->pool, req, frame, len);
@@ -456,6 +459,20 @@ static void conn_park(rpc_conn *cn, const char *why)
 	cn->main_parked = false;
 }
 
+/* The server left the pool (a name's answer dropped it) and nothing is in
+ * flight here: close without a warning; no request is lost. */
+static void conn_retire(rpc_conn *cn)
+{
+	upstream_server *server = &cn->rl->l->pool.servers[cn->server];
+	poll_desc *pd = cn->pd;
+
+	cn->state = RPC_CONN_BACKOFF;
+	cn->pd = NULL;
+	pd_close(pd);
+	server->counters[COUNTER_RPC_POOL_OPEN]--;
+	conn_early_free(cn);
+}
+
 static void conn_write_loop(rpc_conn *cn)
 {
 	rpc_listener *rl = cn->rl;
@@ -464,6 +481,11 @@ static void conn_write_loop(rpc_conn *cn)
 
 	while (cn->state == RPC_CONN_UP) {
 		size_t n = rpc_inflight_gather(&cn->q, iov, RPC_MAX_IOV, NULL);
+		if (n == 0 && rpc_inflight_count(&cn->q) == 0 &&
+		    !upstream_server_in_set(&rl->l->pool, cn->server)) {
+			conn_retire(cn);
+			break;
+		}
 		if (n == 0) {
 			conn_park(cn, "rpc upstream idle");
 			continue;
@@ -490,11 +512,12 @@ static void conn_main(void *arg)
 	upstream_pool *pool = &rl->l->pool;
 	int64_t max_backoff = pool->params.fail_timeout_ns;
 
-	while (!rl->stopping) {
+	while (!rl->stopping && upstream_server_in_set(pool, cn->server)) {
 		poll_desc *pd = NULL;
 		cn->state = RPC_CONN_CONNECTING;
 		int rc = upstream_connect_to(pool, cn->server, &pd);
-		if (rc == 0 && rl->stopping) {
+		if (rc == 0 && (rl->stopping ||
+				!upstream_server_in_set(pool, cn->server))) {
 			pd_close(pd);
 			break;
 		}
@@ -518,7 +541,7 @@ static void conn_main(void *arg)
 			/* Waiting clients may have no server left. */
 			rpc_waiters_wake_all(rl);
 		}
-		if (rl->stopping)
+		if (rl->stopping || !upstream_server_in_set(pool, cn->server))
 			break;
 		cn->state = RPC_CONN_BACKOFF;
 		cn->backoff_ns = cn->backoff_ns ? cn->backoff_ns * 2
@@ -528,7 +551,45 @@ static void conn_main(void *arg)
 						 ? max_backoff : RPC_BACKOFF_MIN_NS;
 		coro_sleep(cn->backoff_ns);
 	}
+	cn->state = RPC_CONN_BACKOFF;
 	cn->main = NULL;
+	pool->servers[cn->server].attached--;
+}
+
+static int conn_start(rpc_listener *rl, rpc_conn *cn)
+{
+	coro_opts opts = {.name = "rpc-upstream"};
+
+	if (cn->main || rl->stopping)
+		return 0;
+	cn->state = RPC_CONN_CONNECTING;
+	cn->ever_failed = false;
+	cn->backoff_ns = 0;
+	cn->main = coro_spawn(conn_main, cn, &opts);
+	if (!cn->main)
+		return -ENOMEM;
+	rl->l->pool.servers[cn->server].attached++;
+	return 0;
+}
+
+void rpc_listener_server_added(void *arg, uint32_t index)
+{
+	rpc_listener *rl = arg;
+
+	for (uint32_t k = 0; k < rl->params.pool_size; k++)
+		if (conn_start(rl, conn_of(rl, index, k)) < 0)
+			log_line(LOG_LEVEL_WARN, "no memory for an rpc connection",
+				 "listener=%s upstream=%s", rl->l->params.name,
+				 rl->l->pool.servers[index].name);
+	rpc_waiters_wake_all(rl);
+}
+
+void rpc_listener_server_removed(void *arg, uint32_t index)
+{
+	rpc_listener *rl = arg;
+
+	for (uint32_t k = 0; k < rl->params.pool_size; k++)
+		conn_wake_main(conn_of(rl, index, k));
 }
 
 /* --- lifecycle --------------------------------------------------------------- */
@@ -586,11 +647,11 @@ int rpc_listener_start(rpc_listener *rl)
 {
 	for (uint32_t i = 0; i < rl->conn_count; i++) {
 		rpc_conn *cn = &rl->conns[i];
-		coro_opts opts = {.name = "rpc-upstream"};
-		cn->state = RPC_CONN_CONNECTING;
-		cn->main = coro_spawn(conn_main, cn, &opts);
-		if (!cn->main)
-			return -ENOMEM;
+		if (!upstream_server_in_set(&rl->l->pool, cn->server))
+			continue;
+		int rc = conn_start(rl, cn);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }

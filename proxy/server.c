@@ -29,6 +29,10 @@ typedef struct server {
 	listener *listeners;
 	uint32_t opened;
 	relay_group *relays;   /* one per listener: each pools its own buffer size */
+	resolver *resolver;    /* NULL when no listener has server names */
+	uint64_t published_changes; /* the pools' changes when names were written */
+	coro *boot;            /* waits for the names' first looks */
+	int boot_rc;
 	poll_desc *signals;
 	sched_timer drain_check;
 	sched_timer publish;
@@ -70,20 +74,22 @@ static void publish_values(uint64_t *out, const uint64_t *values, uint32_t count
 		shard_slot_store(&out[k], values[k]);
 }
 
+/* The rows of servers from names move as answers change: names are
+ * written again then (`names`), under the row's sequence. */
 static void publish_upstreams(shard_slot *slot, uint32_t listener_index,
-			      const listener *l, uint32_t *next)
+			      const listener *l, uint32_t *next, bool names)
 {
 	const upstream_pool *pool = &l->pool;
 	int64_t now = sched_now();
 
 	for (uint32_t i = 0; i < pool->count && *next < SHARD_MAX_UPSTREAMS; i++) {
 		const upstream_server *us = &pool->servers[i];
+		if (!upstream_server_in_set(pool, i))
+			continue;
 		shard_slot_upstream *out = &slot->upstreams[(*next)++];
 		uint64_t *v = out->values;
-		if (shard_slot_get_state(slot) == SHARD_STATE_STARTING) {
-			shard_slot_name(out->name, us->name);
-			out->listener = listener_index;
-		}
+		if (names || shard_slot_get_state(slot) == SHARD_STATE_STARTING)
+			shard_slot_upstream_name(out, us->name, listener_index);
 		publish_values(v, us->counters, COUNTER_UPSTREAM_VALUES);
 		/* A gauge of the moment, not kept between publishes. */
 		shard_slot_store(&v[COUNTER_UP],
@@ -94,13 +100,34 @@ static void publish_upstreams(shard_slot *slot, uint32_t listener_index,
 	}
 }
 
+/* The listener's server names, summed over its lines. */
+static void publish_names(listener *l)
+{
+	const upstream_pool *pool = &l->pool;
+	uint64_t resolutions = 0, failures = 0, servers = 0;
+
+	for (uint32_t i = 0; i < pool->line_count; i++) {
+		resolutions += pool->lines[i].name.resolutions;
+		failures += pool->lines[i].name.failures;
+		servers += pool->lines[i].servers;
+	}
+	l->counters[COUNTER_DNS_RESOLUTIONS] = resolutions;
+	l->counters[COUNTER_DNS_FAILURES] = failures;
+	l->counters[COUNTER_DNS_SERVERS] = servers;
+}
+
 static void server_publish(server *srv)
 {
 	shard_slot *slot = srv->settings->slot;
 	uint32_t upstreams = 0;
+	uint64_t changes = 0;
 
 	if (!slot)
 		return;
+	for (uint32_t i = 0; i < srv->opened; i++)
+		changes += srv->listeners[i].pool.changes;
+	bool names = changes != srv->published_changes;
+	srv->published_changes = changes;
 	for (uint32_t i = 0; i < srv->opened && i < SHARD_MAX_LISTENERS; i++) {
 		if (shard_slot_get_state(slot) == SHARD_STATE_STARTING)
 			shard_slot_name(slot->listeners[i].name,
@@ -109,9 +136,10 @@ static void server_publish(server *srv)
 		if (l->rpc)
 			l->counters[COUNTER_RPC_HELD_BYTES] =
 				rpc_listener_held_bytes(l->rpc);
+		publish_names(l);
 		publish_values(slot->listeners[i].values, l->counters,
 			       COUNTER_LISTENER_VALUES);
-		publish_upstreams(slot, i, l, &upstreams);
+		publish_upstreams(slot, i, l, &upstreams, names);
 	}
 	slot->listener_count = srv->opened < SHARD_MAX_LISTENERS ? srv->opened
 								  : SHARD_MAX_LISTENERS;
@@ -450,12 +478,102 @@ static int listeners_open(server *srv)
 		log_line(LOG_LEVEL_DEBUG, "accepting", "listener=%s address=%s",
 			 params->name, where);
 	}
+	return 0;
+}
+
+static int listeners_start(server *srv)
+{
 	for (uint32_t i = 0; i < srv->opened; i++) {
 		int rc = listener_start(&srv->listeners[i]);
 		if (rc < 0)
 			return rc;
 	}
 	return 0;
+}
+
+static void server_ready(server *srv)
+{
+	const server_settings *settings = srv->settings;
+
+	if (!settings->slot)
+		return;
+	snprintf(settings->slot->poller, sizeof(settings->slot->poller), "%s",
+		 poll_kind_name(poll_backend()));
+	server_set_state(srv, SHARD_STATE_READY);
+	sched_timer_set(&srv->publish, sched_now() + SERVER_PUBLISH_NS);
+}
+
+/* --- server names ---------------------------------------------------------- */
+
+static int names_start(server *srv)
+{
+	char why[256] = "";
+	bool any = false;
+
+	for (uint32_t i = 0; i < srv->opened; i++)
+		any |= srv->listeners[i].pool.line_count > 0;
+	if (!any)
+		return 0;
+	int rc = resolver_open(&srv->resolver, &srv->settings->resolve, why,
+			       sizeof(why));
+	if (rc < 0) {
+		log_line(LOG_LEVEL_ERROR, "cannot start the resolver", "reason=%s",
+			 why[0] ? why : strerror(-rc));
+		return rc;
+	}
+	for (uint32_t i = 0; i < srv->opened; i++)
+		upstream_pool_resolve(&srv->listeners[i].pool, srv->resolver,
+				      i * UPSTREAM_NAMES_MAX);
+	return 0;
+}
+
+/* -EAGAIN while a name's first look is not over; then -ENOENT when
+ * `required` and a name has no answer, else 0. */
+static int names_state(const server *srv, bool required, const char **failed)
+{
+	for (uint32_t i = 0; i < srv->opened; i++) {
+		const upstream_pool *pool = &srv->listeners[i].pool;
+		for (uint32_t k = 0; k < pool->line_count; k++)
+			if (!pool->lines[k].name.settled)
+				return -EAGAIN;
+	}
+	for (uint32_t i = 0; i < srv->opened && required; i++) {
+		const upstream_pool *pool = &srv->listeners[i].pool;
+		for (uint32_t k = 0; k < pool->line_count; k++) {
+			if (!pool->lines[k].name.answered) {
+				*failed = pool->names[k].host;
+				return -ENOENT;
+			}
+		}
+	}
+	return 0;
+}
+
+#define SERVER_BOOT_POLL_NS (5 * 1000 * 1000)
+
+static void boot_main(void *arg)
+{
+	server *srv = arg;
+	const char *failed = NULL;
+	int rc;
+
+	while ((rc = names_state(srv, srv->settings->resolve_required, &failed)) ==
+		       -EAGAIN && !srv->draining)
+		coro_sleep(SERVER_BOOT_POLL_NS);
+	srv->boot = NULL;
+	if (srv->draining)
+		return; /* stopped before it started: the drain ends the loop */
+	if (rc == 0)
+		rc = listeners_start(srv);
+	if (rc == 0) {
+		server_ready(srv);
+		return;
+	}
+	if (failed)
+		log_line(LOG_LEVEL_ERROR, "server name did not resolve",
+			 "name=%s resolve_required=on", failed);
+	srv->boot_rc = rc;
+	sched_stop();
 }
 
 /* uring_io: completion that cannot work fails the start in one line; auto
@@ -526,21 +644,27 @@ static int server_start(server *srv)
 	sched_timer_init(&srv->drain_check, drain_check_fired, srv);
 	sched_timer_init(&srv->publish, publish_fired, srv);
 	srv->retire_deadline = INT64_MAX;
-	if ((rc = listeners_open(srv)) < 0)
+	if ((rc = listeners_open(srv)) < 0 || (rc = names_start(srv)) < 0)
 		return rc;
 	if ((rc = adopter_open(srv)) < 0)
 		return rc;
-	if (settings->slot) {
-		snprintf(settings->slot->poller, sizeof(settings->slot->poller), "%s",
-			 poll_kind_name(poll_backend()));
-		server_set_state(srv, SHARD_STATE_READY);
-		sched_timer_set(&srv->publish, sched_now() + SERVER_PUBLISH_NS);
+	/* A shard with server names accepts (and says it is ready, which a
+	 * reload waits for) once each name's first look is over, so that it
+	 * does not start with an empty pool while DNS is answering. */
+	if (srv->resolver) {
+		coro_opts opts = {.name = "boot"};
+		srv->boot = coro_spawn(boot_main, srv, &opts);
+		return srv->boot ? 0 : -ENOMEM;
 	}
+	if ((rc = listeners_start(srv)) < 0)
+		return rc;
+	server_ready(srv);
 	return 0;
 }
 
 static void server_cleanup(server *srv)
 {
+	resolver_close(srv->resolver);
 	for (uint32_t i = 0; i < srv->opened; i++) {
 		listener_stop(&srv->listeners[i]);
 		listener_free(&srv->listeners[i]);
@@ -568,6 +692,7 @@ int server_run(const server_settings *settings)
 
 	if (rc == 0) {
 		sched_run();
+		rc = srv.boot_rc;
 		sched_timer_cancel(&srv.publish);
 		sched_timer_cancel(&srv.drain_check);
 		log_line(LOG_LEVEL_INFO, "stopped", "forced=%s",

@@ -16,6 +16,7 @@
 
 #include "poll/poll.h"
 #include "proxy/listener.h"
+#include "proxy/resolve.h"
 #include "shard/shard.h"
 
 typedef struct server_settings {
@@ -33,6 +34,8 @@ typedef struct server_settings {
 	 * this one replaces (-1: none). */
 	int control_fd;
 	int handoff_fd;
+	resolve_params resolve;       /* server names (proxy/resolve.h) */
+	bool resolve_required;        /* start only once every name resolved */
 } server_settings;
 
 /* Runs until drained. 0 after a clean shutdown, -errno when start-up

@@ -12,48 +12,97 @@
 /* Ejections in a row double the time out, up to this factor. */
 #define UPSTREAM_EJECT_MAX_SHIFT 5
 
+static void check_timer_fired(sched_timer *timer, void *arg);
+
+static void server_fill(upstream_server *server, const upstream_spec *spec)
+{
+	memcpy(&server->addr, &spec->addr.ss, spec->addr.len);
+	server->addr_len = spec->addr.len;
+	server->check_up = true;
+	netaddr_format((const struct sockaddr *)&server->addr, server->name,
+		       sizeof(server->name));
+}
+
 int upstream_pool_init(upstream_pool *pool, const char *listener_name,
 		       const upstream_params *params, balance_kind kind,
 		       const upstream_spec *servers, uint32_t count,
+		       const upstream_name *names, uint32_t name_count,
 		       uint64_t seed)
 {
-	if (count == 0 || count > UPSTREAM_MAX_SERVERS)
+	uint32_t cap = count + name_count * UPSTREAM_NAME_SLOTS;
+
+	if (cap > UPSTREAM_MAX_SERVERS)
+		cap = UPSTREAM_MAX_SERVERS;
+	if (cap == 0 || name_count > UPSTREAM_NAMES_MAX ||
+	    count + name_count * UPSTREAM_NAME_MAX_SERVERS > UPSTREAM_MAX_SERVERS)
 		return -EINVAL;
 	*pool = (upstream_pool){.listener_name = listener_name,
-				.params = *params, .count = count,
+				.params = *params, .count = cap,
+				.static_count = count, .names = names,
+				.line_count = name_count,
 				.connect_error_log = LOG_RATELIMIT_INIT(5),
 				.local_error_log = LOG_RATELIMIT_INIT(5)};
-	pool->servers = calloc(count, sizeof(*pool->servers));
-	if (!pool->servers)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < count; i++) {
+	pool->servers = calloc(cap, sizeof(*pool->servers));
+	upstream_spec *specs = calloc(cap, sizeof(*specs));
+	pool->lines = name_count ? calloc(name_count, sizeof(*pool->lines)) : NULL;
+	int rc = -ENOMEM;
+	if (!pool->servers || !specs || (name_count && !pool->lines))
+		goto fail;
+	for (uint32_t i = 0; i < cap; i++) {
 		upstream_server *server = &pool->servers[i];
-		memcpy(&server->addr, &servers[i].addr.ss, servers[i].addr.len);
-		server->addr_len = servers[i].addr.len;
-		server->check_up = true;
-		netaddr_format((const struct sockaddr *)&server->addr,
-			       server->name, sizeof(server->name));
+		server->line = -1;
+		server->slot = i < count ? UPSTREAM_SLOT_STATIC : UPSTREAM_SLOT_EMPTY;
+		sched_timer_init(&server->check_timer, check_timer_fired, server);
+		specs[i].weight = 1;
+		if (i < count) {
+			specs[i] = servers[i];
+			server_fill(server, &servers[i]);
+		}
 	}
-	int rc = balance_init(&pool->balancer, kind, servers, count, seed);
-	if (rc < 0) {
-		free(pool->servers);
-		pool->servers = NULL;
+	for (uint32_t i = 0; i < name_count; i++) {
+		pool->lines[i] = (upstream_line){.pool = pool, .index = i,
+						 .fail_log = LOG_RATELIMIT_INIT(1)};
+		/* Not pending until upstream_pool_resolve: freeing may cancel. */
+		sched_timer_init(&pool->lines[i].name.timer, NULL, NULL);
 	}
+	rc = balance_init(&pool->balancer, kind, specs, cap, seed);
+	free(specs);
+	specs = NULL;
+	if (rc == 0)
+		return 0;
+fail:
+	free(specs);
+	free(pool->servers);
+	free(pool->lines);
+	pool->servers = NULL;
+	pool->lines = NULL;
 	return rc;
 }
 
 void upstream_pool_free(upstream_pool *pool)
 {
+	for (uint32_t i = 0; i < pool->line_count; i++)
+		resolve_name_stop(&pool->lines[i].name);
 	balance_free(&pool->balancer);
 	free(pool->servers);
+	free(pool->lines);
 	pool->servers = NULL;
+	pool->lines = NULL;
+}
+
+bool upstream_server_in_set(const upstream_pool *pool, uint32_t index)
+{
+	upstream_slot slot = pool->servers[index].slot;
+
+	return slot == UPSTREAM_SLOT_STATIC || slot == UPSTREAM_SLOT_LIVE;
 }
 
 bool upstream_server_usable(const upstream_pool *pool, uint32_t index,
 			    int64_t now)
 {
 	const upstream_server *server = &pool->servers[index];
-	return server->check_up && now >= server->out_until;
+	return upstream_server_in_set(pool, index) && server->check_up &&
+	       now >= server->out_until;
 }
 
 void upstream_pool_refresh(upstream_pool *pool)
@@ -125,9 +174,13 @@ int upstream_connect_to(upstream_pool *pool, uint32_t index,
 {
 	upstream_server *server = &pool->servers[index];
 	uint64_t eject_count = server->counters[COUNTER_EJECTIONS];
+	/* A connect in flight holds the index: a server from a name that
+	 * leaves meanwhile must not have its index taken by another. */
+	server->attached++;
 	int rc = poll_connect((const struct sockaddr *)&server->addr,
 			      server->addr_len, pool->params.connect_timeout_ns,
 			      out);
+	server->attached--;
 
 	if (rc == 0) {
 		server->counters[COUNTER_CONNECTS]++;
@@ -321,11 +374,13 @@ static bool checks_shared(const upstream_pool *pool)
 	return pool->params.health_board && pool->params.shard_count > 1;
 }
 
+/* A server from a name may sit at another index in another shard, so
+ * only literal addresses share their checks. */
 static bool check_is_mine(const upstream_pool *pool, uint32_t index)
 {
 	const upstream_params *p = &pool->params;
 
-	return !checks_shared(pool) ||
+	return !checks_shared(pool) || index >= pool->static_count ||
 	       shard_health_owner(p->shard_count, p->health_listener, index) ==
 		       p->shard_index;
 }
@@ -344,7 +399,7 @@ static void check_publish(upstream_pool *pool, uint32_t index)
 {
 	const upstream_params *p = &pool->params;
 
-	if (!checks_shared(pool))
+	if (!checks_shared(pool) || index >= pool->static_count)
 		return;
 	shard_health_publish(p->health_board, p->generation, p->health_listener,
 			     index, pool->servers[index].check_up ? SHARD_HEALTH_UP
@@ -384,7 +439,7 @@ static void checker_main(void *arg)
 	uint32_t index = server->index;
 	bool mine = check_is_mine(pool, index);
 
-	while (!pool->stopping) {
+	while (!pool->stopping && upstream_server_in_set(pool, index)) {
 		shard_health owner = mine ? SHARD_HEALTH_UNKNOWN
 					  : check_read_owner(pool, index);
 		if (owner != SHARD_HEALTH_UNKNOWN) {
@@ -396,32 +451,208 @@ static void checker_main(void *arg)
 		}
 		if (pool->stopping)
 			break;
+		if (!upstream_server_in_set(pool, index))
+			break;
 		check_sleep(pool, server);
 	}
+	server->checker_alive = false;
 	pool->checkers_running--;
+}
+
+static int checker_start(upstream_pool *pool, uint32_t index)
+{
+	upstream_server *server = &pool->servers[index];
+	coro_opts opts = {.name = "health-check"};
+
+	if (pool->params.health_interval_ns <= 0 || server->checker_alive ||
+	    pool->stopping)
+		return 0;
+	server->pool = pool;
+	server->index = index;
+	sched_timer_init(&server->check_timer, check_timer_fired, server);
+	if (!coro_spawn(checker_main, server, &opts))
+		return -ENOMEM;
+	server->checker_alive = true;
+	pool->checkers_running++;
+	return 0;
 }
 
 int upstream_pool_start(upstream_pool *pool)
 {
-	if (pool->params.health_interval_ns <= 0)
-		return 0;
-	for (uint32_t i = 0; i < pool->count; i++) {
-		upstream_server *server = &pool->servers[i];
-		coro_opts opts = {.name = "health-check"};
-
-		server->pool = pool;
-		server->index = i;
-		sched_timer_init(&server->check_timer, check_timer_fired, server);
-		if (!coro_spawn(checker_main, server, &opts))
-			return -ENOMEM;
-		pool->checkers_running++;
+	for (uint32_t i = 0; i < pool->static_count; i++) {
+		int rc = checker_start(pool, i);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
+}
+
+/* --- servers from names ------------------------------------------------------ */
+
+bool upstream_server_unused(const upstream_pool *pool, uint32_t index)
+{
+	const upstream_server *server = &pool->servers[index];
+
+	return server->slot == UPSTREAM_SLOT_EMPTY ||
+	       (server->slot == UPSTREAM_SLOT_REMOVED &&
+		*balance_active((balance_state *)&pool->balancer, index) == 0 &&
+		server->attached == 0 && !server->checker_alive);
+}
+
+static int find_server(const upstream_pool *pool, int32_t line,
+		       const upstream_spec *spec)
+{
+	for (uint32_t i = pool->static_count; i < pool->count; i++) {
+		const upstream_server *server = &pool->servers[i];
+		if (server->line == line &&
+		    (server->slot == UPSTREAM_SLOT_LIVE ||
+		     server->slot == UPSTREAM_SLOT_REMOVED) &&
+		    netaddr_equal((const struct sockaddr *)&server->addr,
+				  (const struct sockaddr *)&spec->addr.ss))
+			return (int)i;
+	}
+	return -1;
+}
+
+static bool answer_has(const resolve_result *r, const upstream_server *server)
+{
+	for (uint32_t i = 0; i < r->count; i++)
+		if (netaddr_equal((const struct sockaddr *)&server->addr,
+				  (const struct sockaddr *)&r->servers[i].addr.ss))
+			return true;
+	return false;
+}
+
+static void list_add(char *list, size_t size, const char *name)
+{
+	size_t at = strlen(list);
+
+	if (at + strlen(name) + 2 < size)
+		snprintf(list + at, size - at, "%s%s", at ? "," : "", name);
+}
+
+/* A server of the line that the answer does not have any more. */
+static void server_remove(upstream_pool *pool, uint32_t index)
+{
+	upstream_server *server = &pool->servers[index];
+
+	server->slot = UPSTREAM_SLOT_REMOVED;
+	pool->lines[server->line].servers--;
+	balance_set_up(&pool->balancer, index, false);
+	sched_timer_cancel(&server->check_timer);
+	server_wake_checker(server);
+	if (pool->hooks.removed)
+		pool->hooks.removed(pool->hooks.arg, index);
+}
+
+/* A free index for a new server of `line`, or -1 (all in use): an EMPTY
+ * one first, so that a removed server keeps its state (health, counters)
+ * for as long as there is room, in case it comes back. */
+static int server_take(upstream_pool *pool, uint32_t line,
+		       const upstream_spec *spec)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t i = pool->static_count; i < pool->count; i++) {
+			upstream_server *server = &pool->servers[i];
+			if (pass == 0 ? server->slot != UPSTREAM_SLOT_EMPTY
+				      : !upstream_server_unused(pool, i))
+				continue;
+			*server = (upstream_server){.line = (int32_t)line};
+			sched_timer_init(&server->check_timer, check_timer_fired, server);
+			server_fill(server, spec);
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+static void server_add(upstream_pool *pool, uint32_t line, uint32_t index,
+		       const upstream_spec *spec)
+{
+	upstream_server *server = &pool->servers[index];
+
+	server->slot = UPSTREAM_SLOT_LIVE;
+	pool->lines[line].servers++;
+	balance_set_server(&pool->balancer, index, spec);
+	if (checker_start(pool, index) < 0)
+		log_line(LOG_LEVEL_WARN, "no memory for a health checker",
+			 "listener=%s upstream=%s", pool->listener_name, server->name);
+	if (pool->hooks.added)
+		pool->hooks.added(pool->hooks.arg, index);
+}
+
+static void answer_failed(upstream_pool *pool, upstream_line *ln,
+			  const resolve_result *r)
+{
+	log_ratelimited(&ln->fail_log, LOG_LEVEL_WARN, "server name lookup failed",
+			"listener=%s name=%s error=%s kept=%u", pool->listener_name,
+			pool->names[ln->index].host, r->error, ln->servers);
+}
+
+void upstream_pool_answer(upstream_pool *pool, uint32_t line,
+			  const resolve_result *r)
+{
+	upstream_line *ln = &pool->lines[line];
+	char added[512] = "", removed[512] = "";
+
+	if (r->error) {
+		answer_failed(pool, ln, r);
+		return;
+	}
+	for (uint32_t i = pool->static_count; i < pool->count; i++) {
+		upstream_server *server = &pool->servers[i];
+		if (server->line != (int32_t)line || server->slot != UPSTREAM_SLOT_LIVE ||
+		    answer_has(r, server))
+			continue;
+		server_remove(pool, i);
+		list_add(removed, sizeof(removed), server->name);
+	}
+	for (uint32_t k = 0; k < r->count; k++) {
+		const upstream_spec *spec = &r->servers[k];
+		int index = find_server(pool, (int32_t)line, spec);
+		if (index >= 0 && pool->servers[index].slot == UPSTREAM_SLOT_LIVE) {
+			if (pool->balancer.servers[index].weight != spec->weight)
+				balance_set_server(&pool->balancer, (uint32_t)index, spec);
+			continue;
+		}
+		if (index < 0 && (index = server_take(pool, line, spec)) < 0) {
+			log_line(LOG_LEVEL_WARN, "no room for a server from a name",
+				 "listener=%s name=%s servers=%u", pool->listener_name,
+				 pool->names[line].host, ln->servers);
+			break;
+		}
+		server_add(pool, line, (uint32_t)index, spec);
+		list_add(added, sizeof(added), pool->servers[index].name);
+	}
+	if (!added[0] && !removed[0])
+		return;
+	pool->changes++;
+	log_line(LOG_LEVEL_INFO, "servers changed",
+		 "listener=%s name=%s added=%s removed=%s servers=%u",
+		 pool->listener_name, pool->names[line].host, added[0] ? added : "-",
+		 removed[0] ? removed : "-", ln->servers);
+}
+
+static void line_answered(void *arg, const resolve_result *r)
+{
+	upstream_line *ln = arg;
+
+	upstream_pool_answer(ln->pool, ln->index, r);
+}
+
+void upstream_pool_resolve(upstream_pool *pool, resolver *res,
+			   uint32_t board_row)
+{
+	for (uint32_t i = 0; i < pool->line_count; i++)
+		resolve_name_start(res, &pool->lines[i].name, &pool->names[i],
+				   board_row + i, line_answered, &pool->lines[i]);
 }
 
 void upstream_pool_stop(upstream_pool *pool)
 {
 	pool->stopping = true;
+	for (uint32_t i = 0; i < pool->line_count; i++)
+		resolve_name_stop(&pool->lines[i].name);
 	if (pool->params.health_interval_ns <= 0)
 		return;
 	for (uint32_t i = 0; i < pool->count; i++) {

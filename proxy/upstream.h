@@ -15,6 +15,11 @@
  * the shared health board; the others take the result from there each
  * interval and check the server themselves only while the board has no
  * fresh result for it (owner gone or restarting).
+ *
+ * Servers from names (docs/DNS.md) come after the literal ones, at indexes
+ * the pool reserves for them (upstream_slot below); each answer of a name
+ * adds and removes them (upstream_pool_answer). Their checks are not
+ * shared between shards.
  */
 #ifndef FRAMEPROXY_PROXY_UPSTREAM_H
 #define FRAMEPROXY_PROXY_UPSTREAM_H
@@ -28,9 +33,29 @@
 #include "proxy/counters.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
+#include "proxy/resolve.h"
 #include "shard/shard.h"
 
 #define UPSTREAM_MAX_SERVERS BALANCE_MAX_SERVERS
+/* Indexes a pool keeps per server name: the answer's bound twice over, so
+ * a whole new answer fits while the old servers still finish their
+ * connections. */
+#define UPSTREAM_NAME_SLOTS (2 * UPSTREAM_NAME_MAX_SERVERS)
+
+/*
+ * What an index of the pool holds. Servers from a name come and go with
+ * its answers (proxy/resolve.h): a new one takes an EMPTY index; one the
+ * answer no longer has is REMOVED, never picked again, and keeps its index
+ * until nothing uses it (no connection or request, no rpc pool connection,
+ * no checker), when the index is EMPTY again and may be reused. A REMOVED
+ * server that comes back in an answer is LIVE again with its state.
+ */
+typedef enum upstream_slot {
+	UPSTREAM_SLOT_STATIC,  /* a literal `server =` address */
+	UPSTREAM_SLOT_LIVE,    /* from a name's current answer */
+	UPSTREAM_SLOT_REMOVED, /* from a name, gone from its answer */
+	UPSTREAM_SLOT_EMPTY,
+} upstream_slot;
 
 typedef struct upstream_params {
 	int64_t connect_timeout_ns;
@@ -60,6 +85,10 @@ typedef struct upstream_pool upstream_pool;
 /* The pool's runtime state of one server (upstream_spec in proxy/balance.h
  * says which types a server has). */
 typedef struct upstream_server {
+	upstream_slot slot;
+	int32_t line;              /* its name's index, -1 for STATIC */
+	uint32_t attached;         /* rpc pool coroutines, connects in flight */
+	bool checker_alive;
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	char name[NETADDR_STRLEN]; /* ip:port, for logs */
@@ -83,11 +112,34 @@ typedef struct upstream_server {
 	uint64_t counters[COUNTER_UPSTREAM_VALUES];
 } upstream_server;
 
+/* Told when a server from a name joins or leaves (rpc mode keeps pool
+ * connections per server). Called from scheduler context. */
+typedef struct upstream_hooks {
+	void (*added)(void *arg, uint32_t index);
+	void (*removed)(void *arg, uint32_t index);
+	void *arg;
+} upstream_hooks;
+
+/* One `server =` line naming a host, and what its answers made. */
+typedef struct upstream_line {
+	upstream_pool *pool;
+	uint32_t index;
+	resolve_name name;
+	uint32_t servers;          /* LIVE servers from it now */
+	log_ratelimit fail_log;
+} upstream_line;
+
 typedef struct upstream_pool {
 	const char *listener_name; /* for logs */
 	upstream_params params;
 	upstream_server *servers;
-	uint32_t count;
+	uint32_t count;            /* indexes, of every upstream_slot kind */
+	uint32_t static_count;     /* the first ones: literal addresses */
+	upstream_line *lines;      /* one per name */
+	uint32_t line_count;
+	const upstream_name *names;
+	uint64_t changes;          /* bumped when the set of servers changes */
+	upstream_hooks hooks;
 	balance_state balancer;
 	uint32_t checkers_running;
 	/* Rate limits of connect warnings, per pool so one failing pool does
@@ -100,7 +152,23 @@ typedef struct upstream_pool {
 int upstream_pool_init(upstream_pool *pool, const char *listener_name,
 		       const upstream_params *params, balance_kind kind,
 		       const upstream_spec *servers, uint32_t count,
+		       const upstream_name *names, uint32_t name_count,
 		       uint64_t seed);
+/* Keep the pool's names resolved with `res` (no-op without names); the
+ * names' rows on the name board start at `board_row`. */
+void upstream_pool_resolve(upstream_pool *pool, resolver *res,
+			   uint32_t board_row);
+/* An answer for name `line`: servers it no longer has are REMOVED, new
+ * ones take free indexes (at most UPSTREAM_NAME_MAX_SERVERS; weights from
+ * the answer), and a "servers changed" line says which. Failures keep the
+ * servers there are. Public for tests. */
+void upstream_pool_answer(upstream_pool *pool, uint32_t line,
+			  const resolve_result *result);
+/* Nothing uses REMOVED server `index` any more: its index may be reused.
+ * Checked by the pool itself when it looks for a free index. */
+bool upstream_server_unused(const upstream_pool *pool, uint32_t index);
+/* The server is one the pool picks from (STATIC or LIVE). */
+bool upstream_server_in_set(const upstream_pool *pool, uint32_t index);
 /* Start active health checks (no-op when health_interval is 0). */
 int upstream_pool_start(upstream_pool *pool);
 /* Stop the checkers; the pool can be freed once sched_run has returned. */

@@ -317,6 +317,24 @@ static void load_values(uint64_t *dst, const uint64_t *src, size_t n)
 		dst[k] = shard_slot_load(&src[k]);
 }
 
+/* A row's name and listener under its name_seq (shard_slot_upstream_name);
+ * a writer that keeps it busy leaves the row nameless for this scrape. */
+static void upstream_name_copy(shard_slot_upstream *d, const shard_slot_upstream *u)
+{
+	for (int attempt = 0; attempt < 16; attempt++) {
+		uint32_t before = __atomic_load_n(&u->name_seq, __ATOMIC_ACQUIRE);
+		if (before & 1)
+			continue;
+		copy_name(d->name, u->name, SHARD_NAME_MAX);
+		d->listener = load32(&u->listener);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&u->name_seq, __ATOMIC_RELAXED) == before)
+			return;
+	}
+	d->name[0] = '\0';
+	d->listener = UINT32_MAX;
+}
+
 static void snapshot_series(const shard_slot *s, shard_slot *d)
 {
 	d->listener_count = min32(load32(&s->listener_count),
@@ -331,8 +349,7 @@ static void snapshot_series(const shard_slot *s, shard_slot *d)
 	}
 	for (uint32_t k = 0; k < d->upstream_count; k++) {
 		const shard_slot_upstream *u = &s->upstreams[k];
-		copy_name(d->upstreams[k].name, u->name, SHARD_NAME_MAX);
-		d->upstreams[k].listener = load32(&u->listener);
+		upstream_name_copy(&d->upstreams[k], u);
 		load_values(d->upstreams[k].values, u->values,
 			    SHARD_MAX_UPSTREAM_VALUES);
 	}
@@ -489,6 +506,8 @@ static void retire(metrics_table *t, const shard_slot *snap)
 	}
 	for (uint32_t k = 0; k < snap->upstream_count; k++) {
 		const shard_slot_upstream *src = &snap->upstreams[k];
+		if (src->listener == UINT32_MAX)
+			continue; /* being renamed (upstream_name_copy) */
 		metrics_series *u = series_find(&t->upstreams, 0, snap->index,
 			upstream_listener(snap, src), src->name);
 		if (u)
@@ -588,6 +607,8 @@ static int live_add_app(metrics_scrape *c, const metrics_live *lv,
 	}
 	for (uint32_t k = 0; k < snap->upstream_count; k++) {
 		const shard_slot_upstream *src = &snap->upstreams[k];
+		if (src->listener == UINT32_MAX)
+			continue; /* being renamed (upstream_name_copy) */
 		metrics_series *u = series_find(&c->t.upstreams, lv->u_from,
 			snap->index, upstream_listener(snap, src), src->name);
 		if (!u)

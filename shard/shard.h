@@ -207,6 +207,7 @@ typedef struct shard_slot_listener {
 typedef struct shard_slot_upstream {
 	char name[SHARD_NAME_MAX];    /* ip:port */
 	uint32_t listener;            /* index into the slot's listeners */
+	uint32_t name_seq;            /* odd while name and listener change */
 	uint64_t values[SHARD_MAX_UPSTREAM_VALUES]; /* by the upstream table */
 } shard_slot_upstream;
 
@@ -246,6 +247,10 @@ void shard_slot_set_state(shard_slot *slot, shard_state state);
 shard_state shard_slot_get_state(const shard_slot *slot);
 /* Copies a name (truncated, always terminated). */
 void shard_slot_name(char dst[SHARD_NAME_MAX], const char *src);
+/* Names an upstream row while the shard runs (servers from DNS come and
+ * go): under the row's name_seq, so a reader never takes half a name. */
+void shard_slot_upstream_name(shard_slot_upstream *row, const char *name,
+			      uint32_t listener);
 /* Scheduler, poller, CPU time and RSS of the calling process into the slot. */
 void shard_slot_publish_runtime(shard_slot *slot);
 
@@ -285,6 +290,50 @@ shard_health shard_health_read(const shard_health_board *board,
 shard_health_board *shard_health_board_map(void);
 void shard_health_board_unmap(shard_health_board *board);
 
+/* --- server names shared between shards ------------------------------------ */
+
+/*
+ * One shard resolves each server name and publishes the answer in its row
+ * of the name board, a shared mapping the supervisor made before forking;
+ * the other shards read the row instead of asking the DNS server too. The
+ * row says when its owner will look again (next_ms), so a reader can tell a
+ * live owner from a gone one. A row is written whole under a sequence lock:
+ * a reader never sees half of an answer.
+ */
+#define SHARD_NAME_BOARD_ROWS 128
+#define SHARD_NAME_BOARD_ENTRIES 16
+
+typedef struct shard_name_entry {
+	uint8_t addr[16];   /* IPv4 in the first 4 bytes */
+	uint16_t port;
+	uint16_t weight;
+	uint8_t family;     /* AF_INET or AF_INET6 */
+	uint8_t pad[3];
+} shard_name_entry;
+
+typedef struct shard_name_answer {
+	uint32_t generation;
+	uint32_t count;     /* entries in use */
+	uint64_t version;   /* bumped by every publish */
+	int64_t next_ms;    /* CLOCK_MONOTONIC: the owner's next look */
+	uint32_t ttl_s;
+	uint32_t answered;  /* 0: the name never resolved (count is 0) */
+	shard_name_entry entries[SHARD_NAME_BOARD_ENTRIES];
+} shard_name_answer;
+
+typedef struct shard_name_board shard_name_board;
+
+/* No-op for a NULL board or a row out of range. */
+void shard_name_publish(shard_name_board *board, uint32_t row,
+			const shard_name_answer *answer);
+/* 0, or -ENOENT (never published, or out of range), -EAGAIN (the writer
+ * kept it busy). */
+int shard_name_read(const shard_name_board *board, uint32_t row,
+		    shard_name_answer *out);
+/* For tests and the supervisor: a zeroed board (MAP_SHARED), or NULL. */
+shard_name_board *shard_name_board_map(void);
+void shard_name_board_unmap(shard_name_board *board);
+
 /* --- what a shard is given ------------------------------------------------ */
 
 typedef struct shard_context {
@@ -302,6 +351,7 @@ typedef struct shard_context {
 	 * it replaces (same index), or -1. What goes over it is the
 	 * application's business; shard/ only makes and passes it. */
 	int handoff_fd;
+	shard_name_board *names;      /* shared server-name answers */
 } shard_context;
 
 /*

@@ -62,6 +62,18 @@ static size_t utf8_cut(const char *s, size_t n)
 	return want == back + 1 ? n : n - 1 - back;
 }
 
+void shard_slot_upstream_name(shard_slot_upstream *row, const char *name,
+			      uint32_t listener)
+{
+	uint32_t seq = __atomic_load_n(&row->name_seq, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&row->name_seq, seq | 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	shard_slot_name(row->name, name);
+	__atomic_store_n(&row->listener, listener, __ATOMIC_RELAXED);
+	__atomic_store_n(&row->name_seq, (seq | 1) + 1, __ATOMIC_RELEASE);
+}
+
 void shard_slot_name(char dst[SHARD_NAME_MAX], const char *src)
 {
 	size_t n = src ? strnlen(src, SHARD_NAME_MAX) : 0;

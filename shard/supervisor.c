@@ -77,6 +77,7 @@ typedef struct supervisor {
 	shard_sockets sockets;
 	shard_metrics metrics;
 	shard_health_board *health;  /* shared active-health results */
+	shard_name_board *names;     /* shared server-name answers */
 	admin_server admin;
 	bool admin_open;
 	int signal_fd;
@@ -225,6 +226,7 @@ static void child_run(supervisor *sup, uint32_t index, shard_slot *slot,
 		.health = sup->health,
 		.control_fd = fds.control,
 		.handoff_fd = fds.handoff,
+		.names = sup->names,
 	};
 	/* exit(), not _exit(): LeakSanitizer and stdio run at exit. */
 	exit(sup->ops->run(sup->ctx, &context));
@@ -815,6 +817,12 @@ static int supervisor_start(supervisor *sup)
 			strerror(errno));
 		return -ENOMEM;
 	}
+	sup->names = shard_name_board_map();
+	if (!sup->names) {
+		sup_log(sup, SHARD_LOG_ERROR, "cannot map the name board", "error=%s",
+			strerror(errno));
+		return -ENOMEM;
+	}
 	for (uint32_t i = 0; i < sup->shards; i++)
 		if (!spawn(sup, i, PROC_SERVING))
 			return -ENOMEM;
@@ -828,6 +836,7 @@ static void supervisor_free(supervisor *sup)
 	sockets_close(&sup->sockets);
 	metrics_unmap(&sup->metrics);
 	shard_health_board_unmap(sup->health);
+	shard_name_board_unmap(sup->names);
 	if (sup->signal_fd >= 0)
 		close(sup->signal_fd);
 	for (uint32_t i = 0; i < sup->proc_count; i++) {

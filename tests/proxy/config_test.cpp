@@ -139,13 +139,17 @@ TEST_CASE("config: a full file lands in the model", "[config]")
 	CHECK(a->check_frame[0] == 0x00);
 	CHECK(a->check_frame[1] == 0xff);
 	CHECK(a->check_frame[2] == 0x10);
-	REQUIRE(a->nservers == 3);
+	REQUIRE(a->nservers == 2);
 	CHECK(addr(a->servers[0].addr) == "127.0.0.1:9001");
 	CHECK(a->servers[0].weight == 5);
 	CHECK(addr(a->servers[1].addr) == "[::1]:9002");
 	CHECK(a->servers[1].weight == 1);
-	CHECK(addr(a->servers[2].addr) == "127.0.0.1:9003");
-	CHECK(a->servers[2].weight == 2);
+	// A name is resolved by the shards, not by the loader.
+	REQUIRE(a->nnames == 1);
+	CHECK(std::string(a->names[0].host) == "localhost");
+	CHECK(a->names[0].port == 9003);
+	CHECK(a->names[0].weight == 2);
+	CHECK_FALSE(a->names[0].srv);
 
 	const config_listener *b = cfg.l("bulk");
 	REQUIRE(b != nullptr);
@@ -1098,7 +1102,7 @@ TEST_CASE("config: every flag sets a key, and --help fits 80 columns", "[config]
 		CHECK(cfg.errors().find("unknown key") == std::string::npos);
 		CHECK(f.takes_arg == (std::string(f.flag) != "--pin"));
 	}
-	CHECK(n == 44);
+	CHECK(n == 48);
 	CHECK_FALSE(config_flag_get(n, &f));
 
 	char *buf = nullptr;
@@ -1114,6 +1118,65 @@ TEST_CASE("config: every flag sets a key, and --help fits 80 columns", "[config]
 	CHECK(help.find("  --pin                       ") != std::string::npos);
 	for (size_t at = 0, nl; (nl = help.find('\n', at)) != std::string::npos; at = nl + 1)
 		CHECK(nl - at < 80);
+}
+
+TEST_CASE("config: server names and the resolver keys, with no DNS asked", "[config]")
+{
+	Cfg cfg;
+	REQUIRE(cfg.load("[frameproxy]\n"
+			 "resolvers = 127.0.0.1:5353, ::1\n"
+			 "resolve_min = 2s\n"
+			 "resolve_max = 1m\n"
+			 "resolve_required = on\n"
+			 "[listener a]\n"
+			 "listen = 127.0.0.1:1\n"
+			 "server = db.does-not-exist.invalid:5432 weight=3\n"
+			 "server = _db._tcp.service.consul srv\n"
+			 "server = 10.0.0.1:80\n") == 0);
+	INFO(cfg.errors());
+	REQUIRE(config_finish(&cfg.c) == 0);
+	CHECK(std::string(cfg.c.resolvers) == "127.0.0.1:5353,[::1]:53");
+	CHECK(cfg.c.resolve_min == 2000000000);
+	CHECK(cfg.c.resolve_max == 60000000000);
+	CHECK(cfg.c.resolve_required);
+	const config_listener *a = cfg.l("a");
+	REQUIRE(a->nservers == 1);
+	REQUIRE(a->nnames == 2);
+	CHECK(std::string(a->names[0].host) == "db.does-not-exist.invalid");
+	CHECK(a->names[0].port == 5432);
+	CHECK(a->names[0].weight == 3);
+	CHECK(std::string(a->names[1].host) == "_db._tcp.service.consul");
+	CHECK(a->names[1].srv);
+	CHECK(a->names[1].port == 0);
+
+	Cfg def;
+	REQUIRE(def.load("[listener a]\nlisten=127.0.0.1:1\nserver=a.b:1\n") == 0);
+	REQUIRE(config_finish(&def.c) == 0);
+	CHECK(def.c.resolvers == nullptr);
+	CHECK(def.c.resolve_min == 1000000000);
+	CHECK(def.c.resolve_max == 300000000000);
+	CHECK_FALSE(def.c.resolve_required);
+
+	Cfg bad;
+	bad.load("[frameproxy]\n"
+		 "resolvers = 10.0.0.1:99999\n"                // 2
+		 "resolve_min = 10s\n"
+		 "resolve_max = 5s\n"
+		 "[listener a]\n"
+		 "listen = 127.0.0.1:1\n"
+		 "server = _x._tcp.a.b:53 srv\n"               // 7
+		 "server = bad..name:80\n"                     // 8
+		 "server = no-port.example\n");                // 9
+	config_finish(&bad.c);
+	auto in = [](const Cfg &c, const char *m) {
+		return c.errors().find(m) != std::string::npos;
+	};
+	INFO(bad.errors());
+	CHECK(in(bad, "frameproxy.ini:2: key 'resolvers': invalid resolver '10.0.0.1:99999'"));
+	CHECK(in(bad, "resolve_min is longer than resolve_max"));
+	CHECK(in(bad, "frameproxy.ini:7: key 'server': '_x._tcp.a.b:53': an srv name takes no port"));
+	CHECK(in(bad, "frameproxy.ini:8: key 'server': invalid host name 'bad..name'"));
+	CHECK(in(bad, "frameproxy.ini:9: key 'server': invalid address 'no-port.example'"));
 }
 
 TEST_CASE("config: rpc keys land in the model, with their defaults", "[config][rpc]")
