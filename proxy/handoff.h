@@ -23,7 +23,8 @@
 #include <sys/socket.h>
 
 #define HANDOFF_MAGIC 0x4f485046u   /* "FPHO" */
-#define HANDOFF_VERSION 1
+/* 2: the record carries `via`, the TCP peer behind a PROXY header. */
+#define HANDOFF_VERSION 2
 #define HANDOFF_NAME_MAX 64
 
 typedef enum handoff_type {
@@ -51,6 +52,7 @@ typedef struct handoff_conn {
 	char listener[HANDOFF_NAME_MAX];    /* by name: indexes may differ */
 	char upstream[HANDOFF_NAME_MAX];    /* the server's ip:port, or "" */
 	struct sockaddr_storage peer;       /* the client's address */
+	char via[HANDOFF_NAME_MAX];         /* accept_proxy: the TCP peer, or "" */
 	uint32_t peer_len;
 	uint8_t done[2];                    /* by relay_side: ended, EOF passed on */
 	uint16_t first_eof;                 /* reason_code of the first EOF */

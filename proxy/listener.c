@@ -525,6 +525,7 @@ static void handoff_record(const session *s, const relay_state *st,
 			 l->pool.servers[s->server].name);
 	rec->peer = s->peer;
 	rec->peer_len = peer_length(&s->peer);
+	snprintf(rec->via, sizeof(rec->via), "%s", s->via_name);
 	for (int side = 0; side < 2; side++) {
 		rec->done[side] = st->done[side];
 		rec->frames[side] = st->frames[side];
@@ -697,6 +698,7 @@ static void listener_adopt_rpc(listener *l, const handoff_conn *rec,
 		       .handoffs = rec->handoffs};
 	netaddr_format((const struct sockaddr *)&s->peer, s->peer_name,
 		       sizeof(s->peer_name));
+	snprintf(s->via_name, sizeof(s->via_name), "%s", rec->via);
 	log_line(LOG_LEVEL_DEBUG, "adopted", "listener=%s client=%s",
 		 l->params.name, s->peer_name);
 	if (l->params.max_per_client &&
@@ -743,6 +745,7 @@ void listener_adopt(listener *l, const handoff_conn *rec, const int fds[2])
 		       .accepted_ns = rec->accepted_ns, .handoffs = rec->handoffs};
 	netaddr_format((const struct sockaddr *)&s->peer, s->peer_name,
 		       sizeof(s->peer_name));
+	snprintf(s->via_name, sizeof(s->via_name), "%s", rec->via);
 	/* Counted against max_per_client as before, never refused now. */
 	if (l->params.max_per_client &&
 	    peer_key_from_sockaddr((const struct sockaddr *)&s->peer, &s->key) == 0 &&

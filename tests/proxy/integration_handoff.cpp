@@ -261,3 +261,42 @@ TEST_CASE("handoff: with completion I/O a shard retires without handing off",
 	CHECK(roundtrips_ok(conns, "still served") == conns.size());
 	CHECK(count_records(proxy, "handing off") == 0);
 }
+
+TEST_CASE("handoff: a client named by a PROXY header keeps its address and peer= across reloads",
+	  "[handoff]")
+{
+	REQUIRE_FALSE(completion_io());
+	Echo echo;
+	Proxy proxy({"--server", echo.addr(), "--shards", "2", "--accept-proxy", "v1",
+		     "--deny", "192.0.2.66/32", "--admin", "127.0.0.1:0"});
+	REQUIRE(proxy.wait_ready());
+	std::vector<Conn> conns;
+	for (int i = 0; i < 8; i++) {
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		REQUIRE(c.send_all("PROXY TCP4 192.0.2." + std::to_string(10 + i) +
+				   " 198.51.100.1 " + std::to_string(40000 + i) +
+				   " 9000\r\n") == Io::Ok);
+		REQUIRE(c.roundtrip("before " + std::to_string(i), T5));
+		conns.push_back(std::move(c));
+	}
+	const std::string peer = conns[0].local_addr().substr(0, 10); // "127.0.0.1:"
+	for (int reload = 1; reload <= 2; reload++) {
+		proxy.proc().signal(SIGHUP);
+		REQUIRE(wait_generation(proxy, reload));
+		REQUIRE(roundtrips_ok(conns, "after " + std::to_string(reload)) == conns.size());
+	}
+	CHECK(metric_sum(http_get(proxy.admin_port(), "/metrics"),
+			 "frameproxy_connections_handed_off_total") >= 16);
+	for (auto &c : conns)
+		c.close();
+	for (int i = 0; i < 8; i++) {
+		LogRecord access;
+		const std::string client = "192.0.2." + std::to_string(10 + i) + ":" +
+					   std::to_string(40000 + i);
+		INFO(client << "\n" << proxy.log_tail(20));
+		REQUIRE(proxy.wait_access(client, T5, &access));
+		CHECK(access.get("peer").rfind(peer, 0) == 0);
+		CHECK(access.num("client_frames") == 3);
+	}
+}
