@@ -538,6 +538,29 @@ static void handoff_record(const session *s, const relay_state *st,
 	rec->handoffs = s->handoffs + 1;
 }
 
+/* Send one connection's record and fds: 0 when it went (the caller lets
+ * it go), -EAGAIN when the channel is full (it stays; the next sweep tries
+ * again), another -errno when the new shard is gone (no more handoffs). */
+static int offer_send(listener_handoff *h, const session *s,
+		      const handoff_conn *rec, int fd0, int fd1)
+{
+	int rc = handoff_send_conn(h->fd, rec, fd0, fd1);
+
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc < 0) {
+		h->failed = true;
+		log_line(LOG_LEVEL_WARN, "handoff stopped: the new shard is gone, keeping the rest",
+			 "listener=%s error=%s lost=%u", s->owner->params.name,
+			 strerror(-rc), h->unacked);
+		return rc;
+	}
+	h->unacked++;
+	log_line(LOG_LEVEL_DEBUG, "handed off", "listener=%s client=%s",
+		 s->owner->params.name, s->peer_name);
+	return 0;
+}
+
 /* on_rest: send the connection on; on -EAGAIN (the channel is full) it
  * stays and the next sweep tries again. */
 static void session_offer(relay_conn *r, void *done_arg, void *arg)
@@ -552,22 +575,11 @@ static void session_offer(relay_conn *r, void *done_arg, void *arg)
 	    relay_export(r, &st, &fds[0], &fds[1]) < 0)
 		return;
 	handoff_record(s, &st, &rec);
-	int rc = handoff_send_conn(h->fd, &rec, fds[0], fds[1]);
+	int rc = offer_send(h, s, &rec, fds[0], fds[1]);
 	close(fds[0]);
 	close(fds[1]);
-	if (rc == -EAGAIN)
-		return;
-	if (rc < 0) {
-		h->failed = true;
-		log_line(LOG_LEVEL_WARN, "handoff stopped: the new shard is gone, keeping the rest",
-			 "listener=%s error=%s lost=%u", s->owner->params.name,
-			 strerror(-rc), h->unacked);
-		return;
-	}
-	h->unacked++;
-	log_line(LOG_LEVEL_DEBUG, "handed off", "listener=%s client=%s",
-		 s->owner->params.name, s->peer_name);
-	relay_handed_off(r);
+	if (rc == 0)
+		relay_handed_off(r);
 }
 
 bool listener_handoff_acks(listener_handoff *h)
@@ -605,21 +617,10 @@ static void session_offer_rpc(rpc_client *c, void *done_arg, void *arg)
 	handoff_record(s, &st, &rec);
 	rec.mode = HANDOFF_MODE_RPC;
 	rec.lost = so_far.lost;
-	int rc = handoff_send_conn(h->fd, &rec, fd, fd);
+	int rc = offer_send(h, s, &rec, fd, fd);
 	close(fd);
-	if (rc == -EAGAIN)
-		return;
-	if (rc < 0) {
-		h->failed = true;
-		log_line(LOG_LEVEL_WARN, "handoff stopped: the new shard is gone, keeping the rest",
-			 "listener=%s error=%s lost=%u", s->owner->params.name,
-			 strerror(-rc), h->unacked);
-		return;
-	}
-	h->unacked++;
-	log_line(LOG_LEVEL_DEBUG, "handed off", "listener=%s client=%s",
-		 s->owner->params.name, s->peer_name);
-	rpc_client_handed_off(c);
+	if (rc == 0)
+		rpc_client_handed_off(c);
 }
 
 void listener_handoff_begin(listener *l, listener_handoff *h)

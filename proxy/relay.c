@@ -607,13 +607,17 @@ static void dir_init(relay_conn *r, relay_side side)
 			   r->params.buffer_size);
 }
 
-int relay_start(relay_group *group, poll_desc *client, poll_desc *upstream,
-		const relay_params *params, relay_done_fn done, void *done_arg)
+/* A relay in the group, its sides set up, its idle timer running from
+ * `last_active`: what starting and adopting share. */
+static relay_conn *relay_new(relay_group *group, poll_desc *client,
+			     poll_desc *upstream, const relay_params *params,
+			     int64_t started, int64_t last_active,
+			     relay_done_fn done, void *done_arg)
 {
 	relay_conn *r = calloc(1, sizeof(*r));
 
 	if (!r)
-		return -ENOMEM;
+		return NULL;
 	r->group = group;
 	r->pd[RELAY_CLIENT] = client;
 	r->pd[RELAY_UPSTREAM] = upstream;
@@ -621,7 +625,8 @@ int relay_start(relay_group *group, poll_desc *client, poll_desc *upstream,
 	r->done = done;
 	r->done_arg = done_arg;
 	r->draining = group->draining;
-	r->started = r->last_active = sched_now();
+	r->started = started;
+	r->last_active = last_active;
 	r->reason = r->first_eof = REASON_NONE;
 	dir_init(r, RELAY_CLIENT);
 	dir_init(r, RELAY_UPSTREAM);
@@ -633,7 +638,19 @@ int relay_start(relay_group *group, poll_desc *client, poll_desc *upstream,
 	sched_timer_init(&r->idle_timer, idle_timer_fired, r);
 	if (params->idle_timeout_ns > 0)
 		sched_timer_set(&r->idle_timer,
-				r->started + params->idle_timeout_ns);
+				last_active + params->idle_timeout_ns);
+	return r;
+}
+
+int relay_start(relay_group *group, poll_desc *client, poll_desc *upstream,
+		const relay_params *params, relay_done_fn done, void *done_arg)
+{
+	int64_t now = sched_now();
+	relay_conn *r = relay_new(group, client, upstream, params, now, now,
+				  done, done_arg);
+
+	if (!r)
+		return -ENOMEM;
 	/* Start both pumps: either side may have sent already. Each finds
 	 * EAGAIN quickly and turns into a watch if not. */
 	r->refs = 2;
@@ -757,36 +774,18 @@ int relay_adopt(relay_group *group, poll_desc *client, poll_desc *upstream,
 		const relay_params *params, const relay_state *state,
 		relay_done_fn done, void *done_arg)
 {
-	relay_conn *r = calloc(1, sizeof(*r));
+	relay_conn *r = relay_new(group, client, upstream, params,
+				  state->started_ns, state->last_active_ns,
+				  done, done_arg);
 
 	if (!r)
 		return -ENOMEM;
-	r->group = group;
-	r->pd[RELAY_CLIENT] = client;
-	r->pd[RELAY_UPSTREAM] = upstream;
-	r->params = *params;
-	r->done = done;
-	r->done_arg = done_arg;
-	r->draining = group->draining;
-	r->started = state->started_ns;
-	r->last_active = state->last_active_ns;
-	r->reason = REASON_NONE;
 	r->first_eof = state->first_eof;
 	for (int side = 0; side < 2; side++) {
-		dir_init(r, (relay_side)side);
 		r->dir[side].scanner.frames = state->frames[side];
 		r->dir[side].bytes = state->bytes[side];
 		r->dir[side].done = state->done[side];
 	}
-	r->next = group->head;
-	if (group->head)
-		group->head->prev = r;
-	group->head = r;
-	group->active++;
-	sched_timer_init(&r->idle_timer, idle_timer_fired, r);
-	if (params->idle_timeout_ns > 0)
-		sched_timer_set(&r->idle_timer,
-				r->last_active + params->idle_timeout_ns);
 	r->refs = 1; /* ours while the sides are set up */
 	for (int side = 0; side < 2 && !r->closing; side++)
 		if (!r->dir[side].done)
