@@ -89,7 +89,8 @@ static void publish_upstreams(shard_slot *slot, uint32_t listener_index,
 		shard_slot_upstream *out = &slot->upstreams[(*next)++];
 		uint64_t *v = out->values;
 		if (names || shard_slot_get_state(slot) == SHARD_STATE_STARTING)
-			shard_slot_upstream_name(out, us->name, listener_index);
+			shard_slot_upstream_name(out, us->name, listener_index,
+						 upstream_server_origin(pool, i));
 		publish_values(v, us->counters, COUNTER_UPSTREAM_VALUES);
 		/* A gauge of the moment, not kept between publishes. */
 		shard_slot_store(&v[COUNTER_UP],

@@ -661,3 +661,11 @@ void upstream_pool_stop(upstream_pool *pool)
 		server_wake_checker(server);
 	}
 }
+
+const char *upstream_server_origin(const upstream_pool *pool, uint32_t index)
+{
+	if (index >= pool->count)
+		return "";
+	int32_t line = pool->servers[index].line;
+	return line >= 0 && pool->names ? pool->names[line].host : "";
+}

@@ -169,6 +169,10 @@ void upstream_pool_answer(upstream_pool *pool, uint32_t line,
 bool upstream_server_unused(const upstream_pool *pool, uint32_t index);
 /* The server is one the pool picks from (STATIC or LIVE). */
 bool upstream_server_in_set(const upstream_pool *pool, uint32_t index);
+/* The server name (host, or SRV name) server `index` came from, or ""
+ * for a literal address. */
+const char *upstream_server_origin(const upstream_pool *pool, uint32_t index);
+
 /* Start active health checks (no-op when health_interval is 0). */
 int upstream_pool_start(upstream_pool *pool);
 /* Stop the checkers; the pool can be freed once sched_run has returned. */

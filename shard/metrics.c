@@ -326,6 +326,7 @@ static void upstream_name_copy(shard_slot_upstream *d, const shard_slot_upstream
 		if (before & 1)
 			continue;
 		copy_name(d->name, u->name, SHARD_NAME_MAX);
+		copy_name(d->origin, u->origin, SHARD_NAME_MAX);
 		d->listener = load32(&u->listener);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		if (__atomic_load_n(&u->name_seq, __ATOMIC_RELAXED) == before)
@@ -411,6 +412,14 @@ static metrics_series *table_shard(metrics_table *t, uint32_t index)
 /* Find (shard, listener, name) among l->at[from..], or append it zeroed
  * (listener "" for a listener's own series). The scrape builds one index at
  * a time, so `from` keeps searches short. */
+/* An upstream series keeps the server name it came from (the first one
+ * seen: an address is the same server whichever name gave it). */
+static void series_origin(metrics_series *s, const char *origin)
+{
+	if (!s->origin[0] && origin[0])
+		shard_slot_name(s->origin, origin);
+}
+
 static metrics_series *series_find(metrics_series_list *l, size_t from,
 				   uint32_t shard, const char *listener,
 				   const char *name)
@@ -510,8 +519,10 @@ static void retire(metrics_table *t, const shard_slot *snap)
 			continue; /* being renamed (upstream_name_copy) */
 		metrics_series *u = series_find(&t->upstreams, 0, snap->index,
 			upstream_listener(snap, src), src->name);
-		if (u)
-			fold(u->values, src->values, SHARD_MAX_UPSTREAM_VALUES);
+		if (!u)
+			continue;
+		fold(u->values, src->values, SHARD_MAX_UPSTREAM_VALUES);
+		series_origin(u, src->origin);
 	}
 }
 
@@ -613,6 +624,7 @@ static int live_add_app(metrics_scrape *c, const metrics_live *lv,
 			snap->index, upstream_listener(snap, src), src->name);
 		if (!u)
 			return -ENOMEM;
+		series_origin(u, src->origin);
 		const uint64_t *const values[2] = { src->values, NULL };
 		series_merge(u, app, METRICS_UPSTREAM, values, MERGE_LIVE,
 			     snap->generation);
@@ -633,6 +645,7 @@ static int add_retired_list(metrics_scrape *c, metrics_series_list *to,
 						src->name);
 		if (!d)
 			return -ENOMEM;
+		series_origin(d, src->origin);
 		const uint64_t *const values[2] = { src->values, NULL };
 		series_merge(d, c->v->app, scope, values, MERGE_COUNTERS, 0);
 	}

@@ -50,6 +50,7 @@ typedef struct metrics_series {
 	uint32_t shard;
 	char listener[SHARD_NAME_MAX]; /* an upstream's listener, else "" */
 	char name[SHARD_NAME_MAX];    /* the listener's or upstream's, else "" */
+	char origin[SHARD_NAME_MAX];  /* an upstream's server name, or "" */
 	bool live;                    /* some live slot has it */
 	uint32_t newest;              /* generation of its SHARD_MERGE_NEWEST values */
 	uint64_t values[METRICS_SERIES_VALUES];

@@ -126,6 +126,10 @@ static void json_series(strbuf *sb, const metrics_scrape *c,
 		}
 		strbuf_puts(sb, "\"name\":");
 		strbuf_json_string(sb, at[k].name);
+		if (upstream && at[k].origin[0]) {
+			strbuf_puts(sb, ",\"server_name\":");
+			strbuf_json_string(sb, at[k].origin);
+		}
 		json_families(sb, c, scope, at[k].values);
 		strbuf_puts(sb, "}");
 	}

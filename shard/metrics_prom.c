@@ -75,6 +75,8 @@ static void prom_series_labels(prom_out *w, metrics_scope scope,
 	} else if (scope == METRICS_UPSTREAM) {
 		prom_label(w, "listener", s->listener);
 		prom_label(w, "upstream", s->name);
+		if (s->origin[0])
+			prom_label(w, "server_name", s->origin);
 	}
 }
 

@@ -206,6 +206,7 @@ typedef struct shard_slot_listener {
 
 typedef struct shard_slot_upstream {
 	char name[SHARD_NAME_MAX];    /* ip:port */
+	char origin[SHARD_NAME_MAX];  /* the server name it came from, or "" */
 	uint32_t listener;            /* index into the slot's listeners */
 	uint32_t name_seq;            /* odd while name and listener change */
 	uint64_t values[SHARD_MAX_UPSTREAM_VALUES]; /* by the upstream table */
@@ -248,9 +249,11 @@ shard_state shard_slot_get_state(const shard_slot *slot);
 /* Copies a name (truncated, always terminated). */
 void shard_slot_name(char dst[SHARD_NAME_MAX], const char *src);
 /* Names an upstream row while the shard runs (servers from DNS come and
- * go): under the row's name_seq, so a reader never takes half a name. */
+ * go): under the row's name_seq, so a reader never takes half a name.
+ * `origin` is the server name it came from (NULL or "" for a literal
+ * address), shown as the series' server_name. */
 void shard_slot_upstream_name(shard_slot_upstream *row, const char *name,
-			      uint32_t listener);
+			      uint32_t listener, const char *origin);
 /* Scheduler, poller, CPU time and RSS of the calling process into the slot. */
 void shard_slot_publish_runtime(shard_slot *slot);
 

@@ -63,13 +63,14 @@ static size_t utf8_cut(const char *s, size_t n)
 }
 
 void shard_slot_upstream_name(shard_slot_upstream *row, const char *name,
-			      uint32_t listener)
+			      uint32_t listener, const char *origin)
 {
 	uint32_t seq = __atomic_load_n(&row->name_seq, __ATOMIC_RELAXED);
 
 	__atomic_store_n(&row->name_seq, seq | 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	shard_slot_name(row->name, name);
+	shard_slot_name(row->origin, origin);
 	__atomic_store_n(&row->listener, listener, __ATOMIC_RELAXED);
 	__atomic_store_n(&row->name_seq, (seq | 1) + 1, __ATOMIC_RELEASE);
 }

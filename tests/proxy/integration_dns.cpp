@@ -318,6 +318,12 @@ TEST_CASE("dns: a resolver that goes away leaves the last answer in use", "[dns]
 	std::string m = metrics(proxy, admin);
 	INFO(m);
 	CHECK(metric_sum(m, "frameproxy_dns_servers") == 1);
+	// Each named line's current servers: their series carry the name.
+	CHECK(metric_sum(m, "frameproxy_upstream_up",
+			 "server_name=\"kept.fp.test\"") == 1);
+	std::string stats = http_body(http_get(admin, "/stats"));
+	CHECK(stats.find("\"name\":\"" + e.addr() + "\",\"server_name\":\"kept.fp.test\"") !=
+	      std::string::npos);
 }
 
 TEST_CASE("dns: one query per name per interval across shards", "[dns]")
