@@ -2,7 +2,8 @@
 
 _Static_assert(COUNTER_SHARD_VALUES <= SHARD_MAX_APP_VALUES &&
 	       COUNTER_LISTENER_VALUES <= SHARD_MAX_LISTENER_VALUES &&
-	       COUNTER_UPSTREAM_VALUES <= SHARD_MAX_UPSTREAM_VALUES,
+	       COUNTER_UPSTREAM_VALUES <= SHARD_MAX_UPSTREAM_VALUES &&
+	       COUNTER_NAME_VALUES <= SHARD_MAX_NAME_VALUES,
 	       "a metrics slot has room for every counter");
 
 static const char *counters_direction(uint32_t k)
@@ -38,6 +39,9 @@ static const shard_metric listener_table[] = {
 static const shard_metric upstream_table[] = {
 	COUNTERS_UPSTREAM(SHARD_METRIC_ENTRY)
 };
+static const shard_metric name_table[] = {
+	COUNTERS_NAME(SHARD_METRIC_ENTRY)
+};
 
 #define COUNTERS_LIST(table) { table, sizeof(table) / sizeof(table[0]) }
 
@@ -45,6 +49,7 @@ const shard_app_metrics counters_metrics = {
 	.shard = COUNTERS_LIST(shard_table),
 	.listener = COUNTERS_LIST(listener_table),
 	.upstream = COUNTERS_LIST(upstream_table),
+	.name = COUNTERS_LIST(name_table),
 };
 
 void counters_observe_rpc_latency(uint64_t *upstream_counters, int64_t ns)

@@ -1,6 +1,7 @@
 /*
  * counters — the application's metric tables ("metric tables" in
- * shard/shard.h): per shard, per listener, per upstream. shard/ moves and
+ * shard/shard.h): per shard, per listener, per upstream, per server
+ * name. shard/ moves and
  * renders these values without knowing them by name; server.c publishes
  * each at the index its entry names (COUNTER_...). docs/METRICS.md lists
  * them with shard/'s own; a test fails until it is regenerated.
@@ -132,9 +133,35 @@
 		  "its reply's first byte read from the upstream.", \
 	  .json = "rpc_latency")
 
+/* Per server name (a `server =` line naming a host or SRV name): every
+ * value is computed when published, from the line (upstream_line) and its
+ * lookups (resolve_name). Summed over a listener's lines, the first three
+ * are also the listener's dns_* families. */
+#define COUNTERS_NAME(X) \
+	X(COUNTER_NAME_RESOLUTIONS, 1, .name = "dns_name_resolutions_total", \
+	  .help = "Lookups of this server name answered to this shard (the " \
+		  "shard that owns the name asks; the others read its " \
+		  "answer and count nothing).", \
+	  .json = "resolutions") \
+	X(COUNTER_NAME_FAILURES, 1, .name = "dns_name_failures_total", \
+	  .help = "Lookups of this server name by this shard that failed " \
+		  "(the last answer is kept).", \
+	  .json = "failures") \
+	X(COUNTER_NAME_SERVERS, 1, .name = "dns_name_servers", \
+	  .type = SHARD_GAUGE, .merge = SHARD_MERGE_NEWEST, \
+	  .help = "Servers this name resolves to now (its upstream series " \
+		  "carry it as server_name).", \
+	  .json = "servers") \
+	X(COUNTER_NAME_RESOLVED, 1, .name = "dns_name_resolved", \
+	  .type = SHARD_GAUGE, .merge = SHARD_MERGE_NEWEST, \
+	  .help = "1 once the name has had an answer (its own or the owner " \
+		  "shard's); 0 while it never resolved.", \
+	  .json = "resolved")
+
 enum { COUNTERS_SHARD(SHARD_METRIC_ENUM) COUNTER_SHARD_VALUES };
 enum { COUNTERS_LISTENER(SHARD_METRIC_ENUM) COUNTER_LISTENER_VALUES };
 enum { COUNTERS_UPSTREAM(SHARD_METRIC_ENUM) COUNTER_UPSTREAM_VALUES };
+enum { COUNTERS_NAME(SHARD_METRIC_ENUM) COUNTER_NAME_VALUES };
 
 /* For shard_settings.metrics. */
 extern const shard_app_metrics counters_metrics;

@@ -101,26 +101,48 @@ static void publish_upstreams(shard_slot *slot, uint32_t listener_index,
 	}
 }
 
-/* The listener's server names, summed over its lines. */
-static void publish_names(listener *l)
+static void name_values(const upstream_line *line,
+			uint64_t v[COUNTER_NAME_VALUES])
+{
+	v[COUNTER_NAME_RESOLUTIONS] = line->name.resolutions;
+	v[COUNTER_NAME_FAILURES] = line->name.failures;
+	v[COUNTER_NAME_SERVERS] = line->servers;
+	v[COUNTER_NAME_RESOLVED] = line->name.answered ? 1 : 0;
+}
+
+/* The listener's server names: a row each (named while STARTING; lines
+ * come from the config and stay), and their sum as the listener's dns_*
+ * families. */
+static void publish_names(shard_slot *slot, uint32_t listener_index,
+			  listener *l, uint32_t *next)
 {
 	const upstream_pool *pool = &l->pool;
-	uint64_t resolutions = 0, failures = 0, servers = 0;
+	uint64_t sum[COUNTER_NAME_VALUES] = {0};
+	bool starting = shard_slot_get_state(slot) == SHARD_STATE_STARTING;
 
 	for (uint32_t i = 0; i < pool->line_count; i++) {
-		resolutions += pool->lines[i].name.resolutions;
-		failures += pool->lines[i].name.failures;
-		servers += pool->lines[i].servers;
+		uint64_t v[COUNTER_NAME_VALUES];
+		name_values(&pool->lines[i], v);
+		for (uint32_t k = 0; k < COUNTER_NAME_VALUES; k++)
+			sum[k] += v[k];
+		if (*next >= SHARD_MAX_NAMES)
+			continue;
+		shard_slot_server_name *row = &slot->names[(*next)++];
+		if (starting) {
+			shard_slot_name(row->name, pool->names[i].host);
+			row->listener = listener_index;
+		}
+		publish_values(row->values, v, COUNTER_NAME_VALUES);
 	}
-	l->counters[COUNTER_DNS_RESOLUTIONS] = resolutions;
-	l->counters[COUNTER_DNS_FAILURES] = failures;
-	l->counters[COUNTER_DNS_SERVERS] = servers;
+	l->counters[COUNTER_DNS_RESOLUTIONS] = sum[COUNTER_NAME_RESOLUTIONS];
+	l->counters[COUNTER_DNS_FAILURES] = sum[COUNTER_NAME_FAILURES];
+	l->counters[COUNTER_DNS_SERVERS] = sum[COUNTER_NAME_SERVERS];
 }
 
 static void server_publish(server *srv)
 {
 	shard_slot *slot = srv->settings->slot;
-	uint32_t upstreams = 0;
+	uint32_t upstreams = 0, names_published = 0;
 	uint64_t changes = 0;
 
 	if (!slot)
@@ -137,7 +159,7 @@ static void server_publish(server *srv)
 		if (l->rpc)
 			l->counters[COUNTER_RPC_HELD_BYTES] =
 				rpc_listener_held_bytes(l->rpc);
-		publish_names(l);
+		publish_names(slot, i, l, &names_published);
 		publish_values(slot->listeners[i].values, l->counters,
 			       COUNTER_LISTENER_VALUES);
 		publish_upstreams(slot, i, l, &upstreams, names);
@@ -145,6 +167,7 @@ static void server_publish(server *srv)
 	slot->listener_count = srv->opened < SHARD_MAX_LISTENERS ? srv->opened
 								  : SHARD_MAX_LISTENERS;
 	slot->upstream_count = upstreams;
+	slot->name_count = names_published;
 	shard_slot_publish_runtime(slot);
 	shard_slot_store(&slot->app[COUNTER_LOG_LINES_DROPPED], log_dropped_lines());
 }

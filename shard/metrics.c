@@ -14,7 +14,8 @@
 
 _Static_assert(METRICS_APP_BASE + SHARD_MAX_APP_VALUES <= METRICS_SERIES_VALUES &&
 	       SHARD_MAX_LISTENER_VALUES <= METRICS_SERIES_VALUES &&
-	       SHARD_MAX_UPSTREAM_VALUES <= METRICS_SERIES_VALUES,
+	       SHARD_MAX_UPSTREAM_VALUES <= METRICS_SERIES_VALUES &&
+	       SHARD_MAX_NAME_VALUES <= METRICS_SERIES_VALUES,
 	       "a series holds every value of its scope");
 
 const shard_metric metrics_supervisor[] = {
@@ -51,6 +52,7 @@ static void table_free(metrics_table *t)
 	free(t->shards);
 	free(t->listeners.at);
 	free(t->upstreams.at);
+	free(t->names.at);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -131,6 +133,10 @@ static size_t scope_parts(const shard_app_metrics *app, metrics_scope scope,
 		out[0] = (scope_part){ app ? &app->upstream : &no_metrics, 0,
 			SHARD_MAX_UPSTREAM_VALUES, "per-upstream" };
 		return 1;
+	case METRICS_NAME:
+		out[0] = (scope_part){ app ? &app->name : &no_metrics, 0,
+			SHARD_MAX_NAME_VALUES, "per-server-name" };
+		return 1;
 	}
 	return 0;
 }
@@ -210,7 +216,7 @@ static int check_part(const scope_part *p, char *why, size_t why_len)
 int shard_metrics_check(const shard_app_metrics *app, char *why, size_t why_len)
 {
 	static const metrics_scope scopes[] = {
-		METRICS_SHARD, METRICS_LISTENER, METRICS_UPSTREAM,
+		METRICS_SHARD, METRICS_LISTENER, METRICS_UPSTREAM, METRICS_NAME,
 	};
 	scope_part parts[2];
 
@@ -342,6 +348,7 @@ static void snapshot_series(const shard_slot *s, shard_slot *d)
 				  SHARD_MAX_LISTENERS);
 	d->upstream_count = min32(load32(&s->upstream_count),
 				  SHARD_MAX_UPSTREAMS);
+	d->name_count = min32(load32(&s->name_count), SHARD_MAX_NAMES);
 	for (uint32_t k = 0; k < d->listener_count; k++) {
 		const shard_slot_listener *l = &s->listeners[k];
 		copy_name(d->listeners[k].name, l->name, SHARD_NAME_MAX);
@@ -353,6 +360,13 @@ static void snapshot_series(const shard_slot *s, shard_slot *d)
 		upstream_name_copy(&d->upstreams[k], u);
 		load_values(d->upstreams[k].values, u->values,
 			    SHARD_MAX_UPSTREAM_VALUES);
+	}
+	for (uint32_t k = 0; k < d->name_count; k++) {
+		const shard_slot_server_name *n = &s->names[k];
+		copy_name(d->names[k].name, n->name, SHARD_NAME_MAX);
+		d->names[k].listener = load32(&n->listener);
+		load_values(d->names[k].values, n->values,
+			    SHARD_MAX_NAME_VALUES);
 	}
 }
 
@@ -373,16 +387,17 @@ static void snapshot(const shard_slot *s, shard_state state, bool with_app,
 	load_values(d->app, s->app, SHARD_MAX_APP_VALUES);
 	d->listener_count = 0;
 	d->upstream_count = 0;
+	d->name_count = 0;
 	if (with_app)
 		snapshot_series(s, d);
 }
 
-/* The name of the listener an upstream belongs to ("" if out of range). */
-static const char *upstream_listener(const shard_slot *snap,
-				     const shard_slot_upstream *u)
+/* The name of the listener an upstream or server name belongs to ("" if
+ * out of range). */
+static const char *listener_of(const shard_slot *snap, uint32_t listener)
 {
-	return u->listener < snap->listener_count ?
-	       snap->listeners[u->listener].name : "";
+	return listener < snap->listener_count ?
+	       snap->listeners[listener].name : "";
 }
 
 /* --- tables of series ----------------------------------------------------- */
@@ -518,11 +533,18 @@ static void retire(metrics_table *t, const shard_slot *snap)
 		if (src->listener == UINT32_MAX)
 			continue; /* being renamed (upstream_name_copy) */
 		metrics_series *u = series_find(&t->upstreams, 0, snap->index,
-			upstream_listener(snap, src), src->name);
+			listener_of(snap, src->listener), src->name);
 		if (!u)
 			continue;
 		fold(u->values, src->values, SHARD_MAX_UPSTREAM_VALUES);
 		series_origin(u, src->origin);
+	}
+	for (uint32_t k = 0; k < snap->name_count; k++) {
+		const shard_slot_server_name *src = &snap->names[k];
+		metrics_series *n = series_find(&t->names, 0, snap->index,
+			listener_of(snap, src->listener), src->name);
+		if (n)
+			fold(n->values, src->values, SHARD_MAX_NAME_VALUES);
 	}
 }
 
@@ -621,12 +643,22 @@ static int live_add_app(metrics_scrape *c, const metrics_live *lv,
 		if (src->listener == UINT32_MAX)
 			continue; /* being renamed (upstream_name_copy) */
 		metrics_series *u = series_find(&c->t.upstreams, lv->u_from,
-			snap->index, upstream_listener(snap, src), src->name);
+			snap->index, listener_of(snap, src->listener), src->name);
 		if (!u)
 			return -ENOMEM;
 		series_origin(u, src->origin);
 		const uint64_t *const values[2] = { src->values, NULL };
 		series_merge(u, app, METRICS_UPSTREAM, values, MERGE_LIVE,
+			     snap->generation);
+	}
+	for (uint32_t k = 0; k < snap->name_count; k++) {
+		const shard_slot_server_name *src = &snap->names[k];
+		metrics_series *n = series_find(&c->t.names, lv->n_from,
+			snap->index, listener_of(snap, src->listener), src->name);
+		if (!n)
+			return -ENOMEM;
+		const uint64_t *const values[2] = { src->values, NULL };
+		series_merge(n, app, METRICS_NAME, values, MERGE_LIVE,
 			     snap->generation);
 	}
 	return 0;
@@ -667,6 +699,9 @@ static int add_retired(metrics_scrape *c, const metrics_table *r, uint32_t i)
 	if (!err)
 		err = add_retired_list(c, &c->t.upstreams, lv->u_from,
 				       &r->upstreams, METRICS_UPSTREAM, i);
+	if (!err)
+		err = add_retired_list(c, &c->t.names, lv->n_from,
+				       &r->names, METRICS_NAME, i);
 	return err;
 }
 
@@ -699,18 +734,23 @@ static int cmp_series(const void *a, const void *b)
 	return d ? d : strcmp(x->name, y->name);
 }
 
+static void sort_range(metrics_series_list *l, size_t from, size_t to)
+{
+	if (to > from)
+		qsort(l->at + from, to - from, sizeof(metrics_series),
+		      cmp_series);
+}
+
 /* Sorted so that a scrape's series do not change order as slots move. */
 static void sort_index(metrics_scrape *c, metrics_live *lv)
 {
 	lv->l_to = c->t.listeners.count;
 	lv->u_to = c->t.upstreams.count;
+	lv->n_to = c->t.names.count;
 	lv->p_to = c->proc_count;
-	if (lv->l_to > lv->l_from)
-		qsort(c->t.listeners.at + lv->l_from, lv->l_to - lv->l_from,
-		      sizeof(metrics_series), cmp_series);
-	if (lv->u_to > lv->u_from)
-		qsort(c->t.upstreams.at + lv->u_from, lv->u_to - lv->u_from,
-		      sizeof(metrics_series), cmp_series);
+	sort_range(&c->t.listeners, lv->l_from, lv->l_to);
+	sort_range(&c->t.upstreams, lv->u_from, lv->u_to);
+	sort_range(&c->t.names, lv->n_from, lv->n_to);
 }
 
 static int collect_index(metrics_scrape *c, shard_metrics *m, uint32_t i)
@@ -719,6 +759,7 @@ static int collect_index(metrics_scrape *c, shard_metrics *m, uint32_t i)
 
 	lv->l_from = c->t.listeners.count;
 	lv->u_from = c->t.upstreams.count;
+	lv->n_from = c->t.names.count;
 	lv->p_from = c->proc_count;
 	int err = add_retired(c, &m->retired, i);
 	if (!err)

@@ -11,11 +11,12 @@
  * a slot for every shard it starts (metrics_claim) and releases it when it
  * has reaped that shard's process (metrics_release). Releasing folds the
  * slot's values into *retired totals* in the supervisor's own memory, keyed
- * by shard index, (index, listener) and (index, listener, upstream). A
+ * by shard index, (index, listener), (index, listener, upstream) and
+ * (index, listener, server name). A
  * scrape (metrics_collect) takes only the counters from those, then merges
  * every live slot (STARTING, READY, RETIRING, DRAINING) of each index as
- * its table entries say; the listener and upstream series of a STARTING
- * slot are left out, its names may still be being written.
+ * its table entries say; the listener, upstream and server-name series of
+ * a STARTING slot are left out, its names may still be being written.
  */
 #ifndef FRAMEPROXY_SHARD_METRICS_H
 #define FRAMEPROXY_SHARD_METRICS_H
@@ -31,11 +32,12 @@
 extern "C" {
 #endif
 
-/* The three scopes a table can be for. */
+/* The scopes a table can be for. */
 typedef enum metrics_scope {
 	METRICS_SHARD,
 	METRICS_LISTENER,
 	METRICS_UPSTREAM,
+	METRICS_NAME,                 /* a server line naming a host */
 } metrics_scope;
 
 /* A shard index's values: the runtime table's, then the application's. */
@@ -48,8 +50,10 @@ typedef enum metrics_scope {
 /* The values of a shard index, or of a listener or an upstream under one. */
 typedef struct metrics_series {
 	uint32_t shard;
-	char listener[SHARD_NAME_MAX]; /* an upstream's listener, else "" */
-	char name[SHARD_NAME_MAX];    /* the listener's or upstream's, else "" */
+	char listener[SHARD_NAME_MAX]; /* an upstream's or server name's
+					* listener, else "" */
+	char name[SHARD_NAME_MAX];    /* the listener's, upstream's or server
+				       * name's, else "" */
 	char origin[SHARD_NAME_MAX];  /* an upstream's server name, or "" */
 	bool live;                    /* some live slot has it */
 	uint32_t newest;              /* generation of its SHARD_MERGE_NEWEST values */
@@ -67,6 +71,7 @@ typedef struct metrics_table {
 	uint32_t shard_count;
 	metrics_series_list listeners;
 	metrics_series_list upstreams;
+	metrics_series_list names;
 } metrics_table;
 
 typedef struct shard_metrics {
@@ -122,6 +127,7 @@ typedef struct metrics_live {
 	char poller[16];
 	size_t l_from, l_to;          /* ranges in the scrape's table */
 	size_t u_from, u_to;
+	size_t n_from, n_to;
 	size_t p_from, p_to;          /* range in the scrape's procs */
 } metrics_live;
 

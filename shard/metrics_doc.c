@@ -145,6 +145,9 @@ static void md_all(strbuf *sb, const shard_app_metrics *app)
 	md_scope(sb, app, METRICS_LISTENER, true);
 	md_head(sb, "Per upstream", "`shard`, `listener`, `upstream`", false);
 	md_scope(sb, app, METRICS_UPSTREAM, false);
+	md_head(sb, "Per server name", "`shard`, `listener`, `server_name`",
+		false);
+	md_scope(sb, app, METRICS_NAME, false);
 }
 
 int shard_metrics_markdown(const shard_app_metrics *app, FILE *out)

@@ -109,17 +109,27 @@ static void json_procs(strbuf *sb, const metrics_scrape *c,
 	strbuf_puts(sb, "]");
 }
 
-/* "listeners" or "upstreams": one object per series of [from, to). */
+static const char *json_scope_key(metrics_scope scope)
+{
+	switch (scope) {
+	case METRICS_UPSTREAM: return "upstreams";
+	case METRICS_NAME: return "server_names";
+	default: return "listeners";
+	}
+}
+
+/* "listeners", "upstreams" or "server_names": one object per series of
+ * [from, to). */
 static void json_series(strbuf *sb, const metrics_scrape *c,
 			metrics_scope scope, const metrics_series *at,
 			size_t from, size_t to)
 {
 	bool upstream = scope == METRICS_UPSTREAM;
 
-	strbuf_puts(sb, upstream ? ",\"upstreams\":[" : ",\"listeners\":[");
+	strbuf_printf(sb, ",\"%s\":[", json_scope_key(scope));
 	for (size_t k = from; k < to; k++) {
 		strbuf_puts(sb, k > from ? ",{" : "{");
-		if (upstream) {
+		if (scope != METRICS_LISTENER) {
 			strbuf_puts(sb, "\"listener\":");
 			strbuf_json_string(sb, at[k].listener);
 			strbuf_puts(sb, ",");
@@ -182,6 +192,7 @@ static void json_shard(strbuf *sb, const metrics_scrape *c, uint32_t i)
 		    lv->l_to);
 	json_series(sb, c, METRICS_UPSTREAM, c->t.upstreams.at, lv->u_from,
 		    lv->u_to);
+	json_series(sb, c, METRICS_NAME, c->t.names.at, lv->n_from, lv->n_to);
 	strbuf_puts(sb, "}");
 }
 

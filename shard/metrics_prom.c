@@ -77,6 +77,9 @@ static void prom_series_labels(prom_out *w, metrics_scope scope,
 		prom_label(w, "upstream", s->name);
 		if (s->origin[0])
 			prom_label(w, "server_name", s->origin);
+	} else if (scope == METRICS_NAME) {
+		prom_label(w, "listener", s->listener);
+		prom_label(w, "server_name", s->name);
 	}
 }
 
@@ -197,6 +200,8 @@ int metrics_render_prometheus(shard_metrics *m, const metrics_view *v,
 			   c.t.listeners.count);
 		prom_scope(&w, &c, METRICS_UPSTREAM, c.t.upstreams.at,
 			   c.t.upstreams.count);
+		prom_scope(&w, &c, METRICS_NAME, c.t.names.at,
+			   c.t.names.count);
 		err = out->err;
 	}
 	metrics_scrape_free(&c);

@@ -44,6 +44,7 @@ extern "C" {
 
 #define SHARD_MAX_LISTENERS 16
 #define SHARD_MAX_UPSTREAMS 64       /* per shard, all listeners together */
+#define SHARD_MAX_NAMES 32           /* server names, all listeners together */
 #define SHARD_NAME_MAX 64
 #define SHARD_RETIRE_SIGNAL SIGUSR1
 
@@ -145,6 +146,7 @@ typedef struct shard_app_metrics {
 	shard_metric_list shard;
 	shard_metric_list listener;
 	shard_metric_list upstream;
+	shard_metric_list name;       /* per server name (DNS-named line) */
 } shard_app_metrics;
 
 /*
@@ -190,6 +192,8 @@ int shard_metrics_markdown(const shard_app_metrics *app, FILE *out);
 #define SHARD_MAX_LISTENER_VALUES 48
 /* A latency histogram (SHARD_HISTOGRAM_WIDTH(17)) and a dozen counters. */
 #define SHARD_MAX_UPSTREAM_VALUES 40
+/* A few figures of a server name's lookups. */
+#define SHARD_MAX_NAME_VALUES 8
 
 typedef enum shard_state {
 	SHARD_STATE_FREE = 0,     /* slot unused */
@@ -212,6 +216,16 @@ typedef struct shard_slot_upstream {
 	uint64_t values[SHARD_MAX_UPSTREAM_VALUES]; /* by the upstream table */
 } shard_slot_upstream;
 
+/* A server line naming a host (or an SRV name): one per line, named before
+ * the state becomes READY like the listeners (lines come from the config
+ * and do not change while the shard runs). */
+typedef struct shard_slot_server_name {
+	char name[SHARD_NAME_MAX];    /* the host or SRV name */
+	uint32_t listener;            /* index into the slot's listeners */
+	uint32_t pad;
+	uint64_t values[SHARD_MAX_NAME_VALUES]; /* by the name table */
+} shard_slot_server_name;
+
 /*
  * One shard's counters. Only that shard writes it (plain 64-bit stores,
  * through shard_slot_store), the supervisor only reads; names are written
@@ -229,8 +243,10 @@ typedef struct shard_slot {
 	uint64_t app[SHARD_MAX_APP_VALUES];         /* by the per-shard table */
 	uint32_t listener_count;
 	uint32_t upstream_count;
+	uint32_t name_count;
 	shard_slot_listener listeners[SHARD_MAX_LISTENERS];
 	shard_slot_upstream upstreams[SHARD_MAX_UPSTREAMS];
+	shard_slot_server_name names[SHARD_MAX_NAMES];
 } shard_slot;
 
 /* A relaxed 64-bit store the reader can never see torn. */

@@ -263,14 +263,26 @@ TEST_CASE("dns: a name that does not resolve at start, then does", "[dns]")
 {
 	DnsServer dns;
 	EchoAt e("127.0.0.1", 0);
-	Proxy proxy({"--resolvers", dns.addr(), "--resolve-min", "300ms",
+	Proxy proxy({"--resolvers", dns.addr(), "--resolve-min", "300ms", "--admin", "0",
 		     "--server", "late.fp.test:" + std::to_string(e.port())});
 	REQUIRE(proxy.wait_ready());
 	INFO(proxy.log_tail());
+	uint16_t admin = proxy.admin_port();
+	const std::string name = "server_name=\"late.fp.test\"";
 	REQUIRE(proxy.wait_record([](const LogRecord &r) {
 		return r.is("msg", "server name lookup failed") &&
 		       r.is("name", "late.fp.test");
 	}, T5));
+	CHECK(wait_until([&] {
+		return metric_sum(metrics(proxy, admin), "frameproxy_dns_name_failures_total",
+				  name) >= 1;
+	}, T5));
+	{
+		std::string m = metrics(proxy, admin);
+		INFO(m);
+		CHECK(metric_sum(m, "frameproxy_dns_name_resolved", name) == 0);
+		CHECK(metric_sum(m, "frameproxy_dns_name_servers", name) == 0);
+	}
 	{
 		Conn c = Conn::connect(proxy.port());
 		REQUIRE(c.valid());
@@ -282,6 +294,14 @@ TEST_CASE("dns: a name that does not resolve at start, then does", "[dns]")
 	dns.set_a("late.fp.test", {"127.0.0.1"}, 60);
 	REQUIRE(changed(proxy, e.addr(), "-", T5));
 	CHECK(roundtrips(proxy, 3) == 3);
+	CHECK(wait_until([&] {
+		return metric_sum(metrics(proxy, admin), "frameproxy_dns_name_resolved",
+				  name) == 1;
+	}, T5));
+	std::string m = metrics(proxy, admin);
+	INFO(m);
+	CHECK(metric_sum(m, "frameproxy_dns_name_servers", name) == 1);
+	CHECK(metric_sum(m, "frameproxy_dns_name_resolutions_total", name) >= 1);
 }
 
 TEST_CASE("dns: resolve_required makes an unresolvable name fatal", "[dns]")
@@ -321,6 +341,15 @@ TEST_CASE("dns: a resolver that goes away leaves the last answer in use", "[dns]
 	// Each named line's current servers: their series carry the name.
 	CHECK(metric_sum(m, "frameproxy_upstream_up",
 			 "server_name=\"kept.fp.test\"") == 1);
+	// The line's own series: its lookups, failures and servers.
+	CHECK(metric_sum(m, "frameproxy_dns_name_servers",
+			 "server_name=\"kept.fp.test\"") == 1);
+	CHECK(metric_sum(m, "frameproxy_dns_name_resolved",
+			 "server_name=\"kept.fp.test\"") == 1);
+	CHECK(metric_sum(m, "frameproxy_dns_name_resolutions_total",
+			 "server_name=\"kept.fp.test\"") >= 1);
+	CHECK(metric_sum(m, "frameproxy_dns_name_failures_total",
+			 "server_name=\"kept.fp.test\"") >= 1);
 	std::string stats = http_body(http_get(admin, "/stats"));
 	CHECK(stats.find("\"name\":\"" + e.addr() + "\",\"server_name\":\"kept.fp.test\"") !=
 	      std::string::npos);
@@ -349,6 +378,12 @@ TEST_CASE("dns: one query per name per interval across shards", "[dns]")
 		return metric_sum(metrics(proxy, admin), "frameproxy_dns_servers") == 2;
 	}, T5));
 	CHECK(metric_sum(m, "frameproxy_dns_resolutions_total", "shard=\"1\"") == 0);
+	// Per line: the owner counts the lookups, both shards have the server.
+	const std::string name = "server_name=\"shared.fp.test\"";
+	CHECK(metric_sum(m, "frameproxy_dns_name_resolutions_total", name) >= 3);
+	CHECK(metric_sum(m, "frameproxy_dns_name_resolutions_total",
+			 "shard=\"1\",listener=\"default\"," + name) == 0);
+	CHECK(metric_sum(m, "frameproxy_dns_name_resolved", name) == 2);
 	CHECK(roundtrips(proxy, 6) == 6);
 }
 

@@ -68,12 +68,21 @@ static const shard_metric upstream_table[] = {
 	  .help = "Time from a request to its reply.", .json = "latency" },
 };
 
+static const shard_metric name_table[] = {
+	{ .name = "name_lookups_total", .width = 1,
+	  .help = "Lookups of the server name.", .json = "lookups" },
+	{ .name = "name_servers", .type = SHARD_GAUGE, .width = 1,
+	  .merge = SHARD_MERGE_NEWEST,
+	  .help = "Servers the name resolves to now.", .json = "servers" },
+};
+
 #define LIST(t) { t, sizeof(t) / sizeof(t[0]) }
 
 static const shard_app_metrics tables = {
 	.shard = LIST(shard_table),
 	.listener = LIST(listener_table),
 	.upstream = LIST(upstream_table),
+	.name = LIST(name_table),
 };
 
 const shard_app_metrics *test_metrics(const char *const *reasons,

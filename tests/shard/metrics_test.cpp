@@ -86,6 +86,18 @@ void set_listener(shard_slot *s, uint32_t k, const char *name, uint64_t base)
 		s->listener_count = k + 1;
 }
 
+void set_server_name(shard_slot *s, uint32_t k, uint32_t listener,
+		     const char *name, uint64_t lookups, uint64_t servers)
+{
+	shard_slot_server_name *n = &s->names[k];
+	shard_slot_name(n->name, name);
+	n->listener = listener;
+	n->values[T_NAME_LOOKUPS] = lookups;
+	n->values[T_NAME_SERVERS] = servers;
+	if (s->name_count <= k)
+		s->name_count = k + 1;
+}
+
 void set_upstream(shard_slot *s, uint32_t k, uint32_t listener,
 		  const char *name, uint64_t connects, uint32_t up)
 {
@@ -337,6 +349,51 @@ TEST_CASE("counters stay monotonic across a restart, gauges do not carry",
 	REQUIRE(value(p, "frameproxy_sched_rounds_total{shard=\"0\"}") == "1050");
 }
 
+TEST_CASE("a server name's series: lookups add up over restarts and "
+	  "reloads, its server count is the newest process's", "[metrics]")
+{
+	Metrics t;
+	metrics_view v = make_view(1);
+	const char *key = "{shard=\"0\",listener=\"api\",server_name=\"db.internal\"}";
+
+	shard_slot *s = metrics_claim(&t.m, 0, 1);
+	set_listener(s, 0, "api", 1);
+	set_server_name(s, 0, 0, "db.internal", 4, 3);
+	shard_slot_set_state(s, SHARD_STATE_READY);
+	auto p = samples(t.prom(v));
+	REQUIRE(value(p, std::string("frameproxy_name_lookups_total") + key) == "4");
+	REQUIRE(value(p, std::string("frameproxy_name_servers") + key) == "3");
+
+	metrics_release(&t.m, s); // died: its lookups stay, its gauge goes
+	p = samples(t.prom(v));
+	REQUIRE(value(p, std::string("frameproxy_name_lookups_total") + key) == "4");
+	REQUIRE(p.count(std::string("frameproxy_name_servers") + key) == 0);
+
+	// A reload in progress: the old generation still runs beside the new.
+	shard_slot *old_s = metrics_claim(&t.m, 0, 1);
+	set_listener(old_s, 0, "api", 1);
+	set_server_name(old_s, 0, 0, "db.internal", 2, 3);
+	shard_slot_set_state(old_s, SHARD_STATE_RETIRING);
+	shard_slot *new_s = metrics_claim(&t.m, 0, 2);
+	set_listener(new_s, 0, "api", 1);
+	set_server_name(new_s, 0, 0, "db.internal", 1, 5);
+	set_server_name(new_s, 1, 0, "_x._tcp.svc srv", 6, 0);
+	shard_slot_set_state(new_s, SHARD_STATE_READY);
+	p = samples(t.prom(v));
+	REQUIRE(value(p, std::string("frameproxy_name_lookups_total") + key) == "7");
+	REQUIRE(value(p, std::string("frameproxy_name_servers") + key) == "5");
+	REQUIRE(value(p, "frameproxy_name_lookups_total{shard=\"0\",listener=\"api\","
+			 "server_name=\"_x._tcp.svc srv\"}") == "6");
+
+	Json j = t.json(v);
+	const Json &names = j["shards"][0]["server_names"];
+	REQUIRE(names.arr.size() == 2);
+	REQUIRE(names[1]["listener"].str() == "api");
+	REQUIRE(names[1]["name"].str() == "db.internal");
+	REQUIRE(names[1]["lookups"].u64() == 7);
+	REQUIRE(names[1]["servers"].u64() == 5);
+}
+
 TEST_CASE("during a reload gauges add up and the newest generation names "
 	  "up and poller", "[metrics]")
 {
@@ -457,6 +514,7 @@ TEST_CASE("Prometheus output of a busy supervisor passes promtool",
 		set_upstream(s, 0, 0, "10.0.0.1:9000", 5, 1);
 		set_upstream(s, 1, 0, "10.0.0.2:9000", 5, 0);
 		set_upstream(s, 2, 1, "[::1]:9000", 1, 1);
+		set_server_name(s, 0, 0, "db.internal", 10 + i, 2);
 		shard_slot_set_state(s, SHARD_STATE_READY);
 		if (i == 3)
 			metrics_release(&t.m, s); // dead, waiting for its restart
@@ -605,6 +663,7 @@ void golden_scenario(Metrics &t)
 		set_upstream(s, 0, 0, "10.0.0.1:9000", 15 + i, 1);
 		set_upstream(s, 1, 0, "10.0.0.2:9000", 33, 0);
 		set_upstream(s, 2, 1, "[::1]:9000", 1, 1);
+		set_server_name(s, 0, 0, "db.internal", 10 + i, 2);
 		shard_slot_set_state(s, SHARD_STATE_READY);
 		if (i == 2)
 			metrics_release(&t.m, s); // dead, waiting for its restart
@@ -615,6 +674,8 @@ void golden_scenario(Metrics &t)
 	set_listener(old_s, 0, "api", 4);
 	set_upstream(old_s, 0, 0, "10.0.0.1:9000", 2, 1);
 	set_upstream(old_s, 1, 0, "gone:1", 9, 1);
+	set_server_name(old_s, 0, 0, "db.internal", 5, 7);
+	set_server_name(old_s, 1, 0, "_q._tcp.gone srv", 1, 0);
 	shard_slot_set_state(old_s, SHARD_STATE_RETIRING);
 	shard_slot *starting = metrics_claim(&t.m, 3, 2);
 	starting->pid = 103;
