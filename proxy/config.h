@@ -172,6 +172,7 @@ typedef struct config {
 	int64_t drain_timeout;
 	int64_t linger_timeout; /* a draining close waits this for the client's EOF */
 	bool reload_handoff;    /* reload: hand live connections to the new shards */
+	int64_t upgrade_timeout; /* SIGUSR2: the new binary's time to be ready */
 	/* Server names (proxy/resolve.h): the DNS servers ("IP:PORT,...";
 	 * NULL: /etc/resolv.conf), the bounds on a TTL, and whether a name
 	 * that does not resolve at start stops the start. */

@@ -828,6 +828,10 @@ const config_key config_keys[] = {
 	{ .name = "reload_handoff", .scope = G, .set = set_reload_handoff,
 	  .def = "on", .flag = "--reload-handoff", .arg = "on|off",
 	  .help = "reload: pass connections on live" },
+	{ .name = "upgrade_timeout", .scope = G, .set = set_duration,
+	  .off = G_OFF(upgrade_timeout), .min = 100 * UNITS_NS_PER_MS, .def = "30s",
+	  .flag = "--upgrade-timeout", .arg = "DUR",
+	  .help = "SIGUSR2: new shards ready within" },
 
 	{ .name = "resolvers", .scope = G, .set = set_resolvers,
 	  .flag = "--resolvers", .arg = "IP[:PORT],...",

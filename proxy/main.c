@@ -50,7 +50,9 @@ static void usage(FILE *out)
 "Sizes read like 64KiB or 16MiB; durations like 250ms, 30s or 1m30s.\n"
 "SIGTERM/SIGINT drain (frames in flight finish), a second one exits now.\n"
 "SIGHUP reloads: the settings are checked, then shards are replaced one at a\n"
-"time on the same sockets while the old ones finish their connections.\n");
+"time on the same sockets while the old ones finish their connections.\n"
+"SIGUSR2 upgrades: the binary at this one's path is checked with --check,\n"
+"then takes over the sockets and the connections (docs/RELIABILITY.md).\n");
 }
 
 typedef struct cli_args {
@@ -287,6 +289,7 @@ static int plan_build(run_plan *plan, const config *cfg)
 
 typedef struct proxy_app {
 	const cli_args *cli;
+	char *const *argv;    /* as given: a binary upgrade runs with it */
 	config cfg;           /* the running configuration */
 	run_plan plan;
 } proxy_app;
@@ -307,6 +310,9 @@ static void app_settings(const proxy_app *app, shard_settings *s)
 		.listener_count = (uint32_t)app->plan.count,
 		.metrics = &counters_metrics,
 		.handoff = cfg->reload_handoff,
+		.argv = app->argv,
+		.upgrade_timeout_ns = cfg->upgrade_timeout,
+		.version = FRAMEPROXY_VERSION,
 	};
 	memcpy(&s->admin, &cfg->admin.ss, cfg->admin.len);
 }
@@ -453,9 +459,9 @@ static const shard_ops app_ops = {
 };
 
 /* Takes the configuration over (frees it). */
-static int serve(const cli_args *c, config *cfg)
+static int serve(const cli_args *c, config *cfg, char *const *argv)
 {
-	proxy_app app = {.cli = c, .cfg = *cfg};
+	proxy_app app = {.cli = c, .cfg = *cfg, .argv = argv};
 	shard_settings settings;
 	int rc = plan_build(&app.plan, &app.cfg);
 
@@ -492,7 +498,7 @@ int main(int argc, char **argv)
 	if (rc < 0)
 		log_line(LOG_LEVEL_WARN, "stderr stays blocking",
 			 "error=%s", strerror(-rc));
-	rc = serve(&c, &cfg);
+	rc = serve(&c, &cfg, argv);
 	cli_free(&c);
 	return rc != 0 ? 1 : 0;
 }

@@ -155,6 +155,20 @@ int admin_open(admin_server *a, const struct sockaddr *addr, socklen_t len)
 	return 0;
 }
 
+int admin_adopt(admin_server *a, int fd)
+{
+	int listening = 0;
+	socklen_t len = sizeof(listening);
+
+	admin_init(a);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+		return -errno;
+	if (!listening)
+		return -EINVAL;
+	a->listen_fd = fd;
+	return 0;
+}
+
 int admin_bound(const admin_server *a, struct sockaddr *addr, socklen_t *len)
 {
 	if (a->listen_fd < 0)

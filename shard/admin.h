@@ -87,6 +87,9 @@ void admin_init(admin_server *a);
 /* Non-blocking listening socket, SO_REUSEADDR, backlog ADMIN_BACKLOG.
  * 0 or -errno; on failure `a` is closed (admin_close is harmless). */
 int admin_open(admin_server *a, const struct sockaddr *addr, socklen_t len);
+/* Binary upgrade: serve on a listening socket the old supervisor opened
+ * (non-blocking already). 0, -EINVAL when it is not listening, -errno. */
+int admin_adopt(admin_server *a, int fd);
 /* The bound address (for port 0). 0 or -errno. */
 int admin_bound(const admin_server *a, struct sockaddr *addr, socklen_t *len);
 /* The listening socket and every client, with the events each waits for.

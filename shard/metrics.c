@@ -24,6 +24,12 @@ const shard_metric metrics_supervisor[] = {
 const shard_metric metrics_index[] = {
 	METRICS_INDEX(SHARD_METRIC_ENTRY)
 };
+const shard_metric metrics_build_info = {
+	.name = "build_info", .type = SHARD_GAUGE, .width = 1, .label = "version",
+	.json = "version",
+	.help = "Always 1; the version of the supervisor answering (a binary "
+		"upgrade changes it).",
+};
 
 /* --- the mapping ---------------------------------------------------------- */
 

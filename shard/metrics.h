@@ -90,6 +90,7 @@ typedef struct metrics_view {
 	int64_t now_unix_ns;          /* 0: read CLOCK_REALTIME */
 	uint64_t reloads;
 	uint64_t restarts;            /* dead shards replaced */
+	const char *version;          /* the supervisor's; NULL: unknown */
 } metrics_view;
 
 /* Before forking: slot_count zeroed (FREE) slots. 0, -EINVAL or -errno. */
@@ -202,6 +203,8 @@ enum { METRICS_SUPERVISOR(SHARD_METRIC_ENUM) METRICS_SUP_COUNT };
 enum { METRICS_INDEX(SHARD_METRIC_ENUM) METRICS_INDEX_COUNT };
 extern const shard_metric metrics_supervisor[METRICS_SUP_COUNT];
 extern const shard_metric metrics_index[METRICS_INDEX_COUNT];
+/* Always 1, labelled with metrics_view.version. */
+extern const shard_metric metrics_build_info;
 
 /* The values of metrics_supervisor, by its enum. */
 void metrics_supervisor_values(const metrics_scrape *c,

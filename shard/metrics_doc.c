@@ -137,6 +137,7 @@ static void md_all(strbuf *sb, const shard_app_metrics *app)
 	md_head(sb, "Supervisor", "none", false);
 	for (uint32_t i = 0; i < METRICS_SUP_COUNT; i++)
 		md_row(sb, &metrics_supervisor[i], false);
+	md_row(sb, &metrics_build_info, false);
 	md_head(sb, "Per shard", "`shard`", false);
 	md_scope(sb, app, METRICS_SHARD, false);
 	for (uint32_t i = 0; i < METRICS_INDEX_COUNT; i++)

@@ -210,7 +210,9 @@ static void json_top(strbuf *sb, const metrics_scrape *c)
 	uint64_t values[METRICS_SUP_COUNT];
 
 	metrics_supervisor_values(c, values);
-	strbuf_printf(sb, "{\"pid\":%" PRId32, v->pid);
+	strbuf_printf(sb, "{\"pid\":%" PRId32 ",\"%s\":", v->pid,
+		      metrics_build_info.json);
+	strbuf_json_string(sb, v->version ? v->version : "unknown");
 	json_supervisor(sb, values, METRICS_SUP_STARTED);
 	strbuf_puts(sb, ",\"uptime_s\":");
 	strbuf_seconds(sb, now - v->started_unix_ns);

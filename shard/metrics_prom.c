@@ -142,6 +142,16 @@ static void prom_supervisor(prom_out *w, const metrics_scrape *c)
 	}
 }
 
+static void prom_build_info(prom_out *w, const metrics_view *v)
+{
+	const shard_metric *f = &metrics_build_info;
+
+	prom_family(w, f);
+	prom_begin(w, f->name);
+	prom_label(w, f->label, v->version ? v->version : "unknown");
+	prom_end(w, f, 1);
+}
+
 /* Every family of a scope, over its series. A newest-generation value is
  * left out while no live process has its series. */
 static void prom_scope(prom_out *w, const metrics_scrape *c,
@@ -194,6 +204,7 @@ int metrics_render_prometheus(shard_metrics *m, const metrics_view *v,
 	if (!err) {
 		prom_out w = { .sb = out };
 		prom_supervisor(&w, &c);
+		prom_build_info(&w, v);
 		prom_scope(&w, &c, METRICS_SHARD, c.t.shards, v->shards);
 		prom_index_state(&w, &c);
 		prom_scope(&w, &c, METRICS_LISTENER, c.t.listeners.at,

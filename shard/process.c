@@ -44,6 +44,11 @@ int process_drop_to(const char *user, char *why, size_t why_len)
 		snprintf(why, why_len, "no such user");
 		return rc ? -rc : -ENOENT;
 	}
+	/* Already that user (a binary upgrade's new supervisor runs as the
+	 * user the old one dropped to): nothing to drop, and no right to. */
+	if (getuid() == pw.pw_uid && geteuid() == pw.pw_uid &&
+	    getgid() == pw.pw_gid && pw.pw_uid != 0)
+		return 0;
 	/* Groups first: after setuid we may no longer change them. */
 	if (initgroups(user, pw.pw_gid) < 0 || setgid(pw.pw_gid) < 0 ||
 	    setuid(pw.pw_uid) < 0) {

@@ -6,7 +6,9 @@
  *   and keeps them all; creates the shared metrics mapping; forks shards;
  *   replaces a shard that dies on the same sockets (so its accept queue is
  *   served, not reset); SIGTERM/SIGINT drain, SIGHUP reload (new shards one
- *   at a time, old ones retire), admin endpoint (GET /metrics, GET /stats).
+ *   at a time, old ones retire), SIGUSR2 binary upgrade (the binary at
+ *   its path takes over the sockets and the shards' connections),
+ *   admin endpoint (GET /metrics, GET /stats).
  *
  *   shard: a child that runs the caller's `run` on its own sockets and
  *   publishes counters into its slot of the mapping. It makes its scheduler,
@@ -47,6 +49,8 @@ extern "C" {
 #define SHARD_MAX_NAMES 32           /* server names, all listeners together */
 #define SHARD_NAME_MAX 64
 #define SHARD_RETIRE_SIGNAL SIGUSR1
+/* To the supervisor: run the binary at its path in its place. */
+#define SHARD_UPGRADE_SIGNAL SIGUSR2
 
 #ifdef __cplusplus
 #define SHARD_ALIGNAS(n) alignas(n)
@@ -408,6 +412,12 @@ typedef struct shard_settings {
 	/* Reload: the new shard i and the one it replaces get a channel
 	 * (shard_context.handoff_fd, shard_take_channel). */
 	bool handoff;
+	/* Binary upgrade (SHARD_UPGRADE_SIGNAL, shard/upgrade.h): the command
+	 * line the new binary runs with (the binary is the one this process
+	 * started from, at its path then); NULL: upgrades refused. */
+	char *const *argv;
+	int64_t upgrade_timeout_ns;   /* the new shards' time to be ready */
+	const char *version;          /* /stats "version", build_info */
 } shard_settings;
 
 typedef enum shard_log_level {

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <linux/filter.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,86 @@ int sockets_open(shard_sockets *s, const shard_listen_spec *listeners,
 		*failed = l;
 		sockets_close(s);
 		return rc;
+	}
+	return 0;
+}
+
+/* Same family, address and (unless the spec asks for any, port 0) port. */
+static bool same_endpoint(const struct sockaddr_storage *spec,
+			  const struct sockaddr_storage *got)
+{
+	if (spec->ss_family != got->ss_family)
+		return false;
+	if (spec->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)spec, *b = (const void *)got;
+		return a->sin_addr.s_addr == b->sin_addr.s_addr &&
+		       (a->sin_port == 0 || a->sin_port == b->sin_port);
+	}
+	if (spec->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const void *)spec, *b = (const void *)got;
+		return memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0 &&
+		       (a->sin6_port == 0 || a->sin6_port == b->sin6_port);
+	}
+	return false;
+}
+
+/* A listening stream socket on the spec's endpoint; its address to *got. */
+static bool adoptable(int fd, const shard_listen_spec *spec,
+		      struct sockaddr_storage *got, socklen_t *got_len)
+{
+	int listening = 0, type = 0;
+	socklen_t len = sizeof(int);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening)
+		return false;
+	len = sizeof(int);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+		return false;
+	*got_len = sizeof(*got);
+	if (getsockname(fd, (struct sockaddr *)got, got_len) < 0)
+		return false;
+	return same_endpoint(&spec->addr, got);
+}
+
+int sockets_adopt(shard_sockets *s, const shard_listen_spec *listeners,
+		  uint32_t listener_count, uint32_t shards, const int *fds,
+		  uint32_t fd_shards, uint32_t fd_listeners, char *why,
+		  size_t why_len)
+{
+	size_t n = (size_t)shards * listener_count;
+
+	*s = (shard_sockets){0};
+	if (fd_shards != shards || fd_listeners != listener_count) {
+		snprintf(why, why_len, "the old supervisor has %u shards and %u "
+			 "listeners, this configuration %u and %u (restart needed)",
+			 fd_shards, fd_listeners, shards, listener_count);
+		for (size_t i = 0; i < (size_t)fd_shards * fd_listeners; i++)
+			close(fds[i]);
+		return -EINVAL;
+	}
+	*s = (shard_sockets){.shards = shards, .listener_count = listener_count};
+	s->fds = malloc(n * sizeof(*s->fds));
+	s->bound = calloc(listener_count, sizeof(*s->bound));
+	s->bound_len = calloc(listener_count, sizeof(*s->bound_len));
+	if (!s->fds || !s->bound || !s->bound_len) {
+		sockets_close(s);
+		snprintf(why, why_len, "out of memory");
+		return -ENOMEM;
+	}
+	memcpy(s->fds, fds, n * sizeof(*s->fds));
+	for (size_t i = 0; i < n; i++) {
+		uint32_t l = (uint32_t)(i % listener_count);
+		struct sockaddr_storage got;
+		socklen_t got_len;
+		if (!adoptable(s->fds[i], &listeners[l], &got, &got_len) ||
+		    (i >= listener_count && !same_endpoint(&s->bound[l], &got))) {
+			snprintf(why, why_len, "listener %s: the inherited socket is not "
+				 "its listen address (restart needed)", listeners[l].name);
+			sockets_close(s);
+			return -EINVAL;
+		}
+		s->bound[l] = got;
+		s->bound_len[l] = got_len;
 	}
 	return 0;
 }

@@ -30,6 +30,17 @@ typedef struct shard_sockets {
  */
 int sockets_open(shard_sockets *s, const shard_listen_spec *listeners,
 		 uint32_t listener_count, uint32_t shards, uint32_t *failed);
+/*
+ * Binary upgrade: take over the sockets the old supervisor opened (`fds`,
+ * laid out as `fds` above, fd_shards x fd_listeners), after checking that
+ * they are what the configuration names: as many, listening, on each
+ * listener's address. 0, or -errno and one reason in `why`; on failure
+ * they are closed.
+ */
+int sockets_adopt(shard_sockets *s, const shard_listen_spec *listeners,
+		  uint32_t listener_count, uint32_t shards, const int *fds,
+		  uint32_t fd_shards, uint32_t fd_listeners, char *why,
+		  size_t why_len);
 void sockets_close(shard_sockets *s);
 /* Shard i's sockets, one per listener. */
 const int *sockets_of(const shard_sockets *s, uint32_t shard);

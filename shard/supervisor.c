@@ -8,6 +8,7 @@
  * sends signals and reads the metrics mapping.
  */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -28,6 +29,7 @@
 #include "shard/shard.h"
 #include "shard/sockets.h"
 #include "shard/strbuf.h"
+#include "shard/upgrade.h"
 
 #define MS (1000 * 1000LL)
 #define SEC (1000 * MS)
@@ -40,6 +42,14 @@
 /* Beyond its own deadline, how long a stopping shard gets before SIGKILL. */
 #define SUPERVISOR_KILL_GRACE_NS (2 * SEC)
 #define SUPERVISOR_MAX_POLLFDS 80
+
+/* Binary upgrade, as this supervisor sees it (shard/upgrade.h). */
+typedef enum upgrade_phase {
+	UPGRADE_NONE,
+	UPGRADE_CHECKING,    /* old: the new binary's --check runs */
+	UPGRADE_STARTING,    /* old: the new supervisor starts its shards */
+	UPGRADE_INHERITED,   /* new: started by an upgrade, not yet confirmed */
+} upgrade_phase;
 
 typedef enum proc_role {
 	PROC_SERVING,    /* the current shard of its seat */
@@ -95,6 +105,15 @@ typedef struct supervisor {
 	uint64_t reloads;
 	uint64_t restarts;
 	int64_t started_unix_ns;
+	char exe[PATH_MAX];          /* the binary at start ("": unknown) */
+	upgrade_phase upgrade;
+	pid_t upgrade_pid;           /* old: --check or the new supervisor */
+	int64_t upgrade_deadline;
+	int upgrade_sock;            /* to the other supervisor, or -1 */
+	bool upgrade_ready_sent;     /* new: READY is with the old one */
+	pid_t upgrade_old_pid;       /* new: the supervisor it replaces */
+	int inherited_admin;         /* new: the old admin socket, or -1 */
+	bool handed_over;            /* old: the new supervisor has taken over */
 } supervisor;
 
 static void sup_log(supervisor *sup, shard_log_level level, const char *msg,
@@ -191,6 +210,7 @@ static void child_prepare(supervisor *sup, uint32_t index, pid_t parent)
 	sigaddset(&all, SIGHUP);
 	sigprocmask(SIG_UNBLOCK, &all, NULL);
 	close(sup->signal_fd);
+	close_fd(&sup->upgrade_sock);
 	/* The other shards' control sockets and channels are not its own. */
 	for (uint32_t i = 0; i < sup->proc_count; i++) {
 		close_fd(&sup->procs[i].control);
@@ -260,9 +280,11 @@ static shard_proc *spawn(supervisor *sup, uint32_t index, proc_role role)
 	shard_slot *slot = metrics_claim(&sup->metrics, index, sup->generation);
 	shard_proc *p = slot ? proc_add(sup) : NULL;
 	child_fds fds = {-1, -1};
-	/* A channel only to a shard that will retire for this one. */
-	bool handoff = sup->settings.handoff && role == PROC_INCOMING &&
-		       proc_in_role(sup, index, PROC_SERVING);
+	/* A channel only to a shard that will retire for this one: the one
+	 * it replaces on a reload, or the old supervisor's after an upgrade. */
+	bool replaces = (role == PROC_INCOMING && proc_in_role(sup, index, PROC_SERVING)) ||
+			(sup->upgrade == UPGRADE_INHERITED && !sup->ready_once);
+	bool handoff = sup->settings.handoff && replaces;
 
 	if (!p) {
 		if (slot)
@@ -393,6 +415,9 @@ static void shard_died(supervisor *sup, shard_proc *p, int status)
 	seat->respawn_at = sched_clock_ns(CLOCK_MONOTONIC) + delay;
 }
 
+static void upgrade_child_exited(supervisor *sup, int status);
+static void upgrade_send_ready(supervisor *sup);
+
 static void reap(supervisor *sup)
 {
 	int status;
@@ -402,12 +427,14 @@ static void reap(supervisor *sup)
 		shard_proc *p = proc_find(sup, pid);
 		if (p)
 			shard_died(sup, p, status);
+		else if (pid == sup->upgrade_pid)
+			upgrade_child_exited(sup, status);
 	}
 }
 
 static void respawn_due(supervisor *sup, int64_t now)
 {
-	for (uint32_t i = 0; i < sup->shards && !sup->stopping; i++) {
+	for (uint32_t i = 0; i < sup->shards && !sup->stopping && !sup->handed_over; i++) {
 		shard_seat *seat = &sup->seats[i];
 		if (!seat->respawn_at || now < seat->respawn_at)
 			continue;
@@ -436,7 +463,12 @@ static void check_started(supervisor *sup)
 	sup->ready_once = true;
 	sup_log(sup, SHARD_LOG_INFO, "ready", "shards=%u pid=%d", sup->shards,
 		(int)getpid());
-	process_notify("READY=1");
+	/* After an upgrade, READY=1 waits until the old one has handed over
+	 * and made us systemd's main process. */
+	if (sup->upgrade == UPGRADE_INHERITED)
+		upgrade_send_ready(sup);
+	else
+		process_notify("READY=1");
 }
 
 static void supervisor_stop(supervisor *sup, const char *why, int exit_code)
@@ -447,7 +479,9 @@ static void supervisor_stop(supervisor *sup, const char *why, int exit_code)
 	sup->rolling = false;
 	if (exit_code)
 		sup->exit_code = exit_code;
-	process_notify("STOPPING=1");
+	/* Once handed over, systemd's main process is the new supervisor. */
+	if (!sup->handed_over)
+		process_notify("STOPPING=1");
 	sup_log(sup, SHARD_LOG_INFO, "stopping", "reason=%s shards=%u", why,
 		sup->proc_count);
 	int64_t grace = sup->settings.drain_timeout_ns + SUPERVISOR_KILL_GRACE_NS;
@@ -465,14 +499,14 @@ static void kill_all(supervisor *sup)
 		kill(sup->procs[i].pid, SIGKILL);
 }
 
-/* The retiring shard's end of the channel its successor got at fork: sent
- * before the retire signal, so the shard finds it when the signal comes.
- * Without it the old shard retires as without handoff. */
-static void pass_channel(supervisor *sup, shard_proc *old, shard_proc *incoming)
+/* The retiring shard's end of the channel its successor got at fork
+ * (`peer`): sent before the retire signal, so the shard finds it when the
+ * signal comes. Without it the old shard retires as without handoff. */
+static void pass_channel(supervisor *sup, shard_proc *old, int peer)
 {
-	if (incoming->handoff_peer < 0 || old->control < 0)
+	if (peer < 0 || old->control < 0)
 		return;
-	int rc = shard_send_channel(old->control, incoming->handoff_peer);
+	int rc = shard_send_channel(old->control, peer);
 	if (rc < 0)
 		sup_log(sup, SHARD_LOG_WARN, "cannot pass the handoff channel",
 			"shard=%u error=%s", old->index, strerror(-rc));
@@ -498,7 +532,7 @@ static void roll_step(supervisor *sup)
 		/* Retiring shards serve what they have until drain_timeout,
 		 * then drain; the grace covers both. */
 		int64_t grace = 2 * sup->settings.drain_timeout_ns + SUPERVISOR_KILL_GRACE_NS;
-		pass_channel(sup, old, incoming);
+		pass_channel(sup, old, incoming->handoff_peer);
 		proc_signal(sup, old, SHARD_RETIRE_SIGNAL, PROC_RETIRING, grace);
 	}
 	close_fd(&incoming->handoff_peer);
@@ -516,6 +550,11 @@ static void reload(supervisor *sup)
 
 	if (sup->stopping)
 		return;
+	if (sup->handed_over || sup->upgrade != UPGRADE_NONE) {
+		sup_log(sup, SHARD_LOG_WARN, "reload ignored: an upgrade is under way",
+			"pid=%d", (int)getpid());
+		return;
+	}
 	if (sup->rolling) {
 		sup->reload_again = true;
 		return;
@@ -555,6 +594,260 @@ static void enforce_kill_deadlines(supervisor *sup, int64_t now)
 	}
 }
 
+/* --- binary upgrade (shard/upgrade.h) -------------------------------------- */
+
+static const char *upgrade_refusal(const supervisor *sup)
+{
+	if (!sup->settings.argv || !sup->exe[0])
+		return "the binary's path is unknown";
+	if (sup->stopping)
+		return "stopping";
+	if (sup->handed_over)
+		return "already handed over to a new supervisor";
+	if (sup->upgrade != UPGRADE_NONE)
+		return "an upgrade is under way";
+	if (sup->rolling)
+		return "a reload is under way";
+	if (!sup->ready_once)
+		return "not started yet";
+	return NULL;
+}
+
+/* Back to serving as before: the new process (if any) is killed, and its
+ * exit is then reaped as an unknown child. */
+static void upgrade_fail(supervisor *sup, const char *reason)
+{
+	if (sup->upgrade == UPGRADE_STARTING && sup->upgrade_pid > 0)
+		kill(sup->upgrade_pid, SIGKILL);
+	if (sup->upgrade == UPGRADE_CHECKING && sup->upgrade_pid > 0)
+		kill(sup->upgrade_pid, SIGKILL);
+	sup->upgrade = UPGRADE_NONE;
+	sup->upgrade_pid = 0;
+	close_fd(&sup->upgrade_sock);
+	sup_log(sup, SHARD_LOG_ERROR, "upgrade failed: keeping the running binary",
+		"reason=%s binary=%s", reason, sup->exe);
+	process_notify("READY=1");
+}
+
+static void upgrade_begin(supervisor *sup)
+{
+	const char *refusal = upgrade_refusal(sup);
+
+	if (refusal) {
+		sup_log(sup, SHARD_LOG_WARN, "upgrade refused", "reason=%s", refusal);
+		return;
+	}
+	pid_t pid = upgrade_spawn_check(sup->exe, sup->settings.argv);
+	if (pid < 0) {
+		sup_log(sup, SHARD_LOG_ERROR, "upgrade failed: keeping the running binary",
+			"reason=%s error=%s binary=%s", "cannot run --check",
+			strerror((int)-pid), sup->exe);
+		return;
+	}
+	process_notify("RELOADING=1");
+	sup->upgrade = UPGRADE_CHECKING;
+	sup->upgrade_pid = pid;
+	sup->upgrade_deadline = sched_clock_ns(CLOCK_MONOTONIC) +
+				sup->settings.upgrade_timeout_ns;
+	sup_log(sup, SHARD_LOG_INFO, "upgrading: checking the new binary",
+		"binary=%s pid=%d", sup->exe, (int)pid);
+}
+
+/* The fds the new supervisor inherits: its end of the peer socket, the
+ * admin socket and every listening socket. */
+static size_t upgrade_keep(const supervisor *sup, int peer, int *keep)
+{
+	size_t n = 0, count = (size_t)sup->shards * sup->sockets.listener_count;
+
+	keep[n++] = peer;
+	if (sup->admin_open)
+		keep[n++] = sup->admin.listen_fd;
+	for (size_t i = 0; i < count; i++)
+		keep[n++] = sup->sockets.fds[i];
+	return n;
+}
+
+static void upgrade_exec(supervisor *sup)
+{
+	size_t count = (size_t)sup->shards * sup->sockets.listener_count;
+	size_t env_len = 128 + 12 * count;
+	char *env = malloc(env_len);
+	int *keep = malloc((count + 2) * sizeof(int));
+	int pair[2] = {-1, -1};
+
+	if (!env || !keep ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0 ||
+	    upgrade_env_format(env, env_len, pair[1],
+			       sup->admin_open ? sup->admin.listen_fd : -1,
+			       &sup->sockets) < 0) {
+		free(env);
+		free(keep);
+		close_fd(&pair[0]);
+		close_fd(&pair[1]);
+		upgrade_fail(sup, "cannot set up the handover");
+		return;
+	}
+	pid_t pid = upgrade_spawn_new(sup->exe, sup->settings.argv, env, keep,
+				      upgrade_keep(sup, pair[1], keep));
+	free(env);
+	free(keep);
+	close_fd(&pair[1]);
+	sup->upgrade_sock = pair[0];
+	if (pid < 0) {
+		upgrade_fail(sup, "cannot fork");
+		return;
+	}
+	sup->upgrade = UPGRADE_STARTING;
+	sup->upgrade_pid = pid;
+	sup->upgrade_deadline = sched_clock_ns(CLOCK_MONOTONIC) +
+				sup->settings.upgrade_timeout_ns;
+	sup_log(sup, SHARD_LOG_INFO, "upgrading: new supervisor started",
+		"pid=%d binary=%s", (int)pid, sup->exe);
+}
+
+static void upgrade_child_exited(supervisor *sup, int status)
+{
+	char how[48], reason[96];
+	const char *ended = describe_status(status, how, sizeof(how));
+	bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+
+	if (sup->upgrade == UPGRADE_CHECKING && ok) {
+		sup->upgrade_pid = 0;
+		upgrade_exec(sup);
+		return;
+	}
+	snprintf(reason, sizeof(reason), "%s (%s %s)",
+		 sup->upgrade == UPGRADE_CHECKING ? "the new binary's --check failed"
+						  : "the new supervisor exited",
+		 ended, how);
+	sup->upgrade_pid = 0;
+	upgrade_fail(sup, reason);
+}
+
+/* Old side: the new supervisor's shards are up; `peers` are their
+ * handoff channels by index (none with handoff off). Our shards retire to
+ * them as on a reload, and we go when they have. */
+static void upgrade_commit(supervisor *sup, int *peers, size_t n)
+{
+	pid_t next = sup->upgrade_pid;
+	int64_t grace = 2 * sup->settings.drain_timeout_ns + SUPERVISOR_KILL_GRACE_NS;
+
+	for (uint32_t i = 0; i < sup->shards; i++) {
+		sup->seats[i].respawn_at = 0;
+		shard_proc *old = proc_in_role(sup, i, PROC_SERVING);
+		if (!old)
+			continue;
+		pass_channel(sup, old, i < n ? peers[i] : -1);
+		proc_signal(sup, old, SHARD_RETIRE_SIGNAL, PROC_RETIRING, grace);
+	}
+	for (size_t i = 0; i < n; i++)
+		close(peers[i]);
+	if (sup->admin_open)
+		admin_close(&sup->admin);
+	sup->admin_open = false;
+	int rc = upgrade_send(sup->upgrade_sock, UPGRADE_COMMITTED, NULL, 0);
+	close_fd(&sup->upgrade_sock);
+	sup->handed_over = true;
+	sup->upgrade = UPGRADE_NONE;
+	sup->upgrade_pid = 0;
+	char state[32];
+	snprintf(state, sizeof(state), "MAINPID=%d", (int)next);
+	process_notify(state);
+	sup_log(sup, SHARD_LOG_INFO, "upgrade: handed over to the new supervisor",
+		"pid=%d channels=%zu confirmed=%s", (int)next, n,
+		rc == 0 ? "yes" : strerror(-rc));
+}
+
+/* Old side: a message from the new supervisor. */
+static void upgrade_old_readable(supervisor *sup)
+{
+	int peers[UPGRADE_MAX_SHARDS];
+	size_t n;
+	int kind = upgrade_recv(sup->upgrade_sock, peers, UPGRADE_MAX_SHARDS, &n);
+
+	if (kind == -EAGAIN)
+		return;
+	if (kind == UPGRADE_READY && n <= sup->shards) {
+		upgrade_commit(sup, peers, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		close(peers[i]);
+	upgrade_fail(sup, kind == 0 ? "the new supervisor closed its socket"
+				    : "the new supervisor sent a message this one does not know");
+}
+
+/* New side: every shard is up; offer their channels to the old one. */
+static void upgrade_send_ready(supervisor *sup)
+{
+	int peers[UPGRADE_MAX_SHARDS];
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < sup->shards && i < UPGRADE_MAX_SHARDS; i++) {
+		shard_proc *p = proc_in_role(sup, i, PROC_SERVING);
+		if (p && p->handoff_peer >= 0)
+			peers[n++] = p->handoff_peer;
+	}
+	/* All or none: channels go by index. */
+	if (n != sup->shards)
+		n = 0;
+	int rc = upgrade_send(sup->upgrade_sock, UPGRADE_READY, peers, n);
+	for (uint32_t i = 0; i < sup->proc_count; i++)
+		close_fd(&sup->procs[i].handoff_peer);
+	sup->upgrade_ready_sent = true;
+	if (rc < 0)
+		sup_log(sup, SHARD_LOG_ERROR, "cannot tell the old supervisor we are ready",
+			"pid=%d error=%s", (int)sup->upgrade_old_pid, strerror(-rc));
+}
+
+/* New side: the old supervisor handed over (or went away). */
+static void upgrade_new_readable(supervisor *sup)
+{
+	int fds[1];
+	size_t n;
+	int kind = upgrade_recv(sup->upgrade_sock, fds, 1, &n);
+
+	if (kind == -EAGAIN)
+		return;
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
+	close_fd(&sup->upgrade_sock);
+	sup->upgrade = UPGRADE_NONE;
+	if (kind != UPGRADE_COMMITTED) {
+		/* Nobody will retire into our shards: close their channels,
+		 * or they would wait on them. */
+		for (uint32_t i = 0; i < sup->proc_count; i++)
+			close_fd(&sup->procs[i].handoff_peer);
+		sup_log(sup, SHARD_LOG_WARN, "the old supervisor went away before handing over",
+			"old_pid=%d", (int)sup->upgrade_old_pid);
+		return;
+	}
+	char state[48];
+	snprintf(state, sizeof(state), "MAINPID=%d\nREADY=1", (int)getpid());
+	process_notify(state);
+	sup_log(sup, SHARD_LOG_INFO, "upgrade complete", "pid=%d old_pid=%d version=%s",
+		(int)getpid(), (int)sup->upgrade_old_pid,
+		sup->settings.version ? sup->settings.version : "unknown");
+}
+
+static void upgrade_readable(supervisor *sup)
+{
+	if (sup->upgrade == UPGRADE_STARTING)
+		upgrade_old_readable(sup);
+	else if (sup->upgrade == UPGRADE_INHERITED)
+		upgrade_new_readable(sup);
+}
+
+static void upgrade_due(supervisor *sup, int64_t now)
+{
+	bool waiting = sup->upgrade == UPGRADE_CHECKING || sup->upgrade == UPGRADE_STARTING;
+
+	if (waiting && now >= sup->upgrade_deadline)
+		upgrade_fail(sup, sup->upgrade == UPGRADE_CHECKING ?
+			     "--check did not finish within upgrade_timeout" :
+			     "the new shards were not ready within upgrade_timeout");
+}
+
 /* --- signals ------------------------------------------------------------- */
 
 static int signals_open(supervisor *sup)
@@ -567,6 +860,7 @@ static int signals_open(supervisor *sup)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SHARD_RETIRE_SIGNAL);
+	sigaddset(&set, SHARD_UPGRADE_SIGNAL);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
 	signal(SIGPIPE, SIG_IGN);
@@ -603,6 +897,9 @@ static void signals_read(supervisor *sup)
 		case SIGHUP:
 			reload(sup);
 			break;
+		case SHARD_UPGRADE_SIGNAL:
+			upgrade_begin(sup);
+			break;
 		case SIGTERM:
 		case SIGINT:
 			on_stop_signal(sup, (int)info.ssi_signo);
@@ -625,6 +922,7 @@ static void view_fill(supervisor *sup, metrics_view *view)
 		.started_unix_ns = sup->started_unix_ns,
 		.reloads = sup->reloads,
 		.restarts = sup->restarts,
+		.version = sup->settings.version,
 	};
 }
 
@@ -657,9 +955,16 @@ static int admin_start(supervisor *sup)
 {
 	char where[POLL_ADDR_STRLEN];
 
-	if (!sup->settings.has_admin)
+	int inherited = sup->inherited_admin;
+
+	sup->inherited_admin = -1;
+	if (!sup->settings.has_admin) {
+		if (inherited >= 0)
+			close(inherited);
 		return 0;
-	int rc = admin_open(&sup->admin, (struct sockaddr *)&sup->settings.admin,
+	}
+	int rc = inherited >= 0 ? admin_adopt(&sup->admin, inherited) :
+		 admin_open(&sup->admin, (struct sockaddr *)&sup->settings.admin,
 			    sup->settings.admin_len);
 	if (rc < 0) {
 		say_cannot_listen(sup, "admin", (struct sockaddr *)&sup->settings.admin, -rc);
@@ -697,6 +1002,9 @@ static int64_t next_wakeup(supervisor *sup, int64_t now)
 	for (uint32_t i = 0; i < sup->proc_count; i++)
 		if (sup->procs[i].kill_at && sup->procs[i].kill_at < next)
 			next = sup->procs[i].kill_at;
+	bool upgrading = sup->upgrade == UPGRADE_CHECKING || sup->upgrade == UPGRADE_STARTING;
+	if (upgrading && sup->upgrade_deadline < next)
+		next = sup->upgrade_deadline;
 	if (sup->admin_open) {
 		int64_t admin_next = admin_next_deadline(&sup->admin);
 		if (admin_next && admin_next < next)
@@ -713,6 +1021,7 @@ static void run_due(supervisor *sup)
 
 	respawn_due(sup, now);
 	enforce_kill_deadlines(sup, now);
+	upgrade_due(sup, now);
 	check_started(sup);
 	roll_step(sup);
 	if (!sup->rolling && sup->reload_again) {
@@ -721,17 +1030,25 @@ static void run_due(supervisor *sup)
 	}
 }
 
+/* Stopped, or handed over to a new supervisor, and every shard gone. */
+static bool supervisor_done(const supervisor *sup)
+{
+	return (sup->stopping || sup->handed_over) && sup->proc_count == 0;
+}
+
 static void loop_once(supervisor *sup)
 {
 	struct pollfd fds[SUPERVISOR_MAX_POLLFDS];
-	size_t n = 1;
+	size_t n = 2;
 
 	run_due(sup);
-	if (sup->stopping && sup->proc_count == 0)
+	if (supervisor_done(sup))
 		return;
 	fds[0] = (struct pollfd){.fd = sup->signal_fd, .events = POLLIN};
+	/* poll ignores a negative fd: no upgrade, no entry. */
+	fds[1] = (struct pollfd){.fd = sup->upgrade_sock, .events = POLLIN};
 	if (sup->admin_open)
-		n += admin_pollfds(&sup->admin, fds + 1, SUPERVISOR_MAX_POLLFDS - 1);
+		n += admin_pollfds(&sup->admin, fds + 2, SUPERVISOR_MAX_POLLFDS - 2);
 	int64_t now = sched_clock_ns(CLOCK_MONOTONIC);
 	int64_t wait_ns = next_wakeup(sup, now) - now;
 	int timeout_ms = wait_ns <= 0 ? 0 : (int)((wait_ns + MS - 1) / MS);
@@ -739,8 +1056,57 @@ static void loop_once(supervisor *sup)
 		return;
 	if (fds[0].revents)
 		signals_read(sup);
+	if (fds[1].revents && sup->upgrade_sock >= 0)
+		upgrade_readable(sup);
 	if (sup->admin_open)
-		admin_service(&sup->admin, fds + 1, n - 1, sched_clock_ns(CLOCK_MONOTONIC), admin_render, sup);
+		admin_service(&sup->admin, fds + 2, n - 2, sched_clock_ns(CLOCK_MONOTONIC), admin_render, sup);
+}
+
+/* Started by an upgrade: the old supervisor's sockets, checked against
+ * our configuration. 0 or -errno (logged). */
+static int sockets_inherit(supervisor *sup, upgrade_inherited *from)
+{
+	char why[256];
+	int rc = sockets_adopt(&sup->sockets, sup->settings.listeners,
+			       sup->settings.listener_count, sup->shards, from->fds,
+			       from->shards, from->listeners, why, sizeof(why));
+
+	if (rc < 0) {
+		sup_log(sup, SHARD_LOG_ERROR, "cannot take over from the old supervisor",
+			"old_pid=%d reason=%s", (int)from->old_pid, why);
+		close(from->peer);
+		if (from->admin >= 0)
+			close(from->admin);
+		return rc;
+	}
+	sup->upgrade = UPGRADE_INHERITED;
+	sup->upgrade_sock = from->peer;
+	sup->upgrade_old_pid = from->old_pid;
+	sup->inherited_admin = from->admin;
+	sup_log(sup, SHARD_LOG_INFO, "upgrading: taking over", "old_pid=%d version=%s",
+		(int)from->old_pid, sup->settings.version ? sup->settings.version : "unknown");
+	return 0;
+}
+
+/* Bind the listeners, or take the old supervisor's after an upgrade. */
+static int sockets_start(supervisor *sup, uint32_t *failed)
+{
+	char why[128];
+	upgrade_inherited from;
+	int taken = upgrade_take_env(&from, why, sizeof(why));
+
+	*failed = UINT32_MAX;
+	if (taken < 0) {
+		sup_log(sup, SHARD_LOG_ERROR, "cannot take over from the old supervisor",
+			"reason=%s", why);
+		return taken;
+	}
+	if (taken == 0)
+		return sockets_open(&sup->sockets, sup->settings.listeners,
+				    sup->settings.listener_count, sup->shards, failed);
+	int rc = sockets_inherit(sup, &from);
+	upgrade_inherited_free(&from);
+	return rc;
 }
 
 /* sockets_open failed on listener `failed` (listener_count: no memory). */
@@ -769,12 +1135,15 @@ static int supervisor_start(supervisor *sup)
 			strerror(-rc));
 		return rc;
 	}
-	rc = sockets_open(&sup->sockets, sup->settings.listeners,
-			  sup->settings.listener_count, sup->shards, &failed);
+	rc = sockets_start(sup, &failed);
 	if (rc < 0) {
-		say_sockets_failed(sup, failed, rc);
+		if (failed != UINT32_MAX)
+			say_sockets_failed(sup, failed, rc);
 		return rc;
 	}
+	if (sup->settings.argv && (rc = upgrade_self_path(sup->exe, sizeof(sup->exe))) < 0)
+		sup_log(sup, SHARD_LOG_WARN, "binary upgrades off: cannot read the binary's path",
+			"error=%s", strerror(-rc));
 	for (uint32_t l = 0; l < sup->sockets.listener_count; l++) {
 		char where[POLL_ADDR_STRLEN];
 		poll_addr_format((struct sockaddr *)&sup->sockets.bound[l], where,
@@ -839,6 +1208,8 @@ static void supervisor_free(supervisor *sup)
 	shard_name_board_unmap(sup->names);
 	if (sup->signal_fd >= 0)
 		close(sup->signal_fd);
+	close_fd(&sup->upgrade_sock);
+	close_fd(&sup->inherited_admin);
 	for (uint32_t i = 0; i < sup->proc_count; i++) {
 		close_fd(&sup->procs[i].control);
 		close_fd(&sup->procs[i].handoff_peer);
@@ -856,6 +1227,8 @@ int shard_supervise(const shard_settings *settings, const shard_ops *ops,
 		.ctx = ctx,
 		.shards = settings->shards ? settings->shards : shard_cpu_count(),
 		.signal_fd = -1,
+		.upgrade_sock = -1,
+		.inherited_admin = -1,
 	};
 	sup.started_unix_ns = sched_clock_ns(CLOCK_REALTIME);
 	sup.seats = calloc(sup.shards, sizeof(*sup.seats));
@@ -867,7 +1240,7 @@ int shard_supervise(const shard_settings *settings, const shard_ops *ops,
 		supervisor_free(&sup);
 		return 1;
 	}
-	while (!sup.stopping || sup.proc_count > 0)
+	while (!supervisor_done(&sup))
 		loop_once(&sup);
 	sup_log(&sup, SHARD_LOG_INFO, "stopped", "exit=%d", sup.exit_code);
 	supervisor_free(&sup);

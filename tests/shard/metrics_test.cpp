@@ -35,6 +35,7 @@ metrics_view make_view(uint32_t shards)
 	v.now_unix_ns = START_NS + 5500000000; // 5.5 s later
 	v.reloads = 2;
 	v.restarts = 1;
+	v.version = "1.2.3 \"test\"";
 	return v;
 }
 
