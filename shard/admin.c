@@ -121,6 +121,7 @@ static void client_init(admin_client *c)
 {
 	c->fd = -1;
 	c->deadline_ns = 0;
+	c->seq = 0;
 	c->writing = false;
 	strbuf_init(&c->in);
 	strbuf_init(&c->out);
@@ -131,6 +132,9 @@ void admin_init(admin_server *a)
 {
 	a->listen_fd = -1;
 	a->client_count = 0;
+	a->accepted = 0;
+	a->evicted = 0;
+	a->refused = 0;
 	a->accept_paused_until = 0;
 	for (int k = 0; k < ADMIN_MAX_CLIENTS; k++)
 		client_init(&a->clients[k]);
@@ -341,7 +345,90 @@ static admin_client *client_free_slot(admin_server *a)
 	return client_by_fd(a, -1);
 }
 
-static void accept_clients(admin_server *a, int64_t now_ns)
+static const char admin_busy[] =
+	"HTTP/1.1 503 Service Unavailable\r\n"
+	"Content-Type: text/plain; charset=utf-8\r\n"
+	"Content-Length: 5\r\n"
+	"Connection: close\r\n"
+	"Retry-After: 1\r\n"
+	"\r\n"
+	"busy\n";
+
+/* A best-effort 503 into an fd with no slot: it fits any socket buffer,
+ * and what it does not take is dropped rather than waited for. */
+static void send_busy(int fd)
+{
+	char junk[4096];
+
+	(void)!send(fd, admin_busy, sizeof(admin_busy) - 1,
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+	for (int k = 0; k < 4; k++)
+		if (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
+			break;
+}
+
+/* The oldest client still sending its request, NULL if all are answering. */
+static admin_client *oldest_reading(admin_server *a)
+{
+	admin_client *old = NULL;
+
+	for (int k = 0; k < ADMIN_MAX_CLIENTS; k++) {
+		admin_client *c = &a->clients[k];
+		if (c->fd >= 0 && !c->writing &&
+		    (!old || c->seq < old->seq))
+			old = c;
+	}
+	return old;
+}
+
+/*
+ * A slot for a new connection at the limit: the oldest client that has not
+ * sent a whole request loses its own. Its bytes are read once more first,
+ * so a request that arrived since the last poll is answered, not lost.
+ */
+static admin_client *client_evict(admin_server *a, int64_t now_ns,
+				  admin_render_fn render, void *arg)
+{
+	for (int k = 0; k < 4; k++) {
+		admin_client *c = oldest_reading(a);
+		if (!c)
+			return NULL;
+		client_read(a, c, now_ns, render, arg);
+		if (c->fd < 0)
+			return c; /* it finished or left by itself */
+		if (c->writing)
+			continue;
+		send_busy(c->fd);
+		client_close(a, c);
+		a->evicted++;
+		return c;
+	}
+	return client_free_slot(a);
+}
+
+static void client_accept(admin_server *a, int fd, int64_t now_ns,
+			  admin_render_fn render, void *arg)
+{
+	admin_client *c = client_free_slot(a);
+	if (!c)
+		c = client_evict(a, now_ns, render, arg);
+	if (!c) {
+		send_busy(fd); /* every slot is answering: refuse, politely */
+		close(fd);
+		a->refused++;
+		return;
+	}
+	c->fd = fd;
+	c->deadline_ns = now_ns + ADMIN_HEADER_TIMEOUT_NS;
+	c->seq = ++a->accepted;
+	a->client_count++;
+	/* Its request is often queued already: read it now, before another
+	 * accept can take this slot. */
+	client_read(a, c, now_ns, render, arg);
+}
+
+static void accept_clients(admin_server *a, int64_t now_ns,
+			   admin_render_fn render, void *arg)
 {
 	/* Bounded, so a flood of connections cannot starve the supervisor's
 	 * other work; the rest wait in the backlog for the next round. */
@@ -358,14 +445,7 @@ static void accept_clients(admin_server *a, int64_t now_ns)
 		}
 		if (fd < 0)
 			return; /* EAGAIN */
-		admin_client *c = client_free_slot(a);
-		if (!c) {
-			close(fd); /* full: refuse now rather than queue */
-			continue;
-		}
-		c->fd = fd;
-		c->deadline_ns = now_ns + ADMIN_TIMEOUT_NS;
-		a->client_count++;
+		client_accept(a, fd, now_ns, render, arg);
 	}
 }
 
@@ -403,7 +483,7 @@ void admin_service(admin_server *a, const struct pollfd *fds, size_t n,
 	/* Last, so an fd number freed above cannot be matched to a new
 	 * client within this same round. */
 	if (accept_ready)
-		accept_clients(a, now_ns);
+		accept_clients(a, now_ns, render, arg);
 }
 
 int64_t admin_next_deadline(const admin_server *a)

@@ -11,8 +11,13 @@
  *
  * One request per connection (Connection: close), at most
  * ADMIN_MAX_CLIENTS at once; a client must send its request within
- * ADMIN_TIMEOUT_NS of connecting and take the response within
+ * ADMIN_HEADER_TIMEOUT_NS of connecting and take the response within
  * ADMIN_TIMEOUT_NS of it being ready. Nothing here blocks the supervisor.
+ *
+ * Idle sockets cannot starve it: at the client limit a new connection
+ * takes the slot of the oldest client that has not sent a whole request
+ * (that one gets a 503), and only when every slot is busy answering is
+ * the new one turned away, with a 503 too rather than a reset.
  *
  * A shard inherits these fds through fork: it should call admin_close on
  * its copy (the listening socket must stay the supervisor's alone).
@@ -33,9 +38,12 @@ extern "C" {
 #endif
 
 #define ADMIN_MAX_CLIENTS 64
-#define ADMIN_BACKLOG 64
+/* Deep enough that a burst of idle connects does not drop a scraper's SYN
+ * (a dropped SYN costs it a second); each round drains it. */
+#define ADMIN_BACKLOG 1024
 #define ADMIN_MAX_REQUEST 8192                   /* request line + headers */
-#define ADMIN_TIMEOUT_NS (5 * (int64_t)1000000000)
+#define ADMIN_TIMEOUT_NS (5 * (int64_t)1000000000)      /* response */
+#define ADMIN_HEADER_TIMEOUT_NS (2 * (int64_t)1000000000) /* request */
 
 typedef enum admin_route {
 	ADMIN_INCOMPLETE = 0,   /* no end of header yet */
@@ -66,6 +74,7 @@ typedef int (*admin_render_fn)(void *arg, admin_route route, strbuf *body,
 typedef struct admin_client {
 	int fd;                       /* -1: unused */
 	int64_t deadline_ns;
+	uint64_t seq;                 /* accept order: oldest goes first */
 	bool writing;                 /* the response is ready */
 	strbuf in;                    /* request bytes so far */
 	strbuf out;                   /* the whole response */
@@ -78,6 +87,9 @@ typedef struct admin_client {
 typedef struct admin_server {
 	int listen_fd;                /* -1: closed */
 	uint32_t client_count;
+	uint64_t accepted;            /* every accept, for admin_client.seq */
+	uint64_t evicted;             /* idle clients closed for a new one */
+	uint64_t refused;             /* turned away: every slot answering */
 	int64_t accept_paused_until;  /* out of fds: not polled until then */
 	admin_client clients[ADMIN_MAX_CLIENTS];
 } admin_server;
