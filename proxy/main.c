@@ -302,6 +302,8 @@ static void app_settings(const proxy_app *app, shard_settings *s)
 		.drain_timeout_ns = cfg->drain_timeout,
 		.has_admin = cfg->has_admin,
 		.admin_len = cfg->admin.len,
+		.admin_mode = cfg->admin_mode,
+		.admin_token = cfg->admin_token,
 		.user = cfg->user,
 		.listeners = app->plan.sockets,
 		.listener_count = (uint32_t)app->plan.count,

@@ -401,6 +401,8 @@ typedef struct shard_settings {
 	bool has_admin;
 	struct sockaddr_storage admin;
 	socklen_t admin_len;
+	unsigned admin_mode;          /* an AF_UNIX admin socket's file mode */
+	const char *admin_token;      /* allows POST over TCP; NULL: none */
 	const char *user;             /* drop to this user after binding; NULL */
 	const shard_listen_spec *listeners;
 	uint32_t listener_count;

@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/signalfd.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -628,16 +629,24 @@ static void view_fill(supervisor *sup, metrics_view *view)
 	};
 }
 
-static int admin_render(void *arg, admin_route route, strbuf *body,
+static int admin_render(void *arg, const admin_request *req, strbuf *body,
 			const char **content_type)
 {
 	supervisor *sup = arg;
 	metrics_view view;
 
 	view_fill(sup, &view);
-	if (route == ADMIN_METRICS) {
+	switch (req->route) {
+	case ADMIN_METRICS:
 		*content_type = "text/plain; version=0.0.4; charset=utf-8";
 		return metrics_render_prometheus(&sup->metrics, &view, body);
+	case ADMIN_RELOAD:
+		/* As SIGHUP: run_due starts it (or after the roll under way). */
+		sup->reload_again = true;
+		*content_type = "text/plain; charset=utf-8";
+		return strbuf_puts(body, "reloading\n");
+	default:
+		break;
 	}
 	*content_type = "application/json";
 	return metrics_render_json(&sup->metrics, &view, body);
@@ -655,12 +664,14 @@ static void say_cannot_listen(supervisor *sup, const char *listener,
 
 static int admin_start(supervisor *sup)
 {
-	char where[POLL_ADDR_STRLEN];
+	char where[POLL_ADDR_STRLEN + sizeof(struct sockaddr_un)];
 
 	if (!sup->settings.has_admin)
 		return 0;
 	int rc = admin_open(&sup->admin, (struct sockaddr *)&sup->settings.admin,
-			    sup->settings.admin_len);
+			    sup->settings.admin_len, sup->settings.admin_mode);
+	if (rc == 0)
+		rc = admin_set_token(&sup->admin, sup->settings.admin_token);
 	if (rc < 0) {
 		say_cannot_listen(sup, "admin", (struct sockaddr *)&sup->settings.admin, -rc);
 		return rc;
@@ -671,6 +682,9 @@ static int admin_start(supervisor *sup)
 	socklen_t len = sizeof(bound);
 	if (admin_bound(&sup->admin, (struct sockaddr *)&bound, &len) == 0)
 		poll_addr_format((struct sockaddr *)&bound, where, sizeof(where));
+	if (sup->settings.admin.ss_family == AF_UNIX)
+		snprintf(where, sizeof(where), "unix:%s",
+			 ((struct sockaddr_un *)&sup->settings.admin)->sun_path);
 	sup_log(sup, SHARD_LOG_INFO, "admin listening", "address=%s", where);
 	return 0;
 }

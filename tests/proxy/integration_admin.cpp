@@ -8,6 +8,8 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 using namespace itest;
 
@@ -96,7 +98,106 @@ struct Flood {
 	}
 };
 
+// One request over the admin Unix socket: the whole response, "" when the
+// connection failed.
+std::string unix_request(const std::string &path, const std::string &req)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return "";
+	struct sockaddr_un un;
+	memset(&un, 0, sizeof(un));
+	un.sun_family = AF_UNIX;
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path.c_str());
+	struct timeval tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	std::string out;
+	if (connect(fd, (struct sockaddr *)&un, sizeof(un)) == 0 &&
+	    send(fd, req.data(), req.size(), MSG_NOSIGNAL) == (ssize_t)req.size()) {
+		char buf[65536];
+		ssize_t r;
+		while ((r = recv(fd, buf, sizeof(buf), 0)) > 0)
+			out.append(buf, (size_t)r);
+	}
+	close(fd);
+	return out;
+}
+
+// One request over TCP with any method, headers and body.
+std::string tcp_request(uint16_t port, const std::string &req)
+{
+	Conn c = Conn::connect(port);
+	if (!c.valid() || c.send_all(req) != Io::Ok)
+		return "";
+	std::string out;
+	c.wait_closed(milliseconds(5000), &out);
+	return out;
+}
+
+std::string post(const std::string &path, const std::string &body,
+		 const std::string &headers = "")
+{
+	return "POST " + path + " HTTP/1.1\r\nHost: x\r\n" + headers +
+	       "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+bool reloaded(Proxy &proxy, const std::string &generation)
+{
+	return proxy.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "reload complete") && r.is("generation", generation);
+	}, milliseconds(10000));
+}
+
 } // namespace
+
+TEST_CASE("admin: writes over TCP are refused without the token; the Unix "
+	  "socket and the token allow them", "[admin]")
+{
+	Echo echo;
+	std::string token_file = tmp().file("token");
+	write_file(token_file, "tok-1234567890\n");
+	{
+		Proxy proxy({"--shards", "1", "--admin", "127.0.0.1:0", "--server", echo.addr()});
+		REQUIRE(proxy.wait_ready());
+		uint16_t admin = proxy.admin_port();
+		REQUIRE(admin != 0);
+		std::string r = tcp_request(admin, post("/reload", ""));
+		CHECK(r.compare(0, 12, "HTTP/1.1 403") == 0);
+		CHECK(r.find("admin_token") != std::string::npos);
+		CHECK(http_get(admin, "/metrics").compare(0, 12, "HTTP/1.1 200") == 0);
+	}
+	{
+		Proxy proxy({"--shards", "1", "--admin", "127.0.0.1:0", "--admin-token",
+			     token_file, "--server", echo.addr()});
+		REQUIRE(proxy.wait_ready());
+		uint16_t admin = proxy.admin_port();
+		REQUIRE(admin != 0);
+		std::string r = tcp_request(admin, post("/reload", "",
+			"Authorization: Bearer tok-123456789\r\n"));
+		CHECK(r.compare(0, 12, "HTTP/1.1 403") == 0);
+		CHECK(r.find("wrong token") != std::string::npos);
+		r = tcp_request(admin, post("/reload", "",
+			"Authorization: Bearer tok-1234567890\r\n"));
+		CHECK(r.compare(0, 12, "HTTP/1.1 200") == 0);
+		CHECK(reloaded(proxy, "1"));
+	}
+	{
+		std::string sock = tmp().path() + "/admin.sock";
+		Proxy proxy({"--shards", "1", "--admin", "unix:" + sock, "--admin-mode",
+			     "0660", "--server", echo.addr()});
+		REQUIRE(proxy.wait_ready());
+		struct stat st;
+		REQUIRE(stat(sock.c_str(), &st) == 0);
+		CHECK(S_ISSOCK(st.st_mode));
+		CHECK((st.st_mode & 0777) == 0660);
+		std::string r = unix_request(sock, "GET /stats HTTP/1.0\r\n\r\n");
+		CHECK(r.compare(0, 12, "HTTP/1.1 200") == 0);
+		r = unix_request(sock, post("/reload", ""));
+		CHECK(r.compare(0, 12, "HTTP/1.1 200") == 0);
+		CHECK(reloaded(proxy, "1"));
+		unlink(sock.c_str());
+	}
+}
 
 TEST_CASE("admin: scrapes are answered within 1 s while 3,000 idle and 200 "
 	  "slowloris connections hold the port", "[admin]")

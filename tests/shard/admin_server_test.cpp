@@ -8,7 +8,10 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <map>
@@ -40,7 +43,7 @@ struct Server {
 		memset(&sin, 0, sizeof(sin));
 		sin.sin_family = AF_INET;
 		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		REQUIRE(admin_open(&a, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+		REQUIRE(admin_open(&a, (struct sockaddr *)&sin, sizeof(sin), 0600) == 0);
 		socklen_t len = sizeof(sin);
 		REQUIRE(admin_bound(&a, (struct sockaddr *)&sin, &len) == 0);
 		port = ntohs(sin.sin_port);
@@ -62,11 +65,21 @@ struct Server {
 		metrics_unmap(&m);
 	}
 
-	static int render(void *arg, admin_route route, strbuf *body,
+	std::string last_body;    // the body of the last request rendered
+	int post_status = 0;      // what a write returns
+
+	static int render(void *arg, const admin_request *req, strbuf *body,
 			  const char **type)
 	{
 		Server *s = static_cast<Server *>(arg);
+		admin_route route = req->route;
 		s->renders++;
+		s->last_body.assign(req->body ? req->body : "", req->body_len);
+		if (admin_route_writes(route)) {
+			*type = "text/plain";
+			strbuf_puts(body, "done\n");
+			return s->post_status;
+		}
 		if (s->render_error)
 			return s->render_error;
 		if (route == ADMIN_METRICS && s->big_body) {
@@ -490,7 +503,7 @@ TEST_CASE("admin_open reports errors; admin_close is safe", "[admin_server]")
 
 	admin_server other;
 	// Same port, both listening: EADDRINUSE even with SO_REUSEADDR.
-	REQUIRE(admin_open(&other, (struct sockaddr *)&sin, sizeof(sin)) == -EADDRINUSE);
+	REQUIRE(admin_open(&other, (struct sockaddr *)&sin, sizeof(sin), 0600) == -EADDRINUSE);
 	REQUIRE(other.listen_fd == -1);
 	admin_close(&other);
 	admin_close(&other);
@@ -501,4 +514,129 @@ TEST_CASE("admin_open reports errors; admin_close is safe", "[admin_server]")
 	REQUIRE(admin_pollfds(&never, pfd, 2) == 0);
 	REQUIRE(admin_next_deadline(&never) == INT64_MAX);
 	admin_close(&never);
+}
+
+TEST_CASE("writes over TCP: 403 with a reason, unless the bearer token is right",
+	  "[admin_server]")
+{
+	Server s;
+	const std::string post = "POST /servers/default/127.0.0.1:9 HTTP/1.1\r\n";
+	const std::string body = "state=drain";
+	const std::string len = "Content-Length: " + std::to_string(body.size()) + "\r\n";
+
+	Response r = request(s, post + len + "\r\n" + body);
+	REQUIRE(r.status == 403);
+	REQUIRE(r.body.find("admin_token") != std::string::npos);
+	REQUIRE(s.renders == 0);
+
+	REQUIRE(admin_set_token(&s.a, "s3cret-token") == 0);
+	r = request(s, post + len + "\r\n" + body);
+	REQUIRE(r.status == 403);
+	REQUIRE(r.body == "forbidden: no Authorization: Bearer token\n");
+	for (const char *bad : { "s3cret-toke", "s3cret-tokenX", "S3cret-token", "" }) {
+		r = request(s, post + "Authorization: Bearer " + bad + "\r\n" + len +
+				       "\r\n" + body);
+		REQUIRE(r.status == 403);
+	}
+	REQUIRE(s.renders == 0);
+
+	r = request(s, post + "authorization: bearer s3cret-token\r\n" + len + "\r\n" + body);
+	REQUIRE(r.status == 200);
+	REQUIRE(r.body == "done\n");
+	REQUIRE(s.last_body == body);
+	// The renderer's own error status goes out with its text.
+	s.post_status = 404;
+	r = request(s, post + "Authorization: Bearer s3cret-token\r\n" + len + "\r\n" + body);
+	REQUIRE(r.status == 404);
+	REQUIRE(r.body == "done\n");
+	// Reads need no token; GET of a write path is 405 with Allow: POST.
+	r = request(s, "GET /metrics HTTP/1.1\r\n\r\n");
+	REQUIRE(r.status == 200);
+	r = request(s, "GET /reload HTTP/1.1\r\n\r\n");
+	REQUIRE(r.status == 405);
+	REQUIRE(r.headers["allow"] == "POST");
+	REQUIRE(admin_set_token(&s.a, std::string(300, 'x').c_str()) == -ENAMETOOLONG);
+}
+
+TEST_CASE("a body in pieces is waited for; one too large gets 413", "[admin_server]")
+{
+	Server s;
+	REQUIRE(admin_set_token(&s.a, "t") == 0);
+	int fd = s.connect_client();
+	send_str(fd, "POST /reload HTTP/1.1\r\nAuthorization: Bearer t\r\n"
+		     "Content-Length: 10\r\n\r\n01234");
+	for (int i = 0; i < 5; i++)
+		s.step(5);
+	REQUIRE(quiet(fd));
+	REQUIRE(s.renders == 0);
+	send_str(fd, "56789");
+	Response r = parse_response(s.read_all(fd));
+	close(fd);
+	REQUIRE(r.status == 200);
+	REQUIRE(s.last_body == "0123456789");
+
+	r = request(s, "POST /reload HTTP/1.1\r\nAuthorization: Bearer t\r\n"
+		       "Content-Length: 5000\r\n\r\n");
+	REQUIRE(r.status == 413);
+}
+
+TEST_CASE("a Unix-socket admin listener: its mode, and writes without a token",
+	  "[admin_server]")
+{
+	char dir[] = "/tmp/admin_unix_XXXXXX";
+	REQUIRE(mkdtemp(dir) != nullptr);
+	std::string path = std::string(dir) + "/admin.sock";
+	struct sockaddr_un un;
+	memset(&un, 0, sizeof(un));
+	un.sun_family = AF_UNIX;
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path.c_str());
+
+	admin_server a;
+	REQUIRE(admin_open(&a, (struct sockaddr *)&un, sizeof(un), 0640) == 0);
+	struct stat st;
+	REQUIRE(stat(path.c_str(), &st) == 0);
+	REQUIRE(S_ISSOCK(st.st_mode));
+	REQUIRE((st.st_mode & 0777) == 0640);
+	admin_close(&a);
+	// A stale socket is replaced; a regular file is left alone.
+	REQUIRE(admin_open(&a, (struct sockaddr *)&un, sizeof(un), 0600) == 0);
+	REQUIRE(stat(path.c_str(), &st) == 0);
+	REQUIRE((st.st_mode & 0777) == 0600);
+
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	REQUIRE(connect(fd, (struct sockaddr *)&un, sizeof(un)) == 0);
+	send_str(fd, "POST /reload HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+	int renders = 0;
+	auto render = [](void *arg, const admin_request *req, strbuf *body,
+			 const char **) -> int {
+		++*static_cast<int *>(arg);
+		REQUIRE(req->route == ADMIN_RELOAD);
+		return strbuf_puts(body, "ok\n");
+	};
+	std::string out;
+	for (int i = 0; i < 500; i++) {
+		struct pollfd fds[1 + ADMIN_MAX_CLIENTS];
+		size_t n = admin_pollfds(&a, fds, 1 + ADMIN_MAX_CLIENTS);
+		REQUIRE(poll(fds, n, 5) >= 0);
+		admin_service(&a, fds, n, 1000 * S, render, &renders);
+		char buf[512];
+		ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (r > 0)
+			out.append(buf, (size_t)r);
+		if (r == 0)
+			break;
+	}
+	close(fd);
+	REQUIRE(renders == 1);
+	REQUIRE(parse_response(out).status == 200);
+	admin_close(&a);
+	unlink(path.c_str());
+
+	int file = open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	REQUIRE(file >= 0);
+	close(file);
+	REQUIRE(admin_open(&a, (struct sockaddr *)&un, sizeof(un), 0600) == -EEXIST);
+	admin_close(&a);
+	unlink(path.c_str());
+	rmdir(dir);
 }
