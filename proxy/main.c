@@ -352,6 +352,7 @@ static int app_run_shard(void *ctx, const shard_context *shard)
 	for (size_t i = 0; i < app->plan.count; i++) {
 		upstream_params *u = &app->plan.listeners[i].upstream;
 		u->health_board = shard->health;
+		u->admin_board = shard->servers;
 		u->health_listener = (uint32_t)i;
 		u->shard_index = shard->index;
 		u->shard_count = shard->shards;
