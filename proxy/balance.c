@@ -72,6 +72,14 @@ void balance_set_server(balance_state *b, size_t idx, const upstream_spec *spec)
 	s->id_hash = hash_bytes(id, strlen(id));
 }
 
+void balance_set_weight(balance_state *b, size_t idx, unsigned weight)
+{
+	if (b->servers[idx].weight == weight)
+		return;
+	b->servers[idx].weight = weight;
+	b->servers[idx].current = 0;
+}
+
 void balance_free(balance_state *b)
 {
 	free(b->servers);

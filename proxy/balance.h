@@ -133,6 +133,9 @@ int balance_pick_key(balance_state *b, const void *key, size_t len,
 unsigned *balance_active(balance_state *b, size_t idx);
 
 void balance_set_up(balance_state *b, size_t idx, bool up);
+/* Server idx's weight only (1..BALANCE_MAX_WEIGHT): the admin endpoint's
+ * weight= in place of the configured one. */
+void balance_set_weight(balance_state *b, size_t idx, unsigned weight);
 void balance_conn_begin(balance_state *b, size_t idx);
 void balance_conn_end(balance_state *b, size_t idx);
 size_t balance_up_count(const balance_state *b);

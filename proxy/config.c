@@ -197,6 +197,7 @@ void config_free(config *cfg)
 		free(cfg->errors[i]);
 	free(cfg->path);
 	free(cfg->user);
+	free(cfg->admin_token);
 	free(cfg->steer_flag);
 	free(cfg->resolvers);
 	memset(cfg, 0, sizeof(*cfg));

@@ -36,6 +36,9 @@
 #ifndef FRAMEPROXY_PROXY_CONFIG_H
 #define FRAMEPROXY_PROXY_CONFIG_H
 
+/* admin_token: the longest token taken (shard/admin.h keeps 255). */
+#define ADMIN_TOKEN_MAX 255
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -168,7 +171,9 @@ typedef struct config {
 	config_steer steer;
 	char *user;      /* drop privileges to it after binding; NULL = stay */
 	bool has_admin;
-	netaddr admin;
+	netaddr admin;     /* AF_UNIX for admin = unix:PATH */
+	unsigned admin_mode;  /* that socket's file mode */
+	char *admin_token;    /* admin_token's file, read; NULL = none */
 	int64_t drain_timeout;
 	int64_t linger_timeout; /* a draining close waits this for the client's EOF */
 	bool reload_handoff;    /* reload: hand live connections to the new shards */

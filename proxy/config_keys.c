@@ -3,8 +3,10 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "proxy/rpc_order.h"
 #include "proxy/units.h"
@@ -335,6 +337,73 @@ static int set_user(void *t, const config_key *k, const char *v,
 	return 0;
 }
 
+/* "unix:PATH": the write endpoints are open to whoever may connect, so the
+ * socket file's mode (admin_mode) is the access control. */
+static int set_admin_unix(config *c, const char *path, char *why)
+{
+	struct sockaddr_un *un = (struct sockaddr_un *)&c->admin.ss;
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(un->sun_path))
+		return setter_fail(why, "invalid admin socket path '%s' (1 to %zu "
+				   "bytes)", path, sizeof(un->sun_path) - 1);
+	memset(&c->admin, 0, sizeof(c->admin));
+	un->sun_family = AF_UNIX;
+	memcpy(un->sun_path, path, n);
+	c->admin.len = (socklen_t)sizeof(*un);
+	c->has_admin = true;
+	return 0;
+}
+
+static int set_admin_mode(void *t, const config_key *k, const char *v,
+			  const config_origin *o, char *why)
+{
+	config *c = t;
+	char *end = NULL;
+
+	(void)k, (void)o;
+	errno = 0;
+	unsigned long m = strtoul(v, &end, 8);
+	if (!v[0] || *end || errno || m > 0777)
+		return setter_fail(why, "invalid admin_mode '%s' (octal, e.g. 0660)", v);
+	c->admin_mode = (unsigned)m;
+	return 0;
+}
+
+/* The token is read here, once: a file the supervisor could no longer read
+ * after dropping privileges would otherwise fail only at start. */
+static int set_admin_token(void *t, const config_key *k, const char *v,
+			   const config_origin *o, char *why)
+{
+	config *c = t;
+	char buf[ADMIN_TOKEN_MAX + 2];
+
+	(void)k, (void)o;
+	FILE *f = fopen(v, "re");
+	if (!f)
+		return setter_fail(why, "cannot read admin_token '%s': %s", v,
+				   strerror(errno));
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
+			 buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		buf[--n] = '\0';
+	if (n == 0 || n > ADMIN_TOKEN_MAX)
+		return setter_fail(why, "admin_token '%s': the file must hold one "
+				   "token of 1 to %d bytes", v, ADMIN_TOKEN_MAX);
+	for (size_t i = 0; i < n; i++)
+		if (buf[i] <= ' ' || buf[i] == 0x7f)
+			return setter_fail(why, "admin_token '%s': spaces or control "
+					   "characters in the token", v);
+	char *token = strdup(buf);
+	if (!token)
+		return setter_fail(why, "out of memory");
+	free(c->admin_token);
+	c->admin_token = token;
+	return 0;
+}
+
 static int set_admin(void *t, const config_key *k, const char *v,
 		     const config_origin *o, char *why)
 {
@@ -342,6 +411,8 @@ static int set_admin(void *t, const config_key *k, const char *v,
 	char local[64];
 
 	(void)k, (void)o;
+	if (strncmp(v, "unix:", 5) == 0)
+		return set_admin_unix(c, v + 5, why);
 	/* A bare port (":9100" or "9100") means loopback: metrics are for the
 	 * operator, so the wider address has to be written out. */
 	if (v[0] == ':' || (v[0] && strspn(v, "0123456789") == strlen(v))) {
@@ -815,8 +886,14 @@ const config_key config_keys[] = {
 	{ .name = "user", .scope = G, .set = set_user, .flag = "--user",
 	  .arg = "NAME", .help = "drop privileges after binding" },
 	{ .name = "admin", .scope = G, .set = set_admin, .flag = "--admin",
-	  .arg = "ADDR|PORT",
+	  .arg = "ADDR|PORT|unix:P",
 	  .help = "GET /metrics, /stats (PORT: on loopback)" },
+	{ .name = "admin_mode", .scope = G, .set = set_admin_mode, .def = "0600",
+	  .flag = "--admin-mode", .arg = "OCTAL",
+	  .help = "file mode of a unix: admin socket" },
+	{ .name = "admin_token", .scope = G, .set = set_admin_token,
+	  .flag = "--admin-token", .arg = "FILE",
+	  .help = "token file: admin writes over TCP" },
 	{ .name = "drain_timeout", .scope = G, .set = set_duration,
 	  .off = G_OFF(drain_timeout), .def = "10s",
 	  .flag = "--drain-timeout", .arg = "DUR",

@@ -94,6 +94,14 @@
 	  .merge = SHARD_MERGE_NEWEST, \
 	  .help = "1 when the upstream is usable (not ejected, checks up).", \
 	  .json = "up") \
+	X(COUNTER_WEIGHT, 1, .name = "upstream_weight", .type = SHARD_GAUGE, \
+	  .merge = SHARD_MERGE_NEWEST, \
+	  .help = "The weight the balancer gives the upstream (configured, or " \
+		  "set through POST /servers).", .json = "weight") \
+	X(COUNTER_UPSTREAM_ACTIVE, 1, .name = "upstream_connections_active", \
+	  .type = SHARD_GAUGE, \
+	  .help = "Stream mode: client connections relayed to the upstream now.", \
+	  .json = "active") \
 	X(COUNTER_CONNECTS, 1, .name = "upstream_connects_total", \
 	  .help = "Connections opened to the upstream.", .json = "connects") \
 	X(COUNTER_CONNECT_FAILURES, 1, \

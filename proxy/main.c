@@ -305,6 +305,8 @@ static void app_settings(const proxy_app *app, shard_settings *s)
 		.drain_timeout_ns = cfg->drain_timeout,
 		.has_admin = cfg->has_admin,
 		.admin_len = cfg->admin.len,
+		.admin_mode = cfg->admin_mode,
+		.admin_token = cfg->admin_token,
 		.user = cfg->user,
 		.listeners = app->plan.sockets,
 		.listener_count = (uint32_t)app->plan.count,
@@ -356,6 +358,7 @@ static int app_run_shard(void *ctx, const shard_context *shard)
 	for (size_t i = 0; i < app->plan.count; i++) {
 		upstream_params *u = &app->plan.listeners[i].upstream;
 		u->health_board = shard->health;
+		u->admin_board = shard->servers;
 		u->health_listener = (uint32_t)i;
 		u->shard_index = shard->index;
 		u->shard_count = shard->shards;

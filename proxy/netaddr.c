@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/un.h>
 
 int netaddr_parse(netaddr *out, const char *text, unsigned flags)
 {
@@ -54,6 +55,9 @@ bool netaddr_equal(const struct sockaddr *a, const struct sockaddr *b)
 		       x->sin6_scope_id == y->sin6_scope_id &&
 		       memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
 	}
+	if (a->sa_family == AF_UNIX)
+		return strcmp(((const struct sockaddr_un *)a)->sun_path,
+			      ((const struct sockaddr_un *)b)->sun_path) == 0;
 	return false;
 }
 

@@ -136,7 +136,7 @@ int rpc_dispatch(rpc_listener *rl, rpc_req *req, const struct sockaddr *peer,
 	upstream_pool_refresh(pool);
 	for (uint32_t s = 0; s < pool->count; s++) {
 		bool open = false;
-		bool usable = upstream_server_usable(pool, s, now);
+		bool usable = upstream_server_open(pool, s, now);
 		if (!server_best_conn(rl, s, &open) || !usable)
 			balance_tried_add(&skip, s);
 		if (usable && open && !balance_tried_has(tried, s))

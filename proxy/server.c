@@ -95,6 +95,10 @@ static void publish_upstreams(shard_slot *slot, uint32_t listener_index,
 		/* A gauge of the moment, not kept between publishes. */
 		shard_slot_store(&v[COUNTER_UP],
 				 upstream_server_usable(pool, i, now) ? 1 : 0);
+		shard_slot_store(&v[COUNTER_WEIGHT], upstream_server_weight(us));
+		if (!l->rpc)
+			shard_slot_store(&v[COUNTER_UPSTREAM_ACTIVE],
+					 pool->balancer.servers[i].active);
 		if (l->rpc)
 			shard_slot_store(&v[COUNTER_RPC_INFLIGHT],
 					 rpc_listener_inflight(l->rpc, i));

@@ -19,6 +19,7 @@ static void server_fill(upstream_server *server, const upstream_spec *spec)
 	memcpy(&server->addr, &spec->addr.ss, spec->addr.len);
 	server->addr_len = spec->addr.len;
 	server->check_up = true;
+	server->weight = spec->weight;
 	netaddr_format((const struct sockaddr *)&server->addr, server->name,
 		       sizeof(server->name));
 }
@@ -105,13 +106,57 @@ bool upstream_server_usable(const upstream_pool *pool, uint32_t index,
 	       now >= server->out_until;
 }
 
+bool upstream_server_open(const upstream_pool *pool, uint32_t index,
+			  int64_t now)
+{
+	return upstream_server_usable(pool, index, now) &&
+	       pool->servers[index].admin_state == SHARD_SERVER_READY;
+}
+
+unsigned upstream_server_weight(const upstream_server *server)
+{
+	return server->admin_weight ? server->admin_weight : server->weight;
+}
+
+static void server_wake_checker(upstream_server *server);
+
+/* The board's rows for this pool's servers, when it changed since the last
+ * look: one load otherwise, so every pick can afford it. */
+static void admin_read(upstream_pool *pool)
+{
+	shard_server_board *board = pool->params.admin_board;
+	uint64_t version = shard_server_board_version(board);
+
+	if (version == pool->admin_version)
+		return;
+	pool->admin_version = version;
+	for (uint32_t i = 0; i < pool->count; i++) {
+		upstream_server *server = &pool->servers[i];
+		shard_server_admin state = SHARD_SERVER_READY;
+		uint32_t weight = 0;
+		if (upstream_server_in_set(pool, i))
+			shard_server_board_get(board, pool->listener_name,
+					       server->name, &state, &weight);
+		bool was_maint = server->admin_state == SHARD_SERVER_MAINT;
+		server->admin_state = state;
+		server->admin_weight = weight <= BALANCE_MAX_WEIGHT ? weight : 0;
+		if (was_maint && state != SHARD_SERVER_MAINT)
+			server_wake_checker(server); /* checks resume now */
+	}
+}
+
 void upstream_pool_refresh(upstream_pool *pool)
 {
 	int64_t now = sched_now();
 
-	for (uint32_t i = 0; i < pool->count; i++)
+	admin_read(pool);
+	for (uint32_t i = 0; i < pool->count; i++) {
 		balance_set_up(&pool->balancer, i,
-			       upstream_server_usable(pool, i, now));
+			       upstream_server_open(pool, i, now));
+		if (upstream_server_in_set(pool, i))
+			balance_set_weight(&pool->balancer, i,
+					   upstream_server_weight(&pool->servers[i]));
+	}
 }
 
 /* --- passive health ------------------------------------------------------ */
@@ -440,9 +485,12 @@ static void checker_main(void *arg)
 	bool mine = check_is_mine(pool, index);
 
 	while (!pool->stopping && upstream_server_in_set(pool, index)) {
+		admin_read(pool);
 		shard_health owner = mine ? SHARD_HEALTH_UNKNOWN
 					  : check_read_owner(pool, index);
-		if (owner != SHARD_HEALTH_UNKNOWN) {
+		if (server->admin_state == SHARD_SERVER_MAINT) {
+			/* maint: the operator's word, not checks, until ready */
+		} else if (owner != SHARD_HEALTH_UNKNOWN) {
 			check_adopt(pool, server, index, owner);
 		} else {
 			check_record(pool, server, check_once(pool, server));
@@ -611,8 +659,10 @@ void upstream_pool_answer(upstream_pool *pool, uint32_t line,
 		const upstream_spec *spec = &r->servers[k];
 		int index = find_server(pool, (int32_t)line, spec);
 		if (index >= 0 && pool->servers[index].slot == UPSTREAM_SLOT_LIVE) {
-			if (pool->balancer.servers[index].weight != spec->weight)
+			if (pool->servers[index].weight != spec->weight) {
+				pool->servers[index].weight = spec->weight;
 				balance_set_server(&pool->balancer, (uint32_t)index, spec);
+			}
 			continue;
 		}
 		if (index < 0 && (index = server_take(pool, line, spec)) < 0) {

@@ -78,6 +78,9 @@ typedef struct upstream_params {
 	uint32_t shard_index;
 	uint32_t shard_count;
 	uint32_t generation;       /* results of other generations are ignored */
+	/* The servers' admin state (drain, maint, weight) the admin endpoint
+	 * sets; NULL: every server ready at its configured weight. */
+	shard_server_board *admin_board;
 } upstream_params;
 
 typedef struct upstream_pool upstream_pool;
@@ -92,6 +95,12 @@ typedef struct upstream_server {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	char name[NETADDR_STRLEN]; /* ip:port, for logs */
+	unsigned weight;           /* configured (or from its name's answer) */
+	/* From the admin board (upstream_pool_refresh): drain and maint take
+	 * it out of new picks, maint also stops its checks; admin_weight 0
+	 * keeps `weight`. */
+	shard_server_admin admin_state;
+	uint32_t admin_weight;
 	/* passive health */
 	uint32_t consecutive_failures;
 	uint32_t ejections;
@@ -139,6 +148,7 @@ typedef struct upstream_pool {
 	uint32_t line_count;
 	const upstream_name *names;
 	uint64_t changes;          /* bumped when the set of servers changes */
+	uint64_t admin_version;    /* the admin board's, when last read */
 	upstream_hooks hooks;
 	balance_state balancer;
 	uint32_t checkers_running;
@@ -204,7 +214,8 @@ void upstream_server_failed(upstream_pool *pool, uint32_t index);
 /* Server `index` answered a request properly (rpc mode: a matched reply):
  * the end of a streak of protocol errors. */
 void upstream_server_answered(upstream_pool *pool, uint32_t index);
-/* Tell the balancer which servers are usable, as of now. */
+/* Tell the balancer which servers are usable and ready, as of now, and
+ * their weights (the admin board read again when it changed). */
 void upstream_pool_refresh(upstream_pool *pool);
 /* A connection made by upstream_connect to server `index` has closed. */
 void upstream_release(upstream_pool *pool, int index);
@@ -214,5 +225,11 @@ void upstream_adopt(upstream_pool *pool, int index);
 /* Fit to be picked now: active checks say up and not ejected. */
 bool upstream_server_usable(const upstream_pool *pool, uint32_t index,
 			    int64_t now);
+/* Usable, and its admin state ready (not drain or maint): new connections
+ * and requests may go to it. */
+bool upstream_server_open(const upstream_pool *pool, uint32_t index,
+			  int64_t now);
+/* The weight the balancer uses for it now. */
+unsigned upstream_server_weight(const upstream_server *server);
 
 #endif

@@ -313,6 +313,59 @@ shard_health shard_health_read(const shard_health_board *board,
 shard_health_board *shard_health_board_map(void);
 void shard_health_board_unmap(shard_health_board *board);
 
+/* --- servers' admin state shared between shards --------------------------- */
+
+/*
+ * What an operator set through the admin endpoint (POST /servers/L/S):
+ * drain (no new connections or requests, the ones there finish) or maint
+ * (drain, and no health checks), and a weight in place of the configured
+ * one. Rows are keyed by listener name and server address (ip:port), so
+ * they hold across reloads and shard restarts; the supervisor alone writes
+ * (one row under a sequence lock, then the board's version), shards read
+ * when the version moved. No row: ready at the configured weight.
+ */
+#define SHARD_SERVER_BOARD_ROWS 512
+
+typedef enum shard_server_admin {
+	SHARD_SERVER_READY = 0,
+	SHARD_SERVER_DRAIN,
+	SHARD_SERVER_MAINT,
+} shard_server_admin;
+
+typedef struct shard_server_board shard_server_board;
+
+typedef struct shard_server_row {
+	char listener[SHARD_NAME_MAX];
+	char server[SHARD_NAME_MAX];
+	shard_server_admin state;
+	uint32_t weight;              /* 0: the configured one */
+} shard_server_row;
+
+/* A zeroed board (MAP_SHARED), or NULL. */
+shard_server_board *shard_server_board_map(void);
+void shard_server_board_unmap(shard_server_board *board);
+/* Bumped by every change (0 for a NULL board). */
+uint64_t shard_server_board_version(const shard_server_board *board);
+/* Supervisor: set a server's admin state (ready with weight 0 clears its
+ * row). 0, -EINVAL (no board) or -ENOSPC (every row in use). */
+int shard_server_board_set(shard_server_board *board, const char *listener,
+			   const char *server, shard_server_admin state,
+			   uint32_t weight);
+/* True, with its state and weight, when the server has a row. */
+bool shard_server_board_get(const shard_server_board *board,
+			    const char *listener, const char *server,
+			    shard_server_admin *state, uint32_t *weight);
+/* Supervisor: clear the rows `keep` says no to. */
+void shard_server_board_prune(shard_server_board *board,
+			      bool (*keep)(void *arg, const char *listener,
+					   const char *server),
+			      void *arg);
+/* Supervisor: row k (0..SHARD_SERVER_BOARD_ROWS-1) if in use, else -ENOENT. */
+int shard_server_board_row(const shard_server_board *board, uint32_t k,
+			   shard_server_row *out);
+/* "ready", "drain", "maint". */
+const char *shard_server_admin_name(shard_server_admin state);
+
 /* --- server names shared between shards ------------------------------------ */
 
 /*
@@ -375,6 +428,7 @@ typedef struct shard_context {
 	 * application's business; shard/ only makes and passes it. */
 	int handoff_fd;
 	shard_name_board *names;      /* shared server-name answers */
+	shard_server_board *servers;  /* servers' admin state */
 } shard_context;
 
 /*
@@ -405,6 +459,8 @@ typedef struct shard_settings {
 	bool has_admin;
 	struct sockaddr_storage admin;
 	socklen_t admin_len;
+	unsigned admin_mode;          /* an AF_UNIX admin socket's file mode */
+	const char *admin_token;      /* allows POST over TCP; NULL: none */
 	const char *user;             /* drop to this user after binding; NULL */
 	const shard_listen_spec *listeners;
 	uint32_t listener_count;

@@ -18,11 +18,13 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/signalfd.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "shard/admin.h"
+#include "shard/servers.h"
 #include "sched/sched.h"
 #include "shard/metrics.h"
 #include "shard/process.h"
@@ -88,6 +90,7 @@ typedef struct supervisor {
 	shard_metrics metrics;
 	shard_health_board *health;  /* shared active-health results */
 	shard_name_board *names;     /* shared server-name answers */
+	shard_server_board *servers; /* servers' admin state (POST /servers) */
 	admin_server admin;
 	bool admin_open;
 	int signal_fd;
@@ -118,6 +121,7 @@ typedef struct supervisor {
 
 static void sup_log(supervisor *sup, shard_log_level level, const char *msg,
 		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static servers_view servers_of(supervisor *sup);
 
 /* Values go to ops->log as they are: quoting them is the writer's job. */
 static void sup_log(supervisor *sup, shard_log_level level, const char *msg,
@@ -244,6 +248,7 @@ static void child_run(supervisor *sup, uint32_t index, shard_slot *slot,
 		.listener_count = sup->sockets.listener_count,
 		.slot = slot,
 		.health = sup->health,
+		.servers = sup->servers,
 		.control_fd = fds.control,
 		.handoff_fd = fds.handoff,
 		.names = sup->names,
@@ -540,6 +545,9 @@ static void roll_step(supervisor *sup)
 		return;
 	sup->rolling = false;
 	sup_log(sup, SHARD_LOG_INFO, "reload complete", "generation=%u", sup->generation);
+	/* A server the new configuration dropped loses its admin state. */
+	servers_view servers = servers_of(sup);
+	servers_prune(&servers);
 	process_notify("READY=1");
 }
 
@@ -926,16 +934,42 @@ static void view_fill(supervisor *sup, metrics_view *view)
 	};
 }
 
-static int admin_render(void *arg, admin_route route, strbuf *body,
+static servers_view servers_of(supervisor *sup)
+{
+	return (servers_view){ .metrics = &sup->metrics, .app = sup->settings.metrics,
+			       .generation = sup->generation, .board = sup->servers };
+}
+
+static int admin_servers(supervisor *sup, const admin_request *req, strbuf *body)
+{
+	servers_view v = servers_of(sup);
+
+	if (req->route == ADMIN_SERVERS)
+		return servers_render(&v, body);
+	return servers_post(&v, req, body);
+}
+
+static int admin_render(void *arg, const admin_request *req, strbuf *body,
 			const char **content_type)
 {
 	supervisor *sup = arg;
 	metrics_view view;
 
 	view_fill(sup, &view);
-	if (route == ADMIN_METRICS) {
+	switch (req->route) {
+	case ADMIN_METRICS:
 		*content_type = "text/plain; version=0.0.4; charset=utf-8";
 		return metrics_render_prometheus(&sup->metrics, &view, body);
+	case ADMIN_SERVERS:
+	case ADMIN_SERVER_SET:
+		return admin_servers(sup, req, body);
+	case ADMIN_RELOAD:
+		/* As SIGHUP: run_due starts it (or after the roll under way). */
+		sup->reload_again = true;
+		*content_type = "text/plain; charset=utf-8";
+		return strbuf_puts(body, "reloading\n");
+	default:
+		break;
 	}
 	*content_type = "application/json";
 	return metrics_render_json(&sup->metrics, &view, body);
@@ -953,7 +987,7 @@ static void say_cannot_listen(supervisor *sup, const char *listener,
 
 static int admin_start(supervisor *sup)
 {
-	char where[POLL_ADDR_STRLEN];
+	char where[POLL_ADDR_STRLEN + sizeof(struct sockaddr_un)];
 
 	int inherited = sup->inherited_admin;
 
@@ -965,7 +999,9 @@ static int admin_start(supervisor *sup)
 	}
 	int rc = inherited >= 0 ? admin_adopt(&sup->admin, inherited) :
 		 admin_open(&sup->admin, (struct sockaddr *)&sup->settings.admin,
-			    sup->settings.admin_len);
+			    sup->settings.admin_len, sup->settings.admin_mode);
+	if (rc == 0)
+		rc = admin_set_token(&sup->admin, sup->settings.admin_token);
 	if (rc < 0) {
 		say_cannot_listen(sup, "admin", (struct sockaddr *)&sup->settings.admin, -rc);
 		return rc;
@@ -976,6 +1012,9 @@ static int admin_start(supervisor *sup)
 	socklen_t len = sizeof(bound);
 	if (admin_bound(&sup->admin, (struct sockaddr *)&bound, &len) == 0)
 		poll_addr_format((struct sockaddr *)&bound, where, sizeof(where));
+	if (sup->settings.admin.ss_family == AF_UNIX)
+		snprintf(where, sizeof(where), "unix:%s",
+			 ((struct sockaddr_un *)&sup->settings.admin)->sun_path);
 	sup_log(sup, SHARD_LOG_INFO, "admin listening", "address=%s", where);
 	return 0;
 }
@@ -1181,7 +1220,8 @@ static int supervisor_start(supervisor *sup)
 		return rc;
 	}
 	sup->health = shard_health_board_map();
-	if (!sup->health) {
+	sup->servers = shard_server_board_map();
+	if (!sup->health || !sup->servers) {
 		sup_log(sup, SHARD_LOG_ERROR, "cannot map the health board", "error=%s",
 			strerror(errno));
 		return -ENOMEM;
@@ -1205,6 +1245,7 @@ static void supervisor_free(supervisor *sup)
 	sockets_close(&sup->sockets);
 	metrics_unmap(&sup->metrics);
 	shard_health_board_unmap(sup->health);
+	shard_server_board_unmap(sup->servers);
 	shard_name_board_unmap(sup->names);
 	if (sup->signal_fd >= 0)
 		close(sup->signal_fd);

@@ -8,7 +8,10 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <map>
@@ -40,7 +43,7 @@ struct Server {
 		memset(&sin, 0, sizeof(sin));
 		sin.sin_family = AF_INET;
 		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		REQUIRE(admin_open(&a, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+		REQUIRE(admin_open(&a, (struct sockaddr *)&sin, sizeof(sin), 0600) == 0);
 		socklen_t len = sizeof(sin);
 		REQUIRE(admin_bound(&a, (struct sockaddr *)&sin, &len) == 0);
 		port = ntohs(sin.sin_port);
@@ -62,11 +65,21 @@ struct Server {
 		metrics_unmap(&m);
 	}
 
-	static int render(void *arg, admin_route route, strbuf *body,
+	std::string last_body;    // the body of the last request rendered
+	int post_status = 0;      // what a write returns
+
+	static int render(void *arg, const admin_request *req, strbuf *body,
 			  const char **type)
 	{
 		Server *s = static_cast<Server *>(arg);
+		admin_route route = req->route;
 		s->renders++;
+		s->last_body.assign(req->body ? req->body : "", req->body_len);
+		if (admin_route_writes(route)) {
+			*type = "text/plain";
+			strbuf_puts(body, "done\n");
+			return s->post_status;
+		}
 		if (s->render_error)
 			return s->render_error;
 		if (route == ADMIN_METRICS && s->big_body) {
@@ -287,23 +300,24 @@ TEST_CASE("a slow client sends its request in pieces", "[admin_server]")
 	REQUIRE(s.renders == 1);
 }
 
-TEST_CASE("a client that sends nothing is closed after 5 s", "[admin_server]")
+TEST_CASE("a client that sends no whole request is closed after 2 s", "[admin_server]")
 {
 	Server s;
 	int idle = s.connect_client();
 	int partial = s.connect_client();
 	s.accept_until(2);
 	int64_t accepted_at = s.now;
-	REQUIRE(admin_next_deadline(&s.a) == accepted_at + ADMIN_TIMEOUT_NS);
+	REQUIRE(ADMIN_HEADER_TIMEOUT_NS == 2 * S);
+	REQUIRE(admin_next_deadline(&s.a) == accepted_at + ADMIN_HEADER_TIMEOUT_NS);
 	send_str(partial, "GET /metr");
 
-	s.now = accepted_at + ADMIN_TIMEOUT_NS - 1;
+	s.now = accepted_at + ADMIN_HEADER_TIMEOUT_NS - 1;
 	s.step(1);
 	REQUIRE(quiet(idle));
 	REQUIRE(quiet(partial));
 	REQUIRE(s.a.client_count == 2);
 
-	s.now = accepted_at + ADMIN_TIMEOUT_NS;
+	s.now = accepted_at + ADMIN_HEADER_TIMEOUT_NS;
 	s.step(0);
 	REQUIRE(s.a.client_count == 0);
 	REQUIRE(closed_by_peer(idle));
@@ -314,30 +328,105 @@ TEST_CASE("a client that sends nothing is closed after 5 s", "[admin_server]")
 	close(partial);
 }
 
-TEST_CASE("at most 64 clients; more are closed at once", "[admin_server]")
+// Reads what the server sent before closing (without stepping it).
+static std::string drain_now(int fd)
+{
+	std::string out;
+	char buf[4096];
+	ssize_t r;
+	while ((r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		out.append(buf, (size_t)r);
+	return out;
+}
+
+TEST_CASE("at the limit, the oldest idle client gives its slot to a new one",
+	  "[admin_server]")
 {
 	Server s;
 	std::vector<int> fds;
-	for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)
+	for (int i = 0; i < ADMIN_MAX_CLIENTS; i++) {
 		fds.push_back(s.connect_client());
-	s.accept_until(ADMIN_MAX_CLIENTS);
+		s.accept_until((uint32_t)fds.size()); // one by one: a known order
+	}
+	send_str(fds[0], "GET /met"); // a part of a request is still idle
 
 	int extra = s.connect_client();
-	bool refused = false;
-	for (int i = 0; i < 200 && !refused; i++) {
+	for (int i = 0; i < 200 && s.a.evicted == 0; i++)
 		s.step(10);
-		refused = closed_by_peer(extra);
-	}
-	REQUIRE(refused);
+	REQUIRE(s.a.evicted == 1);
+	REQUIRE(s.a.refused == 0);
 	REQUIRE(s.a.client_count == ADMIN_MAX_CLIENTS);
-	for (int fd : fds)
-		REQUIRE(quiet(fd));
+	Response busy = parse_response(drain_now(fds[0]));
+	REQUIRE(busy.status == 503);
+	REQUIRE(busy.headers["retry-after"] == "1");
+	REQUIRE(closed_by_peer(fds[0]));
+	for (size_t i = 1; i < fds.size(); i++)
+		REQUIRE(quiet(fds[i]));
 
-	// The ones it kept are served.
+	// The newcomer is served; so is one it did not displace.
+	send_str(extra, "GET /metrics HTTP/1.1\r\n\r\n");
+	REQUIRE(parse_response(s.read_all(extra)).status == 200);
 	send_str(fds[10], "GET /x HTTP/1.1\r\n\r\n");
-	Response r = parse_response(s.read_all(fds[10]));
-	REQUIRE(r.status == 404);
-	REQUIRE(s.a.client_count == ADMIN_MAX_CLIENTS - 1);
+	REQUIRE(parse_response(s.read_all(fds[10])).status == 404);
+	REQUIRE(s.a.client_count == ADMIN_MAX_CLIENTS - 2);
+	close(extra);
+	for (int fd : fds)
+		close(fd);
+}
+
+TEST_CASE("a request queued before its accept is answered, never evicted",
+	  "[admin_server]")
+{
+	Server s;
+	std::vector<int> idle;
+	for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)
+		idle.push_back(s.connect_client());
+	s.accept_until(ADMIN_MAX_CLIENTS);
+	// A scrape and more idle sockets behind it, all in one accept round.
+	int scrape = s.connect_client();
+	send_str(scrape, "GET /metrics HTTP/1.1\r\n\r\n");
+	for (int i = 0; i < 2 * ADMIN_MAX_CLIENTS; i++)
+		idle.push_back(s.connect_client());
+	Response r = parse_response(s.read_all(scrape));
+	REQUIRE(r.status == 200);
+	REQUIRE(s.a.evicted >= ADMIN_MAX_CLIENTS);
+	close(scrape);
+	for (int fd : idle)
+		close(fd);
+}
+
+TEST_CASE("with every slot answering, a new client gets 503, not a reset",
+	  "[admin_server]")
+{
+	Server s;
+	s.big_body = 4u << 20; // more than the send buffer can take (tcp_wmem max)
+	std::vector<int> fds;
+	int small = 4096;
+	for (int i = 0; i < ADMIN_MAX_CLIENTS; i++) {
+		int fd = s.connect_client();
+		REQUIRE(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0);
+		send_str(fd, "GET /metrics HTTP/1.1\r\n\r\n");
+		fds.push_back(fd);
+	}
+	for (int i = 0; i < 200 && s.renders < ADMIN_MAX_CLIENTS; i++)
+		s.step(10);
+	REQUIRE(s.renders == ADMIN_MAX_CLIENTS); // all 64 are writing, unread
+
+	int extra = s.connect_client();
+	send_str(extra, "GET /stats HTTP/1.1\r\n\r\n");
+	for (int i = 0; i < 200 && s.a.refused == 0; i++)
+		s.step(10);
+	REQUIRE(s.a.refused == 1);
+	REQUIRE(s.a.evicted == 0);
+	std::string raw;
+	for (int i = 0; i < 100 && raw.find("busy\n") == std::string::npos; i++) {
+		raw += drain_now(extra);
+		usleep(1000);
+	}
+	Response r = parse_response(raw);
+	REQUIRE(r.status == 503);
+	REQUIRE(r.body == "busy\n");
+	REQUIRE(closed_by_peer(extra));
 	close(extra);
 	for (int fd : fds)
 		close(fd);
@@ -414,7 +503,7 @@ TEST_CASE("admin_open reports errors; admin_close is safe", "[admin_server]")
 
 	admin_server other;
 	// Same port, both listening: EADDRINUSE even with SO_REUSEADDR.
-	REQUIRE(admin_open(&other, (struct sockaddr *)&sin, sizeof(sin)) == -EADDRINUSE);
+	REQUIRE(admin_open(&other, (struct sockaddr *)&sin, sizeof(sin), 0600) == -EADDRINUSE);
 	REQUIRE(other.listen_fd == -1);
 	admin_close(&other);
 	admin_close(&other);
@@ -425,4 +514,129 @@ TEST_CASE("admin_open reports errors; admin_close is safe", "[admin_server]")
 	REQUIRE(admin_pollfds(&never, pfd, 2) == 0);
 	REQUIRE(admin_next_deadline(&never) == INT64_MAX);
 	admin_close(&never);
+}
+
+TEST_CASE("writes over TCP: 403 with a reason, unless the bearer token is right",
+	  "[admin_server]")
+{
+	Server s;
+	const std::string post = "POST /servers/default/127.0.0.1:9 HTTP/1.1\r\n";
+	const std::string body = "state=drain";
+	const std::string len = "Content-Length: " + std::to_string(body.size()) + "\r\n";
+
+	Response r = request(s, post + len + "\r\n" + body);
+	REQUIRE(r.status == 403);
+	REQUIRE(r.body.find("admin_token") != std::string::npos);
+	REQUIRE(s.renders == 0);
+
+	REQUIRE(admin_set_token(&s.a, "s3cret-token") == 0);
+	r = request(s, post + len + "\r\n" + body);
+	REQUIRE(r.status == 403);
+	REQUIRE(r.body == "forbidden: no Authorization: Bearer token\n");
+	for (const char *bad : { "s3cret-toke", "s3cret-tokenX", "S3cret-token", "" }) {
+		r = request(s, post + "Authorization: Bearer " + bad + "\r\n" + len +
+				       "\r\n" + body);
+		REQUIRE(r.status == 403);
+	}
+	REQUIRE(s.renders == 0);
+
+	r = request(s, post + "authorization: bearer s3cret-token\r\n" + len + "\r\n" + body);
+	REQUIRE(r.status == 200);
+	REQUIRE(r.body == "done\n");
+	REQUIRE(s.last_body == body);
+	// The renderer's own error status goes out with its text.
+	s.post_status = 404;
+	r = request(s, post + "Authorization: Bearer s3cret-token\r\n" + len + "\r\n" + body);
+	REQUIRE(r.status == 404);
+	REQUIRE(r.body == "done\n");
+	// Reads need no token; GET of a write path is 405 with Allow: POST.
+	r = request(s, "GET /metrics HTTP/1.1\r\n\r\n");
+	REQUIRE(r.status == 200);
+	r = request(s, "GET /reload HTTP/1.1\r\n\r\n");
+	REQUIRE(r.status == 405);
+	REQUIRE(r.headers["allow"] == "POST");
+	REQUIRE(admin_set_token(&s.a, std::string(300, 'x').c_str()) == -ENAMETOOLONG);
+}
+
+TEST_CASE("a body in pieces is waited for; one too large gets 413", "[admin_server]")
+{
+	Server s;
+	REQUIRE(admin_set_token(&s.a, "t") == 0);
+	int fd = s.connect_client();
+	send_str(fd, "POST /reload HTTP/1.1\r\nAuthorization: Bearer t\r\n"
+		     "Content-Length: 10\r\n\r\n01234");
+	for (int i = 0; i < 5; i++)
+		s.step(5);
+	REQUIRE(quiet(fd));
+	REQUIRE(s.renders == 0);
+	send_str(fd, "56789");
+	Response r = parse_response(s.read_all(fd));
+	close(fd);
+	REQUIRE(r.status == 200);
+	REQUIRE(s.last_body == "0123456789");
+
+	r = request(s, "POST /reload HTTP/1.1\r\nAuthorization: Bearer t\r\n"
+		       "Content-Length: 5000\r\n\r\n");
+	REQUIRE(r.status == 413);
+}
+
+TEST_CASE("a Unix-socket admin listener: its mode, and writes without a token",
+	  "[admin_server]")
+{
+	char dir[] = "/tmp/admin_unix_XXXXXX";
+	REQUIRE(mkdtemp(dir) != nullptr);
+	std::string path = std::string(dir) + "/admin.sock";
+	struct sockaddr_un un;
+	memset(&un, 0, sizeof(un));
+	un.sun_family = AF_UNIX;
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path.c_str());
+
+	admin_server a;
+	REQUIRE(admin_open(&a, (struct sockaddr *)&un, sizeof(un), 0640) == 0);
+	struct stat st;
+	REQUIRE(stat(path.c_str(), &st) == 0);
+	REQUIRE(S_ISSOCK(st.st_mode));
+	REQUIRE((st.st_mode & 0777) == 0640);
+	admin_close(&a);
+	// A stale socket is replaced; a regular file is left alone.
+	REQUIRE(admin_open(&a, (struct sockaddr *)&un, sizeof(un), 0600) == 0);
+	REQUIRE(stat(path.c_str(), &st) == 0);
+	REQUIRE((st.st_mode & 0777) == 0600);
+
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	REQUIRE(connect(fd, (struct sockaddr *)&un, sizeof(un)) == 0);
+	send_str(fd, "POST /reload HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+	int renders = 0;
+	auto render = [](void *arg, const admin_request *req, strbuf *body,
+			 const char **) -> int {
+		++*static_cast<int *>(arg);
+		REQUIRE(req->route == ADMIN_RELOAD);
+		return strbuf_puts(body, "ok\n");
+	};
+	std::string out;
+	for (int i = 0; i < 500; i++) {
+		struct pollfd fds[1 + ADMIN_MAX_CLIENTS];
+		size_t n = admin_pollfds(&a, fds, 1 + ADMIN_MAX_CLIENTS);
+		REQUIRE(poll(fds, n, 5) >= 0);
+		admin_service(&a, fds, n, 1000 * S, render, &renders);
+		char buf[512];
+		ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (r > 0)
+			out.append(buf, (size_t)r);
+		if (r == 0)
+			break;
+	}
+	close(fd);
+	REQUIRE(renders == 1);
+	REQUIRE(parse_response(out).status == 200);
+	admin_close(&a);
+	unlink(path.c_str());
+
+	int file = open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	REQUIRE(file >= 0);
+	close(file);
+	REQUIRE(admin_open(&a, (struct sockaddr *)&un, sizeof(un), 0600) == -EEXIST);
+	admin_close(&a);
+	unlink(path.c_str());
+	rmdir(dir);
 }

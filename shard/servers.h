@@ -1,0 +1,39 @@
+/*
+ * servers — the admin endpoint's view of the servers and their admin state:
+ * GET /servers, POST /servers/LISTENER/SERVER, and pruning the admin-state
+ * board after a reload. Private to shard/; the supervisor calls it.
+ *
+ * What a server is comes from the shards' slots of the current generation
+ * (their upstream rows), its admin state from the board. Its figures are
+ * the upstream families whose /stats keys are "up" (health), "weight",
+ * "active" (stream connections) and "rpc_inflight" (rpc requests): the
+ * application's table names them, shard/ only looks them up.
+ */
+#ifndef FRAMEPROXY_SHARD_SERVERS_H
+#define FRAMEPROXY_SHARD_SERVERS_H
+
+#include "shard/admin.h"
+#include "shard/metrics.h"
+#include "shard/shard.h"
+#include "shard/strbuf.h"
+
+/* 1..this: the weights POST takes (0: back to the configured one). */
+#define SERVERS_MAX_WEIGHT 256
+
+typedef struct servers_view {
+	const shard_metrics *metrics;
+	const shard_app_metrics *app;
+	uint32_t generation;          /* the slots that count */
+	shard_server_board *board;
+} servers_view;
+
+/* GET /servers. 0 or -ENOMEM. */
+int servers_render(const servers_view *v, strbuf *body);
+/* POST /servers/L/S with `state=` and/or `weight=` (form or JSON body):
+ * 0 with the server's new JSON in body, or 400/404/507 with the reason. */
+int servers_post(const servers_view *v, const admin_request *req,
+		 strbuf *body);
+/* After a reload: rows of servers no slot of the generation has go. */
+void servers_prune(const servers_view *v);
+
+#endif

@@ -1,0 +1,253 @@
+// The admin endpoint under the real supervisor (issue 17): it cannot be
+// starved by idle or slow connections.
+#include "harness.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+using namespace itest;
+
+namespace {
+
+int connect_nb(uint16_t port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_in sin;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons(port);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 &&
+	    errno != EINPROGRESS) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+// True when the server closed fd (EOF or reset); reads what is there.
+bool closed_by_server(int fd)
+{
+	char buf[1024];
+	while (true) {
+		ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (r > 0)
+			continue;
+		if (r == 0)
+			return true;
+		return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+	}
+}
+
+// 3,000 connections that never send a byte (opened once: the server may
+// close them) and 200 slowloris clients that send a header line every
+// 100 ms and never end it, reconnecting whenever they are closed.
+struct Flood {
+	std::thread thread;
+	std::atomic<bool> stop{false};
+	std::atomic<uint64_t> idle_closed{0}, slow_closed{0}, slow_opened{0};
+	std::vector<int> idle, slow;
+
+	void run(uint16_t port)
+	{
+		for (int i = 0; i < 3000; i++)
+			idle.push_back(connect_nb(port));
+		for (int i = 0; i < 200; i++)
+			slow.push_back(connect_nb(port));
+		int round = 0;
+		while (!stop) {
+			std::this_thread::sleep_for(milliseconds(100));
+			round++;
+			for (int &fd : idle)
+				if (fd >= 0 && closed_by_server(fd)) {
+					close(fd);
+					fd = -1;
+					idle_closed++;
+				}
+			for (int &fd : slow) {
+				if (fd >= 0 && closed_by_server(fd)) {
+					close(fd);
+					fd = -1;
+					slow_closed++;
+				}
+				if (fd < 0) {
+					fd = connect_nb(port);
+					slow_opened++;
+					continue;
+				}
+				std::string piece = round == 1 ? "GET /metrics HTTP/1.1\r\n"
+							       : "X-Slow: a\r\n";
+				(void)!send(fd, piece.data(), piece.size(),
+					    MSG_NOSIGNAL | MSG_DONTWAIT);
+			}
+		}
+		for (int fd : idle)
+			if (fd >= 0)
+				close(fd);
+		for (int fd : slow)
+			if (fd >= 0)
+				close(fd);
+	}
+};
+
+// One request over the admin Unix socket: the whole response, "" when the
+// connection failed.
+std::string unix_request(const std::string &path, const std::string &req)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return "";
+	struct sockaddr_un un;
+	memset(&un, 0, sizeof(un));
+	un.sun_family = AF_UNIX;
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path.c_str());
+	struct timeval tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	std::string out;
+	if (connect(fd, (struct sockaddr *)&un, sizeof(un)) == 0 &&
+	    send(fd, req.data(), req.size(), MSG_NOSIGNAL) == (ssize_t)req.size()) {
+		char buf[65536];
+		ssize_t r;
+		while ((r = recv(fd, buf, sizeof(buf), 0)) > 0)
+			out.append(buf, (size_t)r);
+	}
+	close(fd);
+	return out;
+}
+
+// One request over TCP with any method, headers and body.
+std::string tcp_request(uint16_t port, const std::string &req)
+{
+	Conn c = Conn::connect(port);
+	if (!c.valid() || c.send_all(req) != Io::Ok)
+		return "";
+	std::string out;
+	c.wait_closed(milliseconds(5000), &out);
+	return out;
+}
+
+std::string post(const std::string &path, const std::string &body,
+		 const std::string &headers = "")
+{
+	return "POST " + path + " HTTP/1.1\r\nHost: x\r\n" + headers +
+	       "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+bool reloaded(Proxy &proxy, const std::string &generation)
+{
+	return proxy.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "reload complete") && r.is("generation", generation);
+	}, milliseconds(10000));
+}
+
+} // namespace
+
+TEST_CASE("admin: writes over TCP are refused without the token; the Unix "
+	  "socket and the token allow them", "[admin]")
+{
+	Echo echo;
+	std::string token_file = tmp().file("token");
+	write_file(token_file, "tok-1234567890\n");
+	{
+		Proxy proxy({"--shards", "1", "--admin", "127.0.0.1:0", "--server", echo.addr()});
+		REQUIRE(proxy.wait_ready());
+		uint16_t admin = proxy.admin_port();
+		REQUIRE(admin != 0);
+		std::string r = tcp_request(admin, post("/reload", ""));
+		CHECK(r.compare(0, 12, "HTTP/1.1 403") == 0);
+		CHECK(r.find("admin_token") != std::string::npos);
+		CHECK(http_get(admin, "/metrics").compare(0, 12, "HTTP/1.1 200") == 0);
+	}
+	{
+		Proxy proxy({"--shards", "1", "--admin", "127.0.0.1:0", "--admin-token",
+			     token_file, "--server", echo.addr()});
+		REQUIRE(proxy.wait_ready());
+		uint16_t admin = proxy.admin_port();
+		REQUIRE(admin != 0);
+		std::string r = tcp_request(admin, post("/reload", "",
+			"Authorization: Bearer tok-123456789\r\n"));
+		CHECK(r.compare(0, 12, "HTTP/1.1 403") == 0);
+		CHECK(r.find("wrong token") != std::string::npos);
+		r = tcp_request(admin, post("/reload", "",
+			"Authorization: Bearer tok-1234567890\r\n"));
+		CHECK(r.compare(0, 12, "HTTP/1.1 200") == 0);
+		CHECK(reloaded(proxy, "1"));
+	}
+	{
+		std::string sock = tmp().path() + "/admin.sock";
+		Proxy proxy({"--shards", "1", "--admin", "unix:" + sock, "--admin-mode",
+			     "0660", "--server", echo.addr()});
+		REQUIRE(proxy.wait_ready());
+		struct stat st;
+		REQUIRE(stat(sock.c_str(), &st) == 0);
+		CHECK(S_ISSOCK(st.st_mode));
+		CHECK((st.st_mode & 0777) == 0660);
+		std::string r = unix_request(sock, "GET /stats HTTP/1.0\r\n\r\n");
+		CHECK(r.compare(0, 12, "HTTP/1.1 200") == 0);
+		r = unix_request(sock, post("/reload", ""));
+		CHECK(r.compare(0, 12, "HTTP/1.1 200") == 0);
+		CHECK(reloaded(proxy, "1"));
+		unlink(sock.c_str());
+	}
+}
+
+TEST_CASE("admin: scrapes are answered within 1 s while 3,000 idle and 200 "
+	  "slowloris connections hold the port", "[admin]")
+{
+	// The flood needs about 3,200 fds of the test process.
+	struct rlimit rl;
+	REQUIRE(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	REQUIRE(rl.rlim_max >= 4000);
+	if (rl.rlim_cur < 4000) {
+		rl.rlim_cur = 4000;
+		REQUIRE(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+	}
+	Echo echo;
+	Proxy proxy({"--shards", "1", "--admin", "127.0.0.1:0", "--server", echo.addr()});
+	REQUIRE(proxy.wait_ready());
+	uint16_t admin = proxy.admin_port();
+	REQUIRE(admin != 0);
+
+	Flood flood;
+	flood.thread = std::thread([&] { flood.run(admin); });
+	std::this_thread::sleep_for(milliseconds(300)); // the flood is in
+
+	int answered = 0, slow = 0;
+	milliseconds worst(0);
+	for (int i = 0; i < 12; i++) {
+		auto t0 = Clock::now();
+		Conn c = Conn::connect(admin);
+		REQUIRE(c.valid());
+		REQUIRE(c.send_all("GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n") == Io::Ok);
+		std::string out;
+		c.wait_closed(milliseconds(3000), &out);
+		auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - t0);
+		worst = std::max(worst, took);
+		if (out.compare(0, 12, "HTTP/1.1 200") == 0 &&
+		    out.find("frameproxy_shard_up") != std::string::npos)
+			answered++;
+		if (took > milliseconds(1000))
+			slow++;
+		std::this_thread::sleep_for(milliseconds(150));
+	}
+	flood.stop = true;
+	flood.thread.join();
+	INFO("worst scrape " << worst.count() << " ms; idle closed "
+	     << flood.idle_closed << ", slowloris closed " << flood.slow_closed);
+	CHECK(answered == 12);
+	CHECK(slow == 0);
+	// The flood was real: the server had to let idle sockets go to answer,
+	// and the slowloris clients kept coming back.
+	CHECK(flood.idle_closed > 2000);
+	CHECK(flood.slow_closed > 200);
+	// And the supervisor is still well.
+	CHECK(http_get(admin, "/stats").compare(0, 12, "HTTP/1.1 200") == 0);
+}
