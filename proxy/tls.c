@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 
 #include <openssl/err.h>
@@ -277,6 +278,36 @@ void tls_ctx_free(tls_ctx *ctx)
 	free(ctx);
 }
 
+int tls_client_ctx_build(const char *ca_file, char *why, size_t why_len,
+			 tls_ctx **out)
+{
+	tls_ctx *ctx = calloc(1, sizeof(*ctx));
+
+	ERR_clear_error();
+	if (!ctx || !(ctx->pairs = calloc(1, sizeof(tls_pair))) ||
+	    !(ctx->bio_method = bio_method_new()) ||
+	    !(ctx->pairs[0].ssl_ctx = SSL_CTX_new(TLS_client_method()))) {
+		tls_ctx_free(ctx);
+		snprintf(why, why_len, "out of memory");
+		return -1;
+	}
+	ctx->count = 1;
+	SSL_CTX *c = ctx->pairs[0].ssl_ctx;
+	SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+	SSL_CTX_set_options(c, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+	if (SSL_CTX_load_verify_locations(c, ca_file, NULL) != 1) {
+		char reason[TLS_WHY_MAX];
+		take_reason(reason, sizeof(reason), "unreadable");
+		snprintf(why, why_len, "CA file '%s': %s", ca_file, reason);
+		tls_ctx_free(ctx);
+		return -1;
+	}
+	*out = ctx;
+	return 0;
+}
+
 /* --- the BIO -------------------------------------------------------------- */
 
 static int bio_read(BIO *b, char *data, int len)
@@ -352,6 +383,28 @@ tls_conn *tls_conn_new(tls_ctx *ctx, poll_desc *pd)
 	BIO_set_init(bio, 1);
 	SSL_set_bio(t->ssl, bio, bio);
 	SSL_set_accept_state(t->ssl);
+	return t;
+}
+
+tls_conn *tls_conn_new_client(tls_ctx *ctx, poll_desc *pd, const char *name)
+{
+	tls_conn *t = tls_conn_new(ctx, pd);
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (!t)
+		return NULL;
+	SSL_set_connect_state(t->ssl);
+	if (inet_pton(AF_INET, name, &a4) == 1 ||
+	    inet_pton(AF_INET6, name, &a6) == 1) {
+		X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), name);
+		return t;
+	}
+	if (SSL_set_tlsext_host_name(t->ssl, name) != 1 ||
+	    SSL_set1_host(t->ssl, name) != 1) {
+		tls_conn_free(t);
+		return NULL;
+	}
 	return t;
 }
 
@@ -482,6 +535,18 @@ ssize_t tls_try_read(tls_conn *t, void *buf, size_t len)
 		return t->io_error ? t->io_error : 0;
 	default:
 		return t->io_error ? t->io_error : -EPROTO;
+	}
+}
+
+ssize_t tls_read(tls_conn *t, void *buf, size_t len)
+{
+	for (;;) {
+		ssize_t n = tls_try_read(t, buf, len);
+		if (n != -EAGAIN)
+			return n;
+		int rc = pd_wait(t->pd, PD_READ);
+		if (rc < 0)
+			return rc;
 	}
 }
 

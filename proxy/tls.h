@@ -60,14 +60,24 @@ int tls_ctx_build(const tls_settings *s, tls_ctx **out, char *why,
 		  size_t why_len);
 void tls_ctx_free(tls_ctx *ctx);
 
+/*
+ * A client side (framebench --tls): peers verified against the PEM CA
+ * file. 0, or -1 with the reason in why.
+ */
+int tls_client_ctx_build(const char *ca_file, char *why, size_t why_len,
+			 tls_ctx **out);
+
 typedef struct tls_conn tls_conn;
 
 /* A server-side connection over `pd` (still the caller's). NULL: no memory. */
 tls_conn *tls_conn_new(tls_ctx *ctx, poll_desc *pd);
+/* A client connection to `name` (SNI and the name verified: a host name
+ * or an IP address). NULL: no memory. */
+tls_conn *tls_conn_new_client(tls_ctx *ctx, poll_desc *pd, const char *name);
 void tls_conn_free(tls_conn *t);
 
 /*
- * The server handshake, parked on the pollDesc until done or `deadline_ns`
+ * The handshake (either side), parked on the pollDesc until done or `deadline_ns`
  * (sched_now clock, 0 = none). 0, or -ETIMEDOUT, -EPROTO (with OpenSSL's
  * reason in why), -ECONNRESET (the client left), -errno.
  */
@@ -78,6 +88,9 @@ tls_version tls_conn_version(const tls_conn *t);
 /* Plaintext: n > 0, 0 at EOF (close_notify or the socket's), -EAGAIN when
  * more must come from the socket, -ECONNRESET / -EPROTO / -errno. */
 ssize_t tls_try_read(tls_conn *t, void *buf, size_t len);
+/* tls_try_read, parked on the pollDesc until something comes (as pd_read,
+ * but always asking before parking). */
+ssize_t tls_read(tls_conn *t, void *buf, size_t len);
 /* Plaintext already decrypted and not read yet: the socket may be empty
  * while this is true, so a reader must not wait on readiness then. */
 bool tls_pending(const tls_conn *t);
