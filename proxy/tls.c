@@ -441,17 +441,11 @@ static int tls_flush(tls_conn *t)
 		ssize_t n = pd_write_full(t->pd, taken.data, taken.len);
 		if (n < 0)
 			t->write_error = (int)n;
-		if (!t->out.data) {
-			t->out = (tls_out){.data = taken.data, .cap = taken.cap};
-		} else {
-			free(taken.data);
-		}
+		/* Given back at once: an idle connection holds no buffer of
+		 * ours (the allocator keeps them hot for the next write). */
+		free(taken.data);
 	}
 	t->flushing = false;
-	if (t->out.len == 0 && t->out.cap > TLS_WRITE_CHUNK * 2) {
-		free(t->out.data);
-		t->out = (tls_out){0};
-	}
 	coro *w = t->flush_waiter;
 	t->flush_waiter = NULL;
 	if (w)
