@@ -178,6 +178,15 @@ static void listener_free(config_listener *l)
 	free(l->check_frame);
 	free(l->rpc.set_flag);
 	free(l->send_proxy_flag);
+	for (size_t i = 0; i < l->ntls_certs; i++)
+		free(l->tls_certs[i]);
+	for (size_t i = 0; i < l->ntls_keys; i++)
+		free(l->tls_keys[i]);
+	free(l->tls_certs);
+	free(l->tls_keys);
+	free(l->tls_ciphers);
+	free(l->tls_ciphersuites);
+	tls_ctx_free(l->tls);
 	config_servers_free(l);
 	memset(l, 0, sizeof(*l));
 }
@@ -662,8 +671,40 @@ static void check_send_proxy(config *cfg, const config_listener *l)
 		     l->name);
 }
 
+/* TLS termination: whole pairs, stream mode, and a context that builds
+ * (a key that is not its certificate's is found only here). */
+static void check_tls(config *cfg, config_listener *l)
+{
+	char why[CONFIG_WHY_MAX];
+
+	if (l->ntls_certs == 0 && l->ntls_keys == 0)
+		return;
+	if (l->ntls_certs != l->ntls_keys) {
+		snprintf(why, sizeof(why), "%zu tls_cert lines but %zu tls_key "
+			 "lines (they go in pairs)", l->ntls_certs, l->ntls_keys);
+		listener_error(cfg, l, why);
+		return;
+	}
+	if (l->mode == CONFIG_MODE_RPC) {
+		listener_error(cfg, l, "tls_cert is not available in mode = rpc "
+			       "yet (docs/TLS.md)");
+		return;
+	}
+	tls_settings ts = {
+		.certs = l->tls_certs, .keys = l->tls_keys,
+		.pairs = l->ntls_certs, .min_version = l->tls_min_version,
+		.ciphers = l->tls_ciphers, .ciphersuites = l->tls_ciphersuites,
+	};
+	char reason[CONFIG_WHY_MAX - 32];
+	if (tls_ctx_build(&ts, &l->tls, reason, sizeof(reason)) < 0) {
+		snprintf(why, sizeof(why), "TLS: %s", reason);
+		listener_error(cfg, l, why);
+	}
+}
+
 static void check_listener(config *cfg, size_t i)
 {
+	check_tls(cfg, &cfg->listeners[i]);
 	const config_listener *l = &cfg->listeners[i];
 	char why[CONFIG_WHY_MAX], addr[NETADDR_STRLEN];
 

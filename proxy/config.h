@@ -50,6 +50,7 @@
 #include "proxy/netaddr.h"
 #include "proxy/proxy_header.h"
 #include "proxy/rpc_field.h"
+#include "proxy/tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -148,6 +149,22 @@ typedef struct config_listener {
 	proxy_header_mode send_proxy;
 	int send_proxy_line;
 	char *send_proxy_flag;
+
+	/* TLS termination (docs/TLS.md): certificate and key files in
+	 * pairs, in the order given (the first pair is the default, the
+	 * others chosen by SNI), each file checked when its line is read;
+	 * the line of the first tls_cert, for the cross-key errors; the
+	 * context config_finish builds from them (NULL: no TLS). */
+	char **tls_certs;
+	size_t ntls_certs;
+	char **tls_keys;
+	size_t ntls_keys;
+	int tls_line;
+	tls_version tls_min_version;
+	char *tls_ciphers;       /* NULL: OpenSSL's default */
+	char *tls_ciphersuites;
+	int64_t tls_handshake_timeout;
+	tls_ctx *tls;
 
 	upstream_spec *servers; /* see proxy/balance.h */
 	size_t nservers;

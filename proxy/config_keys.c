@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "proxy/rpc_order.h"
@@ -596,6 +597,100 @@ static int set_send_proxy(void *t, const config_key *k, const char *v,
 	return 0;
 }
 
+/* ---- TLS (docs/TLS.md): each file is read once here, so a bad one is
+ * reported with its line and key; config_finish pairs them up. ---- */
+
+static int append_path(char ***list, size_t *n, const char *v, char *why)
+{
+	char *copy = strdup(v);
+	char **grown = copy ? realloc(*list, (*n + 1) * sizeof(**list)) : NULL;
+
+	if (!grown) {
+		free(copy);
+		return setter_fail(why, "out of memory");
+	}
+	grown[(*n)++] = copy;
+	*list = grown;
+	return 0;
+}
+
+static int set_tls_cert(void *t, const config_key *k, const char *v,
+			const config_origin *o, char *why)
+{
+	config_listener *l = t;
+
+	(void)k;
+	if (tls_check_cert_file(v, why, CONFIG_WHY_MAX) < 0)
+		return -1;
+	if (l->ntls_certs == 0)
+		l->tls_line = o->line;
+	return append_path(&l->tls_certs, &l->ntls_certs, v, why);
+}
+
+/* A private key others can read is worth a warning, not a refusal. */
+static void warn_key_mode(const char *path, const config_origin *o)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0 || !(st.st_mode & (S_IRGRP | S_IROTH)))
+		return;
+	log_line(LOG_LEVEL_WARN, "tls key file readable by others",
+		 "file=%s line=%d key=tls_key path=%s mode=%03o",
+		 o->file ? o->file : (o->flag ? o->flag : "-"), o->line, path,
+		 (unsigned)(st.st_mode & 0777));
+}
+
+static int set_tls_key(void *t, const config_key *k, const char *v,
+		       const config_origin *o, char *why)
+{
+	config_listener *l = t;
+
+	(void)k;
+	if (tls_check_key_file(v, why, CONFIG_WHY_MAX) < 0)
+		return -1;
+	warn_key_mode(v, o);
+	return append_path(&l->tls_keys, &l->ntls_keys, v, why);
+}
+
+static int set_tls_min_version(void *t, const config_key *k, const char *v,
+			       const config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	if (tls_version_parse(v, &((config_listener *)t)->tls_min_version) < 0)
+		return setter_fail(why, "invalid tls_min_version '%s' (expected "
+				   "1.2 or 1.3)", v);
+	return 0;
+}
+
+static int set_tls_cipher_list(char **field, const char *v, bool tls13,
+			       char *why)
+{
+	if (tls_check_ciphers(v, tls13, why, CONFIG_WHY_MAX) < 0)
+		return -1;
+	char *copy = strdup(v);
+	if (!copy)
+		return setter_fail(why, "out of memory");
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+static int set_tls_ciphers(void *t, const config_key *k, const char *v,
+			   const config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	return set_tls_cipher_list(&((config_listener *)t)->tls_ciphers, v,
+				   false, why);
+}
+
+static int set_tls_ciphersuites(void *t, const config_key *k, const char *v,
+				const config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	return set_tls_cipher_list(&((config_listener *)t)->tls_ciphersuites,
+				   v, true, why);
+}
+
 static int set_check_frame(void *t, const config_key *k, const char *v,
 			   const config_origin *o, char *why)
 {
@@ -1036,6 +1131,19 @@ const config_key config_keys[] = {
 	{ .name = "send_proxy", .scope = L, .set = set_send_proxy,
 	  .def = "off", .flag = "--send-proxy", .arg = "off|v1|v2",
 	  .help = "PROXY header to each upstream conn" },
+	{ .name = "tls_cert", .scope = L, .set = set_tls_cert, .repeat = true,
+	  .help = "TLS: certificate chain PEM (repeat with tls_key)" },
+	{ .name = "tls_key", .scope = L, .set = set_tls_key, .repeat = true,
+	  .help = "TLS: private key PEM of the tls_cert before it" },
+	{ .name = "tls_min_version", .scope = L, .set = set_tls_min_version,
+	  .def = "1.2", .help = "TLS: lowest version accepted (1.2|1.3)" },
+	{ .name = "tls_ciphers", .scope = L, .set = set_tls_ciphers,
+	  .help = "TLS 1.2 cipher list (OpenSSL syntax)" },
+	{ .name = "tls_ciphersuites", .scope = L, .set = set_tls_ciphersuites,
+	  .help = "TLS 1.3 ciphersuites (OpenSSL syntax)" },
+	{ .name = "tls_handshake_timeout", .scope = L, .set = set_duration,
+	  .off = L_OFF(tls_handshake_timeout), .min = UNITS_NS_PER_MS,
+	  .def = "5s", .help = "TLS: a client's whole handshake" },
 	{ .name = "server", .scope = L, .set = set_server, .repeat = true,
 	  .flag = "--server", .arg = "'ADDR|HOST:PORT|NAME srv [weight=N]'",
 	  .help = "an upstream (repeat for more)" },

@@ -27,6 +27,13 @@ _Static_assert(sizeof(counters_rpc_latency_bounds) /
 	       sizeof(counters_rpc_latency_bounds[0]) ==
 	       COUNTERS_RPC_LATENCY_BOUNDS, "one bound per bucket");
 
+static const char *counters_tls_version(uint32_t k)
+{
+	return tls_version_name((tls_version)k);
+}
+
+static const char *const counters_tls_version_keys[] = {
+	"tls_connections_tls12", "tls_connections_tls13"};
 static const char *const counters_frames_keys[] = { "frames_in", "frames_out" };
 static const char *const counters_bytes_keys[] = { "bytes_in", "bytes_out" };
 

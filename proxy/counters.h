@@ -19,6 +19,7 @@
 #define FRAMEPROXY_PROXY_COUNTERS_H
 
 #include "proxy/reason.h"
+#include "proxy/tls.h"
 #include "shard/shard.h"
 
 #define COUNTERS_SHARD(X) \
@@ -84,7 +85,21 @@
 	  .json = "dns_failures") \
 	X(COUNTER_DNS_SERVERS, 1, .name = "dns_servers", .type = SHARD_GAUGE, \
 	  .help = "Servers the listener's server names resolve to now.", \
-	  .json = "dns_servers")
+	  .json = "dns_servers") \
+	X(COUNTER_TLS_HANDSHAKES, 1, .name = "tls_handshakes_total", \
+	  .help = "TLS listeners: client handshakes completed.", \
+	  .json = "tls_handshakes") \
+	X(COUNTER_TLS_HANDSHAKE_FAILURES, 1, \
+	  .name = "tls_handshake_failures_total", \
+	  .help = "TLS listeners: client handshakes that failed or timed out " \
+		  "(closed as tls_handshake).", \
+	  .json = "tls_handshake_failures") \
+	X(COUNTER_TLS_VERSIONS, TLS_VERSION_COUNT, \
+	  .name = "tls_connections_total", \
+	  .help = "TLS listeners: client connections by protocol version " \
+		  "negotiated.", .label = "version", \
+	  .label_value = counters_tls_version, \
+	  .json_each = counters_tls_version_keys)
 
 /* rpc latency: 50 us .. 10 s (counters_rpc_latency_bounds), and +Inf. */
 #define COUNTERS_RPC_LATENCY_BOUNDS 17

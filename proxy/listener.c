@@ -27,6 +27,7 @@ typedef struct session {
 	int server;                  /* upstream index, -1 before connect */
 	int64_t accepted_ns;
 	uint32_t handoffs;           /* times it came from another shard */
+	tls_conn *tls;               /* a TLS listener's client, else NULL */
 } session;
 
 /* --- the end of a connection --------------------------------------------- */
@@ -114,6 +115,7 @@ static void session_end(session *s, reason_code reason,
 		upstream_release(&l->pool, s->server);
 	if (s->client)
 		pd_close(s->client);
+	tls_conn_free(s->tls); /* after its relay: nothing uses it now */
 	free(s);
 	listener_wake_acceptor(l);
 }
@@ -244,6 +246,36 @@ static int session_send_header(session *s, poll_desc *upstream)
 	return rc < 0 ? (int)rc : 0;
 }
 
+/* --- TLS termination (proxy/tls.h) --------------------------------------- */
+
+/* The handshake, before any upstream is touched; false when it failed
+ * (the session has ended, reason tls_handshake). */
+static bool session_tls(session *s)
+{
+	listener *l = s->owner;
+	char why[TLS_WHY_MAX] = "";
+
+	if (!(s->tls = tls_conn_new(l->params.tls, s->client))) {
+		session_end(s, REASON_no_memory, NULL, NULL);
+		return false;
+	}
+	int64_t timeout = l->params.tls_handshake_timeout_ns;
+	int rc = tls_handshake(s->tls, timeout > 0 ? sched_now() + timeout : 0,
+			       why, sizeof(why));
+	if (rc < 0) {
+		l->counters[COUNTER_TLS_HANDSHAKE_FAILURES]++;
+		log_ratelimited(&l->tls_log, LOG_LEVEL_WARN,
+				"tls handshake failed",
+				"listener=%s client=%s error=%s", l->params.name,
+				s->peer_name, why);
+		session_end(s, REASON_tls_handshake, NULL, NULL);
+		return false;
+	}
+	l->counters[COUNTER_TLS_HANDSHAKES]++;
+	l->counters[COUNTER_TLS_VERSIONS + tls_conn_version(s->tls)]++;
+	return true;
+}
+
 /* --- a new connection ---------------------------------------------------- */
 
 static void session_main(void *arg)
@@ -252,6 +284,8 @@ static void session_main(void *arg)
 	listener *l = s->owner;
 	poll_desc *upstream = NULL;
 
+	if (l->params.tls && !session_tls(s))
+		return;
 	int index = upstream_connect(&l->pool, (const struct sockaddr *)&s->peer,
 				     &upstream);
 	if (index < 0) {
@@ -265,7 +299,9 @@ static void session_main(void *arg)
 		session_end(s, REASON_connect_failed, NULL, NULL);
 		return;
 	}
-	int rc = relay_start(l->relays, s->client, upstream, &l->params.relay,
+	relay_params rp = l->params.relay;
+	rp.client_tls = s->tls;
+	int rc = relay_start(l->relays, s->client, upstream, &rp,
 			     session_relay_done, s);
 	if (rc < 0) {
 		pd_close(upstream);
@@ -422,7 +458,8 @@ int listener_open(listener *l, const listener_params *params,
 	*l = (listener){.params = *params, .relays = relays,
 			.accept_error_log = LOG_RATELIMIT_INIT(5),
 			.full_log = LOG_RATELIMIT_INIT(1),
-			.proxy_header_log = LOG_RATELIMIT_INIT(5)};
+			.proxy_header_log = LOG_RATELIMIT_INIT(5),
+			.tls_log = LOG_RATELIMIT_INIT(5)};
 	rc = upstream_pool_init(&l->pool, params->name, &params->upstream,
 				params->balance, params->servers,
 				params->server_count, params->names,

@@ -27,6 +27,7 @@
 #include "proxy/proxy_header.h"
 #include "proxy/relay.h"
 #include "proxy/rpc_listener.h"
+#include "proxy/tls.h"
 #include "proxy/upstream.h"
 
 typedef struct listener_params {
@@ -56,6 +57,10 @@ typedef struct listener_params {
 	proxy_header_mode accept_proxy;
 	const acl_set *accept_proxy_from;
 	proxy_header_mode send_proxy;
+	/* TLS termination (proxy/tls.h): the config's context (NULL: plain
+	 * TCP), and how long a client's handshake may take. */
+	tls_ctx *tls;
+	int64_t tls_handshake_timeout_ns;
 } listener_params;
 
 
@@ -78,6 +83,7 @@ typedef struct listener {
 	log_ratelimit accept_error_log;
 	log_ratelimit full_log;
 	log_ratelimit proxy_header_log;
+	log_ratelimit tls_log;
 	bool stopping;
 	struct listener_handoff *handoff; /* retiring with handoff, else NULL */
 } listener;

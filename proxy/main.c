@@ -260,6 +260,8 @@ static void plan_listener(listener_params *p, const config_listener *cl)
 		.accept_proxy_from = cl->accept_proxy_from.allow.count
 					     ? &cl->accept_proxy_from : NULL,
 		.send_proxy = cl->send_proxy,
+		.tls = cl->tls,
+		.tls_handshake_timeout_ns = cl->tls_handshake_timeout,
 	};
 	p->upstream.check_prefix = proxy_header_local(cl->send_proxy,
 						      &p->upstream.check_prefix_len);

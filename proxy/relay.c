@@ -332,6 +332,37 @@ static poll_desc *dir_destination(relay_dir *dir)
 	return dir->owner->pd[!dir->side];
 }
 
+/* The client side's TLS, when this direction writes to it (or reads). */
+static tls_conn *dir_dest_tls(const relay_dir *dir)
+{
+	return dir->side == RELAY_UPSTREAM ? dir->owner->params.client_tls
+					   : NULL;
+}
+
+static tls_conn *dir_source_tls(const relay_dir *dir)
+{
+	return dir->side == RELAY_CLIENT ? dir->owner->params.client_tls : NULL;
+}
+
+/* Decrypted bytes wait inside OpenSSL: the socket may say nothing more. */
+static bool dir_source_pending(const relay_dir *dir)
+{
+	tls_conn *t = dir_source_tls(dir);
+
+	return t && tls_pending(t);
+}
+
+/* EOF passed on: close_notify first when the destination speaks TLS. */
+static void dir_shutdown_destination(relay_dir *dir)
+{
+	tls_conn *t = dir_dest_tls(dir);
+
+	if (t)
+		tls_shutdown_write(t);
+	else
+		pd_shutdown(dir_destination(dir), SHUT_WR);
+}
+
 static reason_code side_reason(relay_side side, reason_code client_reason,
 			       reason_code upstream_reason)
 {
@@ -370,6 +401,8 @@ static bool dir_go_idle(relay_dir *dir)
 	buffer_give(r, dir);
 	if (r->draining && dir_drain_boundary(dir))
 		return true;
+	if (dir_source_pending(dir))
+		return false;
 	int rc = pd_watch(dir_source(dir), PD_READ, on_source_readable, dir);
 	if (rc == 1)
 		return false;
@@ -444,7 +477,7 @@ static void dir_refuse(relay_dir *dir)
 		relay_close(r, r->reason);
 		return;
 	}
-	pd_shutdown(dir_destination(dir), SHUT_WR);
+	dir_shutdown_destination(dir);
 	if (r->draining)
 		drain_settle(dir);
 }
@@ -458,8 +491,10 @@ static int dir_forward(relay_dir *dir)
 				  dir->end - dir->start);
 
 	if (ready > 0) {
-		ssize_t n = pd_write_full(dir_destination(dir),
-					  dir->buf + dir->start, ready);
+		tls_conn *t = dir_dest_tls(dir);
+		ssize_t n = t ? tls_write_full(t, dir->buf + dir->start, ready)
+			      : pd_write_full(dir_destination(dir),
+					      dir->buf + dir->start, ready);
 		if (r->closing)
 			return -EBADF;
 		if (n < 0) {
@@ -505,7 +540,7 @@ static void dir_end(relay_dir *dir)
 		relay_close(r, r->first_eof);
 		return;
 	}
-	pd_shutdown(dir_destination(dir), SHUT_WR);
+	dir_shutdown_destination(dir);
 	if (r->draining)
 		drain_settle(dir);
 }
@@ -514,8 +549,11 @@ static void dir_end(relay_dir *dir)
 static ssize_t dir_read(relay_dir *dir)
 {
 	relay_conn *r = dir->owner;
-	ssize_t n = pd_try_read(dir_source(dir), dir->buf + dir->end,
-				r->params.buffer_size - dir->end);
+	tls_conn *t = dir_source_tls(dir);
+	ssize_t n = t ? tls_try_read(t, dir->buf + dir->end,
+				     r->params.buffer_size - dir->end)
+		      : pd_try_read(dir_source(dir), dir->buf + dir->end,
+				    r->params.buffer_size - dir->end);
 
 	if (n > 0) {
 		dir->end += (uint32_t)n;
@@ -537,8 +575,10 @@ static void dir_pump(relay_dir *dir)
 		}
 		/* After a short read the socket is empty: wait for the next edge
 		 * instead of paying a read(2) to hear EAGAIN. */
-		ssize_t n = pd_read_drained(dir_source(dir)) ? -EAGAIN
-							     : dir_read(dir);
+		ssize_t n = pd_read_drained(dir_source(dir)) &&
+					    !dir_source_pending(dir)
+				    ? -EAGAIN
+				    : dir_read(dir);
 		if (n == -EAGAIN) {
 			if (frame_at_boundary(&dir->scanner, dir->end - dir->start)) {
 				if (dir_go_idle(dir))
@@ -701,7 +741,7 @@ static bool dir_at_rest_for_handoff(const relay_dir *dir)
 
 bool relay_at_rest(const relay_conn *r)
 {
-	return !r->closing && !r->draining &&
+	return !r->closing && !r->draining && !r->params.client_tls &&
 	       !(r->dir[RELAY_CLIENT].done && r->dir[RELAY_UPSTREAM].done) &&
 	       dir_at_rest_for_handoff(&r->dir[RELAY_CLIENT]) &&
 	       dir_at_rest_for_handoff(&r->dir[RELAY_UPSTREAM]);

@@ -14,6 +14,7 @@
 #include "poll/poll.h"
 #include "proxy/linger.h"
 #include "proxy/reason.h"
+#include "proxy/tls.h"
 
 typedef enum relay_side {
 	RELAY_CLIENT = 0, /* client -> upstream, read from the client */
@@ -25,6 +26,10 @@ typedef struct relay_params {
 	uint32_t buffer_size;    /* per direction */
 	int64_t idle_timeout_ns; /* 0 = none */
 	int64_t frame_timeout_ns;/* 0 = none */
+	/* The client side speaks TLS through this (proxy/tls.h; the caller's,
+	 * freed after `done`), or NULL. Such a relay is never at rest for a
+	 * handoff: its TLS state cannot cross to another shard. */
+	tls_conn *client_tls;
 } relay_params;
 
 typedef struct relay_summary {

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(meson ninja-build gcc g++ pkg-config liburing-dev libmimalloc-dev
-	libsystemd-dev libc-ares-dev catch2)
+	libsystemd-dev libc-ares-dev libssl-dev catch2)
 # Installed without their Recommends (prometheus would bring node-exporter).
 lean=()
 case "${1:-build}" in

@@ -35,6 +35,7 @@
 
 #include "poll/poll.h"
 #include "proxy/frame.h"
+#include "proxy/tls.h"
 #include "sched/sched.h"
 #include "tools/lib/io.h"
 #include "tools/lib/payload.h"
@@ -71,6 +72,12 @@ typedef struct bench_options {
 	bool reply_sized;           /* the target answers like frameecho --reply-size */
 	uint32_t reply_size;
 	enum { PROGRESS_AUTO, PROGRESS_ON, PROGRESS_OFF } progress;
+	/* --tls: every connection speaks TLS, the target's certificate
+	 * verified against --tls-ca for --tls-name (default: the host of
+	 * --target). */
+	bool tls;
+	const char *tls_ca;
+	char tls_name[96];
 } bench_options;
 
 typedef struct inflight_frame {
@@ -82,6 +89,7 @@ typedef struct inflight_frame {
 typedef struct bench_conn {
 	uint32_t id;
 	poll_desc *pd;
+	tls_conn *tls;              /* --tls, else NULL */
 	int connect_error;          /* negative errno of a failed connect */
 	bool closed;                /* pd_close done */
 	bool dead;                  /* error or EOF: stop both directions */
@@ -235,7 +243,8 @@ static int flush(bench_conn *c, size_t *used)
 	if (*used == 0)
 		return 0;
 	pd_set_deadline(c->pd, PD_WRITE, sched_now() + opt.grace_ns);
-	ssize_t rc = pd_write_full(c->pd, c->wbuf, *used);
+	ssize_t rc = c->tls ? tls_write_full(c->tls, c->wbuf, *used)
+			    : pd_write_full(c->pd, c->wbuf, *used);
 	*used = 0;
 	if (rc < 0) {
 		conn_error(c, "write", (int)-rc);
@@ -346,7 +355,9 @@ static void writer_main(void *arg)
 	if (!c->closed) {
 		/* The reader waits at most --grace from here for the rest. */
 		pd_set_deadline(c->pd, PD_READ, now + opt.grace_ns);
-		if (in_flight(c) > 0)
+		if (in_flight(c) > 0 && c->tls)
+			tls_shutdown_write(c->tls);
+		else if (in_flight(c) > 0)
 			pd_shutdown(c->pd, SHUT_WR);
 		else
 			conn_abort(c);  /* nothing owed: stop the reader now */
@@ -438,7 +449,8 @@ static int read_once(bench_conn *c)
 {
 	if (!c->writer_done)
 		pd_set_deadline(c->pd, PD_READ, sched_now() + opt.grace_ns);
-	ssize_t n = io_read(c->pd, c->rbuf, c->buf_size, &c->read_streak);
+	ssize_t n = c->tls ? tls_read(c->tls, c->rbuf, c->buf_size)
+			   : io_read(c->pd, c->rbuf, c->buf_size, &c->read_streak);
 	if (c->closed)
 		return 1;
 	if (n == -ETIMEDOUT && in_flight(c) == 0)
@@ -552,11 +564,32 @@ static void on_interrupt(int signo)
 	interrupted = 1;
 }
 
+static tls_ctx *tls_client; /* --tls: the context every connection uses */
+
+/* --tls: the handshake, within --connect-timeout. 0 or -errno. */
+static int conn_tls(bench_conn *c)
+{
+	char why[TLS_WHY_MAX] = "";
+
+	if (!(c->tls = tls_conn_new_client(tls_client, c->pd, opt.tls_name)))
+		return -ENOMEM;
+	int rc = tls_handshake(c->tls, sched_now() + opt.connect_timeout_ns,
+			       why, sizeof(why));
+	if (rc < 0)
+		note("connection %u: TLS handshake: %s", c->id, why);
+	return rc;
+}
+
 static void connect_main(void *arg)
 {
 	bench_conn *c = arg;
 	int rc = poll_connect((const struct sockaddr *)&opt.target,
 			      opt.target_len, opt.connect_timeout_ns, &c->pd);
+	if (rc == 0 && opt.tls && (rc = conn_tls(c)) < 0) {
+		pd_close(c->pd);
+		tls_conn_free(c->tls);
+		c->tls = NULL;
+	}
 	if (rc < 0) {
 		c->connect_error = rc;
 		c->pd = NULL;
@@ -763,6 +796,7 @@ static void usage(FILE *out)
 	      "                  [--poller epoll|uring|auto] [--json] [--seed N]\n"
 	      "                  [--grace DUR] [--connect-timeout DUR] [--warmup DUR]\n"
 	      "                  [--reply-size N] [--progress | --no-progress]\n"
+	      "                  [--tls --tls-ca FILE [--tls-name NAME]]\n"
 	      "  --target ADDR        HOST:PORT or [V6]:PORT of a frame echo server\n"
 	      "  -c, --connections N  connections (default 1)\n"
 	      "  -d, --depth N        frames in flight per connection (default 1;\n"
@@ -790,6 +824,10 @@ static void usage(FILE *out)
 	      "                       (default: only when stderr is a terminal and\n"
 	      "                       without --json; redrawn in place there)\n"
 	      "  --no-progress        never print it\n"
+	      "  --tls                speak TLS to the target (verified)\n"
+	      "  --tls-ca FILE        PEM CA the target's certificate must chain to\n"
+	      "  --tls-name NAME      the name (SNI) verified, default the target's\n"
+	      "                       host\n"
 	      "Exits 1 on any mismatch, lost frame, error or connect failure;\n"
 	      "2 on bad usage.\n",
 	      out);
@@ -888,6 +926,12 @@ static int parse_one(int ch, const char *arg)
 		return cli_parse_duration(arg, &opt.connect_timeout_ns);
 	case 'W':
 		return cli_parse_duration(arg, &opt.warmup_ns);
+	case 'A':
+		opt.tls_ca = arg;
+		return 0;
+	case 'N':
+		snprintf(opt.tls_name, sizeof(opt.tls_name), "%s", arg);
+		return 0;
 	case 'R':
 		rc = cli_parse_size(arg, &v);
 		if (rc == 0 && v > PAYLOAD_MAX_FRAME)
@@ -913,6 +957,9 @@ static bool parse_flag(int ch)
 	case 'Q':
 		opt.progress = PROGRESS_OFF;
 		return true;
+	case 'L':
+		opt.tls = true;
+		return true;
 	default:
 		return false;
 	}
@@ -924,6 +971,20 @@ static void bad_value(const char *value, const char *option)
 		note("bad value '%s' for %s: %s", value, option, bad_value_why);
 	else
 		note("bad value '%s' for %s (see --help)", value, option);
+}
+
+/* The host of --target: "127.0.0.1:9000" -> 127.0.0.1, "[::1]:9" -> ::1. */
+static void target_host(char *out, size_t len)
+{
+	const char *t = opt.target_text;
+	const char *end = strrchr(t, ':');
+	size_t n = end ? (size_t)(end - t) : strlen(t);
+
+	if (t[0] == '[' && n >= 2 && t[n - 1] == ']') {
+		t++;
+		n -= 2;
+	}
+	snprintf(out, len, "%.*s", (int)n, t);
 }
 
 static int parse_args(int argc, char **argv)
@@ -946,6 +1007,9 @@ static int parse_args(int argc, char **argv)
 		{"reply-size", required_argument, NULL, 'R'},
 		{"progress", no_argument, NULL, 'P'},
 		{"no-progress", no_argument, NULL, 'Q'},
+		{"tls", no_argument, NULL, 'L'},
+		{"tls-ca", required_argument, NULL, 'A'},
+		{"tls-name", required_argument, NULL, 'N'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -984,6 +1048,12 @@ static int parse_args(int argc, char **argv)
 		note("--size and --size-dist cannot be used together");
 		return -EINVAL;
 	}
+	if (opt.tls != (opt.tls_ca != NULL)) {
+		note("--tls and --tls-ca go together");
+		return -EINVAL;
+	}
+	if (opt.tls && !opt.tls_name[0])
+		target_host(opt.tls_name, sizeof(opt.tls_name));
 	if (!opt.depth_set && opt.rate > 0)
 		opt.depth = OPEN_LOOP_DEPTH;
 	if (!opt.duration_ns && !opt.frames)
@@ -1001,8 +1071,10 @@ static void free_conns(void)
 		free(conns[i].ring);
 		free(conns[i].wbuf);
 		free(conns[i].rbuf);
+		tls_conn_free(conns[i].tls);
 	}
 	free(conns);
+	tls_ctx_free(tls_client);
 }
 
 static int run(void)
@@ -1014,6 +1086,11 @@ static int run(void)
 	if (rc < 0) {
 		note("poller %s: %s", poll_kind_name(opt.poller), strerror(-rc));
 		return rc;
+	}
+	if (opt.tls && tls_client_ctx_build(opt.tls_ca, why, sizeof(why),
+					    &tls_client) < 0) {
+		note("--tls-ca: %s", why);
+		return -EINVAL;
 	}
 	conns = calloc(opt.conns, sizeof(*conns));
 	if (!conns)

@@ -1,0 +1,582 @@
+/*
+ * TLS termination over pollDescs (proxy/tls.h, docs/TLS.md).
+ *
+ * The BIO: read is pd_try_read, which never parks (EAGAIN becomes a BIO
+ * retry, so SSL_read/SSL_do_handshake say WANT_READ and the caller parks on
+ * the pollDesc outside OpenSSL). Write appends to the connection's own
+ * buffer; tls_flush hands that buffer to pd_write_full after the OpenSSL
+ * call returned. Only one coroutine flushes at a time (the buffer is taken
+ * whole, so bytes appended meanwhile go out in order on the next round); a
+ * second writer waits for it, which keeps the writer's backpressure.
+ * No read-ahead: OpenSSL then never holds bytes of a record it has not
+ * asked for, so "the socket is empty and SSL_pending is 0" means there is
+ * nothing to read, and the relay's readiness watch is enough.
+ */
+#include "proxy/tls.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+/* Plaintext given to one SSL_write: bounds the buffered ciphertext. */
+#define TLS_WRITE_CHUNK (64u * 1024u)
+
+typedef struct tls_pair {
+	SSL_CTX *ssl_ctx;
+	X509 *cert;                 /* its leaf, for SNI matching */
+} tls_pair;
+
+typedef struct tls_ctx {
+	tls_pair *pairs;            /* [0] is the default */
+	size_t count;
+	BIO_METHOD *bio_method;     /* the pollDesc BIO, shared by its conns */
+} tls_ctx;
+
+typedef struct tls_out {
+	uint8_t *data;
+	size_t len, cap;
+} tls_out;
+
+typedef struct tls_conn {
+	SSL *ssl;
+	poll_desc *pd;
+	tls_out out;                /* ciphertext not handed to the socket yet */
+	int io_error;               /* last -errno of the socket, or 0 */
+	int write_error;            /* sticky: a flush failed */
+	bool flushing;
+	coro *flush_waiter;
+} tls_conn;
+
+/* --- versions ------------------------------------------------------------- */
+
+int tls_version_parse(const char *text, tls_version *out)
+{
+	if (!strcmp(text, "1.2") || !strcmp(text, "TLSv1.2"))
+		*out = TLS_VERSION_1_2;
+	else if (!strcmp(text, "1.3") || !strcmp(text, "TLSv1.3"))
+		*out = TLS_VERSION_1_3;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+const char *tls_version_name(tls_version v)
+{
+	static const char *const names[TLS_VERSION_COUNT] = {"TLSv1.2",
+							     "TLSv1.3"};
+	return (unsigned)v < TLS_VERSION_COUNT ? names[v] : "unknown";
+}
+
+/* --- OpenSSL's reasons ---------------------------------------------------- */
+
+/* The last error of the queue as one short phrase, the queue emptied. */
+static void take_reason(char *why, size_t why_len, const char *fallback)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+
+	snprintf(why, why_len, "%s", r ? r : fallback);
+	ERR_clear_error();
+}
+
+/* --- config checks -------------------------------------------------------- */
+
+static int check_fail(char *why, size_t why_len, const char *path,
+		      const char *what)
+{
+	char reason[TLS_WHY_MAX];
+
+	take_reason(reason, sizeof(reason), strerror(errno));
+	snprintf(why, why_len, "cannot read %s '%s': %s", what, path, reason);
+	return -1;
+}
+
+int tls_check_cert_file(const char *path, char *why, size_t why_len)
+{
+	ERR_clear_error();
+	errno = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return check_fail(why, why_len, path, "certificate");
+	X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (!x) {
+		errno = EINVAL;
+		return check_fail(why, why_len, path, "certificate");
+	}
+	X509_free(x);
+	return 0;
+}
+
+int tls_check_key_file(const char *path, char *why, size_t why_len)
+{
+	ERR_clear_error();
+	errno = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return check_fail(why, why_len, path, "key");
+	EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	if (!k) {
+		errno = EINVAL;
+		return check_fail(why, why_len, path, "key");
+	}
+	EVP_PKEY_free(k);
+	return 0;
+}
+
+int tls_check_ciphers(const char *list, bool tls13, char *why,
+		      size_t why_len)
+{
+	SSL_CTX *c = SSL_CTX_new(TLS_server_method());
+	int ok;
+
+	if (!c) {
+		snprintf(why, why_len, "out of memory");
+		return -1;
+	}
+	ERR_clear_error();
+	ok = tls13 ? SSL_CTX_set_ciphersuites(c, list)
+		   : SSL_CTX_set_cipher_list(c, list);
+	SSL_CTX_free(c);
+	if (ok == 1)
+		return 0;
+	char reason[TLS_WHY_MAX];
+	take_reason(reason, sizeof(reason), "no cipher matched");
+	snprintf(why, why_len, "invalid %s '%s': %s",
+		 tls13 ? "TLS 1.3 ciphersuites" : "cipher list", list, reason);
+	return -1;
+}
+
+/* --- the context ---------------------------------------------------------- */
+
+/* SNI: the first pair whose certificate names the host; else the default. */
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+	tls_ctx *ctx = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	(void)alert;
+	if (!name)
+		return SSL_TLSEXT_ERR_OK;
+	for (size_t i = 1; i < ctx->count; i++) {
+		if (X509_check_host(ctx->pairs[i].cert, name, 0, 0, NULL) == 1) {
+			SSL_set_SSL_CTX(ssl, ctx->pairs[i].ssl_ctx);
+			return SSL_TLSEXT_ERR_OK;
+		}
+	}
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static int pair_fail(char *why, size_t why_len, const tls_settings *s,
+		     size_t i, const char *what)
+{
+	char reason[TLS_WHY_MAX];
+
+	take_reason(reason, sizeof(reason), "unknown error");
+	snprintf(why, why_len, "tls_cert '%s' / tls_key '%s': %s: %s",
+		 s->certs[i], s->keys[i], what, reason);
+	return -1;
+}
+
+static int pair_build(tls_ctx *ctx, const tls_settings *s, size_t i,
+		      char *why, size_t why_len)
+{
+	tls_pair *p = &ctx->pairs[i];
+	SSL_CTX *c = SSL_CTX_new(TLS_server_method());
+
+	if (!c)
+		return pair_fail(why, why_len, s, i, "SSL_CTX_new");
+	p->ssl_ctx = c;
+	SSL_CTX_set_min_proto_version(c, s->min_version == TLS_VERSION_1_3
+						 ? TLS1_3_VERSION
+						 : TLS1_2_VERSION);
+	/* A client's EOF is judged by the frame layer (a cut frame is
+	 * client_truncated), as it is without TLS. */
+	SSL_CTX_set_options(c, SSL_OP_IGNORE_UNEXPECTED_EOF |
+				       SSL_OP_NO_RENEGOTIATION);
+	/* Idle connections give their record buffers back. */
+	SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+	/* No resumption yet (docs/TLS.md): no tickets to send. */
+	SSL_CTX_set_num_tickets(c, 0);
+	SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+	if (s->ciphers && SSL_CTX_set_cipher_list(c, s->ciphers) != 1)
+		return pair_fail(why, why_len, s, i, "tls_ciphers");
+	if (s->ciphersuites && SSL_CTX_set_ciphersuites(c, s->ciphersuites) != 1)
+		return pair_fail(why, why_len, s, i, "tls_ciphersuites");
+	if (SSL_CTX_use_certificate_chain_file(c, s->certs[i]) != 1)
+		return pair_fail(why, why_len, s, i, "certificate");
+	if (SSL_CTX_use_PrivateKey_file(c, s->keys[i], SSL_FILETYPE_PEM) != 1)
+		return pair_fail(why, why_len, s, i, "key");
+	if (SSL_CTX_check_private_key(c) != 1)
+		return pair_fail(why, why_len, s, i, "the key is not the certificate's");
+	p->cert = SSL_CTX_get0_certificate(c);
+	if (p->cert)
+		X509_up_ref(p->cert);
+	SSL_CTX_set_tlsext_servername_callback(c, on_servername);
+	SSL_CTX_set_tlsext_servername_arg(c, ctx);
+	return 0;
+}
+
+static int bio_write(BIO *b, const char *data, int len);
+static int bio_read(BIO *b, char *data, int len);
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr);
+
+static BIO_METHOD *bio_method_new(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+				     "frameproxy pollDesc");
+	if (!m)
+		return NULL;
+	BIO_meth_set_write(m, bio_write);
+	BIO_meth_set_read(m, bio_read);
+	BIO_meth_set_ctrl(m, bio_ctrl);
+	return m;
+}
+
+int tls_ctx_build(const tls_settings *s, tls_ctx **out, char *why,
+		  size_t why_len)
+{
+	tls_ctx *ctx = calloc(1, sizeof(*ctx));
+
+	ERR_clear_error();
+	if (!ctx || !(ctx->pairs = calloc(s->pairs, sizeof(tls_pair))) ||
+	    !(ctx->bio_method = bio_method_new())) {
+		tls_ctx_free(ctx);
+		snprintf(why, why_len, "out of memory");
+		return -1;
+	}
+	ctx->count = s->pairs;
+	for (size_t i = 0; i < s->pairs; i++) {
+		if (pair_build(ctx, s, i, why, why_len) < 0) {
+			tls_ctx_free(ctx);
+			return -1;
+		}
+	}
+	*out = ctx;
+	return 0;
+}
+
+void tls_ctx_free(tls_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	for (size_t i = 0; ctx->pairs && i < ctx->count; i++) {
+		X509_free(ctx->pairs[i].cert);
+		SSL_CTX_free(ctx->pairs[i].ssl_ctx);
+	}
+	free(ctx->pairs);
+	if (ctx->bio_method)
+		BIO_meth_free(ctx->bio_method);
+	free(ctx);
+}
+
+int tls_client_ctx_build(const char *ca_file, char *why, size_t why_len,
+			 tls_ctx **out)
+{
+	tls_ctx *ctx = calloc(1, sizeof(*ctx));
+
+	ERR_clear_error();
+	if (!ctx || !(ctx->pairs = calloc(1, sizeof(tls_pair))) ||
+	    !(ctx->bio_method = bio_method_new()) ||
+	    !(ctx->pairs[0].ssl_ctx = SSL_CTX_new(TLS_client_method()))) {
+		tls_ctx_free(ctx);
+		snprintf(why, why_len, "out of memory");
+		return -1;
+	}
+	ctx->count = 1;
+	SSL_CTX *c = ctx->pairs[0].ssl_ctx;
+	SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+	SSL_CTX_set_options(c, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+	if (SSL_CTX_load_verify_locations(c, ca_file, NULL) != 1) {
+		char reason[TLS_WHY_MAX];
+		take_reason(reason, sizeof(reason), "unreadable");
+		snprintf(why, why_len, "CA file '%s': %s", ca_file, reason);
+		tls_ctx_free(ctx);
+		return -1;
+	}
+	*out = ctx;
+	return 0;
+}
+
+/* --- the BIO -------------------------------------------------------------- */
+
+static int bio_read(BIO *b, char *data, int len)
+{
+	tls_conn *t = BIO_get_data(b);
+	ssize_t n = pd_try_read(t->pd, data, (size_t)len);
+
+	BIO_clear_retry_flags(b);
+	if (n == -EAGAIN) {
+		BIO_set_retry_read(b);
+		return -1;
+	}
+	if (n < 0) {
+		t->io_error = (int)n;
+		return -1;
+	}
+	return (int)n; /* 0: EOF */
+}
+
+static int out_reserve(tls_out *o, size_t more)
+{
+	if (o->len + more <= o->cap)
+		return 0;
+	size_t cap = o->cap ? o->cap : 4096;
+	while (cap < o->len + more)
+		cap *= 2;
+	uint8_t *d = realloc(o->data, cap);
+	if (!d)
+		return -ENOMEM;
+	o->data = d;
+	o->cap = cap;
+	return 0;
+}
+
+static int bio_write(BIO *b, const char *data, int len)
+{
+	tls_conn *t = BIO_get_data(b);
+
+	BIO_clear_retry_flags(b);
+	if (out_reserve(&t->out, (size_t)len) < 0) {
+		t->io_error = -ENOMEM;
+		return -1;
+	}
+	memcpy(t->out.data + t->out.len, data, (size_t)len);
+	t->out.len += (size_t)len;
+	return len;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b, (void)num, (void)ptr;
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* tls_flush does the real one */
+}
+
+/* --- a connection --------------------------------------------------------- */
+
+tls_conn *tls_conn_new(tls_ctx *ctx, poll_desc *pd)
+{
+	tls_conn *t = calloc(1, sizeof(*t));
+	BIO *bio = NULL;
+
+	if (!t)
+		return NULL;
+	t->pd = pd;
+	t->ssl = SSL_new(ctx->pairs[0].ssl_ctx);
+	if (t->ssl)
+		bio = BIO_new(ctx->bio_method);
+	if (!bio) {
+		tls_conn_free(t);
+		return NULL;
+	}
+	BIO_set_data(bio, t);
+	BIO_set_init(bio, 1);
+	SSL_set_bio(t->ssl, bio, bio);
+	SSL_set_accept_state(t->ssl);
+	return t;
+}
+
+tls_conn *tls_conn_new_client(tls_ctx *ctx, poll_desc *pd, const char *name)
+{
+	tls_conn *t = tls_conn_new(ctx, pd);
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (!t)
+		return NULL;
+	SSL_set_connect_state(t->ssl);
+	if (inet_pton(AF_INET, name, &a4) == 1 ||
+	    inet_pton(AF_INET6, name, &a6) == 1) {
+		X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), name);
+		return t;
+	}
+	if (SSL_set_tlsext_host_name(t->ssl, name) != 1 ||
+	    SSL_set1_host(t->ssl, name) != 1) {
+		tls_conn_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void tls_conn_free(tls_conn *t)
+{
+	if (!t)
+		return;
+	SSL_free(t->ssl);
+	free(t->out.data);
+	free(t);
+}
+
+tls_version tls_conn_version(const tls_conn *t)
+{
+	return SSL_version(t->ssl) == TLS1_3_VERSION ? TLS_VERSION_1_3
+						      : TLS_VERSION_1_2;
+}
+
+/* Hand the buffered ciphertext to the socket. A second caller waits for the
+ * first, whose loop takes what the second appended. 0 or -errno. */
+static int tls_flush(tls_conn *t)
+{
+	if (t->flushing) {
+		/* Only the relay's two pumps share a connection: one waiter. */
+		t->flush_waiter = coro_self();
+		while (t->flushing)
+			coro_park("tls flush");
+		return t->write_error;
+	}
+	t->flushing = true;
+	while (t->out.len > 0 && t->write_error == 0) {
+		tls_out taken = t->out;
+		t->out = (tls_out){0};
+		ssize_t n = pd_write_full(t->pd, taken.data, taken.len);
+		if (n < 0)
+			t->write_error = (int)n;
+		/* Given back at once: an idle connection holds no buffer of
+		 * ours (the allocator keeps them hot for the next write). */
+		free(taken.data);
+	}
+	t->flushing = false;
+	coro *w = t->flush_waiter;
+	t->flush_waiter = NULL;
+	if (w)
+		coro_ready(w);
+	return t->write_error;
+}
+
+static int wait_read(tls_conn *t)
+{
+	int rc = tls_flush(t);
+
+	return rc < 0 ? rc : pd_wait(t->pd, PD_READ);
+}
+
+int tls_handshake(tls_conn *t, int64_t deadline_ns, char *why,
+		  size_t why_len)
+{
+	int rc = 0;
+
+	pd_set_deadline(t->pd, PD_BOTH, deadline_ns);
+	for (;;) {
+		ERR_clear_error();
+		int r = SSL_do_handshake(t->ssl);
+		if (r == 1) {
+			rc = tls_flush(t);
+			break;
+		}
+		int err = SSL_get_error(t->ssl, r);
+		if (err == SSL_ERROR_WANT_READ) {
+			rc = wait_read(t);
+			if (rc == 0)
+				continue;
+			snprintf(why, why_len, "%s", rc == -ETIMEDOUT
+					  ? "handshake timeout" : strerror(-rc));
+			break;
+		}
+		/* An alert may be queued for the client: try to send it. */
+		tls_flush(t);
+		if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN) {
+			rc = t->io_error ? t->io_error : -ECONNRESET;
+			take_reason(why, why_len, t->io_error
+				    ? strerror(-t->io_error)
+				    : "client closed during the handshake");
+		} else {
+			rc = -EPROTO;
+			take_reason(why, why_len, "handshake failed");
+		}
+		break;
+	}
+	pd_set_deadline(t->pd, PD_BOTH, 0);
+	ERR_clear_error();
+	return rc;
+}
+
+ssize_t tls_try_read(tls_conn *t, void *buf, size_t len)
+{
+	ERR_clear_error();
+	int r = SSL_read(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+	if (r > 0) {
+		/* A KeyUpdate answer or the like may wait in the buffer. */
+		if (t->out.len > 0 && !t->flushing) {
+			int rc = tls_flush(t);
+			if (rc < 0)
+				return rc;
+		}
+		return r;
+	}
+	int err = SSL_get_error(t->ssl, r);
+	ERR_clear_error();
+	switch (err) {
+	case SSL_ERROR_WANT_READ:
+		if (t->out.len > 0 && !t->flushing) {
+			int rc = tls_flush(t);
+			if (rc < 0)
+				return rc;
+		}
+		return -EAGAIN;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		return t->io_error ? t->io_error : 0;
+	default:
+		return t->io_error ? t->io_error : -EPROTO;
+	}
+}
+
+ssize_t tls_read(tls_conn *t, void *buf, size_t len)
+{
+	for (;;) {
+		ssize_t n = tls_try_read(t, buf, len);
+		if (n != -EAGAIN)
+			return n;
+		int rc = pd_wait(t->pd, PD_READ);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+bool tls_pending(const tls_conn *t)
+{
+	return SSL_pending(t->ssl) > 0;
+}
+
+ssize_t tls_write_full(tls_conn *t, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	size_t left = len;
+
+	while (left > 0) {
+		size_t chunk = left < TLS_WRITE_CHUNK ? left : TLS_WRITE_CHUNK;
+		ERR_clear_error();
+		int r = SSL_write(t->ssl, p, (int)chunk);
+		if (r <= 0) {
+			ERR_clear_error();
+			return t->io_error ? t->io_error : -EPIPE;
+		}
+		p += r;
+		left -= (size_t)r;
+		int rc = tls_flush(t);
+		if (rc < 0)
+			return rc;
+	}
+	return (ssize_t)len;
+}
+
+int tls_shutdown_write(tls_conn *t)
+{
+	ERR_clear_error();
+	SSL_shutdown(t->ssl); /* 0: ours sent, theirs not yet: fine */
+	ERR_clear_error();
+	int rc = tls_flush(t);
+	int sr = pd_shutdown(t->pd, SHUT_WR);
+	return rc < 0 ? rc : sr;
+}
