@@ -98,38 +98,49 @@ static int check_fail(char *why, size_t why_len, const char *path,
 	return -1;
 }
 
-int tls_check_cert_file(const char *path, char *why, size_t why_len)
+/* One PEM object of the file parses (read_pem frees it): 0, or -1 and
+ * the reason in `why`. */
+static int check_pem_file(const char *path, const char *what,
+			  bool (*read_pem)(FILE *f), char *why, size_t why_len)
 {
 	ERR_clear_error();
 	errno = 0;
 	FILE *f = fopen(path, "r");
 	if (!f)
-		return check_fail(why, why_len, path, "certificate");
-	X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+		return check_fail(why, why_len, path, what);
+	bool ok = read_pem(f);
 	fclose(f);
-	if (!x) {
+	if (!ok) {
 		errno = EINVAL;
-		return check_fail(why, why_len, path, "certificate");
+		return check_fail(why, why_len, path, what);
 	}
-	X509_free(x);
 	return 0;
+}
+
+static bool read_cert(FILE *f)
+{
+	X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+
+	X509_free(x);
+	return x != NULL;
+}
+
+static bool read_key(FILE *f)
+{
+	EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+
+	EVP_PKEY_free(k);
+	return k != NULL;
+}
+
+int tls_check_cert_file(const char *path, char *why, size_t why_len)
+{
+	return check_pem_file(path, "certificate", read_cert, why, why_len);
 }
 
 int tls_check_key_file(const char *path, char *why, size_t why_len)
 {
-	ERR_clear_error();
-	errno = 0;
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return check_fail(why, why_len, path, "key");
-	EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-	fclose(f);
-	if (!k) {
-		errno = EINVAL;
-		return check_fail(why, why_len, path, "key");
-	}
-	EVP_PKEY_free(k);
-	return 0;
+	return check_pem_file(path, "key", read_key, why, why_len);
 }
 
 int tls_check_ciphers(const char *list, bool tls13, char *why,

@@ -1243,4 +1243,18 @@ long long json_number(const std::string &json, const std::string &key)
 	return (long long)json_double(json, key);
 }
 
+uint64_t metric(Proxy &proxy, const std::string &family, const std::string &having)
+{
+	return metric_sum(http_body(http_get(proxy.admin_port(), "/metrics")), family,
+			  having);
+}
+
+size_t count_reason(const Proxy &proxy, const std::string &reason)
+{
+	size_t n = 0;
+	for (const auto &r : proxy.records("access"))
+		n += r.is("reason", reason);
+	return n;
+}
+
 } // namespace itest

@@ -527,6 +527,11 @@ std::string http_body(const std::string &response);
 // sample lines that also contain `having` (e.g. a label value).
 uint64_t metric_sum(const std::string &metrics, const std::string &family,
 		    const std::string &having = "");
+// metric_sum over one scrape of the proxy's admin endpoint.
+uint64_t metric(Proxy &proxy, const std::string &family,
+		const std::string &having = "");
+// Access records closed with `reason`.
+size_t count_reason(const Proxy &proxy, const std::string &reason);
 
 // Runs a process to completion (bounded); returns its exit code, 124 on
 // timeout (then it is killed).

@@ -83,21 +83,6 @@ bool closed_after(uint16_t port, const std::string &bytes, bool shut = false,
 	return r == Io::Eof || r == Io::Reset;
 }
 
-uint64_t metric(Proxy &proxy, const std::string &family,
-		const std::string &having = "")
-{
-	return metric_sum(http_body(http_get(proxy.admin_port(), "/metrics")), family,
-			  having);
-}
-
-size_t count_reason(const Proxy &proxy, const std::string &reason)
-{
-	size_t n = 0;
-	for (const auto &r : proxy.records("access"))
-		n += r.is("reason", reason);
-	return n;
-}
-
 } // namespace
 
 TEST_CASE("accept_proxy v1: the header's client is the client, the frame after "

@@ -79,27 +79,12 @@ int bench(const std::string &target, std::vector<std::string> more,
 	return rc;
 }
 
-uint64_t metric(Proxy &proxy, const std::string &family,
-		const std::string &having = "")
-{
-	return metric_sum(http_body(http_get(proxy.admin_port(), "/metrics")),
-			  family, having);
-}
-
 // Shards publish their counters now and then: wait for the value.
 bool metric_is(Proxy &proxy, const std::string &family, uint64_t want,
 	       const std::string &having = "")
 {
 	return wait_until([&] { return metric(proxy, family, having) == want; },
 			  T5);
-}
-
-size_t count_reason(const Proxy &proxy, const std::string &reason)
-{
-	size_t n = 0;
-	for (const auto &r : proxy.records("access"))
-		n += r.is("reason", reason);
-	return n;
 }
 
 } // namespace
