@@ -781,8 +781,14 @@ static void upgrade_old_readable(supervisor *sup)
 	}
 	for (size_t i = 0; i < n; i++)
 		close(peers[i]);
-	upgrade_fail(sup, kind == 0 ? "the new supervisor closed its socket"
-				    : "the new supervisor sent a message this one does not know");
+	/* A closed socket is most often a new supervisor that failed and
+	 * exits: its exit status, reaped next, says why; upgrade_timeout
+	 * bounds the wait for one that closed it and lives on. */
+	if (kind == 0) {
+		close_fd(&sup->upgrade_sock);
+		return;
+	}
+	upgrade_fail(sup, "the new supervisor sent a message this one does not know");
 }
 
 /* New side: every shard is up; offer their channels to the old one. */

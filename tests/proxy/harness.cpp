@@ -984,9 +984,9 @@ Echo::Echo(std::vector<std::string> extra,
 }
 
 Proxy::Proxy(std::vector<std::string> args,
-	     const std::string &listener)
+	     const std::string &listener, const std::string &exe)
 {
-	std::vector<std::string> argv = {binary("FRAMEPROXY")};
+	std::vector<std::string> argv = {exe.empty() ? binary("FRAMEPROXY") : exe};
 	bool has_listen = false, has_config = false, has_level = false;
 	bool has_shards = false;
 	for (const auto &a : args) {
@@ -1055,9 +1055,32 @@ Proxy::~Proxy()
 		return;
 	proc_->signal(SIGKILL);
 	proc_->wait_exit(milliseconds(5000));
-	for (auto &r : log())
+	std::vector<LogRecord> records = log();
+	// Supervisors a binary upgrade started (not our children: they
+	// outlive the one we started) go before any shard, as above.
+	std::vector<pid_t> later;
+	for (auto &r : records)
+		if (r.is("msg", "upgrading: new supervisor started") ||
+		    r.is("msg", "upgrading: checking the new binary"))
+			later.push_back((pid_t)atoi(r.get("pid").c_str()));
+	for (pid_t pid : later)
+		if (pid > 0)
+			::kill(pid, SIGKILL);
+	for (pid_t pid : later)
+		wait_until([&] { return pid <= 0 || Process::ended_of(pid); },
+			   milliseconds(5000));
+	for (auto &r : records)
 		if (r.is("msg", "shard started"))
 			::kill((pid_t)atoi(r.get("pid").c_str()), SIGKILL);
+}
+
+pid_t Proxy::supervisor_pid() const
+{
+	pid_t pid = proc_->pid();
+	for (auto &r : log())
+		if (r.is("msg", "upgrade complete"))
+			pid = (pid_t)atoi(r.get("pid").c_str());
+	return pid;
 }
 
 pid_t Proxy::shard_pid(unsigned index, milliseconds timeout)

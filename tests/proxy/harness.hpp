@@ -452,8 +452,11 @@ private:
 // defaults to info. The port is read from the "listening" log line.
 class Proxy {
 public:
+	// `exe`: the binary to run instead of $FRAMEPROXY (a copy that a
+	// binary-upgrade test replaces under the supervisor).
 	explicit Proxy(std::vector<std::string> args,
-		       const std::string &listener = "default");
+		       const std::string &listener = "default",
+		       const std::string &exe = "");
 
 	// The shard processes are the supervisor's children, not ours: when a
 	// test ends (or fails) they go too, not only the supervisor. The
@@ -468,6 +471,10 @@ public:
 	// The pid of the newest process started for shard `index`, 0 if none
 	// was logged within `timeout`.
 	pid_t shard_pid(unsigned index, milliseconds timeout = milliseconds(5000));
+
+	// The supervisor serving now: the newest one a binary upgrade
+	// completed to ("upgrade complete"), else the one started here.
+	pid_t supervisor_pid() const;
 
 	// Waits for the supervisor's "ready" line (every shard accepting).
 	bool wait_ready(milliseconds timeout = milliseconds(10000));
