@@ -102,6 +102,10 @@ typedef struct poll_backend_ops {
 	 */
 	ssize_t (*recv)(poll_desc *pd, void *buf, size_t len);
 	ssize_t (*sendmsg)(poll_desc *pd, struct iovec *iov, int iov_count);
+	/* pd_recv_pause/resume/quiet (poll.h); NULL: reads are read(2)s,
+	 * nothing to pause, always quiet. */
+	void (*recv_pause)(poll_desc *pd, bool pause);
+	bool (*recv_quiet)(const poll_desc *pd);
 } poll_backend_ops;
 
 extern const poll_backend_ops poll_backend_epoll;

@@ -89,4 +89,6 @@ const poll_backend_ops poll_backend_epoll = {
 	.poll = ep_poll,
 	.recv = NULL,    /* the plain syscalls */
 	.sendmsg = NULL,
+	.recv_pause = NULL,
+	.recv_quiet = NULL,
 };

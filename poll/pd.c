@@ -504,6 +504,26 @@ int pd_unwatch(poll_desc *pd, pd_dir dir)
 	return 0;
 }
 
+/* --- handing a socket on (poll.h) ---------------------------------------- */
+
+void pd_recv_pause(poll_desc *pd)
+{
+	if (pd && pd->state == PD_OPEN && poll_g_backend->recv_pause)
+		poll_g_backend->recv_pause(pd, true);
+}
+
+void pd_recv_resume(poll_desc *pd)
+{
+	if (pd && pd->state == PD_OPEN && poll_g_backend->recv_pause)
+		poll_g_backend->recv_pause(pd, false);
+}
+
+bool pd_recv_quiet(const poll_desc *pd)
+{
+	return !pd || pd->state != PD_OPEN || !poll_g_backend->recv_quiet ||
+	       poll_g_backend->recv_quiet(pd);
+}
+
 /* --- the poller --------------------------------------------------------- */
 
 static int netpoll_hook(void *context, int64_t delay_ns)

@@ -306,6 +306,23 @@ int pd_shutdown(poll_desc *pd, int how);
  */
 int pd_ready_now(poll_desc *pd);
 
+/*
+ * Handing a socket to another process (a reload's handoff). With
+ * completion I/O a socket's multishot recv may take bytes into this
+ * process's buffer ring at any moment, so before its fd goes elsewhere
+ * the recv must end. pd_recv_pause cancels it and keeps it from being
+ * re-armed by anything but a read: a read (which means the reader wants
+ * more) resumes it, as does pd_recv_resume. pd_recv_quiet is true once no
+ * recv is in flight or waiting for a buffer and nothing is queued: every
+ * byte not yet read is then in the kernel's socket buffer. The cancel's
+ * end raises no readiness; a caller waiting for quiet looks again later.
+ * Without completion I/O (epoll, io_uring poll mode) reads are plain
+ * read(2)s: pause and resume do nothing and a pd is always quiet.
+ */
+void pd_recv_pause(poll_desc *pd);
+void pd_recv_resume(poll_desc *pd);
+bool pd_recv_quiet(const poll_desc *pd);
+
 /* --- addresses ------------------------------------------------------------ */
 /*
  * "HOST:PORT" text to a socket address and back; no pollDesc or poller

@@ -119,6 +119,7 @@ typedef struct ur_slot {
 	bool wpoll_armed;        /* a one-shot POLLOUT is in flight */
 	bool recv_armed;         /* a multishot recv is in flight */
 	bool recv_cancel;        /* ... and a cancel of it was queued */
+	bool recv_paused;        /* pd_recv_pause: only a read re-arms it */
 	bool recv_eof;           /* its last CQE said EOF */
 	bool nobuf_wait;         /* on the -ENOBUFS wait list */
 	int recv_err;            /* its last CQE's error (positive errno) */
@@ -808,7 +809,8 @@ static void recv_arm(poll_desc *pd)
 {
 	ur_slot *s = slot_of(pd);
 	if (!s->recv_on || s->recv_armed || s->recv_eof || s->recv_err ||
-	    s->nobuf_wait || s->q_count || pd->not_socket || !slot_live(pd))
+	    s->recv_paused || s->nobuf_wait || s->q_count || pd->not_socket ||
+	    !slot_live(pd))
 		return;
 	ring_refill();
 	if (bufs.in_ring == 0) {
@@ -839,6 +841,7 @@ static ssize_t ur_recv(poll_desc *pd, void *buf, size_t len)
 		return pd_sys_recv(pd, buf, len);
 	ur_slot *s = slot_of(pd);
 	size_t done = 0;
+	s->recv_paused = false; /* a reader wants more: see pd_recv_pause */
 	if (!s->recv_on) {
 		/* The first read is read(2): readiness reported before it (by
 		 * the poll) must find the data. The recv armed after it
@@ -984,10 +987,33 @@ static void recv_cancel_done(uint32_t index, int res)
 	if (!s->recv_armed)
 		return;
 	bool needed = pd->state == PD_ZOMBIE ||
-		      (slot_live(pd) && s->q_bytes >= UR_QUEUE_CAP);
+		      (slot_live(pd) && (s->q_bytes >= UR_QUEUE_CAP || s->recv_paused));
 	s->recv_cancel = false;
 	if (needed)
 		recv_cancel(pd);
+}
+
+/* pd_recv_pause / pd_recv_resume (poll.h). A recv waiting for a buffer
+ * leaves the wait list: a buffer coming back must not re-arm it. */
+static void ur_recv_pause(poll_desc *pd, bool pause)
+{
+	ur_slot *s = slot_of(pd);
+	if (!bufs.on || pd->not_socket)
+		return;
+	s->recv_paused = pause;
+	if (!pause) {
+		recv_arm(pd);
+		return;
+	}
+	wait_unlink(pd->index);
+	recv_cancel(pd);
+}
+
+static bool ur_recv_quiet(const poll_desc *pd)
+{
+	const ur_slot *s = slot_of(pd);
+	return !bufs.on || pd->not_socket ||
+	       (!s->recv_armed && !s->nobuf_wait && s->q_count == 0);
 }
 
 int poll_uring_audit_buffers(uint32_t *in_ring, uint32_t *queued)
@@ -1273,4 +1299,6 @@ const poll_backend_ops poll_backend_uring = {
 	.poll = ur_poll,
 	.recv = ur_recv, /* read(2), or the recv's queue with completion I/O */
 	.sendmsg = ur_sendmsg,
+	.recv_pause = ur_recv_pause,
+	.recv_quiet = ur_recv_quiet,
 };

@@ -689,6 +689,7 @@ void listener_handoff_end(listener *l)
 		rpc_listener_set_rest_hook(l->rpc, NULL, NULL);
 	l->relays->on_rest = NULL;
 	l->relays->on_rest_arg = NULL;
+	relay_resume_all(l->relays);
 }
 
 static int server_by_name(const listener *l, const char *name)

@@ -67,9 +67,11 @@ typedef struct relay_conn {
 	 */
 	bool linger;
 	bool handed_off;       /* relay_handed_off: the sockets live on elsewhere */
+	bool recv_paused;      /* relay_export paused both sides' receives */
 } relay_conn;
 
 static void pump_spawn(relay_dir *dir);
+static void relay_recv_resume(relay_conn *r);
 
 /* --- buffers --------------------------------------------------------------- */
 
@@ -380,6 +382,9 @@ static void on_source_readable(poll_desc *pd, void *arg)
 		relay_release(r);
 		return;
 	}
+	/* Paused for a handoff, and input came after all: both sides go
+	 * on as before until the relay rests again. */
+	relay_recv_resume(r);
 	if (r->draining && dir->side == RELAY_CLIENT) {
 		/* A new request would start here: do not read it. */
 		dir_quiet(dir);
@@ -747,11 +752,41 @@ bool relay_at_rest(const relay_conn *r)
 	       dir_at_rest_for_handoff(&r->dir[RELAY_UPSTREAM]);
 }
 
-int relay_export(const relay_conn *r, relay_state *state, int *client_fd,
+static void relay_recv_resume(relay_conn *r)
+{
+	if (!r->recv_paused)
+		return;
+	r->recv_paused = false;
+	for (int side = 0; side < 2; side++)
+		pd_recv_resume(r->pd[side]);
+}
+
+/* At rest, and no receive can still take bytes into this process (see
+ * pd_recv_pause): with completion I/O the first call pauses them. */
+static bool relay_recv_quiet(relay_conn *r)
+{
+	if (!r->recv_paused) {
+		r->recv_paused = true;
+		for (int side = 0; side < 2; side++)
+			pd_recv_pause(r->pd[side]);
+	}
+	return pd_recv_quiet(r->pd[RELAY_CLIENT]) &&
+	       pd_recv_quiet(r->pd[RELAY_UPSTREAM]);
+}
+
+void relay_resume_all(relay_group *group)
+{
+	for (relay_conn *r = group->head; r; r = r->next)
+		relay_recv_resume(r);
+}
+
+int relay_export(relay_conn *r, relay_state *state, int *client_fd,
 		 int *upstream_fd)
 {
 	if (!relay_at_rest(r))
 		return -EBUSY;
+	if (!relay_recv_quiet(r))
+		return -EAGAIN;
 	*state = (relay_state){.first_eof = r->first_eof,
 			       .started_ns = r->started,
 			       .last_active_ns = r->last_active};

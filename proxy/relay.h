@@ -122,9 +122,14 @@ void relay_close_all(relay_group *group, reason_code reason);
  * buffer) or ended; every byte in flight is in the kernel's buffers.
  */
 bool relay_at_rest(const relay_conn *r);
-/* A relay at rest: its state and a dup of each socket. 0 or -errno. */
-int relay_export(const relay_conn *r, relay_state *state, int *client_fd,
+/* A relay at rest: its state and a dup of each socket. 0 or -errno;
+ * -EAGAIN while a receive may still take its bytes (io_uring completion
+ * I/O: the first call pauses them, pd_recv_pause; offer it again later). */
+int relay_export(relay_conn *r, relay_state *state, int *client_fd,
 		 int *upstream_fd);
+/* The handoff is over (done, failed or replaced by a drain): relays that
+ * relay_export paused receive again. */
+void relay_resume_all(relay_group *group);
 /* Its sockets were handed on: close its pollDescs here; `done` runs with
  * handed_off set. */
 void relay_handed_off(relay_conn *r);

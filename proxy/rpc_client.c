@@ -68,6 +68,7 @@ struct rpc_client {
 	bool closing;
 	bool draining;
 	bool handed_off;           /* rpc_client_handed_off */
+	bool recv_paused;          /* rpc_client_export paused its receive */
 	uint64_t requests;
 	uint64_t replied;
 	uint64_t lost;
@@ -572,6 +573,7 @@ static void on_client_readable(poll_desc *pd, void *arg)
 
 	(void)pd;
 	c->watching = false;
+	c->recv_paused = false; /* the reader's read resumes the receive */
 	if (c->closing || c->reading_done) {
 		client_release(c);
 		return;
@@ -887,6 +889,13 @@ void rpc_listener_set_rest_hook(rpc_listener *rl, rpc_rest_fn fn, void *arg)
 {
 	rl->on_rest = fn;
 	rl->on_rest_arg = arg;
+	if (fn)
+		return;
+	for (rpc_client *c = rl->clients; c; c = c->next)
+		if (c->recv_paused) {
+			c->recv_paused = false;
+			pd_recv_resume(c->pd);
+		}
 }
 
 void rpc_listener_offer_all(rpc_listener *rl, rpc_rest_fn fn, void *arg)
@@ -901,10 +910,16 @@ void rpc_listener_offer_all(rpc_listener *rl, rpc_rest_fn fn, void *arg)
 	}
 }
 
-int rpc_client_export(const rpc_client *c, rpc_summary *so_far, int *fd)
+int rpc_client_export(rpc_client *c, rpc_summary *so_far, int *fd)
 {
 	if (!client_at_rest(c))
 		return -EBUSY;
+	if (!c->recv_paused) {
+		c->recv_paused = true;
+		pd_recv_pause(c->pd);
+	}
+	if (!pd_recv_quiet(c->pd))
+		return -EAGAIN;
 	*so_far = (rpc_summary){.requests = c->requests, .replied = c->replied,
 				.lost = c->lost, .request_bytes = c->request_bytes,
 				.reply_bytes = c->reply_bytes};

@@ -86,7 +86,7 @@ void rpc_listener_offer_all(rpc_listener *rl, rpc_rest_fn fn, void *arg);
 /* fn also runs for a client the moment it comes to rest (NULL: never). */
 void rpc_listener_set_rest_hook(rpc_listener *rl, rpc_rest_fn fn, void *arg);
 /* A client at rest: its counts so far and a dup of its socket. 0, -errno. */
-int rpc_client_export(const rpc_client *c, rpc_summary *so_far, int *fd);
+int rpc_client_export(rpc_client *c, rpc_summary *so_far, int *fd);
 /* Its socket was handed on: close it here; `done` runs with handed_off. */
 void rpc_client_handed_off(rpc_client *c);
 /* A client handed over by another shard, its counts from `so_far`: as

@@ -43,6 +43,7 @@ typedef struct server {
 	uint64_t adopted;
 	poll_desc *handoff_pd; /* handoff.fd's, for the ACKs' readiness */
 	bool retiring;     /* reload: no accepting, connections go on */
+	bool handoff_ended; /* the handoff failed: no more sweeps */
 	bool draining;
 	bool forced;
 } server;
@@ -248,10 +249,9 @@ static void server_drain(server *srv, const char *why)
 /*
  * The channel to the shard that replaces this one, if the supervisor sent
  * one and the successor speaks our version (its HELLO came before it said
- * READY). Not with io_uring completion I/O: a connection's multishot
- * receive may take bytes into this shard's ring until its cancel
- * completes, and those would be lost; such a shard retires as without
- * handoff.
+ * READY). With io_uring completion I/O a connection goes once its
+ * receives are paused and have ended (relay_export, pd_recv_pause), so no
+ * byte is left in this shard's ring.
  */
 static int handoff_channel(const server *srv)
 {
@@ -259,13 +259,6 @@ static int handoff_channel(const server *srv)
 
 	if (fd < 0)
 		return -1;
-	if (poll_backend() == POLL_URING &&
-	    poll_uring_io_mode() == POLL_URING_IO_COMPLETION) {
-		log_line(LOG_LEVEL_INFO, "no handoff with completion I/O: retiring",
-			 "open=%llu", (unsigned long long)server_connections(srv));
-		close(fd);
-		return -1;
-	}
 	int version = handoff_recv_hello(fd);
 	if (version != HANDOFF_VERSION) {
 		log_line(LOG_LEVEL_WARN, "handoff protocol mismatch: retiring",
@@ -278,9 +271,16 @@ static int handoff_channel(const server *srv)
 
 static void handoff_sweep(server *srv)
 {
-	if (srv->handoff.fd < 0 || srv->draining ||
-	    !listener_handoff_acks(&srv->handoff))
+	if (srv->handoff.fd < 0 || srv->draining || srv->handoff_ended)
 		return;
+	if (!listener_handoff_acks(&srv->handoff)) {
+		/* The new shard is gone: what is left stays here, and what
+		 * was paused for it receives again. */
+		srv->handoff_ended = true;
+		for (uint32_t i = 0; i < srv->opened; i++)
+			listener_handoff_end(&srv->listeners[i]);
+		return;
+	}
 	for (uint32_t i = 0; i < srv->opened; i++)
 		listener_handoff_sweep(&srv->listeners[i]);
 }

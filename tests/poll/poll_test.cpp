@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -1536,6 +1537,126 @@ TEST_CASE("completion: a reader that stops reading stops its recv", "[poll][comp
 	CHECK(nobufs == 0);
 	CHECK(got.size() == sent.size());
 	CHECK(got == sent);
+}
+
+namespace {
+// Bytes waiting in the socket itself (not in the ring's queue).
+int socket_bytes(poll_desc *pd)
+{
+	int n = -1;
+	return ioctl(pd_fd(pd), FIONREAD, &n) == 0 ? n : -1;
+}
+} // namespace
+
+TEST_CASE("completion: a paused recv takes nothing more; a read or resume re-arms it", "[poll][completion][pause]")
+{
+	CompletionLoop loop;
+	const std::string first = pattern(1000, 3), second = pattern(3000, 4),
+			  third = pattern(500, 5);
+	std::string got_first, got_second, got_third;
+	bool quiet_with_queue = true, quiet_after_cancel = false, watch_fired = false;
+	bool quiet_while_paused = false;
+	uint64_t held_paused = 1;
+	int in_socket = -1;
+	go([&] {
+		poll_desc *a, *b;
+		SETUP(tcp_pair(&a, &b));
+		char buf[8192];
+		pd_try_read(a, buf, sizeof(buf)); // arms the recv
+		coro_sleep(5 * MS);
+		if (!raw_write(b, first))
+			g_setup_failures++;
+		coro_sleep(20 * MS);
+		// Bytes already taken stay readable after the pause...
+		pd_recv_pause(a);
+		quiet_with_queue = pd_recv_quiet(a);
+		coro_sleep(10 * MS);
+		ssize_t n = pd_try_read(a, buf, sizeof(buf));
+		if (n > 0)
+			got_first.assign(buf, (size_t)n);
+		// ...and that read re-armed it: pause again, now with nothing
+		// queued, and let the cancel end.
+		pd_recv_pause(a);
+		coro_sleep(10 * MS);
+		quiet_after_cancel = pd_recv_quiet(a);
+		// What arrives now stays in the socket, and wakes nobody.
+		if (pd_watch(a, PD_READ, [](poll_desc *, void *arg) {
+			    *(bool *)arg = true;
+		    }, &watch_fired) != 0)
+			g_setup_failures++;
+		if (!raw_write(b, second))
+			g_setup_failures++;
+		coro_sleep(30 * MS);
+		held_paused = stats().bufs_in_use;
+		in_socket = socket_bytes(a);
+		quiet_while_paused = pd_recv_quiet(a);
+		pd_unwatch(a, PD_READ);
+		pd_recv_resume(a);
+		while (got_second.size() < second.size()) {
+			n = pd_read(a, buf, sizeof(buf));
+			if (n <= 0)
+				break;
+			got_second.append(buf, (size_t)n);
+		}
+		// A read of an empty queue re-arms a paused recv too.
+		pd_recv_pause(a);
+		coro_sleep(10 * MS);
+		if (pd_try_read(a, buf, sizeof(buf)) != -EAGAIN)
+			g_setup_failures++;
+		if (!raw_write(b, third))
+			g_setup_failures++;
+		coro_sleep(20 * MS);
+		if (socket_bytes(a) != 0)
+			g_setup_failures++;
+		n = pd_read(a, buf, sizeof(buf));
+		if (n > 0)
+			got_third.assign(buf, (size_t)n);
+		pd_close(a);
+		pd_close(b);
+	});
+	sched_run();
+	CHECK_FALSE(quiet_with_queue);
+	CHECK(got_first == first);
+	CHECK(quiet_after_cancel);
+	CHECK_FALSE(watch_fired);
+	CHECK(held_paused == 0);
+	CHECK(in_socket == (int)second.size());
+	CHECK(quiet_while_paused);
+	CHECK(got_second == second);
+	CHECK(got_third == third);
+}
+
+TEST_CASE("pause: without completion I/O a pd is always quiet", "[poll][pause]")
+{
+	for (poll_kind kind : {POLL_EPOLL, POLL_URING}) {
+		REQUIRE(sched_init(nullptr) == 0);
+		char why[256] = "";
+		REQUIRE(poll_open(kind, why, sizeof(why)) == 0);
+		g_setup_failures = 0;
+		std::string got;
+		bool quiet = false;
+		go([&] {
+			poll_desc *a, *b;
+			SETUP(tcp_pair(&a, &b));
+			pd_recv_pause(a);
+			quiet = pd_recv_quiet(a);
+			// Pausing changes nothing: the read still finds the data.
+			pd_write_full(b, "hello", 5);
+			char buf[16];
+			ssize_t n = pd_read(a, buf, sizeof(buf));
+			if (n > 0)
+				got.assign(buf, (size_t)n);
+			pd_recv_resume(a);
+			pd_close(a);
+			pd_close(b);
+		});
+		sched_run();
+		CHECK(g_setup_failures == 0);
+		CHECK(quiet);
+		CHECK(got == "hello");
+		poll_close();
+		sched_shutdown();
+	}
 }
 
 TEST_CASE("completion: close with a recv and a send in flight", "[poll][completion][close]")
