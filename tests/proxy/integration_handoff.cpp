@@ -62,9 +62,9 @@ TEST_CASE("handoff: a SIGHUP every second under pipelining load cuts nothing",
 	REQUIRE(proxy.wait_ready());
 	Pipeline load(proxy.port(), 100, 8, 512);
 	REQUIRE(load.stats().connected == 100);
-	std::vector<Conn> idle = idle_conns(proxy.port(), 200);
+	std::vector<Conn> idle = idle_conns(proxy.port(), 1000);
 
-	const int reloads = 12;
+	const int reloads = 25;
 	for (int i = 1; i <= reloads; i++) {
 		auto t0 = Clock::now();
 		load.run([&] { return ms_since(t0) > 500; });
@@ -96,20 +96,20 @@ TEST_CASE("handoff: a SIGHUP every second under pipelining load cuts nothing",
 	}, T5));
 	std::string metrics = http_get(proxy.admin_port(), "/metrics");
 	CHECK(metric_sum(metrics, "frameproxy_connections_handed_off_total") >=
-	      uint64_t(300 * reloads));
+	      uint64_t(1100 * reloads));
 	// Counted once each, when they really end: no access line yet...
 	CHECK(count_records(proxy, "access") == 0);
 	load.close_all();
 	idle.clear();
 	// ...and one per connection after.
-	CHECK(proxy.wait_access_count(300, milliseconds(10000)));
+	CHECK(proxy.wait_access_count(1100, milliseconds(10000)));
 	std::this_thread::sleep_for(milliseconds(300));
-	CHECK(count_records(proxy, "access") == 300);
+	CHECK(count_records(proxy, "access") == 1100);
 	for (auto &r : proxy.records("access"))
 		CHECK(r.get("reason") == "client_eof");
 	metrics = http_get(proxy.admin_port(), "/metrics");
-	CHECK(metric_sum(metrics, "frameproxy_connections_accepted_total") == 300);
-	CHECK(metric_sum(metrics, "frameproxy_connections_closed_total") == 300);
+	CHECK(metric_sum(metrics, "frameproxy_connections_accepted_total") == 1100);
+	CHECK(metric_sum(metrics, "frameproxy_connections_closed_total") == 1100);
 }
 
 TEST_CASE("handoff: a connection stuck mid-frame closes at frame_timeout, the others move",
