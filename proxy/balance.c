@@ -67,6 +67,7 @@ void balance_set_server(balance_state *b, size_t idx, const upstream_spec *spec)
 	char id[NETADDR_STRLEN];
 
 	s->weight = spec->weight;
+	s->maxconn = spec->maxconn;
 	s->current = 0;
 	netaddr_format((const struct sockaddr *)&spec->addr.ss, id, sizeof(id));
 	s->id_hash = hash_bytes(id, strlen(id));
@@ -104,10 +105,31 @@ bool balance_tried_has(const balance_tried *t, size_t idx)
 	return (t->bits[idx / 64] >> (idx % 64)) & 1;
 }
 
+static bool entry_full(const balance_entry *s)
+{
+	return s->maxconn && s->active >= s->maxconn;
+}
+
+/* Up and not tried: a server the client may go to, full or not. */
+static bool candidate(const balance_state *b, size_t i,
+		      const balance_tried *tried)
+{
+	return b->servers[i].up && !balance_tried_has(tried, i);
+}
+
 static bool eligible(const balance_state *b, size_t i,
 		     const balance_tried *tried)
 {
-	return b->servers[i].up && !balance_tried_has(tried, i);
+	return candidate(b, i, tried) && !entry_full(&b->servers[i]);
+}
+
+/* Nothing was eligible: FULL when a candidate was only full. */
+static int none_or_full(const balance_state *b, const balance_tried *tried)
+{
+	for (size_t i = 0; i < b->count; i++)
+		if (candidate(b, i, tried))
+			return BALANCE_FULL;
+	return BALANCE_NONE;
 }
 
 /* nginx's smooth weighted round-robin: every eligible server gains its
@@ -229,7 +251,8 @@ static double hrw_score(uint64_t client_hash, const balance_entry *s)
 	return -(double)s->weight / balance_ln(u);
 }
 
-/* The eligible server with the highest rendezvous score for key_hash. */
+/* The candidate with the highest rendezvous score for key_hash; FULL
+ * when that one is full: the key stays with its server and waits. */
 static int pick_hash_of(balance_state *b, uint64_t key_hash,
 			const balance_tried *tried)
 {
@@ -237,7 +260,7 @@ static int pick_hash_of(balance_state *b, uint64_t key_hash,
 	double best_score = 0;
 
 	for (size_t i = 0; i < b->count; i++) {
-		if (!eligible(b, i, tried))
+		if (!candidate(b, i, tried))
 			continue;
 		double score = hrw_score(key_hash, &b->servers[i]);
 		if (best < 0 || score > best_score) {
@@ -245,6 +268,8 @@ static int pick_hash_of(balance_state *b, uint64_t key_hash,
 			best_score = score;
 		}
 	}
+	if (best >= 0 && entry_full(&b->servers[best]))
+		return BALANCE_FULL;
 	return best;
 }
 
@@ -259,8 +284,8 @@ static int pick_hash(balance_state *b, const struct sockaddr *client,
 	return pick_hash_of(b, hash_bytes(ip, n), tried);
 }
 
-int balance_pick(balance_state *b, const struct sockaddr *client,
-		 const balance_tried *tried)
+static int pick_policy(balance_state *b, const struct sockaddr *client,
+		       const balance_tried *tried)
 {
 	switch (b->kind) {
 	case BALANCE_LEASTCONN:
@@ -275,12 +300,21 @@ int balance_pick(balance_state *b, const struct sockaddr *client,
 	}
 }
 
+int balance_pick(balance_state *b, const struct sockaddr *client,
+		 const balance_tried *tried)
+{
+	int idx = pick_policy(b, client, tried);
+
+	return idx == BALANCE_NONE ? none_or_full(b, tried) : idx;
+}
+
 int balance_pick_key(balance_state *b, const void *key, size_t len,
 		     const balance_tried *tried)
 {
 	if (b->kind != BALANCE_HASH)
 		return balance_pick(b, NULL, tried);
-	return pick_hash_of(b, hash_bytes(key, len), tried);
+	int idx = pick_hash_of(b, hash_bytes(key, len), tried);
+	return idx == BALANCE_NONE ? none_or_full(b, tried) : idx;
 }
 
 unsigned *balance_active(balance_state *b, size_t idx)

@@ -60,7 +60,8 @@ typedef enum balance_kind {
  * keeps its server when the list is reordered or grows. */
 typedef struct upstream_spec {
 	netaddr addr;
-	unsigned weight; /* 1..BALANCE_MAX_WEIGHT, default 1 */
+	unsigned weight;  /* 1..BALANCE_MAX_WEIGHT, default 1 */
+	unsigned maxconn; /* maxconn=N: the most it is given at once; 0 = no limit */
 } upstream_spec;
 
 /* A `server` line that names a host instead of an address: resolved in
@@ -76,6 +77,7 @@ typedef struct upstream_name {
 	char host[UPSTREAM_NAME_MAX + 1];
 	unsigned port;   /* 0 with srv: the records say */
 	unsigned weight; /* the line's weight=N (srv: unless the records say) */
+	unsigned maxconn;/* the line's maxconn=N, for each of its servers */
 	bool srv;        /* `server = _svc._tcp.name srv`: SRV records */
 } upstream_name;
 
@@ -84,6 +86,7 @@ typedef struct balance_entry {
 	unsigned weight;
 	bool up;
 	unsigned active;
+	unsigned maxconn; /* 0 = no limit; `active` never goes past it */
 	int64_t current; /* smooth round-robin state */
 	uint64_t id_hash;
 } balance_entry;
@@ -115,9 +118,15 @@ void balance_free(balance_state *b);
  * count are left as they are. The weight must be in 1..BALANCE_MAX_WEIGHT. */
 void balance_set_server(balance_state *b, size_t idx, const upstream_spec *spec);
 
-/* Index of the chosen server, or -1 when every server is down or tried.
+/* What balance_pick returns when it picks nothing because the servers it
+ * could pick are at their maxconn (HASH: the client's own server is). */
+#define BALANCE_NONE (-1)
+#define BALANCE_FULL (-2)
+/* Index of the chosen server, BALANCE_NONE when every server is down or
+ * tried, BALANCE_FULL when the rest are full. A server at its maxconn is
+ * passed over (HASH does not move a client: its server full is FULL).
  * client may be NULL; tried may be NULL. Does not count a connection:
- * call balance_conn_begin once the connect is under way. */
+ * call balance_conn_begin before the connect yields. */
 int balance_pick(balance_state *b, const struct sockaddr *client,
 		 const balance_tried *tried);
 

@@ -120,6 +120,7 @@ typedef struct config_listener {
 	uint64_t max_frame;     /* bytes, default 16MiB, at most 4GiB-1 */
 	uint64_t buffer;        /* per direction, default 64KiB */
 	int64_t connect_timeout; /* all durations in ns */
+	int64_t queue_timeout;  /* for a server below its maxconn; 0 = no wait */
 	int64_t idle_timeout;
 	int64_t frame_timeout;  /* 0 = off */
 	unsigned max_connections;

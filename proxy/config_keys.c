@@ -708,12 +708,22 @@ static int set_check_frame(void *t, const config_key *k, const char *v,
 	return 0;
 }
 
-static int parse_server_option(const char *opt, unsigned *weight, char *why)
+/* The most connections (stream) or requests in flight (rpc) one server
+ * is given at once. */
+#define SERVER_MAXCONN_MAX 1000000
+
+static int parse_server_option(const char *opt, upstream_spec *s, char *why)
 {
+	if (strncmp(opt, "maxconn=", 8) == 0) {
+		if (parse_uint(opt + 8, 1, SERVER_MAXCONN_MAX, &s->maxconn, why) < 0)
+			return setter_fail(why, "server maxconn '%s' must be between 1 "
+					   "and %d", opt + 8, SERVER_MAXCONN_MAX);
+		return 0;
+	}
 	if (strncmp(opt, "weight=", 7) != 0)
 		return setter_fail(why, "unknown server option '%s' (expected "
-				   "weight=N)", opt);
-	if (parse_uint(opt + 7, 1, BALANCE_MAX_WEIGHT, weight, why) < 0)
+				   "weight=N or maxconn=N)", opt);
+	if (parse_uint(opt + 7, 1, BALANCE_MAX_WEIGHT, &s->weight, why) < 0)
 		return setter_fail(why, "server weight '%s' must be between 1 and %d",
 				   opt + 7, BALANCE_MAX_WEIGHT);
 	return 0;
@@ -770,8 +780,8 @@ static int parse_server_name(const char *addr, bool srv, upstream_name *n,
 	return 0;
 }
 
-/* "ADDR [weight=N]", "HOST:PORT [weight=N]" or "NAME srv [weight=N]": a
- * literal address fills *s (1 returned), a name fills *n (0 returned). */
+/* "ADDR [weight=N] [maxconn=N]", "HOST:PORT [...]" or "NAME srv [...]":
+ * a literal address fills *s (1 returned), a name fills *n (0 returned). */
 static int parse_server(const char *v, upstream_spec *s, upstream_name *n,
 			char *why)
 {
@@ -787,13 +797,15 @@ static int parse_server(const char *v, upstream_spec *s, upstream_name *n,
 		return setter_fail(why, "missing server address (expected ADDR "
 				   "[weight=N])");
 	s->weight = 1;
+	s->maxconn = 0;
 	for (char *opt; (opt = strtok_r(NULL, " \t", &save));) {
 		if (strcmp(opt, "srv") == 0)
 			srv = true;
-		else if (parse_server_option(opt, &s->weight, why) < 0)
+		else if (parse_server_option(opt, s, why) < 0)
 			return -1;
 	}
 	n->weight = s->weight;
+	n->maxconn = s->maxconn;
 	int rc = srv ? -ENOENT : netaddr_parse(&s->addr, addr, NETADDR_NUMERIC);
 	if (rc == 0)
 		return 1;
@@ -1034,6 +1046,10 @@ const config_key config_keys[] = {
 	  .off = L_OFF(connect_timeout), .min = UNITS_NS_PER_MS, .def = "2s",
 	  .flag = "--connect-timeout", .arg = "DUR",
 	  .help = "upstream connect" },
+	{ .name = "queue_timeout", .scope = L, .set = set_duration,
+	  .off = L_OFF(queue_timeout), .def = "1s",
+	  .flag = "--queue-timeout", .arg = "DUR",
+	  .help = "wait for a server under maxconn" },
 	{ .name = "idle_timeout", .scope = L, .set = set_duration,
 	  .off = L_OFF(idle_timeout), .def = "60s", .flag = "--idle-timeout",
 	  .arg = "DUR", .help = "no byte either way; 0 = never" },
@@ -1145,7 +1161,7 @@ const config_key config_keys[] = {
 	  .off = L_OFF(tls_handshake_timeout), .min = UNITS_NS_PER_MS,
 	  .def = "5s", .help = "TLS: a client's whole handshake" },
 	{ .name = "server", .scope = L, .set = set_server, .repeat = true,
-	  .flag = "--server", .arg = "'ADDR|HOST:PORT|NAME srv [weight=N]'",
+	  .flag = "--server", .arg = "'ADDR|HOST:PORT|NAME srv [weight=N] [maxconn=N]'",
 	  .help = "an upstream (repeat for more)" },
 };
 

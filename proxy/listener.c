@@ -289,7 +289,8 @@ static void session_main(void *arg)
 	int index = upstream_connect(&l->pool, (const struct sockaddr *)&s->peer,
 				     &upstream);
 	if (index < 0) {
-		session_end(s, index == -EHOSTUNREACH ? REASON_no_upstream
+		session_end(s, index == -EHOSTUNREACH ? REASON_no_upstream :
+			       index == -EBUSY        ? REASON_queue_timeout
 						      : REASON_connect_failed, NULL, NULL);
 		return;
 	}

@@ -229,6 +229,7 @@ static void plan_listener(listener_params *p, const config_listener *cl)
 		},
 		.upstream = {
 			.connect_timeout_ns = cl->connect_timeout,
+			.queue_timeout_ns = cl->queue_timeout,
 			.retries = cl->retries,
 			.fail_threshold = cl->fail_threshold,
 			.fail_timeout_ns = cl->fail_timeout,

@@ -248,30 +248,133 @@ int upstream_connect_to(upstream_pool *pool, uint32_t index,
 	return rc;
 }
 
-int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
-		     poll_desc **out)
+/* --- the queue (maxconn) ------------------------------------------------- */
+
+static void queue_unlink(upstream_pool *pool, upstream_waiter *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		pool->queue_head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	else
+		pool->queue_tail = w->prev;
+	w->prev = w->next = NULL;
+	pool->queued--;
+}
+
+static void queue_link(upstream_pool *pool, upstream_waiter *w, bool first)
+{
+	w->prev = first ? NULL : pool->queue_tail;
+	w->next = first ? pool->queue_head : NULL;
+	if (w->prev)
+		w->prev->next = w;
+	else
+		pool->queue_head = w;
+	if (w->next)
+		w->next->prev = w;
+	else
+		pool->queue_tail = w;
+	pool->queued++;
+}
+
+typedef struct queue_timer_arg {
+	upstream_pool *pool;
+	upstream_waiter *w;
+} queue_timer_arg;
+
+static void queue_timer_fired(sched_timer *timer, void *arg)
+{
+	queue_timer_arg *a = arg;
+
+	(void)timer;
+	queue_unlink(a->pool, a->w);
+	coro_ready(a->w->coro);
+}
+
+/* The oldest waiter tries again (one per slot that came free). */
+static void queue_wake(upstream_pool *pool)
+{
+	upstream_waiter *w = pool->queue_head;
+
+	if (!w)
+		return;
+	queue_unlink(pool, w);
+	sched_timer_cancel(&w->timer);
+	w->woken = true;
+	coro_ready(w->coro);
+}
+
+/* Park in the queue until a slot frees (0) or `deadline` (-EBUSY). One
+ * woken before and still without a server goes back first in line. */
+static int queue_wait(upstream_pool *pool, int64_t deadline, bool first)
+{
+	upstream_waiter w = {.coro = coro_self()};
+	queue_timer_arg arg = {.pool = pool, .w = &w};
+
+	if (pool->stopping || sched_now() >= deadline)
+		return -EBUSY;
+	sched_timer_init(&w.timer, queue_timer_fired, &arg);
+	sched_timer_set(&w.timer, deadline);
+	queue_link(pool, &w, first);
+	coro_park("upstream queue");
+	sched_timer_cancel(&w.timer);
+	return w.woken && !pool->stopping ? 0 : -EBUSY;
+}
+
+/* One round of picks and connects; -EBUSY when the servers left to try
+ * were all full. */
+static int connect_round(upstream_pool *pool, const struct sockaddr *client,
+			 poll_desc **out)
 {
 	balance_tried tried;
 	int last_error = -EHOSTUNREACH;
+	bool full = false;
 
 	balance_tried_clear(&tried);
 	upstream_pool_refresh(pool);
 	for (uint32_t attempt = 0; attempt <= pool->params.retries; attempt++) {
 		int index = balance_pick(&pool->balancer, client, &tried);
-		if (index < 0)
+		if (index < 0) {
+			full = index == BALANCE_FULL;
 			break;
-		balance_tried_add(&tried, (uint32_t)index);
-		int rc = upstream_connect_to(pool, (uint32_t)index, out);
-		if (rc == 0) {
-			balance_conn_begin(&pool->balancer, (uint32_t)index);
-			return index;
 		}
+		balance_tried_add(&tried, (uint32_t)index);
+		/* Counted while the connect runs: others see it taken. */
+		balance_conn_begin(&pool->balancer, (uint32_t)index);
+		int rc = upstream_connect_to(pool, (uint32_t)index, out);
+		if (rc == 0)
+			return index;
+		balance_conn_end(&pool->balancer, (uint32_t)index);
+		queue_wake(pool);
 		last_error = rc;
 		if (connect_error_is_local(rc))
 			return rc;
 		upstream_pool_refresh(pool);
 	}
-	return last_error;
+	return full ? -EBUSY : last_error;
+}
+
+int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
+		     poll_desc **out)
+{
+	int64_t deadline = sched_now() + pool->params.queue_timeout_ns;
+	bool woken = false;
+
+	/* Behind those already waiting: they came first. */
+	if (pool->queue_head && queue_wait(pool, deadline, false) < 0)
+		return -EBUSY;
+	for (;;) {
+		int rc = connect_round(pool, client, out);
+		if (rc != -EBUSY)
+			return rc;
+		if (pool->params.queue_timeout_ns <= 0)
+			return -EBUSY;
+		if (queue_wait(pool, deadline, woken) < 0)
+			return -EBUSY;
+		woken = true;
+	}
 }
 
 void upstream_server_failed(upstream_pool *pool, uint32_t index)
@@ -302,8 +405,10 @@ void upstream_adopt(upstream_pool *pool, int index)
 
 void upstream_release(upstream_pool *pool, int index)
 {
-	if (index >= 0 && (uint32_t)index < pool->count)
-		balance_conn_end(&pool->balancer, (uint32_t)index);
+	if (index < 0 || (uint32_t)index >= pool->count)
+		return;
+	balance_conn_end(&pool->balancer, (uint32_t)index);
+	queue_wake(pool);
 }
 
 /* --- active health ------------------------------------------------------- */
@@ -656,7 +761,10 @@ void upstream_pool_answer(upstream_pool *pool, uint32_t line,
 		list_add(removed, sizeof(removed), server->name);
 	}
 	for (uint32_t k = 0; k < r->count; k++) {
-		const upstream_spec *spec = &r->servers[k];
+		/* The line's maxconn applies to each server its name gives. */
+		upstream_spec named = r->servers[k];
+		named.maxconn = pool->names[line].maxconn;
+		const upstream_spec *spec = &named;
 		int index = find_server(pool, (int32_t)line, spec);
 		if (index >= 0 && pool->servers[index].slot == UPSTREAM_SLOT_LIVE) {
 			if (pool->servers[index].weight != spec->weight) {
@@ -701,6 +809,8 @@ void upstream_pool_resolve(upstream_pool *pool, resolver *res,
 void upstream_pool_stop(upstream_pool *pool)
 {
 	pool->stopping = true;
+	while (pool->queue_head)
+		queue_wake(pool); /* each then sees `stopping` */
 	for (uint32_t i = 0; i < pool->line_count; i++)
 		resolve_name_stop(&pool->lines[i].name);
 	if (pool->params.health_interval_ns <= 0)

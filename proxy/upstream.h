@@ -59,6 +59,9 @@ typedef enum upstream_slot {
 
 typedef struct upstream_params {
 	int64_t connect_timeout_ns;
+	/* How long a client waits for a server below its maxconn (the
+	 * pool's queue, upstream_connect); 0: it does not wait. */
+	int64_t queue_timeout_ns;
 	uint32_t retries;          /* further servers tried after a failure */
 	uint32_t fail_threshold;   /* 0 = passive health off */
 	int64_t fail_timeout_ns;
@@ -84,6 +87,15 @@ typedef struct upstream_params {
 } upstream_params;
 
 typedef struct upstream_pool upstream_pool;
+
+/* A client waiting in the pool's queue (upstream_connect): lives on its
+ * coroutine's stack. */
+typedef struct upstream_waiter {
+	struct upstream_waiter *prev, *next;
+	coro *coro;
+	sched_timer timer;         /* its queue_timeout */
+	bool woken;                /* a server has room: try again */
+} upstream_waiter;
 
 /* The pool's runtime state of one server (upstream_spec in proxy/balance.h
  * says which types a server has). */
@@ -156,6 +168,9 @@ typedef struct upstream_pool {
 	 * not silence another's. */
 	log_ratelimit connect_error_log;
 	log_ratelimit local_error_log;
+	/* Clients waiting for a server below its maxconn, oldest first. */
+	upstream_waiter *queue_head, *queue_tail;
+	uint32_t queued;
 	bool stopping;
 } upstream_pool;
 
@@ -193,7 +208,11 @@ void upstream_pool_free(upstream_pool *pool);
  * Connect to a server fit to serve `client`, trying up to 1 + retries
  * distinct servers. Returns the server index (>= 0) with *out connected, or
  * -EHOSTUNREACH when no server was fit to try (close reason no_upstream),
- * or the last connect error (connect_failed).
+ * or the last connect error (connect_failed). A server is counted from the
+ * moment it is picked, so a maxconn holds with connects in flight. When
+ * the servers it could use are all at their maxconn the client waits, in
+ * arrival order, up to queue_timeout for one to have room: -EBUSY when
+ * none had (close reason queue_timeout).
  */
 int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 		     poll_desc **out);

@@ -386,13 +386,13 @@ TEST_CASE("hash: the retry order is stable per client", "[balance]")
 TEST_CASE("balance: init validation, names, tried set bounds", "[balance]")
 {
 	balance_state b;
-	upstream_spec bad_w[] = { { {}, 0 } };
-	upstream_spec big_w[] = { { {}, 257 } };
-	upstream_spec ok[] = { { {}, 256 } };
+	upstream_spec bad_w[] = { { {}, 0, 0 } };
+	upstream_spec big_w[] = { { {}, 257, 0 } };
+	upstream_spec ok[] = { { {}, 256, 0 } };
 	CHECK(balance_init(&b, BALANCE_ROUNDROBIN, bad_w, 1, 0) == -EINVAL);
 	CHECK(balance_init(&b, BALANCE_ROUNDROBIN, big_w, 1, 0) == -EINVAL);
 	CHECK(balance_init(&b, BALANCE_ROUNDROBIN, ok, 0, 0) == -EINVAL);
-	std::vector<upstream_spec> many(BALANCE_MAX_SERVERS + 1, { {}, 1 });
+	std::vector<upstream_spec> many(BALANCE_MAX_SERVERS + 1, { {}, 1, 0 });
 	CHECK(balance_init(&b, BALANCE_ROUNDROBIN, many.data(), many.size(), 0) == -EINVAL);
 	REQUIRE(balance_init(&b, BALANCE_ROUNDROBIN, many.data(), BALANCE_MAX_SERVERS, 0) == 0);
 	balance_tried t;

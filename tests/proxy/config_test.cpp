@@ -259,7 +259,7 @@ TEST_CASE("config: each value error names file, line and key", "[config]")
 	CHECK(cfg.has("frameproxy.ini:11: key 'connect_timeout': duration '-1s': negative values are not allowed"));
 	CHECK(cfg.has("frameproxy.ini:12: key 'server': server weight '0' must be between 1 and 256"));
 	CHECK(cfg.has("frameproxy.ini:13: key 'server': server weight '257' must be between 1 and 256"));
-	CHECK(cfg.has("frameproxy.ini:14: key 'server': unknown server option 'color=red' (expected weight=N)"));
+	CHECK(cfg.has("frameproxy.ini:14: key 'server': unknown server option 'color=red' (expected weight=N or maxconn=N)"));
 	CHECK(cfg.has("frameproxy.ini:15: key 'allow': invalid CIDR '10.0.0.300/32' (e.g. 10.0.0.0/8, 2001:db8::/32; no host bits past the prefix)"));
 	CHECK(cfg.has("frameproxy.ini:16: key 'deny': invalid CIDR '10.0.0.1/8' (e.g. 10.0.0.0/8, 2001:db8::/32; no host bits past the prefix)"));
 	CHECK(cfg.has("frameproxy.ini:17: key 'balance': invalid balance 'fastest' (expected roundrobin, leastconn, random2 or hash)"));
@@ -1102,7 +1102,7 @@ TEST_CASE("config: every flag sets a key, and --help fits 80 columns", "[config]
 		CHECK(cfg.errors().find("unknown key") == std::string::npos);
 		CHECK(f.takes_arg == (std::string(f.flag) != "--pin"));
 	}
-	CHECK(n == 51);
+	CHECK(n == 52);
 	CHECK_FALSE(config_flag_get(n, &f));
 
 	char *buf = nullptr;
