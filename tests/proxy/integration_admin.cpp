@@ -251,3 +251,267 @@ TEST_CASE("admin: scrapes are answered within 1 s while 3,000 idle and 200 "
 	// And the supervisor is still well.
 	CHECK(http_get(admin, "/stats").compare(0, 12, "HTTP/1.1 200") == 0);
 }
+
+// --- the runtime server API: POST /servers/L/S under real traffic ----------
+
+namespace {
+
+std::string post_server(uint16_t admin, const std::string &listener,
+			const std::string &server, const std::string &body)
+{
+	return tcp_request(admin, post("/servers/" + listener + "/" + server, body,
+				       "Authorization: Bearer tok-servers-1\r\n"));
+}
+
+bool ok(const std::string &response)
+{
+	return response.compare(0, 12, "HTTP/1.1 200") == 0;
+}
+
+// The object of GET /servers whose address is `server` ("" when none).
+std::string server_json(uint16_t admin, const std::string &server)
+{
+	std::string body = http_body(http_get(admin, "/servers"));
+	size_t at = body.find("\"address\":\"" + server + "\"");
+	if (at == std::string::npos)
+		return "";
+	size_t from = body.rfind('{', at), to = body.find('}', at);
+	return body.substr(from, to - from + 1);
+}
+
+// A string field of one server object, "" when absent.
+std::string field(const std::string &obj, const std::string &key)
+{
+	std::string k = "\"" + key + "\":\"";
+	size_t at = obj.find(k);
+	if (at == std::string::npos)
+		return "";
+	at += k.size();
+	return obj.substr(at, obj.find('"', at) - at);
+}
+
+// Where n new connections went: one round trip each, then closed; the
+// access lines say which upstream and which shard took each.
+struct Tally {
+	std::map<std::string, int> upstream;
+	std::set<std::string> shards;
+	int count(const std::string &server) const
+	{
+		auto it = upstream.find(server);
+		return it == upstream.end() ? 0 : it->second;
+	}
+};
+
+Tally run_clients(Proxy &proxy, uint16_t port, int n)
+{
+	std::vector<std::string> clients;
+	for (int i = 0; i < n; i++) {
+		Conn c = Conn::connect(port);
+		REQUIRE(c.valid());
+		REQUIRE(c.roundtrip("ping-" + std::to_string(i)));
+		clients.push_back(c.local_addr());
+	}
+	std::map<std::string, std::vector<LogRecord>> by_client;
+	REQUIRE(proxy.wait_access_all(clients, milliseconds(10000), &by_client).empty());
+	Tally t;
+	for (const auto &c : clients) {
+		const LogRecord &r = by_client[c].back();
+		t.upstream[r.get("upstream")]++;
+		t.shards.insert(r.get("shard"));
+	}
+	return t;
+}
+
+std::string servers_ini(const std::string &a, const std::string &b)
+{
+	std::string ini = "[frameproxy]\nshards = 2\nadmin = 127.0.0.1:0\n"
+			  "admin_token = " + tmp().path() + "/servers-token\n"
+			  "[listener web]\nlisten = 127.0.0.1:0\nhealth_interval = 100ms\n";
+	for (const std::string &s : {a, b})
+		if (!s.empty())
+			ini += "server = " + s + "\n";
+	return ini;
+}
+
+} // namespace
+
+TEST_CASE("admin: drain, maint and weight reach both shards at once; "
+	  "existing connections keep working", "[admin]")
+{
+	TestUpstream a(TestUpstream::Mode::EchoFrames), b(TestUpstream::Mode::EchoFrames);
+	write_file(tmp().path() + "/servers-token", "tok-servers-1\n");
+	std::string ini = tmp().file("servers.ini");
+	write_file(ini, servers_ini(a.addr(), b.addr()));
+	Proxy proxy({"-c", ini, "--shards", "2"}, "web");
+	REQUIRE(proxy.wait_ready());
+	uint16_t admin = proxy.admin_port(), port = proxy.port();
+	REQUIRE(admin != 0);
+	REQUIRE(port != 0);
+
+	// Both servers take new connections to begin with, on both shards.
+	Tally t = run_clients(proxy, port, 40);
+	CHECK(t.count(a.addr()) > 5);
+	CHECK(t.count(b.addr()) > 5);
+	CHECK(t.shards.size() == 2);
+	CHECK(field(server_json(admin, a.addr()), "admin_state") == "ready");
+
+	// Connections held open across the drain; at least one is on a.
+	std::vector<Conn> held;
+	for (int i = 0; i < 6; i++) {
+		held.push_back(Conn::connect(port));
+		REQUIRE(held.back().roundtrip("held"));
+	}
+	REQUIRE(a.open_count() >= 1);
+	size_t a_open = a.open_count();
+
+	SECTION("drain: no new connection goes to it, the open ones go on")
+	{
+		auto t0 = Clock::now();
+		std::string r = post_server(admin, "web", a.addr(), "state=drain");
+		REQUIRE(ok(r));
+		CHECK(http_body(r).find("\"admin_state\":\"drain\"") != std::string::npos);
+		// The very next connections, on either shard, avoid it: no
+		// publish period to wait for.
+		CHECK(ms_since(t0) < 100);
+		t = run_clients(proxy, port, 40);
+		CHECK(t.count(a.addr()) == 0);
+		CHECK(t.count(b.addr()) == 40);
+		CHECK(t.shards.size() == 2);
+		for (Conn &c : held)
+			CHECK(c.roundtrip("still here"));
+		CHECK(a.open_count() == a_open);
+		std::string js = server_json(admin, a.addr());
+		CHECK(field(js, "admin_state") == "drain");
+		CHECK(wait_until([&] {
+			return json_number(server_json(admin, a.addr()), "connections") ==
+			       (long long)a_open;
+		}, milliseconds(2000)));
+
+		// ready again: it takes connections at once.
+		REQUIRE(ok(post_server(admin, "web", a.addr(), "{\"state\": \"ready\"}")));
+		t = run_clients(proxy, port, 40);
+		CHECK(t.count(a.addr()) > 5);
+	}
+
+	SECTION("maint: out of new connections and health checks stop")
+	{
+		// Checks run every 100 ms: a's accept count grows by itself.
+		size_t before = a.accepted();
+		REQUIRE(wait_until([&] { return a.accepted() >= before + 3; },
+				   milliseconds(3000)));
+		REQUIRE(ok(post_server(admin, "web", a.addr(), "state=maint")));
+		t = run_clients(proxy, port, 40);
+		CHECK(t.count(a.addr()) == 0);
+		CHECK(t.shards.size() == 2);
+		CHECK(field(server_json(admin, a.addr()), "health") == "unchecked");
+		// A check already under way may still land; none after that.
+		std::this_thread::sleep_for(milliseconds(300));
+		size_t quiet = a.accepted();
+		std::this_thread::sleep_for(milliseconds(1000));
+		CHECK(a.accepted() == quiet);
+		for (Conn &c : held)
+			CHECK(c.roundtrip("still here"));
+
+		// ready: the checks come back, and so does traffic.
+		REQUIRE(ok(post_server(admin, "web", a.addr(), "state=ready")));
+		CHECK(wait_until([&] { return a.accepted() >= quiet + 3; },
+				 milliseconds(3000)));
+		CHECK(field(server_json(admin, a.addr()), "health") == "up");
+		t = run_clients(proxy, port, 40);
+		CHECK(t.count(a.addr()) > 5);
+	}
+
+	SECTION("weight: the split follows it, 0 goes back to the configured one")
+	{
+		REQUIRE(ok(post_server(admin, "web", a.addr(), "weight=1")));
+		REQUIRE(ok(post_server(admin, "web", b.addr(), "{\"weight\": 7}")));
+		CHECK(json_number(server_json(admin, b.addr()), "weight_set") == 7);
+		t = run_clients(proxy, port, 80);
+		INFO("a " << t.count(a.addr()) << ", b " << t.count(b.addr()));
+		CHECK(t.count(a.addr()) + t.count(b.addr()) == 80);
+		CHECK(t.count(a.addr()) * 3 < t.count(b.addr()));
+		CHECK(t.shards.size() == 2);
+
+		REQUIRE(ok(post_server(admin, "web", a.addr(), "weight=7")));
+		REQUIRE(ok(post_server(admin, "web", b.addr(), "weight=1")));
+		t = run_clients(proxy, port, 80);
+		INFO("a " << t.count(a.addr()) << ", b " << t.count(b.addr()));
+		CHECK(t.count(b.addr()) * 3 < t.count(a.addr()));
+
+		REQUIRE(ok(post_server(admin, "web", a.addr(), "weight=0")));
+		REQUIRE(ok(post_server(admin, "web", b.addr(), "weight=0")));
+		CHECK(json_number(server_json(admin, a.addr()), "weight_set") == 0);
+		t = run_clients(proxy, port, 40);
+		CHECK(t.count(a.addr()) > 10);
+		CHECK(t.count(b.addr()) > 10);
+	}
+
+	SECTION("bad requests change nothing")
+	{
+		std::string r = post_server(admin, "web", a.addr(), "state=gone");
+		CHECK(r.compare(0, 12, "HTTP/1.1 400") == 0);
+		r = post_server(admin, "web", a.addr(), "weight=257");
+		CHECK(r.compare(0, 12, "HTTP/1.1 400") == 0);
+		r = post_server(admin, "web", "127.0.0.1:1", "state=drain");
+		CHECK(r.compare(0, 12, "HTTP/1.1 404") == 0);
+		r = post_server(admin, "nope", a.addr(), "state=drain");
+		CHECK(r.compare(0, 12, "HTTP/1.1 404") == 0);
+		r = tcp_request(admin, post("/servers/web/" + a.addr(), "state=drain"));
+		CHECK(r.compare(0, 12, "HTTP/1.1 403") == 0);
+		CHECK(field(server_json(admin, a.addr()), "admin_state") == "ready");
+	}
+}
+
+TEST_CASE("admin: the admin state survives reloads and shard restarts; a "
+	  "server dropped from the config loses it", "[admin]")
+{
+	TestUpstream a(TestUpstream::Mode::EchoFrames), b(TestUpstream::Mode::EchoFrames);
+	write_file(tmp().path() + "/servers-token", "tok-servers-1\n");
+	std::string ini = tmp().file("servers.ini");
+	write_file(ini, servers_ini(a.addr(), b.addr()));
+	Proxy proxy({"-c", ini, "--shards", "2"}, "web");
+	REQUIRE(proxy.wait_ready());
+	uint16_t admin = proxy.admin_port(), port = proxy.port();
+	REQUIRE(admin != 0);
+
+	REQUIRE(ok(post_server(admin, "web", a.addr(), "state=drain")));
+	REQUIRE(ok(post_server(admin, "web", b.addr(), "weight=5")));
+
+	// A reload replaces both shards; the new ones read the board.
+	proxy.proc().signal(SIGHUP);
+	REQUIRE(reloaded(proxy, "1"));
+	CHECK(field(server_json(admin, a.addr()), "admin_state") == "drain");
+	CHECK(json_number(server_json(admin, b.addr()), "weight_set") == 5);
+	Tally t = run_clients(proxy, port, 40);
+	CHECK(t.count(a.addr()) == 0);
+	CHECK(t.shards.size() == 2);
+
+	// So does a shard that crashed and was started again.
+	pid_t victim = proxy.shard_pid(0);
+	REQUIRE(victim > 0);
+	kill(victim, SIGKILL);
+	REQUIRE(wait_until([&] {
+		pid_t now = proxy.shard_pid(0);
+		return now > 0 && now != victim;
+	}, milliseconds(5000)));
+	// Clients queued on its socket meanwhile wait for it: it inherits it.
+	t = run_clients(proxy, port, 40);
+	CHECK(t.count(a.addr()) == 0);
+	CHECK(t.shards.size() == 2);
+
+	// a leaves the configuration: its row goes with it.
+	write_file(ini, servers_ini(b.addr(), ""));
+	proxy.proc().signal(SIGHUP);
+	REQUIRE(reloaded(proxy, "2"));
+	CHECK(server_json(admin, a.addr()).empty());
+	CHECK(json_number(server_json(admin, b.addr()), "weight_set") == 5);
+
+	// And comes back as a new server: ready, taking connections.
+	write_file(ini, servers_ini(a.addr(), b.addr()));
+	proxy.proc().signal(SIGHUP);
+	REQUIRE(reloaded(proxy, "3"));
+	std::string js = server_json(admin, a.addr());
+	CHECK(field(js, "admin_state") == "ready");
+	t = run_clients(proxy, port, 60);
+	CHECK(t.count(a.addr()) > 0);
+}
