@@ -515,3 +515,156 @@ TEST_CASE("admin: the admin state survives reloads and shard restarts; a "
 	t = run_clients(proxy, port, 60);
 	CHECK(t.count(a.addr()) > 0);
 }
+
+// --- frameproxy ctl ----------------------------------------------------------
+
+namespace {
+
+struct CtlRun {
+	int code;
+	std::string out, err;
+};
+
+CtlRun ctl(const std::vector<std::string> &args)
+{
+	std::vector<std::string> argv = {binary("FRAMEPROXY"), "ctl"};
+	argv.insert(argv.end(), args.begin(), args.end());
+	Process p(argv, "frameproxy-ctl");
+	int code = run_to_exit(p, milliseconds(15000));
+	return {code, p.out(), p.err()};
+}
+
+// The table row of `server` in ctl's output, split on blanks.
+std::vector<std::string> ctl_row(const std::string &out, const std::string &server)
+{
+	for (const std::string &line : split_lines(out)) {
+		std::istringstream in(line);
+		std::vector<std::string> cells{std::istream_iterator<std::string>(in),
+					       std::istream_iterator<std::string>()};
+		if (cells.size() >= 2 && cells[1] == server)
+			return cells;
+	}
+	return {};
+}
+
+} // namespace
+
+TEST_CASE("admin: frameproxy ctl drains, weighs and lists servers; --json, "
+	  "errors and usage", "[admin]")
+{
+	TestUpstream a(TestUpstream::Mode::EchoFrames), b(TestUpstream::Mode::EchoFrames);
+	write_file(tmp().path() + "/servers-token", "tok-servers-1\n");
+	std::string ini = tmp().file("servers.ini");
+	write_file(ini, servers_ini(a.addr(), b.addr()));
+	Proxy proxy({"-c", ini, "--shards", "2"}, "web");
+	REQUIRE(proxy.wait_ready());
+	uint16_t admin = proxy.admin_port();
+	REQUIRE(admin != 0);
+	std::string at = "127.0.0.1:" + std::to_string(admin);
+	std::string token = tmp().path() + "/servers-token";
+
+	CtlRun r = ctl({"--admin", at, "servers"});
+	REQUIRE(r.code == 0);
+	CHECK(r.out.find("LISTENER") == 0);
+	std::vector<std::string> row = ctl_row(r.out, a.addr());
+	REQUIRE(row.size() == 7);
+	CHECK(row[0] == "web");
+	CHECK(row[2] == "ready");
+
+	// A write over TCP needs the token: without it, the endpoint's 403.
+	r = ctl({"--admin", at, "drain", "web", a.addr()});
+	CHECK(r.code == 1);
+	CHECK(r.err.find("HTTP/1.1 403") != std::string::npos);
+	CHECK(r.err.find("Bearer") != std::string::npos);
+
+	r = ctl({"--admin", at, "--token-file", token, "drain", "web", a.addr()});
+	CHECK(r.code == 0);
+	CHECK(ctl_row(r.out, a.addr()).at(2) == "drain");
+	CHECK(field(server_json(admin, a.addr()), "admin_state") == "drain");
+	Tally t = run_clients(proxy, proxy.port(), 20);
+	CHECK(t.count(a.addr()) == 0);
+
+	r = ctl({"--admin", at, "--token-file", token, "weight", "web", b.addr(), "4"});
+	CHECK(r.code == 0);
+	r = ctl({"--admin", at, "servers"});
+	REQUIRE(r.code == 0);
+	CHECK(ctl_row(r.out, a.addr()).at(2) == "drain");
+	CHECK(ctl_row(r.out, b.addr()).at(3) == "4*");
+
+	// --json: the endpoint's JSON as it came.
+	r = ctl({"--admin", at, "--json", "servers"});
+	REQUIRE(r.code == 0);
+	CHECK(r.out == http_body(http_get(admin, "/servers")));
+	CHECK(r.out.compare(0, 12, "{\"servers\":[") == 0);
+	CHECK(r.out.find("\"weight_set\":4") != std::string::npos);
+	r = ctl({"--admin", at, "--json", "stats"});
+	REQUIRE(r.code == 0);
+	CHECK(json_number(r.out, "shards_configured") == 2);
+	r = ctl({"--admin", at, "stats"});
+	REQUIRE(r.code == 0);
+	CHECK(r.out.find("SHARD") != std::string::npos);
+	CHECK(r.out.find("ready") != std::string::npos);
+
+	// ready with the token from the config file's admin_token; the
+	// address is given, since the file's is port 0.
+	r = ctl({"-c", ini, "--admin", at, "ready", "web", a.addr()});
+	CHECK(r.code == 0);
+	CHECK(field(server_json(admin, a.addr()), "admin_state") == "ready");
+
+	// reload
+	r = ctl({"--admin", at, "--token-file", token, "reload"});
+	CHECK(r.code == 0);
+	CHECK(reloaded(proxy, "1"));
+
+	// The endpoint's errors: exit 1 with the status line and its reason.
+	r = ctl({"--admin", at, "--token-file", token, "drain", "web", "127.0.0.1:1"});
+	CHECK(r.code == 1);
+	CHECK(r.err.find("HTTP/1.1 404 Not Found: no such server") != std::string::npos);
+	r = ctl({"--admin", at, "--token-file", token, "weight", "web", a.addr(), "999"});
+	CHECK(r.code == 1);
+	CHECK(r.err.find("HTTP/1.1 400") != std::string::npos);
+
+	// Nobody there: exit 1, saying where it looked.
+	r = ctl({"--admin", "unix:" + tmp().path() + "/none.sock", "servers"});
+	CHECK(r.code == 1);
+	CHECK(r.err.find("cannot reach the admin endpoint at unix:") != std::string::npos);
+
+	// Usage: exit 2.
+	CHECK(ctl({}).code == 2);
+	CHECK(ctl({"--admin", at, "frobnicate"}).code == 2);
+	CHECK(ctl({"--admin", at, "drain", "web"}).code == 2);
+	CHECK(ctl({"--admin", at, "weight", "web", a.addr(), "x"}).code == 2);
+	CHECK(ctl({"--bogus", "servers"}).code == 2);
+	CHECK(ctl({"--admin", "not an address", "servers"}).code == 2);
+	CHECK(ctl({"--token-file", tmp().path() + "/missing", "servers"}).code == 2);
+	r = ctl({"--help"});
+	CHECK(r.code == 0);
+	CHECK(r.out.find("usage: frameproxy ctl") == 0);
+}
+
+TEST_CASE("admin: frameproxy ctl over the Unix socket named in the config",
+	  "[admin]")
+{
+	TestUpstream a(TestUpstream::Mode::EchoFrames), b(TestUpstream::Mode::EchoFrames);
+	std::string sock = tmp().path() + "/ctl-admin.sock";
+	std::string ini = tmp().file("unix.ini");
+	write_file(ini, "[frameproxy]\nadmin = unix:" + sock + "\n"
+		   "[listener web]\nlisten = 127.0.0.1:0\nserver = " + a.addr() +
+		   "\nserver = " + b.addr() + "\n");
+	Proxy proxy({"-c", ini, "--shards", "2"}, "web");
+	REQUIRE(proxy.wait_ready());
+
+	// No --admin, no token: the socket's mode is the access control.
+	CtlRun r = ctl({"-c", ini, "maint", "web", b.addr()});
+	CHECK(r.code == 0);
+	r = ctl({"-c", ini, "servers"});
+	REQUIRE(r.code == 0);
+	std::vector<std::string> row = ctl_row(r.out, b.addr());
+	REQUIRE(row.size() == 7);
+	CHECK(row[2] == "maint");
+	CHECK(row[4] == "unchecked");
+	Tally t = run_clients(proxy, proxy.port(), 20);
+	CHECK(t.count(b.addr()) == 0);
+	CHECK(t.count(a.addr()) == 20);
+	unlink(sock.c_str());
+}
