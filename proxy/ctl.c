@@ -15,6 +15,7 @@
 
 #include "poll/poll.h"
 #include "proxy/config.h"
+#include "shard/shard.h"
 
 enum { CTL_OK = 0, CTL_FAILED = 1, CTL_USAGE = 2 };
 
@@ -23,6 +24,8 @@ enum { CTL_OK = 0, CTL_FAILED = 1, CTL_USAGE = 2 };
 #define CTL_CELL 128
 #define CTL_MAX_COLS 8
 #define CTL_JSON_DEPTH 32
+#define CTL_STR_(x) #x
+#define CTL_STR(x) CTL_STR_(x)
 
 static void usage(FILE *out)
 {
@@ -35,7 +38,8 @@ static void usage(FILE *out)
 "  drain L S            no new connections to server S of listener L\n"
 "  maint L S            drain, and stop its health checks\n"
 "  ready L S            back in service\n"
-"  weight L S N         weight 1..256; 0: back to the configured one\n"
+"  weight L S N         weight 1.." CTL_STR(SHARD_SERVER_MAX_WEIGHT)
+"; 0: back to the configured one\n"
 "  stats                the shards' state and main figures\n"
 "  reload               as SIGHUP: re-read the configuration\n"
 "\n"

@@ -225,7 +225,7 @@ static bool set_field(servers_change *ch, const char *k, size_t kn,
 		ch->has_weight = true;
 		ch->weight = (uint32_t)weight;
 		return isdigit((unsigned char)v[0]) && *end == '\0' &&
-		       weight >= 0 && weight <= SERVERS_MAX_WEIGHT;
+		       weight >= 0 && weight <= SHARD_SERVER_MAX_WEIGHT;
 	}
 	return false; /* an unknown key is a mistake worth saying */
 }
@@ -309,6 +309,9 @@ bool servers_parse_change(const char *body, size_t len, servers_change *ch)
 	return ok && (ch->has_state || ch->has_weight);
 }
 
+#define SERVERS_STR_(x) #x
+#define SERVERS_STR(x) SERVERS_STR_(x)
+
 static int fail(strbuf *body, int status, const char *why)
 {
 	strbuf_reset(body);
@@ -339,7 +342,8 @@ int servers_post(const servers_view *v, const admin_request *req,
 		return fail(body, 400, "bad listener or server in the path\n");
 	if (!servers_parse_change(req->body, req->body_len, &ch))
 		return fail(body, 400, "the body must set state=ready|drain|maint "
-			    "and/or weight=0..256 (form or a JSON object)\n");
+			    "and/or weight=0.." SERVERS_STR(SHARD_SERVER_MAX_WEIGHT)
+			    " (form or a JSON object)\n");
 
 	server_list l;
 	int rc = collect(v, &l);

@@ -17,9 +17,6 @@
 #include "shard/shard.h"
 #include "shard/strbuf.h"
 
-/* 1..this: the weights POST takes (0: back to the configured one). */
-#define SERVERS_MAX_WEIGHT 256
-
 typedef struct servers_view {
 	const shard_metrics *metrics;
 	const shard_app_metrics *app;
@@ -31,7 +28,7 @@ typedef struct servers_view {
 typedef struct servers_change {
 	bool has_state, has_weight;
 	shard_server_admin state;
-	uint32_t weight;              /* 0..SERVERS_MAX_WEIGHT */
+	uint32_t weight;              /* 0..SHARD_SERVER_MAX_WEIGHT; 0: configured */
 } servers_change;
 
 /* The body: `state=drain&weight=3` or {"state": "drain", "weight": 3}.

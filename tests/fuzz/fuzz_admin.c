@@ -56,7 +56,7 @@ static void check_change_roundtrip(const servers_change *ch)
 	servers_change again;
 
 	CHECK(ch->has_state || ch->has_weight);
-	CHECK(!ch->has_weight || ch->weight <= SERVERS_MAX_WEIGHT);
+	CHECK(!ch->has_weight || ch->weight <= SHARD_SERVER_MAX_WEIGHT);
 	CHECK(ch->state <= SHARD_SERVER_MAINT);
 	const char *state = shard_server_admin_name(ch->state);
 	int n;
