@@ -145,6 +145,11 @@ static void admin_read(upstream_pool *pool)
 	}
 }
 
+void upstream_pool_admin_sync(upstream_pool *pool)
+{
+	admin_read(pool);
+}
+
 void upstream_pool_refresh(upstream_pool *pool)
 {
 	int64_t now = sched_now();

@@ -663,8 +663,22 @@ TEST_CASE("admin: frameproxy ctl over the Unix socket named in the config",
 	REQUIRE(row.size() == 7);
 	CHECK(row[2] == "maint");
 	CHECK(row[4] == "unchecked");
+	r = ctl({"-c", ini, "weight", "web", b.addr(), "4"});
+	CHECK(r.code == 0);
 	Tally t = run_clients(proxy, proxy.port(), 20);
 	CHECK(t.count(b.addr()) == 0);
 	CHECK(t.count(a.addr()) == 20);
+
+	// Back to the configured weight and ready, with no client coming:
+	// the shards still publish it within a period (no check runs here).
+	CHECK(ctl_row(ctl({"-c", ini, "servers"}).out, b.addr()).at(3) == "4*");
+	CHECK(ctl({"-c", ini, "weight", "web", b.addr(), "0"}).code == 0);
+	CHECK(ctl({"-c", ini, "ready", "web", b.addr()}).code == 0);
+	CHECK(wait_until([&] {
+		r = ctl({"-c", ini, "servers"});
+		row = ctl_row(r.out, b.addr());
+		return row.size() == 7 && row[2] == "ready" && row[3] == "1" &&
+		       row[4] == "up";
+	}, milliseconds(1000)));
 	unlink(sock.c_str());
 }
