@@ -180,6 +180,18 @@ TEST_CASE("admin: writes over TCP are refused without the token; the Unix "
 			"Authorization: Bearer tok-1234567890\r\n"));
 		CHECK(r.compare(0, 12, "HTTP/1.1 200") == 0);
 		CHECK(reloaded(proxy, "1"));
+		// A reload reads the token file again: the new token replaces
+		// the old one at once.
+		write_file(token_file, "tok-rotated-42\n");
+		proxy.proc().signal(SIGHUP);
+		REQUIRE(reloaded(proxy, "2"));
+		r = tcp_request(admin, post("/reload", "",
+			"Authorization: Bearer tok-1234567890\r\n"));
+		CHECK(r.compare(0, 12, "HTTP/1.1 403") == 0);
+		r = tcp_request(admin, post("/reload", "",
+			"Authorization: Bearer tok-rotated-42\r\n"));
+		CHECK(r.compare(0, 12, "HTTP/1.1 200") == 0);
+		CHECK(reloaded(proxy, "3"));
 	}
 	{
 		std::string sock = tmp().path() + "/admin.sock";
