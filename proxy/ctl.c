@@ -126,6 +126,12 @@ static int args_command(ctl_args *a, int argc, char **argv)
 		return CTL_USAGE;
 	}
 	a->words = argv + optind + 1;
+	/* Longer names are no listener's or server's: say so rather than
+	 * send a cut one. */
+	for (int k = 0; k < have && k < 2; k++)
+		if (strlen(a->words[k]) >= SHARD_NAME_MAX)
+			return usage_error("'%s' is too long for a name",
+					   a->words[k]);
 	if (a->command->words == 3 && !all_digits(a->words[2]))
 		return usage_error("weight: '%s' is not a number", a->words[2]);
 	return -1;
@@ -324,14 +330,14 @@ static int request_build(const ctl_args *a, const ctl_target *t, char *req,
 			 size_t cap)
 {
 	const ctl_command *c = a->command;
-	char path[3 * 2 * CTL_CELL + 16] = "/servers", body[64] = "";
+	char path[3 * 2 * SHARD_NAME_MAX + 16] = "/servers", body[64] = "";
 
 	if (c->show == SHOW_STATS)
 		snprintf(path, sizeof(path), "/stats");
 	else if (c->show == SHOW_TEXT)
 		snprintf(path, sizeof(path), "/reload");
 	if (c->show == SHOW_SERVER) {
-		char l[3 * CTL_CELL], s[3 * CTL_CELL];
+		char l[3 * SHARD_NAME_MAX + 1], s[3 * SHARD_NAME_MAX + 1];
 		path_escape(l, sizeof(l), a->words[0]);
 		path_escape(s, sizeof(s), a->words[1]);
 		snprintf(path, sizeof(path), "/servers/%s/%s", l, s);
@@ -340,16 +346,17 @@ static int request_build(const ctl_args *a, const ctl_target *t, char *req,
 		else
 			snprintf(body, sizeof(body), "weight=%.20s", a->words[2]);
 	}
-	int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: frameproxy\r\n"
-			 "Connection: close\r\n%s%s%s", c->method, path,
-			 t->token ? "Authorization: Bearer " : "",
-			 t->token ? t->token : "", t->token ? "\r\n" : "");
+	char length[96] = "";
 	if (strcmp(c->method, "POST") == 0)
-		n += snprintf(req + n, cap - (size_t)n,
-			      "Content-Type: application/x-www-form-urlencoded\r\n"
-			      "Content-Length: %zu\r\n", strlen(body));
-	n += snprintf(req + n, cap - (size_t)n, "\r\n%s", body);
-	return n < (int)cap ? n : -ENAMETOOLONG;
+		snprintf(length, sizeof(length),
+			 "Content-Type: application/x-www-form-urlencoded\r\n"
+			 "Content-Length: %zu\r\n", strlen(body));
+	int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: frameproxy\r\n"
+			 "Connection: close\r\n%s%s%s%s\r\n%s", c->method, path,
+			 t->token ? "Authorization: Bearer " : "",
+			 t->token ? t->token : "", t->token ? "\r\n" : "",
+			 length, body);
+	return n >= 0 && (size_t)n < cap ? n : -ENAMETOOLONG;
 }
 
 static int exchange(const ctl_target *t, const char *req, size_t len,

@@ -647,6 +647,7 @@ TEST_CASE("admin: frameproxy ctl drains, weighs and lists servers; --json, "
 	CHECK(ctl({"--admin", at, "drain", "web"}).code == 2);
 	CHECK(ctl({"--admin", at, "weight", "web", a.addr(), "x"}).code == 2);
 	CHECK(ctl({"--bogus", "servers"}).code == 2);
+	CHECK(ctl({"--admin", at, "drain", "web", std::string(200, 'x')}).code == 2);
 	CHECK(ctl({"--admin", "not an address", "servers"}).code == 2);
 	CHECK(ctl({"--token-file", tmp().path() + "/missing", "servers"}).code == 2);
 	r = ctl({"--help"});
