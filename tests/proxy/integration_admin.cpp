@@ -695,3 +695,47 @@ TEST_CASE("admin: frameproxy ctl over the Unix socket named in the config",
 	}, milliseconds(1000)));
 	unlink(sock.c_str());
 }
+
+TEST_CASE("admin: in rpc mode a drained server gets no new request, on a "
+	  "client connection already open too", "[admin]")
+{
+	TestUpstream a(TestUpstream::Mode::EchoFrames), b(TestUpstream::Mode::EchoFrames);
+	std::string sock = tmp().path() + "/rpc-admin.sock";
+	std::string ini = tmp().file("rpc.ini");
+	write_file(ini, "[frameproxy]\nadmin = unix:" + sock + "\n"
+		   "[listener web]\nlisten = 127.0.0.1:0\nmode = rpc\n"
+		   "server = " + a.addr() + "\nserver = " + b.addr() + "\n");
+	Proxy proxy({"-c", ini, "--shards", "2"}, "web");
+	REQUIRE(proxy.wait_ready());
+	auto bytes_to = [](TestUpstream &u) {
+		size_t n = 0;
+		for (const auto &c : u.conns())
+			n += c.data.size();
+		return n;
+	};
+
+	Conn client = Conn::connect(proxy.port());
+	REQUIRE(client.valid());
+	for (int i = 0; i < 20; i++)
+		REQUIRE(client.roundtrip("request-" + std::to_string(i)));
+	CHECK(bytes_to(a) > 0);
+	CHECK(bytes_to(b) > 0);
+
+	REQUIRE(ctl({"-c", ini, "drain", "web", a.addr()}).code == 0);
+	size_t a_before = bytes_to(a), b_before = bytes_to(b);
+	for (int i = 0; i < 40; i++)
+		REQUIRE(client.roundtrip("after-" + std::to_string(i)));
+	Conn other = Conn::connect(proxy.port());
+	for (int i = 0; i < 20; i++)
+		REQUIRE(other.roundtrip("other-" + std::to_string(i)));
+	CHECK(bytes_to(a) == a_before);
+	CHECK(bytes_to(b) > b_before);
+	// Its pooled connections stay: drain is no new requests, not a cut.
+	CHECK(a.open_count() > 0);
+
+	REQUIRE(ctl({"-c", ini, "ready", "web", a.addr()}).code == 0);
+	for (int i = 0; i < 20; i++)
+		REQUIRE(client.roundtrip("back-" + std::to_string(i)));
+	CHECK(bytes_to(a) > a_before);
+	unlink(sock.c_str());
+}
