@@ -17,6 +17,10 @@
 #include "shard/shard.h"
 #include "shard/strbuf.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct servers_view {
 	const shard_metrics *metrics;
 	const shard_app_metrics *app;
@@ -48,5 +52,9 @@ int servers_post(const servers_view *v, const admin_request *req,
 		 strbuf *body);
 /* After a reload: rows of servers no slot of the generation has go. */
 void servers_prune(const servers_view *v);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
