@@ -345,20 +345,39 @@ std::string servers_ini(const std::string &a, const std::string &b)
 	return ini;
 }
 
+// Two echoing upstreams behind 2 shards configured from servers_ini, the
+// admin on TCP with the token "tok-servers-1".
+struct TwoServers {
+	TestUpstream a{TestUpstream::Mode::EchoFrames};
+	TestUpstream b{TestUpstream::Mode::EchoFrames};
+	std::string token = tmp().path() + "/servers-token";
+	std::string ini = tmp().file("servers.ini");
+	std::unique_ptr<Proxy> proxy;
+	uint16_t admin = 0, port = 0;
+
+	TwoServers()
+	{
+		write_file(token, "tok-servers-1\n");
+		write_file(ini, servers_ini(a.addr(), b.addr()));
+		proxy = std::make_unique<Proxy>(
+			std::vector<std::string>{"-c", ini, "--shards", "2"}, "web");
+		REQUIRE(proxy->wait_ready());
+		admin = proxy->admin_port();
+		port = proxy->port();
+		REQUIRE(admin != 0);
+		REQUIRE(port != 0);
+	}
+};
+
 } // namespace
 
 TEST_CASE("admin: drain, maint and weight reach both shards at once; "
 	  "existing connections keep working", "[admin]")
 {
-	TestUpstream a(TestUpstream::Mode::EchoFrames), b(TestUpstream::Mode::EchoFrames);
-	write_file(tmp().path() + "/servers-token", "tok-servers-1\n");
-	std::string ini = tmp().file("servers.ini");
-	write_file(ini, servers_ini(a.addr(), b.addr()));
-	Proxy proxy({"-c", ini, "--shards", "2"}, "web");
-	REQUIRE(proxy.wait_ready());
-	uint16_t admin = proxy.admin_port(), port = proxy.port();
-	REQUIRE(admin != 0);
-	REQUIRE(port != 0);
+	TwoServers two;
+	TestUpstream &a = two.a, &b = two.b;
+	Proxy &proxy = *two.proxy;
+	uint16_t admin = two.admin, port = two.port;
 
 	// Both servers take new connections to begin with, on both shards.
 	Tally t = run_clients(proxy, port, 40);
@@ -477,14 +496,11 @@ TEST_CASE("admin: drain, maint and weight reach both shards at once; "
 TEST_CASE("admin: the admin state survives reloads and shard restarts; a "
 	  "server dropped from the config loses it", "[admin]")
 {
-	TestUpstream a(TestUpstream::Mode::EchoFrames), b(TestUpstream::Mode::EchoFrames);
-	write_file(tmp().path() + "/servers-token", "tok-servers-1\n");
-	std::string ini = tmp().file("servers.ini");
-	write_file(ini, servers_ini(a.addr(), b.addr()));
-	Proxy proxy({"-c", ini, "--shards", "2"}, "web");
-	REQUIRE(proxy.wait_ready());
-	uint16_t admin = proxy.admin_port(), port = proxy.port();
-	REQUIRE(admin != 0);
+	TwoServers two;
+	TestUpstream &a = two.a, &b = two.b;
+	Proxy &proxy = *two.proxy;
+	const std::string &ini = two.ini;
+	uint16_t admin = two.admin, port = two.port;
 
 	REQUIRE(ok(post_server(admin, "web", a.addr(), "state=drain")));
 	REQUIRE(ok(post_server(admin, "web", b.addr(), "weight=5")));
@@ -564,16 +580,12 @@ std::vector<std::string> ctl_row(const std::string &out, const std::string &serv
 TEST_CASE("admin: frameproxy ctl drains, weighs and lists servers; --json, "
 	  "errors and usage", "[admin]")
 {
-	TestUpstream a(TestUpstream::Mode::EchoFrames), b(TestUpstream::Mode::EchoFrames);
-	write_file(tmp().path() + "/servers-token", "tok-servers-1\n");
-	std::string ini = tmp().file("servers.ini");
-	write_file(ini, servers_ini(a.addr(), b.addr()));
-	Proxy proxy({"-c", ini, "--shards", "2"}, "web");
-	REQUIRE(proxy.wait_ready());
-	uint16_t admin = proxy.admin_port();
-	REQUIRE(admin != 0);
+	TwoServers two;
+	TestUpstream &a = two.a, &b = two.b;
+	Proxy &proxy = *two.proxy;
+	const std::string &ini = two.ini, &token = two.token;
+	uint16_t admin = two.admin;
 	std::string at = "127.0.0.1:" + std::to_string(admin);
-	std::string token = tmp().path() + "/servers-token";
 
 	CtlRun r = ctl({"--admin", at, "servers"});
 	REQUIRE(r.code == 0);
