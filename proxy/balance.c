@@ -45,7 +45,7 @@ int balance_init(balance_state *b, balance_kind kind,
 		return -EINVAL;
 	for (size_t i = 0; i < count; i++) {
 		if (servers[i].weight < 1 ||
-		    servers[i].weight > BALANCE_MAX_WEIGHT)
+		    servers[i].weight > SHARD_SERVER_MAX_WEIGHT)
 			return -EINVAL;
 	}
 	b->servers = calloc(count, sizeof(*b->servers));

@@ -33,13 +33,13 @@
 #include <sys/socket.h>
 
 #include "proxy/netaddr.h"
+#include "shard/shard.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define BALANCE_MAX_SERVERS 256
-#define BALANCE_MAX_WEIGHT 256
 
 typedef enum balance_kind {
 	BALANCE_ROUNDROBIN,
@@ -60,7 +60,7 @@ typedef enum balance_kind {
  * keeps its server when the list is reordered or grows. */
 typedef struct upstream_spec {
 	netaddr addr;
-	unsigned weight;  /* 1..BALANCE_MAX_WEIGHT, default 1 */
+	unsigned weight;  /* 1..SHARD_SERVER_MAX_WEIGHT, default 1 */
 	unsigned maxconn; /* maxconn=N: the most it is given at once; 0 = no limit */
 } upstream_spec;
 
@@ -107,7 +107,7 @@ typedef struct balance_tried {
 } balance_tried;
 
 /* All servers start up with no connections. -EINVAL for a count of 0 or
- * above BALANCE_MAX_SERVERS or a weight outside 1..BALANCE_MAX_WEIGHT;
+ * above BALANCE_MAX_SERVERS or a weight outside 1..SHARD_SERVER_MAX_WEIGHT;
  * -ENOMEM. The seed drives RANDOM2 (same seed, same choices). */
 int balance_init(balance_state *b, balance_kind kind,
 		 const upstream_spec *servers, size_t count,
@@ -115,7 +115,8 @@ int balance_init(balance_state *b, balance_kind kind,
 void balance_free(balance_state *b);
 /* Server idx becomes `spec` (a server from DNS taking a free index, or a
  * weight that changed): its weight and HASH identity; the up flag and the
- * count are left as they are. The weight must be in 1..BALANCE_MAX_WEIGHT. */
+ * count are left as they are. The weight must be in
+ * 1..SHARD_SERVER_MAX_WEIGHT. */
 void balance_set_server(balance_state *b, size_t idx, const upstream_spec *spec);
 
 /* What balance_pick returns when it picks nothing because the servers it
@@ -142,8 +143,8 @@ int balance_pick_key(balance_state *b, const void *key, size_t len,
 unsigned *balance_active(balance_state *b, size_t idx);
 
 void balance_set_up(balance_state *b, size_t idx, bool up);
-/* Server idx's weight only (1..BALANCE_MAX_WEIGHT): the admin endpoint's
- * weight= in place of the configured one. */
+/* Server idx's weight only (1..SHARD_SERVER_MAX_WEIGHT): the admin
+ * endpoint's weight= in place of the configured one. */
 void balance_set_weight(balance_state *b, size_t idx, unsigned weight);
 void balance_conn_begin(balance_state *b, size_t idx);
 void balance_conn_end(balance_state *b, size_t idx);

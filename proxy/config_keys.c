@@ -723,9 +723,9 @@ static int parse_server_option(const char *opt, upstream_spec *s, char *why)
 	if (strncmp(opt, "weight=", 7) != 0)
 		return setter_fail(why, "unknown server option '%s' (expected "
 				   "weight=N or maxconn=N)", opt);
-	if (parse_uint(opt + 7, 1, BALANCE_MAX_WEIGHT, &s->weight, why) < 0)
+	if (parse_uint(opt + 7, 1, SHARD_SERVER_MAX_WEIGHT, &s->weight, why) < 0)
 		return setter_fail(why, "server weight '%s' must be between 1 and %d",
-				   opt + 7, BALANCE_MAX_WEIGHT);
+				   opt + 7, SHARD_SERVER_MAX_WEIGHT);
 	return 0;
 }
 

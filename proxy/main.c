@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "proxy/config.h"
+#include "proxy/ctl.h"
 #include "proxy/counters.h"
 #include "proxy/log.h"
 #include "proxy/reason.h"
@@ -32,6 +33,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 "usage: frameproxy [-c FILE] [--check] [flags]\n"
+"       frameproxy ctl [--admin ADDR] COMMAND   (frameproxy ctl --help)\n"
 "\n"
 "A reverse proxy for length-prefixed TCP frames (4-byte big-endian length\n"
 "+ payload). Settings come from an INI file (docs/frameproxy.example.ini)\n"
@@ -484,6 +486,9 @@ int main(int argc, char **argv)
 {
 	cli_args c = {0};
 	config cfg;
+
+	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+		return ctl_main(argc - 1, argv + 1);
 	int rc = cli_parse(&c, argc, argv);
 
 	if (rc != 0) {

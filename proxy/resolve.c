@@ -528,7 +528,7 @@ static unsigned srv_weight(unsigned w)
 {
 	if (w < 1)
 		return 1;
-	return w > BALANCE_MAX_WEIGHT ? BALANCE_MAX_WEIGHT : w;
+	return w > SHARD_SERVER_MAX_WEIGHT ? SHARD_SERVER_MAX_WEIGHT : w;
 }
 
 static void srv_answered(void *arg, int status, int timeouts,

@@ -161,6 +161,7 @@ static void server_publish(server *srv)
 			shard_slot_name(slot->listeners[i].name,
 					srv->listeners[i].params.name);
 		listener *l = &srv->listeners[i];
+		upstream_pool_admin_sync(&l->pool);
 		if (l->rpc)
 			l->counters[COUNTER_RPC_HELD_BYTES] =
 				rpc_listener_held_bytes(l->rpc);

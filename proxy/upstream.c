@@ -139,10 +139,15 @@ static void admin_read(upstream_pool *pool)
 					       server->name, &state, &weight);
 		bool was_maint = server->admin_state == SHARD_SERVER_MAINT;
 		server->admin_state = state;
-		server->admin_weight = weight <= BALANCE_MAX_WEIGHT ? weight : 0;
+		server->admin_weight = weight <= SHARD_SERVER_MAX_WEIGHT ? weight : 0;
 		if (was_maint && state != SHARD_SERVER_MAINT)
 			server_wake_checker(server); /* checks resume now */
 	}
+}
+
+void upstream_pool_admin_sync(upstream_pool *pool)
+{
+	admin_read(pool);
 }
 
 void upstream_pool_refresh(upstream_pool *pool)

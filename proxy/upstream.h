@@ -236,6 +236,10 @@ void upstream_server_answered(upstream_pool *pool, uint32_t index);
 /* Tell the balancer which servers are usable and ready, as of now, and
  * their weights (the admin board read again when it changed). */
 void upstream_pool_refresh(upstream_pool *pool);
+/* The admin board read again when it changed, without a pick: what the
+ * shard publishes (weight, maint) follows the endpoint within a publish
+ * period even when no client comes. One load when nothing changed. */
+void upstream_pool_admin_sync(upstream_pool *pool);
 /* A connection made by upstream_connect to server `index` has closed. */
 void upstream_release(upstream_pool *pool, int index);
 /* A connection to server `index` made elsewhere (handed over on reload)

@@ -198,13 +198,7 @@ static bool url_decode(const char *s, size_t n, char *out, size_t cap)
 	return o > 0;
 }
 
-typedef struct server_change {
-	bool has_state, has_weight;
-	shard_server_admin state;
-	long weight;
-} server_change;
-
-static bool set_field(server_change *ch, const char *k, size_t kn,
+static bool set_field(servers_change *ch, const char *k, size_t kn,
 		      const char *val, size_t vn)
 {
 	char v[32];
@@ -227,16 +221,17 @@ static bool set_field(server_change *ch, const char *k, size_t kn,
 	}
 	if (kn == 6 && memcmp(k, "weight", 6) == 0) {
 		char *end = NULL;
-		ch->weight = strtol(v, &end, 10);
+		long weight = strtol(v, &end, 10);
 		ch->has_weight = true;
-		return *end == '\0' && ch->weight >= 0 &&
-		       ch->weight <= SERVERS_MAX_WEIGHT;
+		ch->weight = (uint32_t)weight;
+		return isdigit((unsigned char)v[0]) && *end == '\0' &&
+		       weight >= 0 && weight <= SHARD_SERVER_MAX_WEIGHT;
 	}
 	return false; /* an unknown key is a mistake worth saying */
 }
 
 /* state=drain&weight=3 */
-static bool parse_form(const char *p, const char *end, server_change *ch)
+static bool parse_form(const char *p, const char *end, servers_change *ch)
 {
 	while (p < end) {
 		const char *amp = memchr(p, '&', (size_t)(end - p));
@@ -278,7 +273,7 @@ static const char *json_token(const char *p, const char *end, const char **s,
 }
 
 /* {"state": "drain", "weight": 3}: a flat object of those two keys. */
-static bool parse_json(const char *p, const char *end, server_change *ch)
+static bool parse_json(const char *p, const char *end, servers_change *ch)
 {
 	p = skip_ws(p + 1, end);
 	while (p < end && *p != '}') {
@@ -299,11 +294,11 @@ static bool parse_json(const char *p, const char *end, server_change *ch)
 	return p < end && skip_ws(p + 1, end) == end;
 }
 
-static bool parse_change(const admin_request *req, server_change *ch)
+bool servers_parse_change(const char *body, size_t len, servers_change *ch)
 {
-	const char *p = req->body, *end = req->body + req->body_len;
+	const char *p = body, *end = body + len;
 
-	*ch = (server_change){ 0 };
+	*ch = (servers_change){ 0 };
 	if (!p)
 		return false;
 	while (end > p && isspace((unsigned char)end[-1]))
@@ -314,6 +309,9 @@ static bool parse_change(const admin_request *req, server_change *ch)
 	return ok && (ch->has_state || ch->has_weight);
 }
 
+#define SERVERS_STR_(x) #x
+#define SERVERS_STR(x) SERVERS_STR_(x)
+
 static int fail(strbuf *body, int status, const char *why)
 {
 	strbuf_reset(body);
@@ -321,21 +319,31 @@ static int fail(strbuf *body, int status, const char *why)
 	return status;
 }
 
+bool servers_parse_path(const char *path, size_t len,
+			char listener[SHARD_NAME_MAX], char server[SHARD_NAME_MAX])
+{
+	if (!path || len < 9 || memcmp(path, "/servers/", 9) != 0)
+		return false;
+	const char *p = path + 9, *end = path + len;
+	const char *slash = memchr(p, '/', (size_t)(end - p));
+	return slash &&
+	       url_decode(p, (size_t)(slash - p), listener, SHARD_NAME_MAX) &&
+	       url_decode(slash + 1, (size_t)(end - slash - 1), server,
+			  SHARD_NAME_MAX);
+}
+
 int servers_post(const servers_view *v, const admin_request *req,
 		 strbuf *body)
 {
 	char listener[SHARD_NAME_MAX], server[SHARD_NAME_MAX];
-	const char *p = req->path + 9; /* past "/servers/" */
-	const char *end = req->path + req->path_len;
-	const char *slash = memchr(p, '/', (size_t)(end - p));
-	server_change ch;
+	servers_change ch;
 
-	if (!slash || !url_decode(p, (size_t)(slash - p), listener, sizeof(listener)) ||
-	    !url_decode(slash + 1, (size_t)(end - slash - 1), server, sizeof(server)))
+	if (!servers_parse_path(req->path, req->path_len, listener, server))
 		return fail(body, 400, "bad listener or server in the path\n");
-	if (!parse_change(req, &ch))
+	if (!servers_parse_change(req->body, req->body_len, &ch))
 		return fail(body, 400, "the body must set state=ready|drain|maint "
-			    "and/or weight=0..256 (form or a JSON object)\n");
+			    "and/or weight=0.." SERVERS_STR(SHARD_SERVER_MAX_WEIGHT)
+			    " (form or a JSON object)\n");
 
 	server_list l;
 	int rc = collect(v, &l);
@@ -349,7 +357,7 @@ int servers_post(const servers_view *v, const admin_request *req,
 		if (ch.has_state)
 			st = ch.state;
 		if (ch.has_weight)
-			weight = (uint32_t)ch.weight;
+			weight = ch.weight;
 		rc = shard_server_board_set(v->board, listener, server, st, weight);
 		if (rc < 0)
 			rc = fail(body, 507, "no room for more admin states\n");

@@ -17,8 +17,9 @@
 #include "shard/shard.h"
 #include "shard/strbuf.h"
 
-/* 1..this: the weights POST takes (0: back to the configured one). */
-#define SERVERS_MAX_WEIGHT 256
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct servers_view {
 	const shard_metrics *metrics;
@@ -26,6 +27,22 @@ typedef struct servers_view {
 	uint32_t generation;          /* the slots that count */
 	shard_server_board *board;
 } servers_view;
+
+/* What a POST /servers/L/S body asks for. */
+typedef struct servers_change {
+	bool has_state, has_weight;
+	shard_server_admin state;
+	uint32_t weight;              /* 0..SHARD_SERVER_MAX_WEIGHT; 0: configured */
+} servers_change;
+
+/* The body: `state=drain&weight=3` or {"state": "drain", "weight": 3}.
+ * True when it is one of those, sets at least one key, and nothing else.
+ * Pure: any bytes are safe input. */
+bool servers_parse_change(const char *body, size_t len, servers_change *ch);
+/* LISTENER and SERVER of "/servers/LISTENER/SERVER", %XX decoded, each
+ * 1..SHARD_NAME_MAX-1 bytes without NUL. Pure. */
+bool servers_parse_path(const char *path, size_t len,
+			char listener[SHARD_NAME_MAX], char server[SHARD_NAME_MAX]);
 
 /* GET /servers. 0 or -ENOMEM. */
 int servers_render(const servers_view *v, strbuf *body);
@@ -35,5 +52,9 @@ int servers_post(const servers_view *v, const admin_request *req,
 		 strbuf *body);
 /* After a reload: rows of servers no slot of the generation has go. */
 void servers_prune(const servers_view *v);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

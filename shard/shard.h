@@ -325,6 +325,9 @@ void shard_health_board_unmap(shard_health_board *board);
  * when the version moved. No row: ready at the configured weight.
  */
 #define SHARD_SERVER_BOARD_ROWS 512
+/* The largest weight a server takes, in the config or from the admin
+ * endpoint: one bound for both, and the balancer's (proxy/balance.h). */
+#define SHARD_SERVER_MAX_WEIGHT 256
 
 typedef enum shard_server_admin {
 	SHARD_SERVER_READY = 0,

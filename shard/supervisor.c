@@ -578,6 +578,13 @@ static void reload(supervisor *sup)
 	sup->settings.drain_timeout_ns = next.drain_timeout_ns;
 	sup->settings.pin = next.pin;
 	sup->settings.handoff = next.handoff;
+	/* The token file is read again with the rest: a new token takes
+	 * effect now, with no restart (the check there refused a bad one). */
+	sup->settings.admin_token = next.admin_token;
+	if (sup->admin_open &&
+	    admin_set_token(&sup->admin, next.admin_token) < 0)
+		sup_log(sup, SHARD_LOG_WARN, "admin token too long: writes over "
+			"TCP refused", "max=%d", ADMIN_MAX_TOKEN - 1);
 	sup->generation++;
 	sup->reloads++;
 	sup->rolling = true;

@@ -1,4 +1,5 @@
-// shard/admin: admin_parse_request, the pure request parser.
+// shard/admin: admin_parse_request, the pure request parser; shard/servers:
+// the POST /servers/L/S path and body.
 #include <catch2/catch.hpp>
 
 #include <stdint.h>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "shard/admin.h"
+#include "shard/servers.h"
 
 namespace {
 
@@ -161,4 +163,73 @@ TEST_CASE("garbage never crashes and gives a sane answer", "[admin_parse]")
 	// The mix did exercise both outcomes that garbage can produce.
 	REQUIRE(routes[ADMIN_INCOMPLETE] > 0);
 	REQUIRE(routes[ADMIN_BAD_REQUEST] > 0);
+}
+
+namespace {
+
+bool change(const std::string &body, servers_change *ch)
+{
+	return servers_parse_change(body.data(), body.size(), ch);
+}
+
+} // namespace
+
+TEST_CASE("POST /servers bodies: form and flat JSON", "[admin_parse]")
+{
+	servers_change ch;
+
+	REQUIRE(change("state=drain", &ch));
+	CHECK(ch.has_state);
+	CHECK_FALSE(ch.has_weight);
+	CHECK(ch.state == SHARD_SERVER_DRAIN);
+	REQUIRE(change("state=maint&weight=3\r\n", &ch));
+	CHECK(ch.state == SHARD_SERVER_MAINT);
+	CHECK(ch.has_weight);
+	CHECK(ch.weight == 3);
+	REQUIRE(change("  {\"weight\": 256, \"state\": \"ready\"}\n", &ch));
+	CHECK(ch.state == SHARD_SERVER_READY);
+	CHECK(ch.weight == SHARD_SERVER_MAX_WEIGHT);
+	REQUIRE(change("{\"weight\":\"0\"}", &ch));
+	CHECK(ch.has_weight);
+	CHECK(ch.weight == 0);
+	CHECK_FALSE(ch.has_state);
+
+	const char *bad[] = {
+		"", "   ", "{}", "state=", "state=off", "weight=257", "weight=-1",
+		"weight=+3", "weight= 3", "weight=3x", "weight=99999999999999999999",
+		"colour=red", "state=drain&&weight=1", "=drain",
+		"{\"state\": \"drain\"", "{\"state\": \"dr\\u0061in\"}",
+		"{\"state\": \"drain\"} x", "{\"extra\": 1}", "[\"drain\"]",
+	};
+	for (const char *b : bad) {
+		INFO("body '" << b << "'");
+		CHECK_FALSE(change(b, &ch));
+	}
+	CHECK_FALSE(servers_parse_change(nullptr, 0, &ch));
+}
+
+TEST_CASE("POST /servers paths: two %XX-decoded names", "[admin_parse]")
+{
+	char l[SHARD_NAME_MAX], s[SHARD_NAME_MAX];
+	auto path = [&](const std::string &p) {
+		return servers_parse_path(p.data(), p.size(), l, s);
+	};
+
+	REQUIRE(path("/servers/web/127.0.0.1:4001"));
+	CHECK(std::string(l) == "web");
+	CHECK(std::string(s) == "127.0.0.1:4001");
+	REQUIRE(path("/servers/my%20api/%5B%3A%3A1%5D%3a80"));
+	CHECK(std::string(l) == "my api");
+	CHECK(std::string(s) == "[::1]:80");
+
+	CHECK_FALSE(path("/servers/web"));
+	CHECK_FALSE(path("/servers//x"));
+	CHECK_FALSE(path("/servers/x/"));
+	CHECK_FALSE(path("/servers/a%00b/x"));   // no NUL in a name
+	CHECK_FALSE(path("/servers/a%zz/x"));
+	CHECK_FALSE(path("/servers/a%4/x"));
+	CHECK_FALSE(path("/stats/a/b"));
+	CHECK_FALSE(path("/servers/" + std::string(SHARD_NAME_MAX, 'a') + "/x"));
+	CHECK(path("/servers/" + std::string(SHARD_NAME_MAX - 1, 'a') + "/x"));
+	CHECK_FALSE(servers_parse_path(nullptr, 0, l, s));
 }
