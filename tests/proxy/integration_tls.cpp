@@ -2,12 +2,16 @@
 // frameproxy. A CA and certificates are made by each run with the openssl
 // command line in the test's temp directory (nothing is committed).
 // Verified frames (framebench --tls); SNI picking the certificate; a
-// client that sends nothing (tls_handshake_timeout); plaintext to a TLS
-// port; openssl s_client; the config errors and the key-mode warning.
-// Run once per poller (epoll, uring completion: tests/proxy/meson.build).
+// client that sends nothing and one that stops halfway
+// (tls_handshake_timeout); plaintext to a TLS port; openssl s_client; the
+// config errors and the key-mode warning. Run once per poller (epoll,
+// uring completion: tests/proxy/meson.build).
 #include "tests/proxy/harness.hpp"
 
 #include <sys/stat.h>
+
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 
 using namespace itest;
 
@@ -87,6 +91,27 @@ bool metric_is(Proxy &proxy, const std::string &family, uint64_t want,
 			  T5);
 }
 
+// The first flight of a real OpenSSL client (its ClientHello record), made
+// with memory BIOs: no socket, so the test decides what reaches the proxy.
+std::string client_hello()
+{
+	SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+	REQUIRE(c);
+	SSL *s = SSL_new(c);
+	BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
+	REQUIRE((s && in && out));
+	SSL_set_bio(s, in, out);
+	SSL_set_tlsext_host_name(s, "localhost");
+	int r = SSL_connect(s);
+	CHECK(SSL_get_error(s, r) == SSL_ERROR_WANT_READ);
+	char *p = nullptr;
+	long n = BIO_get_mem_data(out, &p);
+	std::string hello(p, n > 0 ? (size_t)n : 0);
+	SSL_free(s);
+	SSL_CTX_free(c);
+	return hello;
+}
+
 } // namespace
 
 TEST_CASE("tls: verified frames through termination, 0..70000 bytes",
@@ -153,6 +178,58 @@ TEST_CASE("tls: a client that sends nothing is closed at "
 	auto warns = proxy.records("tls handshake failed");
 	REQUIRE(warns.size() == 1);
 	CHECK(warns[0].get("error") == "handshake timeout");
+	CHECK(metric_is(proxy, "frameproxy_upstream_connects_total", 0));
+}
+
+TEST_CASE("tls: a client that stops halfway through the handshake is closed "
+	  "at tls_handshake_timeout", "[tls]")
+{
+	Echo echo;
+	Proxy proxy(tls_args({"--server", echo.addr(), "--set",
+			      "tls_handshake_timeout=400ms"}));
+	std::string hello = client_hello();
+	// A TLS record header (handshake, version 3.x), then a ClientHello.
+	REQUIRE(hello.size() > 100);
+	REQUIRE(hello[0] == 0x16);
+	REQUIRE(hello[5] == 0x01);
+
+	// Half a ClientHello: the proxy still waits for its rest. The whole
+	// ClientHello: the proxy answers with its flight and waits for the
+	// client's Finished, which never comes.
+	Conn half = Conn::connect(proxy.port());
+	Conn whole = Conn::connect(proxy.port());
+	REQUIRE((half.valid() && whole.valid()));
+	auto t0 = Clock::now();
+	REQUIRE(half.send_all(hello.substr(0, hello.size() / 2)) == Io::Ok);
+	REQUIRE(whole.send_all(hello) == Io::Ok);
+
+	std::string half_got, whole_got;
+	Io rh = half.wait_closed(milliseconds(3000), &half_got);
+	Io rw = whole.wait_closed(milliseconds(3000), &whole_got);
+	while (rw == Io::Data) // the server's flight, then the close
+		rw = whole.wait_closed(milliseconds(3000), &whole_got);
+	long long waited = ms_since(t0);
+	CHECK((rh == Io::Eof || rh == Io::Reset));
+	CHECK(half_got.empty());
+	CHECK((rw == Io::Eof || rw == Io::Reset));
+	// A ServerHello record came back: the handshake was under way.
+	REQUIRE(whole_got.size() > 5);
+	CHECK(whole_got[0] == 0x16);
+	CHECK(whole_got[5] == 0x02);
+	CHECK(waited >= 300);
+	CHECK(waited < 2500);
+
+	for (Conn *c : {&half, &whole}) {
+		LogRecord access;
+		REQUIRE(proxy.wait_access(c->local_addr(), T5, &access));
+		CHECK(access.get("reason") == "tls_handshake");
+		CHECK(access.get("upstream") == "-");
+	}
+	auto warns = proxy.records("tls handshake failed");
+	REQUIRE(warns.size() == 2);
+	for (const auto &w : warns)
+		CHECK(w.get("error") == "handshake timeout");
+	CHECK(metric_is(proxy, "frameproxy_tls_handshake_failures_total", 2));
 	CHECK(metric_is(proxy, "frameproxy_upstream_connects_total", 0));
 }
 
