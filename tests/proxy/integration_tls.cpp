@@ -21,6 +21,7 @@ const milliseconds T5(5000);
 
 struct Pki {
 	std::string dir, ca, cert, key, other_cert, other_key;
+	std::string next_cert, next_key; // "localhost" too, CN localhost-next
 };
 
 bool sh(const std::string &cmd)
@@ -28,7 +29,8 @@ bool sh(const std::string &cmd)
 	return std::system(cmd.c_str()) == 0;
 }
 
-// A CA, "localhost" (and 127.0.0.1) and "other.test", each key mode 600.
+// A CA, "localhost" (and 127.0.0.1) and "other.test", and a second
+// certificate for localhost with another subject; each key mode 600.
 const Pki &pki()
 {
 	static Pki p;
@@ -52,8 +54,10 @@ const Pki &pki()
 	};
 	leaf("localhost", "DNS:localhost,IP:127.0.0.1");
 	leaf("other.test", "DNS:other.test");
+	leaf("localhost-next", "DNS:localhost,IP:127.0.0.1");
 	p = {d, d + "/ca.pem", d + "/localhost.pem", d + "/localhost.key",
-	     d + "/other.test.pem", d + "/other.test.key"};
+	     d + "/other.test.pem", d + "/other.test.key",
+	     d + "/localhost-next.pem", d + "/localhost-next.key"};
 	return p;
 }
 
@@ -91,6 +95,14 @@ bool metric_is(Proxy &proxy, const std::string &family, uint64_t want,
 			  T5);
 }
 
+bool wait_generation(Proxy &proxy, int generation)
+{
+	return proxy.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "reload complete") &&
+		       r.is("generation", std::to_string(generation));
+	}, milliseconds(10000));
+}
+
 // The first flight of a real OpenSSL client (its ClientHello record), made
 // with memory BIOs: no socket, so the test decides what reaches the proxy.
 std::string client_hello()
@@ -111,6 +123,105 @@ std::string client_hello()
 	SSL_CTX_free(c);
 	return hello;
 }
+
+// A verified TLS client of the test's own over a Conn (non-blocking: every
+// OpenSSL call is retried after poll(2), bounded by `timeout`): which
+// certificate the proxy showed, and frames echoed through it.
+class TlsClient {
+public:
+	TlsClient(uint16_t port, const std::string &name,
+		  milliseconds timeout = milliseconds(5000))
+		: timeout_(timeout)
+	{
+		conn_ = Conn::connect(port);
+		ctx_ = SSL_CTX_new(TLS_client_method());
+		if (!conn_.valid() || !ctx_ ||
+		    SSL_CTX_load_verify_locations(ctx_, pki().ca.c_str(), nullptr) != 1)
+			return;
+		SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+		if (!(ssl_ = SSL_new(ctx_)) || SSL_set_fd(ssl_, conn_.fd()) != 1)
+			return;
+		SSL_set_tlsext_host_name(ssl_, name.c_str());
+		SSL_set1_host(ssl_, name.c_str());
+		ok_ = drive([&] { return SSL_connect(ssl_); }) == 1;
+	}
+	~TlsClient()
+	{
+		SSL_free(ssl_);
+		SSL_CTX_free(ctx_);
+	}
+	TlsClient(const TlsClient &) = delete;
+	TlsClient &operator=(const TlsClient &) = delete;
+
+	bool ok() const { return ok_; }
+	const Conn &conn() const { return conn_; }
+
+	// The CN of the certificate the proxy presented ("" without one).
+	std::string subject_cn() const
+	{
+		X509 *x = ssl_ ? SSL_get1_peer_certificate(ssl_) : nullptr;
+		char cn[256] = "";
+		if (x)
+			X509_NAME_get_text_by_NID(X509_get_subject_name(x),
+						  NID_commonName, cn, sizeof(cn));
+		X509_free(x);
+		return cn;
+	}
+
+	// One frame out, the same frame back.
+	bool roundtrip(const std::string &payload)
+	{
+		std::string f = frame(payload);
+		size_t at = 0;
+		while (ok_ && at < f.size()) {
+			int n = drive([&] {
+				return SSL_write(ssl_, f.data() + at, (int)(f.size() - at));
+			});
+			if (n <= 0)
+				return false;
+			at += (size_t)n;
+		}
+		std::string back;
+		char buf[16384];
+		while (ok_ && back.size() < f.size()) {
+			int n = drive([&] { return SSL_read(ssl_, buf, sizeof(buf)); });
+			if (n <= 0)
+				return false;
+			back.append(buf, (size_t)n);
+		}
+		return back == f;
+	}
+
+private:
+	// The call's result once it is neither WANT_READ nor WANT_WRITE; -1
+	// when the time is up.
+	template <typename Op>
+	int drive(Op op)
+	{
+		auto deadline = Clock::now() + timeout_;
+		for (;;) {
+			int r = op();
+			if (r > 0)
+				return r;
+			int e = SSL_get_error(ssl_, r);
+			short ev = e == SSL_ERROR_WANT_READ ? POLLIN
+				   : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+			if (!ev)
+				return r;
+			auto left = std::chrono::duration_cast<milliseconds>(
+				deadline - Clock::now()).count();
+			pollfd p = {conn_.fd(), ev, 0};
+			if (left <= 0 || ::poll(&p, 1, (int)left) == 0)
+				return -1;
+		}
+	}
+
+	milliseconds timeout_;
+	Conn conn_;
+	SSL_CTX *ctx_ = nullptr;
+	SSL *ssl_ = nullptr;
+	bool ok_ = false;
+};
 
 } // namespace
 
@@ -231,6 +342,100 @@ TEST_CASE("tls: a client that stops halfway through the handshake is closed "
 		CHECK(w.get("error") == "handshake timeout");
 	CHECK(metric_is(proxy, "frameproxy_tls_handshake_failures_total", 2));
 	CHECK(metric_is(proxy, "frameproxy_upstream_connects_total", 0));
+}
+
+TEST_CASE("tls: SIGHUP under load re-reads the certificate, no connection "
+	  "lost; a bad file keeps the running one", "[tls]")
+{
+	const Pki &p = pki();
+	const std::string live = p.dir + "/live";
+	// Each file is replaced by a rename, so a reload never reads half of
+	// one.
+	auto install = [&](const std::string &from, const std::string &to) {
+		REQUIRE(sh("cp " + from + " " + live + "/tmp && chmod 600 " + live +
+			   "/tmp && mv " + live + "/tmp " + live + "/" + to));
+	};
+	REQUIRE(sh("mkdir -p " + live));
+	install(p.cert, "cert.pem");
+	install(p.key, "key.pem");
+
+	Echo echo;
+	// TLS connections stay in the shard that made them (their OpenSSL
+	// state cannot be handed over), so a reload's old shards serve them
+	// until drain_timeout: longer than this test.
+	Proxy proxy({"--server", echo.addr(), "--shards", "2", "--drain-timeout",
+		     "60s", "--admin", "127.0.0.1:0", "--set",
+		     "tls_cert=" + live + "/cert.pem", "--set",
+		     "tls_key=" + live + "/key.pem"});
+	REQUIRE(proxy.wait_ready());
+	TlsClient before(proxy.port(), "localhost");
+	REQUIRE(before.ok());
+	CHECK(before.subject_cn() == "localhost");
+	REQUIRE(before.roundtrip("before the reload"));
+
+	// The load: framebench's verified frames over 8 connections, made
+	// before the reload and kept across both.
+	Process load({binary("FRAMEBENCH"), "--target", proxy.addr(), "--tls",
+		      "--tls-ca", p.ca, "-c", "8", "-d", "4", "--size", "0-16384",
+		      "--duration", "4s", "--no-progress", "--json"},
+		     "framebench");
+	std::this_thread::sleep_for(milliseconds(1000));
+
+	install(p.next_cert, "cert.pem");
+	install(p.next_key, "key.pem");
+	proxy.proc().signal(SIGHUP);
+	INFO(proxy.log_tail());
+	REQUIRE(wait_generation(proxy, 1));
+	{
+		TlsClient after(proxy.port(), "localhost");
+		REQUIRE(after.ok());
+		CHECK(after.subject_cn() == "localhost-next");
+		CHECK(after.roundtrip("after the reload"));
+	}
+	CHECK(before.roundtrip("old connection, after the reload"));
+
+	// A certificate file that does not parse: one line, nothing replaced.
+	write_file(live + "/cert.pem", "-----BEGIN CERTIFICATE-----\nbroken\n"
+				       "-----END CERTIFICATE-----\n");
+	proxy.proc().signal(SIGHUP);
+	LogRecord failed;
+	REQUIRE(proxy.wait_record([](const LogRecord &r) {
+		return r.is("msg", "reload failed: keeping the running configuration");
+	}, T5, &failed));
+	CHECK(failed.get("reason").find("cannot read certificate '" + live +
+					"/cert.pem'") != std::string::npos);
+	{
+		TlsClient still(proxy.port(), "localhost");
+		REQUIRE(still.ok());
+		CHECK(still.subject_cn() == "localhost-next");
+		CHECK(still.roundtrip("after the failed reload"));
+	}
+
+	REQUIRE(run_to_exit(load, milliseconds(30000)) == 0);
+	const std::string json = load.out();
+	INFO(json << load.err());
+	CHECK(json_number(json, "connections") == 8);
+	CHECK(json_number(json, "connect_failures") == 0);
+	CHECK(json_number(json, "frames") > 1000);
+	CHECK(json_number(json, "frames") == json_number(json, "frames_sent"));
+	CHECK(json_number(json, "lost") == 0);
+	CHECK(json_number(json, "mismatches") == 0);
+	CHECK(json_number(json, "errors") == 0);
+	CHECK(before.roundtrip("old connection, at the end"));
+
+	// One failed reload, one line at level error; no shard died; every
+	// connection so far ended by its client.
+	CHECK(proxy.records("reload failed: keeping the running configuration")
+		      .size() == 1);
+	size_t errors = 0;
+	for (const auto &r : proxy.log())
+		errors += r.is("level", "error");
+	CHECK(errors == 1);
+	CHECK(proxy.records("shard died").empty());
+	REQUIRE(proxy.wait_access_count(8 + 2, T5));
+	for (const auto &r : proxy.records("access"))
+		CHECK(r.get("reason") == "client_eof");
+	CHECK(count_reason(proxy, "client_eof") == 8 + 2);
 }
 
 TEST_CASE("tls: plaintext frames to a TLS port are closed as tls_handshake "
