@@ -4,9 +4,13 @@
 // Verified frames (framebench --tls); SNI picking the certificate; a
 // client that sends nothing and one that stops halfway
 // (tls_handshake_timeout); plaintext to a TLS port; openssl s_client; the
-// config errors and the key-mode warning. Run once per poller (epoll,
-// uring completion: tests/proxy/meson.build).
+// config errors and the key-mode warning; certificates re-read on SIGHUP
+// under load. Run once per poller (epoll, uring completion:
+// tests/proxy/meson.build). The volume run through TLS is tagged
+// [tls-volume] and registered apart, sized by FRAMEPROXY_VOLUME_FRAMES as
+// the plain one (see its case).
 #include "tests/proxy/harness.hpp"
+#include "tests/proxy/volume.hpp"
 
 #include <sys/stat.h>
 
@@ -531,4 +535,16 @@ TEST_CASE("tls: config errors name file, line and key; a key others can "
 	CHECK(check("tls_cert = " + p.cert + "\ntls_key = " + loose + "\n",
 		    &text) == 0);
 	CHECK(text.find("readable by others") != std::string::npos);
+}
+
+// The volume run (a million frames of 0..256 KiB) through TLS
+// termination, sized by the plain run's knob, FRAMEPROXY_VOLUME_FRAMES
+// (default 1,000,000 here too); meson passes a count that keeps each
+// configuration under a minute in the default suite (tests/proxy/meson.build).
+TEST_CASE("tls volume: random frames 0..256KiB over 100 TLS connections "
+	  "arrive whole, in order", "[tls-volume]")
+{
+	volume_run({"tls volume", env_long("FRAMEPROXY_VOLUME_FRAMES", 1000000),
+		    env_long("FRAMEPROXY_VOLUME_TIMEOUT_S", 1500),
+		    tls_args(), {"--tls", "--tls-ca", pki().ca}});
 }
