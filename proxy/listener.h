@@ -61,6 +61,11 @@ typedef struct listener_params {
 	 * TCP), and how long a client's handshake may take. */
 	tls_ctx *tls;
 	int64_t tls_handshake_timeout_ns;
+	/* TLS origination: the config's client context (NULL: plain TCP) and
+	 * the name verified (NULL: each server's host name or address); the
+	 * handshake is bounded by upstream.connect_timeout_ns. */
+	tls_ctx *upstream_tls;
+	const char *upstream_tls_name;
 } listener_params;
 
 
@@ -84,6 +89,7 @@ typedef struct listener {
 	log_ratelimit full_log;
 	log_ratelimit proxy_header_log;
 	log_ratelimit tls_log;
+	log_ratelimit upstream_tls_log;
 	bool stopping;
 	struct listener_handoff *handoff; /* retiring with handoff, else NULL */
 } listener;

@@ -262,6 +262,8 @@ static void plan_listener(listener_params *p, const config_listener *cl)
 		.send_proxy = cl->send_proxy,
 		.tls = cl->tls,
 		.tls_handshake_timeout_ns = cl->tls_handshake_timeout,
+		.upstream_tls = cl->upstream_tls_ctx,
+		.upstream_tls_name = cl->upstream_tls_name,
 	};
 	p->upstream.check_prefix = proxy_header_local(cl->send_proxy,
 						      &p->upstream.check_prefix_len);
