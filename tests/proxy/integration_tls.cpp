@@ -26,6 +26,7 @@ const milliseconds T5(5000);
 struct Pki {
 	std::string dir, ca, cert, key, other_cert, other_key;
 	std::string next_cert, next_key; // "localhost" too, CN localhost-next
+	std::string self_cert, self_key; // "localhost", signed by itself
 };
 
 bool sh(const std::string &cmd)
@@ -33,8 +34,9 @@ bool sh(const std::string &cmd)
 	return std::system(cmd.c_str()) == 0;
 }
 
-// A CA, "localhost" (and 127.0.0.1) and "other.test", and a second
-// certificate for localhost with another subject; each key mode 600.
+// A CA, "localhost" (and 127.0.0.1) and "other.test", a second
+// certificate for localhost with another subject, and a self-signed one
+// for localhost; each key mode 600.
 const Pki &pki()
 {
 	static Pki p;
@@ -59,9 +61,14 @@ const Pki &pki()
 	leaf("localhost", "DNS:localhost,IP:127.0.0.1");
 	leaf("other.test", "DNS:other.test");
 	leaf("localhost-next", "DNS:localhost,IP:127.0.0.1");
+	REQUIRE(sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "
+		   "/CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1"
+		   " -keyout " + d + "/self.key -out " + d + "/self.pem" + q));
+	REQUIRE(chmod((d + "/self.key").c_str(), 0600) == 0);
 	p = {d, d + "/ca.pem", d + "/localhost.pem", d + "/localhost.key",
 	     d + "/other.test.pem", d + "/other.test.key",
-	     d + "/localhost-next.pem", d + "/localhost-next.key"};
+	     d + "/localhost-next.pem", d + "/localhost-next.key",
+	     d + "/self.pem", d + "/self.key"};
 	return p;
 }
 
@@ -105,6 +112,38 @@ bool wait_generation(Proxy &proxy, int generation)
 		return r.is("msg", "reload complete") &&
 		       r.is("generation", std::to_string(generation));
 	}, milliseconds(10000));
+}
+
+// frameecho speaking TLS with a certificate for localhost and 127.0.0.1
+// (by default the CA's).
+std::vector<std::string> echo_tls(const std::string &cert = pki().cert,
+				  const std::string &key = pki().key)
+{
+	return {"--tls-cert", cert, "--tls-key", key};
+}
+
+// A listener whose upstream connections speak TLS, verified against the
+// test CA.
+std::vector<std::string> upstream_tls(std::vector<std::string> more = {})
+{
+	std::vector<std::string> a = {"--set", "upstream_tls=on", "--set",
+				      "upstream_tls_ca=" + pki().ca, "--admin",
+				      "127.0.0.1:0"};
+	a.insert(a.end(), more.begin(), more.end());
+	return a;
+}
+
+// A plain framebench run (the proxy originates TLS, the client is plain).
+int bench_plain(const std::string &target, std::vector<std::string> more,
+		std::string *out)
+{
+	std::vector<std::string> argv = {binary("FRAMEBENCH"), "--target", target,
+					 "--no-progress", "--json"};
+	argv.insert(argv.end(), more.begin(), more.end());
+	Process p(argv, "framebench");
+	int rc = run_to_exit(p, milliseconds(60000));
+	*out = p.out() + p.err();
+	return rc;
 }
 
 // The first flight of a real OpenSSL client (its ClientHello record), made
@@ -547,4 +586,136 @@ TEST_CASE("tls volume: random frames 0..256KiB over 100 TLS connections "
 	volume_run({"tls volume", env_long("FRAMEPROXY_VOLUME_FRAMES", 1000000),
 		    env_long("FRAMEPROXY_VOLUME_TIMEOUT_S", 1500),
 		    tls_args(), {"--tls", "--tls-ca", pki().ca}});
+}
+
+// --- origination: TLS to the upstreams -------------------------------------
+
+TEST_CASE("tls origination: verified frames to a TLS upstream, 0..70000 "
+	  "bytes, the name verified by default is the server's address",
+	  "[tls]")
+{
+	Echo echo(echo_tls());
+	Proxy proxy(upstream_tls({"--server", echo.addr()}));
+
+	std::string out;
+	int rc = bench_plain(proxy.addr(), {"-c", "4", "-d", "4", "--size",
+					    "0-70000", "--frames", "3000"}, &out);
+	INFO(out << proxy.log_tail());
+	REQUIRE(rc == 0);
+	CHECK(json_number(out, "frames") == 3000);
+	CHECK(json_number(out, "lost") == 0);
+	CHECK(json_number(out, "mismatches") == 0);
+	REQUIRE(proxy.wait_access_count(4, T5));
+	CHECK(count_reason(proxy, "client_eof") == 4);
+	unsigned long long bytes = 0;
+	for (const auto &r : proxy.records("access")) {
+		CHECK(r.get("upstream") == echo.addr());
+		bytes += r.num("upstream_bytes");
+	}
+	// Plaintext counted, as without TLS.
+	CHECK(bytes == (unsigned long long)json_number(out, "bytes"));
+	CHECK(proxy.records("upstream tls handshake failed").empty());
+}
+
+TEST_CASE("tls origination and termination at once: verified frames, SNI "
+	  "on both sides", "[tls]")
+{
+	Echo echo(echo_tls(pki().other_cert, pki().other_key));
+	Proxy proxy(tls_args(upstream_tls({"--server", echo.addr(), "--set",
+					   "upstream_tls_name=other.test"})));
+
+	std::string out;
+	int rc = bench(proxy.addr(), {"-c", "4", "-d", "4", "--size", "0-70000",
+				      "--frames", "3000"}, &out);
+	INFO(out << proxy.log_tail());
+	REQUIRE(rc == 0);
+	CHECK(json_number(out, "frames") == 3000);
+	CHECK(json_number(out, "lost") == 0);
+	CHECK(json_number(out, "mismatches") == 0);
+	REQUIRE(proxy.wait_access_count(4, T5));
+	CHECK(count_reason(proxy, "client_eof") == 4);
+	CHECK(metric_is(proxy, "frameproxy_tls_handshakes_total", 4));
+	CHECK(proxy.records("upstream tls handshake failed").empty());
+}
+
+TEST_CASE("tls origination: a wrong name or a self-signed upstream "
+	  "certificate is refused, the client closed at once", "[tls]")
+{
+	struct Case {
+		const char *what;
+		std::string cert, key;
+		std::vector<std::string> more;
+		std::string error, name;
+	};
+	const Pki &p = pki();
+	const Case cases[] = {
+		{"wrong name", p.cert, p.key,
+		 {"--set", "upstream_tls_name=nobody.test"},
+		 "certificate verify failed: hostname mismatch", "nobody.test"},
+		{"self-signed", p.self_cert, p.self_key, {},
+		 "certificate verify failed: self-signed certificate", "127.0.0.1"},
+	};
+	for (const Case &k : cases) {
+		SECTION(k.what) {
+			Echo echo(echo_tls(k.cert, k.key));
+			std::vector<std::string> args = {"--server", echo.addr()};
+			args.insert(args.end(), k.more.begin(), k.more.end());
+			Proxy proxy(upstream_tls(args));
+
+			for (int i = 0; i < 3; i++) {
+				Conn c = Conn::connect(proxy.port());
+				REQUIRE(c.valid());
+				REQUIRE(c.send_all(frame("never relayed")) == Io::Ok);
+				auto t0 = Clock::now();
+				std::string got;
+				Io r = c.wait_closed(milliseconds(3000), &got);
+				CHECK((r == Io::Eof || r == Io::Reset));
+				CHECK(got.empty());
+				CHECK(ms_since(t0) < 1500);
+			}
+			REQUIRE(proxy.wait_access_count(3, T5));
+			CHECK(count_reason(proxy, "upstream_tls_handshake") == 3);
+			for (const auto &r : proxy.records("access")) {
+				CHECK(r.get("upstream") == echo.addr());
+				CHECK(r.num("upstream_frames") == 0);
+			}
+			auto warns = proxy.records("upstream tls handshake failed");
+			REQUIRE(warns.size() == 3);
+			INFO(warns[0].line);
+			CHECK(warns[0].get("error") == k.error);
+			CHECK(warns[0].get("name") == k.name);
+			CHECK(warns[0].get("upstream") == echo.addr());
+			CHECK(metric_is(proxy, "frameproxy_connections_closed_total", 3,
+				     "reason=\"upstream_tls_handshake\""));
+		}
+	}
+}
+
+TEST_CASE("tls origination: config errors", "[tls]")
+{
+	std::string ini = tmp().file("upstream-tls.ini");
+	auto check = [&](const std::string &body, std::string *text) {
+		write_file(ini, "[listener a]\nlisten = 127.0.0.1:0\n"
+				"server = 127.0.0.1:1\n" + body);
+		Process c({binary("FRAMEPROXY"), "--check", "-c", ini}, "check");
+		int rc = run_to_exit(c, milliseconds(10000));
+		*text = c.out() + c.err();
+		return rc;
+	};
+	std::string text;
+	CHECK(check("upstream_tls = on\nupstream_tls_ca = " + pki().ca + "\n",
+		    &text) == 0);
+	INFO(text);
+	CHECK(check("upstream_tls = maybe\n", &text) != 0);
+	CHECK(text.find(ini + ":4: key 'upstream_tls': invalid upstream_tls "
+			"'maybe'") != std::string::npos);
+	CHECK(check("upstream_tls = on\nupstream_tls_ca = " + pki().dir +
+			    "/missing.pem\n", &text) != 0);
+	CHECK(text.find(ini + ":5: key 'upstream_tls_ca': cannot read "
+			"certificate") != std::string::npos);
+	CHECK(check("upstream_tls_name = localhost\n", &text) != 0);
+	CHECK(text.find("need upstream_tls = on") != std::string::npos);
+	CHECK(check("mode = rpc\nupstream_tls = on\n", &text) != 0);
+	CHECK(text.find("upstream_tls is not available in mode = rpc") !=
+	      std::string::npos);
 }
