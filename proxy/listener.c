@@ -1,6 +1,5 @@
 #include "proxy/listener.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -279,35 +278,16 @@ static bool session_tls(session *s)
 	return true;
 }
 
-/* The name an upstream's certificate must carry: upstream_tls_name, else
- * the host name of the server line it came from, else its address. */
-static const char *upstream_tls_name(listener *l, int index, char *buf,
-				     size_t len)
-{
-	const upstream_server *u = &l->pool.servers[index];
-	const char *host = upstream_server_origin(&l->pool, (uint32_t)index);
-	const void *ip = u->addr.ss_family == AF_INET6
-		? (const void *)&((const struct sockaddr_in6 *)&u->addr)->sin6_addr
-		: (const void *)&((const struct sockaddr_in *)&u->addr)->sin_addr;
-
-	if (l->params.upstream_tls_name)
-		return l->params.upstream_tls_name;
-	if (host[0])
-		return host;
-	if (!inet_ntop(u->addr.ss_family, ip, buf, (socklen_t)len))
-		snprintf(buf, len, "-");
-	return buf;
-}
-
 /* TLS to the upstream, verified, within connect_timeout; false when it
  * failed (the session has ended, reason upstream_tls_handshake). */
 static bool session_upstream_tls(session *s, poll_desc *upstream)
 {
 	listener *l = s->owner;
 	char why[TLS_WHY_MAX] = "", addr[INET6_ADDRSTRLEN];
-	const char *name = upstream_tls_name(l, s->server, addr, sizeof(addr));
+	const char *name = upstream_tls_name(&l->pool, (uint32_t)s->server,
+					     addr, sizeof(addr));
 
-	if (!(s->upstream_tls = tls_conn_new_client(l->params.upstream_tls,
+	if (!(s->upstream_tls = tls_conn_new_client(l->params.upstream.tls,
 						    upstream, name))) {
 		pd_close(upstream);
 		session_end(s, REASON_no_memory, NULL, NULL);
@@ -352,7 +332,7 @@ static void session_main(void *arg)
 		session_end(s, REASON_connect_failed, NULL, NULL);
 		return;
 	}
-	if (l->params.upstream_tls && !session_upstream_tls(s, upstream))
+	if (l->params.upstream.tls && !session_upstream_tls(s, upstream))
 		return;
 	relay_params rp = l->params.relay;
 	rp.client_tls = s->tls;

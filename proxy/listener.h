@@ -61,11 +61,8 @@ typedef struct listener_params {
 	 * TCP), and how long a client's handshake may take. */
 	tls_ctx *tls;
 	int64_t tls_handshake_timeout_ns;
-	/* TLS origination: the config's client context (NULL: plain TCP) and
-	 * the name verified (NULL: each server's host name or address); the
-	 * handshake is bounded by upstream.connect_timeout_ns. */
-	tls_ctx *upstream_tls;
-	const char *upstream_tls_name;
+	/* TLS origination is upstream.tls (its handshake bounded by
+	 * upstream.connect_timeout_ns). */
 } listener_params;
 
 

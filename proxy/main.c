@@ -238,6 +238,8 @@ static void plan_listener(listener_params *p, const config_listener *cl)
 			.check_frame = cl->has_check_frame ? cl->check_frame : NULL,
 			.check_frame_len = (uint32_t)cl->check_frame_len,
 			.max_frame = (uint32_t)cl->max_frame,
+			.tls = cl->upstream_tls_ctx,
+			.tls_name = cl->upstream_tls_name,
 		},
 		.balance = cl->balance,
 		.servers = cl->servers,
@@ -262,8 +264,6 @@ static void plan_listener(listener_params *p, const config_listener *cl)
 		.send_proxy = cl->send_proxy,
 		.tls = cl->tls,
 		.tls_handshake_timeout_ns = cl->tls_handshake_timeout,
-		.upstream_tls = cl->upstream_tls_ctx,
-		.upstream_tls_name = cl->upstream_tls_name,
 	};
 	p->upstream.check_prefix = proxy_header_local(cl->send_proxy,
 						      &p->upstream.check_prefix_len);

@@ -34,6 +34,7 @@
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
 #include "proxy/resolve.h"
+#include "proxy/tls.h"
 #include "shard/shard.h"
 
 #define UPSTREAM_MAX_SERVERS BALANCE_MAX_SERVERS
@@ -72,6 +73,12 @@ typedef struct upstream_params {
 	const uint8_t *check_prefix;
 	uint32_t check_prefix_len;
 	uint32_t max_frame;        /* bound for the check's reply */
+	/* upstream_tls (docs/TLS.md): connections, the relay's and the
+	 * checks', speak TLS with this client context (NULL: plain TCP),
+	 * verified for tls_name (NULL: upstream_tls_name's default). A check
+	 * then passes only with a verified handshake (after check_prefix). */
+	tls_ctx *tls;
+	const char *tls_name;
 	/* Shared checks; health_board NULL: this process checks every server. */
 	shard_health_board *health_board;
 	uint32_t health_listener;  /* this pool's row on the board */
@@ -182,6 +189,11 @@ bool upstream_server_in_set(const upstream_pool *pool, uint32_t index);
 /* The server name (host, or SRV name) server `index` came from, or ""
  * for a literal address. */
 const char *upstream_server_origin(const upstream_pool *pool, uint32_t index);
+/* The name server `index`'s certificate must carry with upstream_tls:
+ * params.tls_name, else upstream_server_origin, else its address (text in
+ * buf, at least INET6_ADDRSTRLEN bytes). */
+const char *upstream_tls_name(const upstream_pool *pool, uint32_t index,
+			      char *buf, size_t len);
 
 /* Start active health checks (no-op when health_interval is 0). */
 int upstream_pool_start(upstream_pool *pool);

@@ -719,3 +719,44 @@ TEST_CASE("tls origination: config errors", "[tls]")
 	CHECK(text.find("upstream_tls is not available in mode = rpc") !=
 	      std::string::npos);
 }
+
+TEST_CASE("tls origination: health checks make the verified handshake; a "
+	  "self-signed upstream is down, clients go to the other", "[tls]")
+{
+	const Pki &p = pki();
+	Echo good(echo_tls());
+	Echo self(echo_tls(p.self_cert, p.self_key));
+	std::vector<std::string> args = {"--server", self.addr(), "--server",
+					 good.addr(), "--retries", "0",
+					 "--health-interval", "100ms", "--set",
+					 "health_rise=2", "--set", "health_fall=2"};
+	SECTION("connect checks") {}
+	SECTION("check_frame, exchanged through TLS") {
+		args.insert(args.end(), {"--check-frame", "70696e67"});
+	}
+	Proxy proxy(upstream_tls(args));
+
+	LogRecord down;
+	INFO(proxy.log_tail());
+	REQUIRE(proxy.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "upstream down") && r.is("upstream", self.addr());
+	}, T5, &down));
+	INFO(down.line);
+	CHECK(down.get("error") == "Protocol error");
+	// Enough rounds for the good server to have been checked again and
+	// again, through the handshake (and the frame).
+	std::this_thread::sleep_for(milliseconds(500));
+	for (int i = 0; i < 6; i++) {
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		CHECK(c.roundtrip("after the checks " + std::to_string(i)));
+	}
+	REQUIRE(proxy.wait_access_count(6, T5));
+	for (const auto &r : proxy.records("access")) {
+		CHECK(r.get("upstream") == good.addr());
+		CHECK(r.get("reason") == "client_eof");
+	}
+	for (const auto &r : proxy.records("upstream down"))
+		CHECK(r.get("upstream") != good.addr());
+	CHECK(proxy.records("upstream tls handshake failed").empty());
+}
