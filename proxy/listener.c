@@ -297,8 +297,15 @@ static bool session_upstream_tls(session *s, poll_desc *upstream)
 	int rc = tls_handshake(s->upstream_tls,
 			       timeout > 0 ? sched_now() + timeout : 0, why,
 			       sizeof(why));
-	if (rc == 0)
+	if (rc == 0) {
+		upstream_server_answered(&l->pool, (uint32_t)s->server);
 		return true;
+	}
+	/* The server accepted and then failed TLS (its certificate, its
+	 * protocol): a failure toward fail_threshold, as a garbled rpc
+	 * reply is. Out of memory here is ours, not the server's. */
+	if (rc != -ENOMEM)
+		upstream_server_failed(&l->pool, (uint32_t)s->server);
 	log_ratelimited(&l->upstream_tls_log, LOG_LEVEL_WARN,
 			"upstream tls handshake failed",
 			"listener=%s client=%s upstream=%s name=%s error=%s",

@@ -218,13 +218,13 @@ int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 int upstream_connect_to(upstream_pool *pool, uint32_t index,
 			poll_desc **out);
 /* Server `index` broke the protocol on a connection that was up (rpc mode:
- * a reply that matches no request): one failure toward fail_threshold, as
+ * a reply that matches no request; upstream_tls: a failed handshake): one failure toward fail_threshold, as
  * a failed connect is (the caller logs and counts it as what it was), and
  * until the server answers, reconnecting to it resets neither the failures
  * in a row nor the ejections in a row. The ejection says protocol_errors. */
 void upstream_server_failed(upstream_pool *pool, uint32_t index);
-/* Server `index` answered a request properly (rpc mode: a matched reply):
- * the end of a streak of protocol errors. */
+/* Server `index` answered a request properly (rpc mode: a matched reply;
+ * upstream_tls: a handshake): the end of a streak of protocol errors. */
 void upstream_server_answered(upstream_pool *pool, uint32_t index);
 /* Tell the balancer which servers are usable and ready, as of now, and
  * their weights (the admin board read again when it changed). */

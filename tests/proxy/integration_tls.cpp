@@ -687,6 +687,12 @@ TEST_CASE("tls origination: a wrong name or a self-signed upstream "
 			CHECK(warns[0].get("upstream") == echo.addr());
 			CHECK(metric_is(proxy, "frameproxy_connections_closed_total", 3,
 				     "reason=\"upstream_tls_handshake\""));
+			// Passive health: three failures (fail_threshold) in a
+			// row take the server out.
+			auto out = proxy.records("upstream out");
+			REQUIRE(out.size() == 1);
+			CHECK(out[0].get("reason") == "protocol_errors");
+			CHECK(out[0].get("upstream") == echo.addr());
 		}
 	}
 }
