@@ -680,7 +680,9 @@ static void check_tls(config *cfg, config_listener *l)
 {
 	char why[CONFIG_WHY_MAX];
 
-	if (l->ntls_certs == 0 && l->ntls_keys == 0)
+	/* A file refused has its own error: pairing what is left would only
+	 * add a second, misleading one. */
+	if ((l->ntls_certs == 0 && l->ntls_keys == 0) || l->tls_unreadable)
 		return;
 	if (l->ntls_certs != l->ntls_keys) {
 		snprintf(why, sizeof(why), "%zu tls_cert lines but %zu tls_key "

@@ -160,6 +160,7 @@ typedef struct config_listener {
 	char **tls_keys;
 	size_t ntls_keys;
 	int tls_line;
+	size_t tls_unreadable;   /* tls_cert/tls_key lines refused (reported) */
 	tls_version tls_min_version;
 	char *tls_ciphers;       /* NULL: OpenSSL's default */
 	char *tls_ciphersuites;

@@ -620,8 +620,10 @@ static int set_tls_cert(void *t, const config_key *k, const char *v,
 	config_listener *l = t;
 
 	(void)k;
-	if (tls_check_cert_file(v, why, CONFIG_WHY_MAX) < 0)
+	if (tls_check_cert_file(v, why, CONFIG_WHY_MAX) < 0) {
+		l->tls_unreadable++;
 		return -1;
+	}
 	if (l->ntls_certs == 0)
 		l->tls_line = o->line;
 	return append_path(&l->tls_certs, &l->ntls_certs, v, why);
@@ -646,8 +648,10 @@ static int set_tls_key(void *t, const config_key *k, const char *v,
 	config_listener *l = t;
 
 	(void)k;
-	if (tls_check_key_file(v, why, CONFIG_WHY_MAX) < 0)
+	if (tls_check_key_file(v, why, CONFIG_WHY_MAX) < 0) {
+		l->tls_unreadable++;
 		return -1;
+	}
 	warn_key_mode(v, o);
 	return append_path(&l->tls_keys, &l->ntls_keys, v, why);
 }
