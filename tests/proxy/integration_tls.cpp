@@ -9,6 +9,7 @@
 // tests/proxy/meson.build). The volume run through TLS is tagged
 // [tls-volume] and registered apart, sized by FRAMEPROXY_VOLUME_FRAMES as
 // the plain one (see its case).
+#include "tests/proxy/dns_server.hpp"
 #include "tests/proxy/harness.hpp"
 #include "tests/proxy/volume.hpp"
 
@@ -768,4 +769,50 @@ TEST_CASE("tls origination: health checks make the verified handshake; a "
 	for (const auto &r : proxy.records("upstream down"))
 		CHECK(r.get("upstream") != good.addr());
 	CHECK(proxy.records("upstream tls handshake failed").empty());
+}
+
+TEST_CASE("tls origination: a server named by a host is verified for that "
+	  "host name by default", "[tls]")
+{
+	const Pki &p = pki();
+	DnsServer dns; // the tests' own: no lookup leaves the machine
+	dns.set_a("other.test", {"127.0.0.1"}, 60);
+	dns.set_a("wrong.test", {"127.0.0.1"}, 60);
+	// other.test's certificate names only other.test: it verifies for
+	// the host name, not for the address the name resolved to.
+	Echo echo(echo_tls(p.other_cert, p.other_key));
+	std::string port = std::to_string(echo.port());
+
+	SECTION("the certificate carries the host name") {
+		Proxy proxy(upstream_tls({"--resolvers", dns.addr(), "--server",
+					  "other.test:" + port}));
+		REQUIRE(proxy.wait_record([](const LogRecord &r) {
+			return r.is("msg", "servers changed");
+		}, T5));
+		for (int i = 0; i < 3; i++) {
+			Conn c = Conn::connect(proxy.port());
+			REQUIRE(c.valid());
+			CHECK(c.roundtrip("by name " + std::to_string(i)));
+		}
+		CHECK(proxy.records("upstream tls handshake failed").empty());
+	}
+	SECTION("it does not") {
+		Proxy proxy(upstream_tls({"--resolvers", dns.addr(), "--server",
+					  "wrong.test:" + port}));
+		REQUIRE(proxy.wait_record([](const LogRecord &r) {
+			return r.is("msg", "servers changed");
+		}, T5));
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		REQUIRE(c.send_all(frame("never relayed")) == Io::Ok);
+		Io r = c.wait_closed(milliseconds(3000));
+		CHECK((r == Io::Eof || r == Io::Reset));
+		LogRecord warn;
+		REQUIRE(proxy.wait_record([](const LogRecord &w) {
+			return w.is("msg", "upstream tls handshake failed");
+		}, T5, &warn));
+		CHECK(warn.get("name") == "wrong.test");
+		CHECK(warn.get("error") ==
+		      "certificate verify failed: hostname mismatch");
+	}
 }
