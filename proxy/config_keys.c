@@ -666,17 +666,23 @@ static int set_tls_min_version(void *t, const config_key *k, const char *v,
 	return 0;
 }
 
-static int set_tls_cipher_list(char **field, const char *v, bool tls13,
-			       char *why)
+static int set_string(char **field, const char *v, char *why)
 {
-	if (tls_check_ciphers(v, tls13, why, CONFIG_WHY_MAX) < 0)
-		return -1;
 	char *copy = strdup(v);
+
 	if (!copy)
 		return setter_fail(why, "out of memory");
 	free(*field);
 	*field = copy;
 	return 0;
+}
+
+static int set_tls_cipher_list(char **field, const char *v, bool tls13,
+			       char *why)
+{
+	if (tls_check_ciphers(v, tls13, why, CONFIG_WHY_MAX) < 0)
+		return -1;
+	return set_string(field, v, why);
 }
 
 static int set_tls_ciphers(void *t, const config_key *k, const char *v,
@@ -702,17 +708,6 @@ static int set_upstream_tls(void *t, const config_key *k, const char *v,
 	if (parse_bool(v, &((config_listener *)t)->upstream_tls) < 0)
 		return setter_fail(why, "invalid upstream_tls '%s' (expected on, "
 				   "off, true, false, yes, no, 1 or 0)", v);
-	return 0;
-}
-
-static int set_string(char **field, const char *v, char *why)
-{
-	char *copy = strdup(v);
-
-	if (!copy)
-		return setter_fail(why, "out of memory");
-	free(*field);
-	*field = copy;
 	return 0;
 }
 

@@ -168,6 +168,34 @@ std::string client_hello()
 	return hello;
 }
 
+// frameproxy --check of one listener [a] with `body` added: its exit
+// code, its output in *text.
+int check_ini(const std::string &ini, const std::string &body,
+	      std::string *text)
+{
+	write_file(ini, "[listener a]\nlisten = 127.0.0.1:0\n"
+			"server = 127.0.0.1:1\n" + body);
+	Process c({binary("FRAMEPROXY"), "--check", "-c", ini}, "check");
+	int rc = run_to_exit(c, milliseconds(10000));
+	*text = c.out() + c.err();
+	return rc;
+}
+
+// A verified run of framebench (exit code rc, output out): every one of
+// `frames` came back whole, and the proxy says each of `conns`
+// connections was ended by its client.
+void check_verified(Proxy &proxy, int rc, const std::string &out,
+		    long long frames, size_t conns)
+{
+	INFO(out << proxy.log_tail());
+	REQUIRE(rc == 0);
+	CHECK(json_number(out, "frames") == frames);
+	CHECK(json_number(out, "lost") == 0);
+	CHECK(json_number(out, "mismatches") == 0);
+	REQUIRE(proxy.wait_access_count(conns, T5));
+	CHECK(count_reason(proxy, "client_eof") == conns);
+}
+
 // A verified TLS client of the test's own over a Conn (non-blocking: every
 // OpenSSL call is retried after poll(2), bounded by `timeout`): which
 // certificate the proxy showed, and frames echoed through it.
@@ -278,13 +306,7 @@ TEST_CASE("tls: verified frames through termination, 0..70000 bytes",
 	std::string out;
 	int rc = bench(proxy.addr(), {"-c", "4", "-d", "4", "--size", "0-70000",
 				      "--frames", "4000"}, &out);
-	INFO(out << proxy.log_tail());
-	REQUIRE(rc == 0);
-	CHECK(json_number(out, "frames") == 4000);
-	CHECK(json_number(out, "lost") == 0);
-	CHECK(json_number(out, "mismatches") == 0);
-	REQUIRE(proxy.wait_access_count(4, T5));
-	CHECK(count_reason(proxy, "client_eof") == 4);
+	check_verified(proxy, rc, out, 4000, 4);
 	CHECK(metric_is(proxy, "frameproxy_tls_handshakes_total", 4));
 	CHECK(metric_is(proxy, "frameproxy_tls_connections_total", 4,
 		     "version=\"TLSv1.3\""));
@@ -534,12 +556,7 @@ TEST_CASE("tls: config errors name file, line and key; a key others can "
 	const Pki &p = pki();
 	std::string ini = tmp().file("tls.ini");
 	auto check = [&](const std::string &body, std::string *text) {
-		write_file(ini, "[listener a]\nlisten = 127.0.0.1:0\n"
-				"server = 127.0.0.1:1\n" + body);
-		Process c({binary("FRAMEPROXY"), "--check", "-c", ini}, "check");
-		int rc = run_to_exit(c, milliseconds(10000));
-		*text = c.out() + c.err();
-		return rc;
+		return check_ini(ini, body, text);
 	};
 	std::string text;
 
@@ -604,13 +621,7 @@ TEST_CASE("tls origination: verified frames to a TLS upstream, 0..70000 "
 	std::string out;
 	int rc = bench_plain(proxy.addr(), {"-c", "4", "-d", "4", "--size",
 					    "0-70000", "--frames", "3000"}, &out);
-	INFO(out << proxy.log_tail());
-	REQUIRE(rc == 0);
-	CHECK(json_number(out, "frames") == 3000);
-	CHECK(json_number(out, "lost") == 0);
-	CHECK(json_number(out, "mismatches") == 0);
-	REQUIRE(proxy.wait_access_count(4, T5));
-	CHECK(count_reason(proxy, "client_eof") == 4);
+	check_verified(proxy, rc, out, 3000, 4);
 	unsigned long long bytes = 0;
 	for (const auto &r : proxy.records("access")) {
 		CHECK(r.get("upstream") == echo.addr());
@@ -631,13 +642,7 @@ TEST_CASE("tls origination and termination at once: verified frames, SNI "
 	std::string out;
 	int rc = bench(proxy.addr(), {"-c", "4", "-d", "4", "--size", "0-70000",
 				      "--frames", "3000"}, &out);
-	INFO(out << proxy.log_tail());
-	REQUIRE(rc == 0);
-	CHECK(json_number(out, "frames") == 3000);
-	CHECK(json_number(out, "lost") == 0);
-	CHECK(json_number(out, "mismatches") == 0);
-	REQUIRE(proxy.wait_access_count(4, T5));
-	CHECK(count_reason(proxy, "client_eof") == 4);
+	check_verified(proxy, rc, out, 3000, 4);
 	CHECK(metric_is(proxy, "frameproxy_tls_handshakes_total", 4));
 	CHECK(proxy.records("upstream tls handshake failed").empty());
 }
@@ -705,12 +710,7 @@ TEST_CASE("tls origination: config errors", "[tls]")
 {
 	std::string ini = tmp().file("upstream-tls.ini");
 	auto check = [&](const std::string &body, std::string *text) {
-		write_file(ini, "[listener a]\nlisten = 127.0.0.1:0\n"
-				"server = 127.0.0.1:1\n" + body);
-		Process c({binary("FRAMEPROXY"), "--check", "-c", ini}, "check");
-		int rc = run_to_exit(c, milliseconds(10000));
-		*text = c.out() + c.err();
-		return rc;
+		return check_ini(ini, body, text);
 	};
 	std::string text;
 	CHECK(check("upstream_tls = on\nupstream_tls_ca = " + pki().ca + "\n",
