@@ -187,6 +187,9 @@ static void listener_free(config_listener *l)
 	free(l->tls_ciphers);
 	free(l->tls_ciphersuites);
 	tls_ctx_free(l->tls);
+	free(l->upstream_tls_ca);
+	free(l->upstream_tls_name);
+	tls_ctx_free(l->upstream_tls_ctx);
 	config_servers_free(l);
 	memset(l, 0, sizeof(*l));
 }
@@ -677,7 +680,9 @@ static void check_tls(config *cfg, config_listener *l)
 {
 	char why[CONFIG_WHY_MAX];
 
-	if (l->ntls_certs == 0 && l->ntls_keys == 0)
+	/* A file refused has its own error: pairing what is left would only
+	 * add a second, misleading one. */
+	if ((l->ntls_certs == 0 && l->ntls_keys == 0) || l->tls_unreadable)
 		return;
 	if (l->ntls_certs != l->ntls_keys) {
 		snprintf(why, sizeof(why), "%zu tls_cert lines but %zu tls_key "
@@ -702,9 +707,35 @@ static void check_tls(config *cfg, config_listener *l)
 	}
 }
 
+/* TLS origination: stream mode, its keys only with it on, a context
+ * that builds (the CA file was read when its line was). */
+static void check_upstream_tls(config *cfg, config_listener *l)
+{
+	char why[CONFIG_WHY_MAX];
+
+	if (!l->upstream_tls) {
+		if (l->upstream_tls_ca || l->upstream_tls_name)
+			listener_error(cfg, l, "upstream_tls_ca and "
+				       "upstream_tls_name need upstream_tls = on");
+		return;
+	}
+	if (l->mode == CONFIG_MODE_RPC) {
+		listener_error(cfg, l, "upstream_tls is not available in mode = "
+			       "rpc yet (docs/TLS.md)");
+		return;
+	}
+	char reason[CONFIG_WHY_MAX - 32];
+	if (tls_client_ctx_build(l->upstream_tls_ca, reason, sizeof(reason),
+				 &l->upstream_tls_ctx) < 0) {
+		snprintf(why, sizeof(why), "upstream TLS: %s", reason);
+		listener_error(cfg, l, why);
+	}
+}
+
 static void check_listener(config *cfg, size_t i)
 {
 	check_tls(cfg, &cfg->listeners[i]);
+	check_upstream_tls(cfg, &cfg->listeners[i]);
 	const config_listener *l = &cfg->listeners[i];
 	char why[CONFIG_WHY_MAX], addr[NETADDR_STRLEN];
 

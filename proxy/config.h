@@ -161,11 +161,21 @@ typedef struct config_listener {
 	char **tls_keys;
 	size_t ntls_keys;
 	int tls_line;
+	size_t tls_unreadable;   /* tls_cert/tls_key lines refused (reported) */
 	tls_version tls_min_version;
 	char *tls_ciphers;       /* NULL: OpenSSL's default */
 	char *tls_ciphersuites;
 	int64_t tls_handshake_timeout;
 	tls_ctx *tls;
+	/* TLS origination (docs/TLS.md): upstream connections speak TLS,
+	 * the server's certificate verified against upstream_tls_ca (NULL:
+	 * OpenSSL's default store) for upstream_tls_name (NULL: the server's
+	 * host name, or its address); the client context config_finish
+	 * builds (NULL: plain TCP). */
+	bool upstream_tls;
+	char *upstream_tls_ca;
+	char *upstream_tls_name;
+	tls_ctx *upstream_tls_ctx;
 
 	upstream_spec *servers; /* see proxy/balance.h */
 	size_t nservers;

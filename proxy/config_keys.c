@@ -620,8 +620,10 @@ static int set_tls_cert(void *t, const config_key *k, const char *v,
 	config_listener *l = t;
 
 	(void)k;
-	if (tls_check_cert_file(v, why, CONFIG_WHY_MAX) < 0)
+	if (tls_check_cert_file(v, why, CONFIG_WHY_MAX) < 0) {
+		l->tls_unreadable++;
 		return -1;
+	}
 	if (l->ntls_certs == 0)
 		l->tls_line = o->line;
 	return append_path(&l->tls_certs, &l->ntls_certs, v, why);
@@ -646,8 +648,10 @@ static int set_tls_key(void *t, const config_key *k, const char *v,
 	config_listener *l = t;
 
 	(void)k;
-	if (tls_check_key_file(v, why, CONFIG_WHY_MAX) < 0)
+	if (tls_check_key_file(v, why, CONFIG_WHY_MAX) < 0) {
+		l->tls_unreadable++;
 		return -1;
+	}
 	warn_key_mode(v, o);
 	return append_path(&l->tls_keys, &l->ntls_keys, v, why);
 }
@@ -662,17 +666,23 @@ static int set_tls_min_version(void *t, const config_key *k, const char *v,
 	return 0;
 }
 
-static int set_tls_cipher_list(char **field, const char *v, bool tls13,
-			       char *why)
+static int set_string(char **field, const char *v, char *why)
 {
-	if (tls_check_ciphers(v, tls13, why, CONFIG_WHY_MAX) < 0)
-		return -1;
 	char *copy = strdup(v);
+
 	if (!copy)
 		return setter_fail(why, "out of memory");
 	free(*field);
 	*field = copy;
 	return 0;
+}
+
+static int set_tls_cipher_list(char **field, const char *v, bool tls13,
+			       char *why)
+{
+	if (tls_check_ciphers(v, tls13, why, CONFIG_WHY_MAX) < 0)
+		return -1;
+	return set_string(field, v, why);
 }
 
 static int set_tls_ciphers(void *t, const config_key *k, const char *v,
@@ -689,6 +699,35 @@ static int set_tls_ciphersuites(void *t, const config_key *k, const char *v,
 	(void)k, (void)o;
 	return set_tls_cipher_list(&((config_listener *)t)->tls_ciphersuites,
 				   v, true, why);
+}
+
+static int set_upstream_tls(void *t, const config_key *k, const char *v,
+			    const config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	if (parse_bool(v, &((config_listener *)t)->upstream_tls) < 0)
+		return setter_fail(why, "invalid upstream_tls '%s' (expected on, "
+				   "off, true, false, yes, no, 1 or 0)", v);
+	return 0;
+}
+
+static int set_upstream_tls_ca(void *t, const config_key *k, const char *v,
+			       const config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	if (tls_check_cert_file(v, why, CONFIG_WHY_MAX) < 0)
+		return -1;
+	return set_string(&((config_listener *)t)->upstream_tls_ca, v, why);
+}
+
+static int set_upstream_tls_name(void *t, const config_key *k, const char *v,
+				 const config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	if (!v[0] || strlen(v) > 253 || strpbrk(v, " \t/"))
+		return setter_fail(why, "invalid upstream_tls_name '%s' (expected "
+				   "a host name or an address)", v);
+	return set_string(&((config_listener *)t)->upstream_tls_name, v, why);
 }
 
 static int set_check_frame(void *t, const config_key *k, const char *v,
@@ -1160,6 +1199,12 @@ const config_key config_keys[] = {
 	{ .name = "tls_handshake_timeout", .scope = L, .set = set_duration,
 	  .off = L_OFF(tls_handshake_timeout), .min = UNITS_NS_PER_MS,
 	  .def = "5s", .help = "TLS: a client's whole handshake" },
+	{ .name = "upstream_tls", .scope = L, .set = set_upstream_tls,
+	  .def = "off", .help = "TLS to the upstreams (verified)" },
+	{ .name = "upstream_tls_ca", .scope = L, .set = set_upstream_tls_ca,
+	  .help = "upstream TLS: CA PEM (default: OpenSSL's store)" },
+	{ .name = "upstream_tls_name", .scope = L, .set = set_upstream_tls_name,
+	  .help = "upstream TLS: SNI + name verified (default: host)" },
 	{ .name = "server", .scope = L, .set = set_server, .repeat = true,
 	  .flag = "--server", .arg = "'ADDR|HOST:PORT|NAME srv [weight=N] [maxconn=N]'",
 	  .help = "an upstream (repeat for more)" },

@@ -28,6 +28,7 @@ typedef struct session {
 	int64_t accepted_ns;
 	uint32_t handoffs;           /* times it came from another shard */
 	tls_conn *tls;               /* a TLS listener's client, else NULL */
+	tls_conn *upstream_tls;      /* upstream_tls: its upstream, else NULL */
 } session;
 
 /* --- the end of a connection --------------------------------------------- */
@@ -116,6 +117,7 @@ static void session_end(session *s, reason_code reason,
 	if (s->client)
 		pd_close(s->client);
 	tls_conn_free(s->tls); /* after its relay: nothing uses it now */
+	tls_conn_free(s->upstream_tls);
 	free(s);
 	listener_wake_acceptor(l);
 }
@@ -276,6 +278,44 @@ static bool session_tls(session *s)
 	return true;
 }
 
+/* TLS to the upstream, verified, within connect_timeout; false when it
+ * failed (the session has ended, reason upstream_tls_handshake). */
+static bool session_upstream_tls(session *s, poll_desc *upstream)
+{
+	listener *l = s->owner;
+	char why[TLS_WHY_MAX] = "", addr[INET6_ADDRSTRLEN];
+	const char *name = upstream_tls_name(&l->pool, (uint32_t)s->server,
+					     addr, sizeof(addr));
+
+	if (!(s->upstream_tls = tls_conn_new_client(l->params.upstream.tls,
+						    upstream, name))) {
+		pd_close(upstream);
+		session_end(s, REASON_no_memory, NULL, NULL);
+		return false;
+	}
+	int64_t timeout = l->params.upstream.connect_timeout_ns;
+	int rc = tls_handshake(s->upstream_tls,
+			       timeout > 0 ? sched_now() + timeout : 0, why,
+			       sizeof(why));
+	if (rc == 0) {
+		upstream_server_answered(&l->pool, (uint32_t)s->server);
+		return true;
+	}
+	/* The server accepted and then failed TLS (its certificate, its
+	 * protocol): a failure toward fail_threshold, as a garbled rpc
+	 * reply is. Out of memory here is ours, not the server's. */
+	if (rc != -ENOMEM)
+		upstream_server_failed(&l->pool, (uint32_t)s->server);
+	log_ratelimited(&l->upstream_tls_log, LOG_LEVEL_WARN,
+			"upstream tls handshake failed",
+			"listener=%s client=%s upstream=%s name=%s error=%s",
+			l->params.name, s->peer_name,
+			l->pool.servers[s->server].name, name, why);
+	pd_close(upstream);
+	session_end(s, REASON_upstream_tls_handshake, NULL, NULL);
+	return false;
+}
+
 /* --- a new connection ---------------------------------------------------- */
 
 static void session_main(void *arg)
@@ -300,8 +340,11 @@ static void session_main(void *arg)
 		session_end(s, REASON_connect_failed, NULL, NULL);
 		return;
 	}
+	if (l->params.upstream.tls && !session_upstream_tls(s, upstream))
+		return;
 	relay_params rp = l->params.relay;
 	rp.client_tls = s->tls;
+	rp.upstream_tls = s->upstream_tls;
 	int rc = relay_start(l->relays, s->client, upstream, &rp,
 			     session_relay_done, s);
 	if (rc < 0) {
@@ -460,7 +503,8 @@ int listener_open(listener *l, const listener_params *params,
 			.accept_error_log = LOG_RATELIMIT_INIT(5),
 			.full_log = LOG_RATELIMIT_INIT(1),
 			.proxy_header_log = LOG_RATELIMIT_INIT(5),
-			.tls_log = LOG_RATELIMIT_INIT(5)};
+			.tls_log = LOG_RATELIMIT_INIT(5),
+			.upstream_tls_log = LOG_RATELIMIT_INIT(5)};
 	rc = upstream_pool_init(&l->pool, params->name, &params->upstream,
 				params->balance, params->servers,
 				params->server_count, params->names,

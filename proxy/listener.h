@@ -61,6 +61,8 @@ typedef struct listener_params {
 	 * TCP), and how long a client's handshake may take. */
 	tls_ctx *tls;
 	int64_t tls_handshake_timeout_ns;
+	/* TLS origination is upstream.tls (its handshake bounded by
+	 * upstream.connect_timeout_ns). */
 } listener_params;
 
 
@@ -84,6 +86,7 @@ typedef struct listener {
 	log_ratelimit full_log;
 	log_ratelimit proxy_header_log;
 	log_ratelimit tls_log;
+	log_ratelimit upstream_tls_log;
 	bool stopping;
 	struct listener_handoff *handoff; /* retiring with handoff, else NULL */
 } listener;

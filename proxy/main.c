@@ -241,6 +241,8 @@ static void plan_listener(listener_params *p, const config_listener *cl)
 			.check_frame = cl->has_check_frame ? cl->check_frame : NULL,
 			.check_frame_len = (uint32_t)cl->check_frame_len,
 			.max_frame = (uint32_t)cl->max_frame,
+			.tls = cl->upstream_tls_ctx,
+			.tls_name = cl->upstream_tls_name,
 		},
 		.balance = cl->balance,
 		.servers = cl->servers,

@@ -334,16 +334,22 @@ static poll_desc *dir_destination(relay_dir *dir)
 	return dir->owner->pd[!dir->side];
 }
 
-/* The client side's TLS, when this direction writes to it (or reads). */
+/* A side's TLS (termination on the client's, origination on the
+ * upstream's), or NULL when it is plain. */
+static tls_conn *side_tls(const relay_conn *r, relay_side side)
+{
+	return side == RELAY_CLIENT ? r->params.client_tls
+				    : r->params.upstream_tls;
+}
+
 static tls_conn *dir_dest_tls(const relay_dir *dir)
 {
-	return dir->side == RELAY_UPSTREAM ? dir->owner->params.client_tls
-					   : NULL;
+	return side_tls(dir->owner, !dir->side);
 }
 
 static tls_conn *dir_source_tls(const relay_dir *dir)
 {
-	return dir->side == RELAY_CLIENT ? dir->owner->params.client_tls : NULL;
+	return side_tls(dir->owner, dir->side);
 }
 
 /* Decrypted bytes wait inside OpenSSL: the socket may say nothing more. */
@@ -747,6 +753,7 @@ static bool dir_at_rest_for_handoff(const relay_dir *dir)
 bool relay_at_rest(const relay_conn *r)
 {
 	return !r->closing && !r->draining && !r->params.client_tls &&
+	       !r->params.upstream_tls &&
 	       !(r->dir[RELAY_CLIENT].done && r->dir[RELAY_UPSTREAM].done) &&
 	       dir_at_rest_for_handoff(&r->dir[RELAY_CLIENT]) &&
 	       dir_at_rest_for_handoff(&r->dir[RELAY_UPSTREAM]);

@@ -26,10 +26,12 @@ typedef struct relay_params {
 	uint32_t buffer_size;    /* per direction */
 	int64_t idle_timeout_ns; /* 0 = none */
 	int64_t frame_timeout_ns;/* 0 = none */
-	/* The client side speaks TLS through this (proxy/tls.h; the caller's,
-	 * freed after `done`), or NULL. Such a relay is never at rest for a
-	 * handoff: its TLS state cannot cross to another shard. */
+	/* The client side, and the upstream side, speak TLS through these
+	 * (proxy/tls.h; the caller's, freed after `done`), or NULL. Such a
+	 * relay is never at rest for a handoff: its TLS state cannot cross to
+	 * another shard. */
 	tls_conn *client_tls;
+	tls_conn *upstream_tls;
 } relay_params;
 
 typedef struct relay_summary {

@@ -308,10 +308,13 @@ int tls_client_ctx_build(const char *ca_file, char *why, size_t why_len,
 	SSL_CTX_set_options(c, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
-	if (SSL_CTX_load_verify_locations(c, ca_file, NULL) != 1) {
+	int loaded = ca_file ? SSL_CTX_load_verify_locations(c, ca_file, NULL)
+			     : SSL_CTX_set_default_verify_paths(c);
+	if (loaded != 1) {
 		char reason[TLS_WHY_MAX];
 		take_reason(reason, sizeof(reason), "unreadable");
-		snprintf(why, why_len, "CA file '%s': %s", ca_file, reason);
+		snprintf(why, why_len, "CA file '%s': %s",
+			 ca_file ? ca_file : "(OpenSSL's default)", reason);
 		tls_ctx_free(ctx);
 		return -1;
 	}
@@ -464,6 +467,18 @@ static int tls_flush(tls_conn *t)
 	return t->write_error;
 }
 
+/* A client side that refused the peer's certificate: OpenSSL's reason
+ * ("certificate verify failed") says that it did, the verify result why. */
+static void verify_reason(const tls_conn *t, char *why, size_t why_len)
+{
+	long v = SSL_get_verify_result(t->ssl);
+
+	if (SSL_is_server(t->ssl) || v == X509_V_OK)
+		return;
+	snprintf(why, why_len, "certificate verify failed: %s",
+		 X509_verify_cert_error_string(v));
+}
+
 static int wait_read(tls_conn *t)
 {
 	int rc = tls_flush(t);
@@ -503,6 +518,7 @@ int tls_handshake(tls_conn *t, int64_t deadline_ns, char *why,
 		} else {
 			rc = -EPROTO;
 			take_reason(why, why_len, "handshake failed");
+			verify_reason(t, why, why_len);
 		}
 		break;
 	}

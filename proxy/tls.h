@@ -61,8 +61,9 @@ int tls_ctx_build(const tls_settings *s, tls_ctx **out, char *why,
 void tls_ctx_free(tls_ctx *ctx);
 
 /*
- * A client side (framebench --tls): peers verified against the PEM CA
- * file. 0, or -1 with the reason in why.
+ * A client side (framebench --tls, upstream_tls): peers verified against
+ * the PEM CA file, or OpenSSL's default CA store when ca_file is NULL.
+ * 0, or -1 with the reason in why.
  */
 int tls_client_ctx_build(const char *ca_file, char *why, size_t why_len,
 			 tls_ctx **out);
@@ -79,7 +80,9 @@ void tls_conn_free(tls_conn *t);
 /*
  * The handshake (either side), parked on the pollDesc until done or `deadline_ns`
  * (sched_now clock, 0 = none). 0, or -ETIMEDOUT, -EPROTO (with OpenSSL's
- * reason in why), -ECONNRESET (the client left), -errno.
+ * reason in why; a client side that refused the peer's certificate says
+ * why, "certificate verify failed: hostname mismatch"), -ECONNRESET (the
+ * peer left), -errno.
  */
 int tls_handshake(tls_conn *t, int64_t deadline_ns, char *why,
 		  size_t why_len);

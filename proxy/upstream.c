@@ -1,5 +1,6 @@
 #include "proxy/upstream.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -416,28 +417,63 @@ void upstream_release(upstream_pool *pool, int index)
 	queue_wake(pool);
 }
 
+const char *upstream_tls_name(const upstream_pool *pool, uint32_t index,
+			      char *buf, size_t len)
+{
+	const upstream_server *u = &pool->servers[index];
+	const char *host = upstream_server_origin(pool, index);
+	const void *ip = u->addr.ss_family == AF_INET6
+		? (const void *)&((const struct sockaddr_in6 *)&u->addr)->sin6_addr
+		: (const void *)&((const struct sockaddr_in *)&u->addr)->sin_addr;
+
+	if (pool->params.tls_name)
+		return pool->params.tls_name;
+	if (host[0])
+		return host;
+	if (!inet_ntop(u->addr.ss_family, ip, buf, (socklen_t)len))
+		snprintf(buf, len, "-");
+	return buf;
+}
+
 /* --- active health ------------------------------------------------------- */
 
-/* Send check_frame and read one whole frame back, within the deadline. */
-static int check_exchange(upstream_pool *pool, poll_desc *pd, int64_t deadline)
+/* A check's I/O: plain on the pollDesc, or through its TLS. */
+static ssize_t check_write(poll_desc *pd, tls_conn *t, const void *buf,
+			   size_t len)
+{
+	return t ? tls_write_full(t, buf, len) : pd_write_full(pd, buf, len);
+}
+
+static ssize_t check_read_full(poll_desc *pd, tls_conn *t, void *buf,
+			       size_t len)
+{
+	if (!t)
+		return pd_read_full(pd, buf, len);
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = tls_read(t, (uint8_t *)buf + got, len - got);
+		if (n <= 0)
+			return n < 0 ? n : (ssize_t)got;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+/* Send check_frame and read one whole frame back (the deadline is set). */
+static int check_exchange(upstream_pool *pool, poll_desc *pd, tls_conn *t)
 {
 	const upstream_params *params = &pool->params;
 	uint8_t header[FRAME_HEADER_SIZE];
 	uint8_t sink[512];
 
-	pd_set_deadline(pd, PD_BOTH, deadline);
 	frame_write_length(header, params->check_frame_len);
-	struct iovec iov[3] = {
-		{.iov_base = (void *)params->check_prefix,
-		 .iov_len = params->check_prefix_len},
-		{.iov_base = header, .iov_len = sizeof(header)},
-		{.iov_base = (void *)params->check_frame,
-		 .iov_len = params->check_frame_len},
-	};
-	ssize_t n = pd_writev_full(pd, iov, 3);
+	ssize_t n = check_write(pd, t, header, sizeof(header));
+	if (n >= 0)
+		n = check_write(pd, t, params->check_frame,
+				params->check_frame_len);
 	if (n < 0)
 		return (int)n;
-	n = pd_read_full(pd, header, sizeof(header));
+	n = check_read_full(pd, t, header, sizeof(header));
 	if (n != (ssize_t)sizeof(header))
 		return n < 0 ? (int)n : -ECONNRESET;
 	uint32_t left = frame_read_length(header);
@@ -445,7 +481,7 @@ static int check_exchange(upstream_pool *pool, poll_desc *pd, int64_t deadline)
 		return -EMSGSIZE;
 	while (left > 0) {
 		size_t want = left < sizeof(sink) ? left : sizeof(sink);
-		n = pd_read_full(pd, sink, want);
+		n = check_read_full(pd, t, sink, want);
 		if (n != (ssize_t)want)
 			return n < 0 ? (int)n : -ECONNRESET;
 		left -= (uint32_t)want;
@@ -453,17 +489,43 @@ static int check_exchange(upstream_pool *pool, poll_desc *pd, int64_t deadline)
 	return 0;
 }
 
+/* upstream_tls: the verified handshake, as the relay's connections make
+ * it. 0 or -errno (-EPROTO: the certificate or the protocol failed). */
+static int check_tls(upstream_pool *pool, upstream_server *server,
+		     poll_desc *pd, int64_t deadline, tls_conn **out)
+{
+	char addr[INET6_ADDRSTRLEN], why[TLS_WHY_MAX];
+	const char *name = upstream_tls_name(pool, server->index, addr,
+					     sizeof(addr));
+
+	if (!(*out = tls_conn_new_client(pool->params.tls, pd, name)))
+		return -ENOMEM;
+	return tls_handshake(*out, deadline, why, sizeof(why));
+}
+
 static int check_once(upstream_pool *pool, upstream_server *server)
 {
-	int64_t timeout = pool->params.connect_timeout_ns;
+	const upstream_params *params = &pool->params;
+	int64_t timeout = params->connect_timeout_ns;
 	poll_desc *pd = NULL;
+	tls_conn *t = NULL;
 	int rc = poll_connect((const struct sockaddr *)&server->addr,
 			      server->addr_len, timeout, &pd);
 
 	if (rc < 0)
 		return rc;
-	if (pool->params.check_frame)
-		rc = check_exchange(pool, pd, sched_now() + timeout);
+	int64_t deadline = sched_now() + timeout;
+	pd_set_deadline(pd, PD_BOTH, deadline);
+	/* The PROXY header goes first, in plaintext, as on the relay's
+	 * connections; a connect-only check sends nothing without TLS. */
+	if (params->check_prefix && (params->check_frame || params->tls) &&
+	    pd_write_full(pd, params->check_prefix, params->check_prefix_len) < 0)
+		rc = -ECONNRESET;
+	if (rc == 0 && params->tls)
+		rc = check_tls(pool, server, pd, deadline, &t);
+	if (rc == 0 && params->check_frame)
+		rc = check_exchange(pool, pd, t);
+	tls_conn_free(t);
 	pd_close(pd);
 	return rc;
 }

@@ -34,6 +34,7 @@
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
 #include "proxy/resolve.h"
+#include "proxy/tls.h"
 #include "shard/shard.h"
 
 #define UPSTREAM_MAX_SERVERS BALANCE_MAX_SERVERS
@@ -75,6 +76,12 @@ typedef struct upstream_params {
 	const uint8_t *check_prefix;
 	uint32_t check_prefix_len;
 	uint32_t max_frame;        /* bound for the check's reply */
+	/* upstream_tls (docs/TLS.md): connections, the relay's and the
+	 * checks', speak TLS with this client context (NULL: plain TCP),
+	 * verified for tls_name (NULL: upstream_tls_name's default). A check
+	 * then passes only with a verified handshake (after check_prefix). */
+	tls_ctx *tls;
+	const char *tls_name;
 	/* Shared checks; health_board NULL: this process checks every server. */
 	shard_health_board *health_board;
 	uint32_t health_listener;  /* this pool's row on the board */
@@ -197,6 +204,11 @@ bool upstream_server_in_set(const upstream_pool *pool, uint32_t index);
 /* The server name (host, or SRV name) server `index` came from, or ""
  * for a literal address. */
 const char *upstream_server_origin(const upstream_pool *pool, uint32_t index);
+/* The name server `index`'s certificate must carry with upstream_tls:
+ * params.tls_name, else upstream_server_origin, else its address (text in
+ * buf, at least INET6_ADDRSTRLEN bytes). */
+const char *upstream_tls_name(const upstream_pool *pool, uint32_t index,
+			      char *buf, size_t len);
 
 /* Start active health checks (no-op when health_interval is 0). */
 int upstream_pool_start(upstream_pool *pool);
@@ -225,13 +237,13 @@ int upstream_connect(upstream_pool *pool, const struct sockaddr *client,
 int upstream_connect_to(upstream_pool *pool, uint32_t index,
 			poll_desc **out);
 /* Server `index` broke the protocol on a connection that was up (rpc mode:
- * a reply that matches no request): one failure toward fail_threshold, as
+ * a reply that matches no request; upstream_tls: a failed handshake): one failure toward fail_threshold, as
  * a failed connect is (the caller logs and counts it as what it was), and
  * until the server answers, reconnecting to it resets neither the failures
  * in a row nor the ejections in a row. The ejection says protocol_errors. */
 void upstream_server_failed(upstream_pool *pool, uint32_t index);
-/* Server `index` answered a request properly (rpc mode: a matched reply):
- * the end of a streak of protocol errors. */
+/* Server `index` answered a request properly (rpc mode: a matched reply;
+ * upstream_tls: a handshake): the end of a streak of protocol errors. */
 void upstream_server_answered(upstream_pool *pool, uint32_t index);
 /* Tell the balancer which servers are usable and ready, as of now, and
  * their weights (the admin board read again when it changed). */

@@ -2,12 +2,21 @@
 // frameproxy. A CA and certificates are made by each run with the openssl
 // command line in the test's temp directory (nothing is committed).
 // Verified frames (framebench --tls); SNI picking the certificate; a
-// client that sends nothing (tls_handshake_timeout); plaintext to a TLS
-// port; openssl s_client; the config errors and the key-mode warning.
-// Run once per poller (epoll, uring completion: tests/proxy/meson.build).
+// client that sends nothing and one that stops halfway
+// (tls_handshake_timeout); plaintext to a TLS port; openssl s_client; the
+// config errors and the key-mode warning; certificates re-read on SIGHUP
+// under load. Run once per poller (epoll, uring completion:
+// tests/proxy/meson.build). The volume run through TLS is tagged
+// [tls-volume] and registered apart, sized by FRAMEPROXY_VOLUME_FRAMES as
+// the plain one (see its case).
+#include "tests/proxy/dns_server.hpp"
 #include "tests/proxy/harness.hpp"
+#include "tests/proxy/volume.hpp"
 
 #include <sys/stat.h>
+
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 
 using namespace itest;
 
@@ -17,6 +26,8 @@ const milliseconds T5(5000);
 
 struct Pki {
 	std::string dir, ca, cert, key, other_cert, other_key;
+	std::string next_cert, next_key; // "localhost" too, CN localhost-next
+	std::string self_cert, self_key; // "localhost", signed by itself
 };
 
 bool sh(const std::string &cmd)
@@ -24,7 +35,9 @@ bool sh(const std::string &cmd)
 	return std::system(cmd.c_str()) == 0;
 }
 
-// A CA, "localhost" (and 127.0.0.1) and "other.test", each key mode 600.
+// A CA, "localhost" (and 127.0.0.1) and "other.test", a second
+// certificate for localhost with another subject, and a self-signed one
+// for localhost; each key mode 600.
 const Pki &pki()
 {
 	static Pki p;
@@ -48,8 +61,15 @@ const Pki &pki()
 	};
 	leaf("localhost", "DNS:localhost,IP:127.0.0.1");
 	leaf("other.test", "DNS:other.test");
+	leaf("localhost-next", "DNS:localhost,IP:127.0.0.1");
+	REQUIRE(sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "
+		   "/CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1"
+		   " -keyout " + d + "/self.key -out " + d + "/self.pem" + q));
+	REQUIRE(chmod((d + "/self.key").c_str(), 0600) == 0);
 	p = {d, d + "/ca.pem", d + "/localhost.pem", d + "/localhost.key",
-	     d + "/other.test.pem", d + "/other.test.key"};
+	     d + "/other.test.pem", d + "/other.test.key",
+	     d + "/localhost-next.pem", d + "/localhost-next.key",
+	     d + "/self.pem", d + "/self.key"};
 	return p;
 }
 
@@ -87,6 +107,194 @@ bool metric_is(Proxy &proxy, const std::string &family, uint64_t want,
 			  T5);
 }
 
+bool wait_generation(Proxy &proxy, int generation)
+{
+	return proxy.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "reload complete") &&
+		       r.is("generation", std::to_string(generation));
+	}, milliseconds(10000));
+}
+
+// frameecho speaking TLS with a certificate for localhost and 127.0.0.1
+// (by default the CA's).
+std::vector<std::string> echo_tls(const std::string &cert = pki().cert,
+				  const std::string &key = pki().key)
+{
+	return {"--tls-cert", cert, "--tls-key", key};
+}
+
+// A listener whose upstream connections speak TLS, verified against the
+// test CA.
+std::vector<std::string> upstream_tls(std::vector<std::string> more = {})
+{
+	std::vector<std::string> a = {"--set", "upstream_tls=on", "--set",
+				      "upstream_tls_ca=" + pki().ca, "--admin",
+				      "127.0.0.1:0"};
+	a.insert(a.end(), more.begin(), more.end());
+	return a;
+}
+
+// A plain framebench run (the proxy originates TLS, the client is plain).
+int bench_plain(const std::string &target, std::vector<std::string> more,
+		std::string *out)
+{
+	std::vector<std::string> argv = {binary("FRAMEBENCH"), "--target", target,
+					 "--no-progress", "--json"};
+	argv.insert(argv.end(), more.begin(), more.end());
+	Process p(argv, "framebench");
+	int rc = run_to_exit(p, milliseconds(60000));
+	*out = p.out() + p.err();
+	return rc;
+}
+
+// The first flight of a real OpenSSL client (its ClientHello record), made
+// with memory BIOs: no socket, so the test decides what reaches the proxy.
+std::string client_hello()
+{
+	SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+	REQUIRE(c);
+	SSL *s = SSL_new(c);
+	BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
+	REQUIRE((s && in && out));
+	SSL_set_bio(s, in, out);
+	SSL_set_tlsext_host_name(s, "localhost");
+	int r = SSL_connect(s);
+	CHECK(SSL_get_error(s, r) == SSL_ERROR_WANT_READ);
+	char *p = nullptr;
+	long n = BIO_get_mem_data(out, &p);
+	std::string hello(p, n > 0 ? (size_t)n : 0);
+	SSL_free(s);
+	SSL_CTX_free(c);
+	return hello;
+}
+
+// frameproxy --check of one listener [a] with `body` added: its exit
+// code, its output in *text.
+int check_ini(const std::string &ini, const std::string &body,
+	      std::string *text)
+{
+	write_file(ini, "[listener a]\nlisten = 127.0.0.1:0\n"
+			"server = 127.0.0.1:1\n" + body);
+	Process c({binary("FRAMEPROXY"), "--check", "-c", ini}, "check");
+	int rc = run_to_exit(c, milliseconds(10000));
+	*text = c.out() + c.err();
+	return rc;
+}
+
+// A verified run of framebench (exit code rc, output out): every one of
+// `frames` came back whole, and the proxy says each of `conns`
+// connections was ended by its client.
+void check_verified(Proxy &proxy, int rc, const std::string &out,
+		    long long frames, size_t conns)
+{
+	INFO(out << proxy.log_tail());
+	REQUIRE(rc == 0);
+	CHECK(json_number(out, "frames") == frames);
+	CHECK(json_number(out, "lost") == 0);
+	CHECK(json_number(out, "mismatches") == 0);
+	REQUIRE(proxy.wait_access_count(conns, T5));
+	CHECK(count_reason(proxy, "client_eof") == conns);
+}
+
+// A verified TLS client of the test's own over a Conn (non-blocking: every
+// OpenSSL call is retried after poll(2), bounded by `timeout`): which
+// certificate the proxy showed, and frames echoed through it.
+class TlsClient {
+public:
+	TlsClient(uint16_t port, const std::string &name,
+		  milliseconds timeout = milliseconds(5000))
+		: timeout_(timeout)
+	{
+		conn_ = Conn::connect(port);
+		ctx_ = SSL_CTX_new(TLS_client_method());
+		if (!conn_.valid() || !ctx_ ||
+		    SSL_CTX_load_verify_locations(ctx_, pki().ca.c_str(), nullptr) != 1)
+			return;
+		SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+		if (!(ssl_ = SSL_new(ctx_)) || SSL_set_fd(ssl_, conn_.fd()) != 1)
+			return;
+		SSL_set_tlsext_host_name(ssl_, name.c_str());
+		SSL_set1_host(ssl_, name.c_str());
+		ok_ = drive([&] { return SSL_connect(ssl_); }) == 1;
+	}
+	~TlsClient()
+	{
+		SSL_free(ssl_);
+		SSL_CTX_free(ctx_);
+	}
+	TlsClient(const TlsClient &) = delete;
+	TlsClient &operator=(const TlsClient &) = delete;
+
+	bool ok() const { return ok_; }
+	const Conn &conn() const { return conn_; }
+
+	// The CN of the certificate the proxy presented ("" without one).
+	std::string subject_cn() const
+	{
+		X509 *x = ssl_ ? SSL_get1_peer_certificate(ssl_) : nullptr;
+		char cn[256] = "";
+		if (x)
+			X509_NAME_get_text_by_NID(X509_get_subject_name(x),
+						  NID_commonName, cn, sizeof(cn));
+		X509_free(x);
+		return cn;
+	}
+
+	// One frame out, the same frame back.
+	bool roundtrip(const std::string &payload)
+	{
+		std::string f = frame(payload);
+		size_t at = 0;
+		while (ok_ && at < f.size()) {
+			int n = drive([&] {
+				return SSL_write(ssl_, f.data() + at, (int)(f.size() - at));
+			});
+			if (n <= 0)
+				return false;
+			at += (size_t)n;
+		}
+		std::string back;
+		char buf[16384];
+		while (ok_ && back.size() < f.size()) {
+			int n = drive([&] { return SSL_read(ssl_, buf, sizeof(buf)); });
+			if (n <= 0)
+				return false;
+			back.append(buf, (size_t)n);
+		}
+		return back == f;
+	}
+
+private:
+	// The call's result once it is neither WANT_READ nor WANT_WRITE; -1
+	// when the time is up.
+	template <typename Op>
+	int drive(Op op)
+	{
+		auto deadline = Clock::now() + timeout_;
+		for (;;) {
+			int r = op();
+			if (r > 0)
+				return r;
+			int e = SSL_get_error(ssl_, r);
+			short ev = e == SSL_ERROR_WANT_READ ? POLLIN
+				   : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+			if (!ev)
+				return r;
+			auto left = std::chrono::duration_cast<milliseconds>(
+				deadline - Clock::now()).count();
+			pollfd p = {conn_.fd(), ev, 0};
+			if (left <= 0 || ::poll(&p, 1, (int)left) == 0)
+				return -1;
+		}
+	}
+
+	milliseconds timeout_;
+	Conn conn_;
+	SSL_CTX *ctx_ = nullptr;
+	SSL *ssl_ = nullptr;
+	bool ok_ = false;
+};
+
 } // namespace
 
 TEST_CASE("tls: verified frames through termination, 0..70000 bytes",
@@ -98,13 +306,7 @@ TEST_CASE("tls: verified frames through termination, 0..70000 bytes",
 	std::string out;
 	int rc = bench(proxy.addr(), {"-c", "4", "-d", "4", "--size", "0-70000",
 				      "--frames", "4000"}, &out);
-	INFO(out << proxy.log_tail());
-	REQUIRE(rc == 0);
-	CHECK(json_number(out, "frames") == 4000);
-	CHECK(json_number(out, "lost") == 0);
-	CHECK(json_number(out, "mismatches") == 0);
-	REQUIRE(proxy.wait_access_count(4, T5));
-	CHECK(count_reason(proxy, "client_eof") == 4);
+	check_verified(proxy, rc, out, 4000, 4);
 	CHECK(metric_is(proxy, "frameproxy_tls_handshakes_total", 4));
 	CHECK(metric_is(proxy, "frameproxy_tls_connections_total", 4,
 		     "version=\"TLSv1.3\""));
@@ -156,6 +358,155 @@ TEST_CASE("tls: a client that sends nothing is closed at "
 	CHECK(metric_is(proxy, "frameproxy_upstream_connects_total", 0));
 }
 
+TEST_CASE("tls: a client that stops halfway through the handshake is closed "
+	  "at tls_handshake_timeout", "[tls]")
+{
+	Echo echo;
+	Proxy proxy(tls_args({"--server", echo.addr(), "--set",
+			      "tls_handshake_timeout=400ms"}));
+	std::string hello = client_hello();
+	// A TLS record header (handshake, version 3.x), then a ClientHello.
+	REQUIRE(hello.size() > 100);
+	REQUIRE(hello[0] == 0x16);
+	REQUIRE(hello[5] == 0x01);
+
+	// Half a ClientHello: the proxy still waits for its rest. The whole
+	// ClientHello: the proxy answers with its flight and waits for the
+	// client's Finished, which never comes.
+	Conn half = Conn::connect(proxy.port());
+	Conn whole = Conn::connect(proxy.port());
+	REQUIRE((half.valid() && whole.valid()));
+	auto t0 = Clock::now();
+	REQUIRE(half.send_all(hello.substr(0, hello.size() / 2)) == Io::Ok);
+	REQUIRE(whole.send_all(hello) == Io::Ok);
+
+	std::string half_got, whole_got;
+	Io rh = half.wait_closed(milliseconds(3000), &half_got);
+	Io rw = whole.wait_closed(milliseconds(3000), &whole_got);
+	while (rw == Io::Data) // the server's flight, then the close
+		rw = whole.wait_closed(milliseconds(3000), &whole_got);
+	long long waited = ms_since(t0);
+	CHECK((rh == Io::Eof || rh == Io::Reset));
+	CHECK(half_got.empty());
+	CHECK((rw == Io::Eof || rw == Io::Reset));
+	// A ServerHello record came back: the handshake was under way.
+	REQUIRE(whole_got.size() > 5);
+	CHECK(whole_got[0] == 0x16);
+	CHECK(whole_got[5] == 0x02);
+	CHECK(waited >= 300);
+	CHECK(waited < 2500);
+
+	for (Conn *c : {&half, &whole}) {
+		LogRecord access;
+		REQUIRE(proxy.wait_access(c->local_addr(), T5, &access));
+		CHECK(access.get("reason") == "tls_handshake");
+		CHECK(access.get("upstream") == "-");
+	}
+	auto warns = proxy.records("tls handshake failed");
+	REQUIRE(warns.size() == 2);
+	for (const auto &w : warns)
+		CHECK(w.get("error") == "handshake timeout");
+	CHECK(metric_is(proxy, "frameproxy_tls_handshake_failures_total", 2));
+	CHECK(metric_is(proxy, "frameproxy_upstream_connects_total", 0));
+}
+
+TEST_CASE("tls: SIGHUP under load re-reads the certificate, no connection "
+	  "lost; a bad file keeps the running one", "[tls]")
+{
+	const Pki &p = pki();
+	const std::string live = p.dir + "/live";
+	// Each file is replaced by a rename, so a reload never reads half of
+	// one.
+	auto install = [&](const std::string &from, const std::string &to) {
+		REQUIRE(sh("cp " + from + " " + live + "/tmp && chmod 600 " + live +
+			   "/tmp && mv " + live + "/tmp " + live + "/" + to));
+	};
+	REQUIRE(sh("mkdir -p " + live));
+	install(p.cert, "cert.pem");
+	install(p.key, "key.pem");
+
+	Echo echo;
+	// TLS connections stay in the shard that made them (their OpenSSL
+	// state cannot be handed over), so a reload's old shards serve them
+	// until drain_timeout: longer than this test.
+	Proxy proxy({"--server", echo.addr(), "--shards", "2", "--drain-timeout",
+		     "60s", "--admin", "127.0.0.1:0", "--set",
+		     "tls_cert=" + live + "/cert.pem", "--set",
+		     "tls_key=" + live + "/key.pem"});
+	REQUIRE(proxy.wait_ready());
+	TlsClient before(proxy.port(), "localhost");
+	REQUIRE(before.ok());
+	CHECK(before.subject_cn() == "localhost");
+	REQUIRE(before.roundtrip("before the reload"));
+
+	// The load: framebench's verified frames over 8 connections, made
+	// before the reload and kept across both.
+	Process load({binary("FRAMEBENCH"), "--target", proxy.addr(), "--tls",
+		      "--tls-ca", p.ca, "-c", "8", "-d", "4", "--size", "0-16384",
+		      "--duration", "4s", "--no-progress", "--json"},
+		     "framebench");
+	std::this_thread::sleep_for(milliseconds(1000));
+
+	install(p.next_cert, "cert.pem");
+	install(p.next_key, "key.pem");
+	proxy.proc().signal(SIGHUP);
+	INFO(proxy.log_tail());
+	REQUIRE(wait_generation(proxy, 1));
+	{
+		TlsClient after(proxy.port(), "localhost");
+		REQUIRE(after.ok());
+		CHECK(after.subject_cn() == "localhost-next");
+		CHECK(after.roundtrip("after the reload"));
+	}
+	CHECK(before.roundtrip("old connection, after the reload"));
+
+	// A certificate file that does not parse: one line, nothing replaced.
+	write_file(live + "/cert.pem", "-----BEGIN CERTIFICATE-----\nbroken\n"
+				       "-----END CERTIFICATE-----\n");
+	proxy.proc().signal(SIGHUP);
+	LogRecord failed;
+	REQUIRE(proxy.wait_record([](const LogRecord &r) {
+		return r.is("msg", "reload failed: keeping the running configuration");
+	}, T5, &failed));
+	CHECK(failed.get("reason").find("cannot read certificate '" + live +
+					"/cert.pem'") != std::string::npos);
+	// Only that reason: the key left without its certificate is not
+	// reported as a second error.
+	CHECK(failed.get("reason").find(';') == std::string::npos);
+	{
+		TlsClient still(proxy.port(), "localhost");
+		REQUIRE(still.ok());
+		CHECK(still.subject_cn() == "localhost-next");
+		CHECK(still.roundtrip("after the failed reload"));
+	}
+
+	REQUIRE(run_to_exit(load, milliseconds(30000)) == 0);
+	const std::string json = load.out();
+	INFO(json << load.err());
+	CHECK(json_number(json, "connections") == 8);
+	CHECK(json_number(json, "connect_failures") == 0);
+	CHECK(json_number(json, "frames") > 1000);
+	CHECK(json_number(json, "frames") == json_number(json, "frames_sent"));
+	CHECK(json_number(json, "lost") == 0);
+	CHECK(json_number(json, "mismatches") == 0);
+	CHECK(json_number(json, "errors") == 0);
+	CHECK(before.roundtrip("old connection, at the end"));
+
+	// One failed reload, one line at level error; no shard died; every
+	// connection so far ended by its client.
+	CHECK(proxy.records("reload failed: keeping the running configuration")
+		      .size() == 1);
+	size_t errors = 0;
+	for (const auto &r : proxy.log())
+		errors += r.is("level", "error");
+	CHECK(errors == 1);
+	CHECK(proxy.records("shard died").empty());
+	REQUIRE(proxy.wait_access_count(8 + 2, T5));
+	for (const auto &r : proxy.records("access"))
+		CHECK(r.get("reason") == "client_eof");
+	CHECK(count_reason(proxy, "client_eof") == 8 + 2);
+}
+
 TEST_CASE("tls: plaintext frames to a TLS port are closed as tls_handshake "
 	  "with OpenSSL's reason", "[tls]")
 {
@@ -205,12 +556,7 @@ TEST_CASE("tls: config errors name file, line and key; a key others can "
 	const Pki &p = pki();
 	std::string ini = tmp().file("tls.ini");
 	auto check = [&](const std::string &body, std::string *text) {
-		write_file(ini, "[listener a]\nlisten = 127.0.0.1:0\n"
-				"server = 127.0.0.1:1\n" + body);
-		Process c({binary("FRAMEPROXY"), "--check", "-c", ini}, "check");
-		int rc = run_to_exit(c, milliseconds(10000));
-		*text = c.out() + c.err();
-		return rc;
+		return check_ini(ini, body, text);
 	};
 	std::string text;
 
@@ -249,4 +595,224 @@ TEST_CASE("tls: config errors name file, line and key; a key others can "
 	CHECK(check("tls_cert = " + p.cert + "\ntls_key = " + loose + "\n",
 		    &text) == 0);
 	CHECK(text.find("readable by others") != std::string::npos);
+}
+
+// The volume run (a million frames of 0..256 KiB) through TLS
+// termination, sized by the plain run's knob, FRAMEPROXY_VOLUME_FRAMES
+// (default 1,000,000 here too); meson passes a count that keeps each
+// configuration under a minute in the default suite (tests/proxy/meson.build).
+TEST_CASE("tls volume: random frames 0..256KiB over 100 TLS connections "
+	  "arrive whole, in order", "[tls-volume]")
+{
+	volume_run({"tls volume", env_long("FRAMEPROXY_VOLUME_FRAMES", 1000000),
+		    env_long("FRAMEPROXY_VOLUME_TIMEOUT_S", 1500),
+		    tls_args(), {"--tls", "--tls-ca", pki().ca}});
+}
+
+// --- origination: TLS to the upstreams -------------------------------------
+
+TEST_CASE("tls origination: verified frames to a TLS upstream, 0..70000 "
+	  "bytes, the name verified by default is the server's address",
+	  "[tls]")
+{
+	Echo echo(echo_tls());
+	Proxy proxy(upstream_tls({"--server", echo.addr()}));
+
+	std::string out;
+	int rc = bench_plain(proxy.addr(), {"-c", "4", "-d", "4", "--size",
+					    "0-70000", "--frames", "3000"}, &out);
+	check_verified(proxy, rc, out, 3000, 4);
+	unsigned long long bytes = 0;
+	for (const auto &r : proxy.records("access")) {
+		CHECK(r.get("upstream") == echo.addr());
+		bytes += r.num("upstream_bytes");
+	}
+	// Plaintext counted, as without TLS.
+	CHECK(bytes == (unsigned long long)json_number(out, "bytes"));
+	CHECK(proxy.records("upstream tls handshake failed").empty());
+}
+
+TEST_CASE("tls origination and termination at once: verified frames, SNI "
+	  "on both sides", "[tls]")
+{
+	Echo echo(echo_tls(pki().other_cert, pki().other_key));
+	Proxy proxy(tls_args(upstream_tls({"--server", echo.addr(), "--set",
+					   "upstream_tls_name=other.test"})));
+
+	std::string out;
+	int rc = bench(proxy.addr(), {"-c", "4", "-d", "4", "--size", "0-70000",
+				      "--frames", "3000"}, &out);
+	check_verified(proxy, rc, out, 3000, 4);
+	CHECK(metric_is(proxy, "frameproxy_tls_handshakes_total", 4));
+	CHECK(proxy.records("upstream tls handshake failed").empty());
+}
+
+TEST_CASE("tls origination: a wrong name or a self-signed upstream "
+	  "certificate is refused, the client closed at once", "[tls]")
+{
+	struct Case {
+		const char *what;
+		std::string cert, key;
+		std::vector<std::string> more;
+		std::string error, name;
+	};
+	const Pki &p = pki();
+	const Case cases[] = {
+		{"wrong name", p.cert, p.key,
+		 {"--set", "upstream_tls_name=nobody.test"},
+		 "certificate verify failed: hostname mismatch", "nobody.test"},
+		{"self-signed", p.self_cert, p.self_key, {},
+		 "certificate verify failed: self-signed certificate", "127.0.0.1"},
+	};
+	for (const Case &k : cases) {
+		SECTION(k.what) {
+			Echo echo(echo_tls(k.cert, k.key));
+			std::vector<std::string> args = {"--server", echo.addr()};
+			args.insert(args.end(), k.more.begin(), k.more.end());
+			Proxy proxy(upstream_tls(args));
+
+			for (int i = 0; i < 3; i++) {
+				Conn c = Conn::connect(proxy.port());
+				REQUIRE(c.valid());
+				REQUIRE(c.send_all(frame("never relayed")) == Io::Ok);
+				auto t0 = Clock::now();
+				std::string got;
+				Io r = c.wait_closed(milliseconds(3000), &got);
+				CHECK((r == Io::Eof || r == Io::Reset));
+				CHECK(got.empty());
+				CHECK(ms_since(t0) < 1500);
+			}
+			REQUIRE(proxy.wait_access_count(3, T5));
+			CHECK(count_reason(proxy, "upstream_tls_handshake") == 3);
+			for (const auto &r : proxy.records("access")) {
+				CHECK(r.get("upstream") == echo.addr());
+				CHECK(r.num("upstream_frames") == 0);
+			}
+			auto warns = proxy.records("upstream tls handshake failed");
+			REQUIRE(warns.size() == 3);
+			INFO(warns[0].line);
+			CHECK(warns[0].get("error") == k.error);
+			CHECK(warns[0].get("name") == k.name);
+			CHECK(warns[0].get("upstream") == echo.addr());
+			CHECK(metric_is(proxy, "frameproxy_connections_closed_total", 3,
+				     "reason=\"upstream_tls_handshake\""));
+			// Passive health: three failures (fail_threshold) in a
+			// row take the server out.
+			auto out = proxy.records("upstream out");
+			REQUIRE(out.size() == 1);
+			CHECK(out[0].get("reason") == "protocol_errors");
+			CHECK(out[0].get("upstream") == echo.addr());
+		}
+	}
+}
+
+TEST_CASE("tls origination: config errors", "[tls]")
+{
+	std::string ini = tmp().file("upstream-tls.ini");
+	auto check = [&](const std::string &body, std::string *text) {
+		return check_ini(ini, body, text);
+	};
+	std::string text;
+	CHECK(check("upstream_tls = on\nupstream_tls_ca = " + pki().ca + "\n",
+		    &text) == 0);
+	INFO(text);
+	CHECK(check("upstream_tls = maybe\n", &text) != 0);
+	CHECK(text.find(ini + ":4: key 'upstream_tls': invalid upstream_tls "
+			"'maybe'") != std::string::npos);
+	CHECK(check("upstream_tls = on\nupstream_tls_ca = " + pki().dir +
+			    "/missing.pem\n", &text) != 0);
+	CHECK(text.find(ini + ":5: key 'upstream_tls_ca': cannot read "
+			"certificate") != std::string::npos);
+	CHECK(check("upstream_tls_name = localhost\n", &text) != 0);
+	CHECK(text.find("need upstream_tls = on") != std::string::npos);
+	CHECK(check("mode = rpc\nupstream_tls = on\n", &text) != 0);
+	CHECK(text.find("upstream_tls is not available in mode = rpc") !=
+	      std::string::npos);
+}
+
+TEST_CASE("tls origination: health checks make the verified handshake; a "
+	  "self-signed upstream is down, clients go to the other", "[tls]")
+{
+	const Pki &p = pki();
+	Echo good(echo_tls());
+	Echo self(echo_tls(p.self_cert, p.self_key));
+	std::vector<std::string> args = {"--server", self.addr(), "--server",
+					 good.addr(), "--retries", "0",
+					 "--health-interval", "100ms", "--set",
+					 "health_rise=2", "--set", "health_fall=2"};
+	SECTION("connect checks") {}
+	SECTION("check_frame, exchanged through TLS") {
+		args.insert(args.end(), {"--check-frame", "70696e67"});
+	}
+	Proxy proxy(upstream_tls(args));
+
+	LogRecord down;
+	INFO(proxy.log_tail());
+	REQUIRE(proxy.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "upstream down") && r.is("upstream", self.addr());
+	}, T5, &down));
+	INFO(down.line);
+	CHECK(down.get("error") == "Protocol error");
+	// Enough rounds for the good server to have been checked again and
+	// again, through the handshake (and the frame).
+	std::this_thread::sleep_for(milliseconds(500));
+	for (int i = 0; i < 6; i++) {
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		CHECK(c.roundtrip("after the checks " + std::to_string(i)));
+	}
+	REQUIRE(proxy.wait_access_count(6, T5));
+	for (const auto &r : proxy.records("access")) {
+		CHECK(r.get("upstream") == good.addr());
+		CHECK(r.get("reason") == "client_eof");
+	}
+	for (const auto &r : proxy.records("upstream down"))
+		CHECK(r.get("upstream") != good.addr());
+	CHECK(proxy.records("upstream tls handshake failed").empty());
+}
+
+TEST_CASE("tls origination: a server named by a host is verified for that "
+	  "host name by default", "[tls]")
+{
+	const Pki &p = pki();
+	DnsServer dns; // the tests' own: no lookup leaves the machine
+	dns.set_a("other.test", {"127.0.0.1"}, 60);
+	dns.set_a("wrong.test", {"127.0.0.1"}, 60);
+	// other.test's certificate names only other.test: it verifies for
+	// the host name, not for the address the name resolved to.
+	Echo echo(echo_tls(p.other_cert, p.other_key));
+	std::string port = std::to_string(echo.port());
+
+	SECTION("the certificate carries the host name") {
+		Proxy proxy(upstream_tls({"--resolvers", dns.addr(), "--server",
+					  "other.test:" + port}));
+		REQUIRE(proxy.wait_record([](const LogRecord &r) {
+			return r.is("msg", "servers changed");
+		}, T5));
+		for (int i = 0; i < 3; i++) {
+			Conn c = Conn::connect(proxy.port());
+			REQUIRE(c.valid());
+			CHECK(c.roundtrip("by name " + std::to_string(i)));
+		}
+		CHECK(proxy.records("upstream tls handshake failed").empty());
+	}
+	SECTION("it does not") {
+		Proxy proxy(upstream_tls({"--resolvers", dns.addr(), "--server",
+					  "wrong.test:" + port}));
+		REQUIRE(proxy.wait_record([](const LogRecord &r) {
+			return r.is("msg", "servers changed");
+		}, T5));
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		REQUIRE(c.send_all(frame("never relayed")) == Io::Ok);
+		Io r = c.wait_closed(milliseconds(3000));
+		CHECK((r == Io::Eof || r == Io::Reset));
+		LogRecord warn;
+		REQUIRE(proxy.wait_record([](const LogRecord &w) {
+			return w.is("msg", "upstream tls handshake failed");
+		}, T5, &warn));
+		CHECK(warn.get("name") == "wrong.test");
+		CHECK(warn.get("error") ==
+		      "certificate verify failed: hostname mismatch");
+	}
 }

@@ -18,7 +18,8 @@ TEST_CASE("reason: names in counter order", "[reason]")
 		"denied", "client_limit", "client_reset", "upstream_reset",
 		"client_truncated", "upstream_truncated", "drain", "shutdown",
 		"no_memory", "internal_error", "upstream_lost", "request_timeout",
-		"bad_request", "bad_proxy_header", "tls_handshake", "queue_timeout",
+		"bad_request", "bad_proxy_header", "tls_handshake",
+		"upstream_tls_handshake", "queue_timeout",
 	};
 
 	REQUIRE(REASON_COUNT == sizeof(want) / sizeof(want[0]));

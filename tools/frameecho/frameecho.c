@@ -20,6 +20,10 @@
  * --reorder-held of them (and REORDER_BYTES_MAX bytes, one reply whatever
  * its size) exist per connection; past that the reader stops reading.
  *
+ * --tls-cert/--tls-key: every connection speaks TLS (a TLS upstream for
+ * frameproxy's upstream_tls), over proxy/tls.h as framebench's --tls: the
+ * handshake in the reader, then the same reader and writer on plaintext.
+ *
  * SIGUSR1 prints one line on stdout: the connections accepted since start,
  * those open now, and those that sent a request since the previous line
  * (tools/compare and the tests count upstream connections with it).
@@ -38,6 +42,7 @@
 
 #include "poll/poll.h"
 #include "proxy/frame.h"
+#include "proxy/tls.h"
 #include "sched/sched.h"
 #include "tools/lib/io.h"
 #include "tools/lib/payload.h"
@@ -50,6 +55,7 @@
 #define REORDER_HELD_DEFAULT 64u   /* held replies per connection */
 #define REORDER_BYTES_MAX (4u * 1024u * 1024u)
 #define WRITE_IOV_MAX 64u          /* due replies sent in one writev */
+#define TLS_HANDSHAKE_NS (5 * 1000000000ll)
 
 typedef struct echo_options {
 	struct sockaddr_storage addr;
@@ -65,6 +71,8 @@ typedef struct echo_options {
 	bool seeded;
 	uint64_t seed;
 	bool quiet;
+	const char *tls_cert;      /* --tls-cert / --tls-key, else NULL */
+	const char *tls_key;
 } echo_options;
 
 /* Where a delayed reply starts in the ring, and when it may be written. */
@@ -92,6 +100,7 @@ typedef enum reader_end {
 typedef struct echo_conn {
 	struct echo_conn *prev, *next;
 	poll_desc *pd;
+	tls_conn *tls;             /* --tls-cert: over pd, else NULL */
 	bool closed;               /* pd_close done: nobody may touch pd */
 	int refs;                  /* reader + writer */
 	uint64_t id;
@@ -136,6 +145,7 @@ static uint64_t conns_active;      /* sent a request in this report round */
 static uint64_t report_round = 1;  /* the next SIGUSR1 line's number */
 static uint64_t next_conn_id;
 static poll_desc *listener;
+static tls_ctx *tls_server;        /* --tls-cert: every connection's */
 static bool stopping;
 static bool acceptor_running;
 static sched_timer stop_timer;
@@ -183,6 +193,7 @@ static void conn_release(echo_conn *c)
 		c->next->prev = c->prev;
 	conns_live--;
 	sched_timer_cancel(&c->due_timer);
+	tls_conn_free(c->tls);
 	free(c->filling);
 	while (c->held) {
 		held_reply *h = c->held;
@@ -432,7 +443,8 @@ static reader_end read_loop(echo_conn *c)
 	for (;;) {
 		if (c->closed)
 			return END_CLOSE;
-		ssize_t n = io_read(c->pd, c->in, sizeof(c->in), &c->streak);
+		ssize_t n = c->tls ? tls_read(c->tls, c->in, sizeof(c->in))
+				   : io_read(c->pd, c->in, sizeof(c->in), &c->streak);
 		if (c->closed)
 			return END_CLOSE;
 		if (n == 0) {
@@ -452,10 +464,32 @@ static reader_end read_loop(echo_conn *c)
 	}
 }
 
+/* --tls-cert: the handshake, before anything is read. */
+static bool conn_tls(echo_conn *c)
+{
+	char why[TLS_WHY_MAX] = "";
+
+	if (!(c->tls = tls_conn_new(tls_server, c->pd))) {
+		note("%s: out of memory for TLS", c->peer);
+		return false;
+	}
+	if (tls_handshake(c->tls, sched_now() + TLS_HANDSHAKE_NS, why,
+			  sizeof(why)) < 0) {
+		note("%s: tls handshake: %s", c->peer, why);
+		return false;
+	}
+	return true;
+}
+
 static void reader_main(void *arg)
 {
 	echo_conn *c = arg;
-	c->end = read_loop(c);
+	if (tls_server && !conn_tls(c)) {
+		c->end = END_CLOSE;
+		conn_abort(c);
+	} else {
+		c->end = read_loop(c);
+	}
 	io_wake(&c->writer_wait);
 	conn_release(c);
 }
@@ -481,6 +515,22 @@ static uint64_t write_limit(echo_conn *c, int64_t *sleep_until)
 	return c->head;
 }
 
+/* pd_writev_full, or through TLS one piece after the other. */
+static ssize_t conn_writev(echo_conn *c, struct iovec *iov, int n)
+{
+	if (!c->tls)
+		return pd_writev_full(c->pd, iov, n);
+	ssize_t total = 0;
+	for (int i = 0; i < n; i++) {
+		ssize_t rc = tls_write_full(c->tls, iov[i].iov_base,
+					    iov[i].iov_len);
+		if (rc < 0)
+			return rc;
+		total += rc;
+	}
+	return total;
+}
+
 static int write_some(echo_conn *c, uint64_t limit)
 {
 	size_t off = (size_t)(c->tail % RING_SIZE);
@@ -490,7 +540,7 @@ static int write_some(echo_conn *c, uint64_t limit)
 		iov[0].iov_len = RING_SIZE - off;
 		iov[1].iov_len = n - iov[0].iov_len;
 	}
-	ssize_t rc = pd_writev_full(c->pd, iov, iov[1].iov_len ? 2 : 1);
+	ssize_t rc = conn_writev(c, iov, iov[1].iov_len ? 2 : 1);
 	if (rc < 0)
 		return (int)rc;
 	c->tail += n;
@@ -557,7 +607,7 @@ static void reorder_writer(echo_conn *c)
 	while (!c->closed) {
 		int n = held_take_due(c, batch, iov);
 		if (n > 0) {
-			ssize_t rc = pd_writev_full(c->pd, iov, n);
+			ssize_t rc = conn_writev(c, iov, n);
 			for (int i = 0; i < n; i++) {
 				c->held_count--;
 				c->held_bytes -= batch[i]->len;
@@ -588,8 +638,12 @@ static void writer_main(void *arg)
 		reorder_writer(c);
 	else
 		ring_writer(c);
-	if (!c->closed && (c->end == END_EOF || c->end == END_LIMIT))
-		pd_shutdown(c->pd, SHUT_WR);
+	if (!c->closed && (c->end == END_EOF || c->end == END_LIMIT)) {
+		if (c->tls)
+			tls_shutdown_write(c->tls);
+		else
+			pd_shutdown(c->pd, SHUT_WR);
+	}
 	conn_release(c);
 }
 
@@ -757,6 +811,7 @@ static void usage(FILE *out)
 	      "                 [--delay DUR] [--reorder MAX [--reorder-held N]\n"
 	      "                 [--seed N]] [--reply-size N] [--close-after N]\n"
 	      "                 [--max-frame SIZE] [--quiet]\n"
+	      "                 [--tls-cert FILE --tls-key FILE]\n"
 	      "\n"
 	      "An echo upstream: answers every frame (4-byte big-endian length,\n"
 	      "then the payload) with the same frame, in order, unless told\n"
@@ -784,6 +839,8 @@ static void usage(FILE *out)
 	      "  --max-frame SIZE  largest request accepted (default 16MiB);\n"
 	      "                    a larger one closes that connection\n"
 	      "  --quiet           no log lines on stderr\n"
+	      "  --tls-cert FILE   speak TLS: certificate chain PEM\n"
+	      "  --tls-key FILE    its private key PEM (with --tls-cert)\n"
 	      "\n"
 	      "Prints 'listening on ADDR' first. SIGTERM/SIGINT stop it. SIGUSR1\n"
 	      "prints one line on stdout:\n"
@@ -809,6 +866,8 @@ static int parse_args(int argc, char **argv)
 		{"close-after", required_argument, NULL, 'C'},
 		{"max-frame", required_argument, NULL, 'm'},
 		{"quiet", no_argument, NULL, 'q'},
+		{"tls-cert", required_argument, NULL, 'c'},
+		{"tls-key", required_argument, NULL, 'k'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -863,6 +922,12 @@ static int parse_args(int argc, char **argv)
 		case 'q':
 			opt.quiet = true;
 			break;
+		case 'c':
+			opt.tls_cert = optarg;
+			break;
+		case 'k':
+			opt.tls_key = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -879,6 +944,10 @@ static int parse_args(int argc, char **argv)
 	}
 	if (optind != argc || !have_listen) {
 		usage(stderr);
+		return -EINVAL;
+	}
+	if (!opt.tls_cert != !opt.tls_key) {
+		fprintf(stderr, "frameecho: --tls-cert and --tls-key go together\n");
 		return -EINVAL;
 	}
 	if (!opt.seeded)
@@ -900,9 +969,25 @@ static int announce(void)
 	return 0;
 }
 
+/* --tls-cert: the one context every connection uses. */
+static int tls_start(void)
+{
+	char *certs[1] = {(char *)opt.tls_cert}, *keys[1] = {(char *)opt.tls_key};
+	tls_settings ts = {.certs = certs, .keys = keys, .pairs = 1,
+			   .min_version = TLS_VERSION_1_2};
+	char why[TLS_WHY_MAX];
+
+	if (!opt.tls_cert || tls_ctx_build(&ts, &tls_server, why, sizeof(why)) == 0)
+		return 0;
+	fprintf(stderr, "frameecho: %s\n", why);
+	return -EINVAL;
+}
+
 static int start(void)
 {
 	char why[256] = "";
+	if (tls_start() < 0)
+		return -EINVAL;
 	int rc = poll_open(opt.poller, why, sizeof(why));
 	if (why[0])
 		fprintf(stderr, "frameecho: %s\n", why);
@@ -952,5 +1037,6 @@ int main(int argc, char **argv)
 	note("stopped");
 	poll_close();
 	sched_shutdown();
+	tls_ctx_free(tls_server);
 	return 0;
 }
