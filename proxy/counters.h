@@ -99,7 +99,11 @@
 	  .help = "TLS listeners: client connections by protocol version " \
 		  "negotiated.", .label = "version", \
 	  .label_value = counters_tls_version, \
-	  .json_each = counters_tls_version_keys)
+	  .json_each = counters_tls_version_keys) \
+	X(COUNTER_QUEUED, 1, .name = "upstream_queue", .type = SHARD_GAUGE, \
+	  .help = "Stream mode: clients waiting for a server below its " \
+		  "maxconn (closed as queue_timeout after queue_timeout).", \
+	  .json = "queued")
 
 /* rpc latency: 50 us .. 10 s (counters_rpc_latency_bounds), and +Inf. */
 #define COUNTERS_RPC_LATENCY_BOUNDS 17

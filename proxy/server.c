@@ -165,6 +165,7 @@ static void server_publish(server *srv)
 		if (l->rpc)
 			l->counters[COUNTER_RPC_HELD_BYTES] =
 				rpc_listener_held_bytes(l->rpc);
+		l->counters[COUNTER_QUEUED] = l->pool.queued;
 		publish_names(slot, i, l, &names_published);
 		publish_values(slot->listeners[i].values, l->counters,
 			       COUNTER_LISTENER_VALUES);

@@ -1,6 +1,7 @@
 // balance: upstream selection policies.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cmath>
@@ -454,4 +455,86 @@ TEST_CASE("balance: active is the count leastconn compares", "[balance]")
 	*a0 = 0;
 	*balance_active(&p.b, 1) = 3;
 	CHECK(p.pick() == 0);
+}
+
+namespace {
+
+// Servers 10.0.0.i:9000 with the given weights and maxconns.
+struct LimitedPool {
+	balance_state b;
+	explicit LimitedPool(balance_kind kind, std::vector<unsigned> maxconn)
+	{
+		std::vector<upstream_spec> specs;
+		for (size_t i = 0; i < maxconn.size(); i++) {
+			specs.push_back(spec("10.0.0." + std::to_string(i + 1) + ":9000", 1));
+			specs.back().maxconn = maxconn[i];
+		}
+		REQUIRE(balance_init(&b, kind, specs.data(), specs.size(), 7) == 0);
+	}
+	~LimitedPool() { balance_free(&b); }
+	// Picks and counts, as upstream_connect does.
+	int take(const sockaddr *client = nullptr)
+	{
+		int i = balance_pick(&b, client, nullptr);
+		if (i >= 0)
+			balance_conn_begin(&b, (size_t)i);
+		return i;
+	}
+};
+
+} // namespace
+
+TEST_CASE("maxconn: no policy gives a server more than its maxconn", "[balance][maxconn]")
+{
+	for (balance_kind kind : all_kinds) {
+		INFO(balance_kind_name(kind));
+		LimitedPool p(kind, {2, 3, 0});
+		std::vector<unsigned> taken(3, 0);
+		for (int i = 0; i < 200; i++) {
+			sockaddr_in c = client4((uint32_t)i);
+			int idx = p.take((const sockaddr *)&c);
+			if (idx >= 0)
+				taken[(size_t)idx]++;
+			// Free one now and then, as connections end.
+			if (i % 3 == 2 && taken[0] && *balance_active(&p.b, 0)) {
+				balance_conn_end(&p.b, 0);
+				taken[0]--;
+			}
+			CHECK(*balance_active(&p.b, 0) <= 2);
+			CHECK(*balance_active(&p.b, 1) <= 3);
+		}
+	}
+}
+
+TEST_CASE("maxconn: full servers are passed over, all full is BALANCE_FULL", "[balance][maxconn]")
+{
+	for (balance_kind kind : {BALANCE_ROUNDROBIN, BALANCE_LEASTCONN, BALANCE_RANDOM2}) {
+		INFO(balance_kind_name(kind));
+		LimitedPool p(kind, {1, 2});
+		std::vector<int> got;
+		for (int i = 0; i < 3; i++)
+			got.push_back(p.take());
+		std::sort(got.begin(), got.end());
+		CHECK(got == std::vector<int>({0, 1, 1}));
+		CHECK(p.take() == BALANCE_FULL);
+		balance_conn_end(&p.b, 1);
+		CHECK(p.take() == 1);
+		// Down is not full: with the only free one down, nothing.
+		balance_set_up(&p.b, 0, false);
+		balance_set_up(&p.b, 1, false);
+		CHECK(p.take() == BALANCE_NONE);
+	}
+}
+
+TEST_CASE("maxconn: hash keeps a client on its server and says FULL when it is", "[balance][maxconn]")
+{
+	LimitedPool p(BALANCE_HASH, {1, 1, 1});
+	sockaddr_in c = client4(5);
+	int first = p.take((const sockaddr *)&c);
+	REQUIRE(first >= 0);
+	// The same client again: its server is full, and it is not moved.
+	CHECK(p.take((const sockaddr *)&c) == BALANCE_FULL);
+	CHECK(balance_pick_key(&p.b, "k", 1, nullptr) >= BALANCE_FULL);
+	balance_conn_end(&p.b, (size_t)first);
+	CHECK(p.take((const sockaddr *)&c) == first);
 }

@@ -424,3 +424,107 @@ TEST_CASE("logs: access_log = off silences one listener's access lines only",
 	}
 	CHECK(proxy.records("access").size() == 1);
 }
+
+TEST_CASE("maxconn: a server never gets more than its maxconn; the next client waits "
+	  "its turn, then queue_timeout closes it", "[limits][maxconn]")
+{
+	TestUpstream a(TestUpstream::Mode::EchoFrames), b(TestUpstream::Mode::EchoFrames);
+	Proxy proxy({"--server", a.addr() + " maxconn=2", "--server", b.addr() + " maxconn=1",
+		     "--queue-timeout", "600ms", "--admin", "127.0.0.1:0"});
+	std::vector<Conn> held;
+	for (int i = 0; i < 3; i++) {
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		REQUIRE(c.roundtrip("held " + std::to_string(i)));
+		held.push_back(std::move(c));
+	}
+	CHECK(a.open_count() == 2);
+	CHECK(b.open_count() == 1);
+
+	// Both full: a fourth waits for a slot instead of a fourth upstream
+	// connection, and gets the first one that frees.
+	Conn waiting = Conn::connect(proxy.port());
+	REQUIRE(waiting.valid());
+	REQUIRE(waiting.send_frame("queued") == Io::Ok);
+	std::string back;
+	CHECK(waiting.read_frame(back, milliseconds(300)) == Io::Timeout);
+	CHECK(a.accepted() + b.accepted() == 3);
+	// Published every 100 ms.
+	CHECK(wait_until([&] {
+		return metric_sum(http_get(proxy.admin_port(), "/metrics"),
+				  "frameproxy_upstream_queue") == 1;
+	}, milliseconds(1000)));
+	held[2].close();
+	REQUIRE(waiting.read_frame(back, T5) == Io::Ok);
+	CHECK(back == "queued");
+	CHECK(a.open_count() <= 2);
+	CHECK(b.open_count() <= 1);
+
+	// Full again; this one waits out queue_timeout and is closed with
+	// its reason, never having reached a server.
+	Conn late = Conn::connect(proxy.port());
+	REQUIRE(late.valid());
+	const std::string late_addr = late.local_addr();
+	auto t0 = Clock::now();
+	Io r = late.wait_closed(T5);
+	CHECK((r == Io::Eof || r == Io::Reset));
+	CHECK(ms_since(t0) >= 500);
+	CHECK(ms_since(t0) < 2000);
+	LogRecord access;
+	REQUIRE(proxy.wait_access(late_addr, T5, &access));
+	CHECK(access.get("reason") == "queue_timeout");
+	CHECK(a.accepted() + b.accepted() == 4);
+	// Published every 100 ms.
+	CHECK(wait_until([&] {
+		return metric_sum(http_get(proxy.admin_port(), "/metrics"),
+				  "frameproxy_upstream_queue") == 0;
+	}, milliseconds(1000)));
+	for (auto &c : held)
+		if (c.valid())
+			CHECK(c.roundtrip("still served"));
+}
+
+TEST_CASE("maxconn: under 40 concurrent clients a server with maxconn=3 never has more "
+	  "than 3, and every client is served in turn", "[limits][maxconn]")
+{
+	TestUpstream up(TestUpstream::Mode::EchoFrames);
+	Proxy proxy({"--server", up.addr() + " maxconn=3", "--queue-timeout", "10s"});
+	std::atomic<size_t> peak{0};
+	std::atomic<bool> done{false};
+	std::thread watch([&] {
+		while (!done) {
+			size_t n = up.open_count();
+			if (n > peak)
+				peak = n;
+			std::this_thread::sleep_for(milliseconds(2));
+		}
+	});
+	std::vector<Conn> clients;
+	for (int i = 0; i < 40; i++) {
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		REQUIRE(c.send_frame("client " + std::to_string(i)) == Io::Ok);
+		clients.push_back(std::move(c));
+	}
+	// Served three at a time: each one answered closes, letting the next in.
+	size_t served = 0;
+	for (int round = 0; round < 400 && served < clients.size(); round++) {
+		for (size_t i = 0; i < clients.size(); i++) {
+			if (!clients[i].valid())
+				continue;
+			std::string back;
+			if (clients[i].read_frame(back, milliseconds(5)) != Io::Ok)
+				continue;
+			CHECK(back == "client " + std::to_string(i));
+			clients[i].close();
+			served++;
+		}
+	}
+	done = true;
+	watch.join();
+	CHECK(served == clients.size());
+	// Without the limit all 40 would be open upstream at once: each stays
+	// open until its client has read its answer and closed.
+	CHECK(peak <= 3);
+	CHECK(up.accepted() == clients.size());
+}
