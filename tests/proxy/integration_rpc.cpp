@@ -940,3 +940,35 @@ TEST_CASE("rpc: a lost request waiting for room is still bounded by "
 		CHECK(r.num("lost") >= 1);
 	}
 }
+
+TEST_CASE("rpc: maxconn bounds a server's requests in flight; the rest wait and are "
+	  "answered in turn", "[rpc][maxconn]")
+{
+	// Replies trickle back a byte every 20 ms: a request stays in flight
+	// for about 200 ms, long enough to see what else was sent meanwhile.
+	TestUpstream slow(TestUpstream::Mode::Trickle, {}, milliseconds(20));
+	Proxy proxy({"--mode", "rpc", "--server", slow.addr() + " maxconn=1"});
+	auto upstream_bytes = [&] {
+		size_t n = 0;
+		for (auto &c : slow.conns())
+			n += c.data.size();
+		return n;
+	};
+	std::vector<Conn> clients;
+	for (int i = 0; i < 3; i++) {
+		Conn c = Conn::connect(proxy.port());
+		REQUIRE(c.valid());
+		REQUIRE(c.send_frame("req" + std::to_string(i)) == Io::Ok);
+		clients.push_back(std::move(c));
+	}
+	const size_t one = 4 + 4; // header + "reqN"
+	std::this_thread::sleep_for(milliseconds(100));
+	// One request reached the server; without the limit all three would.
+	CHECK(upstream_bytes() == one);
+	for (int i = 0; i < 3; i++) {
+		std::string back;
+		REQUIRE(clients[i].read_frame(back, T5) == Io::Ok);
+		CHECK(back == "req" + std::to_string(i));
+	}
+	CHECK(upstream_bytes() == 3 * one);
+}
