@@ -42,6 +42,8 @@ static void usage(FILE *out)
 "; 0: back to the configured one\n"
 "  stats                the shards' state and main figures\n"
 "  reload               as SIGHUP: re-read the configuration\n"
+"  upgrade              as SIGUSR2: run the binary now at the running one's\n"
+"                       path and hand sockets and connections over to it\n"
 "\n"
 "  -c, --config FILE    take admin and admin_token from FILE\n"
 "      --admin ADDR     HOST:PORT, PORT (loopback) or unix:PATH\n"
@@ -68,16 +70,18 @@ typedef struct ctl_command {
 	const char *method;
 	const char *state;      /* state= for drain, maint, ready */
 	ctl_show show;
+	const char *path;       /* SHOW_TEXT: the endpoint's path */
 } ctl_command;
 
 static const ctl_command ctl_commands[] = {
-	{ "servers", 0, "GET", NULL, SHOW_SERVERS },
-	{ "drain", 2, "POST", "drain", SHOW_SERVER },
-	{ "maint", 2, "POST", "maint", SHOW_SERVER },
-	{ "ready", 2, "POST", "ready", SHOW_SERVER },
-	{ "weight", 3, "POST", NULL, SHOW_SERVER },
-	{ "stats", 0, "GET", NULL, SHOW_STATS },
-	{ "reload", 0, "POST", NULL, SHOW_TEXT },
+	{ "servers", 0, "GET", NULL, SHOW_SERVERS, NULL },
+	{ "drain", 2, "POST", "drain", SHOW_SERVER, NULL },
+	{ "maint", 2, "POST", "maint", SHOW_SERVER, NULL },
+	{ "ready", 2, "POST", "ready", SHOW_SERVER, NULL },
+	{ "weight", 3, "POST", NULL, SHOW_SERVER, NULL },
+	{ "stats", 0, "GET", NULL, SHOW_STATS, NULL },
+	{ "reload", 0, "POST", NULL, SHOW_TEXT, "/reload" },
+	{ "upgrade", 0, "POST", NULL, SHOW_TEXT, "/upgrade" },
 };
 
 typedef struct ctl_args {
@@ -335,7 +339,7 @@ static int request_build(const ctl_args *a, const ctl_target *t, char *req,
 	if (c->show == SHOW_STATS)
 		snprintf(path, sizeof(path), "/stats");
 	else if (c->show == SHOW_TEXT)
-		snprintf(path, sizeof(path), "/reload");
+		snprintf(path, sizeof(path), "%s", c->path);
 	if (c->show == SHOW_SERVER) {
 		char l[3 * SHARD_NAME_MAX + 1], s[3 * SHARD_NAME_MAX + 1];
 		path_escape(l, sizeof(l), a->words[0]);

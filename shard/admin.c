@@ -92,6 +92,8 @@ static admin_route route_path(const char *target, size_t n, bool get,
 		route = ADMIN_SERVER_SET, writes = true;
 	else if (equals(target, path_len, "/reload"))
 		route = ADMIN_RELOAD, writes = true;
+	else if (equals(target, path_len, "/upgrade"))
+		route = ADMIN_UPGRADE, writes = true;
 	if (route == ADMIN_NOT_FOUND)
 		return get ? ADMIN_NOT_FOUND : ADMIN_BAD_METHOD;
 	if (writes ? !post : !get)
@@ -101,7 +103,8 @@ static admin_route route_path(const char *target, size_t n, bool get,
 
 bool admin_route_writes(admin_route route)
 {
-	return route == ADMIN_SERVER_SET || route == ADMIN_RELOAD;
+	return route == ADMIN_SERVER_SET || route == ADMIN_RELOAD ||
+	       route == ADMIN_UPGRADE;
 }
 
 /* `METHOD SP origin-form SP HTTP/1.x`, without its line end. */
@@ -495,6 +498,7 @@ static admin_status route_status(admin_route route)
 	case ADMIN_SERVERS:
 	case ADMIN_SERVER_SET:
 	case ADMIN_RELOAD:
+	case ADMIN_UPGRADE:
 		return (admin_status){ 200, "OK", NULL };
 	case ADMIN_NOT_FOUND:
 		return (admin_status){ 404, "Not Found", "not found\n" };
@@ -540,7 +544,8 @@ static const char *allow_header(const admin_request *req)
 {
 	bool writes = req->path &&
 		      (is_server_path(req->path, req->path_len) ||
-		       equals(req->path, req->path_len, "/reload"));
+		       equals(req->path, req->path_len, "/reload") ||
+		       equals(req->path, req->path_len, "/upgrade"));
 	return writes ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n";
 }
 

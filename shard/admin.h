@@ -63,6 +63,7 @@ typedef enum admin_route {
 	ADMIN_SERVERS,          /* GET /servers */
 	ADMIN_SERVER_SET,       /* POST /servers/LISTENER/SERVER (a write) */
 	ADMIN_RELOAD,           /* POST /reload (a write) */
+	ADMIN_UPGRADE,          /* POST /upgrade (a write) */
 	ADMIN_TOO_LARGE,        /* a body over ADMIN_MAX_BODY */
 } admin_route;
 

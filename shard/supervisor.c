@@ -103,6 +103,7 @@ typedef struct supervisor {
 	bool rolling;
 	uint32_t roll_next;          /* seat the reload replaces next */
 	bool reload_again;           /* SIGHUP during a roll */
+	bool upgrade_wanted;         /* POST /upgrade: run_due starts it */
 	bool stopping;
 	int exit_code;
 	uint64_t reloads;
@@ -962,6 +963,22 @@ static int admin_servers(supervisor *sup, const admin_request *req, strbuf *body
 	return servers_post(&v, req, body);
 }
 
+/* As SIGUSR2, from run_due; refused at once (409, the reason) when an
+ * upgrade could not start now. */
+static int admin_upgrade(supervisor *sup, strbuf *body,
+			 const char **content_type)
+{
+	const char *refusal = upgrade_refusal(sup);
+
+	*content_type = "text/plain; charset=utf-8";
+	if (refusal) {
+		strbuf_printf(body, "upgrade refused: %s\n", refusal);
+		return 409;
+	}
+	sup->upgrade_wanted = true;
+	return strbuf_printf(body, "upgrading: binary %s\n", sup->exe);
+}
+
 static int admin_render(void *arg, const admin_request *req, strbuf *body,
 			const char **content_type)
 {
@@ -981,6 +998,8 @@ static int admin_render(void *arg, const admin_request *req, strbuf *body,
 		sup->reload_again = true;
 		*content_type = "text/plain; charset=utf-8";
 		return strbuf_puts(body, "reloading\n");
+	case ADMIN_UPGRADE:
+		return admin_upgrade(sup, body, content_type);
 	default:
 		break;
 	}
@@ -1079,6 +1098,10 @@ static void run_due(supervisor *sup)
 	if (!sup->rolling && sup->reload_again) {
 		sup->reload_again = false;
 		reload(sup);
+	}
+	if (sup->upgrade_wanted) {
+		sup->upgrade_wanted = false;
+		upgrade_begin(sup);
 	}
 }
 

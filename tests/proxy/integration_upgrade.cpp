@@ -35,7 +35,8 @@ struct Builds {
 
 	~Builds()
 	{
-		for (const std::string &f : {path, current, next, path + ".new"})
+		for (const std::string &f : {path, current, next, path + ".new",
+					     dir + "/admin.sock"})
 			::unlink(f.c_str());
 		::rmdir(dir.c_str());
 	}
@@ -280,4 +281,51 @@ TEST_CASE("upgrade: a new binary that never gets ready is killed at upgrade_time
 	CHECK(proxy.proc().running());
 	CHECK(proxy.shard_pids() == shards);
 	CHECK(roundtrips_ok(conns, "after the exit") == conns.size());
+}
+
+TEST_CASE("upgrade: frameproxy ctl upgrade (POST /upgrade) upgrades; one under way "
+	  "refuses the next", "[upgrade]")
+{
+	Builds builds;
+	Echo echo;
+	const std::string sock = builds.dir + "/admin.sock";
+	Proxy proxy({"--server", echo.addr(), "--shards", "2", "--admin", "unix:" + sock},
+		    "default", builds.path);
+	REQUIRE(proxy.wait_ready());
+	std::vector<Conn> conns = idle_conns(proxy.port(), 10);
+	builds.install(builds.next);
+	const pid_t old = proxy.proc().pid();
+
+	Process first({binary("FRAMEPROXY"), "ctl", "--admin", "unix:" + sock, "upgrade"},
+		      "ctl-upgrade");
+	REQUIRE(first.wait_exit(T5));
+	INFO(first.out() << first.err());
+	CHECK(first.exit_code() == 0);
+	CHECK(first.out().find("upgrading") != std::string::npos);
+	// The check is still running (or the new one starting): refused.
+	Process second({binary("FRAMEPROXY"), "ctl", "--admin", "unix:" + sock, "upgrade"},
+		       "ctl-upgrade-again");
+	REQUIRE(second.wait_exit(T5));
+	INFO(second.out() << second.err());
+	CHECK(second.exit_code() == 1);
+	CHECK(second.err().find("409") != std::string::npos);
+	CHECK(second.err().find("upgrade") != std::string::npos);
+
+	REQUIRE(proxy.wait_record([](const LogRecord &r) {
+		return r.is("msg", "upgrade complete");
+	}, milliseconds(20000)));
+	CHECK(wait_until([&] { return Process::ended_of(old); }, milliseconds(20000)));
+	CHECK(roundtrips_ok(conns, "after ctl upgrade") == conns.size());
+	// The new supervisor answers on the same socket, and writes are still
+	// allowed there (it is a Unix socket).
+	Process stats({binary("FRAMEPROXY"), "ctl", "--admin", "unix:" + sock, "--json", "stats"},
+		      "ctl-stats");
+	REQUIRE(stats.wait_exit(T5));
+	CHECK(stats.exit_code() == 0);
+	CHECK(stats.out().find("\"version\":\"" + version_of(builds.next) + "\"") !=
+	      std::string::npos);
+	Process reload({binary("FRAMEPROXY"), "ctl", "--admin", "unix:" + sock, "reload"},
+		       "ctl-reload");
+	REQUIRE(reload.wait_exit(T5));
+	CHECK(reload.exit_code() == 0);
 }

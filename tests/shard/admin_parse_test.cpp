@@ -41,6 +41,8 @@ TEST_CASE("every route", "[admin_parse]")
 		{ "GET /Stats HTTP/1.1\r\n\r\n", ADMIN_NOT_FOUND },
 		{ "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n", ADMIN_BAD_METHOD },
 		{ "DELETE /stats HTTP/1.1\r\n\r\n", ADMIN_BAD_METHOD },
+		{ "POST /upgrade HTTP/1.1\r\nContent-Length: 0\r\n\r\n", ADMIN_UPGRADE },
+		{ "GET /upgrade HTTP/1.1\r\n\r\n", ADMIN_BAD_METHOD },
 		{ "get /metrics HTTP/1.1\r\n\r\n", ADMIN_BAD_METHOD },
 		{ "GET /metrics\r\n\r\n", ADMIN_BAD_REQUEST },
 		{ "GET /metrics HTTP/2.0\r\n\r\n", ADMIN_BAD_REQUEST },
