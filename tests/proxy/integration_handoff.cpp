@@ -189,12 +189,12 @@ TEST_CASE("handoff: rpc clients with nothing in flight move on every reload",
 	Proxy proxy({"--server", echo.addr(), "--shards", "2", "--mode", "rpc",
 		     "--admin", "127.0.0.1:0"});
 	REQUIRE(proxy.wait_ready());
-	// Request-response clients: at rest between a reply and the next
-	// request, which is when they are handed over.
-	Pipeline load(proxy.port(), 50, 1, 512);
-	REQUIRE(load.stats().connected == 50);
+	// Pipelining clients (8 requests in flight each): a client moves in
+	// the moment between its last reply written and its next request.
+	Pipeline load(proxy.port(), 100, 8, 512);
+	REQUIRE(load.stats().connected == 100);
 	std::vector<Conn> idle = idle_conns(proxy.port(), 50);
-	const int reloads = 6;
+	const int reloads = 25;
 	for (int i = 1; i <= reloads; i++) {
 		auto t0 = Clock::now();
 		load.run([&] { return ms_since(t0) > 500; });
@@ -210,7 +210,7 @@ TEST_CASE("handoff: rpc clients with nothing in flight move on every reload",
 	const PipelineStats &st = load.stats();
 	INFO("sent " << st.sent << " replied " << st.replied << " eofs " << st.eofs
 		     << " resets " << st.resets << "\n" << proxy.log_tail(30));
-	CHECK(load.live() == 50);
+	CHECK(load.live() == 100);
 	CHECK(st.resets == 0);
 	CHECK(st.eofs == 0);
 	CHECK(st.mismatched == 0);
@@ -220,14 +220,14 @@ TEST_CASE("handoff: rpc clients with nothing in flight move on every reload",
 		return count_records(proxy, "shard exited") == size_t(2 * reloads);
 	}, T5));
 	CHECK(metric_sum(http_get(proxy.admin_port(), "/metrics"),
-			 "frameproxy_connections_handed_off_total") >= uint64_t(100 * reloads));
+			 "frameproxy_connections_handed_off_total") >= uint64_t(150 * reloads));
 	CHECK(count_records(proxy, "access") == 0);
 	load.close_all();
 	idle.clear();
-	CHECK(proxy.wait_access_count(100, milliseconds(10000)));
+	CHECK(proxy.wait_access_count(150, milliseconds(10000)));
 	std::this_thread::sleep_for(milliseconds(300));
 	auto lines = proxy.records("access");
-	CHECK(lines.size() == 100);
+	CHECK(lines.size() == 150);
 	uint64_t replied = 0;
 	for (auto &r : lines)
 		replied += uint64_t(r.num("replied"));
