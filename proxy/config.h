@@ -131,6 +131,9 @@ typedef struct config_listener {
 	balance_kind balance;
 	unsigned retries;
 	unsigned fail_threshold;
+	unsigned outlier_errors;  /* proxy/outlier.h; 0 = off */
+	unsigned outlier_latency; /* rpc: times the others' median; 0 = off */
+	unsigned max_ejected;     /* percent of the servers */
 	int64_t fail_timeout;
 	int64_t health_interval; /* 0 = no active checks */
 	unsigned health_rise, health_fall;

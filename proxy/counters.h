@@ -130,6 +130,10 @@
 	X(COUNTER_EJECTIONS, 1, .name = "upstream_ejections_total", \
 	  .help = "Times the upstream was taken out of the balancing.", \
 	  .json = "ejections") \
+	X(COUNTER_OUTLIER_EJECTIONS, 1, \
+	  .name = "upstream_outlier_ejections_total", \
+	  .help = "Of those, times for resets, timeouts or slow replies after " \
+		  "the connect (outlier ejection).", .json = "outlier_ejections") \
 	X(COUNTER_RPC_SENT, 1, .name = "rpc_requests_sent_total", \
 	  .help = "rpc mode: requests written to the upstream.", \
 	  .json = "rpc_sent") \

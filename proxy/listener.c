@@ -1,4 +1,5 @@
 #include "proxy/listener.h"
+#include "proxy/outlier.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -122,6 +123,34 @@ static void session_end(session *s, reason_code reason,
 	listener_wake_acceptor(l);
 }
 
+/* What the connection says of its server (proxy/outlier.h): a reset or
+ * a frame it cut short is its fault; one that carried a frame back and
+ * ended cleanly is a good outcome; the rest (the client's doing, our
+ * timeouts, a handoff) say nothing. */
+static void session_outcome(const session *s, const relay_summary *summary)
+{
+	upstream_pool *pool = &s->owner->pool;
+
+	if (s->server < 0 || summary->handed_off)
+		return;
+	switch (summary->reason) {
+	case REASON_upstream_reset:
+		outlier_error(pool, (uint32_t)s->server, "resets");
+		return;
+	case REASON_upstream_truncated:
+		outlier_error(pool, (uint32_t)s->server, "truncated_frames");
+		return;
+	case REASON_client_eof:
+	case REASON_upstream_eof:
+	case REASON_drain:
+		if (summary->frames[RELAY_UPSTREAM] > 0)
+			outlier_success(pool, (uint32_t)s->server);
+		return;
+	default:
+		return;
+	}
+}
+
 static void session_relay_done(const relay_summary *summary, void *arg)
 {
 	session *s = arg;
@@ -130,6 +159,7 @@ static void session_relay_done(const relay_summary *summary, void *arg)
 			summary->reason == REASON_upstream_oversize;
 
 	s->client = NULL; /* the relay closed it */
+	session_outcome(s, summary);
 	if (oversize && summary->oversize_len) {
 		log_line(LOG_LEVEL_WARN, "frame too large",
 			 "listener=%s client=%s side=%s length=%" PRIu32

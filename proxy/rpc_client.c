@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/outlier.h"
 #include "proxy/counters.h"
 #include "proxy/frame.h"
 #include "proxy/listener.h"
@@ -411,6 +412,8 @@ static void timer_fired(sched_timer *timer, void *arg)
 	if (oldest && rl->params.request_timeout_ns > 0) {
 		int64_t due = oldest->read_ns + rl->params.request_timeout_ns;
 		if (now >= due) {
+			if (oldest->sent)
+				outlier_error(&rl->l->pool, oldest->server, "timeouts");
 			client_close(c, REASON_request_timeout);
 			return;
 		}

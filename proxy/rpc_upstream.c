@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/outlier.h"
 #include "proxy/counters.h"
 #include "proxy/frame.h"
 #include "proxy/listener.h"
@@ -244,6 +245,7 @@ static void conn_fail(rpc_conn *cn, const char *why, int err)
 			rl->l->params.name, server->name, why,
 			err ? strerror(-err) : "none", rpc_inflight_count(&cn->q));
 	conn_early_free(cn);
+	outlier_error(&rl->l->pool, cn->server, "connections_lost");
 	rpc_inflight_drain(&cn->q, &lost);
 	conn_requeue(rl, &lost, cn->server);
 	conn_wake_main(cn);
@@ -275,6 +277,8 @@ static bool conn_reply(rpc_conn *cn, uint8_t *frame, size_t len,
 	}
 	server->counters[COUNTER_RPC_RECEIVED]++;
 	upstream_server_answered(&rl->l->pool, cn->server);
+	outlier_success(&rl->l->pool, cn->server);
+	outlier_latency(&rl->l->pool, cn->server, first_ns - req->read_ns);
 	if (rpc_inflight_count(&cn->q) == 0 &&
 	    !upstream_server_in_set(&rl->l->pool, cn->server))
 		conn_wake_main(cn); /* removed: it may close now */

@@ -43,7 +43,8 @@ int upstream_pool_init(upstream_pool *pool, const char *listener_name,
 				.static_count = count, .names = names,
 				.line_count = name_count,
 				.connect_error_log = LOG_RATELIMIT_INIT(5),
-				.local_error_log = LOG_RATELIMIT_INIT(5)};
+				.local_error_log = LOG_RATELIMIT_INIT(5),
+				.outlier_log = LOG_RATELIMIT_INIT(1)};
 	pool->servers = calloc(cap, sizeof(*pool->servers));
 	upstream_spec *specs = calloc(cap, sizeof(*specs));
 	pool->lines = name_count ? calloc(name_count, sizeof(*pool->lines)) : NULL;
@@ -185,9 +186,16 @@ static void server_failure(upstream_pool *pool, uint32_t index,
 	server->consecutive_failures++;
 	if (threshold == 0 || server->consecutive_failures < threshold)
 		return;
+	upstream_eject(pool, index, why);
+}
+
+void upstream_eject(upstream_pool *pool, uint32_t index, const char *why)
+{
+	upstream_server *server = &pool->servers[index];
 	uint32_t shift = server->ejections < UPSTREAM_EJECT_MAX_SHIFT ?
 				 server->ejections : UPSTREAM_EJECT_MAX_SHIFT;
 	int64_t out_for = pool->params.fail_timeout_ns << shift;
+
 	server->ejections++;
 	server->counters[COUNTER_EJECTIONS]++;
 	server->consecutive_failures = 0;

@@ -64,6 +64,12 @@ typedef struct upstream_params {
 	 * pool's queue, upstream_connect); 0: it does not wait. */
 	int64_t queue_timeout_ns;
 	uint32_t retries;          /* further servers tried after a failure */
+	/* proxy/outlier.h: errors in a row after the connect that eject a
+	 * server (0 = off), the latency factor over the others' median
+	 * (rpc; 0 = off), and the most servers out that way, in percent. */
+	uint32_t outlier_errors;
+	uint32_t outlier_latency;
+	uint32_t max_ejected;
 	uint32_t fail_threshold;   /* 0 = passive health off */
 	int64_t fail_timeout_ns;
 	int64_t health_interval_ns;/* 0 = active health off */
@@ -125,6 +131,10 @@ typedef struct upstream_server {
 	uint32_t ejections;
 	bool protocol_streak;      /* protocol errors since the last answer */
 	int64_t out_until;
+	/* outlier ejection (proxy/outlier.h) */
+	uint32_t outlier_errors;   /* its fault, in a row */
+	uint32_t latency_samples;
+	int64_t latency_ewma_ns;
 	/* active health */
 	upstream_pool *pool;       /* the checker's way back, set at start */
 	uint32_t index;
@@ -175,6 +185,7 @@ typedef struct upstream_pool {
 	 * not silence another's. */
 	log_ratelimit connect_error_log;
 	log_ratelimit local_error_log;
+	log_ratelimit outlier_log;
 	/* Clients waiting for a server below its maxconn, oldest first. */
 	upstream_waiter *queue_head, *queue_tail;
 	uint32_t queued;
@@ -242,6 +253,9 @@ int upstream_connect_to(upstream_pool *pool, uint32_t index,
  * until the server answers, reconnecting to it resets neither the failures
  * in a row nor the ejections in a row. The ejection says protocol_errors. */
 void upstream_server_failed(upstream_pool *pool, uint32_t index);
+/* Take server `index` out for fail_timeout, doubled for each ejection in
+ * a row (capped at 32x); `why` names the cause in the "upstream out" line. */
+void upstream_eject(upstream_pool *pool, uint32_t index, const char *why);
 /* Server `index` answered a request properly (rpc mode: a matched reply;
  * upstream_tls: a handshake): the end of a streak of protocol errors. */
 void upstream_server_answered(upstream_pool *pool, uint32_t index);
