@@ -260,6 +260,7 @@ static void plan_listener(listener_params *p, const config_listener *cl)
 			.max_held = cl->rpc.max_held,
 			.upstream_max_inflight = cl->rpc.upstream_max_inflight,
 			.request_timeout_ns = cl->rpc.request_timeout,
+			.queue_timeout_ns = cl->queue_timeout,
 			.retry = cl->rpc.retry,
 			.tag = cl->rpc.tag,
 			.hash_key = cl->rpc.hash_key,

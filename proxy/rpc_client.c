@@ -56,6 +56,7 @@ struct rpc_client {
 	sched_timer timer;         /* request_timeout and idle_timeout */
 	int64_t timer_due;
 	int64_t last_active;
+	int64_t full_since;        /* pending waits on full servers since; 0: not */
 	int64_t frame_started;     /* a partial frame is being read */
 	uint32_t refs;
 	uint32_t oversize_len;
@@ -238,7 +239,7 @@ static int resends_flush(rpc_client *c)
 			sent++;
 			continue;
 		}
-		if (rc == -EAGAIN) {
+		if (rc == -EAGAIN || rc == -EBUSY) {
 			rpc_req_list rest = c->resends;
 			rpc_req *more;
 			c->resends = (rpc_req_list){0};
@@ -408,6 +409,14 @@ static void timer_fired(sched_timer *timer, void *arg)
 	(void)timer;
 	if (c->closing)
 		return;
+	if (c->full_since && c->pending && rl->params.queue_timeout_ns > 0) {
+		int64_t due = c->full_since + rl->params.queue_timeout_ns;
+		if (now >= due) {
+			client_close(c, REASON_queue_timeout);
+			return;
+		}
+		next = due;
+	}
 	const rpc_req *oldest = rpc_order_oldest_waiting(&c->order);
 	if (oldest && rl->params.request_timeout_ns > 0) {
 		int64_t due = oldest->read_ns + rl->params.request_timeout_ns;
@@ -479,9 +488,14 @@ static admit_result request_dispatch(rpc_client *c, rpc_req *req)
 
 	if (rc == 0) {
 		c->pending = NULL;
+		c->full_since = 0;
 		return ADMIT_MORE;
 	}
-	if (rc == -EAGAIN) {
+	if (rc == -EBUSY && !c->full_since && c->rl->params.queue_timeout_ns > 0) {
+		c->full_since = sched_now();
+		timer_arm(c, c->full_since + c->rl->params.queue_timeout_ns);
+	}
+	if (rc == -EAGAIN || rc == -EBUSY) {
 		c->pending = req;
 		return ADMIT_BLOCKED;
 	}

@@ -105,7 +105,9 @@ struct rpc_listener {
  * Queue a request (admitted, state NEW) on a connection of a server the
  * balancer picks, leaving out the servers in `tried` (NULL: none). 0;
  * -EAGAIN when servers are up but every connection of theirs is full (wait
- * on the waiter list); -EHOSTUNREACH when no server is fit (no_upstream).
+ * on the waiter list); -EBUSY when the servers left are at their maxconn
+ * (wait too, at most queue_timeout); -EHOSTUNREACH when no server is fit
+ * (no_upstream).
  */
 int rpc_dispatch(rpc_listener *rl, rpc_req *req, const struct sockaddr *peer,
 		 const balance_tried *tried);

@@ -28,6 +28,10 @@ typedef struct rpc_params {
 	uint64_t max_held;              /* held reply bytes per client */
 	uint32_t upstream_max_inflight; /* requests per connection */
 	int64_t request_timeout_ns;     /* 0 = none */
+	/* A request whose servers are all at their maxconn waits this
+	 * long, then its client closes with queue_timeout; 0 = no bound
+	 * but request_timeout. */
+	int64_t queue_timeout_ns;
 	bool retry;
 	rpc_field tag;                  /* len 0: FIFO */
 	rpc_field hash_key;             /* len 0: the client address */

@@ -150,6 +150,8 @@ int rpc_dispatch(rpc_listener *rl, rpc_req *req, const struct sockaddr *peer,
 	} else {
 		server = balance_pick(&pool->balancer, peer, &skip);
 	}
+	if (server == BALANCE_FULL && any_open)
+		return -EBUSY;
 	if (server < 0)
 		return any_open ? -EAGAIN : -EHOSTUNREACH;
 	bool open = false;
@@ -200,7 +202,7 @@ static void conn_requeue(rpc_listener *rl, rpc_req_list *lost,
 			int rc = rpc_resend(rl, req, rpc_client_peer(c), &tried);
 			if (rc == 0)
 				continue;
-			if (rc == -EAGAIN) {
+			if (rc == -EAGAIN || rc == -EBUSY) {
 				/* Servers are up but full: it waits its turn
 				 * with the clients parked at a full pool. */
 				rpc_client_resend_later(c, req);

@@ -972,3 +972,31 @@ TEST_CASE("rpc: maxconn bounds a server's requests in flight; the rest wait and 
 	}
 	CHECK(upstream_bytes() == 3 * one);
 }
+
+TEST_CASE("rpc: a request that waits for a full server longer than queue_timeout "
+	  "closes its client with queue_timeout", "[rpc][maxconn]")
+{
+	// About 200 ms per reply, one at a time; the second waits past 80 ms.
+	TestUpstream slow(TestUpstream::Mode::Trickle, {}, milliseconds(25));
+	Proxy proxy({"--mode", "rpc", "--server", slow.addr() + " maxconn=1",
+		     "--queue-timeout", "80ms"});
+	Conn first = Conn::connect(proxy.port()), second = Conn::connect(proxy.port());
+	REQUIRE(first.valid());
+	REQUIRE(second.valid());
+	REQUIRE(first.send_frame("one") == Io::Ok);
+	std::this_thread::sleep_for(milliseconds(20));
+	const std::string second_addr = second.local_addr();
+	auto t0 = Clock::now();
+	REQUIRE(second.send_frame("two") == Io::Ok);
+	Io r = second.wait_closed(T5);
+	CHECK((r == Io::Eof || r == Io::Reset));
+	CHECK(ms_since(t0) >= 60);
+	CHECK(ms_since(t0) < 1000);
+	LogRecord access;
+	REQUIRE(proxy.wait_access(second_addr, T5, &access));
+	CHECK(access.get("reason") == "queue_timeout");
+	// The first is answered; its request never waited.
+	std::string back;
+	REQUIRE(first.read_frame(back, T5) == Io::Ok);
+	CHECK(back == "one");
+}
