@@ -540,6 +540,15 @@ uint64_t metric(Proxy &proxy, const std::string &family,
 // Access records closed with `reason`.
 size_t count_reason(const Proxy &proxy, const std::string &reason);
 
+// The number of log records whose msg is `msg`.
+size_t count_records(const Proxy &proxy, const std::string &msg);
+
+// n connections that each prove themselves alive with one round trip.
+std::vector<Conn> idle_conns(uint16_t port, size_t n);
+
+// Round trips one frame ("TAG i") on each of conns; how many came back.
+size_t roundtrips_ok(std::vector<Conn> &conns, const std::string &tag);
+
 // Runs a process to completion (bounded); returns its exit code, 124 on
 // timeout (then it is killed).
 int run_to_exit(Process &p, milliseconds timeout);

@@ -23,31 +23,8 @@ bool wait_generation(Proxy &proxy, int generation)
 	}, milliseconds(10000));
 }
 
-size_t count_records(const Proxy &proxy, const std::string &msg)
-{
-	return proxy.records(msg).size();
-}
 
-// Idle connections that each prove themselves alive with one round trip.
-std::vector<Conn> idle_conns(uint16_t port, size_t n)
-{
-	std::vector<Conn> conns;
-	for (size_t i = 0; i < n; i++) {
-		Conn c = Conn::connect(port);
-		REQUIRE(c.valid());
-		REQUIRE(c.roundtrip("idle " + std::to_string(i)));
-		conns.push_back(std::move(c));
-	}
-	return conns;
-}
 
-size_t roundtrips_ok(std::vector<Conn> &conns, const std::string &tag)
-{
-	size_t ok = 0;
-	for (size_t i = 0; i < conns.size(); i++)
-		ok += conns[i].roundtrip(tag + " " + std::to_string(i), T5);
-	return ok;
-}
 
 } // namespace
 
