@@ -686,7 +686,10 @@ static void tls_key_error(config *cfg, const config_listener *l, int line,
 
 	if (!flag && (!cfg->path || line == 0))
 		o = (config_origin){ NULL, 0, NULL, key };
-	record_error(cfg, &o, "%s ([listener %s])", why, l->name);
+	if (flag) /* "--set: key: ...": the flag alone does not say which */
+		record_error(cfg, &o, "%s: %s ([listener %s])", key, why, l->name);
+	else
+		record_error(cfg, &o, "%s ([listener %s])", why, l->name);
 }
 
 /* mTLS: a verify mode and its CA go together; with TLS only. */
