@@ -239,6 +239,7 @@ void check_verified(Proxy &proxy, int rc, const std::string &out,
 struct TlsClientOpts {
 	std::string cert, key;
 	std::vector<std::string> alpn;
+	int max_version = 0; // TLS1_2_VERSION: no TLS 1.3
 };
 
 class TlsClient {
@@ -258,6 +259,9 @@ public:
 		    SSL_CTX_load_verify_locations(ctx_, pki().ca.c_str(), nullptr) != 1)
 			return;
 		SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+		if (o.max_version &&
+		    SSL_CTX_set_max_proto_version(ctx_, o.max_version) != 1)
+			return;
 		if (!o.cert.empty() &&
 		    (SSL_CTX_use_certificate_file(ctx_, o.cert.c_str(),
 						  SSL_FILETYPE_PEM) != 1 ||
@@ -947,6 +951,11 @@ TEST_CASE("tls mTLS required: no certificate and a stranger's are refused "
 
 	SECTION("no certificate") {
 		TlsClient c(proxy.port(), "localhost");
+		check_refused(proxy, c, "peer did not return a certificate");
+	}
+	SECTION("no certificate, TLS 1.2: the client sees it in the handshake") {
+		TlsClient c(proxy.port(), "localhost", {"", "", {}, TLS1_2_VERSION});
+		CHECK(!c.ok());
 		check_refused(proxy, c, "peer did not return a certificate");
 	}
 	SECTION("a certificate from another CA") {
