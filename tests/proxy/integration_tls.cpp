@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 using namespace itest;
@@ -346,6 +347,10 @@ private:
 	{
 		auto deadline = Clock::now() + timeout_;
 		for (;;) {
+			// SSL_get_error reads the thread's error queue first:
+			// what a refused client left there must not fail this
+			// client's WANT_READ.
+			ERR_clear_error();
 			int r = op();
 			if (r > 0)
 				return r;
