@@ -186,6 +186,10 @@ static void listener_free(config_listener *l)
 	free(l->tls_keys);
 	free(l->tls_ciphers);
 	free(l->tls_ciphersuites);
+	free(l->tls_verify_flag);
+	free(l->tls_client_ca);
+	free(l->tls_client_ca_flag);
+	free(l->tls_alpn);
 	tls_ctx_free(l->tls);
 	free(l->upstream_tls_ca);
 	free(l->upstream_tls_name);
@@ -674,6 +678,46 @@ static void check_send_proxy(config *cfg, const config_listener *l)
 		     l->name);
 }
 
+/* An error about a key, named by the line (or flag) that set it. */
+static void tls_key_error(config *cfg, const config_listener *l, int line,
+			  const char *flag, const char *key, const char *why)
+{
+	config_origin o = { cfg->path, line, key, flag };
+
+	if (!flag && (!cfg->path || line == 0))
+		o = (config_origin){ NULL, 0, NULL, key };
+	if (flag) /* "--set: key: ...": the flag alone does not say which */
+		record_error(cfg, &o, "%s: %s ([listener %s])", key, why, l->name);
+	else
+		record_error(cfg, &o, "%s ([listener %s])", why, l->name);
+}
+
+/* mTLS: a verify mode and its CA go together; with TLS only. */
+static bool check_tls_client(config *cfg, const config_listener *l)
+{
+	bool ok = true;
+
+	if (l->tls_verify_client != TLS_VERIFY_OFF && !l->tls_client_ca) {
+		tls_key_error(cfg, l, l->tls_verify_line, l->tls_verify_flag,
+			      "tls_verify_client", "optional and required need "
+			      "tls_client_ca");
+		ok = false;
+	}
+	if (l->tls_client_ca && l->tls_verify_client == TLS_VERIFY_OFF) {
+		tls_key_error(cfg, l, l->tls_client_ca_line, l->tls_client_ca_flag,
+			      "tls_client_ca", "needs tls_verify_client = "
+			      "optional or required");
+		ok = false;
+	}
+	if (ok && l->ntls_certs == 0 && l->ntls_keys == 0 &&
+	    (l->tls_client_ca || l->tls_alpn)) {
+		listener_error(cfg, l, "tls_client_ca, tls_verify_client and "
+			       "tls_alpn need tls_cert");
+		ok = false;
+	}
+	return ok;
+}
+
 /* TLS termination: whole pairs, stream mode, and a context that builds
  * (a key that is not its certificate's is found only here). */
 static void check_tls(config *cfg, config_listener *l)
@@ -682,7 +726,8 @@ static void check_tls(config *cfg, config_listener *l)
 
 	/* A file refused has its own error: pairing what is left would only
 	 * add a second, misleading one. */
-	if ((l->ntls_certs == 0 && l->ntls_keys == 0) || l->tls_unreadable)
+	if (l->tls_unreadable || !check_tls_client(cfg, l) ||
+	    (l->ntls_certs == 0 && l->ntls_keys == 0))
 		return;
 	if (l->ntls_certs != l->ntls_keys) {
 		snprintf(why, sizeof(why), "%zu tls_cert lines but %zu tls_key "
@@ -699,6 +744,8 @@ static void check_tls(config *cfg, config_listener *l)
 		.certs = l->tls_certs, .keys = l->tls_keys,
 		.pairs = l->ntls_certs, .min_version = l->tls_min_version,
 		.ciphers = l->tls_ciphers, .ciphersuites = l->tls_ciphersuites,
+		.verify_client = l->tls_verify_client,
+		.client_ca = l->tls_client_ca, .alpn = l->tls_alpn,
 	};
 	char reason[CONFIG_WHY_MAX - 32];
 	if (tls_ctx_build(&ts, &l->tls, reason, sizeof(reason)) < 0) {

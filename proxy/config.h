@@ -164,11 +164,20 @@ typedef struct config_listener {
 	char **tls_keys;
 	size_t ntls_keys;
 	int tls_line;
-	size_t tls_unreadable;   /* tls_cert/tls_key lines refused (reported) */
+	size_t tls_unreadable;   /* tls_cert/tls_key/tls_client_ca lines refused (reported) */
 	tls_version tls_min_version;
 	char *tls_ciphers;       /* NULL: OpenSSL's default */
 	char *tls_ciphersuites;
 	int64_t tls_handshake_timeout;
+	/* mTLS and ALPN (docs/TLS.md): the lines (or flags, owned) that set
+	 * the CA and the verify mode, for the errors that pair them. */
+	tls_verify tls_verify_client;
+	int tls_verify_line;
+	char *tls_verify_flag;
+	char *tls_client_ca;
+	int tls_client_ca_line;
+	char *tls_client_ca_flag;
+	char *tls_alpn;          /* "p1,p2" as given, NULL: no ALPN */
 	tls_ctx *tls;
 	/* TLS origination (docs/TLS.md): upstream connections speak TLS,
 	 * the server's certificate verified against upstream_tls_ca (NULL:

@@ -701,6 +701,58 @@ static int set_tls_ciphersuites(void *t, const config_key *k, const char *v,
 				   v, true, why);
 }
 
+/* The line (or flag) that set a key, for the errors config_finish makes
+ * about it (proxy/config.c, check_tls_client). */
+static int keep_origin(int *line, char **flag, const config_origin *o,
+		       char *why)
+{
+	char *copy = NULL;
+
+	if (o->flag && !(copy = strdup(o->flag)))
+		return setter_fail(why, "out of memory");
+	free(*flag);
+	*flag = copy;
+	*line = o->line;
+	return 0;
+}
+
+static int set_tls_verify_client(void *t, const config_key *k, const char *v,
+				 const config_origin *o, char *why)
+{
+	config_listener *l = t;
+
+	(void)k;
+	if (tls_verify_parse(v, &l->tls_verify_client) < 0)
+		return setter_fail(why, "invalid tls_verify_client '%s' (expected "
+				   "off, optional or required)", v);
+	return keep_origin(&l->tls_verify_line, &l->tls_verify_flag, o, why);
+}
+
+static int set_tls_client_ca(void *t, const config_key *k, const char *v,
+			     const config_origin *o, char *why)
+{
+	config_listener *l = t;
+
+	(void)k;
+	if (tls_check_cert_file(v, why, CONFIG_WHY_MAX) < 0) {
+		l->tls_unreadable++;
+		return -1;
+	}
+	if (keep_origin(&l->tls_client_ca_line, &l->tls_client_ca_flag, o,
+			why) < 0)
+		return -1;
+	return set_string(&l->tls_client_ca, v, why);
+}
+
+static int set_tls_alpn(void *t, const config_key *k, const char *v,
+			const config_origin *o, char *why)
+{
+	(void)k, (void)o;
+	if (tls_check_alpn(v, why, CONFIG_WHY_MAX) < 0)
+		return -1;
+	return set_string(&((config_listener *)t)->tls_alpn, v, why);
+}
+
 static int set_upstream_tls(void *t, const config_key *k, const char *v,
 			    const config_origin *o, char *why)
 {
@@ -1208,6 +1260,12 @@ const config_key config_keys[] = {
 	{ .name = "tls_handshake_timeout", .scope = L, .set = set_duration,
 	  .off = L_OFF(tls_handshake_timeout), .min = UNITS_NS_PER_MS,
 	  .def = "5s", .help = "TLS: a client's whole handshake" },
+	{ .name = "tls_verify_client", .scope = L, .set = set_tls_verify_client,
+	  .def = "off", .help = "mTLS: off|optional|required (tls_client_ca)" },
+	{ .name = "tls_client_ca", .scope = L, .set = set_tls_client_ca,
+	  .help = "mTLS: CA PEM the client certificates must chain to" },
+	{ .name = "tls_alpn", .scope = L, .set = set_tls_alpn,
+	  .help = "TLS: ALPN protocols, ours by preference (p1,p2)" },
 	{ .name = "upstream_tls", .scope = L, .set = set_upstream_tls,
 	  .def = "off", .help = "TLS to the upstreams (verified)" },
 	{ .name = "upstream_tls_ca", .scope = L, .set = set_upstream_tls_ca,

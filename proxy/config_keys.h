@@ -23,7 +23,7 @@
 #include "proxy/config.h"
 
 #define CONFIG_WHY_MAX 256
-#define CONFIG_KEYS_MAX 64 /* bound of the table, for per-section arrays */
+#define CONFIG_KEYS_MAX 80 /* bound of the table, for per-section arrays */
 
 /* Where a value came from: a line of a file (key names the key there), or
  * a command-line flag. All NULL/0: a default. */

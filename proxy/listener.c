@@ -34,10 +34,33 @@ typedef struct session {
 
 /* --- the end of a connection --------------------------------------------- */
 
+/* What a TLS client's handshake settled, for its access line: each key
+ * "" when there is nothing to say (the pair is then left out, proxy/log.h). */
+typedef struct access_tls {
+	const char *cert_key, *cert, *alpn_key, *alpn;
+} access_tls;
+
+static access_tls access_tls_of(const session *s)
+{
+	/* Static: coroutine stacks are small, and one line is made at a
+	 * time in a shard. */
+	static char subject[LOG_VALUE_MAX], alpn[256];
+	access_tls a = { "", "", "", "" };
+
+	if (!s->tls)
+		return a;
+	if (tls_conn_peer_subject(s->tls, subject, sizeof(subject)))
+		a.cert_key = "client_cert", a.cert = subject;
+	if (tls_conn_alpn(s->tls, alpn, sizeof(alpn)))
+		a.alpn_key = "alpn", a.alpn = alpn;
+	return a;
+}
+
 static void access_log(session *s, reason_code reason,
 		       const relay_summary *summary)
 {
 	listener *l = s->owner;
+	access_tls tls = access_tls_of(s);
 	const char *upstream = s->server >= 0 ? l->pool.servers[s->server].name : "-";
 	int64_t ended = summary ? summary->ended_ns : sched_now();
 	uint64_t frames[2] = {0, 0}, bytes[2] = {0, 0};
@@ -50,13 +73,15 @@ static void access_log(session *s, reason_code reason,
 #define ACCESS_FMT(peer) \
 	"listener=%s client=%s" peer " upstream=%s duration_ms=%.3f " \
 	"client_frames=%" PRIu64 " client_bytes=%" PRIu64 " " \
-	"upstream_frames=%" PRIu64 " upstream_bytes=%" PRIu64 " reason=%s"
+	"upstream_frames=%" PRIu64 " upstream_bytes=%" PRIu64 " reason=%s " \
+	"%s=%s %s=%s"
 	log_line(LOG_LEVEL_INFO, "access",
 		 s->via_name[0] ? ACCESS_FMT(" peer=%s") : ACCESS_FMT("%s"),
 		 l->params.name, s->peer_name, s->via_name, upstream,
 		 (double)(ended - s->accepted_ns) / 1e6, frames[RELAY_CLIENT],
 		 bytes[RELAY_CLIENT], frames[RELAY_UPSTREAM],
-		 bytes[RELAY_UPSTREAM], reason_name(reason));
+		 bytes[RELAY_UPSTREAM], reason_name(reason), tls.cert_key,
+		 tls.cert, tls.alpn_key, tls.alpn);
 }
 
 /* An rpc client's line: its requests (client_frames) and how each ended:

@@ -19,6 +19,8 @@
  * through. Keys are written as they are, except that a byte a conversion
  * put in a key that is not printable ASCII, or is '"', '=' or '\\',
  * becomes '_'.
+ * A pair whose key comes out empty is left out, value and all: a field
+ * may be optional, its key a conversion (" %s=%s" with "" and "").
  * Supported conversions: d i o u x X e E f F g G a A c s p and %%, with
  * flags, width, precision (also '*') and the hh h l ll z j t L lengths.
  * A line is at most LOG_LINE_MAX bytes; longer values are cut with "...".

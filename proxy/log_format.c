@@ -331,10 +331,14 @@ static void put_key(log_buf *line, const char *k)
 	}
 }
 
+/* A pair whose key is empty is left out whole, so a caller can make a
+ * field optional with a key from a conversion: " %s=%s", "" for both. */
 static void field_emit(log_buf *line, log_pair *f)
 {
-	if (f->k.len == 0 && !f->in_value)
+	if (f->k.len == 0) {
+		field_reset(f);
 		return;
+	}
 	if (f->v.cut) {
 		f->v.len = f->v.len > 3 ? f->v.len - 3 : 0;
 		/* Not in the middle of a character: back up over up to 3

@@ -37,6 +37,8 @@ typedef struct tls_ctx {
 	tls_pair *pairs;            /* [0] is the default */
 	size_t count;
 	BIO_METHOD *bio_method;     /* the pollDesc BIO, shared by its conns */
+	uint8_t alpn[TLS_ALPN_MAX]; /* ours in wire form, by preference */
+	size_t alpn_len;            /* 0: no ALPN */
 } tls_ctx;
 
 typedef struct tls_out {
@@ -51,6 +53,7 @@ typedef struct tls_conn {
 	int io_error;               /* last -errno of the socket, or 0 */
 	int write_error;            /* sticky: a flush failed */
 	bool flushing;
+	bool established;           /* the handshake succeeded */
 	coro *flush_waiter;
 } tls_conn;
 
@@ -72,6 +75,19 @@ const char *tls_version_name(tls_version v)
 	static const char *const names[TLS_VERSION_COUNT] = {"TLSv1.2",
 							     "TLSv1.3"};
 	return (unsigned)v < TLS_VERSION_COUNT ? names[v] : "unknown";
+}
+
+int tls_verify_parse(const char *text, tls_verify *out)
+{
+	if (!strcmp(text, "off"))
+		*out = TLS_VERIFY_OFF;
+	else if (!strcmp(text, "optional"))
+		*out = TLS_VERIFY_OPTIONAL;
+	else if (!strcmp(text, "required"))
+		*out = TLS_VERIFY_REQUIRED;
+	else
+		return -EINVAL;
+	return 0;
 }
 
 /* --- OpenSSL's reasons ---------------------------------------------------- */
@@ -166,6 +182,49 @@ int tls_check_ciphers(const char *list, bool tls13, char *why,
 	return -1;
 }
 
+/* "p1,p2" into wire form (each name after its length byte): 0, or -1 with
+ * the reason in why. Spaces around a name are not part of it. */
+static int alpn_encode(const char *list, uint8_t *wire, size_t cap,
+		       size_t *out_len, char *why, size_t why_len)
+{
+	size_t len = 0;
+	const char *p = list;
+
+	for (;;) {
+		p += strspn(p, " \t");
+		size_t n = strcspn(p, ",");
+		size_t name = n;
+		while (name > 0 && (p[name - 1] == ' ' || p[name - 1] == '\t'))
+			name--;
+		if (name == 0 || name > 255) {
+			snprintf(why, why_len, "invalid tls_alpn '%s' (expected "
+				 "names of 1 to 255 bytes, comma-separated)", list);
+			return -1;
+		}
+		if (len + 1 + name > cap) {
+			snprintf(why, why_len, "invalid tls_alpn '%s': longer than "
+				 "%zu bytes", list, cap);
+			return -1;
+		}
+		wire[len++] = (uint8_t)name;
+		memcpy(wire + len, p, name);
+		len += name;
+		if (p[n] == '\0')
+			break;
+		p += n + 1;
+	}
+	*out_len = len;
+	return 0;
+}
+
+int tls_check_alpn(const char *list, char *why, size_t why_len)
+{
+	uint8_t wire[TLS_ALPN_MAX];
+	size_t len;
+
+	return alpn_encode(list, wire, sizeof(wire), &len, why, why_len);
+}
+
 /* --- the context ---------------------------------------------------------- */
 
 /* SNI: the first pair whose certificate names the host; else the default. */
@@ -186,6 +245,29 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/* ALPN, the server's preference: the first of ours the client offers. None
+ * in common fails the handshake (a no_application_protocol alert); a
+ * client that offers none never gets here. */
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		   const unsigned char *in, unsigned int inlen, void *arg)
+{
+	const tls_ctx *ctx = arg;
+
+	(void)ssl;
+	for (size_t i = 0; i < ctx->alpn_len; i += 1u + ctx->alpn[i]) {
+		const uint8_t *ours = ctx->alpn + i + 1;
+		for (unsigned j = 0; j < inlen && j + 1u + in[j] <= inlen;
+		     j += 1u + in[j]) {
+			if (in[j] == ctx->alpn[i] && !memcmp(in + j + 1, ours, in[j])) {
+				*out = in + j + 1;
+				*outlen = in[j];
+				return SSL_TLSEXT_ERR_OK;
+			}
+		}
+	}
+	return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
 static int pair_fail(char *why, size_t why_len, const tls_settings *s,
 		     size_t i, const char *what)
 {
@@ -195,6 +277,34 @@ static int pair_fail(char *why, size_t why_len, const tls_settings *s,
 	snprintf(why, why_len, "tls_cert '%s' / tls_key '%s': %s: %s",
 		 s->certs[i], s->keys[i], what, reason);
 	return -1;
+}
+
+/* mTLS, the same on every pair (SNI may switch a connection to any of
+ * them): the CA to verify against and to name in the certificate request. */
+static int pair_verify(SSL_CTX *c, const tls_settings *s, char *why,
+		       size_t why_len)
+{
+	static const unsigned char sid[] = "frameproxy";
+	char reason[TLS_WHY_MAX];
+
+	if (s->verify_client == TLS_VERIFY_OFF)
+		return 0;
+	STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(s->client_ca);
+	if (!names || SSL_CTX_load_verify_locations(c, s->client_ca, NULL) != 1) {
+		sk_X509_NAME_pop_free(names, X509_NAME_free);
+		take_reason(reason, sizeof(reason), "no certificate in it");
+		snprintf(why, why_len, "tls_client_ca '%s': %s", s->client_ca,
+			 reason);
+		return -1;
+	}
+	SSL_CTX_set_client_CA_list(c, names);
+	SSL_CTX_set_verify(c, SSL_VERIFY_PEER |
+			   (s->verify_client == TLS_VERIFY_REQUIRED
+				    ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
+	/* Never resumed (no cache, no tickets), but OpenSSL wants one with
+	 * verification on. */
+	SSL_CTX_set_session_id_context(c, sid, sizeof(sid) - 1);
+	return 0;
 }
 
 static int pair_build(tls_ctx *ctx, const tls_settings *s, size_t i,
@@ -233,7 +343,9 @@ static int pair_build(tls_ctx *ctx, const tls_settings *s, size_t i,
 		X509_up_ref(p->cert);
 	SSL_CTX_set_tlsext_servername_callback(c, on_servername);
 	SSL_CTX_set_tlsext_servername_arg(c, ctx);
-	return 0;
+	if (ctx->alpn_len)
+		SSL_CTX_set_alpn_select_cb(c, on_alpn, ctx);
+	return pair_verify(c, s, why, why_len);
 }
 
 static int bio_write(BIO *b, const char *data, int len);
@@ -265,6 +377,11 @@ int tls_ctx_build(const tls_settings *s, tls_ctx **out, char *why,
 		return -1;
 	}
 	ctx->count = s->pairs;
+	if (s->alpn && alpn_encode(s->alpn, ctx->alpn, sizeof(ctx->alpn),
+				   &ctx->alpn_len, why, why_len) < 0) {
+		tls_ctx_free(ctx);
+		return -1;
+	}
 	for (size_t i = 0; i < s->pairs; i++) {
 		if (pair_build(ctx, s, i, why, why_len) < 0) {
 			tls_ctx_free(ctx);
@@ -437,6 +554,38 @@ tls_version tls_conn_version(const tls_conn *t)
 						      : TLS_VERSION_1_2;
 }
 
+bool tls_conn_peer_subject(const tls_conn *t, char *buf, size_t len)
+{
+	X509 *x = t->established ? SSL_get0_peer_certificate(t->ssl) : NULL;
+
+	if (!x || len == 0 || SSL_get_verify_result(t->ssl) != X509_V_OK)
+		return false;
+	BIO *m = BIO_new(BIO_s_mem());
+	if (!m)
+		return false;
+	int ok = X509_NAME_print_ex(m, X509_get_subject_name(x), 0,
+				    XN_FLAG_RFC2253);
+	int n = ok >= 0 ? BIO_read(m, buf, (int)(len - 1)) : -1;
+	BIO_free(m);
+	ERR_clear_error();
+	buf[n > 0 ? n : 0] = '\0';
+	return n > 0;
+}
+
+bool tls_conn_alpn(const tls_conn *t, char *buf, size_t len)
+{
+	const unsigned char *p = NULL;
+	unsigned int n = 0;
+
+	if (t->established)
+		SSL_get0_alpn_selected(t->ssl, &p, &n);
+	if (!p || n == 0 || n >= len)
+		return false;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	return true;
+}
+
 /* Hand the buffered ciphertext to the socket. A second caller waits for the
  * first, whose loop takes what the second appended. 0 or -errno. */
 static int tls_flush(tls_conn *t)
@@ -467,13 +616,14 @@ static int tls_flush(tls_conn *t)
 	return t->write_error;
 }
 
-/* A client side that refused the peer's certificate: OpenSSL's reason
- * ("certificate verify failed") says that it did, the verify result why. */
+/* A side that refused the peer's certificate (a client the server's, a
+ * server with mTLS the client's): OpenSSL's reason ("certificate verify
+ * failed") says that it did, the verify result why. */
 static void verify_reason(const tls_conn *t, char *why, size_t why_len)
 {
 	long v = SSL_get_verify_result(t->ssl);
 
-	if (SSL_is_server(t->ssl) || v == X509_V_OK)
+	if (v == X509_V_OK)
 		return;
 	snprintf(why, why_len, "certificate verify failed: %s",
 		 X509_verify_cert_error_string(v));
@@ -497,6 +647,7 @@ int tls_handshake(tls_conn *t, int64_t deadline_ns, char *why,
 		int r = SSL_do_handshake(t->ssl);
 		if (r == 1) {
 			rc = tls_flush(t);
+			t->established = rc == 0;
 			break;
 		}
 		int err = SSL_get_error(t->ssl, r);

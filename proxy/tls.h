@@ -37,6 +37,19 @@ int tls_version_parse(const char *text, tls_version *out);
 /* "TLSv1.2", "TLSv1.3"; "unknown" out of range. */
 const char *tls_version_name(tls_version v);
 
+/* mTLS: whether a client must show a certificate signed by the CA. */
+typedef enum tls_verify {
+	TLS_VERIFY_OFF = 0,          /* none asked for */
+	TLS_VERIFY_OPTIONAL,         /* asked for; none is fine, a bad one fails */
+	TLS_VERIFY_REQUIRED,         /* none or a bad one fails the handshake */
+} tls_verify;
+
+/* "off" | "optional" | "required". -EINVAL otherwise. */
+int tls_verify_parse(const char *text, tls_verify *out);
+
+/* The longest ALPN list (wire form: each name preceded by its length). */
+#define TLS_ALPN_MAX 1024
+
 /* What a listener's tls_ctx is built from (the config's strings). */
 typedef struct tls_settings {
 	char *const *certs;          /* PEM paths, one per pair */
@@ -45,6 +58,9 @@ typedef struct tls_settings {
 	tls_version min_version;
 	const char *ciphers;         /* TLS 1.2 list, NULL: OpenSSL's default */
 	const char *ciphersuites;    /* TLS 1.3 list, NULL: OpenSSL's default */
+	tls_verify verify_client;
+	const char *client_ca;       /* PEM CAs; needed unless verify is off */
+	const char *alpn;            /* "p1,p2" (ours, by preference), or NULL */
 } tls_settings;
 
 typedef struct tls_ctx tls_ctx;
@@ -54,6 +70,9 @@ int tls_check_cert_file(const char *path, char *why, size_t why_len);
 int tls_check_key_file(const char *path, char *why, size_t why_len);
 int tls_check_ciphers(const char *list, bool tls13, char *why,
 		      size_t why_len);
+/* "p1,p2": names of 1..255 bytes, no empty one, at most TLS_ALPN_MAX in
+ * wire form. */
+int tls_check_alpn(const char *list, char *why, size_t why_len);
 
 /* 0, or -1 with the reason in why (a pair whose key is not the cert's). */
 int tls_ctx_build(const tls_settings *s, tls_ctx **out, char *why,
@@ -87,6 +106,13 @@ void tls_conn_free(tls_conn *t);
 int tls_handshake(tls_conn *t, int64_t deadline_ns, char *why,
 		  size_t why_len);
 tls_version tls_conn_version(const tls_conn *t);
+/* After a handshake that succeeded: the verified client certificate's
+ * subject, one line in RFC 2253 form (cut to fit), into buf; false when
+ * the client showed none. */
+bool tls_conn_peer_subject(const tls_conn *t, char *buf, size_t len);
+/* After a handshake that succeeded: the protocol ALPN chose, NUL-ended
+ * (buf of at least 256 bytes); false when none was. */
+bool tls_conn_alpn(const tls_conn *t, char *buf, size_t len);
 
 /* Plaintext: n > 0, 0 at EOF (close_notify or the socket's), -EAGAIN when
  * more must come from the socket, -ECONNRESET / -EPROTO / -errno. */

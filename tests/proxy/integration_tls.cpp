@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 using namespace itest;
@@ -71,6 +72,42 @@ const Pki &pki()
 	     d + "/localhost-next.pem", d + "/localhost-next.key",
 	     d + "/self.pem", d + "/self.key"};
 	return p;
+}
+
+// mTLS: client certificates, made the first time a case asks. "a" is
+// signed by the test CA; "stranger" by a CA of its own, which the proxy
+// does not know.
+struct ClientPki {
+	std::string cert, key, stranger_cert, stranger_key;
+	std::string subject; // a's, as the access line writes it (RFC 2253)
+};
+
+const ClientPki &client_pki()
+{
+	static ClientPki c;
+	if (!c.cert.empty())
+		return c;
+	const Pki &p = pki();
+	std::string d = p.dir, q = " 2>/dev/null";
+	REQUIRE(sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "
+		   "/CN=stranger-ca -keyout " + d + "/stranger-ca.key -out " + d +
+		   "/stranger-ca.pem" + q));
+	auto client = [&](const std::string &name, const std::string &subj,
+			  const std::string &ca) {
+		std::string b = d + "/" + name;
+		write_file(b + ".ext", "extendedKeyUsage=clientAuth\n");
+		REQUIRE(sh("openssl req -newkey rsa:2048 -nodes -subj '" + subj +
+			   "' -keyout " + b + ".key -out " + b + ".csr" + q));
+		REQUIRE(sh("openssl x509 -req -days 2 -in " + b + ".csr -CA " + d +
+			   "/" + ca + ".pem -CAkey " + d + "/" + ca +
+			   ".key -CAcreateserial -out " + b + ".pem -extfile " + b +
+			   ".ext" + q));
+	};
+	client("client-a", "/O=frameproxy tests/CN=client a", "ca");
+	client("stranger", "/CN=stranger", "stranger-ca");
+	c = {d + "/client-a.pem", d + "/client-a.key", d + "/stranger.pem",
+	     d + "/stranger.key", "CN=client a,O=frameproxy tests"};
+	return c;
 }
 
 std::vector<std::string> tls_args(std::vector<std::string> more = {})
@@ -199,9 +236,21 @@ void check_verified(Proxy &proxy, int rc, const std::string &out,
 // A verified TLS client of the test's own over a Conn (non-blocking: every
 // OpenSSL call is retried after poll(2), bounded by `timeout`): which
 // certificate the proxy showed, and frames echoed through it.
+// What a TlsClient shows: a certificate (and its key), ALPN names.
+struct TlsClientOpts {
+	std::string cert, key;
+	std::vector<std::string> alpn;
+	int max_version = 0; // TLS1_2_VERSION: no TLS 1.3
+};
+
 class TlsClient {
 public:
 	TlsClient(uint16_t port, const std::string &name,
+		  milliseconds timeout = milliseconds(5000))
+		: TlsClient(port, name, TlsClientOpts(), timeout)
+	{
+	}
+	TlsClient(uint16_t port, const std::string &name, const TlsClientOpts &o,
 		  milliseconds timeout = milliseconds(5000))
 		: timeout_(timeout)
 	{
@@ -211,6 +260,22 @@ public:
 		    SSL_CTX_load_verify_locations(ctx_, pki().ca.c_str(), nullptr) != 1)
 			return;
 		SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+		if (o.max_version &&
+		    SSL_CTX_set_max_proto_version(ctx_, o.max_version) != 1)
+			return;
+		if (!o.cert.empty() &&
+		    (SSL_CTX_use_certificate_file(ctx_, o.cert.c_str(),
+						  SSL_FILETYPE_PEM) != 1 ||
+		     SSL_CTX_use_PrivateKey_file(ctx_, o.key.c_str(),
+						 SSL_FILETYPE_PEM) != 1))
+			return;
+		std::string wire;
+		for (const auto &a : o.alpn)
+			wire += std::string(1, (char)a.size()) + a;
+		if (!wire.empty() &&
+		    SSL_CTX_set_alpn_protos(ctx_, (const unsigned char *)wire.data(),
+					    (unsigned)wire.size()) != 0)
+			return;
 		if (!(ssl_ = SSL_new(ctx_)) || SSL_set_fd(ssl_, conn_.fd()) != 1)
 			return;
 		SSL_set_tlsext_host_name(ssl_, name.c_str());
@@ -238,6 +303,16 @@ public:
 						  NID_commonName, cn, sizeof(cn));
 		X509_free(x);
 		return cn;
+	}
+
+	// The protocol ALPN chose ("" for none).
+	std::string alpn() const
+	{
+		const unsigned char *p = nullptr;
+		unsigned n = 0;
+		if (ssl_)
+			SSL_get0_alpn_selected(ssl_, &p, &n);
+		return p ? std::string((const char *)p, n) : "";
 	}
 
 	// One frame out, the same frame back.
@@ -272,6 +347,10 @@ private:
 	{
 		auto deadline = Clock::now() + timeout_;
 		for (;;) {
+			// SSL_get_error reads the thread's error queue first:
+			// what a refused client left there must not fail this
+			// client's WANT_READ.
+			ERR_clear_error();
 			int r = op();
 			if (r > 0)
 				return r;
@@ -815,4 +894,314 @@ TEST_CASE("tls origination: a server named by a host is verified for that "
 		CHECK(warn.get("error") ==
 		      "certificate verify failed: hostname mismatch");
 	}
+}
+
+// --- mTLS and ALPN -----------------------------------------------------------
+
+namespace {
+
+std::vector<std::string> mtls_args(const std::string &verify,
+				   std::vector<std::string> more = {})
+{
+	std::vector<std::string> a = tls_args({"--set", "tls_client_ca=" + pki().ca,
+					       "--set", "tls_verify_client=" + verify});
+	a.insert(a.end(), more.begin(), more.end());
+	return a;
+}
+
+// A client the proxy refused: no frame comes back (with TLS 1.3 the
+// client's side of the handshake may finish before the proxy has checked
+// its certificate, so the refusal shows at the first read), and its
+// access line says tls_handshake with no upstream.
+void check_refused(Proxy &proxy, TlsClient &c, const std::string &error)
+{
+	INFO(proxy.log_tail());
+	CHECK(!(c.ok() && c.roundtrip("never relayed")));
+	LogRecord access;
+	REQUIRE(proxy.wait_access(c.conn().local_addr(), T5, &access));
+	CHECK(access.get("reason") == "tls_handshake");
+	CHECK(access.get("upstream") == "-");
+	CHECK(!access.has("client_cert"));
+	LogRecord warn;
+	REQUIRE(proxy.wait_record([&](const LogRecord &r) {
+		return r.is("msg", "tls handshake failed") &&
+		       r.is("client", access.get("client"));
+	}, T5, &warn));
+	CHECK(warn.get("error") == error);
+}
+
+// A client the proxy accepted: a frame echoed, then its access line.
+LogRecord accepted(Proxy &proxy, TlsClient &c)
+{
+	INFO(proxy.log_tail());
+	REQUIRE(c.ok());
+	REQUIRE(c.roundtrip("through mTLS"));
+	std::string addr = c.conn().local_addr();
+	::shutdown(c.conn().fd(), SHUT_WR); // EOF, no close_notify: client_eof
+	LogRecord access;
+	REQUIRE(proxy.wait_access(addr, T5, &access));
+	CHECK(access.get("reason") == "client_eof");
+	return access;
+}
+
+} // namespace
+
+TEST_CASE("tls mTLS required: no certificate and a stranger's are refused "
+	  "(tls_handshake), a good one is accepted and its subject logged",
+	  "[tls]")
+{
+	const ClientPki &cp = client_pki();
+	Echo echo;
+	Proxy proxy(mtls_args("required", {"--server", echo.addr()}));
+
+	SECTION("no certificate") {
+		TlsClient c(proxy.port(), "localhost");
+		check_refused(proxy, c, "peer did not return a certificate");
+	}
+	SECTION("no certificate, TLS 1.2: the client sees it in the handshake") {
+		TlsClient c(proxy.port(), "localhost", {"", "", {}, TLS1_2_VERSION});
+		CHECK(!c.ok());
+		check_refused(proxy, c, "peer did not return a certificate");
+	}
+	SECTION("a certificate from another CA") {
+		TlsClient c(proxy.port(), "localhost",
+			    {cp.stranger_cert, cp.stranger_key, {}});
+		check_refused(proxy, c, "certificate verify failed: unable to "
+				       "get local issuer certificate");
+	}
+	SECTION("a certificate from the CA, also with SNI picking the second "
+		"pair") {
+		for (const char *name : {"localhost", "other.test"}) {
+			TlsClient c(proxy.port(), name, {cp.cert, cp.key, {}});
+			LogRecord a = accepted(proxy, c);
+			INFO(a.line);
+			CHECK(a.get("client_cert") == cp.subject);
+			CHECK(!a.has("alpn"));
+		}
+		CHECK(metric_is(proxy, "frameproxy_tls_handshake_failures_total", 0));
+	}
+}
+
+TEST_CASE("tls mTLS optional: no certificate is fine, a good one is logged, "
+	  "a stranger's is refused", "[tls]")
+{
+	const ClientPki &cp = client_pki();
+	Echo echo;
+	Proxy proxy(mtls_args("optional", {"--server", echo.addr()}));
+
+	{
+		TlsClient none(proxy.port(), "localhost");
+		LogRecord a = accepted(proxy, none);
+		CHECK(!a.has("client_cert"));
+	}
+	{
+		TlsClient good(proxy.port(), "localhost", {cp.cert, cp.key, {}});
+		LogRecord a = accepted(proxy, good);
+		CHECK(a.get("client_cert") == cp.subject);
+	}
+	{
+		TlsClient bad(proxy.port(), "localhost",
+			      {cp.stranger_cert, cp.stranger_key, {}});
+		check_refused(proxy, bad, "certificate verify failed: unable to "
+					  "get local issuer certificate");
+	}
+	CHECK(metric_is(proxy, "frameproxy_tls_handshakes_total", 2));
+	CHECK(metric_is(proxy, "frameproxy_tls_handshake_failures_total", 1));
+}
+
+TEST_CASE("tls mTLS off (the default): a client certificate is not asked "
+	  "for, none logged", "[tls]")
+{
+	const ClientPki &cp = client_pki();
+	Echo echo;
+	Proxy proxy(tls_args({"--server", echo.addr()}));
+
+	TlsClient c(proxy.port(), "localhost", {cp.stranger_cert,
+						cp.stranger_key, {}});
+	LogRecord a = accepted(proxy, c);
+	CHECK(!a.has("client_cert"));
+}
+
+TEST_CASE("tls ALPN: the first of the proxy's protocols the client offers "
+	  "is chosen and logged; none in common is refused; none offered is "
+	  "fine", "[tls]")
+{
+	Echo echo;
+	Proxy proxy(tls_args({"--server", echo.addr(), "--set",
+			      "tls_alpn=frames/2, frames/1"}));
+
+	{
+		TlsClient c(proxy.port(), "localhost",
+			    {"", "", {"x-other", "frames/1", "frames/2"}});
+		CHECK(c.alpn() == "frames/2");
+		LogRecord a = accepted(proxy, c);
+		CHECK(a.get("alpn") == "frames/2");
+	}
+	{
+		TlsClient c(proxy.port(), "localhost", {"", "", {"frames/1"}});
+		CHECK(c.alpn() == "frames/1");
+		LogRecord a = accepted(proxy, c);
+		CHECK(a.get("alpn") == "frames/1");
+	}
+	{
+		TlsClient c(proxy.port(), "localhost");
+		CHECK(c.alpn() == "");
+		LogRecord a = accepted(proxy, c);
+		CHECK(!a.has("alpn"));
+	}
+	{
+		TlsClient c(proxy.port(), "localhost", {"", "", {"h2", "x-other"}});
+		CHECK(!c.ok()); // the alert comes in the server's first flight
+		check_refused(proxy, c, "no application protocol");
+	}
+}
+
+TEST_CASE("tls ALPN and mTLS with openssl s_client: the protocol and the "
+	  "subject in the access line", "[tls]")
+{
+	const ClientPki &cp = client_pki();
+	Echo echo;
+	Proxy proxy(mtls_args("required", {"--server", echo.addr(), "--set",
+					    "tls_alpn=frames/1"}));
+
+	std::string outf = tmp().file("s_client_alpn.out");
+	std::string cmd = "(printf '\\000\\000\\000\\005hello'; sleep 1) | "
+			  "openssl s_client -quiet -no_ign_eof -verify_return_error "
+			  "-CAfile " + pki().ca + " -cert " + cp.cert + " -key " +
+			  cp.key + " -alpn frames/1 -servername localhost -connect " +
+			  proxy.addr() + " > " + outf + " 2>/dev/null";
+	Process p({"/bin/sh", "-c", cmd}, "s_client");
+	REQUIRE(run_to_exit(p, milliseconds(10000)) == 0);
+	CHECK(read_file(outf) == frame("hello"));
+	REQUIRE(proxy.wait_access_count(1, T5));
+	LogRecord a = proxy.records("access")[0];
+	INFO(a.line);
+	CHECK(a.get("alpn") == "frames/1");
+	CHECK(a.get("client_cert") == cp.subject);
+	CHECK(a.num("client_frames") == 1);
+}
+
+TEST_CASE("tls mTLS and ALPN: config errors name file, line and key", "[tls]")
+{
+	const Pki &p = pki();
+	std::string ini = tmp().file("mtls.ini");
+	const std::string pair = "tls_cert = " + p.cert + "\ntls_key = " + p.key +
+				 "\n";
+	std::string text;
+
+	CHECK(check_ini(ini, pair + "tls_client_ca = " + p.ca +
+				 "\ntls_verify_client = required\ntls_alpn = a,b\n",
+			&text) == 0);
+	INFO(text);
+
+	CHECK(check_ini(ini, pair + "tls_verify_client = optional\n", &text) != 0);
+	CHECK(text.find(ini + ":6: key 'tls_verify_client': optional and "
+			"required need tls_client_ca") != std::string::npos);
+
+	CHECK(check_ini(ini, pair + "tls_client_ca = " + p.dir +
+				 "/missing-ca.pem\ntls_verify_client = required\n",
+			&text) != 0);
+	CHECK(text.find(ini + ":6: key 'tls_client_ca': cannot read "
+			"certificate") != std::string::npos);
+	CHECK(text.find("missing-ca.pem") != std::string::npos);
+	// Only that error: the verify mode left without its CA is not a
+	// second one.
+	CHECK(text.find("need tls_client_ca") == std::string::npos);
+
+	std::string garbage = p.dir + "/garbage-ca.pem";
+	write_file(garbage, "not a certificate\n");
+	CHECK(check_ini(ini, pair + "tls_verify_client = required\n"
+				 "tls_client_ca = " + garbage + "\n", &text) != 0);
+	CHECK(text.find(ini + ":7: key 'tls_client_ca': cannot read "
+			"certificate") != std::string::npos);
+
+	CHECK(check_ini(ini, pair + "tls_verify_client = sometimes\n", &text) != 0);
+	CHECK(text.find(ini + ":6: key 'tls_verify_client': invalid "
+			"tls_verify_client 'sometimes'") != std::string::npos);
+
+	CHECK(check_ini(ini, pair + "tls_client_ca = " + p.ca + "\n", &text) != 0);
+	CHECK(text.find(ini + ":6: key 'tls_client_ca': needs tls_verify_client") !=
+	      std::string::npos);
+
+	CHECK(check_ini(ini, pair + "tls_alpn = a,,b\n", &text) != 0);
+	CHECK(text.find(ini + ":6: key 'tls_alpn': invalid tls_alpn 'a,,b'") !=
+	      std::string::npos);
+
+	CHECK(check_ini(ini, "tls_alpn = a\n", &text) != 0);
+	CHECK(text.find("need tls_cert") != std::string::npos);
+
+	// With --set the error names the flag.
+	Process c({binary("FRAMEPROXY"), "--check", "--listen", "127.0.0.1:0",
+		   "--server", "127.0.0.1:1", "--set", "tls_cert=" + p.cert,
+		   "--set", "tls_key=" + p.key, "--set",
+		   "tls_verify_client=required"}, "check");
+	CHECK(run_to_exit(c, milliseconds(10000)) != 0);
+	CHECK((c.out() + c.err()).find("tls_verify_client") != std::string::npos);
+	CHECK((c.out() + c.err()).find("need tls_client_ca") != std::string::npos);
+}
+
+TEST_CASE("tls mTLS: tls_client_ca is re-read on SIGHUP, a connection from "
+	  "before keeps working; a bad file keeps the running CA", "[tls]")
+{
+	const Pki &p = pki();
+	const ClientPki &cp = client_pki();
+	const std::string live = p.dir + "/live-ca";
+	auto install = [&](const std::string &from) {
+		REQUIRE(sh("mkdir -p " + live + " && cp " + from + " " + live +
+			   "/tmp && mv " + live + "/tmp " + live + "/ca.pem"));
+	};
+	install(p.ca);
+	Echo echo;
+	Proxy proxy({"--server", echo.addr(), "--drain-timeout", "60s",
+		     "--admin", "127.0.0.1:0", "--set", "tls_cert=" + p.cert,
+		     "--set", "tls_key=" + p.key, "--set",
+		     "tls_client_ca=" + live + "/ca.pem", "--set",
+		     "tls_verify_client=required"});
+	REQUIRE(proxy.wait_ready());
+	const TlsClientOpts ours = {cp.cert, cp.key, {}};
+	const TlsClientOpts stranger = {cp.stranger_cert, cp.stranger_key, {}};
+
+	TlsClient before(proxy.port(), "localhost", ours);
+	REQUIRE(before.ok());
+	REQUIRE(before.roundtrip("before the reload"));
+	{
+		TlsClient c(proxy.port(), "localhost", stranger);
+		check_refused(proxy, c, "certificate verify failed: unable to get "
+					"local issuer certificate");
+	}
+
+	install(p.dir + "/stranger-ca.pem");
+	proxy.proc().signal(SIGHUP);
+	INFO(proxy.log_tail());
+	REQUIRE(wait_generation(proxy, 1));
+	{
+		TlsClient c(proxy.port(), "localhost", stranger);
+		LogRecord a = accepted(proxy, c);
+		CHECK(a.get("client_cert") == "CN=stranger");
+	}
+	{
+		// The test's client sends the test CA with its certificate
+		// (OpenSSL builds the chain from the CA it trusts): a root
+		// the proxy no longer trusts.
+		TlsClient c(proxy.port(), "localhost", ours);
+		check_refused(proxy, c, "certificate verify failed: self-signed "
+					"certificate in certificate chain");
+	}
+	CHECK(before.roundtrip("old connection, after the reload"));
+
+	write_file(live + "/ca.pem", "not a certificate\n");
+	proxy.proc().signal(SIGHUP);
+	LogRecord failed;
+	REQUIRE(proxy.wait_record([](const LogRecord &r) {
+		return r.is("msg", "reload failed: keeping the running configuration");
+	}, T5, &failed));
+	CHECK(failed.get("reason").find("cannot read certificate '" + live +
+					"/ca.pem'") != std::string::npos);
+	CHECK(failed.get("reason").find(';') == std::string::npos);
+	{
+		TlsClient c(proxy.port(), "localhost", stranger);
+		LogRecord a = accepted(proxy, c);
+		CHECK(a.get("client_cert") == "CN=stranger");
+	}
+	CHECK(before.roundtrip("old connection, at the end"));
 }

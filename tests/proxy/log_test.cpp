@@ -91,6 +91,16 @@ TEST_CASE("log: timestamp, level, quoted msg, plain values", "[log]")
 	      "ts=2026-11-22T21:55:01.123Z level=debug msg=\"x\" a=1 b=2\n");
 }
 
+TEST_CASE("log: a pair whose key comes out empty is left out", "[log]")
+{
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "a=1 %s=%s b=2", "", "")) ==
+	      "a=1 b=2\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "a=1 %s=%s b=2", "", "dropped too")) ==
+	      "a=1 b=2\n");
+	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "a=1 %s=%s", "cn", "x y")) ==
+	      "a=1 cn=\"x y\"\n");
+}
+
 TEST_CASE("log: values needing quotes are quoted and escaped", "[log]")
 {
 	CHECK(tail(LINE(LOG_LEVEL_INFO, "m", "err=%s", "connection refused")) ==
