@@ -13,6 +13,7 @@
 
 #include "poll/poll.h"
 #include "proxy/linger.h"
+#include "proxy/overload.h"
 #include "proxy/reason.h"
 #include "proxy/tls.h"
 
@@ -89,6 +90,10 @@ typedef struct relay_group {
 	 * returns). NULL: never. */
 	relay_rest_fn on_rest;
 	void *on_rest_arg;
+	/* The shard's overload guard (proxy/overload.h), shared by every
+	 * group of the shard, or NULL: buffers are counted there, and client
+	 * input waits while it is near its budget. */
+	overload *overload;
 } relay_group;
 
 void relay_group_init(relay_group *group, uint32_t buffer_size,
@@ -117,6 +122,13 @@ int relay_start(relay_group *group, poll_desc *client, poll_desc *upstream,
 void relay_drain(relay_group *group);
 /* Close every relay now (drain timeout, shutdown). */
 void relay_close_all(relay_group *group, reason_code reason);
+
+/*
+ * Overload (proxy/overload.h): close the relays of `groups` holding the
+ * most buffer bytes, reason "overload", until those closing hold at least
+ * `excess` bytes. Returns how many it closed.
+ */
+uint32_t relay_shed(relay_group *groups, uint32_t count, uint64_t excess);
 
 /*
  * Handoff. A relay is at rest when both directions are at a frame boundary

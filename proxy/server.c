@@ -1,6 +1,7 @@
 #include "proxy/server.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,11 @@ typedef struct server {
 	bool handoff_ended; /* the handoff failed: no more sweeps */
 	bool draining;
 	bool forced;
+	/* The overload guard (proxy/overload.h): every relay group counts
+	 * into it; past the budget `shed` closes the biggest holders. */
+	overload overload;
+	sched_timer shed;
+	log_ratelimit shed_log;
 } server;
 
 static uint64_t server_connections(const server *srv)
@@ -177,6 +183,41 @@ static void server_publish(server *srv)
 	slot->name_count = names_published;
 	shard_slot_publish_runtime(slot);
 	shard_slot_store(&slot->app[COUNTER_LOG_LINES_DROPPED], log_dropped_lines());
+	shard_slot_store(&slot->app[COUNTER_BUFFER_BYTES], srv->overload.held);
+	shard_slot_store(&slot->app[COUNTER_BUFFER_POOLED_BYTES],
+			 srv->overload.pooled);
+	shard_slot_store(&slot->app[COUNTER_ACCEPT_PAUSES],
+			 srv->overload.accept_pauses);
+}
+
+/* --- overload guard (proxy/overload.h) ------------------------------------- */
+
+/* Past the budget: close the connections holding the most until what
+ * they hold brings the shard back under. In its own timer, never inside
+ * the buffer_take that went over. */
+static void shed_fired(sched_timer *timer, void *arg)
+{
+	server *srv = arg;
+	uint64_t excess = overload_excess(&srv->overload);
+
+	(void)timer;
+	if (excess == 0)
+		return;
+	uint32_t closed = relay_shed(srv->relays, srv->opened, excess);
+	if (closed)
+		log_ratelimited(&srv->shed_log, LOG_LEVEL_WARN,
+				"buffer memory over budget, connections closed",
+				"held=%" PRIu64 " max_buffer_memory=%" PRIu64
+				" closed=%" PRIu32, srv->overload.held,
+				srv->overload.budget, closed);
+}
+
+static void shed_schedule(void *arg)
+{
+	server *srv = arg;
+
+	if (!sched_timer_pending(&srv->shed))
+		sched_timer_set(&srv->shed, sched_now());
 }
 
 static void publish_fired(sched_timer *timer, void *arg)
@@ -662,11 +703,18 @@ static int server_start(server *srv)
 	srv->relays = calloc(settings->listener_count, sizeof(*srv->relays));
 	if (!srv->listeners || !srv->relays)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < settings->listener_count; i++)
+	overload_init(&srv->overload, settings->max_buffer_memory);
+	srv->overload.on_over = shed_schedule;
+	srv->overload.on_over_arg = srv;
+	srv->shed_log = (log_ratelimit)LOG_RATELIMIT_INIT(1);
+	sched_timer_init(&srv->shed, shed_fired, srv);
+	for (uint32_t i = 0; i < settings->listener_count; i++) {
 		relay_group_init(&srv->relays[i],
 				 settings->listeners[i].relay.buffer_size,
 				 SERVER_BUFFER_POOL_MAX,
 				 srv->listeners[i].counters);
+		srv->relays[i].overload = &srv->overload;
+	}
 	for (uint32_t i = 0; i < settings->listener_count; i++)
 		srv->relays[i].linger.timeout_ns = settings->linger_timeout_ns;
 	if ((rc = signals_open(srv)) < 0)
@@ -725,6 +773,7 @@ int server_run(const server_settings *settings)
 		rc = srv.boot_rc;
 		sched_timer_cancel(&srv.publish);
 		sched_timer_cancel(&srv.drain_check);
+		sched_timer_cancel(&srv.shed);
 		log_line(LOG_LEVEL_INFO, "stopped", "forced=%s",
 			 srv.forced ? "true" : "false");
 	}

@@ -1102,7 +1102,7 @@ TEST_CASE("config: every flag sets a key, and --help fits 80 columns", "[config]
 		CHECK(cfg.errors().find("unknown key") == std::string::npos);
 		CHECK(f.takes_arg == (std::string(f.flag) != "--pin"));
 	}
-	CHECK(n == 52);
+	CHECK(n == 53);
 	CHECK_FALSE(config_flag_get(n, &f));
 
 	char *buf = nullptr;

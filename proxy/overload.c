@@ -1,0 +1,59 @@
+#include "proxy/overload.h"
+
+void overload_init(overload *o, uint64_t budget)
+{
+	*o = (overload){.budget = budget};
+}
+
+void overload_take(overload *o, uint64_t bytes, bool from_pool)
+{
+	if (from_pool)
+		o->pooled -= bytes < o->pooled ? bytes : o->pooled;
+	o->held += bytes;
+	if (o->on_over && overload_excess(o) > 0)
+		o->on_over(o->on_over_arg);
+}
+
+bool overload_give(overload *o, uint64_t bytes)
+{
+	o->held -= bytes < o->held ? bytes : o->held;
+	if (o->budget && o->held + o->pooled + bytes > o->budget)
+		return false;
+	o->pooled += bytes;
+	return true;
+}
+
+void overload_unpool(overload *o, uint64_t bytes)
+{
+	o->pooled -= bytes < o->pooled ? bytes : o->pooled;
+}
+
+bool overload_near(const overload *o)
+{
+	return o->budget &&
+	       o->held >= o->budget / 100 * OVERLOAD_NEAR_PERCENT +
+				  o->budget % 100 * OVERLOAD_NEAR_PERCENT / 100;
+}
+
+uint64_t overload_excess(const overload *o)
+{
+	return o->budget && o->held > o->budget ? o->held - o->budget : 0;
+}
+
+bool overload_may_accept(overload *o)
+{
+	if (!overload_near(o)) {
+		o->paused = false;
+		return true;
+	}
+	if (!o->paused) {
+		o->paused = true;
+		o->accept_pauses++;
+	}
+	return false;
+}
+
+uint64_t overload_default_budget(uint64_t mem_total, unsigned shards)
+{
+	return mem_total / OVERLOAD_DEFAULT_DIVISOR / (shards ? shards : 1);
+}
