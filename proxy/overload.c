@@ -1,5 +1,10 @@
 #include "proxy/overload.h"
 
+static uint64_t percent_of(uint64_t n, unsigned percent)
+{
+	return n / 100 * percent + n % 100 * percent / 100;
+}
+
 void overload_init(overload *o, uint64_t budget)
 {
 	*o = (overload){.budget = budget};
@@ -30,14 +35,35 @@ void overload_unpool(overload *o, uint64_t bytes)
 
 bool overload_near(const overload *o)
 {
-	return o->budget &&
-	       o->held >= o->budget / 100 * OVERLOAD_NEAR_PERCENT +
-				  o->budget % 100 * OVERLOAD_NEAR_PERCENT / 100;
+	return o->budget && o->held >= percent_of(o->budget, OVERLOAD_NEAR_PERCENT);
 }
 
 uint64_t overload_excess(const overload *o)
 {
 	return o->budget && o->held > o->budget ? o->held - o->budget : 0;
+}
+
+void overload_starving(overload *o)
+{
+	if (!o->budget)
+		return;
+	o->starved = true;
+	if (o->on_over)
+		o->on_over(o->on_over_arg);
+}
+
+uint64_t overload_shed_bytes(const overload *o)
+{
+	uint64_t low = percent_of(o->budget, OVERLOAD_LOW_PERCENT);
+
+	if (!o->budget || !(o->held > o->budget || o->starved))
+		return 0;
+	return o->held > low ? o->held - low : 0;
+}
+
+void overload_shed_done(overload *o)
+{
+	o->starved = false;
 }
 
 bool overload_may_accept(overload *o)

@@ -27,8 +27,10 @@
 
 /* A pump that never meets EAGAIN yields after moving this many buffers. */
 #define RELAY_YIELD_BUFFERS 4
-/* How often a client pump held back by the overload guard looks again. */
+/* How often a client pump held back by the overload guard looks again,
+ * and after how long of it the guard is told it starves. */
 #define RELAY_MEMORY_WAIT_NS (5 * 1000 * 1000)
+#define RELAY_MEMORY_STARVE_NS (200 * 1000 * 1000)
 
 typedef struct relay_dir {
 	relay_conn *owner;
@@ -599,17 +601,22 @@ static ssize_t dir_read(relay_dir *dir)
  * input (backpressure: the bytes stay in the kernel) until memory comes
  * back. Only the client side waits: the upstream side writes replies out,
  * which is what gives memory back. The idle timeout still runs (a waiting
- * side is no sign of life), and the overload closes free memory. 0 to go
- * on, -1 when the pump should stop.
+ * side is no sign of life); a wait that lasts tells the guard, whose
+ * closes free memory. 0 to go on, -1 when the pump should stop.
  */
 static int dir_await_memory(relay_dir *dir)
 {
 	relay_conn *r = dir->owner;
 	overload *o = r->group->overload;
+	int64_t starve_at = sched_now() + RELAY_MEMORY_STARVE_NS;
 
 	if (dir->side != RELAY_CLIENT || !o)
 		return 0;
 	while (overload_near(o)) {
+		if (sched_now() >= starve_at) {
+			overload_starving(o);
+			starve_at = sched_now() + RELAY_MEMORY_STARVE_NS;
+		}
 		dir->awaiting_memory = true;
 		coro_sleep(RELAY_MEMORY_WAIT_NS);
 		dir->awaiting_memory = false;

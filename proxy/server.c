@@ -192,15 +192,16 @@ static void server_publish(server *srv)
 
 /* --- overload guard (proxy/overload.h) ------------------------------------- */
 
-/* Past the budget: close the connections holding the most until what
- * they hold brings the shard back under. In its own timer, never inside
- * the buffer_take that went over. */
+/* Past the budget (or starving near it): close the connections holding
+ * the most until what they hold brings the shard down to the low mark.
+ * In its own timer, never inside the buffer_take that went over. */
 static void shed_fired(sched_timer *timer, void *arg)
 {
 	server *srv = arg;
-	uint64_t excess = overload_excess(&srv->overload);
+	uint64_t excess = overload_shed_bytes(&srv->overload);
 
 	(void)timer;
+	overload_shed_done(&srv->overload);
 	if (excess == 0)
 		return;
 	uint32_t closed = relay_shed(srv->relays, srv->opened, excess);

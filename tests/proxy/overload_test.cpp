@@ -132,3 +132,36 @@ TEST_CASE("overload: near for small and odd budgets", "[overload-unit]")
 	overload_take(&o, 1, false);
 	CHECK(overload_near(&o));
 }
+
+TEST_CASE("overload: closes bring it down to the low mark", "[overload-unit]")
+{
+	overload o;
+
+	overload_init(&o, 1000);
+	over_calls = 0;
+	o.on_over = count_over;
+	overload_take(&o, 950, false);
+	/* Near, not past, nobody starving: nothing to close. */
+	CHECK(overload_shed_bytes(&o) == 0);
+	overload_starving(&o);
+	CHECK(over_calls == 1);
+	CHECK(overload_shed_bytes(&o) == 150);
+	overload_shed_done(&o);
+	CHECK(overload_shed_bytes(&o) == 0);
+	overload_take(&o, 100, false);
+	CHECK(overload_shed_bytes(&o) == 250);
+	overload_shed_done(&o); /* past the budget is no flag: still asked */
+	CHECK(overload_shed_bytes(&o) == 250);
+	overload_give(&o, 300);
+	CHECK(overload_shed_bytes(&o) == 0);
+	/* Starving while under the low mark asks for nothing. */
+	overload_starving(&o);
+	CHECK(overload_shed_bytes(&o) == 0);
+	/* Off: starving does nothing. */
+	overload_init(&o, 0);
+	o.on_over = count_over;
+	over_calls = 0;
+	overload_starving(&o);
+	CHECK(over_calls == 0);
+	CHECK(overload_shed_bytes(&o) == 0);
+}
