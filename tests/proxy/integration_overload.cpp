@@ -68,17 +68,37 @@ TEST_CASE("overload: a stuck upstream cannot take a shard past its budget",
 	};
 	CHECK(gauge() == 0);
 
-	// 64 pushers could hold 64 buffers (4 MiB) without the guard.
-	const size_t heavy = 64;
+	// 64 pushers could hold 64 buffers (4 MiB) without the guard. The
+	// first 40 bring the shard to its mark; the other 24 come while it is
+	// there, and find accepting paused.
+	const size_t heavy = 64, first_wave = 40;
 	std::string frame = itest::frame(random_bytes(MiB - 4, 7));
 	std::vector<Pusher> pushers(heavy);
-	for (auto &p : pushers) {
+	auto connect_pusher = [&](Pusher &p) {
 		p.conn = Conn::connect(proxy.port());
 		REQUIRE(p.conn.valid());
 		// A small window: what the client does not read stays in the
 		// proxy's buffers, not in the kernel's.
 		int small = 16 * 1024;
 		setsockopt(p.conn.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	};
+	for (size_t i = 0; i < heavy; i++)
+		if (i < first_wave)
+			connect_pusher(pushers[i]);
+	std::vector<Pusher> *all = &pushers;
+	auto push_connected = [&] {
+		for (auto &p : *all)
+			if (!p.conn.valid())
+				p.ended = true;
+		push_some(*all, frame);
+	};
+	CHECK(wait_until([&] {
+		push_connected();
+		return gauge() >= BUDGET * 9 / 10;
+	}, milliseconds(5000)));
+	for (size_t i = first_wave; i < heavy; i++) {
+		connect_pusher(pushers[i]);
+		pushers[i].ended = false;
 	}
 
 	uint64_t most = 0;
@@ -86,7 +106,7 @@ TEST_CASE("overload: a stuck upstream cannot take a shard past its budget",
 	auto until = Clock::now() + milliseconds(4000);
 	auto next_good = Clock::now() + milliseconds(500);
 	while (Clock::now() < until) {
-		push_some(pushers, frame);
+		push_connected();
 		most = std::max(most, gauge());
 		if (Clock::now() >= next_good) {
 			// A client of the other listener: served while the stuck
@@ -135,4 +155,55 @@ TEST_CASE("overload: a stuck upstream cannot take a shard past its budget",
 	Conn c = Conn::connect(good_port);
 	REQUIRE(c.valid());
 	CHECK(c.roundtrip("after the burst", milliseconds(1000)));
+}
+
+TEST_CASE("overload: clients that never read their replies are closed past "
+	  "the budget", "[overload]")
+{
+	// The upstream answers; the clients push and never read, so the
+	// replies fill the proxy's upstream-side buffers, which never wait
+	// for memory: the shard goes past its budget, and closes.
+	Echo echo;
+	Proxy proxy({"--shards", "1", "--admin", "127.0.0.1:0",
+		     "--max-buffer-memory", "2MiB", "--server", echo.addr()});
+	REQUIRE(proxy.wait_ready());
+	uint16_t admin = proxy.admin_port();
+	REQUIRE(admin != 0);
+	auto gauge = [&] {
+		return metric_sum(http_get(admin, "/metrics"), "frameproxy_buffer_bytes");
+	};
+
+	const size_t heavy = 40;
+	std::string frame = itest::frame(random_bytes(MiB - 4, 11));
+	std::vector<Pusher> pushers(heavy);
+	for (auto &p : pushers) {
+		p.conn = Conn::connect(proxy.port());
+		REQUIRE(p.conn.valid());
+		int small = 16 * 1024;
+		setsockopt(p.conn.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	}
+	uint64_t most = 0, shed = 0;
+	auto until = Clock::now() + milliseconds(3000);
+	while (Clock::now() < until) {
+		push_some(pushers, frame);
+		std::string m = http_get(admin, "/metrics");
+		most = std::max(most, metric_sum(m, "frameproxy_buffer_bytes"));
+		shed = metric_sum(m, "frameproxy_connections_closed_total",
+				  "reason=\"overload\"");
+		std::this_thread::sleep_for(milliseconds(20));
+	}
+	INFO(proxy.log_tail(20));
+	INFO("most=" << most << " shed=" << shed);
+	CHECK(shed >= 1);
+	CHECK(most >= BUDGET / 2);
+	CHECK(most <= BUDGET + 16 * BUFFER);
+	CHECK(wait_until([&] { return count_reason(proxy, "overload") >= shed; },
+			 milliseconds(3000)));
+	// A client that reads is served once the stuck ones are gone or
+	// held back.
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	CHECK(c.roundtrip("still served", milliseconds(5000)));
+	pushers.clear();
+	CHECK(wait_until([&] { return gauge() == 0; }, milliseconds(5000)));
 }
