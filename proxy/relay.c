@@ -112,12 +112,27 @@ static uint8_t *buffer_take(relay_conn *r)
 	if (r->params.buffer_size == group->buffer_size && group->free_count > 0) {
 		buf = group->free_buffers[--group->free_count];
 		pooled = true;
+		if (group->free_count < group->free_low)
+			group->free_low = group->free_count;
 	} else {
 		buf = malloc(r->params.buffer_size);
 	}
 	if (buf && group->overload)
 		overload_take(group->overload, r->params.buffer_size, pooled);
 	return buf;
+}
+
+void relay_group_trim(relay_group *group)
+{
+	uint32_t unused = group->free_low < group->free_count ? group->free_low
+							       : group->free_count;
+
+	for (uint32_t i = 0; i < unused; i++) {
+		free(group->free_buffers[--group->free_count]);
+		if (group->overload)
+			overload_unpool(group->overload, group->buffer_size);
+	}
+	group->free_low = group->free_count;
 }
 
 static void buffer_give(relay_conn *r, relay_dir *dir)

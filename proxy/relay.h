@@ -75,6 +75,7 @@ typedef struct relay_group {
 	void **free_buffers;
 	uint32_t free_count;
 	uint32_t free_max;
+	uint32_t free_low;       /* the fewest pooled since the last trim */
 	uint32_t buffer_size;    /* the size pooled buffers have */
 	bool draining;           /* relays started from now on drain too */
 	/* Client sockets closed by a drain linger here (proxy/linger.h); the
@@ -99,6 +100,10 @@ typedef struct relay_group {
 void relay_group_init(relay_group *group, uint32_t buffer_size,
 		      uint32_t pool_max, uint64_t *counters);
 void relay_group_free(relay_group *group);
+/* Free the pooled buffers no take needed since the last call (the fewest
+ * the pool held in between): after a burst the pool shrinks back, one
+ * period later, to what the load still uses. */
+void relay_group_trim(relay_group *group);
 
 /*
  * Start relaying. Takes ownership of both pollDescs; `done` runs once when

@@ -24,6 +24,8 @@
 #define SERVER_LINGER_GRACE_NS (1000 * 1000 * 1000)
 /* Idle relay buffers each listener keeps for connections that wake up. */
 #define SERVER_BUFFER_POOL_MAX 256
+/* How often the pools give back the buffers that period did not need. */
+#define SERVER_POOL_TRIM_NS (1000 * 1000 * 1000)
 
 typedef struct server {
 	const server_settings *settings;
@@ -52,6 +54,7 @@ typedef struct server {
 	overload overload;
 	sched_timer shed;
 	log_ratelimit shed_log;
+	int64_t trimmed_at;   /* the pools' last trim */
 } server;
 
 static uint64_t server_connections(const server *srv)
@@ -221,8 +224,20 @@ static void shed_schedule(void *arg)
 		sched_timer_set(&srv->shed, sched_now());
 }
 
+static void pools_trim(server *srv)
+{
+	int64_t now = sched_now();
+
+	if (now - srv->trimmed_at < SERVER_POOL_TRIM_NS)
+		return;
+	srv->trimmed_at = now;
+	for (uint32_t i = 0; i < srv->opened; i++)
+		relay_group_trim(&srv->relays[i]);
+}
+
 static void publish_fired(sched_timer *timer, void *arg)
 {
+	pools_trim(arg);
 	server_publish(arg);
 	sched_timer_set(timer, sched_now() + SERVER_PUBLISH_NS);
 }

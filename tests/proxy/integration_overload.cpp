@@ -151,6 +151,12 @@ TEST_CASE("overload: a stuck upstream cannot take a shard past its budget",
 	std::string after = http_get(admin, "/metrics");
 	CHECK(metric_sum(after, "frameproxy_buffer_pooled_bytes") <= BUDGET);
 	CHECK(metric_sum(after, "frameproxy_connections_active") == 0);
+	// The idle buffers kept for reuse go too, within a trim period or two
+	// of nobody needing them.
+	CHECK(wait_until([&] {
+		return metric_sum(http_get(admin, "/metrics"),
+				  "frameproxy_buffer_pooled_bytes") == 0;
+	}, milliseconds(4000)));
 	// And the shard serves again at once.
 	Conn c = Conn::connect(good_port);
 	REQUIRE(c.valid());
