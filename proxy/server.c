@@ -224,15 +224,24 @@ static void shed_schedule(void *arg)
 		sched_timer_set(&srv->shed, sched_now());
 }
 
+/* mimalloc's, when the binary links it (meson option `mimalloc`): a
+ * weak reference, so builds without it (sanitizers) need nothing. */
+extern void mi_collect(bool force) __attribute__((weak));
+
 static void pools_trim(server *srv)
 {
 	int64_t now = sched_now();
+	uint64_t pooled = srv->overload.pooled;
 
 	if (now - srv->trimmed_at < SERVER_POOL_TRIM_NS)
 		return;
 	srv->trimmed_at = now;
 	for (uint32_t i = 0; i < srv->opened; i++)
 		relay_group_trim(&srv->relays[i]);
+	/* Buffers went back: have the allocator return their pages to the
+	 * kernel now rather than keep them for the next burst. */
+	if (srv->overload.pooled < pooled && mi_collect)
+		mi_collect(true);
 }
 
 static void publish_fired(sched_timer *timer, void *arg)
