@@ -272,6 +272,10 @@ static int set_buffer_memory(void *t, const config_key *k, const char *v,
 		c->max_buffer_memory = CONFIG_BUFFER_MEMORY_AUTO;
 		return 0;
 	}
+	uint64_t n;
+	if (units_parse_size(v, &n) == -EINVAL)
+		return setter_fail(why, "invalid max_buffer_memory '%s' (expected auto "
+				   "or a size, e.g. 256MiB; 0 = off)", v);
 	return set_size(t, k, v, o, why);
 }
 
