@@ -10,6 +10,18 @@ void overload_init(overload *o, uint64_t budget)
 	*o = (overload){.budget = budget};
 }
 
+uint64_t overload_total(const overload *o)
+{
+	return o->held + o->rpc_held;
+}
+
+void overload_set_rpc_held(overload *o, uint64_t bytes)
+{
+	o->rpc_held = bytes;
+	if (o->on_over && overload_excess(o) > 0)
+		o->on_over(o->on_over_arg);
+}
+
 void overload_take(overload *o, uint64_t bytes, bool from_pool)
 {
 	if (from_pool)
@@ -22,7 +34,7 @@ void overload_take(overload *o, uint64_t bytes, bool from_pool)
 bool overload_give(overload *o, uint64_t bytes)
 {
 	o->held -= bytes < o->held ? bytes : o->held;
-	if (o->budget && o->held + o->pooled + bytes > o->budget)
+	if (o->budget && overload_total(o) + o->pooled + bytes > o->budget)
 		return false;
 	o->pooled += bytes;
 	return true;
@@ -35,12 +47,15 @@ void overload_unpool(overload *o, uint64_t bytes)
 
 bool overload_near(const overload *o)
 {
-	return o->budget && o->held >= percent_of(o->budget, OVERLOAD_NEAR_PERCENT);
+	return o->budget &&
+	       overload_total(o) >= percent_of(o->budget, OVERLOAD_NEAR_PERCENT);
 }
 
 uint64_t overload_excess(const overload *o)
 {
-	return o->budget && o->held > o->budget ? o->held - o->budget : 0;
+	uint64_t total = overload_total(o);
+
+	return o->budget && total > o->budget ? total - o->budget : 0;
 }
 
 void overload_starving(overload *o)
@@ -56,9 +71,11 @@ uint64_t overload_shed_bytes(const overload *o)
 {
 	uint64_t low = percent_of(o->budget, OVERLOAD_LOW_PERCENT);
 
-	if (!o->budget || !(o->held > o->budget || o->starved))
+	uint64_t total = overload_total(o);
+
+	if (!o->budget || !(total > o->budget || o->starved))
 		return 0;
-	return o->held > low ? o->held - low : 0;
+	return total > low ? total - low : 0;
 }
 
 void overload_shed_done(overload *o)

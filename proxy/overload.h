@@ -2,7 +2,8 @@
  * The overload guard's accounting: one per shard (the server owns it and
  * hands a pointer to every relay group). It counts the bytes the shard
  * holds in user space for connections: relay buffers taken (their
- * capacity, not just what is filled) and pooled. Near the budget
+ * capacity, not just what is filled) and pooled, and rpc mode's reply
+ * bytes held for clients (looked at by the server every publish). Near the budget
  * (OVERLOAD_NEAR_PERCENT) the shard stops accepting and relays stop taking
  * buffers for client input; past it, the server closes the connections
  * holding the most (reason `overload`) until what is held is down to
@@ -33,6 +34,8 @@ typedef struct overload {
 	uint64_t budget;   /* bytes; 0 = the guard is off */
 	uint64_t held;     /* in buffers taken now */
 	uint64_t pooled;   /* in idle buffers kept for reuse */
+	uint64_t rpc_held; /* rpc mode: reply bytes held for clients, as last
+			    * looked at (overload_set_rpc_held) */
 	uint64_t accept_pauses; /* times accepting paused near the budget */
 	bool paused;       /* accepting is paused now (one pause counted) */
 	bool starved;      /* input waited long near the budget */
@@ -48,6 +51,10 @@ void overload_take(overload *o, uint64_t bytes, bool from_pool);
 /* A buffer of `bytes` given back: true when it may be pooled (the pool
  * never makes the total pass the budget), false to free it. */
 bool overload_give(overload *o, uint64_t bytes);
+/* rpc mode's held reply bytes, summed over the shard's clients now. */
+void overload_set_rpc_held(overload *o, uint64_t bytes);
+/* What counts against the budget: held buffers and rpc held replies. */
+uint64_t overload_total(const overload *o);
 /* A pooled buffer freed (the pool is trimmed). */
 void overload_unpool(overload *o, uint64_t bytes);
 /* At or past OVERLOAD_NEAR_PERCENT of the budget: no new client input. */

@@ -821,10 +821,8 @@ static uint64_t relay_held(const relay_conn *r)
 	       (r->dir[RELAY_UPSTREAM].buf ? r->params.buffer_size : 0);
 }
 
-/* The open relay holding the most buffer bytes; adds what closing ones
- * still hold to *closing. */
-static relay_conn *relay_largest(relay_group *groups, uint32_t count,
-				 uint64_t *closing)
+relay_conn *relay_largest(relay_group *groups, uint32_t count,
+			  uint64_t *bytes, uint64_t *closing)
 {
 	relay_conn *largest = NULL;
 	uint64_t most = 0;
@@ -838,22 +836,13 @@ static relay_conn *relay_largest(relay_group *groups, uint32_t count,
 				largest = r, most = held;
 		}
 	}
+	*bytes = most;
 	return largest;
 }
 
-uint32_t relay_shed(relay_group *groups, uint32_t count, uint64_t excess)
+void relay_shed(relay_conn *r)
 {
-	uint32_t closed = 0;
-
-	for (;;) {
-		uint64_t closing = 0;
-		relay_conn *r = relay_largest(groups, count, &closing);
-		/* Relays already closing give their buffers back shortly. */
-		if (!r || closing >= excess)
-			return closed;
-		relay_close(r, REASON_overload);
-		closed++;
-	}
+	relay_close(r, REASON_overload);
 }
 
 /* --- handoff ---------------------------------------------------------------- */

@@ -129,11 +129,14 @@ void relay_drain(relay_group *group);
 void relay_close_all(relay_group *group, reason_code reason);
 
 /*
- * Overload (proxy/overload.h): close the relays of `groups` holding the
- * most buffer bytes, reason "overload", until those closing hold at least
- * `excess` bytes. Returns how many it closed.
+ * Overload (proxy/overload.h): the open relay of `groups` holding the most
+ * buffer bytes (NULL when none holds any) and how many in *bytes; what
+ * relays already closing still hold is added to *closing.
  */
-uint32_t relay_shed(relay_group *groups, uint32_t count, uint64_t excess);
+relay_conn *relay_largest(relay_group *groups, uint32_t count,
+			  uint64_t *bytes, uint64_t *closing);
+/* Close it now, reason "overload". */
+void relay_shed(relay_conn *r);
 
 /*
  * Handoff. A relay is at rest when both directions are at a frame boundary

@@ -195,24 +195,69 @@ static void server_publish(server *srv)
 
 /* --- overload guard (proxy/overload.h) ------------------------------------- */
 
+/* rpc mode's held reply bytes, over the shard's rpc listeners. */
+static uint64_t server_rpc_held(const server *srv)
+{
+	uint64_t held = 0;
+
+	for (uint32_t i = 0; i < srv->opened; i++)
+		if (srv->listeners[i].rpc)
+			held += rpc_listener_held_bytes(srv->listeners[i].rpc);
+	return held;
+}
+
+/* The biggest holder, relay or rpc client, closed; false when none holds
+ * anything or what is closing already frees `excess`. */
+static bool shed_one(server *srv, uint64_t excess, uint64_t *rpc_freed)
+{
+	uint64_t relay_bytes = 0, closing = 0, rpc_bytes = 0;
+	relay_conn *r = relay_largest(srv->relays, srv->opened, &relay_bytes,
+				      &closing);
+	struct rpc_client *c = NULL;
+
+	/* Relays already closing give their buffers back shortly; a closed
+	 * rpc client's replies went at once. */
+	if (closing + *rpc_freed >= excess)
+		return false;
+	for (uint32_t i = 0; i < srv->opened; i++) {
+		uint64_t bytes = 0;
+		struct rpc_client *x = srv->listeners[i].rpc
+			? rpc_listener_largest(srv->listeners[i].rpc, &bytes) : NULL;
+		if (x && bytes > rpc_bytes)
+			c = x, rpc_bytes = bytes;
+	}
+	if (c && rpc_bytes > relay_bytes) {
+		rpc_client_shed(c);
+		*rpc_freed += rpc_bytes;
+		return true;
+	}
+	if (!r)
+		return false;
+	relay_shed(r);
+	return true;
+}
+
 /* Past the budget (or starving near it): close the connections holding
  * the most until what they hold brings the shard down to the low mark.
  * In its own timer, never inside the buffer_take that went over. */
 static void shed_fired(sched_timer *timer, void *arg)
 {
 	server *srv = arg;
-	uint64_t excess = overload_shed_bytes(&srv->overload);
+	uint64_t rpc_freed = 0;
+	uint32_t closed = 0;
 
 	(void)timer;
+	srv->overload.rpc_held = server_rpc_held(srv);
+	uint64_t excess = overload_shed_bytes(&srv->overload);
 	overload_shed_done(&srv->overload);
-	if (excess == 0)
-		return;
-	uint32_t closed = relay_shed(srv->relays, srv->opened, excess);
+	while (excess > 0 && shed_one(srv, excess, &rpc_freed))
+		closed++;
+	srv->overload.rpc_held = server_rpc_held(srv);
 	if (closed)
 		log_ratelimited(&srv->shed_log, LOG_LEVEL_WARN,
 				"buffer memory over budget, connections closed",
 				"held=%" PRIu64 " max_buffer_memory=%" PRIu64
-				" closed=%" PRIu32, srv->overload.held,
+				" closed=%" PRIu32, overload_total(&srv->overload),
 				srv->overload.budget, closed);
 }
 
@@ -246,6 +291,9 @@ static void pools_trim(server *srv)
 
 static void publish_fired(sched_timer *timer, void *arg)
 {
+	server *srv = arg;
+
+	overload_set_rpc_held(&srv->overload, server_rpc_held(srv));
 	pools_trim(arg);
 	server_publish(arg);
 	sched_timer_set(timer, sched_now() + SERVER_PUBLISH_NS);

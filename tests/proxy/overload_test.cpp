@@ -165,3 +165,28 @@ TEST_CASE("overload: closes bring it down to the low mark", "[overload-unit]")
 	CHECK(over_calls == 0);
 	CHECK(overload_shed_bytes(&o) == 0);
 }
+
+TEST_CASE("overload: rpc held replies count against the budget", "[overload-unit]")
+{
+	overload o;
+
+	overload_init(&o, 1000);
+	over_calls = 0;
+	o.on_over = count_over;
+	overload_take(&o, 500, false);
+	CHECK_FALSE(overload_near(&o));
+	overload_set_rpc_held(&o, 400);
+	CHECK(overload_total(&o) == 900);
+	CHECK(overload_near(&o));
+	CHECK(over_calls == 0);
+	overload_set_rpc_held(&o, 600);
+	CHECK(over_calls == 1);
+	CHECK(overload_excess(&o) == 100);
+	CHECK(overload_shed_bytes(&o) == 300);
+	/* The pool keeps nothing that would pass the budget with them. */
+	CHECK_FALSE(overload_give(&o, 500));
+	CHECK(o.pooled == 0);
+	overload_set_rpc_held(&o, 0);
+	CHECK(overload_total(&o) == 0);
+	CHECK_FALSE(overload_near(&o));
+}
