@@ -239,3 +239,50 @@ TEST_CASE("overload: clients that never read their replies are closed past "
 	pushers.clear();
 	CHECK(wait_until([&] { return gauge() == 0; }, milliseconds(5000)));
 }
+
+TEST_CASE("overload: rpc clients that never read their replies are closed "
+	  "past the budget", "[overload]")
+{
+	// rpc mode holds each client's replies until it takes them (up to
+	// max_held, 1 MiB, each): 12 clients that never read could hold
+	// 12 MiB; the 2 MiB budget closes the biggest holders.
+	Echo echo;
+	Proxy proxy({"--shards", "1", "--admin", "127.0.0.1:0", "--mode", "rpc",
+		     "--max-buffer-memory", "2MiB", "--server", echo.addr()});
+	REQUIRE(proxy.wait_ready());
+	uint16_t admin = proxy.admin_port();
+	REQUIRE(admin != 0);
+	const size_t heavy = 12;
+	std::string frame = itest::frame(random_bytes(16 * 1024, 13));
+	std::vector<Pusher> pushers(heavy);
+	for (auto &p : pushers) {
+		p.conn = Conn::connect(proxy.port());
+		REQUIRE(p.conn.valid());
+		int small = 16 * 1024;
+		setsockopt(p.conn.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	}
+	uint64_t shed = 0, most_held = 0;
+	auto until = Clock::now() + milliseconds(3000);
+	while (Clock::now() < until && shed == 0) {
+		push_some(pushers, frame);
+		std::string m = http_get(admin, "/metrics");
+		most_held = std::max(most_held, metric_sum(m, "frameproxy_rpc_held_bytes"));
+		shed = metric_sum(m, "frameproxy_connections_closed_total",
+				  "reason=\"overload\"");
+		std::this_thread::sleep_for(milliseconds(20));
+	}
+	INFO(proxy.log_tail(20));
+	INFO("most_held=" << most_held << " shed=" << shed);
+	CHECK(shed >= 1);
+	CHECK(most_held >= BUDGET / 2);
+	CHECK(wait_until([&] { return count_reason(proxy, "overload") >= shed; },
+			 milliseconds(3000)));
+	// A client that reads its replies is served.
+	Conn c = Conn::connect(proxy.port());
+	REQUIRE(c.valid());
+	CHECK(c.roundtrip("rpc still served", milliseconds(5000)));
+	pushers.clear();
+	CHECK(wait_until([&] {
+		return metric_sum(http_get(admin, "/metrics"), "frameproxy_rpc_held_bytes") == 0;
+	}, milliseconds(5000)));
+}
