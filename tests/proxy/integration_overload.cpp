@@ -172,14 +172,19 @@ TEST_CASE("overload: a stuck upstream cannot take a shard past its budget",
 				  "frameproxy_buffer_pooled_bytes") == 0;
 	}, milliseconds(4000)));
 	// And the process gives the memory back: its resident set is back
-	// near where it started (the allocator purges what was freed).
+	// near where it started (the allocator purges what was freed). The
+	// overhead allowed: the stack pool keeps a page per pooled stack (one
+	// per pump that ran, up to 256) and the allocator its own metadata,
+	// about 2 MiB here; the budget's 2 MiB of pooled buffers kept would
+	// go past it.
+	const uint64_t overhead = 3 * MiB;
 	uint64_t rss_end = 0;
 	wait_until([&] {
 		rss_end = rss_of(shard);
-		return rss_end <= rss_start + 2 * MiB;
+		return rss_end <= rss_start + overhead;
 	}, milliseconds(10000));
 	INFO("rss start=" << rss_start << " end=" << rss_end);
-	CHECK(rss_end <= rss_start + 2 * MiB);
+	CHECK(rss_end <= rss_start + overhead);
 	// And the shard serves again at once.
 	Conn c = Conn::connect(good_port);
 	REQUIRE(c.valid());
