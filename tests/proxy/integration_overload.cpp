@@ -175,8 +175,9 @@ TEST_CASE("overload: a stuck upstream cannot take a shard past its budget",
 	// near where it started (the allocator purges what was freed). The
 	// overhead allowed: the stack pool keeps a page per pooled stack (one
 	// per pump that ran, up to 256) and the allocator its own metadata,
-	// about 2 MiB here; the budget's 2 MiB of pooled buffers kept would
-	// go past it.
+	// about 2 MiB here. (Coarse: the pool's return is the gauge check
+	// above; this one catches what the gauge cannot see, such as a leak
+	// of the relays' own memory.)
 	const uint64_t overhead = 3 * MiB;
 	uint64_t rss_end = 0;
 	wait_until([&] {
