@@ -199,6 +199,8 @@ typedef struct config_listener {
 	bool flag_servers, flag_allow, flag_deny;
 } config_listener;
 
+#define CONFIG_BUFFER_MEMORY_AUTO UINT64_MAX
+
 typedef struct config {
 	char *path; /* last file loaded, or NULL */
 
@@ -216,6 +218,9 @@ typedef struct config {
 	char *admin_token;    /* admin_token's file, read; NULL = none */
 	int64_t drain_timeout;
 	int64_t linger_timeout; /* a draining close waits this for the client's EOF */
+	/* The overload guard's budget per shard (proxy/overload.h), bytes;
+	 * 0 = off, CONFIG_BUFFER_MEMORY_AUTO = a share of physical memory. */
+	uint64_t max_buffer_memory;
 	bool reload_handoff;    /* reload: hand live connections to the new shards */
 	int64_t upgrade_timeout; /* SIGUSR2: the new binary's time to be ready */
 	/* Server names (proxy/resolve.h): the DNS servers ("IP:PORT,...";

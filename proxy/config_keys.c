@@ -261,6 +261,24 @@ static int set_shards(void *t, const config_key *k, const char *v,
 	return 0;
 }
 
+/* auto (CONFIG_BUFFER_MEMORY_AUTO: a share of physical memory per shard,
+ * worked out in each shard) or a size; 0 = off. */
+static int set_buffer_memory(void *t, const config_key *k, const char *v,
+			     const config_origin *o, char *why)
+{
+	config *c = t;
+
+	if (strcmp(v, "auto") == 0) {
+		c->max_buffer_memory = CONFIG_BUFFER_MEMORY_AUTO;
+		return 0;
+	}
+	uint64_t n;
+	if (units_parse_size(v, &n) == -EINVAL)
+		return setter_fail(why, "invalid max_buffer_memory '%s' (expected auto "
+				   "or a size, e.g. 256MiB; 0 = off)", v);
+	return set_size(t, k, v, o, why);
+}
+
 static int set_pin(void *t, const config_key *k, const char *v,
 		   const config_origin *o, char *why)
 {
@@ -1096,6 +1114,10 @@ const config_key config_keys[] = {
 	  .off = G_OFF(drain_timeout), .def = "10s",
 	  .flag = "--drain-timeout", .arg = "DUR",
 	  .help = "time to finish frames in flight" },
+	{ .name = "max_buffer_memory", .scope = G, .set = set_buffer_memory,
+	  .off = G_OFF(max_buffer_memory), .max = UINT64_C(1) << 48,
+	  .def = "auto", .flag = "--max-buffer-memory", .arg = "SIZE|auto",
+	  .help = "per shard; auto: RAM/4/shards" },
 	{ .name = "linger_timeout", .scope = G, .set = set_duration,
 	  .off = G_OFF(linger_timeout), .def = "2s",
 	  .flag = "--linger-timeout", .arg = "DUR",

@@ -25,7 +25,18 @@
 #define COUNTERS_SHARD(X) \
 	X(COUNTER_LOG_LINES_DROPPED, 1, .name = "log_lines_dropped_total", \
 	  .help = "Log lines dropped because stderr had no room for them.", \
-	  .json = "log_lines_dropped")
+	  .json = "log_lines_dropped") \
+	X(COUNTER_BUFFER_BYTES, 1, .name = "buffer_bytes", .type = SHARD_GAUGE, \
+	  .help = "Bytes in relay buffers the shards hold for connections " \
+		  "(max_buffer_memory's count).", \
+	  .json = "buffer_bytes") \
+	X(COUNTER_BUFFER_POOLED_BYTES, 1, .name = "buffer_pooled_bytes", \
+	  .type = SHARD_GAUGE, \
+	  .help = "Bytes in idle relay buffers kept for reuse.", \
+	  .json = "buffer_pooled_bytes") \
+	X(COUNTER_ACCEPT_PAUSES, 1, .name = "overload_accept_pauses_total", \
+	  .help = "Times a shard stopped accepting near max_buffer_memory.", \
+	  .json = "overload_accept_pauses")
 
 /* frames and bytes: [0] client -> upstream ("in"), [1] back ("out"). */
 #define COUNTERS_LISTENER(X) \

@@ -504,6 +504,9 @@ static void session_begin(listener *l, poll_desc *client,
 
 /* --- accepting ----------------------------------------------------------- */
 
+/* How often an acceptor paused by the overload guard looks again. */
+#define LISTENER_MEMORY_WAIT_NS (10 * 1000 * 1000)
+
 static bool listener_full(const listener *l)
 {
 	return l->params.max_connections &&
@@ -523,6 +526,13 @@ static void acceptor_main(void *arg)
 					l->params.name, l->params.max_connections);
 			l->waiting_for_slot = coro_self();
 			coro_park("connection limit");
+			continue;
+		}
+		if (l->relays->overload &&
+		    !overload_may_accept(l->relays->overload)) {
+			/* Near the shard's memory budget: new connections wait
+			 * in the kernel's queue until memory comes back. */
+			coro_sleep(LISTENER_MEMORY_WAIT_NS);
 			continue;
 		}
 		struct sockaddr_storage peer;

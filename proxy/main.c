@@ -18,6 +18,7 @@
 #include "proxy/ctl.h"
 #include "proxy/counters.h"
 #include "proxy/log.h"
+#include "proxy/overload.h"
 #include "proxy/reason.h"
 #include "proxy/server.h"
 #include "shard/shard.h"
@@ -354,6 +355,18 @@ static poll_kind app_poller(void *ctx, uint32_t index)
 	return poller_from_config(app->cfg.poller);
 }
 
+/* max_buffer_memory for one of `shards` shards: auto is a share of the
+ * machine's physical memory. */
+static uint64_t buffer_budget(const config *cfg, unsigned shards)
+{
+	if (cfg->max_buffer_memory != CONFIG_BUFFER_MEMORY_AUTO)
+		return cfg->max_buffer_memory;
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	if (pages <= 0 || page <= 0)
+		return 0;
+	return overload_default_budget((uint64_t)pages * (uint64_t)page, shards);
+}
+
 static int app_run_shard(void *ctx, const shard_context *shard)
 {
 	proxy_app *app = ctx;
@@ -381,6 +394,7 @@ static int app_run_shard(void *ctx, const shard_context *shard)
 		.uring_io = uring_io_from_config(app->cfg.uring_io),
 		.drain_timeout_ns = app->cfg.drain_timeout,
 		.linger_timeout_ns = app->cfg.linger_timeout,
+		.max_buffer_memory = buffer_budget(&app->cfg, shard->shards),
 		.control_fd = shard->control_fd,
 		.handoff_fd = shard->handoff_fd,
 		.listeners = app->plan.listeners,

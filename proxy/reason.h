@@ -15,7 +15,7 @@
 	X(client_truncated) X(upstream_truncated) X(drain) X(shutdown) \
 	X(no_memory) X(internal_error) X(upstream_lost) X(request_timeout) \
 	X(bad_request) X(bad_proxy_header) X(tls_handshake) \
-	X(upstream_tls_handshake) X(queue_timeout)
+	X(upstream_tls_handshake) X(queue_timeout) X(overload)
 
 #define REASON_ENUM(name) REASON_##name,
 typedef enum reason_code {

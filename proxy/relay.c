@@ -27,6 +27,10 @@
 
 /* A pump that never meets EAGAIN yields after moving this many buffers. */
 #define RELAY_YIELD_BUFFERS 4
+/* How often a client pump held back by the overload guard looks again,
+ * and after how long of it the guard is told it starves. */
+#define RELAY_MEMORY_WAIT_NS (5 * 1000 * 1000)
+#define RELAY_MEMORY_STARVE_NS (200 * 1000 * 1000)
 
 typedef struct relay_dir {
 	relay_conn *owner;
@@ -40,6 +44,7 @@ typedef struct relay_dir {
 	bool watching;         /* idle: a readiness watch is the agent */
 	bool done;             /* source ended cleanly and EOF was passed on */
 	bool quiet;            /* client side, draining: stopped at a boundary */
+	bool awaiting_memory;  /* client side: the shard is near its budget */
 } relay_dir;
 
 /* One client connection and its upstream connection, relayed. */
@@ -88,8 +93,11 @@ void relay_group_init(relay_group *group, uint32_t buffer_size,
 
 void relay_group_free(relay_group *group)
 {
-	for (uint32_t i = 0; i < group->free_count; i++)
+	for (uint32_t i = 0; i < group->free_count; i++) {
 		free(group->free_buffers[i]);
+		if (group->overload)
+			overload_unpool(group->overload, group->buffer_size);
+	}
 	free(group->free_buffers);
 	group->free_buffers = NULL;
 	group->free_count = 0;
@@ -98,10 +106,33 @@ void relay_group_free(relay_group *group)
 static uint8_t *buffer_take(relay_conn *r)
 {
 	relay_group *group = r->group;
+	uint8_t *buf = NULL;
+	bool pooled = false;
 
-	if (r->params.buffer_size == group->buffer_size && group->free_count > 0)
-		return group->free_buffers[--group->free_count];
-	return malloc(r->params.buffer_size);
+	if (r->params.buffer_size == group->buffer_size && group->free_count > 0) {
+		buf = group->free_buffers[--group->free_count];
+		pooled = true;
+		if (group->free_count < group->free_low)
+			group->free_low = group->free_count;
+	} else {
+		buf = malloc(r->params.buffer_size);
+	}
+	if (buf && group->overload)
+		overload_take(group->overload, r->params.buffer_size, pooled);
+	return buf;
+}
+
+void relay_group_trim(relay_group *group)
+{
+	uint32_t unused = group->free_low < group->free_count ? group->free_low
+							       : group->free_count;
+
+	for (uint32_t i = 0; i < unused; i++) {
+		free(group->free_buffers[--group->free_count]);
+		if (group->overload)
+			overload_unpool(group->overload, group->buffer_size);
+	}
+	group->free_low = group->free_count;
 }
 
 static void buffer_give(relay_conn *r, relay_dir *dir)
@@ -110,11 +141,18 @@ static void buffer_give(relay_conn *r, relay_dir *dir)
 
 	if (!dir->buf)
 		return;
-	if (r->params.buffer_size == group->buffer_size &&
-	    group->free_count < group->free_max && group->free_buffers)
+	/* The guard's word first: near the budget the pool gives memory back
+	 * instead of keeping it. */
+	bool may_pool = !group->overload ||
+			overload_give(group->overload, r->params.buffer_size);
+	if (may_pool && r->params.buffer_size == group->buffer_size &&
+	    group->free_count < group->free_max && group->free_buffers) {
 		group->free_buffers[group->free_count++] = dir->buf;
-	else
+	} else {
+		if (may_pool && group->overload)
+			overload_unpool(group->overload, r->params.buffer_size);
 		free(dir->buf);
+	}
 	dir->buf = NULL;
 	dir->start = dir->end = 0;
 }
@@ -225,7 +263,7 @@ static bool input_waiting(relay_conn *r)
 		const relay_dir *dir = &r->dir[side];
 		/* An ended or quiet side stays readable (its EOF, or what it
 		 * may not send while draining) and is no sign of life. */
-		if (dir->done || dir->quiet)
+		if (dir->done || dir->quiet || dir->awaiting_memory)
 			continue;
 		if ((ready[side] & PD_READ) && (ready[!side] & PD_WRITE))
 			return true;
@@ -573,6 +611,38 @@ static ssize_t dir_read(relay_dir *dir)
 	return n;
 }
 
+/*
+ * Near the shard's memory budget a client pump takes no buffer for new
+ * input (backpressure: the bytes stay in the kernel) until memory comes
+ * back. Only the client side waits: the upstream side writes replies out,
+ * which is what gives memory back. The idle timeout still runs (a waiting
+ * side is no sign of life); a wait that lasts tells the guard, whose
+ * closes free memory. 0 to go on, -1 when the pump should stop.
+ */
+static int dir_await_memory(relay_dir *dir)
+{
+	relay_conn *r = dir->owner;
+	overload *o = r->group->overload;
+	int64_t starve_at = sched_now() + RELAY_MEMORY_STARVE_NS;
+
+	if (dir->side != RELAY_CLIENT || !o)
+		return 0;
+	while (overload_near(o)) {
+		if (sched_now() >= starve_at) {
+			overload_starving(o);
+			starve_at = sched_now() + RELAY_MEMORY_STARVE_NS;
+		}
+		dir->awaiting_memory = true;
+		coro_sleep(RELAY_MEMORY_WAIT_NS);
+		dir->awaiting_memory = false;
+		if (r->closing)
+			return -1;
+		if (r->draining && dir_drain_boundary(dir))
+			return -1;
+	}
+	return 0;
+}
+
 /* The body of a pump: runs until idle, done, or the relay closes. */
 static void dir_pump(relay_dir *dir)
 {
@@ -580,6 +650,8 @@ static void dir_pump(relay_dir *dir)
 	uint32_t moved = 0;
 
 	while (!r->closing) {
+		if (!dir->buf && dir_await_memory(dir) < 0)
+			return;
 		if (!dir->buf && !(dir->buf = buffer_take(r))) {
 			relay_close(r, REASON_no_memory);
 			return;
@@ -739,6 +811,38 @@ void relay_close_all(relay_group *group, reason_code reason)
 		relay_close(r, reason);
 		r = next;
 	}
+}
+
+/* --- overload --------------------------------------------------------------- */
+
+static uint64_t relay_held(const relay_conn *r)
+{
+	return (r->dir[RELAY_CLIENT].buf ? r->params.buffer_size : 0) +
+	       (r->dir[RELAY_UPSTREAM].buf ? r->params.buffer_size : 0);
+}
+
+relay_conn *relay_largest(relay_group *groups, uint32_t count,
+			  uint64_t *bytes, uint64_t *closing)
+{
+	relay_conn *largest = NULL;
+	uint64_t most = 0;
+
+	for (uint32_t i = 0; i < count; i++) {
+		for (relay_conn *r = groups[i].head; r; r = r->next) {
+			uint64_t held = relay_held(r);
+			if (r->closing)
+				*closing += held;
+			else if (held > most)
+				largest = r, most = held;
+		}
+	}
+	*bytes = most;
+	return largest;
+}
+
+void relay_shed(relay_conn *r)
+{
+	relay_close(r, REASON_overload);
 }
 
 /* --- handoff ---------------------------------------------------------------- */

@@ -13,6 +13,7 @@
 
 #include "poll/poll.h"
 #include "proxy/linger.h"
+#include "proxy/overload.h"
 #include "proxy/reason.h"
 #include "proxy/tls.h"
 
@@ -74,6 +75,7 @@ typedef struct relay_group {
 	void **free_buffers;
 	uint32_t free_count;
 	uint32_t free_max;
+	uint32_t free_low;       /* the fewest pooled since the last trim */
 	uint32_t buffer_size;    /* the size pooled buffers have */
 	bool draining;           /* relays started from now on drain too */
 	/* Client sockets closed by a drain linger here (proxy/linger.h); the
@@ -89,11 +91,19 @@ typedef struct relay_group {
 	 * returns). NULL: never. */
 	relay_rest_fn on_rest;
 	void *on_rest_arg;
+	/* The shard's overload guard (proxy/overload.h), shared by every
+	 * group of the shard, or NULL: buffers are counted there, and client
+	 * input waits while it is near its budget. */
+	overload *overload;
 } relay_group;
 
 void relay_group_init(relay_group *group, uint32_t buffer_size,
 		      uint32_t pool_max, uint64_t *counters);
 void relay_group_free(relay_group *group);
+/* Free the pooled buffers no take needed since the last call (the fewest
+ * the pool held in between): after a burst the pool shrinks back, one
+ * period later, to what the load still uses. */
+void relay_group_trim(relay_group *group);
 
 /*
  * Start relaying. Takes ownership of both pollDescs; `done` runs once when
@@ -117,6 +127,16 @@ int relay_start(relay_group *group, poll_desc *client, poll_desc *upstream,
 void relay_drain(relay_group *group);
 /* Close every relay now (drain timeout, shutdown). */
 void relay_close_all(relay_group *group, reason_code reason);
+
+/*
+ * Overload (proxy/overload.h): the open relay of `groups` holding the most
+ * buffer bytes (NULL when none holds any) and how many in *bytes; what
+ * relays already closing still hold is added to *closing.
+ */
+relay_conn *relay_largest(relay_group *groups, uint32_t count,
+			  uint64_t *bytes, uint64_t *closing);
+/* Close it now, reason "overload". */
+void relay_shed(relay_conn *r);
 
 /*
  * Handoff. A relay is at rest when both directions are at a frame boundary

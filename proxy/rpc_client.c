@@ -881,6 +881,23 @@ uint64_t rpc_listener_held_bytes(const rpc_listener *rl)
 	return held;
 }
 
+rpc_client *rpc_listener_largest(rpc_listener *rl, uint64_t *bytes)
+{
+	rpc_client *largest = NULL;
+	uint64_t most = 0;
+
+	for (rpc_client *c = rl->clients; c; c = c->next)
+		if (!c->closing && c->order.held > most)
+			largest = c, most = c->order.held;
+	*bytes = most;
+	return largest;
+}
+
+void rpc_client_shed(rpc_client *c)
+{
+	client_close(c, REASON_overload);
+}
+
 /* --- handoff ----------------------------------------------------------------------- */
 
 static bool client_at_rest(const rpc_client *c)

@@ -76,6 +76,11 @@ void rpc_listener_drain(rpc_listener *rl);
 void rpc_listener_close_all(rpc_listener *rl, reason_code reason);
 /* Reply bytes the clients hold (the rpc_held_bytes gauge). */
 uint64_t rpc_listener_held_bytes(const rpc_listener *rl);
+/* The overload guard (proxy/overload.h): the open client holding the
+ * most reply bytes (NULL when none holds any), how many in *bytes; and
+ * closing one, reason "overload" (its held replies go at once). */
+struct rpc_client *rpc_listener_largest(rpc_listener *rl, uint64_t *bytes);
+void rpc_client_shed(struct rpc_client *c);
 /* Requests on server `index`'s connections (the rpc_inflight gauge). */
 uint64_t rpc_listener_inflight(const rpc_listener *rl, uint32_t index);
 /*

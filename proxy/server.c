@@ -1,6 +1,7 @@
 #include "proxy/server.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,8 @@
 #define SERVER_LINGER_GRACE_NS (1000 * 1000 * 1000)
 /* Idle relay buffers each listener keeps for connections that wake up. */
 #define SERVER_BUFFER_POOL_MAX 256
+/* How often the pools give back the buffers that period did not need. */
+#define SERVER_POOL_TRIM_NS (1000 * 1000 * 1000)
 
 typedef struct server {
 	const server_settings *settings;
@@ -46,6 +49,12 @@ typedef struct server {
 	bool handoff_ended; /* the handoff failed: no more sweeps */
 	bool draining;
 	bool forced;
+	/* The overload guard (proxy/overload.h): every relay group counts
+	 * into it; past the budget `shed` closes the biggest holders. */
+	overload overload;
+	sched_timer shed;
+	log_ratelimit shed_log;
+	int64_t trimmed_at;   /* the pools' last trim */
 } server;
 
 static uint64_t server_connections(const server *srv)
@@ -177,10 +186,115 @@ static void server_publish(server *srv)
 	slot->name_count = names_published;
 	shard_slot_publish_runtime(slot);
 	shard_slot_store(&slot->app[COUNTER_LOG_LINES_DROPPED], log_dropped_lines());
+	shard_slot_store(&slot->app[COUNTER_BUFFER_BYTES], srv->overload.held);
+	shard_slot_store(&slot->app[COUNTER_BUFFER_POOLED_BYTES],
+			 srv->overload.pooled);
+	shard_slot_store(&slot->app[COUNTER_ACCEPT_PAUSES],
+			 srv->overload.accept_pauses);
+}
+
+/* --- overload guard (proxy/overload.h) ------------------------------------- */
+
+/* rpc mode's held reply bytes, over the shard's rpc listeners. */
+static uint64_t server_rpc_held(const server *srv)
+{
+	uint64_t held = 0;
+
+	for (uint32_t i = 0; i < srv->opened; i++)
+		if (srv->listeners[i].rpc)
+			held += rpc_listener_held_bytes(srv->listeners[i].rpc);
+	return held;
+}
+
+/* The biggest holder, relay or rpc client, closed; false when none holds
+ * anything or what is closing already frees `excess`. */
+static bool shed_one(server *srv, uint64_t excess, uint64_t *rpc_freed)
+{
+	uint64_t relay_bytes = 0, closing = 0, rpc_bytes = 0;
+	relay_conn *r = relay_largest(srv->relays, srv->opened, &relay_bytes,
+				      &closing);
+	struct rpc_client *c = NULL;
+
+	/* Relays already closing give their buffers back shortly; a closed
+	 * rpc client's replies went at once. */
+	if (closing + *rpc_freed >= excess)
+		return false;
+	for (uint32_t i = 0; i < srv->opened; i++) {
+		uint64_t bytes = 0;
+		struct rpc_client *x = srv->listeners[i].rpc
+			? rpc_listener_largest(srv->listeners[i].rpc, &bytes) : NULL;
+		if (x && bytes > rpc_bytes)
+			c = x, rpc_bytes = bytes;
+	}
+	if (c && rpc_bytes > relay_bytes) {
+		rpc_client_shed(c);
+		*rpc_freed += rpc_bytes;
+		return true;
+	}
+	if (!r)
+		return false;
+	relay_shed(r);
+	return true;
+}
+
+/* Past the budget (or starving near it): close the connections holding
+ * the most until what they hold brings the shard down to the low mark.
+ * In its own timer, never inside the buffer_take that went over. */
+static void shed_fired(sched_timer *timer, void *arg)
+{
+	server *srv = arg;
+	uint64_t rpc_freed = 0;
+	uint32_t closed = 0;
+
+	(void)timer;
+	srv->overload.rpc_held = server_rpc_held(srv);
+	uint64_t excess = overload_shed_bytes(&srv->overload);
+	overload_shed_done(&srv->overload);
+	while (excess > 0 && shed_one(srv, excess, &rpc_freed))
+		closed++;
+	srv->overload.rpc_held = server_rpc_held(srv);
+	if (closed)
+		log_ratelimited(&srv->shed_log, LOG_LEVEL_WARN,
+				"buffer memory over budget, connections closed",
+				"held=%" PRIu64 " max_buffer_memory=%" PRIu64
+				" closed=%" PRIu32, overload_total(&srv->overload),
+				srv->overload.budget, closed);
+}
+
+static void shed_schedule(void *arg)
+{
+	server *srv = arg;
+
+	if (!sched_timer_pending(&srv->shed))
+		sched_timer_set(&srv->shed, sched_now());
+}
+
+/* mimalloc's, when the binary links it (meson option `mimalloc`): a
+ * weak reference, so builds without it (sanitizers) need nothing. */
+extern void mi_collect(bool force) __attribute__((weak));
+
+static void pools_trim(server *srv)
+{
+	int64_t now = sched_now();
+	uint64_t pooled = srv->overload.pooled;
+
+	if (now - srv->trimmed_at < SERVER_POOL_TRIM_NS)
+		return;
+	srv->trimmed_at = now;
+	for (uint32_t i = 0; i < srv->opened; i++)
+		relay_group_trim(&srv->relays[i]);
+	/* Buffers went back: have the allocator return their pages to the
+	 * kernel now rather than keep them for the next burst. */
+	if (srv->overload.pooled < pooled && mi_collect)
+		mi_collect(true);
 }
 
 static void publish_fired(sched_timer *timer, void *arg)
 {
+	server *srv = arg;
+
+	overload_set_rpc_held(&srv->overload, server_rpc_held(srv));
+	pools_trim(arg);
 	server_publish(arg);
 	sched_timer_set(timer, sched_now() + SERVER_PUBLISH_NS);
 }
@@ -662,11 +776,18 @@ static int server_start(server *srv)
 	srv->relays = calloc(settings->listener_count, sizeof(*srv->relays));
 	if (!srv->listeners || !srv->relays)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < settings->listener_count; i++)
+	overload_init(&srv->overload, settings->max_buffer_memory);
+	srv->overload.on_over = shed_schedule;
+	srv->overload.on_over_arg = srv;
+	srv->shed_log = (log_ratelimit)LOG_RATELIMIT_INIT(1);
+	sched_timer_init(&srv->shed, shed_fired, srv);
+	for (uint32_t i = 0; i < settings->listener_count; i++) {
 		relay_group_init(&srv->relays[i],
 				 settings->listeners[i].relay.buffer_size,
 				 SERVER_BUFFER_POOL_MAX,
 				 srv->listeners[i].counters);
+		srv->relays[i].overload = &srv->overload;
+	}
 	for (uint32_t i = 0; i < settings->listener_count; i++)
 		srv->relays[i].linger.timeout_ns = settings->linger_timeout_ns;
 	if ((rc = signals_open(srv)) < 0)
@@ -725,6 +846,7 @@ int server_run(const server_settings *settings)
 		rc = srv.boot_rc;
 		sched_timer_cancel(&srv.publish);
 		sched_timer_cancel(&srv.drain_check);
+		sched_timer_cancel(&srv.shed);
 		log_line(LOG_LEVEL_INFO, "stopped", "forced=%s",
 			 srv.forced ? "true" : "false");
 	}

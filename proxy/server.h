@@ -25,6 +25,7 @@ typedef struct server_settings {
 	poll_uring_io uring_io;       /* io_uring shards only (mixed: the odd ones) */
 	int64_t drain_timeout_ns;
 	int64_t linger_timeout_ns;    /* proxy/linger.h; 0 = close at once */
+	uint64_t max_buffer_memory;   /* proxy/overload.h; 0 = off */
 	const listener_params *listeners;
 	uint32_t listener_count;
 	const int *listen_fds;        /* per listener, made by the supervisor */

@@ -193,7 +193,7 @@ int shard_metrics_markdown(const shard_app_metrics *app, FILE *out);
 #define SHARD_MAX_RUNTIME_VALUES 16  /* shard/'s own table */
 #define SHARD_MAX_APP_VALUES 16      /* the application's, per shard */
 /* The listener table: its counters and a close count per reason. */
-#define SHARD_MAX_LISTENER_VALUES 48
+#define SHARD_MAX_LISTENER_VALUES 64
 /* A latency histogram (SHARD_HISTOGRAM_WIDTH(17)) and a dozen counters. */
 #define SHARD_MAX_UPSTREAM_VALUES 40
 /* A few figures of a server name's lookups. */

@@ -194,6 +194,28 @@ TEST_CASE("config: global defaults", "[config]")
 	CHECK(cfg.c.user == nullptr);
 }
 
+TEST_CASE("config: max_buffer_memory is auto, a size or 0", "[config]")
+{
+	const char *listener = "[listener a]\nlisten=127.0.0.1:1\nserver=127.0.0.1:2\n";
+	Cfg def;
+	REQUIRE(def.load(listener) == 0);
+	CHECK(def.c.max_buffer_memory == CONFIG_BUFFER_MEMORY_AUTO);
+	Cfg size;
+	REQUIRE(size.load(std::string("[frameproxy]\nmax_buffer_memory = 2MiB\n") +
+			  listener) == 0);
+	CHECK(size.c.max_buffer_memory == 2u * 1024 * 1024);
+	Cfg off;
+	REQUIRE(off.load(std::string("[frameproxy]\nmax_buffer_memory = 0\n") +
+			 listener) == 0);
+	CHECK(off.c.max_buffer_memory == 0);
+	Cfg bad;
+	CHECK(bad.load(std::string("[frameproxy]\nmax_buffer_memory = lots\n") +
+		       listener) == -EINVAL);
+	INFO(bad.errors());
+	CHECK(bad.has("frameproxy.ini:2: key 'max_buffer_memory': invalid max_buffer_memory "
+		      "'lots' (expected auto or a size, e.g. 256MiB; 0 = off)"));
+}
+
 TEST_CASE("config: uring_write_batching is on or off", "[config]")
 {
 	Cfg on;
@@ -1102,7 +1124,7 @@ TEST_CASE("config: every flag sets a key, and --help fits 80 columns", "[config]
 		CHECK(cfg.errors().find("unknown key") == std::string::npos);
 		CHECK(f.takes_arg == (std::string(f.flag) != "--pin"));
 	}
-	CHECK(n == 52);
+	CHECK(n == 53);
 	CHECK_FALSE(config_flag_get(n, &f));
 
 	char *buf = nullptr;

@@ -19,7 +19,7 @@ TEST_CASE("reason: names in counter order", "[reason]")
 		"client_truncated", "upstream_truncated", "drain", "shutdown",
 		"no_memory", "internal_error", "upstream_lost", "request_timeout",
 		"bad_request", "bad_proxy_header", "tls_handshake",
-		"upstream_tls_handshake", "queue_timeout",
+		"upstream_tls_handshake", "queue_timeout", "overload",
 	};
 
 	REQUIRE(REASON_COUNT == sizeof(want) / sizeof(want[0]));
