@@ -178,7 +178,11 @@ TEST_CASE("overload: a stuck upstream cannot take a shard past its budget",
 	// about 2 MiB here. (Coarse: the pool's return is the gauge check
 	// above; this one catches what the gauge cannot see, such as a leak
 	// of the relays' own memory.)
-	const uint64_t overhead = 3 * MiB;
+	// Under AddressSanitizer its quarantine keeps freed memory resident
+	// on purpose (and mimalloc is not linked), so the bound there is
+	// looser; a leak of the relays' buffers (tens of MiB moved through
+	// here) still shows, and ASan's own leak check runs at exit.
+	const uint64_t overhead = env_long("FRAMEPROXY_SANITIZED", 0) ? 16 * MiB : 3 * MiB;
 	uint64_t rss_end = 0;
 	wait_until([&] {
 		rss_end = rss_of(shard);
