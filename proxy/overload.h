@@ -71,9 +71,6 @@ void overload_shed_done(overload *o);
 /* The acceptor asks whether to accept: false near the budget. Counts a
  * pause each time accepting stops after it went on. */
 bool overload_may_accept(overload *o);
-/* Closes go on until what is held is down to this share: back under the
- * near mark, so that what waited can move. */
-#define OVERLOAD_LOW_PERCENT 80
 /* max_buffer_memory's default for `mem_total` bytes of physical memory
  * and `shards` shards (0 counts as 1). */
 uint64_t overload_default_budget(uint64_t mem_total, unsigned shards);
