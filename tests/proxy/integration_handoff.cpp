@@ -52,13 +52,9 @@ TEST_CASE("handoff: a SIGHUP every second under pipelining load cuts nothing",
 		INFO("reload " << i << "\n" << proxy.log_tail(20));
 		REQUIRE(roundtrips_ok(idle, "after reload " + std::to_string(i)) == idle.size());
 	}
-	bool stop = true;
-	auto t1 = Clock::now();
-	load.run([&] { return load.in_flight() == 0 || ms_since(t1) > 10000; }, &stop);
+	load.finish(milliseconds(10000));
 	const PipelineStats &st = load.stats();
-	INFO("sent " << st.sent << " replied " << st.replied << " eofs " << st.eofs
-		     << " resets " << st.resets << " mismatched " << st.mismatched
-		     << " errors " << st.errors << "\n" << proxy.log_tail(30));
+	INFO(load.summary() << "\n" << proxy.log_tail(30));
 	CHECK(load.live() == 100);
 	CHECK(st.resets == 0);
 	CHECK(st.eofs == 0);
@@ -181,12 +177,9 @@ TEST_CASE("handoff: rpc clients with nothing in flight move on every reload",
 		REQUIRE(wait_generation(proxy, i));
 		REQUIRE(roundtrips_ok(idle, "rpc after " + std::to_string(i)) == idle.size());
 	}
-	bool stop = true;
-	auto t1 = Clock::now();
-	load.run([&] { return load.in_flight() == 0 || ms_since(t1) > 10000; }, &stop);
+	load.finish(milliseconds(10000));
 	const PipelineStats &st = load.stats();
-	INFO("sent " << st.sent << " replied " << st.replied << " eofs " << st.eofs
-		     << " resets " << st.resets << "\n" << proxy.log_tail(30));
+	INFO(load.summary() << "\n" << proxy.log_tail(30));
 	CHECK(load.live() == 100);
 	CHECK(st.resets == 0);
 	CHECK(st.eofs == 0);

@@ -129,13 +129,9 @@ TEST_CASE("upgrade: ten binary upgrades in a row under verified load cut nothing
 		CHECK(stats_report(admin, now, want));
 		CHECK(roundtrips_ok(idle, "after upgrade " + std::to_string(i)) == idle.size());
 	}
-	bool stop = true;
-	auto t1 = Clock::now();
-	load.run([&] { return load.in_flight() == 0 || ms_since(t1) > 10000; }, &stop);
+	load.finish(milliseconds(10000));
 	const PipelineStats &st = load.stats();
-	INFO("sent " << st.sent << " replied " << st.replied << " eofs " << st.eofs
-		     << " resets " << st.resets << " mismatched " << st.mismatched
-		     << " errors " << st.errors << "\n" << proxy.log_tail(30));
+	INFO(load.summary() << "\n" << proxy.log_tail(30));
 	CHECK(load.live() == 100);
 	CHECK(st.resets == 0);
 	CHECK(st.eofs == 0);

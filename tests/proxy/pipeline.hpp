@@ -103,6 +103,24 @@ public:
 
 	const PipelineStats &stats() const { return stats_; }
 
+	// Stops writing and reads what is in flight, for at most `timeout`.
+	void finish(milliseconds timeout)
+	{
+		const bool stop = true;
+		auto t0 = Clock::now();
+		run([&] { return in_flight() == 0 || ms_since(t0) > timeout.count(); }, &stop);
+	}
+
+	// The counts, for a failed check's message.
+	std::string summary() const
+	{
+		std::ostringstream o;
+		o << "sent " << stats_.sent << " replied " << stats_.replied << " eofs "
+		  << stats_.eofs << " resets " << stats_.resets << " mismatched "
+		  << stats_.mismatched << " errors " << stats_.errors;
+		return o.str();
+	}
+
 	// Close every connection still open (FIN).
 	void close_all()
 	{
